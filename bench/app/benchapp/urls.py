@@ -1,0 +1,11 @@
+from django.urls import path
+
+from benchapp import views
+
+urlpatterns = [
+    path("plain", views.plain),
+    path("template", views.template),
+    path("sleep", views.sleep),
+    path("1mb", views.one_mb),
+    path("upload", views.upload),
+]

@@ -1,0 +1,567 @@
+"""Benchmark ferrule against gunicorn and granian on the same Django app, in one run.
+
+`make bench` (or `.venv/bin/python bench/run.py --help`). For every workload and every server
+config it starts a fresh server (one process/worker each) on the app in bench/app, waits for the
+port, warms up for 1 s, loads it with wrk, samples the peak RSS of the server's process tree,
+kills it, and prints one markdown table per workload with ferrule's ratio to each peer and to the
+in-process reference (the app called in a loop, no sockets). The same text goes to
+bench/_work/last.md. See bench/README.md for what each number means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import http.client
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+APP_DIR = BENCH / "app"
+WORK = BENCH / "_work"
+UPLOAD_LUA = BENCH / "upload.lua"
+PY = sys.executable
+APP = "benchapp.wsgi:application"
+ONE_MB = 1024 * 1024
+
+# ferrule's default --threads (see the contract); the /sleep target is 0.95 × threads / 0.05 s.
+FERRULE_DEFAULT_THREADS = 32
+SLEEP_SECONDS = 0.05
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    name: str
+    path: str
+    description: str
+    connections: int = 64
+    method: str = "GET"
+    # What a correct server answers, checked once before the load (body, or its length).
+    expect_body: bytes | None = None
+    expect_length: int | None = None
+
+
+WORKLOADS = {
+    w.name: w
+    for w in [
+        Workload("plain", "/plain", 'plain text "Hello, world"', expect_body=b"Hello, world"),
+        Workload("template", "/template", "template over 20 ORM rows (SQLite)"),
+        Workload(
+            "sleep",
+            "/sleep",
+            "time.sleep(0.05), I/O-bound",
+            connections=256,
+            expect_body=b"slept 50 ms",
+        ),
+        Workload("1mb", "/1mb", "1 MB response", expect_length=ONE_MB),
+        Workload(
+            "upload", "/upload", "1 MB POST body", method="POST", expect_body=str(ONE_MB).encode()
+        ),
+    ]
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    name: str
+    label: str
+    argv: list[str]  # "{port}" is replaced by the port
+
+
+SERVERS = {
+    s.name: s
+    for s in [
+        ServerConfig(
+            "ferrule",
+            "ferrule (defaults)",
+            [PY, "-m", "ferrule", "--bind", "127.0.0.1:{port}", APP],
+        ),
+        ServerConfig(
+            "gunicorn-sync",
+            "gunicorn sync -w 1",
+            [PY, "-m", "gunicorn", "-w", "1", "-k", "sync", "-b", "127.0.0.1:{port}", APP],
+        ),
+        ServerConfig(
+            "gunicorn-gthread",
+            "gunicorn gthread -w 1 --threads 32",
+            [PY, "-m", "gunicorn", "-w", "1", "-k", "gthread", "--threads", "32"]
+            + ["-b", "127.0.0.1:{port}", APP],
+        ),
+    ]
+    + [
+        ServerConfig(
+            name,
+            "granian --interface wsgi" + "".join(f" {a}" for a in extra),
+            [PY, "-m", "granian", "--interface", "wsgi", "--workers", "1"]
+            + ["--host", "127.0.0.1", "--port", "{port}", *extra, APP],
+        )
+        for name, extra in [
+            ("granian", []),
+            ("granian-bt1", ["--blocking-threads", "1"]),
+            ("granian-bt32", ["--blocking-threads", "32"]),
+        ]
+    ]
+}
+
+
+@dataclasses.dataclass
+class Result:
+    server: str
+    workload: str
+    rps: float | None = None  # successful (2xx/3xx) responses per second
+    p99_ms: float | None = None
+    errors: int = 0  # wrk connect/read/write errors + non-2xx/3xx responses
+    timeouts: int = 0
+    peak_rss: int | None = None  # bytes, summed over the process tree
+    note: str = ""
+
+
+# --- setup -------------------------------------------------------------------------------------
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def ensure_peers() -> None:
+    missing = [m for m in ("gunicorn", "granian") if not _installed(m)]
+    if missing:
+        log(f"installing {' '.join(missing)} into {sys.prefix}")
+        subprocess.run([PY, "-m", "pip", "install", "-q", *missing], check=True)
+
+
+def _installed(dist: str) -> bool:
+    try:
+        importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def ensure_wrk() -> None:
+    if shutil.which("wrk"):
+        return
+    if os.geteuid() != 0:
+        sys.exit("wrk is not installed: run `sudo apt-get install -y wrk` (or run this as root)")
+    log("installing wrk from Debian")
+    subprocess.run(["apt-get", "update", "-qq"], check=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+
+
+def build_ferrule() -> None:
+    """`maturin develop --release` into this venv, after any other maturin run has finished."""
+    deadline = time.monotonic() + 20 * 60
+    while subprocess.run(["pgrep", "-f", "maturin"], capture_output=True).returncode == 0:
+        if time.monotonic() > deadline:
+            sys.exit("another maturin has been running for 20 minutes; try again later")
+        log("another maturin is running; waiting for it to finish")
+        time.sleep(10)
+    log("building ferrule in release mode (maturin develop --release)")
+    env = dict(os.environ, VIRTUAL_ENV=sys.prefix)
+    maturin = Path(PY).parent / "maturin"
+    subprocess.run([str(maturin), "develop", "--release", "-q"], cwd=ROOT, env=env, check=True)
+
+
+def seed_database(env: dict[str, str]) -> None:
+    subprocess.run([PY, "seed.py"], cwd=APP_DIR, env=env, check=True)
+
+
+# --- one server under load ---------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> str | None:
+    """None once the port accepts a connection, else why it never did."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return f"exited with code {proc.returncode} before accepting connections"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return None
+        except OSError:
+            time.sleep(0.05)
+    return f"did not accept connections within {timeout:.0f} s"
+
+
+def process_tree(root: int) -> list[int]:
+    """root and all its descendants, from the ppid in /proc/*/stat."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command name may contain spaces and parentheses: split after the last ')'.
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class RssSampler(threading.Thread):
+    """The peak of the summed VmRSS of a process tree, sampled every 100 ms."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peak = 0
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.is_set():
+            self.peak = max(self.peak, sum(rss_bytes(p) for p in process_tree(self.pid)))
+            self._done.wait(0.1)
+
+    def stop(self) -> int:
+        self._done.set()
+        self.join()
+        return self.peak
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """SIGTERM the whole process group, SIGKILL it if it is still there after 5 s."""
+    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            continue
+        # The leader is gone; make sure no worker of the group outlives it.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return
+
+
+def check_response(port: int, w: Workload) -> str | None:
+    """None if one request answers as it should, else what was wrong."""
+    body = b"x" * ONE_MB if w.method == "POST" else None
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(w.method, w.path, body=body)
+        resp = conn.getresponse()
+        data = resp.read()
+    except (OSError, http.client.HTTPException) as e:
+        return f"check request failed: {e!r}"
+    finally:
+        conn.close()
+    if resp.status != 200:
+        return f"check request answered {resp.status}"
+    if w.expect_body is not None and data != w.expect_body:
+        return f"check request answered {data[:40]!r}"
+    if w.expect_length is not None and len(data) != w.expect_length:
+        return f"check request answered {len(data)} bytes"
+    return None
+
+
+def wrk_argv(port: int, w: Workload, seconds: float) -> list[str]:
+    argv = ["wrk", "-t2", f"-c{w.connections}", f"-d{seconds:g}s", "--latency"]
+    if w.method == "POST":
+        argv += ["-s", str(UPLOAD_LUA)]
+    return [*argv, f"http://127.0.0.1:{port}{w.path}"]
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def parse_wrk(out: str, result: Result) -> None:
+    m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", out)
+    if not m:
+        result.note = "wrk printed no summary"
+        return
+    requests = int(m.group(1))
+    seconds = float(m.group(2)) * _UNITS[m.group(3)] / 1000
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    bad = int(non2xx.group(1)) if non2xx else 0
+    result.rps = (requests - bad) / seconds if seconds else 0.0
+    result.errors = bad
+    sock = re.search(r"connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if sock:
+        result.errors += sum(int(sock.group(i)) for i in (1, 2, 3))
+        result.timeouts = int(sock.group(4))
+    if requests == 0:
+        # wrk counts a timeout only when the late response does arrive before the run ends.
+        result.note = f"no response within the {seconds:g} s run"
+    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
+    if p99 and requests - result.timeouts > 0:
+        result.p99_ms = float(p99.group(1)) * _UNITS[p99.group(2)]
+
+
+def run_one(server: ServerConfig, w: Workload, seconds: float, env: dict[str, str]) -> Result:
+    result = Result(server.name, w.name)
+    port = free_port()
+    argv = [a.replace("{port}", str(port)) for a in server.argv]
+    logfile = WORK / "logs" / f"{w.name}-{server.name}.log"
+    with open(logfile, "wb") as out:
+        proc = subprocess.Popen(
+            argv, cwd=APP_DIR, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    sampler = RssSampler(proc.pid)
+    sampler.start()
+    try:
+        failure = wait_for_port(port, proc) or check_response(port, w)
+        if failure:
+            tail = logfile.read_text(errors="replace").strip().splitlines()[-1:] or [""]
+            result.note = f"{failure}; log: {tail[0][:120]}"
+            return result
+        subprocess.run(wrk_argv(port, w, 1), capture_output=True, timeout=60)  # warm-up
+        cmd = wrk_argv(port, w, seconds)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+        (WORK / "logs" / f"{w.name}-{server.name}.wrk").write_text(done.stdout + done.stderr)
+        parse_wrk(done.stdout, result)
+        if proc.poll() is not None:
+            result.note = (result.note + f" server exited with code {proc.returncode}").strip()
+    finally:
+        result.peak_rss = sampler.stop() or None
+        stop_server(proc)
+    return result
+
+
+def run_inprocess(w: Workload, seconds: float, env: dict[str, str]) -> Result:
+    result = Result("in-process", w.name)
+    done = subprocess.run(
+        [PY, "inprocess.py", w.name, str(seconds)],
+        cwd=APP_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    )
+    if done.returncode != 0:
+        result.note = (done.stderr.strip().splitlines() or ["failed"])[-1][:160]
+        return result
+    data = json.loads(done.stdout.strip().splitlines()[-1])
+    result.rps = data["requests"] / data["seconds"]
+    return result
+
+
+# --- report ------------------------------------------------------------------------------------
+
+
+def fmt_rps(v: float | None) -> str:
+    if v is None:
+        return "—"
+    return f"{v:,.0f}" if v >= 100 else f"{v:,.1f}"
+
+
+def fmt_ms(v: float | None) -> str:
+    if v is None:
+        return "—"
+    return f"{v / 1000:.2f} s" if v >= 1000 else f"{v:.1f} ms"
+
+
+def fmt_ratio(ours: float | None, theirs: float | None) -> str:
+    if ours is None or theirs is None:
+        return "—"
+    if theirs == 0:
+        return "∞" if ours > 0 else "—"
+    return f"{ours / theirs:.2f}×"
+
+
+def table(w: Workload, seconds: float, results: list[Result], reference: Result | None) -> str:
+    ours = next((r.rps for r in results if r.server == "ferrule"), None)
+    lines = [
+        f"### /{w.name} — {w.description} (wrk -t2 -c{w.connections} -d{seconds:g}s)",
+        "",
+        "| server | req/s | p99 | errors | timeouts | peak RSS | ferrule ÷ this |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        label = SERVERS[r.server].label
+        if r.note:
+            label += f" ({r.note})"
+        rss = f"{r.peak_rss / 2**20:,.0f} MiB" if r.peak_rss else "—"
+        ratio = "—" if r.server == "ferrule" else fmt_ratio(ours, r.rps)
+        lines.append(
+            f"| {label} | {fmt_rps(r.rps)} | {fmt_ms(r.p99_ms)} | {r.errors:,} | {r.timeouts:,} "
+            f"| {rss} | {ratio} |"
+        )
+    if reference is not None:
+        label = "in-process reference (1 thread, no sockets)"
+        if reference.note:
+            label += f" ({reference.note})"
+        ratio = fmt_ratio(ours, reference.rps)
+        lines.append(f"| {label} | {fmt_rps(reference.rps)} | — | — | — | — | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
+def target_checks(all_results: dict[str, list[Result]]) -> str:
+    def rps(workload: str, server: str) -> float | None:
+        for r in all_results.get(workload, []):
+            if r.server == server:
+                return r.rps
+        return None
+
+    rows = []
+    for workload in ("plain", "template"):
+        ours, peer = rps(workload, "ferrule"), rps(workload, "granian-bt1")
+        if ours is None or not peer:
+            verdict, measured = "not measured", "—"
+        else:
+            measured = f"{ours / peer:.2f}× ({fmt_rps(ours)} vs {fmt_rps(peer)})"
+            verdict = "PASS" if ours >= peer else "MISS"
+        rows.append(
+            f"| /{workload}: ferrule ÷ granian --blocking-threads 1 | ≥ 1.00× | {measured} "
+            f"| {verdict} |"
+        )
+    goal = 0.95 * FERRULE_DEFAULT_THREADS / SLEEP_SECONDS
+    ours = rps("sleep", "ferrule")
+    measured = "—" if ours is None else f"{fmt_rps(ours)} req/s"
+    verdict = "not measured" if ours is None else ("PASS" if ours >= goal else "MISS")
+    rows.append(
+        f"| /sleep at 256 connections: ferrule req/s | ≥ 0.95 × {FERRULE_DEFAULT_THREADS} / "
+        f"{SLEEP_SECONDS:g} s = {goal:,.0f} | {measured} | {verdict} |"
+    )
+    head = ["### Targets", "", "| check | target | measured | result |", "|---|---|---|---|"]
+    return "\n".join(head + rows) + "\n"
+
+
+def header(args: argparse.Namespace, seconds: float) -> str:
+    def version(dist: str) -> str:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
+
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split()
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    argv = " ".join(sys.argv[1:])
+    return "\n".join(
+        [
+            f"## ferrule benchmark, {now}",
+            "",
+            f"- command: `.venv/bin/python bench/run.py{' ' + argv if argv else ''}`"
+            f" (commit {commit or 'none'})",
+            f"- machine: {os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}",
+            f"- Python {platform.python_version()}, Django {version('django')}, "
+            f"ferrule {version('ferrule')}, gunicorn {version('gunicorn')}, "
+            f"granian {version('granian')}, wrk {wrk[1] if len(wrk) > 1 else '?'}",
+            f"- load: wrk -t2 --latency, {seconds:g} s per run after a 1 s warm-up, a fresh server "
+            "per run, one process/worker each; req/s counts 2xx/3xx responses only; peak RSS is "
+            "the summed VmRSS of the server's process tree",
+            "",
+        ]
+    )
+
+
+# --- main --------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--duration", type=float, help="seconds of load per run (default 10)")
+    p.add_argument("--quick", action="store_true", help="3 s runs, for smoke-testing")
+    p.add_argument(
+        "--only", metavar="WORKLOAD", help=f"comma-separated subset of: {','.join(WORKLOADS)}"
+    )
+    p.add_argument(
+        "--servers", metavar="A,B", help=f"comma-separated subset of: {','.join(SERVERS)}"
+    )
+    p.add_argument(
+        "--no-build", action="store_true", help="use the ferrule already in the venv as it is"
+    )
+    args = p.parse_args(argv)
+    for attr, known in (("only", WORKLOADS), ("servers", SERVERS)):
+        value = getattr(args, attr)
+        names = value.split(",") if value else list(known)
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            p.error(f"--{attr}: unknown {', '.join(unknown)} (choose from {', '.join(known)})")
+        setattr(args, attr, names)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    seconds = args.duration or (3.0 if args.quick else 10.0)
+    (WORK / "logs").mkdir(parents=True, exist_ok=True)
+    ensure_wrk()
+    ensure_peers()
+    if "ferrule" in args.servers and not args.no_build:
+        build_ferrule()
+
+    with tempfile.TemporaryDirectory(prefix="ferrule-bench-") as tmp:
+        env = dict(os.environ)
+        env.update(
+            BENCH_DB=str(Path(tmp) / "bench.sqlite3"),
+            DJANGO_SETTINGS_MODULE="benchapp.settings",
+            PYTHONPATH=str(APP_DIR),
+            PYTHONUNBUFFERED="1",
+        )
+        seed_database(env)
+        report = [header(args, seconds)]
+        all_results: dict[str, list[Result]] = {}
+        for name in args.only:
+            w = WORKLOADS[name]
+            results = []
+            for server in args.servers:
+                log(f"/{w.name}: {server}")
+                r = run_one(SERVERS[server], w, seconds, env)
+                log(f"/{w.name}: {server}: {fmt_rps(r.rps)} req/s {r.note}".rstrip())
+                results.append(r)
+            log(f"/{w.name}: in-process reference")
+            reference = run_inprocess(w, seconds, env)
+            all_results[name] = results
+            report.append(table(w, seconds, results, reference))
+        report.append(target_checks(all_results))
+
+    text = "\n".join(report)
+    print(text)
+    (WORK / "last.md").write_text(text)
+    log(f"written to {WORK / 'last.md'}; server logs in {WORK / 'logs'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
