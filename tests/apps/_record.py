@@ -1,0 +1,28 @@
+"""Shared by the fixture apps: make `close()` and other events visible to the tests.
+
+Each event is printed to stderr (the server's output, which tests read with
+`wait_for_output`) and, when FERRULE_TEST_CLOSE_LOG names a file, appended to it.
+"""
+
+import os
+import sys
+
+
+def record(event: str) -> None:
+    line = f"fixture: {event}"
+    print(line, file=sys.stderr, flush=True)
+    path = os.environ.get("FERRULE_TEST_CLOSE_LOG")
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+
+def query(environ) -> dict[str, list[str]]:
+    from urllib.parse import parse_qs
+
+    return parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+
+
+def param(environ, name: str, default: str | None = None) -> str | None:
+    values = query(environ).get(name)
+    return values[-1] if values else default
