@@ -1,0 +1,100 @@
+"""Graceful shutdown against a live server: SIGTERM/SIGINT let in-flight requests finish,
+refuse new connections, close idle ones, and give up after --graceful-timeout; a second
+signal exits at once.
+
+Every test runs over TCP and over a Unix socket (the `serve` fixture).
+"""
+
+import signal
+import time
+
+import pytest
+from helpers import Conn, Truncated, build_request, host_header, wait_until
+
+
+def refuses_connections(server) -> bool:
+    try:
+        s = server.connect(timeout=2)
+    except (ConnectionRefusedError, FileNotFoundError):
+        return True
+    s.close()
+    return False
+
+
+def start_slow(server, seconds: float, tag: str) -> Conn:
+    """A connection with a slow request in flight (the app has started running it)."""
+    c = Conn(server, timeout=max(30, seconds + 10))
+    c.send(build_request("GET", f"/?s={seconds}&tag={tag}", host=host_header(server)))
+    server.wait_for_output(f"slow started tag={tag}")
+    return c
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_in_flight_request_completes_then_exit_0(serve, sig):
+    server = serve("slow:app")
+    with start_slow(server, 2, "inflight") as c:
+        server.proc.send_signal(sig)
+        resp = c.read_response()
+        assert (resp.status, resp.body) == (200, b"slept 2")
+        # A connection that was busy at the signal is not kept alive afterwards.
+        assert c.closed_by_server(timeout=5)
+    assert server.proc.wait(timeout=10) == 0
+
+
+def test_new_connections_are_refused_after_the_signal(serve):
+    server = serve("slow:app")
+    with start_slow(server, 4, "busy") as c:
+        server.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: refuses_connections(server), timeout=3, what="connections refused")
+        assert "slow finished tag=busy" not in server.output()
+        resp = c.read_response()
+        assert resp.status == 200
+    assert server.proc.wait(timeout=10) == 0
+
+
+def test_idle_keep_alive_connections_are_closed_at_the_signal(serve):
+    server = serve("slow:app")
+    with Conn(server) as idle:
+        assert idle.request("GET", "/?s=0&tag=warmup").status == 200
+        with start_slow(server, 4, "busy") as busy:
+            server.proc.send_signal(signal.SIGTERM)
+            t0 = time.monotonic()
+            assert idle.closed_by_server(timeout=3), "idle connection left open"
+            assert time.monotonic() - t0 < 3
+            assert busy.read_response().status == 200
+    assert server.proc.wait(timeout=10) == 0
+
+
+def test_idle_server_exits_0_on_sigterm(serve):
+    server = serve("echo:app")
+    assert server.request("GET", "/")[0].status == 200
+    t0 = time.monotonic()
+    assert server.stop(signal.SIGTERM, timeout=10) == 0
+    assert time.monotonic() - t0 < 5
+
+
+@pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_second_signal_exits_at_once(serve, second):
+    server = serve("slow:app", "--graceful-timeout", "60")
+    with start_slow(server, 30, "stuck") as c:
+        server.proc.send_signal(signal.SIGTERM)
+        # The first signal has been handled once the listener is gone.
+        wait_until(lambda: refuses_connections(server), timeout=3, what="connections refused")
+        t0 = time.monotonic()
+        server.proc.send_signal(second)
+        server.proc.wait(timeout=5)
+        assert time.monotonic() - t0 < 5
+        with pytest.raises((Truncated, ConnectionResetError, TimeoutError)):
+            c.read_response()
+
+
+def test_graceful_timeout_bounds_the_wait(serve):
+    server = serve("slow:app", "--graceful-timeout", "1")
+    with start_slow(server, 10, "long") as c:
+        t0 = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        server.proc.wait(timeout=8)
+        elapsed = time.monotonic() - t0
+        assert elapsed < 5, f"exited {elapsed:.1f}s after SIGTERM with --graceful-timeout 1"
+        with pytest.raises((Truncated, ConnectionResetError, TimeoutError)):
+            c.read_response()
