@@ -1,0 +1,113 @@
+"""`manage.py server [addr:]port [OPTIONS]`: serve this project with ferrule.
+
+Every server option is defined once, in Rust; this command declares none. It strips Django's
+own base options, runs the system checks as `runserver` does, and hands the rest of the
+command line to `ferrule._ferrule.main`, which takes the WSGI application from
+`WSGI_APPLICATION`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError, SystemCheckError
+from django.core.management.color import color_style, no_style
+from django.db import connections
+
+from ferrule import _ferrule
+
+# Django's base options (see BaseCommand.create_parser); --settings and --pythonpath have
+# already been applied by manage.py by the time a command runs.
+FLAGS = {"--traceback", "--no-color", "--force-color", "--skip-checks"}
+VALUED = {"--settings", "--pythonpath", "--verbosity", "-v"}
+
+
+def split_base_options(args: list[str]) -> tuple[dict[str, str | bool], list[str]]:
+    """Separate Django's base options from the server's arguments.
+
+    Anything after `--` is the server's, untouched.
+    """
+    base: dict[str, str | bool] = {}
+    rest: list[str] = []
+    it = iter(args)
+    for arg in it:
+        if arg == "--":
+            rest.append(arg)
+            rest.extend(it)
+            break
+        name, eq, value = arg.partition("=")
+        if arg in FLAGS:
+            base[arg] = True
+        elif name in VALUED and eq:
+            base[name] = value
+        elif arg in VALUED:
+            base[arg] = next(it, "")
+        elif arg.startswith("-v") and arg[2:].isdigit():  # -v2
+            base["-v"] = arg[2:]
+        else:
+            rest.append(arg)
+    return base, rest
+
+
+class Command(BaseCommand):
+    help = "Serve this project with ferrule. `manage.py server --help` lists the options."
+    # The checks run in serve(), before the server starts, as runserver runs them.
+    requires_system_checks: list[str] = []
+
+    def run_from_argv(self, argv: list[str]) -> None:
+        base, rest = split_base_options(argv[2:])
+        if base.get("--force-color"):
+            self.style = color_style(force_color=True)
+        elif base.get("--no-color"):
+            self.style = no_style()
+            self.stderr.style_func = None
+        try:
+            code = self.serve(self._prog(argv), rest, checks=not base.get("--skip-checks"))
+        except CommandError as e:
+            if base.get("--traceback"):
+                raise
+            # SystemCheckError takes care of its own formatting.
+            if isinstance(e, SystemCheckError):
+                self.stderr.write(str(e), lambda x: x)
+            else:
+                self.stderr.write(f"{e.__class__.__name__}: {e}")
+            sys.exit(e.returncode)
+        sys.exit(code)
+
+    def print_help(self, prog_name: str, subcommand: str) -> None:
+        _ferrule.main([f"{prog_name} {subcommand}", "--help"], django=True)
+
+    def handle(self, *args, **options):
+        raise CommandError(
+            "the server command forwards its command line to ferrule; "
+            "run it as `manage.py server [addr:]port [OPTIONS]`"
+        )
+
+    def serve(self, prog: str, args: list[str], checks: bool) -> int:
+        if checks and not wants_info(args):
+            self.stdout.write("Performing system checks...\n\n")
+            self.check(display_num_errors=True)
+            self.check_migrations()
+            # The checks may have connected; the server's threads open their own.
+            for conn in connections.all(initialized_only=True):
+                conn.close()
+            self.stdout.flush()
+        try:
+            return _ferrule.main([prog, *args], django=True)
+        except ImproperlyConfigured as e:  # e.g. a WSGI_APPLICATION that cannot be loaded
+            raise CommandError(str(e)) from e
+
+    @staticmethod
+    def _prog(argv: list[str]) -> str:
+        prog = os.path.basename(argv[0])
+        if prog == "__main__.py":
+            prog = "python -m django"
+        return f"{prog} {argv[1]}"
+
+
+def wants_info(args: list[str]) -> bool:
+    """True for `--help` or `--version`: print and leave, no checks needed."""
+    before = args[: args.index("--")] if "--" in args else args
+    return any(a in ("-h", "--help", "-V", "--version") for a in before)
