@@ -1,0 +1,1 @@
+"""A small Django project used only by tests/test_django.py."""

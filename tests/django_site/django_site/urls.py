@@ -1,0 +1,16 @@
+from django.urls import path
+
+from django_site import views
+
+urlpatterns = [
+    path("notes/", views.notes),
+    path("session/", views.session),
+    path("upload/", views.upload),
+    path("stream/", views.stream),
+    path("stream-error/", views.stream_error),
+    path("file/", views.file),
+    path("redirect/", views.redirect_to_notes),
+    path("boom/", views.boom),
+    path("uri/", views.uri),
+    path("db/", views.db),
+]

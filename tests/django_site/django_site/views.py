@@ -1,0 +1,120 @@
+import hashlib
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+from django.http import FileResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.csrf import csrf_exempt
+
+from django_site import probes
+from django_site.forms import NoteForm
+from django_site.models import Note
+
+
+def notes(request):
+    """GET: the form and the latest notes. POST (CSRF-protected): save one, redirect back."""
+    form = NoteForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        return redirect("/notes/")
+    return render(request, "notes.html", {"form": form, "notes": Note.objects.all()[:5]})
+
+
+def session(request):
+    """Count visits in the session and set a cookie with explicit flags."""
+    request.session["visits"] = request.session.get("visits", 0) + 1
+    response = JsonResponse({"visits": request.session["visits"]})
+    response.set_cookie("flavour", "oat", httponly=True, samesite="Strict")
+    return response
+
+
+@csrf_exempt
+def upload(request):
+    """Size and SHA-256 of the uploaded file named "file"."""
+    f = request.FILES["file"]
+    digest = hashlib.sha256()
+    for chunk in f.chunks():
+        digest.update(chunk)
+    return JsonResponse(
+        {
+            "name": f.name,
+            "size": f.size,
+            "sha256": digest.hexdigest(),
+            "kind": type(f).__name__,
+            "label": request.POST.get("label"),
+        }
+    )
+
+
+def stream(request):
+    """`lines` lines; with `gate=PATH`, the rest only once PATH exists, so the client can prove
+    it received the first line before the view finished."""
+    count = int(request.GET.get("lines", "100"))
+    gate = request.GET.get("gate")
+
+    def lines():
+        yield "line 1\n"
+        if gate:
+            deadline = time.monotonic() + 10
+            while not Path(gate).exists():
+                if time.monotonic() > deadline:
+                    yield "gate timed out: the first line was not delivered while streaming\n"
+                    return
+                time.sleep(0.01)
+        for i in range(2, count + 1):
+            yield f"line {i}\n"
+
+    return StreamingHttpResponse(lines(), content_type="text/plain")
+
+
+def stream_error(request):
+    def lines():
+        yield "first\n"
+        raise RuntimeError("stream exploded after the first line")
+
+    return StreamingHttpResponse(lines(), content_type="text/plain")
+
+
+def file(request):
+    path = settings.DATA_DIR / "blob.bin"
+    return FileResponse(path.open("rb"), as_attachment=True, filename="blob.bin")
+
+
+def redirect_to_notes(request):
+    return redirect("/notes/")
+
+
+def boom(request):
+    raise RuntimeError("boom from a view")
+
+
+def uri(request):
+    return JsonResponse(
+        {
+            "uri": request.build_absolute_uri(),
+            "host": request.get_host(),
+            "port": request.get_port(),
+        }
+    )
+
+
+def db(request):
+    """Run a query and hand the raw connection to `probes`, which tells whether it got closed.
+    With `stream=1` the query runs inside the streamed body."""
+
+    def query() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+        probes.record(connection.connection)
+        return "queried\n"
+
+    if request.GET.get("stream"):
+
+        def body():
+            yield query()
+
+        return StreamingHttpResponse(body(), content_type="text/plain")
+    return JsonResponse({"result": query()})
