@@ -1,0 +1,71 @@
+# ferrule: `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+VENV313 := .venv313
+PY313 := $(VENV313)/bin/python
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help:  ## list the targets
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+
+.PHONY: venv
+venv: $(PY)  ## create .venv with the development tools
+
+.PHONY: build
+build: $(PY)  ## build the extension (release) into .venv
+	$(VENV)/bin/maturin develop --release -q
+
+.PHONY: run
+run: build  ## build, then serve the demo Django site at http://127.0.0.1:8000
+	cd demo && ../$(PY) manage.py migrate --noinput -v0 && ../$(PY) manage.py server 127.0.0.1:8000
+
+.PHONY: test
+test: build test-rust test-py test-py313  ## build, then run every test
+
+.PHONY: test-rust
+test-rust:  ## cargo tests for the pure-Rust logic
+	cargo test --lib -q
+
+.PHONY: test-py
+test-py: build  ## pytest against live servers on CPython 3.11 (or the default python3)
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+$(PY313):
+	$$(pyenv prefix 3.13.0 2>/dev/null || echo /usr)/bin/python3.13 -m venv $(VENV313)
+	$(PY313) -m pip install -q --upgrade pip
+	$(PY313) -m pip install -q maturin pytest pytest-timeout requests "django>=6,<7"
+
+.PHONY: test-py313
+test-py313: $(PY313)  ## the Django tests on CPython 3.13 with Django 6
+	VIRTUAL_ENV=$(abspath $(VENV313)) $(VENV313)/bin/maturin develop --release -q
+	$(PY313) -m pytest -q -p no:cacheprovider tests/test_django.py
+
+.PHONY: lint
+lint: $(PY)  ## rustfmt, clippy (-D warnings), ruff
+	cargo fmt --check
+	cargo clippy --all-targets -q -- -D warnings
+	$(VENV)/bin/ruff check python tests bench demo
+	$(VENV)/bin/ruff format --check python tests bench demo
+
+.PHONY: fmt
+fmt: $(PY)  ## format Rust and Python
+	cargo fmt
+	$(VENV)/bin/ruff format python tests bench demo
+
+.PHONY: bench
+bench: $(PY)  ## run ferrule and its peers side by side (see bench/README.md)
+	$(PY) bench/run.py
+
+.PHONY: clean
+clean:  ## remove build outputs and virtualenvs
+	cargo clean
+	rm -rf $(VENV) $(VENV313)

@@ -1,0 +1,13 @@
+"""The `ferrule` command: every option is defined in Rust; this hands argv over."""
+
+import sys
+
+
+def main() -> None:
+    from ferrule import _ferrule
+
+    sys.exit(_ferrule.main(sys.argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+//! Finding the WSGI application: `module:callable`, `module:factory()`, or Django's
+//! `WSGI_APPLICATION`.
+//!
+//! Runs on the main thread before anything binds, so an application that cannot be imported
+//! ends ferrule with exit code 2 and the import error, and no port was ever opened.
+
+use std::path::PathBuf;
+
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+
+use crate::error::Error;
+use crate::wsgi::traceback;
+
+/// Put the working directory and `--pythonpath` entries at the front of `sys.path`, as
+/// gunicorn does, so `ferrule mysite.wsgi` finds `mysite` wherever the script lives.
+pub fn extend_sys_path(py: Python<'_>, extra: &[PathBuf]) -> PyResult<()> {
+    let sys_path = py.import("sys")?.getattr("path")?;
+    let sys_path = sys_path.cast::<PyList>()?;
+    let cwd = std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default();
+    let mut front: Vec<String> = extra.iter().map(|p| p.display().to_string()).collect();
+    front.push(cwd);
+    for entry in front.into_iter().rev() {
+        if !sys_path.contains(&entry)? {
+            sys_path.insert(0, entry)?;
+        }
+    }
+    Ok(())
+}
+
+/// Import `spec` and return the application callable.
+pub fn load(py: Python<'_>, spec: &str) -> Result<Py<PyAny>, Error> {
+    let (module, attr) = spec.split_once(':').unwrap_or((spec, "application"));
+    if module.is_empty() || attr.is_empty() {
+        return Err(Error::app(format!("invalid application '{spec}': expected module:callable")));
+    }
+    let (attr, call) = match attr.strip_suffix(')') {
+        Some(rest) => match rest.strip_suffix('(') {
+            Some(name) => (name, true),
+            None => {
+                return Err(Error::app(format!(
+                    "invalid application '{spec}': a factory is called without arguments (name()); \
+                     wrap calls with arguments in a function of your own"
+                )))
+            }
+        },
+        None => (attr, false),
+    };
+    let mut obj = py.import(module).map(Bound::into_any).map_err(|e| {
+        Error::app(format!("cannot import '{module}' for application '{spec}':\n{}", traceback(py, &e)))
+    })?;
+    for part in attr.split('.') {
+        obj = obj.getattr(part).map_err(|_| {
+            Error::app(format!("cannot find '{attr}' in module '{module}' for application '{spec}'"))
+        })?;
+    }
+    if call {
+        obj = obj.call0().map_err(|e| {
+            Error::app(format!("application factory '{spec}' failed:\n{}", traceback(py, &e)))
+        })?;
+    }
+    if !obj.is_callable() {
+        return Err(Error::app(format!("application '{spec}' is not callable (got {})", type_name(&obj))));
+    }
+    Ok(obj.unbind())
+}
+
+/// Django's WSGI application, as `runserver` finds it (`WSGI_APPLICATION`).
+pub fn load_django(py: Python<'_>) -> Result<Py<PyAny>, Error> {
+    py.import("django.core.servers.basehttp")
+        .and_then(|m| m.call_method0("get_internal_wsgi_application"))
+        .map(Bound::unbind)
+        .map_err(|e| Error::app(format!("cannot load the Django WSGI application:\n{}", traceback(py, &e))))
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())
+}

@@ -1,0 +1,78 @@
+//! Request bodies, read completely by Rust before the application runs.
+//!
+//! A body is kept in memory up to `--body-buffer-size` and spooled to an anonymous temporary
+//! file beyond it (unlinked at creation, so it disappears with the last descriptor however the
+//! request ends), up to `--max-body-size`. Reading here rather than from a Python thread means
+//! a slow upload never holds a thread, and hyper notices a client that went away. Presenting
+//! the body to the application (`wsgi.input`) belongs to `wsgi/input.rs`.
+
+use std::io;
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::io::AsyncWriteExt;
+
+/// A complete request body.
+#[derive(Debug)]
+pub enum Body {
+    Memory(Bytes),
+    File { file: std::fs::File, len: u64 },
+}
+
+impl Body {
+    pub fn len(&self) -> u64 {
+        match self {
+            Body::Memory(b) => b.len() as u64,
+            Body::File { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Why a body could not be read.
+#[derive(Debug)]
+pub enum BodyError {
+    /// More than `--max-body-size` bytes: answer 413.
+    TooLarge,
+    /// The client sent a broken body or went away: nothing to answer.
+    Client(hyper::Error),
+    /// The temporary file could not be written: answer 500.
+    Spool(io::Error),
+}
+
+/// Read the whole body, spooling past `buffer` bytes and refusing more than `max` bytes.
+pub async fn read(mut incoming: Incoming, buffer: usize, max: u64) -> Result<Body, BodyError> {
+    let mut memory = BytesMut::new();
+    let mut spool: Option<tokio::fs::File> = None;
+    let mut total: u64 = 0;
+    while let Some(frame) = incoming.frame().await {
+        let frame = frame.map_err(BodyError::Client)?;
+        let Ok(data) = frame.into_data() else { continue }; // trailers carry no body bytes
+        total += data.len() as u64;
+        if total > max {
+            return Err(BodyError::TooLarge);
+        }
+        if let Some(file) = spool.as_mut() {
+            file.write_all(&data).await.map_err(BodyError::Spool)?;
+        } else if memory.len() + data.len() > buffer {
+            let mut file = tokio::fs::File::from_std(tempfile::tempfile().map_err(BodyError::Spool)?);
+            file.write_all(&memory).await.map_err(BodyError::Spool)?;
+            file.write_all(&data).await.map_err(BodyError::Spool)?;
+            memory = BytesMut::new();
+            spool = Some(file);
+        } else {
+            memory.extend_from_slice(&data);
+        }
+    }
+    match spool {
+        Some(mut file) => {
+            file.flush().await.map_err(BodyError::Spool)?;
+            Ok(Body::File { file: file.into_std().await, len: total })
+        }
+        None => Ok(Body::Memory(memory.freeze())),
+    }
+}

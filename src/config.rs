@@ -1,0 +1,413 @@
+//! Every option ferrule has, defined once, and their resolution into a [`Plan`].
+//!
+//! Options are clap-derive fields: the doc comment is the `--help` text, clap prints the
+//! default, and each has a `FERRULE_*` environment variable. Both entry points (`ferrule APP`
+//! and Django's `manage.py server [addr:]port`) parse the same [`Options`], so an option is
+//! never declared twice. Parsing is stage one; [`Options::resolve`] validates and turns the raw
+//! values into a [`Plan`] (stage two), naming the option and the value when one is wrong.
+//! Binding, importing and serving are left to `server.rs`.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser};
+
+use crate::error::Error;
+
+/// `ferrule [OPTIONS] APP`: the standalone command.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferrule",
+    version,
+    about = "Serve Django or any WSGI application from a Rust core.",
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub options: Options,
+
+    /// The WSGI application: `module:callable` (`module` alone means `module:application`),
+    /// or `module:factory()` to call an application factory.
+    #[arg(value_name = "APP", env = "FERRULE_APP")]
+    pub app: String,
+}
+
+/// `manage.py server [addr:]port [OPTIONS]`: the Django management command.
+#[derive(Debug, Parser)]
+#[command(
+    name = "manage.py server",
+    version,
+    about = "Serve this Django project's WSGI application with ferrule.",
+    max_term_width = 100
+)]
+pub struct DjangoCli {
+    #[command(flatten)]
+    pub options: Options,
+
+    /// Address to serve on, as with `runserver`: `8000`, `0.0.0.0:8000`, `[::1]:8000`. Default is
+    /// 127.0.0.1:8000 unless `--bind` is given.
+    #[arg(value_name = "ADDRPORT")]
+    pub addrport: Option<String>,
+}
+
+/// The options both commands share, grouped by topic in `--help`.
+#[derive(Debug, Args)]
+pub struct Options {
+    /// Address to listen on: `HOST:PORT`, `[IPV6]:PORT` or `unix:PATH`. Repeat to listen on
+    /// several. Default is 127.0.0.1:8000.
+    #[arg(short, long = "bind", value_name = "ADDRESS", env = "FERRULE_BIND",
+          value_delimiter = ',', help_heading = "Listeners")]
+    pub bind: Vec<String>,
+
+    /// Permissions of Unix sockets created by `--bind unix:PATH`, in octal.
+    #[arg(long, value_name = "MODE", default_value = "660", env = "FERRULE_UNIX_SOCKET_MODE",
+          help_heading = "Listeners")]
+    pub unix_socket_mode: String,
+
+    /// Most connections served at once; further connections wait in the listen backlog.
+    #[arg(long, value_name = "N", default_value_t = 10_000, env = "FERRULE_MAX_CONNECTIONS",
+          help_heading = "Listeners")]
+    pub max_connections: usize,
+
+    /// Seconds an idle keep-alive connection is kept open waiting for its next request.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, env = "FERRULE_KEEP_ALIVE",
+          help_heading = "HTTP")]
+    pub keep_alive: f64,
+
+    /// Seconds a client has to send a complete request head before the connection is closed.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, env = "FERRULE_HEADER_TIMEOUT",
+          help_heading = "HTTP")]
+    pub header_timeout: f64,
+
+    /// Largest request body accepted, in bytes (suffixes K, M, G); larger ones get 413.
+    #[arg(long, value_name = "BYTES", default_value = "1G", env = "FERRULE_MAX_BODY_SIZE",
+          help_heading = "HTTP")]
+    pub max_body_size: String,
+
+    /// Request bodies up to this size are kept in memory; larger ones are spooled to a
+    /// temporary file (suffixes K, M, G).
+    #[arg(long, value_name = "BYTES", default_value = "1M", env = "FERRULE_BODY_BUFFER_SIZE",
+          help_heading = "HTTP")]
+    pub body_buffer_size: String,
+
+    /// Longest request line (method, target, version) in bytes; longer gets 414.
+    #[arg(long, value_name = "BYTES", default_value_t = 4094,
+          env = "FERRULE_LIMIT_REQUEST_LINE", help_heading = "HTTP")]
+    pub limit_request_line: usize,
+
+    /// Most header fields in a request; more gets 431.
+    #[arg(long, value_name = "N", default_value_t = 100, env = "FERRULE_LIMIT_REQUEST_FIELDS",
+          help_heading = "HTTP")]
+    pub limit_request_fields: usize,
+
+    /// Largest header field (name and value) in bytes; larger gets 431.
+    #[arg(long, value_name = "BYTES", default_value_t = 8190,
+          env = "FERRULE_LIMIT_REQUEST_FIELD_SIZE", help_heading = "HTTP")]
+    pub limit_request_field_size: usize,
+
+    /// Most Python threads running the application. Threads beyond the first are started only
+    /// while the running ones are blocked (I/O, sleep, database), so CPU-bound views keep one
+    /// hot thread and I/O-bound views get up to this many.
+    #[arg(long, value_name = "N", default_value_t = 32, env = "FERRULE_THREADS",
+          help_heading = "Worker threads")]
+    pub threads: usize,
+
+    /// Threads kept alive even when idle.
+    #[arg(long, value_name = "N", default_value_t = 1, env = "FERRULE_MIN_THREADS",
+          help_heading = "Worker threads")]
+    pub min_threads: usize,
+
+    /// Seconds an idle thread above `--min-threads` lives before it exits.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0,
+          env = "FERRULE_THREAD_IDLE_TIMEOUT", help_heading = "Worker threads")]
+    pub thread_idle_timeout: f64,
+
+    /// Most requests waiting for a thread; beyond it clients get 503 with Retry-After.
+    #[arg(long, value_name = "N", default_value_t = 1024, env = "FERRULE_MAX_QUEUE",
+          help_heading = "Worker threads")]
+    pub max_queue: usize,
+
+    /// Threads running the network core (accepting, parsing, sending).
+    #[arg(long, value_name = "N", default_value_t = 1, env = "FERRULE_IO_THREADS",
+          help_heading = "Worker threads")]
+    pub io_threads: usize,
+
+    /// Directory to prepend to `sys.path` before importing the application. Repeatable.
+    #[arg(long, value_name = "DIR", env = "FERRULE_PYTHONPATH", value_delimiter = ',',
+          help_heading = "Application")]
+    pub pythonpath: Vec<PathBuf>,
+
+    /// Seconds in-flight requests get to finish after SIGTERM or SIGINT before ferrule exits
+    /// anyway. A second signal exits at once.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0,
+          env = "FERRULE_GRACEFUL_TIMEOUT", help_heading = "Application")]
+    pub graceful_timeout: f64,
+
+    /// Log one line per request (Apache combined format plus the duration in microseconds)
+    /// to the `ferrule.access` logger.
+    #[arg(long, env = "FERRULE_ACCESS_LOG", help_heading = "Logging")]
+    pub access_log: bool,
+
+    /// Write server logs to this file instead of Python `logging`; the verbosity comes from
+    /// FERRULE_DEBUG (1 error, 2 warning, 3 info, 4 debug, 5 trace; default 3).
+    #[arg(long, value_name = "PATH", env = "FERRULE_LOG_FILE", help_heading = "Logging")]
+    pub log_file: Option<PathBuf>,
+}
+
+/// Where one listener listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for BindAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BindAddr::Tcp(addr) => write!(f, "{addr}"),
+            BindAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// Request-head limits enforced before the application runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub request_line: usize,
+    pub fields: usize,
+    pub field_size: usize,
+    pub max_body: u64,
+    pub body_buffer: usize,
+}
+
+/// Worker pool sizing.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolPlan {
+    pub max_threads: usize,
+    pub min_threads: usize,
+    pub idle_timeout: Duration,
+    pub max_queue: usize,
+}
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub binds: Vec<BindAddr>,
+    pub unix_socket_mode: u32,
+    pub max_connections: usize,
+    pub keep_alive: Duration,
+    pub header_timeout: Duration,
+    pub limits: Limits,
+    pub pool: PoolPlan,
+    pub io_threads: usize,
+    pub pythonpath: Vec<PathBuf>,
+    pub graceful_timeout: Duration,
+    pub access_log: bool,
+    pub log_file: Option<PathBuf>,
+}
+
+const DEFAULT_BIND: &str = "127.0.0.1:8000";
+
+impl Options {
+    /// Validate the raw options. `extra_bind` is Django's positional `[addr:]port`.
+    pub fn resolve(&self, extra_bind: Option<&str>) -> Result<Plan, Error> {
+        let mut binds = Vec::new();
+        if let Some(addrport) = extra_bind {
+            binds.push(parse_addrport(addrport)?);
+        }
+        for b in &self.bind {
+            binds.push(parse_bind(b)?);
+        }
+        if binds.is_empty() {
+            binds.push(parse_bind(DEFAULT_BIND)?);
+        }
+        let unix_socket_mode = u32::from_str_radix(&self.unix_socket_mode, 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| {
+                Error::config(format!(
+                    "invalid value '{}' for '--unix-socket-mode': expected an octal mode such as 660",
+                    self.unix_socket_mode
+                ))
+            })?;
+        if self.threads == 0 {
+            return Err(Error::config("invalid value '0' for '--threads': at least 1 thread is needed"));
+        }
+        if self.min_threads > self.threads {
+            return Err(Error::config(format!(
+                "invalid value '{}' for '--min-threads': it exceeds --threads ({})",
+                self.min_threads, self.threads
+            )));
+        }
+        if self.max_connections == 0 {
+            return Err(Error::config("invalid value '0' for '--max-connections': at least 1 is needed"));
+        }
+        if self.io_threads == 0 {
+            return Err(Error::config("invalid value '0' for '--io-threads': at least 1 is needed"));
+        }
+        let max_body = parse_size("--max-body-size", &self.max_body_size)?;
+        let body_buffer = parse_size("--body-buffer-size", &self.body_buffer_size)?;
+        Ok(Plan {
+            binds,
+            unix_socket_mode,
+            max_connections: self.max_connections,
+            keep_alive: seconds("--keep-alive", self.keep_alive)?,
+            header_timeout: seconds("--header-timeout", self.header_timeout)?,
+            limits: Limits {
+                request_line: self.limit_request_line,
+                fields: self.limit_request_fields,
+                field_size: self.limit_request_field_size,
+                max_body,
+                body_buffer: usize::try_from(body_buffer).unwrap_or(usize::MAX),
+            },
+            pool: PoolPlan {
+                max_threads: self.threads,
+                min_threads: self.min_threads,
+                idle_timeout: seconds("--thread-idle-timeout", self.thread_idle_timeout)?,
+                max_queue: self.max_queue,
+            },
+            io_threads: self.io_threads,
+            pythonpath: self.pythonpath.clone(),
+            graceful_timeout: seconds("--graceful-timeout", self.graceful_timeout)?,
+            access_log: self.access_log,
+            log_file: self.log_file.clone(),
+        })
+    }
+}
+
+fn seconds(option: &str, value: f64) -> Result<Duration, Error> {
+    Duration::try_from_secs_f64(value).map_err(|_| {
+        Error::config(format!(
+            "invalid value '{value}' for '{option}': expected a non-negative number of seconds"
+        ))
+    })
+}
+
+/// Parse `1024`, `64K`, `10M`, `1G` (binary multiples).
+pub fn parse_size(option: &str, value: &str) -> Result<u64, Error> {
+    let v = value.trim();
+    let (digits, mult) = match v.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let mult = match c.to_ascii_uppercase() {
+                'K' => 1u64 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                _ => 0,
+            };
+            (&v[..i], mult)
+        }
+        _ => (v, 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .filter(|_| mult != 0)
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| {
+            Error::config(format!(
+                "invalid value '{value}' for '{option}': expected a size in bytes such as 65536, 64K, 10M or 1G"
+            ))
+        })
+}
+
+/// Parse a `--bind` value.
+pub fn parse_bind(value: &str) -> Result<BindAddr, Error> {
+    if let Some(path) = value.strip_prefix("unix:") {
+        if path.is_empty() {
+            return Err(Error::config("invalid value 'unix:' for '--bind': the socket path is missing"));
+        }
+        return Ok(BindAddr::Unix(PathBuf::from(path)));
+    }
+    resolve_host_port(value).map(BindAddr::Tcp).map_err(|why| {
+        Error::config(format!("invalid value '{value}' for '--bind': {why}"))
+    })
+}
+
+/// Parse Django's `[addr:]port` the way `runserver` does: a bare port means 127.0.0.1.
+pub fn parse_addrport(value: &str) -> Result<BindAddr, Error> {
+    let full = if value.bytes().all(|b| b.is_ascii_digit()) {
+        format!("127.0.0.1:{value}")
+    } else {
+        value.to_owned()
+    };
+    resolve_host_port(&full).map(BindAddr::Tcp).map_err(|why| {
+        Error::config(format!("'{value}' is not a valid port number or address:port pair: {why}"))
+    })
+}
+
+fn resolve_host_port(value: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = value.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let (host, port) = value
+        .rsplit_once(':')
+        .ok_or_else(|| "expected HOST:PORT, [IPV6]:PORT or unix:PATH".to_owned())?;
+    let port: u16 = port.parse().map_err(|_| format!("'{port}' is not a port number"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = if host.is_empty() { "0.0.0.0" } else { host };
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve '{host}': {e}"))?
+        .next()
+        .ok_or_else(|| format!("'{host}' resolves to no address"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!(parse_size("x", "1024").unwrap(), 1024);
+        assert_eq!(parse_size("x", "64K").unwrap(), 65536);
+        assert_eq!(parse_size("x", "10m").unwrap(), 10 << 20);
+        assert_eq!(parse_size("x", "1G").unwrap(), 1 << 30);
+        for bad in ["", "G", "1T", "-1", "1.5M"] {
+            let err = parse_size("--max-body-size", bad).unwrap_err().to_string();
+            assert!(err.contains("--max-body-size"), "{err}");
+        }
+    }
+
+    #[test]
+    fn binds_accept_the_three_forms() {
+        assert_eq!(parse_bind("127.0.0.1:80").unwrap(), BindAddr::Tcp("127.0.0.1:80".parse().unwrap()));
+        assert_eq!(parse_bind("[::1]:8000").unwrap(), BindAddr::Tcp("[::1]:8000".parse().unwrap()));
+        assert_eq!(parse_bind("unix:/tmp/x.sock").unwrap(), BindAddr::Unix("/tmp/x.sock".into()));
+        assert_eq!(parse_bind("localhost:0").unwrap().to_string().ends_with(":0"), true);
+        assert!(parse_bind("nonsense").is_err());
+        assert!(parse_bind("host:port").is_err());
+        assert!(parse_bind("unix:").is_err());
+    }
+
+    #[test]
+    fn addrport_works_like_runserver() {
+        assert_eq!(parse_addrport("8000").unwrap(), BindAddr::Tcp("127.0.0.1:8000".parse().unwrap()));
+        assert_eq!(parse_addrport("0.0.0.0:8001").unwrap(), BindAddr::Tcp("0.0.0.0:8001".parse().unwrap()));
+        assert_eq!(parse_addrport("[::1]:8002").unwrap(), BindAddr::Tcp("[::1]:8002".parse().unwrap()));
+        assert!(parse_addrport("abc").is_err());
+    }
+
+    #[test]
+    fn resolve_rejects_bad_values_naming_the_option() {
+        let cli = Cli::try_parse_from(["ferrule", "--unix-socket-mode", "999", "app:app"]).unwrap();
+        let err = cli.options.resolve(None).unwrap_err().to_string();
+        assert!(err.contains("--unix-socket-mode"), "{err}");
+        let cli = Cli::try_parse_from(["ferrule", "--min-threads", "5", "--threads", "2", "a:b"]).unwrap();
+        assert!(cli.options.resolve(None).unwrap_err().to_string().contains("--min-threads"));
+        let cli = Cli::try_parse_from(["ferrule", "a:b"]).unwrap();
+        let plan = cli.options.resolve(None).unwrap();
+        assert_eq!(plan.binds, vec![BindAddr::Tcp("127.0.0.1:8000".parse().unwrap())]);
+        assert_eq!(plan.unix_socket_mode, 0o660);
+        assert_eq!(plan.limits.max_body, 1 << 30);
+    }
+
+    #[test]
+    fn django_positional_and_bind_combine() {
+        let cli = DjangoCli::try_parse_from(["server", "--bind", "unix:/tmp/s", "9000"]).unwrap();
+        let plan = cli.options.resolve(cli.addrport.as_deref()).unwrap();
+        assert_eq!(plan.binds.len(), 2);
+        let cli = DjangoCli::try_parse_from(["server", "--bind", "unix:/tmp/s"]).unwrap();
+        assert_eq!(cli.options.resolve(cli.addrport.as_deref()).unwrap().binds.len(), 1);
+    }
+}

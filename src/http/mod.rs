@@ -1,0 +1,18 @@
+//! The HTTP side of a request: admission, the hyper service, and the responses the server
+//! makes itself.
+//!
+//! - `admission.rs`: limits and rules checked before anything else;
+//! - `service.rs`: one request from head to response;
+//! - `out_body.rs`: the response body type and its completion hook;
+//! - `respond.rs`: server-made responses (4xx, 5xx);
+//! - `access.rs`: access log lines.
+//!
+//! Accepting connections and shutting down is `server.rs`'s.
+
+mod access;
+pub mod admission;
+mod out_body;
+mod respond;
+mod service;
+
+pub use service::{handle, App};

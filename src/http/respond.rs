@@ -1,0 +1,41 @@
+//! Responses the server makes itself: refusals, errors, and the 503 of a full queue.
+//!
+//! Bodies are short plain text that says what went wrong and, where the client can do
+//! something about it, what. Statuses follow the contract in `docs/architecture.md`.
+
+use bytes::Bytes;
+use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderValue, Response, StatusCode};
+
+use super::out_body::OutBody;
+
+/// A plain-text response from the server itself. `close` asks hyper to end the connection
+/// afterwards, for requests whose body was not (or could not be) read.
+pub fn text(status: StatusCode, message: &str, close: bool) -> Response<OutBody> {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let body = format!("{} {reason}\n\n{message}\n", status.as_u16());
+    let mut resp = Response::new(OutBody::full(Bytes::from(body)));
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    if close {
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+/// 503 for a full queue, with the Retry-After clients and proxies understand.
+pub fn queue_full() -> Response<OutBody> {
+    let mut resp = text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The server is busy; every worker thread is taken and the queue is full. Retry shortly.",
+        false,
+    );
+    // One second: long enough for a full queue of fast requests to drain.
+    resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}
+
+pub fn internal_error() -> Response<OutBody> {
+    text(StatusCode::INTERNAL_SERVER_ERROR, "The server could not complete this request.", false)
+}

@@ -1,0 +1,132 @@
+//! The hyper service: one request from head to response.
+//!
+//! Admission (`admission.rs`), the body read into memory or a spool file (`body.rs`), the job
+//! handed to the pool (`pool.rs`), and the application's reply turned into a hyper response.
+//! Connection handling — accepting, timeouts, shutdown — is `server.rs`'s.
+
+use std::convert::Infallible;
+use std::io::SeekFrom;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::CONTENT_LENGTH;
+use http::{Response, StatusCode};
+use hyper::body::Incoming;
+use tokio::io::AsyncSeekExt;
+use tokio::sync::oneshot;
+
+use super::access::Pending;
+use super::admission;
+use super::out_body::OutBody;
+use super::respond;
+use crate::body::{self, BodyError};
+use crate::config::Plan;
+use crate::job::{ConnInfo, Job, Reply, ReplyBody};
+use crate::pool::{Pool, Rejected};
+use crate::{log_debug, log_error, log_warn};
+
+/// What every request on every connection shares.
+pub struct App {
+    pub plan: Arc<Plan>,
+    pub pool: Pool,
+}
+
+pub async fn handle(
+    req: http::Request<Incoming>,
+    app: Arc<App>,
+    conn: Arc<ConnInfo>,
+) -> Result<Response<OutBody>, Infallible> {
+    let started = Instant::now();
+    let (parts, incoming) = req.into_parts();
+    let access = Pending::capture(&parts, conn.peer, started);
+    let resp = respond(parts, incoming, &app, conn).await;
+    Ok(match access {
+        None => resp,
+        Some(line) => {
+            let status = resp.status().as_u16();
+            let (head, body) = resp.into_parts();
+            Response::from_parts(head, body.on_finish(Box::new(move |sent| line.finish(status, sent))))
+        }
+    })
+}
+
+async fn respond(
+    parts: http::request::Parts,
+    incoming: Incoming,
+    app: &App,
+    conn: Arc<ConnInfo>,
+) -> Response<OutBody> {
+    let limits = &app.plan.limits;
+    if let Err(refusal) = admission::admit(&parts, limits) {
+        log_debug!("refused {} {}: {}", parts.method, parts.uri, refusal.reason());
+        return respond::text(refusal.status(), refusal.reason(), true);
+    }
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limits.max_body) {
+        return too_large(limits.max_body);
+    }
+    let body = match body::read(incoming, limits.body_buffer, limits.max_body).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => return too_large(limits.max_body),
+        Err(BodyError::Client(e)) => {
+            log_debug!("could not read the body of {} {}: {e}", parts.method, parts.uri);
+            return respond::text(StatusCode::BAD_REQUEST, "The request body could not be read.", true);
+        }
+        Err(BodyError::Spool(e)) => {
+            log_error!("cannot spool a request body to a temporary file (check TMPDIR): {e}");
+            return respond::text(StatusCode::INTERNAL_SERVER_ERROR, "The request body could not be stored.", true);
+        }
+    };
+    let (reply_tx, reply_rx) = oneshot::channel();
+    let job = Job { head: parts, body, conn, reply: reply_tx, queued_at: Instant::now() };
+    if let Err((why, job)) = app.pool.submit(job) {
+        return match why {
+            Rejected::Full { depth } => {
+                let (threads, busy) = app.pool.threads();
+                log_warn!(
+                    "Task queue depth is {depth} ({busy} of {threads} threads busy); answered 503 to {} {}",
+                    job.head.method,
+                    job.head.uri
+                );
+                respond::queue_full()
+            }
+            Rejected::Closing => respond::text(StatusCode::SERVICE_UNAVAILABLE, "The server is shutting down.", true),
+        };
+    }
+    match reply_rx.await {
+        Ok(reply) => into_response(reply).await,
+        // The worker dropped the job without replying; it logged why.
+        Err(_) => respond::internal_error(),
+    }
+}
+
+fn too_large(max: u64) -> Response<OutBody> {
+    respond::text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("The request body is larger than this server accepts ({max} bytes)."),
+        true,
+    )
+}
+
+async fn into_response(reply: Reply) -> Response<OutBody> {
+    let body = match reply.body {
+        ReplyBody::Full(bytes) => OutBody::full(bytes),
+        ReplyBody::Stream(rx) => OutBody::stream(rx),
+        ReplyBody::File { file, offset, len } => {
+            let mut file = tokio::fs::File::from_std(file);
+            if let Err(e) = file.seek(SeekFrom::Start(offset)).await {
+                log_error!("cannot seek in the file given to wsgi.file_wrapper: {e}");
+                return respond::internal_error();
+            }
+            OutBody::file(file, len)
+        }
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = reply.status;
+    *resp.headers_mut() = reply.headers;
+    resp
+}

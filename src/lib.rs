@@ -1,0 +1,46 @@
+//! ferrule: an application server for Django and any WSGI app, with a Rust network core.
+//!
+//! The map (the living version is `docs/architecture.md`):
+//!
+//! | module | owns | Python? |
+//! |---|---|---|
+//! | `lib.rs` | the `ferrule._ferrule` module and `main()`: parse, load, bind, serve | yes |
+//! | `config.rs` | every option (clap), validation into a `Plan` | no |
+//! | `error.rs` | the start-up error type and exit codes | no |
+//! | `app.rs` | importing the application | yes |
+//! | `listen/` | TCP and Unix listeners | no |
+//! | `server.rs` | accept loops, connections, graceful shutdown | no |
+//! | `http/` | admission, the hyper service, server-made responses, access log | no |
+//! | `body.rs` | request bodies, buffered or spooled before dispatch | no |
+//! | `job.rs` | what crosses between the core and a worker thread | no |
+//! | `pool.rs` | Python worker threads, the job queue, the hand-off policy | yes |
+//! | `wsgi/` | PEP 3333: environ, input, start_response, file_wrapper, responses | yes |
+//! | `logging.rs` | server and access logs into Python `logging` or a file | small |
+//!
+//! A request: `server.rs` accepts → `http/service.rs` admits and reads the body → `pool.rs`
+//! queues the job → a worker thread runs `wsgi/` → the reply goes back through a channel and
+//! hyper sends it.
+
+pub mod app;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod job;
+pub mod listen;
+pub mod logging;
+pub mod pool;
+pub mod server;
+pub mod wsgi;
+
+mod run;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _ferrule(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(run::main, m)?)?;
+    m.add_class::<wsgi::FileWrapper>()?;
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! Listening sockets: TCP (IPv4 and IPv6) and Unix.
+//!
+//! Owns binding (before the runtime starts, so a port in use is reported with its address and
+//! nothing has been served), the Unix-socket rules (refuse a path that is not a socket, replace
+//! a stale socket, apply `--unix-socket-mode`, unlink on exit) and accepting. What happens on
+//! an accepted connection belongs to `http/`.
+
+mod unix;
+
+use std::io;
+use std::net::SocketAddr;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::config::BindAddr;
+use crate::error::Error;
+
+pub use unix::UnixSocketFile;
+
+/// Backlog passed to `listen(2)`; the kernel caps it at `net.core.somaxconn` (4096 on current
+/// kernels). Connections beyond `--max-connections` wait here.
+const BACKLOG: i32 = 2048;
+
+/// A bound socket, not yet registered with tokio.
+pub enum Bound {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener, UnixSocketFile),
+}
+
+impl Bound {
+    /// The address clients use, as printed in `Listening at: …`.
+    pub fn url(&self) -> String {
+        match self {
+            Bound::Tcp(l) => match l.local_addr() {
+                Ok(addr) => format!("http://{addr}"),
+                Err(_) => "http://?".to_owned(),
+            },
+            Bound::Unix(_, file) => format!("unix:{}", file.path().display()),
+        }
+    }
+}
+
+/// Bind every address, or fail naming the first one that cannot be bound.
+pub fn bind_all(binds: &[BindAddr], unix_mode: u32) -> Result<Vec<Bound>, Error> {
+    binds.iter().map(|b| bind(b, unix_mode)).collect()
+}
+
+fn bind(addr: &BindAddr, unix_mode: u32) -> Result<Bound, Error> {
+    match addr {
+        BindAddr::Tcp(sa) => bind_tcp(*sa)
+            .map(Bound::Tcp)
+            .map_err(|e| Error::listen(format!("cannot listen on {sa}: {e}"))),
+        BindAddr::Unix(path) => unix::bind(path, unix_mode).map(|(l, f)| Bound::Unix(l, f)),
+    }
+}
+
+fn bind_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone, Copy)]
+pub enum Peer {
+    Tcp(SocketAddr),
+    Unix,
+}

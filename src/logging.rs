@@ -1,0 +1,302 @@
+//! Server and access logs, into Python `logging` or straight into a file.
+//!
+//! Records are filtered against a cached level before anything is formatted, so a filtered
+//! record costs one atomic load and never touches the GIL. Accepted records go through a
+//! bounded channel to one log thread that stays attached to the interpreter and calls
+//! `logging.getLogger(name).log(...)`, so tokio threads never wait for the GIL. With
+//! `--log-file` the same records are written to the file instead, at the verbosity of
+//! `FERRULE_DEBUG`. Formatting access lines belongs to `http/access.rs`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{LineWriter, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pyo3::prelude::*;
+
+/// Python's numeric levels, so a cached threshold compares directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Level {
+    Trace = 5,
+    Debug = 10,
+    Info = 20,
+    Warn = 30,
+    Error = 40,
+}
+
+impl Level {
+    fn name(self) -> &'static str {
+        match self {
+            Level::Trace => "TRACE",
+            Level::Debug => "DEBUG",
+            Level::Info => "INFO",
+            Level::Warn => "WARNING",
+            Level::Error => "ERROR",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The `ferrule` logger: server events.
+    Server,
+    /// The `ferrule.access` logger: one line per request.
+    Access,
+}
+
+impl Target {
+    fn logger_name(self) -> &'static str {
+        match self {
+            Target::Server => "ferrule",
+            Target::Access => "ferrule.access",
+        }
+    }
+}
+
+/// Lowest level that passes, per target; 0 lets everything through. Before `init`, server
+/// records at INFO and above go to stderr so start-up errors are never lost.
+static SERVER_THRESHOLD: AtomicU8 = AtomicU8::new(Level::Info as u8);
+static ACCESS_THRESHOLD: AtomicU8 = AtomicU8::new(Level::Info as u8);
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+static SINK: OnceLock<Sink> = OnceLock::new();
+
+/// Records waiting for the log thread; beyond this they are dropped and counted rather than
+/// blocking a tokio thread. 16384 was chosen to absorb a burst of access lines at ~100k req/s.
+const QUEUE: usize = 16_384;
+
+enum Sink {
+    Python(SyncSender<Message>),
+    File(Mutex<LineWriter<File>>),
+}
+
+enum Message {
+    Record(Target, Level, String),
+    Stop,
+}
+
+/// True when a record at `level` for `target` would be kept.
+#[inline]
+pub fn enabled(target: Target, level: Level) -> bool {
+    let threshold = match target {
+        Target::Server => &SERVER_THRESHOLD,
+        Target::Access => &ACCESS_THRESHOLD,
+    };
+    level as u8 >= threshold.load(Ordering::Relaxed)
+}
+
+/// Log a record that already passed [`enabled`].
+pub fn emit(target: Target, level: Level, message: String) {
+    match SINK.get() {
+        Some(Sink::Python(tx)) => match tx.try_send(Message::Record(target, level, message)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                DROPPED.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Disconnected(Message::Record(t, l, m))) => write_stderr(t, l, &m),
+            Err(TrySendError::Disconnected(Message::Stop)) => {}
+        },
+        Some(Sink::File(file)) => {
+            let line = format_line(target, level, &message);
+            if let Ok(mut f) = file.lock() {
+                let _ = f.write_all(line.as_bytes());
+            }
+        }
+        None => write_stderr(target, level, &message),
+    }
+}
+
+fn write_stderr(target: Target, level: Level, message: &str) {
+    let _ = std::io::stderr().write_all(format_line(target, level, message).as_bytes());
+}
+
+fn format_line(target: Target, level: Level, message: &str) -> String {
+    if target == Target::Access {
+        return format!("{message}\n");
+    }
+    let (y, mo, d, h, mi, s) = utc_parts(SystemTime::now());
+    format!(
+        "[{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} +0000] [{}] [{}] {message}\n",
+        std::process::id(),
+        level.name()
+    )
+}
+
+#[macro_export]
+macro_rules! log_at {
+    ($target:expr, $level:expr, $($arg:tt)+) => {
+        if $crate::logging::enabled($target, $level) {
+            $crate::logging::emit($target, $level, format!($($arg)+));
+        }
+    };
+}
+#[macro_export]
+macro_rules! log_error { ($($arg:tt)+) => { $crate::log_at!($crate::logging::Target::Server, $crate::logging::Level::Error, $($arg)+) }; }
+#[macro_export]
+macro_rules! log_warn { ($($arg:tt)+) => { $crate::log_at!($crate::logging::Target::Server, $crate::logging::Level::Warn, $($arg)+) }; }
+#[macro_export]
+macro_rules! log_info { ($($arg:tt)+) => { $crate::log_at!($crate::logging::Target::Server, $crate::logging::Level::Info, $($arg)+) }; }
+#[macro_export]
+macro_rules! log_debug { ($($arg:tt)+) => { $crate::log_at!($crate::logging::Target::Server, $crate::logging::Level::Debug, $($arg)+) }; }
+
+/// The running log thread, stopped (after writing what is queued) by [`LogThread::stop`].
+pub struct LogThread {
+    tx: SyncSender<Message>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl LogThread {
+    /// Flush what is queued and stop. Call without holding the GIL.
+    pub fn stop(mut self) {
+        let _ = self.tx.send(Message::Stop);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Route logs to a file, verbosity from `FERRULE_DEBUG`.
+pub fn init_file(path: &Path) -> Result<(), String> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("cannot open log file '{}': {e}", path.display()))?;
+    let level = match std::env::var("FERRULE_DEBUG").ok().as_deref().map(str::trim) {
+        Some("1") => Level::Error,
+        Some("2") => Level::Warn,
+        Some("4") => Level::Debug,
+        Some("5") => Level::Trace,
+        _ => Level::Info,
+    };
+    SERVER_THRESHOLD.store(level as u8, Ordering::Relaxed);
+    ACCESS_THRESHOLD.store(level as u8, Ordering::Relaxed);
+    let _ = SINK.set(Sink::File(Mutex::new(LineWriter::new(file))));
+    Ok(())
+}
+
+/// Route logs into Python `logging`, adding default stderr handlers when the application
+/// configured none, and start the log thread.
+pub fn init_python(py: Python<'_>) -> PyResult<LogThread> {
+    py.import("ferrule._logging")?.call_method0("ensure_handlers")?;
+    let logging = py.import("logging")?;
+    let server = logging.call_method1("getLogger", (Target::Server.logger_name(),))?.unbind();
+    let access = logging.call_method1("getLogger", (Target::Access.logger_name(),))?.unbind();
+    refresh_thresholds(py, &server, &access);
+    let (tx, rx) = mpsc::sync_channel(QUEUE);
+    let _ = SINK.set(Sink::Python(tx.clone()));
+    let handle = std::thread::Builder::new()
+        .name("ferrule-log".into())
+        .spawn(move || Python::attach(|py| python_log_loop(py, &Mutex::new(rx), &server, &access)))
+        .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(format!("cannot start the log thread: {e}")))?;
+    Ok(LogThread { tx, handle: Some(handle) })
+}
+
+/// Re-read the effective levels, which the application may change at any time.
+fn refresh_thresholds(py: Python<'_>, server: &Py<PyAny>, access: &Py<PyAny>) {
+    for (logger, slot) in [(server, &SERVER_THRESHOLD), (access, &ACCESS_THRESHOLD)] {
+        let level = threshold_of(py, logger).unwrap_or(Level::Info as u8);
+        slot.store(level, Ordering::Relaxed);
+    }
+}
+
+fn threshold_of(py: Python<'_>, logger: &Py<PyAny>) -> PyResult<u8> {
+    let logger = logger.bind(py);
+    // isEnabledFor also honours logging.disable() and a disabled logger.
+    for level in [Level::Trace, Level::Debug, Level::Info, Level::Warn, Level::Error] {
+        if logger.call_method1("isEnabledFor", (level as u8,))?.is_truthy()? {
+            return Ok(level as u8);
+        }
+    }
+    Ok(u8::MAX)
+}
+
+fn python_log_loop(py: Python<'_>, rx: &Mutex<Receiver<Message>>, server: &Py<PyAny>, access: &Py<PyAny>) {
+    // Levels can only be learnt by asking Python; the once-a-second wake-up keeps the cache
+    // fresh when nothing is being logged (a filtered record never reaches this thread).
+    const REFRESH: Duration = Duration::from_secs(1);
+    loop {
+        // The lock is only ever taken by this thread; it makes the receiver shareable with
+        // the detached closure.
+        let lock = || rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let first = py.detach(|| lock().recv_timeout(REFRESH));
+        let mut batch = match first {
+            Ok(m) => vec![m],
+            Err(RecvTimeoutError::Timeout) => {
+                refresh_thresholds(py, server, access);
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        batch.extend(lock().try_iter().take(1024));
+        let mut stop = false;
+        for m in batch {
+            match m {
+                Message::Record(target, level, text) => {
+                    let logger = match target {
+                        Target::Server => server,
+                        Target::Access => access,
+                    };
+                    if logger.bind(py).call_method1("log", (level as u8, text)).is_err() {
+                        // A broken handler must not take logging down with it; Python's
+                        // logging already printed the handler's error to stderr.
+                        PyErr::fetch(py);
+                    }
+                }
+                Message::Stop => stop = true,
+            }
+        }
+        let dropped = DROPPED.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            let _ = server.bind(py).call_method1(
+                "log",
+                (Level::Warn as u8, format!("{dropped} log records were dropped because logging could not keep up")),
+            );
+        }
+        refresh_thresholds(py, server, access);
+        if stop {
+            return;
+        }
+    }
+}
+
+/// Current UTC time split into (year, month, day, hour, minute, second).
+pub fn utc_parts(t: SystemTime) -> (i64, u32, u32, u32, u32, u32) {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d, (rem / 3600) as u32, (rem % 3600 / 60) as u32, (rem % 60) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_parts_matches_known_dates() {
+        assert_eq!(utc_parts(UNIX_EPOCH), (1970, 1, 1, 0, 0, 0));
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_704_736);
+        assert_eq!(utc_parts(t), (2026, 11, 26, 14, 52, 16));
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(utc_parts(leap), (2000, 2, 29, 0, 0, 0));
+    }
+
+    #[test]
+    fn levels_filter_below_threshold() {
+        assert!(enabled(Target::Server, Level::Error));
+        assert!(!enabled(Target::Server, Level::Debug));
+    }
+}

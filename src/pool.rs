@@ -1,0 +1,338 @@
+//! The Python worker threads and the bounded job queue.
+//!
+//! Threads start lazily up to `--threads`, attach to the interpreter once for their whole
+//! life (detaching while they wait), and exit after `--thread-idle-timeout` idle above
+//! `--min-threads`. Idle threads form a stack: the most recently idle one is woken first, so
+//! its caches stay warm.
+//!
+//! A new job wakes a thread at once only when no thread is running one. Otherwise the
+//! hand-off monitor decides: it samples the CPU time of the busy threads over a short tick,
+//! and wakes another thread only if they used less than [`BLOCKED_BELOW`] of a core, that is
+//! when they are blocked (I/O, a sleep, a database) rather than busy. CPU-bound views then
+//! run on one hot thread without bouncing the GIL, while I/O-bound views grow the pool to
+//! whatever they need, with the same settings. What a thread does with a job is the WSGI
+//! layer's business (`wsgi/`); the pool only calls the runner it was given.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use pyo3::prelude::*;
+
+use crate::config::PoolPlan;
+use crate::job::Job;
+use crate::log_error;
+
+/// How long the monitor watches the busy threads before deciding. Short enough that an
+/// I/O-bound pool reaches 32 threads in well under 100 ms; long enough that a CPU-bound
+/// thread's usage is measured over many scheduler slices. Chosen by measurement (bench/).
+const TICK: Duration = Duration::from_millis(2);
+
+/// Busy threads that used less than this fraction of one core during a tick are blocked,
+/// and the GIL has room for another thread.
+const BLOCKED_BELOW: f64 = 0.75;
+
+/// Stack size of a worker thread: Python's recursion and Django's template engine expect the
+/// 8 MiB that `threading` threads get on Linux, not Rust's 2 MiB default.
+const STACK_SIZE: usize = 8 << 20;
+
+/// Runs one job on a worker thread that holds the GIL.
+pub type Runner = dyn Fn(Python<'_>, Job) + Send + Sync;
+
+/// Why a job was not queued.
+pub enum Rejected {
+    /// The queue holds `--max-queue` jobs already.
+    Full { depth: usize },
+    /// The pool is shutting down.
+    Closing,
+}
+
+/// The worker threads; cheap to clone.
+#[derive(Clone)]
+pub struct Pool {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Wakes the hand-off monitor when jobs wait behind busy threads.
+    monitor: Condvar,
+    /// Signalled whenever a thread exits.
+    exited: Condvar,
+    plan: PoolPlan,
+    run: Box<Runner>,
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Job>,
+    /// Idle threads, most recently idle last.
+    idle: Vec<Arc<Slot>>,
+    /// Every live thread.
+    workers: Vec<Arc<Slot>>,
+    /// Threads running a job.
+    busy: usize,
+    /// Threads woken (or being started) that have not picked a job yet.
+    waking: usize,
+    closing: bool,
+    spawned: u64,
+}
+
+/// One thread's mailbox. The flags are only read or written under the pool's state lock.
+struct Slot {
+    wake: Condvar,
+    /// The thread's CPU clock, set by the thread when it starts (-1 until then).
+    clock: AtomicI32,
+    flags: Mutex<Flags>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Flags {
+    busy: bool,
+    woken: bool,
+}
+
+impl Slot {
+    fn new() -> Arc<Self> {
+        Arc::new(Self { wake: Condvar::new(), clock: AtomicI32::new(-1), flags: Mutex::new(Flags::default()) })
+    }
+
+    fn flags(&self) -> MutexGuard<'_, Flags> {
+        self.flags.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// CPU time this thread has used; zero if it has not started or has exited.
+    fn cpu_time(&self) -> Duration {
+        let clock = self.clock.load(Ordering::Relaxed);
+        if clock < 0 {
+            return Duration::ZERO;
+        }
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: `ts` is a valid out-pointer; an invalid clock id only makes the call fail.
+        if unsafe { libc::clock_gettime(clock, &raw mut ts) } != 0 {
+            return Duration::ZERO;
+        }
+        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    }
+}
+
+impl Pool {
+    /// Start the pool with `--min-threads` threads and the hand-off monitor.
+    pub fn start(plan: PoolPlan, run: Box<Runner>) -> Pool {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            monitor: Condvar::new(),
+            exited: Condvar::new(),
+            plan,
+            run,
+        });
+        {
+            let mut st = shared.lock();
+            for _ in 0..plan.min_threads {
+                spawn_worker(&shared, &mut st, false);
+            }
+        }
+        let monitor = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("ferrule-handoff".into())
+            .spawn(move || monitor_loop(&monitor))
+            .expect("the OS refused to start the pool's monitor thread");
+        Pool { shared }
+    }
+
+    /// Queue a job, waking a thread if none is running one.
+    pub fn submit(&self, job: Job) -> Result<(), (Rejected, Job)> {
+        let mut st = self.shared.lock();
+        if st.closing {
+            return Err((Rejected::Closing, job));
+        }
+        if st.queue.len() >= self.shared.plan.max_queue {
+            let depth = st.queue.len();
+            return Err((Rejected::Full { depth }, job));
+        }
+        st.queue.push_back(job);
+        if st.busy + st.waking == 0 {
+            wake_one(&self.shared, &mut st);
+        } else {
+            self.shared.monitor.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Jobs waiting for a thread.
+    pub fn queue_depth(&self) -> usize {
+        self.shared.lock().queue.len()
+    }
+
+    /// (live threads, threads running a job).
+    pub fn threads(&self) -> (usize, usize) {
+        let st = self.shared.lock();
+        (st.workers.len(), st.busy)
+    }
+
+    /// Let the threads finish the queue, then stop them. Returns false if some were still
+    /// running a job at `deadline`. Call without holding the GIL.
+    pub fn close(&self, deadline: Instant) -> bool {
+        let mut st = self.shared.lock();
+        st.closing = true;
+        for slot in &st.workers {
+            slot.wake.notify_one();
+        }
+        self.shared.monitor.notify_all();
+        while !st.workers.is_empty() {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            st = self
+                .shared
+                .exited
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic never happens while the lock is held (jobs run outside it), but if one did,
+        // the counters are still consistent enough to keep serving.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Wake the most recently idle thread, or start one if there is room.
+fn wake_one(shared: &Arc<Shared>, st: &mut State) {
+    if let Some(slot) = st.idle.pop() {
+        slot.flags().woken = true;
+        st.waking += 1;
+        slot.wake.notify_one();
+    } else if st.workers.len() < shared.plan.max_threads {
+        spawn_worker(shared, st, true);
+    }
+}
+
+fn spawn_worker(shared: &Arc<Shared>, st: &mut State, woken: bool) {
+    let slot = Slot::new();
+    slot.flags().woken = woken;
+    if woken {
+        st.waking += 1;
+    }
+    st.spawned += 1;
+    let name = format!("ferrule-worker-{}", st.spawned);
+    let (for_thread, shared_for_thread) = (Arc::clone(&slot), Arc::clone(shared));
+    let started = std::thread::Builder::new()
+        .name(name)
+        .stack_size(STACK_SIZE)
+        .spawn(move || worker_main(&shared_for_thread, &for_thread));
+    match started {
+        Ok(_) => st.workers.push(slot),
+        Err(e) => {
+            if woken {
+                st.waking -= 1;
+            }
+            log_error!("cannot start a worker thread: {e}");
+        }
+    }
+}
+
+fn worker_main(shared: &Arc<Shared>, slot: &Arc<Slot>) {
+    let mut clock: libc::clockid_t = -1;
+    // SAFETY: pthread_self is always valid for the calling thread; `clock` is an out-pointer.
+    if unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &raw mut clock) } == 0 {
+        slot.clock.store(clock, Ordering::Relaxed);
+    }
+    Python::attach(|py| loop {
+        let Some(job) = py.detach(|| next_job(shared, slot)) else { return };
+        if catch_unwind(AssertUnwindSafe(|| (shared.run)(py, job))).is_err() {
+            log_error!("a worker thread panicked while running a request; the thread goes on");
+        }
+    });
+    slot.clock.store(-1, Ordering::Relaxed);
+}
+
+/// Block until there is a job for this thread, or return None when it should exit.
+fn next_job(shared: &Arc<Shared>, slot: &Arc<Slot>) -> Option<Job> {
+    let mut st = shared.lock();
+    {
+        let mut f = slot.flags();
+        if f.busy {
+            f.busy = false;
+            st.busy -= 1;
+        }
+    }
+    loop {
+        let was_woken = std::mem::take(&mut slot.flags().woken);
+        if was_woken {
+            st.waking -= 1;
+        }
+        if let Some(job) = st.queue.pop_front() {
+            slot.flags().busy = true;
+            st.busy += 1;
+            return Some(job);
+        }
+        if st.closing {
+            remove_worker(shared, &mut st, slot);
+            return None;
+        }
+        if !st.idle.iter().any(|s| Arc::ptr_eq(s, slot)) {
+            st.idle.push(Arc::clone(slot));
+        }
+        let (guard, waited) = slot
+            .wake
+            .wait_timeout(st, shared.plan.idle_timeout)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        st = guard;
+        if waited.timed_out()
+            && !slot.flags().woken
+            && st.queue.is_empty()
+            && st.workers.len() > shared.plan.min_threads
+        {
+            remove_worker(shared, &mut st, slot);
+            return None;
+        }
+    }
+}
+
+fn remove_worker(shared: &Shared, st: &mut State, slot: &Arc<Slot>) {
+    st.idle.retain(|s| !Arc::ptr_eq(s, slot));
+    st.workers.retain(|s| !Arc::ptr_eq(s, slot));
+    shared.exited.notify_all();
+}
+
+fn monitor_loop(shared: &Arc<Shared>) {
+    let mut st = shared.lock();
+    loop {
+        if st.closing {
+            return;
+        }
+        let room = !st.idle.is_empty() || st.workers.len() < shared.plan.max_threads;
+        if st.queue.is_empty() || !room {
+            st = shared.monitor.wait(st).unwrap_or_else(std::sync::PoisonError::into_inner);
+            continue;
+        }
+        if st.busy + st.waking == 0 {
+            wake_one(shared, &mut st);
+            continue;
+        }
+        let sample: Vec<(Arc<Slot>, Duration)> = st
+            .workers
+            .iter()
+            .filter(|s| s.flags().busy)
+            .map(|s| (Arc::clone(s), s.cpu_time()))
+            .collect();
+        let started = Instant::now();
+        drop(st);
+        std::thread::sleep(TICK);
+        let used: Duration = sample.iter().map(|(s, before)| s.cpu_time().saturating_sub(*before)).sum();
+        let elapsed = started.elapsed();
+        st = shared.lock();
+        if !st.queue.is_empty() && st.waking == 0 && used.as_secs_f64() < elapsed.as_secs_f64() * BLOCKED_BELOW {
+            wake_one(shared, &mut st);
+        }
+    }
+}

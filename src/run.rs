@@ -1,0 +1,174 @@
+//! `main()`: the whole life of a single-process server, from argv to exit code.
+//!
+//! Parse (exit 2 on a bad option), set up logging, import the application (exit 2 if it
+//! cannot be imported, before anything binds), bind (exit 1 naming the address), start the
+//! pool and the runtime, serve until a signal, drain, exit 0.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use pyo3::prelude::*;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::Notify;
+
+use crate::config::{Cli, DjangoCli, Options};
+use crate::error::Error;
+use crate::http::App;
+use crate::logging::LogThread;
+use crate::pool::Pool;
+use crate::server::{self, Outcome};
+use crate::wsgi::Application;
+use crate::{app, listen, log_info, log_warn, logging};
+
+enum Target {
+    /// `ferrule APP`.
+    Spec(String),
+    /// `manage.py server`: Django's `WSGI_APPLICATION`.
+    Django,
+}
+
+/// Run ferrule with `argv` (`argv[0]` is the program name) and return the exit code.
+///
+/// With `django=True` the positional argument is `[addr:]port` and the application is the
+/// Django project's; Django must already be configured (`manage.py` does that).
+#[pyfunction]
+#[pyo3(signature = (argv, django=false))]
+pub fn main(py: Python<'_>, argv: Vec<String>, django: bool) -> i32 {
+    let parsed = if django {
+        DjangoCli::try_parse_from(&argv).map(|c| (c.options, c.addrport, Target::Django))
+    } else {
+        Cli::try_parse_from(&argv).map(|c| (c.options, None, Target::Spec(c.app)))
+    };
+    let (options, addrport, target) = match parsed {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    match run(py, &options, addrport.as_deref(), &target) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn run(py: Python<'_>, options: &Options, addrport: Option<&str>, target: &Target) -> Result<i32, Error> {
+    let plan = Arc::new(options.resolve(addrport)?);
+    let log_thread: Option<LogThread> = match &plan.log_file {
+        Some(path) => {
+            logging::init_file(path).map_err(Error::config)?;
+            None
+        }
+        None => Some(logging::init_python(py).map_err(|e| Error::runtime(format!("cannot set up logging: {e}")))?),
+    };
+    let result = serve(py, &plan, target);
+    if let Some(t) = log_thread {
+        py.detach(|| t.stop());
+    }
+    match result? {
+        Exit::Clean(code) => Ok(code),
+        Exit::Immediate(code) => {
+            let _ = py.import("sys").and_then(|sys| {
+                sys.getattr("stdout")?.call_method0("flush")?;
+                sys.getattr("stderr")?.call_method0("flush")
+            });
+            // SAFETY: _exit ends the process without running the interpreter's finalization,
+            // which is the point: worker threads are still inside application code.
+            unsafe { libc::_exit(code) }
+        }
+    }
+}
+
+/// How the process should end.
+enum Exit {
+    /// Return the code to Python, which finalizes normally.
+    Clean(i32),
+    /// Leave at once: some worker threads are still running application code.
+    Immediate(i32),
+}
+
+fn serve(py: Python<'_>, plan: &Arc<crate::config::Plan>, target: &Target) -> Result<Exit, Error> {
+    app::extend_sys_path(py, &plan.pythonpath).map_err(|e| Error::runtime(format!("cannot extend sys.path: {e}")))?;
+    let (application, described) = match target {
+        Target::Spec(spec) => (app::load(py, spec)?, spec.clone()),
+        Target::Django => (app::load_django(py)?, "the Django project".to_owned()),
+    };
+    let listeners = listen::bind_all(&plan.binds, plan.unix_socket_mode)?;
+    // Signals are the runtime's: with Python's handlers left in place, SIGINT would also
+    // raise KeyboardInterrupt in the main thread once serving returns.
+    let signal_mod = py.import("signal").map_err(|e| Error::runtime(e.to_string()))?;
+    for name in ["SIGINT", "SIGTERM"] {
+        let sig = signal_mod.getattr(name).map_err(|e| Error::runtime(e.to_string()))?;
+        let dfl = signal_mod.getattr("SIG_DFL").map_err(|e| Error::runtime(e.to_string()))?;
+        signal_mod.call_method1("signal", (sig, dfl)).map_err(|e| Error::runtime(e.to_string()))?;
+    }
+    let wsgi = Application::new(py, application).map_err(|e| Error::runtime(e.to_string()))?;
+    let pool = Pool::start(plan.pool, Box::new(move |py, job| wsgi.run(py, job)));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(plan.io_threads)
+        .thread_name("ferrule-io")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::runtime(format!("cannot start the network runtime: {e}")))?;
+    for l in &listeners {
+        log_info!("Listening at: {}", l.url());
+    }
+    log_info!(
+        "Ready to accept requests: serving {described} with up to {} threads (pid {})",
+        plan.pool.max_threads,
+        std::process::id()
+    );
+    let app_state = Arc::new(App { plan: Arc::clone(plan), pool: pool.clone() });
+    let started = Instant::now();
+    let outcome = py.detach(|| {
+        runtime.block_on(async {
+            let (first, second) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+            watch_signals(Arc::clone(&first), Arc::clone(&second))?;
+            let (f, s) = (Arc::clone(&first), Arc::clone(&second));
+            Ok::<_, Error>(server::serve(listeners, app_state, async move { f.notified().await }, async move { s.notified().await }).await)
+        })
+    })?;
+    let drained = match outcome {
+        Outcome::Forced => false,
+        Outcome::Drained | Outcome::TimedOut => {
+            let left = plan.graceful_timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(100));
+            let deadline = Instant::now() + left.min(plan.graceful_timeout);
+            py.detach(|| pool.close(deadline))
+        }
+    };
+    py.detach(|| runtime.shutdown_timeout(Duration::from_millis(100)));
+    if !drained {
+        let (threads, busy) = pool.threads();
+        log_warn!("Exiting with {busy} of {threads} worker threads still running a request");
+        return Ok(Exit::Immediate(i32::from(outcome == Outcome::Forced)));
+    }
+    log_info!("Shutdown complete");
+    Ok(Exit::Clean(0))
+}
+
+fn watch_signals(first: Arc<Notify>, second: Arc<Notify>) -> Result<(), Error> {
+    let mut term = signal(SignalKind::terminate()).map_err(|e| Error::runtime(format!("cannot watch SIGTERM: {e}")))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::runtime(format!("cannot watch SIGINT: {e}")))?;
+    tokio::spawn(async move {
+        let mut count = 0;
+        loop {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            count += 1;
+            if count == 1 {
+                log_info!("Received {name}: finishing in-flight requests, then exiting");
+                first.notify_one();
+            } else {
+                log_warn!("Received {name} again: exiting now");
+                second.notify_one();
+            }
+        }
+    });
+    Ok(())
+}

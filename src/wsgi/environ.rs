@@ -1,0 +1,247 @@
+//! The PEP 3333 environ, built in Rust with interned keys.
+//!
+//! CGI keys from the request line and the connection, `HTTP_*` keys from the headers
+//! (duplicates joined with `,`, cookies with `; `, names containing `_` dropped so that
+//! `Content_Length` can never pose as `CONTENT_LENGTH`), and the `wsgi.*` keys. Strings are
+//! "native strings" in PEP 3333's sense: each byte becomes the code point of the same value
+//! (latin-1). The objects behind `wsgi.input`, `wsgi.errors` and `start_response` live in
+//! their own files.
+
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST};
+use http::request::Parts;
+use http::{HeaderName, Method, Version};
+use percent_encoding::percent_decode_str;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString, PyTuple};
+use pyo3::intern;
+
+use crate::job::ConnInfo;
+use crate::listen::Peer;
+
+/// Objects that are the same for every request, made once.
+pub struct Constants {
+    pub version: Py<PyTuple>,
+    pub software: Py<PyString>,
+    pub file_wrapper: Py<PyAny>,
+}
+
+impl Constants {
+    pub fn new(py: Python<'_>) -> PyResult<Self> {
+        Ok(Self {
+            version: PyTuple::new(py, [1, 0])?.unbind(),
+            software: PyString::new(py, concat!("ferrule/", env!("CARGO_PKG_VERSION"))).unbind(),
+            file_wrapper: py.get_type::<super::file_wrapper::FileWrapper>().into_any().unbind(),
+        })
+    }
+}
+
+/// Decode bytes as latin-1, the WSGI "native string" rule.
+pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) if s.is_ascii() => PyString::new(py, s),
+        _ => PyString::new(py, &bytes.iter().map(|&b| char::from(b)).collect::<String>()),
+    }
+}
+
+fn method<'py>(py: Python<'py>, m: &Method) -> Bound<'py, PyString> {
+    match *m {
+        Method::GET => intern!(py, "GET").clone(),
+        Method::POST => intern!(py, "POST").clone(),
+        Method::HEAD => intern!(py, "HEAD").clone(),
+        Method::PUT => intern!(py, "PUT").clone(),
+        Method::DELETE => intern!(py, "DELETE").clone(),
+        Method::PATCH => intern!(py, "PATCH").clone(),
+        Method::OPTIONS => intern!(py, "OPTIONS").clone(),
+        _ => PyString::new(py, m.as_str()),
+    }
+}
+
+/// `HTTP_*` key for a header name, interned.
+fn header_key<'py>(py: Python<'py>, name: &HeaderName) -> Bound<'py, PyString> {
+    macro_rules! known {
+        ($($header:literal => $key:literal),* $(,)?) => {
+            match name.as_str() {
+                $($header => return intern!(py, $key).clone(),)*
+                _ => {}
+            }
+        };
+    }
+    known! {
+        "host" => "HTTP_HOST",
+        "user-agent" => "HTTP_USER_AGENT",
+        "accept" => "HTTP_ACCEPT",
+        "accept-encoding" => "HTTP_ACCEPT_ENCODING",
+        "accept-language" => "HTTP_ACCEPT_LANGUAGE",
+        "connection" => "HTTP_CONNECTION",
+        "cookie" => "HTTP_COOKIE",
+        "referer" => "HTTP_REFERER",
+        "origin" => "HTTP_ORIGIN",
+        "cache-control" => "HTTP_CACHE_CONTROL",
+        "x-forwarded-for" => "HTTP_X_FORWARDED_FOR",
+        "x-forwarded-proto" => "HTTP_X_FORWARDED_PROTO",
+        "x-requested-with" => "HTTP_X_REQUESTED_WITH",
+        "x-csrftoken" => "HTTP_X_CSRFTOKEN",
+    }
+    let mut key = String::with_capacity(5 + name.as_str().len());
+    key.push_str("HTTP_");
+    key.extend(name.as_str().chars().map(|c| if c == '-' { '_' } else { c.to_ascii_uppercase() }));
+    PyString::intern(py, &key)
+}
+
+/// `(SERVER_NAME, SERVER_PORT)` from the Host header, else from the listener.
+fn server_name_port(parts: &Parts, conn: &ConnInfo) -> (String, String) {
+    let default_port = if conn.scheme == "https" { "443" } else { "80" };
+    let host = parts
+        .headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.authority().map(http::uri::Authority::as_str));
+    if let Some(host) = host.filter(|h| !h.is_empty()) {
+        if let Some(rest) = host.strip_prefix('[') {
+            // [v6]:port
+            if let Some((addr, after)) = rest.split_once(']') {
+                let port = after.strip_prefix(':').filter(|p| !p.is_empty()).unwrap_or(default_port);
+                return (addr.to_owned(), port.to_owned());
+            }
+        }
+        return match host.rsplit_once(':') {
+            Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+                (name.to_owned(), port.to_owned())
+            }
+            _ => (host.to_owned(), default_port.to_owned()),
+        };
+    }
+    match conn.local {
+        Some(addr) => (addr.ip().to_string(), addr.port().to_string()),
+        None => ("localhost".to_owned(), default_port.to_owned()),
+    }
+}
+
+fn protocol(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// The per-request objects the environ points to.
+pub struct Streams<'py> {
+    pub input: Bound<'py, PyAny>,
+    pub errors: Bound<'py, PyAny>,
+}
+
+/// Build the environ for one request.
+pub fn build<'py>(
+    py: Python<'py>,
+    parts: &Parts,
+    conn: &ConnInfo,
+    consts: &Constants,
+    streams: Streams<'py>,
+    body_len: u64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let env = PyDict::new(py);
+    env.set_item(intern!(py, "REQUEST_METHOD"), method(py, &parts.method))?;
+    env.set_item(intern!(py, "SCRIPT_NAME"), intern!(py, ""))?;
+    let path = parts.uri.path();
+    let decoded: Vec<u8> = percent_decode_str(path).collect();
+    env.set_item(intern!(py, "PATH_INFO"), latin1(py, &decoded))?;
+    env.set_item(intern!(py, "QUERY_STRING"), latin1(py, parts.uri.query().unwrap_or("").as_bytes()))?;
+    let raw = match parts.uri.path_and_query() {
+        Some(pq) if parts.uri.scheme().is_none() => pq.as_str().to_owned(),
+        _ => parts.uri.to_string(),
+    };
+    let raw = latin1(py, raw.as_bytes());
+    env.set_item(intern!(py, "RAW_URI"), &raw)?;
+    env.set_item(intern!(py, "REQUEST_URI"), &raw)?;
+    env.set_item(intern!(py, "SERVER_PROTOCOL"), PyString::new(py, protocol(parts.version)))?;
+    let (name, port) = server_name_port(parts, conn);
+    env.set_item(intern!(py, "SERVER_NAME"), name)?;
+    env.set_item(intern!(py, "SERVER_PORT"), port)?;
+    env.set_item(intern!(py, "SERVER_SOFTWARE"), consts.software.bind(py))?;
+    match conn.peer {
+        Peer::Tcp(addr) => {
+            env.set_item(intern!(py, "REMOTE_ADDR"), addr.ip().to_string())?;
+            env.set_item(intern!(py, "REMOTE_PORT"), addr.port().to_string())?;
+        }
+        // A Unix-socket peer is on this host; see docs/architecture.md.
+        Peer::Unix => env.set_item(intern!(py, "REMOTE_ADDR"), intern!(py, "127.0.0.1"))?,
+    }
+    for name in parts.headers.keys() {
+        if name.as_str().contains('_') {
+            continue;
+        }
+        let mut values = parts.headers.get_all(name).iter();
+        let Some(first) = values.next() else { continue };
+        let value = match values.next() {
+            None => latin1(py, first.as_bytes()),
+            Some(second) => {
+                let sep: &[u8] = if name == COOKIE { b"; " } else { b"," };
+                let mut joined = first.as_bytes().to_vec();
+                for v in std::iter::once(second).chain(values) {
+                    joined.extend_from_slice(sep);
+                    joined.extend_from_slice(v.as_bytes());
+                }
+                latin1(py, &joined)
+            }
+        };
+        if name == CONTENT_TYPE {
+            env.set_item(intern!(py, "CONTENT_TYPE"), value)?;
+        } else if name == CONTENT_LENGTH {
+            env.set_item(intern!(py, "CONTENT_LENGTH"), value)?;
+        } else {
+            env.set_item(header_key(py, name), value)?;
+        }
+    }
+    if body_len > 0 && !parts.headers.contains_key(CONTENT_LENGTH) {
+        // A chunked body has been read whole, so its length is known; Django needs it.
+        env.set_item(intern!(py, "CONTENT_LENGTH"), body_len.to_string())?;
+    }
+    env.set_item(intern!(py, "wsgi.version"), consts.version.bind(py))?;
+    env.set_item(intern!(py, "wsgi.url_scheme"), PyString::new(py, conn.scheme))?;
+    env.set_item(intern!(py, "wsgi.input"), streams.input)?;
+    env.set_item(intern!(py, "wsgi.errors"), streams.errors)?;
+    env.set_item(intern!(py, "wsgi.multithread"), true)?;
+    env.set_item(intern!(py, "wsgi.multiprocess"), false)?;
+    env.set_item(intern!(py, "wsgi.run_once"), false)?;
+    env.set_item(intern!(py, "wsgi.input_terminated"), true)?;
+    env.set_item(intern!(py, "wsgi.file_wrapper"), consts.file_wrapper.bind(py))?;
+    if conn.scheme == "https" {
+        env.set_item(intern!(py, "HTTPS"), intern!(py, "on"))?;
+    }
+    Ok(env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn() -> ConnInfo {
+        ConnInfo { peer: Peer::Unix, local: Some("10.0.0.1:8000".parse().unwrap()), scheme: "http" }
+    }
+
+    fn parts(host: Option<&str>) -> Parts {
+        let mut b = http::Request::builder().uri("/x");
+        if let Some(h) = host {
+            b = b.header("host", h);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn server_name_and_port_come_from_host_then_listener() {
+        let c = conn();
+        let cases = [
+            (Some("example.com"), ("example.com", "80")),
+            (Some("example.com:8080"), ("example.com", "8080")),
+            (Some("[::1]:9000"), ("::1", "9000")),
+            (Some("[::1]"), ("::1", "80")),
+            (None, ("10.0.0.1", "8000")),
+        ];
+        for (host, (name, port)) in cases {
+            assert_eq!(server_name_port(&parts(host), &c), (name.to_owned(), port.to_owned()), "{host:?}");
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! WSGI (PEP 3333): from a job to a call of the application and back.
+//!
+//! - `environ.rs`: the environ dict, built in Rust with interned keys;
+//! - `input.rs` / `errors.rs`: `wsgi.input` and `wsgi.errors`;
+//! - `start_response.rs`: `start_response`, `write()`, and the response's state;
+//! - `file_wrapper.rs`: `wsgi.file_wrapper`, sent by tokio;
+//! - `response.rs`: calling the application and delivering its result.
+//!
+//! Threads and queueing are `pool.rs`'s; the network side is `http/`.
+
+mod environ;
+mod errors;
+mod file_wrapper;
+mod input;
+mod response;
+mod start_response;
+
+pub use file_wrapper::FileWrapper;
+pub use response::{traceback, Application};

@@ -1,0 +1,168 @@
+//! Calling the application for one job and delivering what it returns.
+//!
+//! A list or tuple is joined and sent in one message (the thread is free at once); a
+//! `wsgi.file_wrapper` over a regular file is handed to tokio; anything else is iterated and
+//! streamed, the GIL released while the channel is full. `close()` is always called, so
+//! Django's `request_finished` fires. Errors become a 500 (or a cut-short stream) and a log
+//! line with the traceback; nothing the application does escapes this function.
+
+use http::request::Parts;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyTuple};
+
+use super::environ::{self, Constants, Streams};
+use super::errors::ErrorStream;
+use super::file_wrapper::FileWrapper;
+use super::input::Input;
+use super::start_response::{SendError, StartResponse};
+use crate::job::Job;
+use crate::{log_error, log_info};
+
+/// The application and what every request reuses.
+pub struct Application {
+    app: Py<PyAny>,
+    consts: Constants,
+}
+
+/// Why delivering a response stopped early.
+enum Failure {
+    /// The application raised.
+    Raised(PyErr),
+    /// The application broke a WSGI rule.
+    Protocol(String),
+    /// The client went away.
+    ClientGone,
+}
+
+impl From<SendError> for Failure {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::Protocol(msg) => Failure::Protocol(msg),
+            SendError::ClientGone => Failure::ClientGone,
+        }
+    }
+}
+
+impl From<PyErr> for Failure {
+    fn from(e: PyErr) -> Self {
+        Failure::Raised(e)
+    }
+}
+
+impl Application {
+    pub fn new(py: Python<'_>, app: Py<PyAny>) -> PyResult<Self> {
+        Ok(Self { app, consts: Constants::new(py)? })
+    }
+
+    /// Run one job to completion on the calling (attached) thread.
+    pub fn run(&self, py: Python<'_>, job: Job) {
+        let Job { head, body, conn, reply, .. } = job;
+        let head_only = head.method == http::Method::HEAD;
+        let body_len = body.len();
+        let start_response = match Bound::new(py, StartResponse::new(reply, head_only)) {
+            Ok(sr) => sr,
+            Err(e) => return log_failure(py, &head, &Failure::Raised(e)),
+        };
+        let outcome = (|| -> Result<(), Failure> {
+            let streams = Streams {
+                input: Bound::new(py, Input::new(body))?.into_any(),
+                errors: Bound::new(py, ErrorStream::default())?.into_any(),
+            };
+            let env = environ::build(py, &head, &conn, &self.consts, streams, body_len)?;
+            let result = self.app.bind(py).call1((env, &start_response))?;
+            let delivered = deliver(py, start_response.get(), &result);
+            let closed = close(&result);
+            delivered?;
+            closed.map_err(Failure::Raised)
+        })();
+        if let Err(failure) = outcome {
+            start_response.get().fail();
+            log_failure(py, &head, &failure);
+        }
+    }
+}
+
+fn close(result: &Bound<'_, PyAny>) -> PyResult<()> {
+    if result.hasattr("close")? {
+        result.call_method0("close")?;
+    }
+    Ok(())
+}
+
+fn deliver(py: Python<'_>, sr: &StartResponse, result: &Bound<'_, PyAny>) -> Result<(), Failure> {
+    if let Ok(wrapper) = result.cast::<FileWrapper>() {
+        if let Some(file) = wrapper.get().sendable(py) {
+            let len = sr.lock().file_len(file.remaining);
+            if let Some(len) = len {
+                return Ok(sr.lock().send_file(file.file, file.offset, len)?);
+            }
+        }
+    }
+    if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
+        let mut whole = Vec::new();
+        for item in result.try_iter()? {
+            whole.extend_from_slice(body_bytes(&item?)?);
+        }
+        let streaming_already = sr.lock().is_streaming();
+        if streaming_already {
+            sr.send_chunk(py, &whole)?;
+            return Ok(sr.finish()?);
+        }
+        return Ok(sr.lock().send_full(whole)?);
+    }
+    let iter = result.try_iter().map_err(|_| {
+        Failure::Protocol(format!(
+            "the application returned {}, which is not an iterable of bytes (see PEP 3333)",
+            result.repr().map_or_else(|_| "?".into(), |r| r.to_string())
+        ))
+    })?;
+    for item in iter {
+        let item = item?;
+        let bytes = body_bytes(&item)?;
+        if !bytes.is_empty() {
+            sr.send_chunk(py, bytes)?;
+        }
+    }
+    Ok(sr.finish()?)
+}
+
+fn body_bytes<'a>(item: &'a Bound<'_, PyAny>) -> Result<&'a [u8], Failure> {
+    item.cast::<PyBytes>().map(|b| b.as_bytes()).map_err(|_| {
+        Failure::Protocol(format!(
+            "the application's body contains {} ({}); WSGI bodies are bytes (see PEP 3333)",
+            item.repr().map_or_else(|_| "?".into(), |r| truncate(&r.to_string())),
+            item.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())
+        ))
+    })
+}
+
+fn truncate(s: &str) -> String {
+    if s.chars().count() > 80 {
+        format!("{}…", s.chars().take(80).collect::<String>())
+    } else {
+        s.to_owned()
+    }
+}
+
+fn log_failure(py: Python<'_>, head: &Parts, failure: &Failure) {
+    match failure {
+        Failure::Raised(err) => {
+            log_error!("Error handling request {} {}\n{}", head.method, head.uri, traceback(py, err));
+        }
+        Failure::Protocol(msg) => log_error!("Error handling request {} {}: {msg}", head.method, head.uri),
+        Failure::ClientGone => log_info!("The client of {} {} went away before the response was complete", head.method, head.uri),
+    }
+}
+
+/// The formatted traceback of `err`, as `traceback.format_exception` prints it.
+pub fn traceback(py: Python<'_>, err: &PyErr) -> String {
+    let formatted = py
+        .import("traceback")
+        .and_then(|tb| tb.call_method1("format_exception", (err.value(py),)))
+        .and_then(|lines| pyo3::types::PyString::new(py, "").call_method1("join", (lines,)))
+        .and_then(|s| s.extract::<String>());
+    match formatted {
+        Ok(text) => text.trim_end().to_owned(),
+        Err(_) => err.to_string(),
+    }
+}

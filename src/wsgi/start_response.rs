@@ -1,0 +1,384 @@
+//! `start_response`, the `write()` callable, and the state of one response.
+//!
+//! [`Responder`] owns the way back to the network core: the reply channel until the head is
+//! sent, then the bounded chunk channel of a streamed body. It enforces PEP 3333's rules —
+//! a valid status and headers, no hop-by-hop headers, `exc_info` semantics, no more bytes than
+//! a declared Content-Length — with errors that name the offending value. Calling the
+//! application and walking its result is `response.rs`.
+
+use std::sync::{Mutex, MutexGuard};
+
+use bytes::Bytes;
+use http::header::CONTENT_LENGTH;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyString, PyTuple};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::job::{Chunk, Reply, ReplyBody};
+
+/// Chunks a streamed body may have in flight between the worker thread and the socket;
+/// with the application's chunk size this bounds the memory a slow client can pin.
+/// 8 was chosen to keep a fast client's socket busy while the thread produces the next one.
+const STREAM_DEPTH: usize = 8;
+
+/// Headers that describe the connection, not the response; PEP 3333 forbids them.
+const HOP_BY_HOP: [&str; 8] =
+    ["connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers", "transfer-encoding", "upgrade"];
+
+/// The head given by the application's last `start_response` call.
+pub struct Head {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub content_length: Option<u64>,
+}
+
+pub struct Responder {
+    reply: Option<oneshot::Sender<Reply>>,
+    head: Option<Head>,
+    stream: Option<mpsc::Sender<Chunk>>,
+    /// A HEAD request: the head is sent, body bytes are dropped.
+    head_only: bool,
+    /// Content-Length the application declared for the head that was sent.
+    declared: Option<u64>,
+    sent: u64,
+}
+
+/// What went wrong while sending.
+pub enum SendError {
+    /// The application broke a WSGI rule; the message names the value.
+    Protocol(String),
+    /// The client is gone; nothing more can be sent.
+    ClientGone,
+}
+
+impl Responder {
+    fn head_sent(&self) -> bool {
+        self.reply.is_none()
+    }
+
+    /// Whether body chunks have started flowing (through `write()` or an iterator).
+    pub fn is_streaming(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    pub fn set_head(&mut self, head: Head, has_exc_info: bool) -> Result<(), String> {
+        if (self.head.is_some() || self.head_sent()) && !has_exc_info {
+            return Err("start_response was called a second time without exc_info (see PEP 3333)".into());
+        }
+        self.head = Some(head);
+        Ok(())
+    }
+
+    fn take_head(&mut self) -> Result<(Head, oneshot::Sender<Reply>), SendError> {
+        let reply = self.reply.take().ok_or(SendError::ClientGone)?;
+        match self.head.take() {
+            Some(head) => {
+                self.declared = head.content_length;
+                Ok((head, reply))
+            }
+            None => {
+                self.reply = Some(reply);
+                Err(SendError::Protocol(
+                    "the application sent a body before calling start_response (see PEP 3333)".into(),
+                ))
+            }
+        }
+    }
+
+    /// Send the whole response at once.
+    pub fn send_full(&mut self, mut body: Vec<u8>) -> Result<(), SendError> {
+        let (mut head, reply) = self.take_head()?;
+        if self.head_only || !permits_body(head.status) {
+            body.clear();
+        } else {
+            match head.content_length {
+                Some(cl) if (body.len() as u64) > cl => {
+                    crate::log_warn!(
+                        "the application declared Content-Length: {cl} but returned {} bytes; the excess was not sent",
+                        body.len()
+                    );
+                    body.truncate(cl as usize);
+                }
+                Some(cl) if (body.len() as u64) < cl => {
+                    crate::log_error!(
+                        "the application declared Content-Length: {cl} but returned {} bytes; sent the bytes it returned with a corrected length",
+                        body.len()
+                    );
+                    head.headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+                }
+                _ => {}
+            }
+        }
+        self.sent = body.len() as u64;
+        let reply_msg = Reply::full(head.status, head.headers, Bytes::from(body));
+        reply.send(reply_msg).map_err(|_| SendError::ClientGone)
+    }
+
+    /// Send the head with a file body that tokio reads by itself.
+    pub fn send_file(&mut self, file: std::fs::File, offset: u64, len: u64) -> Result<(), SendError> {
+        let (mut head, reply) = self.take_head()?;
+        head.headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+        let reply_msg = Reply { status: head.status, headers: head.headers, body: ReplyBody::File { file, offset, len } };
+        reply.send(reply_msg).map_err(|_| SendError::ClientGone)
+    }
+
+    /// Whether a file of `remaining` bytes satisfies the declared length (so it can be sent
+    /// by tokio), and how many bytes to send.
+    pub fn file_len(&self, remaining: u64) -> Option<u64> {
+        let head = self.head.as_ref()?;
+        if self.head_only || self.head_sent() || !permits_body(head.status) {
+            return None;
+        }
+        match head.content_length {
+            Some(cl) if cl <= remaining => Some(cl),
+            Some(_) => None,
+            None => Some(remaining),
+        }
+    }
+
+    /// Start streaming if needed, and return the channel (None when bytes are dropped).
+    fn stream_sender(&mut self) -> Result<Option<mpsc::Sender<Chunk>>, SendError> {
+        if let Some(tx) = &self.stream {
+            return Ok(Some(tx.clone()));
+        }
+        if self.head_sent() {
+            return Ok(None); // HEAD, or a status without a body: the head is already out
+        }
+        let (head, reply) = self.take_head()?;
+        if self.head_only || !permits_body(head.status) {
+            let reply_msg = Reply::full(head.status, head.headers, Bytes::new());
+            return reply.send(reply_msg).map(|()| None).map_err(|_| SendError::ClientGone);
+        }
+        let (tx, rx) = mpsc::channel(STREAM_DEPTH);
+        let reply_msg = Reply { status: head.status, headers: head.headers, body: ReplyBody::Stream(rx) };
+        reply.send(reply_msg).map_err(|_| SendError::ClientGone)?;
+        self.stream = Some(tx.clone());
+        Ok(Some(tx))
+    }
+
+}
+
+fn permits_body(status: StatusCode) -> bool {
+    !(status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED)
+}
+
+/// The `start_response` callable of one request.
+#[pyclass(module = "ferrule", name = "StartResponse", frozen)]
+pub struct StartResponse {
+    responder: Mutex<Responder>,
+}
+
+impl StartResponse {
+    pub fn new(reply: oneshot::Sender<Reply>, head_only: bool) -> Self {
+        Self {
+            responder: Mutex::new(Responder {
+                reply: Some(reply),
+                head: None,
+                stream: None,
+                head_only,
+                declared: None,
+                sent: 0,
+            }),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Responder> {
+        self.responder.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Send one body chunk, starting the stream on the first. Blocks (GIL released) while
+    /// the channel is full, which is how a slow client slows the application down.
+    pub fn send_chunk(&self, py: Python<'_>, data: &[u8]) -> Result<(), SendError> {
+        let (tx, declared, already) = {
+            let mut r = self.lock();
+            let tx = r.stream_sender()?;
+            (tx, r.declared, r.sent)
+        };
+        let Some(tx) = tx else { return Ok(()) };
+        let mut data = data;
+        if let Some(cl) = declared {
+            let room = cl.saturating_sub(already) as usize;
+            if data.len() > room {
+                crate::log_warn!("the application sent more than its declared Content-Length: {cl}; the excess was not sent");
+                data = &data[..room];
+            }
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.lock().sent += data.len() as u64;
+        let chunk = Bytes::copy_from_slice(data);
+        py.detach(|| tx.blocking_send(Ok(chunk))).map_err(|_| SendError::ClientGone)
+    }
+
+    /// The body is complete: end the stream, or send a head with an empty body.
+    pub fn finish(&self) -> Result<(), SendError> {
+        let mut r = self.lock();
+        if let Some(tx) = r.stream.take() {
+            if let Some(cl) = r.declared.filter(|cl| r.sent < *cl) {
+                let msg = format!("the application declared Content-Length: {cl} but sent {} bytes", r.sent);
+                let _ = tx.try_send(Err(std::io::Error::other(msg.clone())));
+                return Err(SendError::Protocol(msg));
+            }
+            return Ok(());
+        }
+        if r.head_sent() {
+            return Ok(());
+        }
+        r.send_full(Vec::new())
+    }
+
+    /// The request failed: answer 500 if nothing was sent yet, else cut the stream short so
+    /// the client sees an incomplete response rather than a complete-looking wrong one.
+    pub fn fail(&self) {
+        let mut r = self.lock();
+        if let Some(reply) = r.reply.take() {
+            let mut headers = HeaderMap::new();
+            headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+            let body = Bytes::from_static(b"500 Internal Server Error\n\nThe server could not complete this request.\n");
+            let _ = reply.send(Reply::full(StatusCode::INTERNAL_SERVER_ERROR, headers, body));
+        } else if let Some(tx) = r.stream.take() {
+            let _ = tx.try_send(Err(std::io::Error::other("the application failed while sending its response")));
+        }
+    }
+}
+
+#[pymethods]
+impl StartResponse {
+    #[pyo3(signature = (status, response_headers, exc_info=None))]
+    fn __call__(
+        slf: &Bound<'_, Self>,
+        status: &Bound<'_, PyAny>,
+        response_headers: &Bound<'_, PyAny>,
+        exc_info: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Write> {
+        let exc_info = exc_info.filter(|e| !e.is_none());
+        if let Some(info) = exc_info {
+            if slf.get().lock().head_sent() {
+                // PEP 3333: after the head is out, re-raise the application's exception.
+                let info = info.cast::<PyTuple>()?;
+                let value = info.get_item(1)?;
+                let tb = info.get_item(2)?;
+                return Err(PyErr::from_value(value.call_method1("with_traceback", (tb,))?));
+            }
+        }
+        let head = parse_head(status, response_headers)?;
+        slf.get().lock().set_head(head, exc_info.is_some()).map_err(PyRuntimeError::new_err)?;
+        Ok(Write { start_response: slf.clone().unbind() })
+    }
+}
+
+/// The `write()` callable returned by `start_response` (PEP 3333's imperative API).
+#[pyclass(module = "ferrule", name = "Write", frozen)]
+pub struct Write {
+    start_response: Py<StartResponse>,
+}
+
+#[pymethods]
+impl Write {
+    fn __call__(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let bytes = data.extract::<&[u8]>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "write() takes bytes, not {} (see PEP 3333)",
+                data.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())
+            ))
+        })?;
+        match self.start_response.get().send_chunk(py, bytes) {
+            Ok(()) => Ok(()),
+            Err(SendError::Protocol(msg)) => Err(PyRuntimeError::new_err(msg)),
+            Err(SendError::ClientGone) => Err(PyOSError::new_err("the client closed the connection")),
+        }
+    }
+}
+
+/// Validate `status` and `response_headers` as PEP 3333 requires.
+fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult<Head> {
+    let status_str = status.cast::<PyString>().map_err(|_| {
+        PyTypeError::new_err(format!("the status must be a str such as '200 OK', not {} (see PEP 3333)", status.repr().map_or_else(|_| "?".into(), |r| r.to_string())))
+    })?;
+    let status = parse_status(&status_str.to_cow()?).map_err(PyValueError::new_err)?;
+    let list = headers.cast::<PyList>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "response_headers must be a list of (name, value) tuples, not {} (see PEP 3333)",
+            headers.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())
+        ))
+    })?;
+    let mut map = HeaderMap::with_capacity(list.len());
+    let mut content_length = None;
+    for item in list.iter() {
+        let (name, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract().map_err(|_| {
+            PyTypeError::new_err(format!("response header {} is not a (name, value) tuple (see PEP 3333)", item.repr().map_or_else(|_| "?".into(), |r| r.to_string())))
+        })?;
+        let (Ok(name), Ok(value)) = (name.cast::<PyString>(), value.cast::<PyString>()) else {
+            return Err(PyTypeError::new_err(format!(
+                "response header {} must have str name and value (see PEP 3333)",
+                item.repr().map_or_else(|_| "?".into(), |r| r.to_string())
+            )));
+        };
+        let (name, value) = (name.to_cow()?, value.to_cow()?);
+        let (header, value) = parse_header(&name, &value).map_err(PyValueError::new_err)?;
+        if header == CONTENT_LENGTH {
+            let len = value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).ok_or_else(|| {
+                PyValueError::new_err(format!("invalid Content-Length header value {value:?} from the application"))
+            })?;
+            content_length = Some(len);
+        }
+        map.append(header, value);
+    }
+    Ok(Head { status, headers: map, content_length })
+}
+
+pub fn parse_status(s: &str) -> Result<StatusCode, String> {
+    let bytes = s.as_bytes();
+    let ok_shape = bytes.len() >= 4 && bytes[..3].iter().all(u8::is_ascii_digit) && bytes[3] == b' ';
+    if !ok_shape {
+        return Err(format!("invalid status {s:?}: expected a three-digit code, a space and a reason phrase such as '200 OK' (see PEP 3333)"));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(format!("invalid status {s:?}: it contains a control character (see PEP 3333)"));
+    }
+    StatusCode::from_bytes(&bytes[..3]).map_err(|_| format!("invalid status {s:?}: the code must be between 100 and 999"))
+}
+
+pub fn parse_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
+    let header = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("invalid response header name {name:?}: it must be an HTTP token (see PEP 3333)"))?;
+    if HOP_BY_HOP.contains(&header.as_str()) {
+        return Err(format!("{name:?} is a hop-by-hop header; it cannot be used by a WSGI application (see PEP 3333)"));
+    }
+    let latin1: Option<Vec<u8>> = value.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect();
+    let value_bytes = latin1.ok_or_else(|| {
+        format!("invalid value {value:?} for response header {name:?}: it must be encodable as latin-1 (see PEP 3333)")
+    })?;
+    let value = HeaderValue::from_bytes(&value_bytes).map_err(|_| {
+        format!("invalid value {value:?} for response header {name:?}: it contains a control character (see PEP 3333)")
+    })?;
+    Ok((header, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses() {
+        assert_eq!(parse_status("200 OK").unwrap(), StatusCode::OK);
+        assert_eq!(parse_status("599 Custom thing").unwrap().as_u16(), 599);
+        assert_eq!(parse_status("204 ").unwrap(), StatusCode::NO_CONTENT);
+        for bad in ["200", "abc", "20 OK", "2000 OK", "200 OK\r\nX: y", "099 Low"] {
+            assert!(parse_status(bad).unwrap_err().contains("invalid status"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn headers() {
+        assert!(parse_header("Content-Type", "text/html").is_ok());
+        assert!(parse_header("X-Latin", "caf\u{e9}").is_ok());
+        assert!(parse_header("Connection", "close").unwrap_err().contains("hop-by-hop"));
+        assert!(parse_header("Bad Name", "x").unwrap_err().contains("HTTP token"));
+        assert!(parse_header("X-Split", "a\r\nInjected: 1").unwrap_err().contains("control character"));
+        assert!(parse_header("X-Wide", "\u{263a}").unwrap_err().contains("latin-1"));
+    }
+}

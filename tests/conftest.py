@@ -1,0 +1,222 @@
+"""A live ferrule process per test, over TCP or a Unix socket.
+
+`serve(app, *args)` starts `python -m ferrule`, waits for its readiness line on stderr (no
+sleeps), and returns a `Server` whose `request()` speaks HTTP/1.1 over the right socket.
+The `transport` fixture parametrizes a test over "tcp" and "unix".
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+READY = re.compile(r"Ready to accept requests")
+LISTENING = re.compile(r"Listening at: (\S+)")
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float = 30):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self.unix_path)
+        self.sock = sock
+
+
+class Server:
+    """A running ferrule process and what it printed."""
+
+    def __init__(self, proc: subprocess.Popen, urls: list[str]):
+        self.proc = proc
+        self.urls = urls
+        self.lines: list[str] = []
+        self._lines_q: queue.Queue[str | None] = queue.Queue()
+
+    @property
+    def url(self) -> str:
+        return self.urls[0]
+
+    @property
+    def is_unix(self) -> bool:
+        return self.url.startswith("unix:")
+
+    @property
+    def address(self):
+        """(host, port) for TCP, a path for Unix."""
+        if self.is_unix:
+            return self.url[len("unix:") :]
+        m = re.match(r"https?://\[?([^\]]+?)\]?:(\d+)$", self.url)
+        assert m, self.url
+        return (m.group(1), int(m.group(2)))
+
+    def connect(self, timeout: float = 30) -> socket.socket:
+        """A raw connected socket."""
+        if self.is_unix:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        else:
+            s = socket.socket(socket.AF_INET6 if ":" in self.address[0] else socket.AF_INET)
+        s.settimeout(timeout)
+        s.connect(self.address)
+        return s
+
+    def connection(self, timeout: float = 30) -> http.client.HTTPConnection:
+        if self.is_unix:
+            return UnixHTTPConnection(self.address, timeout=timeout)
+        host, port = self.address
+        return http.client.HTTPConnection(host, port, timeout=timeout)
+
+    def request(self, method: str = "GET", path: str = "/", body=None, headers=None):
+        """One request on a fresh connection; returns (response, body bytes)."""
+        conn = self.connection()
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            data = resp.read()
+            return resp, data
+        finally:
+            conn.close()
+
+    def raw(self, data: bytes, timeout: float = 10) -> bytes:
+        """Send raw bytes, return everything received until the server closes or goes quiet."""
+        s = self.connect(timeout)
+        try:
+            s.sendall(data)
+            chunks = []
+            while True:
+                try:
+                    chunk = s.recv(65536)
+                except (TimeoutError, ConnectionResetError):
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            s.close()
+
+    def output(self) -> str:
+        """Everything the server printed so far (stderr and stdout)."""
+        while True:
+            try:
+                line = self._lines_q.get_nowait()
+            except queue.Empty:
+                break
+            if line is not None:
+                self.lines.append(line)
+        return "".join(self.lines)
+
+    def wait_for_output(self, pattern: str, timeout: float = 10) -> re.Match:
+        """Block until a printed line matches `pattern` (a regex)."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        for line in self.lines:
+            if m := rx.search(line):
+                return m
+        while time.monotonic() < deadline:
+            try:
+                line = self._lines_q.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.lines.append(line)
+            if m := rx.search(line):
+                return m
+        raise AssertionError(f"no line matching {pattern!r} in output:\n{''.join(self.lines)}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self.output()
+
+
+def start(args: list[str], env: dict | None = None, cwd=None, expect_ready: bool = True,
+          timeout: float = 60) -> Server:
+    """Start `python -m ferrule ARGS` and wait for its readiness line."""
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = os.pathsep.join(
+        [str(TESTS / "apps"), str(TESTS)] + ([full_env["PYTHONPATH"]] if "PYTHONPATH" in full_env else [])
+    )
+    full_env.setdefault("PYTHONUNBUFFERED", "1")
+    if env:
+        full_env.update(env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ferrule", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=full_env,
+        cwd=cwd,
+        text=True,
+        errors="replace",
+    )
+    server = Server(proc, [])
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            server._lines_q.put(line)
+        server._lines_q.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    if not expect_ready:
+        return server
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = server._lines_q.get(timeout=max(0.01, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if line is None:
+            break
+        server.lines.append(line)
+        if m := LISTENING.search(line):
+            server.urls.append(m.group(1))
+        if READY.search(line):
+            return server
+    proc.kill()
+    proc.wait()
+    raise AssertionError("ferrule did not become ready:\n" + "".join(server.lines))
+
+
+@pytest.fixture(params=["tcp", "unix"])
+def transport(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def serve(transport, tmp_path):
+    """serve(app, *args, env=None) -> Server bound to port 0 or a Unix socket in tmp_path."""
+    servers: list[Server] = []
+
+    def _serve(app: str | None, *args: str, env: dict | None = None, cwd=None) -> Server:
+        bind = "127.0.0.1:0" if transport == "tcp" else f"unix:{tmp_path / 'ferrule.sock'}"
+        argv = ["--bind", bind, *args] + ([app] if app else [])
+        server = start(argv, env=env, cwd=cwd)
+        servers.append(server)
+        return server
+
+    yield _serve
+    for s in servers:
+        if s.proc.poll() is None:
+            s.proc.kill()
+            s.proc.wait()
