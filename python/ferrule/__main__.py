@@ -6,7 +6,7 @@ import sys
 def main() -> None:
     from ferrule import _ferrule
 
-    sys.exit(_ferrule.main(sys.argv))
+    sys.exit(_ferrule.main(["ferrule", *sys.argv[1:]]))
 
 
 if __name__ == "__main__":
