@@ -17,7 +17,9 @@ use crate::wsgi::traceback;
 pub fn extend_sys_path(py: Python<'_>, extra: &[PathBuf]) -> PyResult<()> {
     let sys_path = py.import("sys")?.getattr("path")?;
     let sys_path = sys_path.cast::<PyList>()?;
-    let cwd = std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default();
+    let cwd = std::env::current_dir()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
     let mut front: Vec<String> = extra.iter().map(|p| p.display().to_string()).collect();
     front.push(cwd);
     for entry in front.into_iter().rev() {
@@ -32,7 +34,9 @@ pub fn extend_sys_path(py: Python<'_>, extra: &[PathBuf]) -> PyResult<()> {
 pub fn load(py: Python<'_>, spec: &str) -> Result<Py<PyAny>, Error> {
     let (module, attr) = spec.split_once(':').unwrap_or((spec, "application"));
     if module.is_empty() || attr.is_empty() {
-        return Err(Error::app(format!("invalid application '{spec}': expected module:callable")));
+        return Err(Error::app(format!(
+            "invalid application '{spec}': expected module:callable"
+        )));
     }
     let (attr, call) = match attr.strip_suffix(')') {
         Some(rest) => match rest.strip_suffix('(') {
@@ -47,20 +51,31 @@ pub fn load(py: Python<'_>, spec: &str) -> Result<Py<PyAny>, Error> {
         None => (attr, false),
     };
     let mut obj = py.import(module).map(Bound::into_any).map_err(|e| {
-        Error::app(format!("cannot import '{module}' for application '{spec}':\n{}", traceback(py, &e)))
+        Error::app(format!(
+            "cannot import '{module}' for application '{spec}':\n{}",
+            traceback(py, &e)
+        ))
     })?;
     for part in attr.split('.') {
         obj = obj.getattr(part).map_err(|_| {
-            Error::app(format!("cannot find '{attr}' in module '{module}' for application '{spec}'"))
+            Error::app(format!(
+                "cannot find '{attr}' in module '{module}' for application '{spec}'"
+            ))
         })?;
     }
     if call {
         obj = obj.call0().map_err(|e| {
-            Error::app(format!("application factory '{spec}' failed:\n{}", traceback(py, &e)))
+            Error::app(format!(
+                "application factory '{spec}' failed:\n{}",
+                traceback(py, &e)
+            ))
         })?;
     }
     if !obj.is_callable() {
-        return Err(Error::app(format!("application '{spec}' is not callable (got {})", type_name(&obj))));
+        return Err(Error::app(format!(
+            "application '{spec}' is not callable (got {})",
+            type_name(&obj)
+        )));
     }
     Ok(obj.unbind())
 }
@@ -70,9 +85,16 @@ pub fn load_django(py: Python<'_>) -> Result<Py<PyAny>, Error> {
     py.import("django.core.servers.basehttp")
         .and_then(|m| m.call_method0("get_internal_wsgi_application"))
         .map(Bound::unbind)
-        .map_err(|e| Error::app(format!("cannot load the Django WSGI application:\n{}", traceback(py, &e))))
+        .map_err(|e| {
+            Error::app(format!(
+                "cannot load the Django WSGI application:\n{}",
+                traceback(py, &e)
+            ))
+        })
 }
 
 fn type_name(obj: &Bound<'_, PyAny>) -> String {
-    obj.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())
+    obj.get_type()
+        .name()
+        .map_or_else(|_| "?".into(), |n| n.to_string())
 }

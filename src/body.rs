@@ -51,7 +51,9 @@ pub async fn read(mut incoming: Incoming, buffer: usize, max: u64) -> Result<Bod
     let mut total: u64 = 0;
     while let Some(frame) = incoming.frame().await {
         let frame = frame.map_err(BodyError::Client)?;
-        let Ok(data) = frame.into_data() else { continue }; // trailers carry no body bytes
+        let Ok(data) = frame.into_data() else {
+            continue;
+        }; // trailers carry no body bytes
         total += data.len() as u64;
         if total > max {
             return Err(BodyError::TooLarge);
@@ -59,7 +61,8 @@ pub async fn read(mut incoming: Incoming, buffer: usize, max: u64) -> Result<Bod
         if let Some(file) = spool.as_mut() {
             file.write_all(&data).await.map_err(BodyError::Spool)?;
         } else if memory.len() + data.len() > buffer {
-            let mut file = tokio::fs::File::from_std(tempfile::tempfile().map_err(BodyError::Spool)?);
+            let mut file =
+                tokio::fs::File::from_std(tempfile::tempfile().map_err(BodyError::Spool)?);
             file.write_all(&memory).await.map_err(BodyError::Spool)?;
             file.write_all(&data).await.map_err(BodyError::Spool)?;
             memory = BytesMut::new();
@@ -71,7 +74,10 @@ pub async fn read(mut incoming: Incoming, buffer: usize, max: u64) -> Result<Bod
     match spool {
         Some(mut file) => {
             file.flush().await.map_err(BodyError::Spool)?;
-            Ok(Body::File { file: file.into_std().await, len: total })
+            Ok(Body::File {
+                file: file.into_std().await,
+                len: total,
+            })
         }
         None => Ok(Body::Memory(memory.freeze())),
     }

@@ -56,92 +56,178 @@ pub struct DjangoCli {
 pub struct Options {
     /// Address to listen on: `HOST:PORT`, `[IPV6]:PORT` or `unix:PATH`. Repeat to listen on
     /// several. Default is 127.0.0.1:8000.
-    #[arg(short, long = "bind", value_name = "ADDRESS", env = "FERRULE_BIND",
-          value_delimiter = ',', help_heading = "Listeners")]
+    #[arg(
+        short,
+        long = "bind",
+        value_name = "ADDRESS",
+        env = "FERRULE_BIND",
+        value_delimiter = ',',
+        help_heading = "Listeners"
+    )]
     pub bind: Vec<String>,
 
     /// Permissions of Unix sockets created by `--bind unix:PATH`, in octal.
-    #[arg(long, value_name = "MODE", default_value = "660", env = "FERRULE_UNIX_SOCKET_MODE",
-          help_heading = "Listeners")]
+    #[arg(
+        long,
+        value_name = "MODE",
+        default_value = "660",
+        env = "FERRULE_UNIX_SOCKET_MODE",
+        help_heading = "Listeners"
+    )]
     pub unix_socket_mode: String,
 
     /// Most connections served at once; further connections wait in the listen backlog.
-    #[arg(long, value_name = "N", default_value_t = 10_000, env = "FERRULE_MAX_CONNECTIONS",
-          help_heading = "Listeners")]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 10_000,
+        env = "FERRULE_MAX_CONNECTIONS",
+        help_heading = "Listeners"
+    )]
     pub max_connections: usize,
 
     /// Seconds an idle keep-alive connection is kept open waiting for its next request.
-    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, env = "FERRULE_KEEP_ALIVE",
-          help_heading = "HTTP")]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 5.0,
+        env = "FERRULE_KEEP_ALIVE",
+        help_heading = "HTTP"
+    )]
     pub keep_alive: f64,
 
     /// Seconds a client has to send a complete request head before the connection is closed.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, env = "FERRULE_HEADER_TIMEOUT",
-          help_heading = "HTTP")]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 10.0,
+        env = "FERRULE_HEADER_TIMEOUT",
+        help_heading = "HTTP"
+    )]
     pub header_timeout: f64,
 
     /// Largest request body accepted, in bytes (suffixes K, M, G); larger ones get 413.
-    #[arg(long, value_name = "BYTES", default_value = "1G", env = "FERRULE_MAX_BODY_SIZE",
-          help_heading = "HTTP")]
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value = "1G",
+        env = "FERRULE_MAX_BODY_SIZE",
+        help_heading = "HTTP"
+    )]
     pub max_body_size: String,
 
     /// Request bodies up to this size are kept in memory; larger ones are spooled to a
     /// temporary file (suffixes K, M, G).
-    #[arg(long, value_name = "BYTES", default_value = "1M", env = "FERRULE_BODY_BUFFER_SIZE",
-          help_heading = "HTTP")]
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value = "1M",
+        env = "FERRULE_BODY_BUFFER_SIZE",
+        help_heading = "HTTP"
+    )]
     pub body_buffer_size: String,
 
     /// Longest request line (method, target, version) in bytes; longer gets 414.
-    #[arg(long, value_name = "BYTES", default_value_t = 4094,
-          env = "FERRULE_LIMIT_REQUEST_LINE", help_heading = "HTTP")]
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = 4094,
+        env = "FERRULE_LIMIT_REQUEST_LINE",
+        help_heading = "HTTP"
+    )]
     pub limit_request_line: usize,
 
     /// Most header fields in a request; more gets 431.
-    #[arg(long, value_name = "N", default_value_t = 100, env = "FERRULE_LIMIT_REQUEST_FIELDS",
-          help_heading = "HTTP")]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 100,
+        env = "FERRULE_LIMIT_REQUEST_FIELDS",
+        help_heading = "HTTP"
+    )]
     pub limit_request_fields: usize,
 
     /// Largest header field (name and value) in bytes; larger gets 431.
-    #[arg(long, value_name = "BYTES", default_value_t = 8190,
-          env = "FERRULE_LIMIT_REQUEST_FIELD_SIZE", help_heading = "HTTP")]
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = 8190,
+        env = "FERRULE_LIMIT_REQUEST_FIELD_SIZE",
+        help_heading = "HTTP"
+    )]
     pub limit_request_field_size: usize,
 
     /// Most Python threads running the application. Threads beyond the first are started only
     /// while the running ones are blocked (I/O, sleep, database), so CPU-bound views keep one
     /// hot thread and I/O-bound views get up to this many.
-    #[arg(long, value_name = "N", default_value_t = 32, env = "FERRULE_THREADS",
-          help_heading = "Worker threads")]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 32,
+        env = "FERRULE_THREADS",
+        help_heading = "Worker threads"
+    )]
     pub threads: usize,
 
     /// Threads kept alive even when idle.
-    #[arg(long, value_name = "N", default_value_t = 1, env = "FERRULE_MIN_THREADS",
-          help_heading = "Worker threads")]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        env = "FERRULE_MIN_THREADS",
+        help_heading = "Worker threads"
+    )]
     pub min_threads: usize,
 
     /// Seconds an idle thread above `--min-threads` lives before it exits.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60.0,
-          env = "FERRULE_THREAD_IDLE_TIMEOUT", help_heading = "Worker threads")]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 60.0,
+        env = "FERRULE_THREAD_IDLE_TIMEOUT",
+        help_heading = "Worker threads"
+    )]
     pub thread_idle_timeout: f64,
 
     /// Most requests waiting for a thread; beyond it clients get 503 with Retry-After.
-    #[arg(long, value_name = "N", default_value_t = 1024, env = "FERRULE_MAX_QUEUE",
-          help_heading = "Worker threads")]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1024,
+        env = "FERRULE_MAX_QUEUE",
+        help_heading = "Worker threads"
+    )]
     pub max_queue: usize,
 
     /// Threads running the network core (accepting, parsing, sending).
-    #[arg(long, value_name = "N", default_value_t = 1, env = "FERRULE_IO_THREADS",
-          help_heading = "Worker threads")]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        env = "FERRULE_IO_THREADS",
+        help_heading = "Worker threads"
+    )]
     pub io_threads: usize,
 
     /// Directory to prepend to `sys.path` before importing the application. Repeatable.
-    #[arg(long, value_name = "DIR", env = "FERRULE_PYTHONPATH", value_delimiter = ',',
-          help_heading = "Application")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "FERRULE_PYTHONPATH",
+        value_delimiter = ',',
+        help_heading = "Application"
+    )]
     pub pythonpath: Vec<PathBuf>,
 
     /// Seconds in-flight requests get to finish after SIGTERM or SIGINT before ferrule exits
     /// anyway. A second signal exits at once.
-    #[arg(long, value_name = "SECONDS", default_value_t = 30.0,
-          env = "FERRULE_GRACEFUL_TIMEOUT", help_heading = "Application")]
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 30.0,
+        env = "FERRULE_GRACEFUL_TIMEOUT",
+        help_heading = "Application"
+    )]
     pub graceful_timeout: f64,
 
     /// Log one line per request (Apache combined format plus the duration in microseconds)
@@ -150,8 +236,13 @@ pub struct Options {
     pub access_log: bool,
 
     /// Write server logs to this file instead of Python `logging`; the verbosity comes from
-    /// FERRULE_DEBUG (1 error, 2 warning, 3 info, 4 debug, 5 trace; default 3).
-    #[arg(long, value_name = "PATH", env = "FERRULE_LOG_FILE", help_heading = "Logging")]
+    /// `FERRULE_DEBUG` (1 error, 2 warning, 3 info, 4 debug, 5 trace; default 3).
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "FERRULE_LOG_FILE",
+        help_heading = "Logging"
+    )]
     pub log_file: Option<PathBuf>,
 }
 
@@ -232,7 +323,9 @@ impl Options {
                 ))
             })?;
         if self.threads == 0 {
-            return Err(Error::config("invalid value '0' for '--threads': at least 1 thread is needed"));
+            return Err(Error::config(
+                "invalid value '0' for '--threads': at least 1 thread is needed",
+            ));
         }
         if self.min_threads > self.threads {
             return Err(Error::config(format!(
@@ -241,10 +334,14 @@ impl Options {
             )));
         }
         if self.max_connections == 0 {
-            return Err(Error::config("invalid value '0' for '--max-connections': at least 1 is needed"));
+            return Err(Error::config(
+                "invalid value '0' for '--max-connections': at least 1 is needed",
+            ));
         }
         if self.io_threads == 0 {
-            return Err(Error::config("invalid value '0' for '--io-threads': at least 1 is needed"));
+            return Err(Error::config(
+                "invalid value '0' for '--io-threads': at least 1 is needed",
+            ));
         }
         let max_body = parse_size("--max-body-size", &self.max_body_size)?;
         let body_buffer = parse_size("--body-buffer-size", &self.body_buffer_size)?;
@@ -315,13 +412,15 @@ pub fn parse_size(option: &str, value: &str) -> Result<u64, Error> {
 pub fn parse_bind(value: &str) -> Result<BindAddr, Error> {
     if let Some(path) = value.strip_prefix("unix:") {
         if path.is_empty() {
-            return Err(Error::config("invalid value 'unix:' for '--bind': the socket path is missing"));
+            return Err(Error::config(
+                "invalid value 'unix:' for '--bind': the socket path is missing",
+            ));
         }
         return Ok(BindAddr::Unix(PathBuf::from(path)));
     }
-    resolve_host_port(value).map(BindAddr::Tcp).map_err(|why| {
-        Error::config(format!("invalid value '{value}' for '--bind': {why}"))
-    })
+    resolve_host_port(value)
+        .map(BindAddr::Tcp)
+        .map_err(|why| Error::config(format!("invalid value '{value}' for '--bind': {why}")))
 }
 
 /// Parse Django's `[addr:]port` the way `runserver` does: a bare port means 127.0.0.1.
@@ -332,7 +431,9 @@ pub fn parse_addrport(value: &str) -> Result<BindAddr, Error> {
         value.to_owned()
     };
     resolve_host_port(&full).map(BindAddr::Tcp).map_err(|why| {
-        Error::config(format!("'{value}' is not a valid port number or address:port pair: {why}"))
+        Error::config(format!(
+            "'{value}' is not a valid port number or address:port pair: {why}"
+        ))
     })
 }
 
@@ -343,7 +444,9 @@ fn resolve_host_port(value: &str) -> Result<SocketAddr, String> {
     let (host, port) = value
         .rsplit_once(':')
         .ok_or_else(|| "expected HOST:PORT, [IPV6]:PORT or unix:PATH".to_owned())?;
-    let port: u16 = port.parse().map_err(|_| format!("'{port}' is not a port number"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("'{port}' is not a port number"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let host = if host.is_empty() { "0.0.0.0" } else { host };
     (host, port)
@@ -371,10 +474,22 @@ mod tests {
 
     #[test]
     fn binds_accept_the_three_forms() {
-        assert_eq!(parse_bind("127.0.0.1:80").unwrap(), BindAddr::Tcp("127.0.0.1:80".parse().unwrap()));
-        assert_eq!(parse_bind("[::1]:8000").unwrap(), BindAddr::Tcp("[::1]:8000".parse().unwrap()));
-        assert_eq!(parse_bind("unix:/tmp/x.sock").unwrap(), BindAddr::Unix("/tmp/x.sock".into()));
-        assert_eq!(parse_bind("localhost:0").unwrap().to_string().ends_with(":0"), true);
+        assert_eq!(
+            parse_bind("127.0.0.1:80").unwrap(),
+            BindAddr::Tcp("127.0.0.1:80".parse().unwrap())
+        );
+        assert_eq!(
+            parse_bind("[::1]:8000").unwrap(),
+            BindAddr::Tcp("[::1]:8000".parse().unwrap())
+        );
+        assert_eq!(
+            parse_bind("unix:/tmp/x.sock").unwrap(),
+            BindAddr::Unix("/tmp/x.sock".into())
+        );
+        assert!(parse_bind("localhost:0")
+            .unwrap()
+            .to_string()
+            .ends_with(":0"));
         assert!(parse_bind("nonsense").is_err());
         assert!(parse_bind("host:port").is_err());
         assert!(parse_bind("unix:").is_err());
@@ -382,9 +497,18 @@ mod tests {
 
     #[test]
     fn addrport_works_like_runserver() {
-        assert_eq!(parse_addrport("8000").unwrap(), BindAddr::Tcp("127.0.0.1:8000".parse().unwrap()));
-        assert_eq!(parse_addrport("0.0.0.0:8001").unwrap(), BindAddr::Tcp("0.0.0.0:8001".parse().unwrap()));
-        assert_eq!(parse_addrport("[::1]:8002").unwrap(), BindAddr::Tcp("[::1]:8002".parse().unwrap()));
+        assert_eq!(
+            parse_addrport("8000").unwrap(),
+            BindAddr::Tcp("127.0.0.1:8000".parse().unwrap())
+        );
+        assert_eq!(
+            parse_addrport("0.0.0.0:8001").unwrap(),
+            BindAddr::Tcp("0.0.0.0:8001".parse().unwrap())
+        );
+        assert_eq!(
+            parse_addrport("[::1]:8002").unwrap(),
+            BindAddr::Tcp("[::1]:8002".parse().unwrap())
+        );
         assert!(parse_addrport("abc").is_err());
     }
 
@@ -393,11 +517,20 @@ mod tests {
         let cli = Cli::try_parse_from(["ferrule", "--unix-socket-mode", "999", "app:app"]).unwrap();
         let err = cli.options.resolve(None).unwrap_err().to_string();
         assert!(err.contains("--unix-socket-mode"), "{err}");
-        let cli = Cli::try_parse_from(["ferrule", "--min-threads", "5", "--threads", "2", "a:b"]).unwrap();
-        assert!(cli.options.resolve(None).unwrap_err().to_string().contains("--min-threads"));
+        let cli = Cli::try_parse_from(["ferrule", "--min-threads", "5", "--threads", "2", "a:b"])
+            .unwrap();
+        assert!(cli
+            .options
+            .resolve(None)
+            .unwrap_err()
+            .to_string()
+            .contains("--min-threads"));
         let cli = Cli::try_parse_from(["ferrule", "a:b"]).unwrap();
         let plan = cli.options.resolve(None).unwrap();
-        assert_eq!(plan.binds, vec![BindAddr::Tcp("127.0.0.1:8000".parse().unwrap())]);
+        assert_eq!(
+            plan.binds,
+            vec![BindAddr::Tcp("127.0.0.1:8000".parse().unwrap())]
+        );
         assert_eq!(plan.unix_socket_mode, 0o660);
         assert_eq!(plan.limits.max_body, 1 << 30);
     }
@@ -408,6 +541,13 @@ mod tests {
         let plan = cli.options.resolve(cli.addrport.as_deref()).unwrap();
         assert_eq!(plan.binds.len(), 2);
         let cli = DjangoCli::try_parse_from(["server", "--bind", "unix:/tmp/s"]).unwrap();
-        assert_eq!(cli.options.resolve(cli.addrport.as_deref()).unwrap().binds.len(), 1);
+        assert_eq!(
+            cli.options
+                .resolve(cli.addrport.as_deref())
+                .unwrap()
+                .binds
+                .len(),
+            1
+        );
     }
 }

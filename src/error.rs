@@ -27,19 +27,31 @@ enum Kind {
 
 impl Error {
     pub fn config(message: impl Into<String>) -> Self {
-        Self { kind: Kind::Config, message: message.into() }
+        Self {
+            kind: Kind::Config,
+            message: message.into(),
+        }
     }
 
     pub fn app(message: impl Into<String>) -> Self {
-        Self { kind: Kind::App, message: message.into() }
+        Self {
+            kind: Kind::App,
+            message: message.into(),
+        }
     }
 
     pub fn listen(message: impl Into<String>) -> Self {
-        Self { kind: Kind::Listen, message: message.into() }
+        Self {
+            kind: Kind::Listen,
+            message: message.into(),
+        }
     }
 
     pub fn runtime(message: impl Into<String>) -> Self {
-        Self { kind: Kind::Runtime, message: message.into() }
+        Self {
+            kind: Kind::Runtime,
+            message: message.into(),
+        }
     }
 
     pub fn is_config(&self) -> bool {

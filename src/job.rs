@@ -51,11 +51,19 @@ pub enum ReplyBody {
     /// An iterator, pulled by the worker thread and pushed through a bounded channel.
     Stream(mpsc::Receiver<Chunk>),
     /// `wsgi.file_wrapper`: `len` bytes from `offset`, sent by tokio.
-    File { file: std::fs::File, offset: u64, len: u64 },
+    File {
+        file: std::fs::File,
+        offset: u64,
+        len: u64,
+    },
 }
 
 impl Reply {
     pub fn full(status: StatusCode, headers: HeaderMap, body: Bytes) -> Self {
-        Self { status, headers, body: ReplyBody::Full(body) }
+        Self {
+            status,
+            headers,
+            body: ReplyBody::Full(body),
+        }
     }
 }

@@ -14,7 +14,7 @@
 //! | `body.rs` | request bodies, buffered or spooled before dispatch | no |
 //! | `job.rs` | what crosses between the core and a worker thread | no |
 //! | `pool.rs` | Python worker threads, the job queue, the hand-off policy | yes |
-//! | `wsgi/` | PEP 3333: environ, input, start_response, file_wrapper, responses | yes |
+//! | `wsgi/` | PEP 3333: environ, input, `start_response`, `file_wrapper`, responses | yes |
 //! | `logging.rs` | server and access logs into Python `logging` or a file | small |
 //!
 //! A request: `server.rs` accepts → `http/service.rs` admits and reads the body → `pool.rs`

@@ -93,12 +93,11 @@ pub fn enabled(target: Target, level: Level) -> bool {
 pub fn emit(target: Target, level: Level, message: String) {
     match SINK.get() {
         Some(Sink::Python(tx)) => match tx.try_send(Message::Record(target, level, message)) {
-            Ok(()) => {}
+            Ok(()) | Err(TrySendError::Disconnected(Message::Stop)) => {}
             Err(TrySendError::Full(_)) => {
                 DROPPED.fetch_add(1, Ordering::Relaxed);
             }
             Err(TrySendError::Disconnected(Message::Record(t, l, m))) => write_stderr(t, l, &m),
-            Err(TrySendError::Disconnected(Message::Stop)) => {}
         },
         Some(Sink::File(file)) => {
             let line = format_line(target, level, &message);
@@ -166,7 +165,11 @@ pub fn init_file(path: &Path) -> Result<(), String> {
         .append(true)
         .open(path)
         .map_err(|e| format!("cannot open log file '{}': {e}", path.display()))?;
-    let level = match std::env::var("FERRULE_DEBUG").ok().as_deref().map(str::trim) {
+    let level = match std::env::var("FERRULE_DEBUG")
+        .ok()
+        .as_deref()
+        .map(str::trim)
+    {
         Some("1") => Level::Error,
         Some("2") => Level::Warn,
         Some("4") => Level::Debug,
@@ -182,18 +185,28 @@ pub fn init_file(path: &Path) -> Result<(), String> {
 /// Route logs into Python `logging`, adding default stderr handlers when the application
 /// configured none, and start the log thread.
 pub fn init_python(py: Python<'_>) -> PyResult<LogThread> {
-    py.import("ferrule._logging")?.call_method0("ensure_handlers")?;
+    py.import("ferrule._logging")?
+        .call_method0("ensure_handlers")?;
     let logging = py.import("logging")?;
-    let server = logging.call_method1("getLogger", (Target::Server.logger_name(),))?.unbind();
-    let access = logging.call_method1("getLogger", (Target::Access.logger_name(),))?.unbind();
+    let server = logging
+        .call_method1("getLogger", (Target::Server.logger_name(),))?
+        .unbind();
+    let access = logging
+        .call_method1("getLogger", (Target::Access.logger_name(),))?
+        .unbind();
     refresh_thresholds(py, &server, &access);
     let (tx, rx) = mpsc::sync_channel(QUEUE);
     let _ = SINK.set(Sink::Python(tx.clone()));
     let handle = std::thread::Builder::new()
         .name("ferrule-log".into())
         .spawn(move || Python::attach(|py| python_log_loop(py, &Mutex::new(rx), &server, &access)))
-        .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(format!("cannot start the log thread: {e}")))?;
-    Ok(LogThread { tx, handle: Some(handle) })
+        .map_err(|e| {
+            pyo3::exceptions::PyRuntimeError::new_err(format!("cannot start the log thread: {e}"))
+        })?;
+    Ok(LogThread {
+        tx,
+        handle: Some(handle),
+    })
 }
 
 /// Re-read the effective levels, which the application may change at any time.
@@ -207,15 +220,29 @@ fn refresh_thresholds(py: Python<'_>, server: &Py<PyAny>, access: &Py<PyAny>) {
 fn threshold_of(py: Python<'_>, logger: &Py<PyAny>) -> PyResult<u8> {
     let logger = logger.bind(py);
     // isEnabledFor also honours logging.disable() and a disabled logger.
-    for level in [Level::Trace, Level::Debug, Level::Info, Level::Warn, Level::Error] {
-        if logger.call_method1("isEnabledFor", (level as u8,))?.is_truthy()? {
+    for level in [
+        Level::Trace,
+        Level::Debug,
+        Level::Info,
+        Level::Warn,
+        Level::Error,
+    ] {
+        if logger
+            .call_method1("isEnabledFor", (level as u8,))?
+            .is_truthy()?
+        {
             return Ok(level as u8);
         }
     }
     Ok(u8::MAX)
 }
 
-fn python_log_loop(py: Python<'_>, rx: &Mutex<Receiver<Message>>, server: &Py<PyAny>, access: &Py<PyAny>) {
+fn python_log_loop(
+    py: Python<'_>,
+    rx: &Mutex<Receiver<Message>>,
+    server: &Py<PyAny>,
+    access: &Py<PyAny>,
+) {
     // Levels can only be learnt by asking Python; the once-a-second wake-up keeps the cache
     // fresh when nothing is being logged (a filtered record never reaches this thread).
     const REFRESH: Duration = Duration::from_secs(1);
@@ -241,7 +268,11 @@ fn python_log_loop(py: Python<'_>, rx: &Mutex<Receiver<Message>>, server: &Py<Py
                         Target::Server => server,
                         Target::Access => access,
                     };
-                    if logger.bind(py).call_method1("log", (level as u8, text)).is_err() {
+                    if logger
+                        .bind(py)
+                        .call_method1("log", (level as u8, text))
+                        .is_err()
+                    {
                         // A broken handler must not take logging down with it; Python's
                         // logging already printed the handler's error to stderr.
                         PyErr::fetch(py);
@@ -254,7 +285,10 @@ fn python_log_loop(py: Python<'_>, rx: &Mutex<Receiver<Message>>, server: &Py<Py
         if dropped > 0 {
             let _ = server.bind(py).call_method1(
                 "log",
-                (Level::Warn as u8, format!("{dropped} log records were dropped because logging could not keep up")),
+                (
+                    Level::Warn as u8,
+                    format!("{dropped} log records were dropped because logging could not keep up"),
+                ),
             );
         }
         refresh_thresholds(py, server, access);
@@ -265,6 +299,7 @@ fn python_log_loop(py: Python<'_>, rx: &Mutex<Receiver<Message>>, server: &Py<Py
 }
 
 /// Current UTC time split into (year, month, day, hour, minute, second).
+#[allow(clippy::many_single_char_names)] // the names of the published algorithm
 pub fn utc_parts(t: SystemTime) -> (i64, u32, u32, u32, u32, u32) {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
@@ -278,7 +313,14 @@ pub fn utc_parts(t: SystemTime) -> (i64, u32, u32, u32, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, (rem / 3600) as u32, (rem % 3600 / 60) as u32, (rem % 60) as u32)
+    (
+        y,
+        m,
+        d,
+        (rem / 3600) as u32,
+        (rem % 3600 / 60) as u32,
+        (rem % 60) as u32,
+    )
 }
 
 #[cfg(test)]

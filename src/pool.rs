@@ -96,11 +96,17 @@ struct Flags {
 
 impl Slot {
     fn new() -> Arc<Self> {
-        Arc::new(Self { wake: Condvar::new(), clock: AtomicI32::new(-1), flags: Mutex::new(Flags::default()) })
+        Arc::new(Self {
+            wake: Condvar::new(),
+            clock: AtomicI32::new(-1),
+            flags: Mutex::new(Flags::default()),
+        })
     }
 
     fn flags(&self) -> MutexGuard<'_, Flags> {
-        self.flags.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.flags
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// CPU time this thread has used; zero if it has not started or has exited.
@@ -109,7 +115,10 @@ impl Slot {
         if clock < 0 {
             return Duration::ZERO;
         }
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         // SAFETY: `ts` is a valid out-pointer; an invalid clock id only makes the call fail.
         if unsafe { libc::clock_gettime(clock, &raw mut ts) } != 0 {
             return Duration::ZERO;
@@ -143,14 +152,14 @@ impl Pool {
     }
 
     /// Queue a job, waking a thread if none is running one.
-    pub fn submit(&self, job: Job) -> Result<(), (Rejected, Job)> {
+    pub fn submit(&self, job: Job) -> Result<(), (Rejected, Box<Job>)> {
         let mut st = self.shared.lock();
         if st.closing {
-            return Err((Rejected::Closing, job));
+            return Err((Rejected::Closing, Box::new(job)));
         }
         if st.queue.len() >= self.shared.plan.max_queue {
             let depth = st.queue.len();
-            return Err((Rejected::Full { depth }, job));
+            return Err((Rejected::Full { depth }, Box::new(job)));
         }
         st.queue.push_back(job);
         if st.busy + st.waking == 0 {
@@ -201,7 +210,9 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic never happens while the lock is held (jobs run outside it), but if one did,
         // the counters are still consistent enough to keep serving.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -247,7 +258,9 @@ fn worker_main(shared: &Arc<Shared>, slot: &Arc<Slot>) {
         slot.clock.store(clock, Ordering::Relaxed);
     }
     Python::attach(|py| loop {
-        let Some(job) = py.detach(|| next_job(shared, slot)) else { return };
+        let Some(job) = py.detach(|| next_job(shared, slot)) else {
+            return;
+        };
         if catch_unwind(AssertUnwindSafe(|| (shared.run)(py, job))).is_err() {
             log_error!("a worker thread panicked while running a request; the thread goes on");
         }
@@ -312,7 +325,10 @@ fn monitor_loop(shared: &Arc<Shared>) {
         }
         let room = !st.idle.is_empty() || st.workers.len() < shared.plan.max_threads;
         if st.queue.is_empty() || !room {
-            st = shared.monitor.wait(st).unwrap_or_else(std::sync::PoisonError::into_inner);
+            st = shared
+                .monitor
+                .wait(st)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             continue;
         }
         if st.busy + st.waking == 0 {
@@ -328,10 +344,16 @@ fn monitor_loop(shared: &Arc<Shared>) {
         let started = Instant::now();
         drop(st);
         std::thread::sleep(TICK);
-        let used: Duration = sample.iter().map(|(s, before)| s.cpu_time().saturating_sub(*before)).sum();
+        let used: Duration = sample
+            .iter()
+            .map(|(s, before)| s.cpu_time().saturating_sub(*before))
+            .sum();
         let elapsed = started.elapsed();
         st = shared.lock();
-        if !st.queue.is_empty() && st.waking == 0 && used.as_secs_f64() < elapsed.as_secs_f64() * BLOCKED_BELOW {
+        if !st.queue.is_empty()
+            && st.waking == 0
+            && used.as_secs_f64() < elapsed.as_secs_f64() * BLOCKED_BELOW
+        {
             wake_one(shared, &mut st);
         }
     }

@@ -56,14 +56,22 @@ pub fn main(py: Python<'_>, argv: Vec<String>, django: bool) -> i32 {
     }
 }
 
-fn run(py: Python<'_>, options: &Options, addrport: Option<&str>, target: &Target) -> Result<i32, Error> {
+fn run(
+    py: Python<'_>,
+    options: &Options,
+    addrport: Option<&str>,
+    target: &Target,
+) -> Result<i32, Error> {
     let plan = Arc::new(options.resolve(addrport)?);
     let log_thread: Option<LogThread> = match &plan.log_file {
         Some(path) => {
             logging::init_file(path).map_err(Error::config)?;
             None
         }
-        None => Some(logging::init_python(py).map_err(|e| Error::runtime(format!("cannot set up logging: {e}")))?),
+        None => Some(
+            logging::init_python(py)
+                .map_err(|e| Error::runtime(format!("cannot set up logging: {e}")))?,
+        ),
     };
     let result = serve(py, &plan, target);
     if let Some(t) = log_thread {
@@ -92,7 +100,8 @@ enum Exit {
 }
 
 fn serve(py: Python<'_>, plan: &Arc<crate::config::Plan>, target: &Target) -> Result<Exit, Error> {
-    app::extend_sys_path(py, &plan.pythonpath).map_err(|e| Error::runtime(format!("cannot extend sys.path: {e}")))?;
+    app::extend_sys_path(py, &plan.pythonpath)
+        .map_err(|e| Error::runtime(format!("cannot extend sys.path: {e}")))?;
     let (application, described) = match target {
         Target::Spec(spec) => (app::load(py, spec)?, spec.clone()),
         Target::Django => (app::load_django(py)?, "the Django project".to_owned()),
@@ -100,11 +109,19 @@ fn serve(py: Python<'_>, plan: &Arc<crate::config::Plan>, target: &Target) -> Re
     let listeners = listen::bind_all(&plan.binds, plan.unix_socket_mode)?;
     // Signals are the runtime's: with Python's handlers left in place, SIGINT would also
     // raise KeyboardInterrupt in the main thread once serving returns.
-    let signal_mod = py.import("signal").map_err(|e| Error::runtime(e.to_string()))?;
+    let signal_mod = py
+        .import("signal")
+        .map_err(|e| Error::runtime(e.to_string()))?;
     for name in ["SIGINT", "SIGTERM"] {
-        let sig = signal_mod.getattr(name).map_err(|e| Error::runtime(e.to_string()))?;
-        let dfl = signal_mod.getattr("SIG_DFL").map_err(|e| Error::runtime(e.to_string()))?;
-        signal_mod.call_method1("signal", (sig, dfl)).map_err(|e| Error::runtime(e.to_string()))?;
+        let sig = signal_mod
+            .getattr(name)
+            .map_err(|e| Error::runtime(e.to_string()))?;
+        let dfl = signal_mod
+            .getattr("SIG_DFL")
+            .map_err(|e| Error::runtime(e.to_string()))?;
+        signal_mod
+            .call_method1("signal", (sig, dfl))
+            .map_err(|e| Error::runtime(e.to_string()))?;
     }
     let wsgi = Application::new(py, application).map_err(|e| Error::runtime(e.to_string()))?;
     let pool = Pool::start(plan.pool, Box::new(move |py, job| wsgi.run(py, job)));
@@ -122,20 +139,34 @@ fn serve(py: Python<'_>, plan: &Arc<crate::config::Plan>, target: &Target) -> Re
         plan.pool.max_threads,
         std::process::id()
     );
-    let app_state = Arc::new(App { plan: Arc::clone(plan), pool: pool.clone() });
+    let app_state = Arc::new(App {
+        plan: Arc::clone(plan),
+        pool: pool.clone(),
+    });
     let started = Instant::now();
     let outcome = py.detach(|| {
         runtime.block_on(async {
             let (first, second) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
             watch_signals(Arc::clone(&first), Arc::clone(&second))?;
             let (f, s) = (Arc::clone(&first), Arc::clone(&second));
-            Ok::<_, Error>(server::serve(listeners, app_state, async move { f.notified().await }, async move { s.notified().await }).await)
+            Ok::<_, Error>(
+                server::serve(
+                    listeners,
+                    app_state,
+                    async move { f.notified().await },
+                    async move { s.notified().await },
+                )
+                .await,
+            )
         })
     })?;
     let drained = match outcome {
         Outcome::Forced => false,
         Outcome::Drained | Outcome::TimedOut => {
-            let left = plan.graceful_timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(100));
+            let left = plan
+                .graceful_timeout
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_millis(100));
             let deadline = Instant::now() + left.min(plan.graceful_timeout);
             py.detach(|| pool.close(deadline))
         }
@@ -151,8 +182,10 @@ fn serve(py: Python<'_>, plan: &Arc<crate::config::Plan>, target: &Target) -> Re
 }
 
 fn watch_signals(first: Arc<Notify>, second: Arc<Notify>) -> Result<(), Error> {
-    let mut term = signal(SignalKind::terminate()).map_err(|e| Error::runtime(format!("cannot watch SIGTERM: {e}")))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::runtime(format!("cannot watch SIGINT: {e}")))?;
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| Error::runtime(format!("cannot watch SIGTERM: {e}")))?;
+    let mut int = signal(SignalKind::interrupt())
+        .map_err(|e| Error::runtime(format!("cannot watch SIGINT: {e}")))?;
     tokio::spawn(async move {
         let mut count = 0;
         loop {

@@ -51,7 +51,12 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(app.plan.max_connections));
     let mut accept_loops = Vec::new();
     for bound in listeners {
-        let (app, stop, tracker, permits) = (Arc::clone(&app), stop.clone(), tracker.clone(), Arc::clone(&permits));
+        let (app, stop, tracker, permits) = (
+            Arc::clone(&app),
+            stop.clone(),
+            tracker.clone(),
+            Arc::clone(&permits),
+        );
         accept_loops.push(tokio::spawn(async move {
             match bound {
                 Bound::Tcp(std) => match tokio::net::TcpListener::from_std(std) {
@@ -86,7 +91,9 @@ pub async fn serve(
                             )
                             .await;
                         }
-                        Err(e) => log_warn!("cannot register a Unix listener with the runtime: {e}"),
+                        Err(e) => {
+                            log_warn!("cannot register a Unix listener with the runtime: {e}")
+                        }
                     }
                     drop(socket_file); // unlinks the socket path: no new clients can find us
                 }
@@ -143,7 +150,11 @@ async fn accept_loop<S, F, Fut>(
                 continue;
             }
         };
-        let conn = Arc::new(ConnInfo { peer, local, scheme: "http" });
+        let conn = Arc::new(ConnInfo {
+            peer,
+            local,
+            scheme: "http",
+        });
         let (app, stop) = (Arc::clone(app), stop.clone());
         tracker.spawn(async move {
             serve_connection(stream, conn, app, stop).await;
@@ -164,11 +175,17 @@ where
     builder
         .timer(TokioTimer::new())
         .keep_alive(!plan.keep_alive.is_zero())
-        .header_read_timeout(if idle.is_zero() { plan.header_timeout } else { idle })
+        .header_read_timeout(if idle.is_zero() {
+            plan.header_timeout
+        } else {
+            idle
+        })
         .max_headers(plan.limits.fields.saturating_add(1).max(1))
         .max_buf_size(head_buffer(plan));
     let service_app = Arc::clone(&app);
-    let service = service_fn(move |req| crate::http::handle(req, Arc::clone(&service_app), Arc::clone(&conn)));
+    let service = service_fn(move |req| {
+        crate::http::handle(req, Arc::clone(&service_app), Arc::clone(&conn))
+    });
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     let result = tokio::select! {

@@ -3,6 +3,7 @@
 //! A [`Pending`] line is captured from the request head only when the `ferrule.access` logger
 //! would keep it, and completed when the response body is finished (`out_body.rs`).
 
+use std::fmt::Write;
 use std::time::Instant;
 
 use http::header::{REFERER, USER_AGENT};
@@ -26,7 +27,10 @@ impl Pending {
             return None;
         }
         let header = |name| {
-            parts.headers.get(name).map_or_else(|| "-".to_owned(), |v| escape(&String::from_utf8_lossy(v.as_bytes())))
+            parts.headers.get(name).map_or_else(
+                || "-".to_owned(),
+                |v| escape(&String::from_utf8_lossy(v.as_bytes())),
+            )
         };
         Some(Self {
             started,
@@ -34,7 +38,10 @@ impl Pending {
                 Peer::Tcp(addr) => addr.ip().to_string(),
                 Peer::Unix => "-".to_owned(),
             },
-            request_line: escape(&format!("{} {} {:?}", parts.method, parts.uri, parts.version)),
+            request_line: escape(&format!(
+                "{} {} {:?}",
+                parts.method, parts.uri, parts.version
+            )),
             referer: header(REFERER),
             user_agent: header(USER_AGENT),
         })
@@ -42,10 +49,16 @@ impl Pending {
 
     /// Log the line for a response with `status` whose body had `bytes` bytes.
     pub fn finish(self, status: u16, bytes: u64) {
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
         let (y, mo, d, h, mi, s) = logging::utc_parts(std::time::SystemTime::now());
-        const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
         let month = MONTHS[(mo as usize).saturating_sub(1) % 12];
-        let size = if bytes == 0 { "-".to_owned() } else { bytes.to_string() };
+        let size = if bytes == 0 {
+            "-".to_owned()
+        } else {
+            bytes.to_string()
+        };
         let micros = self.started.elapsed().as_micros();
         logging::emit(
             Target::Access,
@@ -65,7 +78,9 @@ fn escape(s: &str) -> String {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_control() => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
             c => out.push(c),
         }
     }

@@ -33,7 +33,9 @@ impl Refusal {
 
     pub fn reason(self) -> &'static str {
         match self {
-            Refusal::BadRequest(why) | Refusal::HeadersTooLarge(why) | Refusal::NotImplemented(why) => why,
+            Refusal::BadRequest(why)
+            | Refusal::HeadersTooLarge(why)
+            | Refusal::NotImplemented(why) => why,
             Refusal::UriTooLong => "the request line is longer than --limit-request-line",
         }
     }
@@ -63,20 +65,28 @@ pub fn admit(parts: &Parts, limits: &Limits) -> Result<(), Refusal> {
         return Err(Refusal::UriTooLong);
     }
     if parts.headers.len() > limits.fields {
-        return Err(Refusal::HeadersTooLarge("the request has more header fields than --limit-request-fields"));
+        return Err(Refusal::HeadersTooLarge(
+            "the request has more header fields than --limit-request-fields",
+        ));
     }
     for (name, value) in &parts.headers {
         // "Name: value" without the CRLF, as gunicorn counts it.
         if name.as_str().len() + 2 + value.len() > limits.field_size {
-            return Err(Refusal::HeadersTooLarge("a header field is larger than --limit-request-field-size"));
+            return Err(Refusal::HeadersTooLarge(
+                "a header field is larger than --limit-request-field-size",
+            ));
         }
     }
     let hosts = parts.headers.get_all(HOST).iter().count();
     if hosts > 1 {
-        return Err(Refusal::BadRequest("the request has more than one Host header"));
+        return Err(Refusal::BadRequest(
+            "the request has more than one Host header",
+        ));
     }
     if hosts == 0 && parts.version == Version::HTTP_11 {
-        return Err(Refusal::BadRequest("an HTTP/1.1 request must have a Host header"));
+        return Err(Refusal::BadRequest(
+            "an HTTP/1.1 request must have a Host header",
+        ));
     }
     check_transfer_encoding(parts)
 }
@@ -87,18 +97,24 @@ fn check_transfer_encoding(parts: &Parts) -> Result<(), Refusal> {
     let mut chunked = 0;
     for value in parts.headers.get_all(TRANSFER_ENCODING) {
         let Ok(value) = value.to_str() else {
-            return Err(Refusal::BadRequest("the Transfer-Encoding header is not ASCII"));
+            return Err(Refusal::BadRequest(
+                "the Transfer-Encoding header is not ASCII",
+            ));
         };
         for coding in value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
             if coding.eq_ignore_ascii_case("chunked") {
                 chunked += 1;
             } else {
-                return Err(Refusal::NotImplemented("the request uses a transfer coding other than chunked"));
+                return Err(Refusal::NotImplemented(
+                    "the request uses a transfer coding other than chunked",
+                ));
             }
         }
     }
     if chunked > 1 {
-        return Err(Refusal::BadRequest("chunked is listed more than once in Transfer-Encoding"));
+        return Err(Refusal::BadRequest(
+            "chunked is listed more than once in Transfer-Encoding",
+        ));
     }
     Ok(())
 }
@@ -108,7 +124,13 @@ mod tests {
     use super::*;
 
     fn limits() -> Limits {
-        Limits { request_line: 4094, fields: 100, field_size: 8190, max_body: 1 << 20, body_buffer: 1024 }
+        Limits {
+            request_line: 4094,
+            fields: 100,
+            field_size: 8190,
+            max_body: 1 << 20,
+            body_buffer: 1024,
+        }
     }
 
     fn parts(target: &str, headers: &[(&str, &str)]) -> Parts {
@@ -127,19 +149,70 @@ mod tests {
         let many: Vec<(&str, &str)> = many.iter().map(|(n, v)| (n.as_str(), *v)).collect();
         let cases: Vec<(&str, Parts, Result<(), Refusal>)> = vec![
             ("plain", parts("/a?b=c", &[("host", "x")]), Ok(())),
-            ("no host", parts("/", &[]), Err(Refusal::BadRequest("an HTTP/1.1 request must have a Host header"))),
-            ("two hosts", parts("/", &[("host", "a"), ("host", "b")]), Err(Refusal::BadRequest("the request has more than one Host header"))),
-            ("long line", parts(&long, &[("host", "x")]), Err(Refusal::UriTooLong)),
-            ("big field", parts("/", &[("host", "x"), ("x-big", &big)]), Err(Refusal::HeadersTooLarge("a header field is larger than --limit-request-field-size"))),
-            ("chunked", parts("/", &[("host", "x"), ("transfer-encoding", "chunked")]), Ok(())),
-            ("gzip", parts("/", &[("host", "x"), ("transfer-encoding", "gzip, chunked")]), Err(Refusal::NotImplemented("the request uses a transfer coding other than chunked"))),
-            ("chunked twice", parts("/", &[("host", "x"), ("transfer-encoding", "chunked"), ("transfer-encoding", "chunked")]), Err(Refusal::BadRequest("chunked is listed more than once in Transfer-Encoding"))),
+            (
+                "no host",
+                parts("/", &[]),
+                Err(Refusal::BadRequest(
+                    "an HTTP/1.1 request must have a Host header",
+                )),
+            ),
+            (
+                "two hosts",
+                parts("/", &[("host", "a"), ("host", "b")]),
+                Err(Refusal::BadRequest(
+                    "the request has more than one Host header",
+                )),
+            ),
+            (
+                "long line",
+                parts(&long, &[("host", "x")]),
+                Err(Refusal::UriTooLong),
+            ),
+            (
+                "big field",
+                parts("/", &[("host", "x"), ("x-big", &big)]),
+                Err(Refusal::HeadersTooLarge(
+                    "a header field is larger than --limit-request-field-size",
+                )),
+            ),
+            (
+                "chunked",
+                parts("/", &[("host", "x"), ("transfer-encoding", "chunked")]),
+                Ok(()),
+            ),
+            (
+                "gzip",
+                parts(
+                    "/",
+                    &[("host", "x"), ("transfer-encoding", "gzip, chunked")],
+                ),
+                Err(Refusal::NotImplemented(
+                    "the request uses a transfer coding other than chunked",
+                )),
+            ),
+            (
+                "chunked twice",
+                parts(
+                    "/",
+                    &[
+                        ("host", "x"),
+                        ("transfer-encoding", "chunked"),
+                        ("transfer-encoding", "chunked"),
+                    ],
+                ),
+                Err(Refusal::BadRequest(
+                    "chunked is listed more than once in Transfer-Encoding",
+                )),
+            ),
         ];
         for (name, p, want) in cases {
             assert_eq!(admit(&p, &limits()), want, "{name}");
         }
         let mut p = parts("/", &many);
         p.headers.insert("host", "x".parse().unwrap());
-        assert_eq!(admit(&p, &limits()).unwrap_err().status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        assert_eq!(
+            admit(&p, &limits()).unwrap_err().status(),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
     }
 }

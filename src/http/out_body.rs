@@ -38,18 +38,30 @@ enum Kind {
 
 impl OutBody {
     pub fn full(bytes: Bytes) -> Self {
-        Self { kind: Kind::Full(Some(bytes).filter(|b| !b.is_empty())), sent: 0, finish: None }
+        Self {
+            kind: Kind::Full(Some(bytes).filter(|b| !b.is_empty())),
+            sent: 0,
+            finish: None,
+        }
     }
 
     pub fn stream(rx: mpsc::Receiver<Chunk>) -> Self {
-        Self { kind: Kind::Stream(rx), sent: 0, finish: None }
+        Self {
+            kind: Kind::Stream(rx),
+            sent: 0,
+            finish: None,
+        }
     }
 
     /// `len` bytes of `file`, which is already positioned at the first one.
     pub fn file(file: tokio::fs::File, len: u64) -> Self {
         use tokio::io::AsyncReadExt;
         let stream = ReaderStream::with_capacity(file.take(len), FILE_CHUNK);
-        Self { kind: Kind::File(stream), sent: 0, finish: None }
+        Self {
+            kind: Kind::File(stream),
+            sent: 0,
+            finish: None,
+        }
     }
 
     #[must_use]
@@ -71,7 +83,10 @@ impl Body for OutBody {
     type Data = Bytes;
     type Error = io::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = &mut *self;
         let next = match &mut this.kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(Ok)),

@@ -17,7 +17,10 @@ pub fn text(status: StatusCode, message: &str, close: bool) -> Response<OutBody>
     let mut resp = Response::new(OutBody::full(Bytes::from(body)));
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     if close {
         headers.insert(CONNECTION, HeaderValue::from_static("close"));
     }
@@ -32,10 +35,15 @@ pub fn queue_full() -> Response<OutBody> {
         false,
     );
     // One second: long enough for a full queue of fast requests to drain.
-    resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    resp.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
     resp
 }
 
 pub fn internal_error() -> Response<OutBody> {
-    text(StatusCode::INTERNAL_SERVER_ERROR, "The server could not complete this request.", false)
+    text(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "The server could not complete this request.",
+        false,
+    )
 }

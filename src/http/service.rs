@@ -45,7 +45,10 @@ pub async fn handle(
         Some(line) => {
             let status = resp.status().as_u16();
             let (head, body) = resp.into_parts();
-            Response::from_parts(head, body.on_finish(Box::new(move |sent| line.finish(status, sent))))
+            Response::from_parts(
+                head,
+                body.on_finish(Box::new(move |sent| line.finish(status, sent))),
+            )
         }
     })
 }
@@ -58,7 +61,12 @@ async fn respond(
 ) -> Response<OutBody> {
     let limits = &app.plan.limits;
     if let Err(refusal) = admission::admit(&parts, limits) {
-        log_debug!("refused {} {}: {}", parts.method, parts.uri, refusal.reason());
+        log_debug!(
+            "refused {} {}: {}",
+            parts.method,
+            parts.uri,
+            refusal.reason()
+        );
         return respond::text(refusal.status(), refusal.reason(), true);
     }
     let declared = parts
@@ -73,16 +81,34 @@ async fn respond(
         Ok(body) => body,
         Err(BodyError::TooLarge) => return too_large(limits.max_body),
         Err(BodyError::Client(e)) => {
-            log_debug!("could not read the body of {} {}: {e}", parts.method, parts.uri);
-            return respond::text(StatusCode::BAD_REQUEST, "The request body could not be read.", true);
+            log_debug!(
+                "could not read the body of {} {}: {e}",
+                parts.method,
+                parts.uri
+            );
+            return respond::text(
+                StatusCode::BAD_REQUEST,
+                "The request body could not be read.",
+                true,
+            );
         }
         Err(BodyError::Spool(e)) => {
             log_error!("cannot spool a request body to a temporary file (check TMPDIR): {e}");
-            return respond::text(StatusCode::INTERNAL_SERVER_ERROR, "The request body could not be stored.", true);
+            return respond::text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The request body could not be stored.",
+                true,
+            );
         }
     };
     let (reply_tx, reply_rx) = oneshot::channel();
-    let job = Job { head: parts, body, conn, reply: reply_tx, queued_at: Instant::now() };
+    let job = Job {
+        head: parts,
+        body,
+        conn,
+        reply: reply_tx,
+        queued_at: Instant::now(),
+    };
     if let Err((why, job)) = app.pool.submit(job) {
         return match why {
             Rejected::Full { depth } => {
@@ -94,7 +120,11 @@ async fn respond(
                 );
                 respond::queue_full()
             }
-            Rejected::Closing => respond::text(StatusCode::SERVICE_UNAVAILABLE, "The server is shutting down.", true),
+            Rejected::Closing => respond::text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The server is shutting down.",
+                true,
+            ),
         };
     }
     match reply_rx.await {

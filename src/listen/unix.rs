@@ -59,6 +59,12 @@ pub fn bind(path: &Path, mode: u32) -> Result<(UnixListener, UnixSocketFile), Er
     listener
         .set_nonblocking(true)
         .map_err(|e| Error::listen(format!("cannot listen on unix:{shown}: {e}")))?;
-    let inode = fs::symlink_metadata(path).map(|m| m.ino()).unwrap_or(0);
-    Ok((listener, UnixSocketFile { path: path.to_owned(), inode }))
+    let inode = fs::symlink_metadata(path).map_or(0, |m| m.ino());
+    Ok((
+        listener,
+        UnixSocketFile {
+            path: path.to_owned(),
+            inode,
+        },
+    ))
 }

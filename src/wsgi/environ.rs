@@ -11,9 +11,9 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST};
 use http::request::Parts;
 use http::{HeaderName, Method, Version};
 use percent_encoding::percent_decode_str;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
-use pyo3::intern;
 
 use crate::job::ConnInfo;
 use crate::listen::Peer;
@@ -30,7 +30,10 @@ impl Constants {
         Ok(Self {
             version: PyTuple::new(py, [1, 0])?.unbind(),
             software: PyString::new(py, concat!("ferrule/", env!("CARGO_PKG_VERSION"))).unbind(),
-            file_wrapper: py.get_type::<super::file_wrapper::FileWrapper>().into_any().unbind(),
+            file_wrapper: py
+                .get_type::<super::file_wrapper::FileWrapper>()
+                .into_any()
+                .unbind(),
         })
     }
 }
@@ -39,7 +42,10 @@ impl Constants {
 pub fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
     match std::str::from_utf8(bytes) {
         Ok(s) if s.is_ascii() => PyString::new(py, s),
-        _ => PyString::new(py, &bytes.iter().map(|&b| char::from(b)).collect::<String>()),
+        _ => PyString::new(
+            py,
+            &bytes.iter().map(|&b| char::from(b)).collect::<String>(),
+        ),
     }
 }
 
@@ -84,7 +90,13 @@ fn header_key<'py>(py: Python<'py>, name: &HeaderName) -> Bound<'py, PyString> {
     }
     let mut key = String::with_capacity(5 + name.as_str().len());
     key.push_str("HTTP_");
-    key.extend(name.as_str().chars().map(|c| if c == '-' { '_' } else { c.to_ascii_uppercase() }));
+    key.extend(name.as_str().chars().map(|c| {
+        if c == '-' {
+            '_'
+        } else {
+            c.to_ascii_uppercase()
+        }
+    }));
     PyString::intern(py, &key)
 }
 
@@ -100,7 +112,10 @@ fn server_name_port(parts: &Parts, conn: &ConnInfo) -> (String, String) {
         if let Some(rest) = host.strip_prefix('[') {
             // [v6]:port
             if let Some((addr, after)) = rest.split_once(']') {
-                let port = after.strip_prefix(':').filter(|p| !p.is_empty()).unwrap_or(default_port);
+                let port = after
+                    .strip_prefix(':')
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or(default_port);
                 return (addr.to_owned(), port.to_owned());
             }
         }
@@ -148,7 +163,10 @@ pub fn build<'py>(
     let path = parts.uri.path();
     let decoded: Vec<u8> = percent_decode_str(path).collect();
     env.set_item(intern!(py, "PATH_INFO"), latin1(py, &decoded))?;
-    env.set_item(intern!(py, "QUERY_STRING"), latin1(py, parts.uri.query().unwrap_or("").as_bytes()))?;
+    env.set_item(
+        intern!(py, "QUERY_STRING"),
+        latin1(py, parts.uri.query().unwrap_or("").as_bytes()),
+    )?;
     let raw = match parts.uri.path_and_query() {
         Some(pq) if parts.uri.scheme().is_none() => pq.as_str().to_owned(),
         _ => parts.uri.to_string(),
@@ -156,7 +174,10 @@ pub fn build<'py>(
     let raw = latin1(py, raw.as_bytes());
     env.set_item(intern!(py, "RAW_URI"), &raw)?;
     env.set_item(intern!(py, "REQUEST_URI"), &raw)?;
-    env.set_item(intern!(py, "SERVER_PROTOCOL"), PyString::new(py, protocol(parts.version)))?;
+    env.set_item(
+        intern!(py, "SERVER_PROTOCOL"),
+        PyString::new(py, protocol(parts.version)),
+    )?;
     let (name, port) = server_name_port(parts, conn);
     env.set_item(intern!(py, "SERVER_NAME"), name)?;
     env.set_item(intern!(py, "SERVER_PORT"), port)?;
@@ -200,14 +221,20 @@ pub fn build<'py>(
         env.set_item(intern!(py, "CONTENT_LENGTH"), body_len.to_string())?;
     }
     env.set_item(intern!(py, "wsgi.version"), consts.version.bind(py))?;
-    env.set_item(intern!(py, "wsgi.url_scheme"), PyString::new(py, conn.scheme))?;
+    env.set_item(
+        intern!(py, "wsgi.url_scheme"),
+        PyString::new(py, conn.scheme),
+    )?;
     env.set_item(intern!(py, "wsgi.input"), streams.input)?;
     env.set_item(intern!(py, "wsgi.errors"), streams.errors)?;
     env.set_item(intern!(py, "wsgi.multithread"), true)?;
     env.set_item(intern!(py, "wsgi.multiprocess"), false)?;
     env.set_item(intern!(py, "wsgi.run_once"), false)?;
     env.set_item(intern!(py, "wsgi.input_terminated"), true)?;
-    env.set_item(intern!(py, "wsgi.file_wrapper"), consts.file_wrapper.bind(py))?;
+    env.set_item(
+        intern!(py, "wsgi.file_wrapper"),
+        consts.file_wrapper.bind(py),
+    )?;
     if conn.scheme == "https" {
         env.set_item(intern!(py, "HTTPS"), intern!(py, "on"))?;
     }
@@ -219,7 +246,11 @@ mod tests {
     use super::*;
 
     fn conn() -> ConnInfo {
-        ConnInfo { peer: Peer::Unix, local: Some("10.0.0.1:8000".parse().unwrap()), scheme: "http" }
+        ConnInfo {
+            peer: Peer::Unix,
+            local: Some("10.0.0.1:8000".parse().unwrap()),
+            scheme: "http",
+        }
     }
 
     fn parts(host: Option<&str>) -> Parts {
@@ -241,7 +272,11 @@ mod tests {
             (None, ("10.0.0.1", "8000")),
         ];
         for (host, (name, port)) in cases {
-            assert_eq!(server_name_port(&parts(host), &c), (name.to_owned(), port.to_owned()), "{host:?}");
+            assert_eq!(
+                server_name_port(&parts(host), &c),
+                (name.to_owned(), port.to_owned()),
+                "{host:?}"
+            );
         }
     }
 }

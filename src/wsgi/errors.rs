@@ -14,7 +14,10 @@ pub struct ErrorStream {
 
 impl ErrorStream {
     fn emit_lines(&self, flush_all: bool) {
-        let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         while let Some(i) = pending.find('\n') {
             let line: String = pending.drain(..=i).collect();
             log_error!("{}", line.trim_end_matches('\n'));
@@ -28,7 +31,10 @@ impl ErrorStream {
 #[pymethods]
 impl ErrorStream {
     fn write(&self, text: &str) -> usize {
-        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push_str(text);
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push_str(text);
         self.emit_lines(false);
         text.chars().count()
     }

@@ -20,7 +20,10 @@ impl FileWrapper {
     #[new]
     #[pyo3(signature = (filelike, blksize=8192))]
     fn new(filelike: Py<PyAny>, blksize: usize) -> Self {
-        Self { filelike, blksize: blksize.max(1) }
+        Self {
+            filelike,
+            blksize: blksize.max(1),
+        }
     }
 
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -28,7 +31,10 @@ impl FileWrapper {
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let data = self.filelike.bind(py).call_method1("read", (self.blksize,))?;
+        let data = self
+            .filelike
+            .bind(py)
+            .call_method1("read", (self.blksize,))?;
         Ok((data.len()? > 0).then_some(data))
     }
 
@@ -67,6 +73,10 @@ impl FileWrapper {
         if !meta.is_file() {
             return None;
         }
-        Some(Sendable { file, offset, remaining: meta.len().saturating_sub(offset) })
+        Some(Sendable {
+            file,
+            offset,
+            remaining: meta.len().saturating_sub(offset),
+        })
     }
 }

@@ -28,7 +28,9 @@ struct State {
 
 impl Input {
     pub fn new(body: Body) -> Self {
-        Self { state: Mutex::new(State { body, pos: 0 }) }
+        Self {
+            state: Mutex::new(State { body, pos: 0 }),
+        }
     }
 }
 
@@ -49,7 +51,9 @@ impl State {
                 let mut buf = vec![0; n];
                 let pos = self.pos;
                 py.detach(|| file.read_exact_at(&mut buf, pos))
-                    .map_err(|e| PyOSError::new_err(format!("cannot read the spooled request body: {e}")))?;
+                    .map_err(|e| {
+                        PyOSError::new_err(format!("cannot read the spooled request body: {e}"))
+                    })?;
                 Ok(buf)
             }
         }
@@ -73,14 +77,20 @@ impl State {
         if let Body::Memory(bytes) = &self.body {
             let start = self.pos as usize;
             let window = &bytes[start..bytes.len().min(start.saturating_add(limit))];
-            let end = window.iter().position(|&b| b == b'\n').map_or(window.len(), |i| i + 1);
+            let end = window
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(window.len(), |i| i + 1);
             self.pos += end as u64;
             return Ok(window[..end].to_vec());
         }
         let mut line = Vec::new();
         while line.len() < limit && self.remaining() > 0 {
             let chunk = self.peek(py, LINE_STEP.min(limit - line.len()))?;
-            let end = chunk.iter().position(|&b| b == b'\n').map_or(chunk.len(), |i| i + 1);
+            let end = chunk
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(chunk.len(), |i| i + 1);
             line.extend_from_slice(&chunk[..end]);
             self.pos += end as u64;
             if end < chunk.len() || chunk[..end].last() == Some(&b'\n') {
@@ -136,6 +146,8 @@ impl Input {
 
 impl Input {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

@@ -51,12 +51,21 @@ impl From<PyErr> for Failure {
 
 impl Application {
     pub fn new(py: Python<'_>, app: Py<PyAny>) -> PyResult<Self> {
-        Ok(Self { app, consts: Constants::new(py)? })
+        Ok(Self {
+            app,
+            consts: Constants::new(py)?,
+        })
     }
 
     /// Run one job to completion on the calling (attached) thread.
     pub fn run(&self, py: Python<'_>, job: Job) {
-        let Job { head, body, conn, reply, .. } = job;
+        let Job {
+            head,
+            body,
+            conn,
+            reply,
+            ..
+        } = job;
         let head_only = head.method == http::Method::HEAD;
         let body_len = body.len();
         let start_response = match Bound::new(py, StartResponse::new(reply, head_only)) {
@@ -127,13 +136,18 @@ fn deliver(py: Python<'_>, sr: &StartResponse, result: &Bound<'_, PyAny>) -> Res
 }
 
 fn body_bytes<'a>(item: &'a Bound<'_, PyAny>) -> Result<&'a [u8], Failure> {
-    item.cast::<PyBytes>().map(|b| b.as_bytes()).map_err(|_| {
-        Failure::Protocol(format!(
-            "the application's body contains {} ({}); WSGI bodies are bytes (see PEP 3333)",
-            item.repr().map_or_else(|_| "?".into(), |r| truncate(&r.to_string())),
-            item.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())
-        ))
-    })
+    item.cast::<PyBytes>()
+        .map(PyBytesMethods::as_bytes)
+        .map_err(|_| {
+            Failure::Protocol(format!(
+                "the application's body contains {} ({}); WSGI bodies are bytes (see PEP 3333)",
+                item.repr()
+                    .map_or_else(|_| "?".into(), |r| truncate(&r.to_string())),
+                item.get_type()
+                    .name()
+                    .map_or_else(|_| "?".into(), |n| n.to_string())
+            ))
+        })
 }
 
 fn truncate(s: &str) -> String {
@@ -147,10 +161,21 @@ fn truncate(s: &str) -> String {
 fn log_failure(py: Python<'_>, head: &Parts, failure: &Failure) {
     match failure {
         Failure::Raised(err) => {
-            log_error!("Error handling request {} {}\n{}", head.method, head.uri, traceback(py, err));
+            log_error!(
+                "Error handling request {} {}\n{}",
+                head.method,
+                head.uri,
+                traceback(py, err)
+            );
         }
-        Failure::Protocol(msg) => log_error!("Error handling request {} {}: {msg}", head.method, head.uri),
-        Failure::ClientGone => log_info!("The client of {} {} went away before the response was complete", head.method, head.uri),
+        Failure::Protocol(msg) => {
+            log_error!("Error handling request {} {}: {msg}", head.method, head.uri)
+        }
+        Failure::ClientGone => log_info!(
+            "The client of {} {} went away before the response was complete",
+            head.method,
+            head.uri
+        ),
     }
 }
 

@@ -24,8 +24,16 @@ use crate::job::{Chunk, Reply, ReplyBody};
 const STREAM_DEPTH: usize = 8;
 
 /// Headers that describe the connection, not the response; PEP 3333 forbids them.
-const HOP_BY_HOP: [&str; 8] =
-    ["connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers", "transfer-encoding", "upgrade"];
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+];
 
 /// The head given by the application's last `start_response` call.
 pub struct Head {
@@ -65,7 +73,9 @@ impl Responder {
 
     pub fn set_head(&mut self, head: Head, has_exc_info: bool) -> Result<(), String> {
         if (self.head.is_some() || self.head_sent()) && !has_exc_info {
-            return Err("start_response was called a second time without exc_info (see PEP 3333)".into());
+            return Err(
+                "start_response was called a second time without exc_info (see PEP 3333)".into(),
+            );
         }
         self.head = Some(head);
         Ok(())
@@ -73,18 +83,14 @@ impl Responder {
 
     fn take_head(&mut self) -> Result<(Head, oneshot::Sender<Reply>), SendError> {
         let reply = self.reply.take().ok_or(SendError::ClientGone)?;
-        match self.head.take() {
-            Some(head) => {
-                self.declared = head.content_length;
-                Ok((head, reply))
-            }
-            None => {
-                self.reply = Some(reply);
-                Err(SendError::Protocol(
-                    "the application sent a body before calling start_response (see PEP 3333)".into(),
-                ))
-            }
-        }
+        let Some(head) = self.head.take() else {
+            self.reply = Some(reply);
+            return Err(SendError::Protocol(
+                "the application sent a body before calling start_response (see PEP 3333)".into(),
+            ));
+        };
+        self.declared = head.content_length;
+        Ok((head, reply))
     }
 
     /// Send the whole response at once.
@@ -106,7 +112,8 @@ impl Responder {
                         "the application declared Content-Length: {cl} but returned {} bytes; sent the bytes it returned with a corrected length",
                         body.len()
                     );
-                    head.headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+                    head.headers
+                        .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
                 }
                 _ => {}
             }
@@ -117,10 +124,19 @@ impl Responder {
     }
 
     /// Send the head with a file body that tokio reads by itself.
-    pub fn send_file(&mut self, file: std::fs::File, offset: u64, len: u64) -> Result<(), SendError> {
+    pub fn send_file(
+        &mut self,
+        file: std::fs::File,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), SendError> {
         let (mut head, reply) = self.take_head()?;
         head.headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
-        let reply_msg = Reply { status: head.status, headers: head.headers, body: ReplyBody::File { file, offset, len } };
+        let reply_msg = Reply {
+            status: head.status,
+            headers: head.headers,
+            body: ReplyBody::File { file, offset, len },
+        };
         reply.send(reply_msg).map_err(|_| SendError::ClientGone)
     }
 
@@ -149,19 +165,27 @@ impl Responder {
         let (head, reply) = self.take_head()?;
         if self.head_only || !permits_body(head.status) {
             let reply_msg = Reply::full(head.status, head.headers, Bytes::new());
-            return reply.send(reply_msg).map(|()| None).map_err(|_| SendError::ClientGone);
+            return reply
+                .send(reply_msg)
+                .map(|()| None)
+                .map_err(|_| SendError::ClientGone);
         }
         let (tx, rx) = mpsc::channel(STREAM_DEPTH);
-        let reply_msg = Reply { status: head.status, headers: head.headers, body: ReplyBody::Stream(rx) };
+        let reply_msg = Reply {
+            status: head.status,
+            headers: head.headers,
+            body: ReplyBody::Stream(rx),
+        };
         reply.send(reply_msg).map_err(|_| SendError::ClientGone)?;
         self.stream = Some(tx.clone());
         Ok(Some(tx))
     }
-
 }
 
 fn permits_body(status: StatusCode) -> bool {
-    !(status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED)
+    !(status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED)
 }
 
 /// The `start_response` callable of one request.
@@ -185,7 +209,9 @@ impl StartResponse {
     }
 
     pub fn lock(&self) -> MutexGuard<'_, Responder> {
-        self.responder.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.responder
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Send one body chunk, starting the stream on the first. Blocks (GIL released) while
@@ -210,7 +236,8 @@ impl StartResponse {
         }
         self.lock().sent += data.len() as u64;
         let chunk = Bytes::copy_from_slice(data);
-        py.detach(|| tx.blocking_send(Ok(chunk))).map_err(|_| SendError::ClientGone)
+        py.detach(|| tx.blocking_send(Ok(chunk)))
+            .map_err(|_| SendError::ClientGone)
     }
 
     /// The body is complete: end the stream, or send a head with an empty body.
@@ -218,7 +245,10 @@ impl StartResponse {
         let mut r = self.lock();
         if let Some(tx) = r.stream.take() {
             if let Some(cl) = r.declared.filter(|cl| r.sent < *cl) {
-                let msg = format!("the application declared Content-Length: {cl} but sent {} bytes", r.sent);
+                let msg = format!(
+                    "the application declared Content-Length: {cl} but sent {} bytes",
+                    r.sent
+                );
                 let _ = tx.try_send(Err(std::io::Error::other(msg.clone())));
                 return Err(SendError::Protocol(msg));
             }
@@ -236,11 +266,22 @@ impl StartResponse {
         let mut r = self.lock();
         if let Some(reply) = r.reply.take() {
             let mut headers = HeaderMap::new();
-            headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-            let body = Bytes::from_static(b"500 Internal Server Error\n\nThe server could not complete this request.\n");
-            let _ = reply.send(Reply::full(StatusCode::INTERNAL_SERVER_ERROR, headers, body));
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            let body = Bytes::from_static(
+                b"500 Internal Server Error\n\nThe server could not complete this request.\n",
+            );
+            let _ = reply.send(Reply::full(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                headers,
+                body,
+            ));
         } else if let Some(tx) = r.stream.take() {
-            let _ = tx.try_send(Err(std::io::Error::other("the application failed while sending its response")));
+            let _ = tx.try_send(Err(std::io::Error::other(
+                "the application failed while sending its response",
+            )));
         }
     }
 }
@@ -261,12 +302,19 @@ impl StartResponse {
                 let info = info.cast::<PyTuple>()?;
                 let value = info.get_item(1)?;
                 let tb = info.get_item(2)?;
-                return Err(PyErr::from_value(value.call_method1("with_traceback", (tb,))?));
+                return Err(PyErr::from_value(
+                    value.call_method1("with_traceback", (tb,))?,
+                ));
             }
         }
         let head = parse_head(status, response_headers)?;
-        slf.get().lock().set_head(head, exc_info.is_some()).map_err(PyRuntimeError::new_err)?;
-        Ok(Write { start_response: slf.clone().unbind() })
+        slf.get()
+            .lock()
+            .set_head(head, exc_info.is_some())
+            .map_err(PyRuntimeError::new_err)?;
+        Ok(Write {
+            start_response: slf.clone().unbind(),
+        })
     }
 }
 
@@ -282,13 +330,17 @@ impl Write {
         let bytes = data.extract::<&[u8]>().map_err(|_| {
             PyTypeError::new_err(format!(
                 "write() takes bytes, not {} (see PEP 3333)",
-                data.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())
+                data.get_type()
+                    .name()
+                    .map_or_else(|_| "?".into(), |n| n.to_string())
             ))
         })?;
         match self.start_response.get().send_chunk(py, bytes) {
             Ok(()) => Ok(()),
             Err(SendError::Protocol(msg)) => Err(PyRuntimeError::new_err(msg)),
-            Err(SendError::ClientGone) => Err(PyOSError::new_err("the client closed the connection")),
+            Err(SendError::ClientGone) => {
+                Err(PyOSError::new_err("the client closed the connection"))
+            }
         }
     }
 }
@@ -296,20 +348,29 @@ impl Write {
 /// Validate `status` and `response_headers` as PEP 3333 requires.
 fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult<Head> {
     let status_str = status.cast::<PyString>().map_err(|_| {
-        PyTypeError::new_err(format!("the status must be a str such as '200 OK', not {} (see PEP 3333)", status.repr().map_or_else(|_| "?".into(), |r| r.to_string())))
+        PyTypeError::new_err(format!(
+            "the status must be a str such as '200 OK', not {} (see PEP 3333)",
+            status.repr().map_or_else(|_| "?".into(), |r| r.to_string())
+        ))
     })?;
     let status = parse_status(&status_str.to_cow()?).map_err(PyValueError::new_err)?;
     let list = headers.cast::<PyList>().map_err(|_| {
         PyTypeError::new_err(format!(
             "response_headers must be a list of (name, value) tuples, not {} (see PEP 3333)",
-            headers.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())
+            headers
+                .get_type()
+                .name()
+                .map_or_else(|_| "?".into(), |n| n.to_string())
         ))
     })?;
     let mut map = HeaderMap::with_capacity(list.len());
     let mut content_length = None;
     for item in list.iter() {
         let (name, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract().map_err(|_| {
-            PyTypeError::new_err(format!("response header {} is not a (name, value) tuple (see PEP 3333)", item.repr().map_or_else(|_| "?".into(), |r| r.to_string())))
+            PyTypeError::new_err(format!(
+                "response header {} is not a (name, value) tuple (see PEP 3333)",
+                item.repr().map_or_else(|_| "?".into(), |r| r.to_string())
+            ))
         })?;
         let (Ok(name), Ok(value)) = (name.cast::<PyString>(), value.cast::<PyString>()) else {
             return Err(PyTypeError::new_err(format!(
@@ -320,35 +381,53 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
         let (name, value) = (name.to_cow()?, value.to_cow()?);
         let (header, value) = parse_header(&name, &value).map_err(PyValueError::new_err)?;
         if header == CONTENT_LENGTH {
-            let len = value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).ok_or_else(|| {
-                PyValueError::new_err(format!("invalid Content-Length header value {value:?} from the application"))
-            })?;
+            let len = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    PyValueError::new_err(format!(
+                        "invalid Content-Length header value {value:?} from the application"
+                    ))
+                })?;
             content_length = Some(len);
         }
         map.append(header, value);
     }
-    Ok(Head { status, headers: map, content_length })
+    Ok(Head {
+        status,
+        headers: map,
+        content_length,
+    })
 }
 
 pub fn parse_status(s: &str) -> Result<StatusCode, String> {
     let bytes = s.as_bytes();
-    let ok_shape = bytes.len() >= 4 && bytes[..3].iter().all(u8::is_ascii_digit) && bytes[3] == b' ';
+    let ok_shape =
+        bytes.len() >= 4 && bytes[..3].iter().all(u8::is_ascii_digit) && bytes[3] == b' ';
     if !ok_shape {
         return Err(format!("invalid status {s:?}: expected a three-digit code, a space and a reason phrase such as '200 OK' (see PEP 3333)"));
     }
     if s.chars().any(char::is_control) {
-        return Err(format!("invalid status {s:?}: it contains a control character (see PEP 3333)"));
+        return Err(format!(
+            "invalid status {s:?}: it contains a control character (see PEP 3333)"
+        ));
     }
-    StatusCode::from_bytes(&bytes[..3]).map_err(|_| format!("invalid status {s:?}: the code must be between 100 and 999"))
+    StatusCode::from_bytes(&bytes[..3])
+        .map_err(|_| format!("invalid status {s:?}: the code must be between 100 and 999"))
 }
 
 pub fn parse_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
-    let header = HeaderName::from_bytes(name.as_bytes())
-        .map_err(|_| format!("invalid response header name {name:?}: it must be an HTTP token (see PEP 3333)"))?;
+    let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+        format!("invalid response header name {name:?}: it must be an HTTP token (see PEP 3333)")
+    })?;
     if HOP_BY_HOP.contains(&header.as_str()) {
         return Err(format!("{name:?} is a hop-by-hop header; it cannot be used by a WSGI application (see PEP 3333)"));
     }
-    let latin1: Option<Vec<u8>> = value.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect();
+    let latin1: Option<Vec<u8>> = value
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).ok())
+        .collect();
     let value_bytes = latin1.ok_or_else(|| {
         format!("invalid value {value:?} for response header {name:?}: it must be encodable as latin-1 (see PEP 3333)")
     })?;
@@ -367,8 +446,18 @@ mod tests {
         assert_eq!(parse_status("200 OK").unwrap(), StatusCode::OK);
         assert_eq!(parse_status("599 Custom thing").unwrap().as_u16(), 599);
         assert_eq!(parse_status("204 ").unwrap(), StatusCode::NO_CONTENT);
-        for bad in ["200", "abc", "20 OK", "2000 OK", "200 OK\r\nX: y", "099 Low"] {
-            assert!(parse_status(bad).unwrap_err().contains("invalid status"), "{bad}");
+        for bad in [
+            "200",
+            "abc",
+            "20 OK",
+            "2000 OK",
+            "200 OK\r\nX: y",
+            "099 Low",
+        ] {
+            assert!(
+                parse_status(bad).unwrap_err().contains("invalid status"),
+                "{bad}"
+            );
         }
     }
 
@@ -376,9 +465,17 @@ mod tests {
     fn headers() {
         assert!(parse_header("Content-Type", "text/html").is_ok());
         assert!(parse_header("X-Latin", "caf\u{e9}").is_ok());
-        assert!(parse_header("Connection", "close").unwrap_err().contains("hop-by-hop"));
-        assert!(parse_header("Bad Name", "x").unwrap_err().contains("HTTP token"));
-        assert!(parse_header("X-Split", "a\r\nInjected: 1").unwrap_err().contains("control character"));
-        assert!(parse_header("X-Wide", "\u{263a}").unwrap_err().contains("latin-1"));
+        assert!(parse_header("Connection", "close")
+            .unwrap_err()
+            .contains("hop-by-hop"));
+        assert!(parse_header("Bad Name", "x")
+            .unwrap_err()
+            .contains("HTTP token"));
+        assert!(parse_header("X-Split", "a\r\nInjected: 1")
+            .unwrap_err()
+            .contains("control character"));
+        assert!(parse_header("X-Wide", "\u{263a}")
+            .unwrap_err()
+            .contains("latin-1"));
     }
 }
