@@ -173,8 +173,9 @@ def start(args: list[str], env: dict | None = None, cwd=None, expect_ready: bool
 
     def pump() -> None:
         assert proc.stdout is not None
-        for line in proc.stdout:
-            server._lines_q.put(line)
+        with proc.stdout:
+            for line in proc.stdout:
+                server._lines_q.put(line)
         server._lines_q.put(None)
 
     threading.Thread(target=pump, daemon=True).start()
