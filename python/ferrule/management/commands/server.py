@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import sys
 
-from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, SystemCheckError
 from django.core.management.color import color_style, no_style
 from django.db import connections
@@ -94,10 +93,7 @@ class Command(BaseCommand):
             for conn in connections.all(initialized_only=True):
                 conn.close()
             self.stdout.flush()
-        try:
-            return _ferrule.main([prog, *args], django=True)
-        except ImproperlyConfigured as e:  # e.g. a WSGI_APPLICATION that cannot be loaded
-            raise CommandError(str(e)) from e
+        return _ferrule.main([prog, *args], django=True)
 
     @staticmethod
     def _prog(argv: list[str]) -> str:
