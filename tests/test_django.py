@@ -57,7 +57,36 @@ def manage(args: list[str], env: dict[str, str], timeout: float = 60):
     )
 
 
-def start_server(args: list[str], env: dict[str, str], timeout: float = 60) -> Server:
+class ManagedServer(Server):
+    """A `manage.py server` process; `finish()` stops it and collects all it printed."""
+
+    def __init__(self, proc: subprocess.Popen):
+        super().__init__(proc, [])
+        self.pump = threading.Thread(target=self._pump, daemon=True)
+        self.pump.start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        with self.proc.stdout:
+            for line in self.proc.stdout:
+                self._lines_q.put(line)
+        self._lines_q.put(None)
+
+    def finish(self) -> int:
+        """SIGTERM (SIGKILL after 30 s); returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.pump.join(10)
+        self.output()
+        return code
+
+
+def start_server(args: list[str], env: dict[str, str], timeout: float = 60) -> ManagedServer:
     """Start `manage.py server ARGS` and wait for its readiness line, as conftest's `start()`
     does for `python -m ferrule`."""
     proc = subprocess.Popen(
@@ -70,15 +99,7 @@ def start_server(args: list[str], env: dict[str, str], timeout: float = 60) -> S
         text=True,
         errors="replace",
     )
-    server = Server(proc, [])
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            server._lines_q.put(line)
-        server._lines_q.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
+    server = ManagedServer(proc)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -92,26 +113,8 @@ def start_server(args: list[str], env: dict[str, str], timeout: float = 60) -> S
             server.urls.append(m.group(1))
         if READY.search(line):
             return server
-    finish(server)
+    server.finish()
     raise AssertionError("manage.py server did not become ready:\n" + "".join(server.lines))
-
-
-def finish(server: Server) -> int:
-    """Stop the server (SIGTERM, SIGKILL after 30 s), collect all its output, close the pipe."""
-    proc = server.proc
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        code = proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        code = proc.wait()
-    # Server.output() would swallow the end-of-output marker; read up to it here.
-    while (line := server._lines_q.get(timeout=10)) is not None:
-        server.lines.append(line)
-    assert proc.stdout is not None
-    proc.stdout.close()
-    return code
 
 
 def free_port(host: str) -> int:
@@ -144,7 +147,7 @@ def site(request, data_dir, tmp_path_factory):
         args = ["--bind", f"unix:{tmp_path_factory.mktemp('sock') / 'django.sock'}"]
     server = start_server(args, site_env(data_dir))
     yield server
-    finish(server)
+    server.finish()
 
 
 # --- helpers for HTTP -------------------------------------------------------------------------
@@ -409,7 +412,7 @@ def test_addrport_forms(data_dir, form, host):
         shown = f"[{host}]" if ":" in host else host
         assert json.loads(body)["uri"] == f"http://{shown}:{port}/uri/"
     finally:
-        finish(server)
+        server.finish()
 
 
 def test_django_base_options_are_accepted_and_sigterm_exits_0(data_dir):
@@ -419,7 +422,7 @@ def test_django_base_options_are_accepted_and_sigterm_exits_0(data_dir):
         resp, _ = server.request("GET", "/redirect/")
         assert resp.status == 302
     finally:
-        code = finish(server)
+        code = server.finish()
     assert "System check" not in server.output()
     assert code == 0, server.output()
 
