@@ -165,7 +165,7 @@ def ensure_wrk() -> None:
 def build_ferrule() -> None:
     """`maturin develop --release` into this venv, after any other maturin run has finished."""
     deadline = time.monotonic() + 20 * 60
-    while subprocess.run(["pgrep", "-f", "maturin"], capture_output=True).returncode == 0:
+    while other_maturin():
         if time.monotonic() > deadline:
             sys.exit("another maturin has been running for 20 minutes; try again later")
         log("another maturin is running; waiting for it to finish")
@@ -173,7 +173,30 @@ def build_ferrule() -> None:
     log("building ferrule in release mode (maturin develop --release)")
     env = dict(os.environ, VIRTUAL_ENV=sys.prefix)
     maturin = Path(PY).parent / "maturin"
-    subprocess.run([str(maturin), "develop", "--release", "-q"], cwd=ROOT, env=env, check=True)
+    # maturin prints to stdout too; keep stdout for the tables.
+    subprocess.run(
+        [str(maturin), "develop", "--release", "-q"],
+        cwd=ROOT,
+        env=env,
+        stdout=sys.stderr,
+        check=True,
+    )
+
+
+def other_maturin() -> bool:
+    """Whether a maturin runs outside this process's own ancestry (a shell that started us may
+    mention maturin in its command line)."""
+    found = subprocess.run(["pgrep", "-f", "maturin"], capture_output=True, text=True).stdout
+    ours, pid = set(), os.getpid()
+    while pid > 1:
+        ours.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            break
+        pid = int(stat[stat.rindex(")") + 2 :].split()[1])
+    return any(int(p) not in ours for p in found.split())
 
 
 def seed_database(env: dict[str, str]) -> None:
