@@ -10,7 +10,9 @@ import sys
 
 def record(event: str) -> None:
     line = f"fixture: {event}"
-    print(line, file=sys.stderr, flush=True)
+    # One write() per line, so that log lines written concurrently cannot split it.
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
     path = os.environ.get("FERRULE_TEST_CLOSE_LOG")
     if path:
         with open(path, "a", encoding="utf-8") as f:

@@ -2,7 +2,9 @@
 the response has started, abort it), log why naming the offending value, call close() on
 any iterable it got, and keep serving.
 
-Each returned iterable records `fixture: errors close() called path=PATH` when closed.
+Each returned iterable records `fixture: errors body created path=PATH` when it is made
+(only once start_response has returned: a server may reject a status or header right there)
+and `fixture: errors close() called path=PATH` when closed.
 """
 
 import sys
@@ -21,6 +23,7 @@ class Body:
         self.fail_at = fail_at
         self.before_chunk = before_chunk
         self.i = 0
+        record(f"errors body created path={path}")
 
     def __iter__(self):
         return self
@@ -148,6 +151,11 @@ def header_name_space(environ, start_response):
     return Body("/header-name-space", [b"space"])
 
 
+def header_value_non_latin1(environ, start_response):
+    start_response("200 OK", [*OK_HEADERS, ("X-Wide", "smile \u263a")])
+    return Body("/header-value-non-latin1", [b"wide"])
+
+
 def hop_by_hop(name, value):
     def app(environ, start_response):
         start_response("200 OK", [*OK_HEADERS, (name, value)])
@@ -183,6 +191,7 @@ ROUTES = {
     "/header-name-bytes": header_name_bytes,
     "/header-value-int": header_value_int,
     "/header-name-space": header_name_space,
+    "/header-value-non-latin1": header_value_non_latin1,
     "/hop-connection": hop_by_hop("Connection", "close"),
     "/hop-transfer-encoding": hop_by_hop("Transfer-Encoding", "chunked"),
     "/hop-keep-alive": hop_by_hop("Keep-Alive", "timeout=5"),

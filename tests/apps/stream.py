@@ -6,6 +6,7 @@ Query parameters:
   delay=SECONDS  sleep between chunks
   empties=1      yield an empty chunk before every chunk (must not end the response)
   cl=1           declare Content-Length (N * S)
+  declare=L      declare Content-Length: L whatever is produced (a lying app)
   mb=M           instead: M MiB of b"x", produced lazily one MiB at a time (mb=1024 is 1 GiB)
   tag=T          names this response in the `fixture: stream ...` lines on stderr
 
@@ -69,6 +70,8 @@ def app(environ, start_response):
         length = n * size
     if param(environ, "cl") == "1":
         headers.append(("Content-Length", str(length)))
+    elif param(environ, "declare") is not None:
+        headers.append(("Content-Length", param(environ, "declare")))
     start_response("200 OK", headers)
     return Body(tag, chunks)
 
