@@ -17,7 +17,13 @@ import threading
 import ferrule
 import pytest
 from conftest import TESTS, UnixHTTPConnection, start
-from helpers import Conn, build_request, host_header, wait_until
+from helpers import (
+    Conn,
+    build_request,
+    close_server_pipes,  # noqa: F401 (autouse fixture)
+    host_header,
+    wait_until,
+)
 
 APPS = TESTS / "apps"
 
@@ -255,6 +261,13 @@ def test_access_log_has_one_combined_line_per_request(serve):
     line = server.wait_for_output(r'"GET /logged\?x=1 HTTP/1.1" 200 \d+').string
     assert "ferrule-tests/1" in line, line
     assert re.search(r"\b\d+\s*$", line), line  # the duration in microseconds ends the line
+
+
+def test_no_access_log_without_the_flag(serve):
+    server = serve("echo:app")
+    assert server.request("GET", "/not-logged")[0].status == 200
+    assert server.stop(signal.SIGTERM, timeout=10) == 0  # all output is in once it exits
+    assert "/not-logged" not in server.output(), server.output()
 
 
 # -- Unix socket files ------------------------------------------------------------------

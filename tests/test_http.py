@@ -8,7 +8,14 @@ import hashlib
 import os
 
 import pytest
-from helpers import Conn, Truncated, build_request, echo, host_header
+from helpers import (
+    Conn,
+    Truncated,
+    build_request,
+    close_server_pipes,  # noqa: F401 (autouse fixture)
+    echo,
+    host_header,
+)
 
 
 def test_keep_alive_serves_two_requests_on_one_connection(serve):

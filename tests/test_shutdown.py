@@ -9,12 +9,20 @@ import signal
 import time
 
 import pytest
-from helpers import Conn, Truncated, build_request, host_header, wait_until
+from helpers import (
+    Conn,
+    Truncated,
+    build_request,
+    close_server_pipes,  # noqa: F401 (autouse fixture)
+    host_header,
+    try_connect,
+    wait_until,
+)
 
 
 def refuses_connections(server) -> bool:
     try:
-        s = server.connect(timeout=2)
+        s = try_connect(server, timeout=2)
     except (ConnectionRefusedError, FileNotFoundError):
         return True
     s.close()
