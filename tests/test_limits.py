@@ -197,6 +197,22 @@ def test_a_slow_upload_does_not_hold_the_only_thread(serve):
     assert resp.status == 200 and resp.json()["body"] == "1234567890"
 
 
+def test_max_connections_holds_further_connections_until_one_closes(serve):
+    server = serve("echo:app", "--max-connections", "1")
+    host = host_header(server)
+    with Conn(server) as first:
+        assert first.request("GET", "/first").status == 200
+        with Conn(server, timeout=10) as second:
+            second.send(build_request("GET", "/second", host=host))
+            second.sock.settimeout(1)
+            with pytest.raises(TimeoutError):
+                second.sock.recv(1)  # not served while `first` holds the only slot
+            second.sock.settimeout(10)
+            first.close()
+            resp = second.read_response()
+    assert resp.status == 200 and resp.json()["environ"]["PATH_INFO"] == "/second"
+
+
 # -- timeouts -----------------------------------------------------------------------------
 
 

@@ -49,6 +49,21 @@ def test_in_flight_request_completes_then_exit_0(serve, sig):
     assert server.proc.wait(timeout=10) == 0
 
 
+def test_in_flight_stream_is_sent_to_the_end(serve):
+    server = serve("stream:app")
+    with Conn(server, timeout=15) as c:
+        c.send(
+            build_request("GET", "/?n=4&size=1000&delay=0.5&tag=drain", host=host_header(server))
+        )
+        assert c.read_head().status == 200
+        assert c.read_chunk() == b"A" * 1000
+        server.proc.send_signal(signal.SIGTERM)
+        rest = b"".join(iter(c.read_chunk, b""))
+    assert rest == b"B" * 1000 + b"C" * 1000 + b"D" * 1000
+    assert server.proc.wait(timeout=10) == 0
+    server.wait_for_output(r"stream close\(\) called tag=drain")
+
+
 def test_new_connections_are_refused_after_the_signal(serve):
     server = serve("slow:app")
     with start_slow(server, 4, "busy") as c:
