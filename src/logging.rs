@@ -10,7 +10,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{LineWriter, Write};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Mutex, OnceLock};
 use std::thread::JoinHandle;
@@ -62,6 +62,8 @@ impl Target {
 /// records at INFO and above go to stderr so start-up errors are never lost.
 static SERVER_THRESHOLD: AtomicU8 = AtomicU8::new(Level::Info as u8);
 static ACCESS_THRESHOLD: AtomicU8 = AtomicU8::new(Level::Info as u8);
+/// `--access-log`: access lines are only made when it is on, whatever the logger's level.
+static ACCESS_ON: AtomicBool = AtomicBool::new(false);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 static SINK: OnceLock<Sink> = OnceLock::new();
 
@@ -84,7 +86,8 @@ enum Message {
 pub fn enabled(target: Target, level: Level) -> bool {
     let threshold = match target {
         Target::Server => &SERVER_THRESHOLD,
-        Target::Access => &ACCESS_THRESHOLD,
+        Target::Access if ACCESS_ON.load(Ordering::Relaxed) => &ACCESS_THRESHOLD,
+        Target::Access => return false,
     };
     level as u8 >= threshold.load(Ordering::Relaxed)
 }
@@ -156,6 +159,11 @@ impl LogThread {
             let _ = h.join();
         }
     }
+}
+
+/// Turn access lines on or off (`--access-log`).
+pub fn set_access_log(on: bool) {
+    ACCESS_ON.store(on, Ordering::Relaxed);
 }
 
 /// Route logs to a file, verbosity from `FERRULE_DEBUG`.

@@ -7,16 +7,20 @@
 //!
 //! A new job wakes a thread at once only when no thread is running one. Otherwise the
 //! hand-off monitor decides: it samples the CPU time of the busy threads over a short tick,
-//! and wakes another thread only if they used less than [`BLOCKED_BELOW`] of a core, that is
-//! when they are blocked (I/O, a sleep, a database) rather than busy. CPU-bound views then
+//! and wakes another thread only if they used less than [`BLOCKED_BELOW`] of a core and none
+//! of them is runnable at the end of the tick — that is, when they are blocked (I/O, a sleep,
+//! a database) rather than busy or merely waiting for a CPU that other processes hold
+//! (a load generator on the same machine, say). CPU-bound views then
 //! run on one hot thread without bouncing the GIL, while I/O-bound views grow the pool to
 //! whatever they need, with the same settings. What a thread does with a job is the WSGI
 //! layer's business (`wsgi/`); the pool only calls the runner it was given.
 
 use std::collections::VecDeque;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
@@ -85,6 +89,9 @@ struct Slot {
     wake: Condvar,
     /// The thread's CPU clock, set by the thread when it starts (-1 until then).
     clock: AtomicI32,
+    /// The thread's `/proc/thread-self/stat`, opened by the thread when it starts, read by
+    /// the monitor for the scheduler state.
+    stat: OnceLock<File>,
     flags: Mutex<Flags>,
 }
 
@@ -99,6 +106,7 @@ impl Slot {
         Arc::new(Self {
             wake: Condvar::new(),
             clock: AtomicI32::new(-1),
+            stat: OnceLock::new(),
             flags: Mutex::new(Flags::default()),
         })
     }
@@ -124,6 +132,26 @@ impl Slot {
             return Duration::ZERO;
         }
         Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    }
+
+    /// Whether the thread is running or waiting for a CPU (state `R`), as opposed to
+    /// sleeping in a blocking call. Unknown counts as runnable, so no thread is added on a
+    /// guess.
+    fn is_runnable(&self) -> bool {
+        let Some(file) = self.stat.get() else {
+            return true;
+        };
+        let mut buf = [0u8; 512];
+        let Ok(n) = file.read_at(&mut buf, 0) else {
+            return true;
+        };
+        // "tid (comm) S ...": comm may hold spaces and parentheses; the state follows the
+        // last ')'.
+        let line = &buf[..n];
+        line.iter()
+            .rposition(|&b| b == b')')
+            .and_then(|i| line.get(i + 2))
+            .is_none_or(|&state| state == b'R')
     }
 }
 
@@ -257,6 +285,9 @@ fn worker_main(shared: &Arc<Shared>, slot: &Arc<Slot>) {
     if unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &raw mut clock) } == 0 {
         slot.clock.store(clock, Ordering::Relaxed);
     }
+    if let Ok(stat) = File::open("/proc/thread-self/stat") {
+        let _ = slot.stat.set(stat);
+    }
     Python::attach(|py| loop {
         let Some(job) = py.detach(|| next_job(shared, slot)) else {
             return;
@@ -341,6 +372,14 @@ fn monitor_loop(shared: &Arc<Shared>) {
             .filter(|s| s.flags().busy)
             .map(|s| (Arc::clone(s), s.cpu_time()))
             .collect();
+        if sample.is_empty() {
+            // Only threads that were woken and have not picked their job yet: nothing to
+            // measure. They will be busy by the next look.
+            drop(st);
+            std::thread::sleep(TICK);
+            st = shared.lock();
+            continue;
+        }
         let started = Instant::now();
         drop(st);
         std::thread::sleep(TICK);
@@ -349,11 +388,17 @@ fn monitor_loop(shared: &Arc<Shared>) {
             .map(|(s, before)| s.cpu_time().saturating_sub(*before))
             .sum();
         let elapsed = started.elapsed();
+        let blocked = used.as_secs_f64() < elapsed.as_secs_f64() * BLOCKED_BELOW
+            && !sample.iter().any(|(s, _)| s.is_runnable());
         st = shared.lock();
-        if !st.queue.is_empty()
-            && st.waking == 0
-            && used.as_secs_f64() < elapsed.as_secs_f64() * BLOCKED_BELOW
-        {
+        if blocked && !st.queue.is_empty() && st.waking == 0 {
+            crate::log_debug!(
+                "{} busy thread(s) used {:.0}% of a core over {:?} and none is runnable; waking another for {} queued request(s)",
+                sample.len(),
+                100.0 * used.as_secs_f64() / elapsed.as_secs_f64(),
+                elapsed,
+                st.queue.len()
+            );
             wake_one(shared, &mut st);
         }
     }

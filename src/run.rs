@@ -63,6 +63,7 @@ fn run(
     target: &Target,
 ) -> Result<i32, Error> {
     let plan = Arc::new(options.resolve(addrport)?);
+    logging::set_access_log(plan.access_log);
     let log_thread: Option<LogThread> = match &plan.log_file {
         Some(path) => {
             logging::init_file(path).map_err(Error::config)?;

@@ -1,6 +1,7 @@
 //! Calling the application for one job and delivering what it returns.
 //!
-//! A list or tuple is joined and sent in one message (the thread is free at once); a
+//! A list or tuple (or Django's non-streaming `HttpResponse`) is joined and sent in one
+//! message (the thread is free at once); a
 //! `wsgi.file_wrapper` over a regular file is handed to tokio; anything else is iterated and
 //! streamed, the GIL released while the channel is full. `close()` is always called, so
 //! Django's `request_finished` fires. Errors become a 500 (or a cut-short stream) and a log
@@ -107,7 +108,7 @@ fn deliver(py: Python<'_>, sr: &StartResponse, result: &Bound<'_, PyAny>) -> Res
             }
         }
     }
-    if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
+    if is_materialized(result) {
         let mut whole = Vec::new();
         for item in result.try_iter()? {
             whole.extend_from_slice(body_bytes(&item?)?);
@@ -133,6 +134,21 @@ fn deliver(py: Python<'_>, sr: &StartResponse, result: &Bound<'_, PyAny>) -> Res
         }
     }
     Ok(sr.finish()?)
+}
+
+/// A body whose bytes all exist already, so iterating it cannot block: a list or tuple, or
+/// an object saying `streaming = False` (Django's `HttpResponse` and its subclasses, whose
+/// iterator walks a list). Such a body is sent as one message.
+fn is_materialized(result: &Bound<'_, PyAny>) -> bool {
+    if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
+        return true;
+    }
+    let py = result.py();
+    result
+        .getattr_opt(pyo3::intern!(py, "streaming"))
+        .ok()
+        .flatten()
+        .is_some_and(|v| v.is(&*pyo3::types::PyBool::new(py, false)))
 }
 
 fn body_bytes<'a>(item: &'a Bound<'_, PyAny>) -> Result<&'a [u8], Failure> {
