@@ -92,7 +92,7 @@ pub async fn serve(
                             .await;
                         }
                         Err(e) => {
-                            log_warn!("cannot register a Unix listener with the runtime: {e}")
+                            log_warn!("cannot register a Unix listener with the runtime: {e}");
                         }
                     }
                     drop(socket_file); // unlinks the socket path: no new clients can find us

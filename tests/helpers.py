@@ -9,11 +9,8 @@ from __future__ import annotations
 import json
 import re
 import socket
-import threading
 import time
 from dataclasses import dataclass, field
-
-import pytest
 
 
 def host_header(server) -> str:
@@ -250,38 +247,3 @@ def echo(server, method="GET", path="/", body=None, headers=None) -> dict:
     resp, data = server.request(method, path, body=body, headers=headers)
     assert resp.status == 200, (resp.status, data[:500])
     return json.loads(data)
-
-
-@pytest.fixture(autouse=True)
-def close_server_pipes(monkeypatch):
-    """Close each server's stdout pipe once its process is gone.
-
-    conftest.start() leaves the pipe open; with `filterwarnings = error` the ResourceWarning
-    from its finalizer fails whichever test happens to run next. Import this fixture into a
-    test module to use it (autouse then applies to that module). Set up before `serve`, it is
-    torn down after it, when the processes have been killed.
-    """
-    import conftest
-
-    started = []
-    real_start = conftest.start
-
-    def recording_start(*args, **kwargs):
-        server = real_start(*args, **kwargs)
-        started.append(server)
-        return server
-
-    monkeypatch.setattr(conftest, "start", recording_start)
-    yield started
-    for server in started:
-        if server.proc.poll() is None:
-            server.proc.kill()
-        server.proc.wait()
-    # Each pump thread ends at its pipe's EOF (the processes are gone); output() may have
-    # consumed the end marker already, so wait on the threads themselves.
-    for thread in threading.enumerate():
-        if thread.name.endswith("(pump)"):
-            thread.join(timeout=10)
-    for server in started:
-        if server.proc.stdout is not None:
-            server.proc.stdout.close()

@@ -20,7 +20,6 @@ from conftest import TESTS, UnixHTTPConnection, start
 from helpers import (
     Conn,
     build_request,
-    close_server_pipes,  # noqa: F401 (autouse fixture)
     host_header,
     wait_until,
 )

@@ -12,7 +12,6 @@ from helpers import (
     Conn,
     Truncated,
     build_request,
-    close_server_pipes,  # noqa: F401 (autouse fixture)
     echo,
     host_header,
 )

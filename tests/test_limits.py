@@ -14,7 +14,6 @@ import pytest
 from helpers import (
     Conn,
     build_request,
-    close_server_pipes,  # noqa: F401 (autouse fixture)
     host_header,
     vm_rss,
 )

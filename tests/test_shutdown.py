@@ -13,7 +13,6 @@ from helpers import (
     Conn,
     Truncated,
     build_request,
-    close_server_pipes,  # noqa: F401 (autouse fixture)
     host_header,
     try_connect,
     wait_until,

@@ -185,7 +185,7 @@ fn log_failure(py: Python<'_>, head: &Parts, failure: &Failure) {
             );
         }
         Failure::Protocol(msg) => {
-            log_error!("Error handling request {} {}: {msg}", head.method, head.uri)
+            log_error!("Error handling request {} {}: {msg}", head.method, head.uri);
         }
         Failure::ClientGone => log_info!(
             "The client of {} {} went away before the response was complete",
