@@ -45,8 +45,15 @@ pub enum BodyError {
 }
 
 /// Read the whole body, spooling past `buffer` bytes and refusing more than `max` bytes.
-pub async fn read(mut incoming: Incoming, buffer: usize, max: u64) -> Result<Body, BodyError> {
-    let mut memory = BytesMut::new();
+/// `declared` is the Content-Length, if any: it sizes the buffer once instead of growing it.
+pub async fn read(
+    mut incoming: Incoming,
+    declared: Option<u64>,
+    buffer: usize,
+    max: u64,
+) -> Result<Body, BodyError> {
+    let expected = declared.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    let mut memory = BytesMut::with_capacity(if expected <= buffer { expected } else { 0 });
     let mut spool: Option<tokio::fs::File> = None;
     let mut total: u64 = 0;
     while let Some(frame) = incoming.frame().await {

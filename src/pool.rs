@@ -289,7 +289,14 @@ fn worker_main(shared: &Arc<Shared>, slot: &Arc<Slot>) {
         let _ = slot.stat.set(stat);
     }
     Python::attach(|py| loop {
-        let Some(job) = py.detach(|| next_job(shared, slot)) else {
+        // A thread that finishes a job while others wait takes the next one without letting
+        // go of the GIL: releasing and re-taking it per request is a hand-off in which any
+        // other thread may grab the GIL first.
+        let next = match queued_job(shared, slot) {
+            Some(job) => Some(job),
+            None => py.detach(|| next_job(shared, slot)),
+        };
+        let Some(job) = next else {
             return;
         };
         if catch_unwind(AssertUnwindSafe(|| (shared.run)(py, job))).is_err() {
@@ -297,6 +304,21 @@ fn worker_main(shared: &Arc<Shared>, slot: &Arc<Slot>) {
         }
     });
     slot.clock.store(-1, Ordering::Relaxed);
+}
+
+/// The next queued job, if one is waiting; never blocks for long (the pool lock is only
+/// held for queue operations, never while waiting for the GIL).
+fn queued_job(shared: &Arc<Shared>, slot: &Arc<Slot>) -> Option<Job> {
+    let mut st = shared.lock();
+    let job = st.queue.pop_front()?;
+    let mut flags = slot.flags();
+    if std::mem::take(&mut flags.woken) {
+        st.waking -= 1;
+    }
+    if !std::mem::replace(&mut flags.busy, true) {
+        st.busy += 1;
+    }
+    Some(job)
 }
 
 /// Block until there is a job for this thread, or return None when it should exit.

@@ -77,7 +77,7 @@ async fn respond(
     if declared.is_some_and(|len| len > limits.max_body) {
         return too_large(limits.max_body);
     }
-    let body = match body::read(incoming, limits.body_buffer, limits.max_body).await {
+    let body = match body::read(incoming, declared, limits.body_buffer, limits.max_body).await {
         Ok(body) => body,
         Err(BodyError::TooLarge) => return too_large(limits.max_body),
         Err(BodyError::Client(e)) => {

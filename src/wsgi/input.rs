@@ -59,13 +59,24 @@ impl State {
         }
     }
 
-    fn read(&mut self, py: Python<'_>, size: Option<i64>) -> PyResult<Vec<u8>> {
+    /// Read into a new `bytes` object directly: bodies can be large, and one copy is enough.
+    fn read<'py>(&mut self, py: Python<'py>, size: Option<i64>) -> PyResult<Bound<'py, PyBytes>> {
         let want = match size {
             Some(n) if n >= 0 => n as usize,
             _ => usize::MAX,
         };
-        let data = self.peek(py, want)?;
-        self.pos += data.len() as u64;
+        let n = want.min(usize::try_from(self.remaining()).unwrap_or(usize::MAX));
+        let pos = self.pos;
+        let data = match &self.body {
+            Body::Memory(bytes) => PyBytes::new(py, &bytes[pos as usize..pos as usize + n]),
+            Body::File { file, .. } => PyBytes::new_with(py, n, |buf| {
+                // The new object is not visible to any other thread yet, so the GIL can go.
+                py.detach(|| file.read_exact_at(buf, pos)).map_err(|e| {
+                    PyOSError::new_err(format!("cannot read the spooled request body: {e}"))
+                })
+            })?,
+        };
+        self.pos += n as u64;
         Ok(data)
     }
 
@@ -105,8 +116,7 @@ impl State {
 impl Input {
     #[pyo3(signature = (size=None))]
     fn read<'py>(&self, py: Python<'py>, size: Option<i64>) -> PyResult<Bound<'py, PyBytes>> {
-        let data = self.lock().read(py, size)?;
-        Ok(PyBytes::new(py, &data))
+        self.lock().read(py, size)
     }
 
     #[pyo3(signature = (size=None))]

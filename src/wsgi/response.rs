@@ -67,6 +67,16 @@ impl Application {
             reply,
             ..
         } = job;
+        if reply.is_closed() {
+            // The client went away while the request waited in the queue: nobody would read
+            // the response, so the application is never called.
+            crate::log_debug!(
+                "dropped {} {}: the client went away while it was queued",
+                head.method,
+                head.uri
+            );
+            return;
+        }
         let head_only = head.method == http::Method::HEAD;
         let body_len = body.len();
         let start_response = match Bound::new(py, StartResponse::new(reply, head_only)) {
