@@ -11,10 +11,10 @@ use std::fs::{File, OpenOptions};
 use std::io::{LineWriter, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Mutex, OnceLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use pyo3::prelude::*;
 
@@ -251,22 +251,16 @@ fn python_log_loop(
     server: &Py<PyAny>,
     access: &Py<PyAny>,
 ) {
-    // Levels can only be learnt by asking Python; the once-a-second wake-up keeps the cache
-    // fresh when nothing is being logged (a filtered record never reaches this thread).
-    const REFRESH: Duration = Duration::from_secs(1);
+    // Levels are re-read after every batch. The thread never wakes on a timer: taking the
+    // GIL on a schedule would stall the worker threads for nothing.
     loop {
         // The lock is only ever taken by this thread; it makes the receiver shareable with
         // the detached closure.
         let lock = || rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let first = py.detach(|| lock().recv_timeout(REFRESH));
-        let mut batch = match first {
-            Ok(m) => vec![m],
-            Err(RecvTimeoutError::Timeout) => {
-                refresh_thresholds(py, server, access);
-                continue;
-            }
-            Err(RecvTimeoutError::Disconnected) => return,
+        let Ok(first) = py.detach(|| lock().recv()) else {
+            return;
         };
+        let mut batch = vec![first];
         batch.extend(lock().try_iter().take(1024));
         let mut stop = false;
         for m in batch {
@@ -334,6 +328,7 @@ pub fn utc_parts(t: SystemTime) -> (i64, u32, u32, u32, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn utc_parts_matches_known_dates() {

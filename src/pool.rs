@@ -38,6 +38,10 @@ const TICK: Duration = Duration::from_millis(2);
 /// and the GIL has room for another thread.
 const BLOCKED_BELOW: f64 = 0.75;
 
+/// Busy threads that used more than this fraction of one core, one of them runnable, are
+/// competing for the GIL: the pool steps down by one thread.
+const CONTENDED_ABOVE: f64 = 0.5;
+
 /// Stack size of a worker thread: Python's recursion and Django's template engine expect the
 /// 8 MiB that `threading` threads get on Linux, not Rust's 2 MiB default.
 const STACK_SIZE: usize = 8 << 20;
@@ -80,6 +84,10 @@ struct State {
     busy: usize,
     /// Threads woken (or being started) that have not picked a job yet.
     waking: usize,
+    /// How many threads may run jobs at once, as the monitor last judged: raised when the
+    /// busy threads are blocked, lowered when they compete for the GIL. A thread that
+    /// finishes a job while more than this many are busy goes idle instead of taking another.
+    allowed: usize,
     closing: bool,
     spawned: u64,
 }
@@ -159,7 +167,10 @@ impl Pool {
     /// Start the pool with `--min-threads` threads and the hand-off monitor.
     pub fn start(plan: PoolPlan, run: Box<Runner>) -> Pool {
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                allowed: 1,
+                ..State::default()
+            }),
             monitor: Condvar::new(),
             exited: Condvar::new(),
             plan,
@@ -310,6 +321,9 @@ fn worker_main(shared: &Arc<Shared>, slot: &Arc<Slot>) {
 /// held for queue operations, never while waiting for the GIL).
 fn queued_job(shared: &Arc<Shared>, slot: &Arc<Slot>) -> Option<Job> {
     let mut st = shared.lock();
+    if st.busy > st.allowed {
+        return None; // too many threads compete for the GIL: this one steps back
+    }
     let job = st.queue.pop_front()?;
     let mut flags = slot.flags();
     if std::mem::take(&mut flags.woken) {
@@ -336,10 +350,13 @@ fn next_job(shared: &Arc<Shared>, slot: &Arc<Slot>) -> Option<Job> {
         if was_woken {
             st.waking -= 1;
         }
-        if let Some(job) = st.queue.pop_front() {
-            slot.flags().busy = true;
-            st.busy += 1;
-            return Some(job);
+        // A woken thread was wanted; any other takes a job only within the allowance.
+        if was_woken || st.busy < st.allowed {
+            if let Some(job) = st.queue.pop_front() {
+                slot.flags().busy = true;
+                st.busy += 1;
+                return Some(job);
+            }
         }
         if st.closing {
             remove_worker(shared, &mut st, slot);
@@ -372,12 +389,13 @@ fn remove_worker(shared: &Shared, st: &mut State, slot: &Arc<Slot>) {
 
 fn monitor_loop(shared: &Arc<Shared>) {
     let mut st = shared.lock();
+    let mut blocked_ticks = 0u32;
     loop {
         if st.closing {
             return;
         }
         let room = !st.idle.is_empty() || st.workers.len() < shared.plan.max_threads;
-        if st.queue.is_empty() || !room {
+        if st.queue.is_empty() || !(room || st.busy > 1) {
             st = shared
                 .monitor
                 .wait(st)
@@ -394,34 +412,52 @@ fn monitor_loop(shared: &Arc<Shared>) {
             .filter(|s| s.flags().busy)
             .map(|s| (Arc::clone(s), s.cpu_time()))
             .collect();
+        // With no room to grow, only shrinking is left to judge: look less often.
+        let tick = if room { TICK } else { TICK * 10 };
+        let started = Instant::now();
+        drop(st);
+        std::thread::sleep(tick);
         if sample.is_empty() {
             // Only threads that were woken and have not picked their job yet: nothing to
             // measure. They will be busy by the next look.
-            drop(st);
-            std::thread::sleep(TICK);
             st = shared.lock();
             continue;
         }
-        let started = Instant::now();
-        drop(st);
-        std::thread::sleep(TICK);
         let used: Duration = sample
             .iter()
             .map(|(s, before)| s.cpu_time().saturating_sub(*before))
             .sum();
-        let elapsed = started.elapsed();
-        let blocked = used.as_secs_f64() < elapsed.as_secs_f64() * BLOCKED_BELOW
-            && !sample.iter().any(|(s, _)| s.is_runnable());
+        let load = used.as_secs_f64() / started.elapsed().as_secs_f64();
+        let runnable = sample.iter().any(|(s, _)| s.is_runnable());
         st = shared.lock();
-        if blocked && !st.queue.is_empty() && st.waking == 0 {
+        if st.queue.is_empty() || st.waking > 0 {
+            continue;
+        }
+        let blocked = load < BLOCKED_BELOW && !runnable;
+        blocked_ticks = if blocked { blocked_ticks + 1 } else { 0 };
+        if blocked {
+            // Two looks in a row: a single one may catch the busy threads waiting out a
+            // short GIL hold by another thread (logging, say) rather than blocked in I/O.
+            if room && blocked_ticks >= 2 {
+                blocked_ticks = 0;
+                crate::log_debug!(
+                    "{} busy thread(s) used {:.0}% of a core and none is runnable; waking another for {} queued request(s)",
+                    sample.len(),
+                    100.0 * load,
+                    st.queue.len()
+                );
+                st.allowed = (st.busy + 1).min(shared.plan.max_threads).max(st.allowed);
+                wake_one(shared, &mut st);
+            }
+        } else if load >= CONTENDED_ABOVE && runnable && st.busy > 1 {
+            // The busy threads keep the GIL (or the CPU) occupied: one fewer will do.
+            st.allowed = st.busy - 1;
             crate::log_debug!(
-                "{} busy thread(s) used {:.0}% of a core over {:?} and none is runnable; waking another for {} queued request(s)",
+                "{} busy thread(s) used {:.0}% of a core, one runnable: allowing {}",
                 sample.len(),
-                100.0 * used.as_secs_f64() / elapsed.as_secs_f64(),
-                elapsed,
-                st.queue.len()
+                100.0 * load,
+                st.allowed
             );
-            wake_one(shared, &mut st);
         }
     }
 }

@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Notify;
 
-use crate::config::{Cli, DjangoCli, Options};
+use crate::config::{Cli, DjangoCli, Plan};
 use crate::error::Error;
 use crate::http::App;
 use crate::logging::LogThread;
@@ -32,9 +32,17 @@ enum Target {
 ///
 /// With `django=True` the positional argument is `[addr:]port` and the application is the
 /// Django project's; Django must already be configured (`manage.py` does that).
+/// `before_serve` is called once the options are known to be valid and before the
+/// application is loaded (Django's system checks run there); an exception it raises
+/// propagates.
 #[pyfunction]
-#[pyo3(signature = (argv, django=false))]
-pub fn main(py: Python<'_>, argv: Vec<String>, django: bool) -> i32 {
+#[pyo3(signature = (argv, django=false, before_serve=None))]
+pub fn main(
+    py: Python<'_>,
+    argv: Vec<String>,
+    django: bool,
+    before_serve: Option<Bound<'_, PyAny>>,
+) -> PyResult<i32> {
     let parsed = if django {
         DjangoCli::try_parse_from(&argv).map(|c| (c.options, c.addrport, Target::Django))
     } else {
@@ -44,37 +52,50 @@ pub fn main(py: Python<'_>, argv: Vec<String>, django: bool) -> i32 {
         Ok(p) => p,
         Err(e) => {
             let _ = e.print();
-            return e.exit_code();
+            return Ok(e.exit_code());
         }
     };
-    match run(py, &options, addrport.as_deref(), &target) {
+    let plan = match options.resolve(addrport.as_deref()) {
+        Ok(plan) => Arc::new(plan),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(e.exit_code());
+        }
+    };
+    if let Some(callback) = before_serve {
+        callback.call0()?;
+    }
+    Ok(match run(py, &plan, &target) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             e.exit_code()
         }
-    }
+    })
 }
 
-fn run(
-    py: Python<'_>,
-    options: &Options,
-    addrport: Option<&str>,
-    target: &Target,
-) -> Result<i32, Error> {
-    let plan = Arc::new(options.resolve(addrport)?);
+fn run(py: Python<'_>, plan: &Arc<Plan>, target: &Target) -> Result<i32, Error> {
     logging::set_access_log(plan.access_log);
+    if let Some(path) = &plan.log_file {
+        logging::init_file(path).map_err(Error::config)?;
+    }
+    app::extend_sys_path(py, &plan.pythonpath)
+        .map_err(|e| Error::runtime(format!("cannot extend sys.path: {e}")))?;
+    let loaded = match target {
+        Target::Spec(spec) => (app::load(py, spec)?, spec.clone()),
+        Target::Django => (app::load_django(py)?, "the Django project".to_owned()),
+    };
+    // After the import: the application's logging configuration (Django's LOGGING) is in
+    // place, so our default handlers are added only where it configured none, and
+    // `disable_existing_loggers` cannot silence loggers we made too early.
     let log_thread: Option<LogThread> = match &plan.log_file {
-        Some(path) => {
-            logging::init_file(path).map_err(Error::config)?;
-            None
-        }
+        Some(_) => None,
         None => Some(
             logging::init_python(py)
                 .map_err(|e| Error::runtime(format!("cannot set up logging: {e}")))?,
         ),
     };
-    let result = serve(py, &plan, target);
+    let result = serve(py, plan, loaded);
     if let Some(t) = log_thread {
         py.detach(|| t.stop());
     }
@@ -100,13 +121,8 @@ enum Exit {
     Immediate(i32),
 }
 
-fn serve(py: Python<'_>, plan: &Arc<crate::config::Plan>, target: &Target) -> Result<Exit, Error> {
-    app::extend_sys_path(py, &plan.pythonpath)
-        .map_err(|e| Error::runtime(format!("cannot extend sys.path: {e}")))?;
-    let (application, described) = match target {
-        Target::Spec(spec) => (app::load(py, spec)?, spec.clone()),
-        Target::Django => (app::load_django(py)?, "the Django project".to_owned()),
-    };
+fn serve(py: Python<'_>, plan: &Arc<Plan>, loaded: (Py<PyAny>, String)) -> Result<Exit, Error> {
+    let (application, described) = loaded;
     let listeners = listen::bind_all(&plan.binds, plan.unix_socket_mode)?;
     // Signals are the runtime's: with Python's handlers left in place, SIGINT would also
     // raise KeyboardInterrupt in the main thread once serving returns.

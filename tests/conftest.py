@@ -149,12 +149,18 @@ class Server:
             self.output()
 
 
-def start(args: list[str], env: dict | None = None, cwd=None, expect_ready: bool = True,
-          timeout: float = 60) -> Server:
+def start(
+    args: list[str],
+    env: dict | None = None,
+    cwd=None,
+    expect_ready: bool = True,
+    timeout: float = 60,
+) -> Server:
     """Start `python -m ferrule ARGS` and wait for its readiness line."""
     full_env = dict(os.environ)
     full_env["PYTHONPATH"] = os.pathsep.join(
-        [str(TESTS / "apps"), str(TESTS)] + ([full_env["PYTHONPATH"]] if "PYTHONPATH" in full_env else [])
+        [str(TESTS / "apps"), str(TESTS)]
+        + ([full_env["PYTHONPATH"]] if "PYTHONPATH" in full_env else [])
     )
     full_env.setdefault("PYTHONUNBUFFERED", "1")
     if env:

@@ -13,7 +13,6 @@ import time
 
 import pytest
 import requests
-
 from conftest import start
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"

@@ -85,15 +85,20 @@ class Command(BaseCommand):
         )
 
     def serve(self, prog: str, args: list[str], checks: bool) -> int:
-        if checks and not wants_info(args):
-            self.stdout.write("Performing system checks...\n\n")
-            self.check(display_num_errors=True)
-            self.check_migrations()
-            # The checks may have connected; the server's threads open their own.
-            for conn in connections.all(initialized_only=True):
-                conn.close()
-            self.stdout.flush()
-        return _ferrule.main([prog, *args], django=True)
+        # ferrule validates the options first, then calls back for the checks, so a bad
+        # option is reported before (and without) a page of check output.
+        return _ferrule.main(
+            [prog, *args], django=True, before_serve=self.run_checks if checks else None
+        )
+
+    def run_checks(self) -> None:
+        self.stdout.write("Performing system checks...\n\n")
+        self.check(display_num_errors=True)
+        self.check_migrations()
+        # The checks may have connected; the server's threads open their own.
+        for conn in connections.all(initialized_only=True):
+            conn.close()
+        self.stdout.flush()
 
     @staticmethod
     def _prog(argv: list[str]) -> str:
@@ -101,9 +106,3 @@ class Command(BaseCommand):
         if prog == "__main__.py":
             prog = "python -m django"
         return f"{prog} {argv[1]}"
-
-
-def wants_info(args: list[str]) -> bool:
-    """True for `--help` or `--version`: print and leave, no checks needed."""
-    before = args[: args.index("--")] if "--" in args else args
-    return any(a in ("-h", "--help", "-V", "--version") for a in before)
