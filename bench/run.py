@@ -2,10 +2,12 @@
 
 `make bench` (or `.venv/bin/python bench/run.py --help`). For every workload and every server
 config it starts a fresh server (one process/worker each) on the app in bench/app, waits for the
-port, warms up for 1 s, loads it with wrk, samples the peak RSS of the server's process tree,
-kills it, and prints one markdown table per workload with ferrule's ratio to each peer and to the
-in-process reference (the app called in a loop, no sockets). The same text goes to
-bench/_work/last.md. See bench/README.md for what each number means.
+port, warms up for 1 s, loads it with wrk, samples the peak RSS of the server's process tree and
+kills it. It does so for --rounds rounds, interleaving the servers and rotating their order each
+round, and prints one markdown table per workload with each server's median req/s (and min–max),
+and ferrule's ratio to each peer and to the in-process reference (the app called in a loop, no
+sockets). The same text goes to bench/_work/last.md. See bench/README.md for what each number
+means.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -128,6 +131,42 @@ class Result:
     timeouts: int = 0
     peak_rss: int | None = None  # bytes, summed over the process tree
     note: str = ""
+    # Over the rounds, when this Result summarizes several runs (rps and p99_ms are medians).
+    runs: int = 1
+    rps_min: float | None = None
+    rps_max: float | None = None
+
+
+def summarize(runs: list[Result]) -> Result:
+    """One Result per server and workload from its runs over the rounds: the median req/s (and
+    its min and max) and median p99 over the runs that measured one, the errors and timeouts
+    summed, the largest peak RSS, and the notes of the runs that had one."""
+    rps = [r.rps for r in runs if r.rps is not None]
+    p99 = [r.p99_ms for r in runs if r.p99_ms is not None]
+    rss = [r.peak_rss for r in runs if r.peak_rss]
+    notes = []
+    for i, r in enumerate(runs, 1):
+        if r.note:
+            notes.append(r.note if len(runs) == 1 else f"round {i}: {r.note}")
+    return Result(
+        runs[0].server,
+        runs[0].workload,
+        rps=statistics.median(rps) if rps else None,
+        p99_ms=statistics.median(p99) if p99 else None,
+        errors=sum(r.errors for r in runs),
+        timeouts=sum(r.timeouts for r in runs),
+        peak_rss=max(rss) if rss else None,
+        note="; ".join(notes),
+        runs=len(runs),
+        rps_min=min(rps) if rps else None,
+        rps_max=max(rps) if rps else None,
+    )
+
+
+def round_order(servers: list[str], round_index: int) -> list[str]:
+    """The servers rotated by round_index places, so that no server always goes first."""
+    k = round_index % len(servers)
+    return servers[k:] + servers[:k]
 
 
 # --- setup -------------------------------------------------------------------------------------
@@ -352,11 +391,14 @@ def parse_wrk(out: str, result: Result) -> None:
         result.p99_ms = float(p99.group(1)) * _UNITS[p99.group(2)]
 
 
-def run_one(server: ServerConfig, w: Workload, seconds: float, env: dict[str, str]) -> Result:
+def run_one(
+    server: ServerConfig, w: Workload, seconds: float, env: dict[str, str], tag: str = ""
+) -> Result:
     result = Result(server.name, w.name)
     port = free_port()
     argv = [a.replace("{port}", str(port)) for a in server.argv]
-    logfile = WORK / "logs" / f"{w.name}-{server.name}.log"
+    stem = f"{w.name}-{server.name}{tag}"
+    logfile = WORK / "logs" / f"{stem}.log"
     with open(logfile, "wb") as out:
         proc = subprocess.Popen(
             argv, cwd=APP_DIR, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -372,7 +414,7 @@ def run_one(server: ServerConfig, w: Workload, seconds: float, env: dict[str, st
         subprocess.run(wrk_argv(port, w, 1), capture_output=True, timeout=60)  # warm-up
         cmd = wrk_argv(port, w, seconds)
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
-        (WORK / "logs" / f"{w.name}-{server.name}.wrk").write_text(done.stdout + done.stderr)
+        (WORK / "logs" / f"{stem}.wrk").write_text(done.stdout + done.stderr)
         parse_wrk(done.stdout, result)
         if proc.poll() is not None:
             result.note = (result.note + f" server exited with code {proc.returncode}").strip()
@@ -409,6 +451,13 @@ def fmt_rps(v: float | None) -> str:
     return f"{v:,.0f}" if v >= 100 else f"{v:,.1f}"
 
 
+def fmt_rps_spread(r: Result) -> str:
+    """The median req/s, and its min–max over the rounds when there were several runs."""
+    if r.runs < 2 or r.rps_min is None or r.rps_max is None:
+        return fmt_rps(r.rps)
+    return f"{fmt_rps(r.rps)} ({fmt_rps(r.rps_min)}–{fmt_rps(r.rps_max)})"
+
+
 def fmt_ms(v: float | None) -> str:
     if v is None:
         return "—"
@@ -423,12 +472,18 @@ def fmt_ratio(ours: float | None, theirs: float | None) -> str:
     return f"{ours / theirs:.2f}×"
 
 
-def table(w: Workload, seconds: float, results: list[Result], reference: Result | None) -> str:
+def table(
+    w: Workload, seconds: float, rounds: int, results: list[Result], reference: Result | None
+) -> str:
     ours = next((r.rps for r in results if r.server == "ferrule"), None)
+    over = f", {rounds} rounds" if rounds > 1 else ""
+    rps_head, p99_head = ("req/s", "p99")
+    if rounds > 1:
+        rps_head, p99_head = "req/s median (min–max)", "p99 median"
     lines = [
-        f"### /{w.name} — {w.description} (wrk -t2 -c{w.connections} -d{seconds:g}s)",
+        f"### /{w.name} — {w.description} (wrk -t2 -c{w.connections} -d{seconds:g}s{over})",
         "",
-        "| server | req/s | p99 | errors | timeouts | peak RSS | ferrule ÷ this |",
+        f"| server | {rps_head} | {p99_head} | errors | timeouts | peak RSS | ferrule ÷ this |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
@@ -438,7 +493,7 @@ def table(w: Workload, seconds: float, results: list[Result], reference: Result 
         rss = f"{r.peak_rss / 2**20:,.0f} MiB" if r.peak_rss else "—"
         ratio = "—" if r.server == "ferrule" else fmt_ratio(ours, r.rps)
         lines.append(
-            f"| {label} | {fmt_rps(r.rps)} | {fmt_ms(r.p99_ms)} | {r.errors:,} | {r.timeouts:,} "
+            f"| {label} | {fmt_rps_spread(r)} | {fmt_ms(r.p99_ms)} | {r.errors:,} | {r.timeouts:,} "
             f"| {rss} | {ratio} |"
         )
     if reference is not None:
@@ -481,7 +536,7 @@ def target_checks(all_results: dict[str, list[Result]]) -> str:
     return "\n".join(head + rows) + "\n"
 
 
-def header(args: argparse.Namespace, seconds: float) -> str:
+def header(args: argparse.Namespace, seconds: float, rounds: int) -> str:
     def version(dist: str) -> str:
         try:
             return importlib.metadata.version(dist)
@@ -513,6 +568,12 @@ def header(args: argparse.Namespace, seconds: float) -> str:
             f"- load: wrk -t2 --latency, {seconds:g} s per run after a 1 s warm-up, a fresh server "
             "per run, one process/worker each; req/s counts 2xx/3xx responses only; peak RSS is "
             "the summed VmRSS of the server's process tree",
+            f"- {rounds} round{'s' if rounds != 1 else ''} per workload, the servers interleaved "
+            "and their order rotated each round; req/s and p99 are the medians over the rounds, "
+            "errors and timeouts their sums, peak RSS the largest; the in-process reference "
+            "runs once"
+            if rounds > 1
+            else "- 1 round: one run per server and workload",
             "",
         ]
     )
@@ -524,7 +585,15 @@ def header(args: argparse.Namespace, seconds: float) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--duration", type=float, help="seconds of load per run (default 10)")
-    p.add_argument("--quick", action="store_true", help="3 s runs, for smoke-testing")
+    p.add_argument(
+        "--quick", action="store_true", help="3 s runs and --rounds 1 (unless given), a smoke test"
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        metavar="N",
+        help="runs per server and workload, interleaved; the table shows medians (default 3)",
+    )
     p.add_argument(
         "--only", metavar="WORKLOAD", help=f"comma-separated subset of: {','.join(WORKLOADS)}"
     )
@@ -535,6 +604,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--no-build", action="store_true", help="use the ferrule already in the venv as it is"
     )
     args = p.parse_args(argv)
+    if args.rounds is not None and args.rounds < 1:
+        p.error("--rounds: must be at least 1")
     for attr, known in (("only", WORKLOADS), ("servers", SERVERS)):
         value = getattr(args, attr)
         names = value.split(",") if value else list(known)
@@ -548,6 +619,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     seconds = args.duration or (3.0 if args.quick else 10.0)
+    rounds = args.rounds or (1 if args.quick else 3)
     (WORK / "logs").mkdir(parents=True, exist_ok=True)
     ensure_wrk()
     ensure_peers()
@@ -563,20 +635,24 @@ def main(argv: list[str] | None = None) -> int:
             PYTHONUNBUFFERED="1",
         )
         seed_database(env)
-        report = [header(args, seconds)]
+        report = [header(args, seconds, rounds)]
         all_results: dict[str, list[Result]] = {}
         for name in args.only:
             w = WORKLOADS[name]
-            results = []
-            for server in args.servers:
-                log(f"/{w.name}: {server}")
-                r = run_one(SERVERS[server], w, seconds, env)
-                log(f"/{w.name}: {server}: {fmt_rps(r.rps)} req/s {r.note}".rstrip())
-                results.append(r)
+            runs: dict[str, list[Result]] = {server: [] for server in args.servers}
+            for i in range(rounds):
+                where = f"/{w.name} round {i + 1}/{rounds}"
+                tag = f"-r{i + 1}" if rounds > 1 else ""
+                for server in round_order(args.servers, i):
+                    log(f"{where}: {server}")
+                    r = run_one(SERVERS[server], w, seconds, env, tag)
+                    log(f"{where}: {server}: {fmt_rps(r.rps)} req/s {r.note}".rstrip())
+                    runs[server].append(r)
+            results = [summarize(runs[server]) for server in args.servers]
             log(f"/{w.name}: in-process reference")
             reference = run_inprocess(w, seconds, env)
             all_results[name] = results
-            report.append(table(w, seconds, results, reference))
+            report.append(table(w, seconds, rounds, results, reference))
         report.append(target_checks(all_results))
 
     text = "\n".join(report)
