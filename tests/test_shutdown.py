@@ -22,7 +22,8 @@ from helpers import (
 def refuses_connections(server) -> bool:
     try:
         s = try_connect(server, timeout=2)
-    except (ConnectionRefusedError, FileNotFoundError):
+    except (ConnectionRefusedError, ConnectionResetError, FileNotFoundError):
+        # A reset: the connection reached the backlog just as the listener closed.
         return True
     s.close()
     return False

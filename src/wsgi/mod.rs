@@ -4,6 +4,7 @@
 //! - `input.rs` / `errors.rs`: `wsgi.input` and `wsgi.errors`;
 //! - `start_response.rs`: `start_response`, `write()`, and the response's state;
 //! - `file_wrapper.rs`: `wsgi.file_wrapper`, sent by tokio;
+//! - `lend.rs`: Python `bytes` handed to the network core without a copy;
 //! - `response.rs`: calling the application and delivering its result.
 //!
 //! Threads and queueing are `pool.rs`'s; the network side is `http/`.
@@ -12,6 +13,7 @@ mod environ;
 mod errors;
 mod file_wrapper;
 mod input;
+mod lend;
 mod response;
 mod start_response;
 

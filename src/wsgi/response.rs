@@ -7,6 +7,7 @@
 //! Django's `request_finished` fires. Errors become a 500 (or a cut-short stream) and a log
 //! line with the traceback; nothing the application does escapes this function.
 
+use bytes::Bytes;
 use http::request::Parts;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
@@ -15,6 +16,7 @@ use super::environ::{self, Constants, Streams};
 use super::errors::ErrorStream;
 use super::file_wrapper::FileWrapper;
 use super::input::Input;
+use super::lend::lend;
 use super::start_response::{SendError, StartResponse};
 use crate::job::Job;
 use crate::{log_error, log_info};
@@ -119,13 +121,23 @@ fn deliver(py: Python<'_>, sr: &StartResponse, result: &Bound<'_, PyAny>) -> Res
         }
     }
     if is_materialized(result) {
-        let mut whole = Vec::new();
+        let mut parts = Vec::new();
         for item in result.try_iter()? {
-            whole.extend_from_slice(body_bytes(&item?)?);
+            let item = item?;
+            parts.push(body_bytes(&item)?.clone());
         }
+        let whole = match parts.as_slice() {
+            [] => Bytes::new(),
+            [one] => lend(one),
+            many => Bytes::from(
+                many.iter()
+                    .flat_map(|b| b.as_bytes().iter().copied())
+                    .collect::<Vec<u8>>(),
+            ),
+        };
         let streaming_already = sr.lock().is_streaming();
         if streaming_already {
-            sr.send_chunk(py, &whole)?;
+            sr.send_chunk(py, whole)?;
             return Ok(sr.finish()?);
         }
         return Ok(sr.lock().send_full(whole)?);
@@ -139,8 +151,8 @@ fn deliver(py: Python<'_>, sr: &StartResponse, result: &Bound<'_, PyAny>) -> Res
     for item in iter {
         let item = item?;
         let bytes = body_bytes(&item)?;
-        if !bytes.is_empty() {
-            sr.send_chunk(py, bytes)?;
+        if !bytes.as_bytes().is_empty() {
+            sr.send_chunk(py, lend(bytes))?;
         }
     }
     Ok(sr.finish()?)
@@ -161,19 +173,17 @@ fn is_materialized(result: &Bound<'_, PyAny>) -> bool {
         .is_some_and(|v| v.is(&*pyo3::types::PyBool::new(py, false)))
 }
 
-fn body_bytes<'a>(item: &'a Bound<'_, PyAny>) -> Result<&'a [u8], Failure> {
-    item.cast::<PyBytes>()
-        .map(PyBytesMethods::as_bytes)
-        .map_err(|_| {
-            Failure::Protocol(format!(
-                "the application's body contains {} ({}); WSGI bodies are bytes (see PEP 3333)",
-                item.repr()
-                    .map_or_else(|_| "?".into(), |r| truncate(&r.to_string())),
-                item.get_type()
-                    .name()
-                    .map_or_else(|_| "?".into(), |n| n.to_string())
-            ))
-        })
+fn body_bytes<'a, 'py>(item: &'a Bound<'py, PyAny>) -> Result<&'a Bound<'py, PyBytes>, Failure> {
+    item.cast::<PyBytes>().map_err(|_| {
+        Failure::Protocol(format!(
+            "the application's body contains {} ({}); WSGI bodies are bytes (see PEP 3333)",
+            item.repr()
+                .map_or_else(|_| "?".into(), |r| truncate(&r.to_string())),
+            item.get_type()
+                .name()
+                .map_or_else(|_| "?".into(), |n| n.to_string())
+        ))
+    })
 }
 
 fn truncate(s: &str) -> String {

@@ -94,10 +94,10 @@ impl Responder {
     }
 
     /// Send the whole response at once.
-    pub fn send_full(&mut self, mut body: Vec<u8>) -> Result<(), SendError> {
+    pub fn send_full(&mut self, mut body: Bytes) -> Result<(), SendError> {
         let (mut head, reply) = self.take_head()?;
         if self.head_only || !permits_body(head.status) {
-            body.clear();
+            body = Bytes::new();
         } else {
             match head.content_length {
                 Some(cl) if (body.len() as u64) > cl => {
@@ -119,7 +119,7 @@ impl Responder {
             }
         }
         self.sent = body.len() as u64;
-        let reply_msg = Reply::full(head.status, head.headers, Bytes::from(body));
+        let reply_msg = Reply::full(head.status, head.headers, body);
         reply.send(reply_msg).map_err(|_| SendError::ClientGone)
     }
 
@@ -216,27 +216,25 @@ impl StartResponse {
 
     /// Send one body chunk, starting the stream on the first. Blocks (GIL released) while
     /// the channel is full, which is how a slow client slows the application down.
-    pub fn send_chunk(&self, py: Python<'_>, data: &[u8]) -> Result<(), SendError> {
+    pub fn send_chunk(&self, py: Python<'_>, mut data: Bytes) -> Result<(), SendError> {
         let (tx, declared, already) = {
             let mut r = self.lock();
             let tx = r.stream_sender()?;
             (tx, r.declared, r.sent)
         };
         let Some(tx) = tx else { return Ok(()) };
-        let mut data = data;
         if let Some(cl) = declared {
             let room = cl.saturating_sub(already) as usize;
             if data.len() > room {
                 crate::log_warn!("the application sent more than its declared Content-Length: {cl}; the excess was not sent");
-                data = &data[..room];
+                data.truncate(room);
             }
         }
         if data.is_empty() {
             return Ok(());
         }
         self.lock().sent += data.len() as u64;
-        let chunk = Bytes::copy_from_slice(data);
-        py.detach(|| tx.blocking_send(Ok(chunk)))
+        py.detach(|| tx.blocking_send(Ok(data)))
             .map_err(|_| SendError::ClientGone)
     }
 
@@ -257,7 +255,7 @@ impl StartResponse {
         if r.head_sent() {
             return Ok(());
         }
-        r.send_full(Vec::new())
+        r.send_full(Bytes::new())
     }
 
     /// The request failed: answer 500 if nothing was sent yet, else cut the stream short so
@@ -335,7 +333,11 @@ impl Write {
                     .map_or_else(|_| "?".into(), |n| n.to_string())
             ))
         })?;
-        match self.start_response.get().send_chunk(py, bytes) {
+        match self
+            .start_response
+            .get()
+            .send_chunk(py, Bytes::copy_from_slice(bytes))
+        {
             Ok(()) => Ok(()),
             Err(SendError::Protocol(msg)) => Err(PyRuntimeError::new_err(msg)),
             Err(SendError::ClientGone) => {
