@@ -42,11 +42,38 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 class Server:
     """A running ferrule process and what it printed."""
 
-    def __init__(self, proc: subprocess.Popen, urls: list[str]):
+    def __init__(self, proc: subprocess.Popen, urls: list[str] | None = None):
         self.proc = proc
-        self.urls = urls
+        self.urls = urls if urls is not None else []
         self.lines: list[str] = []
         self._lines_q: queue.Queue[str | None] = queue.Queue()
+        self.pump = threading.Thread(target=self._pump, daemon=True)
+        self.pump.start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        with self.proc.stdout:
+            for line in self.proc.stdout:
+                self._lines_q.put(line)
+        self._lines_q.put(None)
+
+    def wait_ready(self, timeout: float = 60) -> bool:
+        """Read output until the readiness line, noting each `Listening at:` URL. False if
+        the process ended or went quiet first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self._lines_q.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                return False
+            if line is None:
+                return False
+            self.lines.append(line)
+            if m := LISTENING.search(line):
+                self.urls.append(m.group(1))
+            if READY.search(line):
+                return True
+        return False
 
     @property
     def url(self) -> str:
@@ -175,31 +202,9 @@ def start(
         text=True,
         errors="replace",
     )
-    server = Server(proc, [])
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        with proc.stdout:
-            for line in proc.stdout:
-                server._lines_q.put(line)
-        server._lines_q.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    if not expect_ready:
+    server = Server(proc)
+    if not expect_ready or server.wait_ready(timeout):
         return server
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            line = server._lines_q.get(timeout=max(0.01, deadline - time.monotonic()))
-        except queue.Empty:
-            break
-        if line is None:
-            break
-        server.lines.append(line)
-        if m := LISTENING.search(line):
-            server.urls.append(m.group(1))
-        if READY.search(line):
-            return server
     proc.kill()
     proc.wait()
     raise AssertionError("ferrule did not become ready:\n" + "".join(server.lines))

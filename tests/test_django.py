@@ -9,20 +9,17 @@ import hashlib
 import http.client
 import json
 import os
-import queue
 import re
 import secrets
 import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 import urllib.parse
 from pathlib import Path
 
 import pytest
-from conftest import LISTENING, READY, TESTS, Server
+from conftest import TESTS, Server
 
 SITE = TESTS / "django_site"
 MANAGE = [sys.executable, str(SITE / "manage.py")]
@@ -60,18 +57,6 @@ def manage(args: list[str], env: dict[str, str], timeout: float = 60):
 class ManagedServer(Server):
     """A `manage.py server` process; `finish()` stops it and collects all it printed."""
 
-    def __init__(self, proc: subprocess.Popen):
-        super().__init__(proc, [])
-        self.pump = threading.Thread(target=self._pump, daemon=True)
-        self.pump.start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        with self.proc.stdout:
-            for line in self.proc.stdout:
-                self._lines_q.put(line)
-        self._lines_q.put(None)
-
     def finish(self) -> int:
         """SIGTERM (SIGKILL after 30 s); returns the exit code."""
         if self.proc.poll() is None:
@@ -100,19 +85,8 @@ def start_server(args: list[str], env: dict[str, str], timeout: float = 60) -> M
         errors="replace",
     )
     server = ManagedServer(proc)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            line = server._lines_q.get(timeout=max(0.01, deadline - time.monotonic()))
-        except queue.Empty:
-            break
-        if line is None:
-            break
-        server.lines.append(line)
-        if m := LISTENING.search(line):
-            server.urls.append(m.group(1))
-        if READY.search(line):
-            return server
+    if server.wait_ready(timeout):
+        return server
     server.finish()
     raise AssertionError("manage.py server did not become ready:\n" + "".join(server.lines))
 
