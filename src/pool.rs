@@ -39,8 +39,11 @@ const TICK: Duration = Duration::from_millis(2);
 const BLOCKED_BELOW: f64 = 0.75;
 
 /// Busy threads that used more than this fraction of one core, one of them runnable, are
-/// competing for the GIL: the pool steps down by one thread.
-const CONTENDED_ABOVE: f64 = 0.5;
+/// competing for a saturated GIL: the pool steps down by one thread. Well above what a pool
+/// of I/O-bound threads uses (32 threads each running 0.5 ms of Python per 50 ms request use
+/// about a third of a core), below what two CPU-bound threads use even when other processes
+/// take some of the CPU.
+const CONTENDED_ABOVE: f64 = 0.8;
 
 /// Stack size of a worker thread: Python's recursion and Django's template engine expect the
 /// 8 MiB that `threading` threads get on Linux, not Rust's 2 MiB default.
