@@ -168,7 +168,7 @@ impl Slot {
 
 impl Pool {
     /// Start the pool with `--min-threads` threads and the hand-off monitor.
-    pub fn start(plan: PoolPlan, run: Box<Runner>) -> Pool {
+    pub fn start(plan: PoolPlan, run: Box<Runner>) -> std::io::Result<Pool> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 allowed: 1,
@@ -188,9 +188,8 @@ impl Pool {
         let monitor = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("ferrule-handoff".into())
-            .spawn(move || monitor_loop(&monitor))
-            .expect("the OS refused to start the pool's monitor thread");
-        Pool { shared }
+            .spawn(move || monitor_loop(&monitor))?;
+        Ok(Pool { shared })
     }
 
     /// Queue a job, waking a thread if none is running one.

@@ -141,7 +141,8 @@ fn serve(py: Python<'_>, plan: &Arc<Plan>, loaded: (Py<PyAny>, String)) -> Resul
             .map_err(|e| Error::runtime(e.to_string()))?;
     }
     let wsgi = Application::new(py, application).map_err(|e| Error::runtime(e.to_string()))?;
-    let pool = Pool::start(plan.pool, Box::new(move |py, job| wsgi.run(py, job)));
+    let pool = Pool::start(plan.pool, Box::new(move |py, job| wsgi.run(py, job)))
+        .map_err(|e| Error::runtime(format!("cannot start the worker pool: {e}")))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(plan.io_threads)
         .thread_name("ferrule-io")
