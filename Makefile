@@ -54,11 +54,12 @@ test-py313: build  ## the Django tests on CPython 3.13 with Django 6, same abi3 
 	PYTHONPATH=$(abspath python) $(PY313) -m pytest -q -p no:cacheprovider tests/test_django.py
 
 .PHONY: lint
-lint: $(PY)  ## rustfmt, clippy (-D warnings), ruff
+lint: build  ## rustfmt, clippy (-D warnings), ruff, stubtest for the .pyi
 	cargo fmt --check
 	cargo clippy --all-targets -q -- -D warnings
 	$(VENV)/bin/ruff check python tests bench demo
 	$(VENV)/bin/ruff format --check python tests bench demo
+	$(PY) -m mypy.stubtest ferrule._ferrule
 
 .PHONY: fmt
 fmt: $(PY)  ## format Rust and Python
