@@ -7,6 +7,7 @@
 //! the body to the application (`wsgi.input`) belongs to `wsgi/input.rs`.
 
 use std::io;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
@@ -42,21 +43,38 @@ pub enum BodyError {
     Client(hyper::Error),
     /// The temporary file could not be written: answer 500.
     Spool(io::Error),
+    /// The client paused longer than `--body-timeout`: answer 408.
+    Timeout,
 }
 
+/// A declared length sizes the first buffer, but only up to this much: a client must send
+/// bytes, not just promise them, before it holds more memory. 64 KiB covers most form posts.
+const FIRST_BUFFER: usize = 64 * 1024;
+
 /// Read the whole body, spooling past `buffer` bytes and refusing more than `max` bytes.
-/// `declared` is the Content-Length, if any: it sizes the buffer once instead of growing it.
+/// `declared` is the Content-Length, if any: it sizes the first buffer. A pause longer than
+/// `idle` between two pieces of the body ends the read.
 pub async fn read(
     mut incoming: Incoming,
     declared: Option<u64>,
     buffer: usize,
     max: u64,
+    idle: Duration,
 ) -> Result<Body, BodyError> {
     let expected = declared.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
-    let mut memory = BytesMut::with_capacity(if expected <= buffer { expected } else { 0 });
+    let first = if expected <= buffer {
+        expected.min(FIRST_BUFFER)
+    } else {
+        0
+    };
+    let mut memory = BytesMut::with_capacity(first);
     let mut spool: Option<tokio::fs::File> = None;
     let mut total: u64 = 0;
-    while let Some(frame) = incoming.frame().await {
+    loop {
+        let Ok(frame) = tokio::time::timeout(idle, incoming.frame()).await else {
+            return Err(BodyError::Timeout);
+        };
+        let Some(frame) = frame else { break };
         let frame = frame.map_err(BodyError::Client)?;
         let Ok(data) = frame.into_data() else {
             continue;

@@ -106,6 +106,28 @@ pub struct Options {
     )]
     pub header_timeout: f64,
 
+    /// Seconds a client may take to accept the next part of a streamed response; a client
+    /// slower than that gets its response cut short and frees the worker thread.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 60.0,
+        env = "FERRULE_SEND_TIMEOUT",
+        help_heading = "HTTP"
+    )]
+    pub send_timeout: f64,
+
+    /// Seconds a client may pause while sending a request body; then it gets 408 and the
+    /// connection is closed.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 30.0,
+        env = "FERRULE_BODY_TIMEOUT",
+        help_heading = "HTTP"
+    )]
+    pub body_timeout: f64,
+
     /// Largest request body accepted, in bytes (suffixes K, M, G); larger ones get 413.
     #[arg(
         long,
@@ -289,6 +311,8 @@ pub struct Plan {
     pub max_connections: usize,
     pub keep_alive: Duration,
     pub header_timeout: Duration,
+    pub send_timeout: Duration,
+    pub body_timeout: Duration,
     pub limits: Limits,
     pub pool: PoolPlan,
     pub io_threads: usize,
@@ -338,6 +362,11 @@ impl Options {
                 "invalid value '0' for '--max-connections': at least 1 is needed",
             ));
         }
+        if self.max_queue == 0 {
+            return Err(Error::config(
+                "invalid value '0' for '--max-queue': every request waits in the queue, if only briefly; at least 1 is needed",
+            ));
+        }
         if self.io_threads == 0 {
             return Err(Error::config(
                 "invalid value '0' for '--io-threads': at least 1 is needed",
@@ -350,7 +379,9 @@ impl Options {
             unix_socket_mode,
             max_connections: self.max_connections,
             keep_alive: seconds("--keep-alive", self.keep_alive)?,
-            header_timeout: seconds("--header-timeout", self.header_timeout)?,
+            header_timeout: positive_seconds("--header-timeout", self.header_timeout)?,
+            send_timeout: positive_seconds("--send-timeout", self.send_timeout)?,
+            body_timeout: positive_seconds("--body-timeout", self.body_timeout)?,
             limits: Limits {
                 request_line: self.limit_request_line,
                 fields: self.limit_request_fields,
@@ -371,6 +402,16 @@ impl Options {
             log_file: self.log_file.clone(),
         })
     }
+}
+
+fn positive_seconds(option: &str, value: f64) -> Result<Duration, Error> {
+    seconds(option, value)?;
+    if value > 0.0 {
+        return seconds(option, value);
+    }
+    Err(Error::config(format!(
+        "invalid value '{value}' for '{option}': it must be more than 0 seconds"
+    )))
 }
 
 fn seconds(option: &str, value: f64) -> Result<Duration, Error> {

@@ -6,6 +6,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -48,8 +49,10 @@ pub type Chunk = Result<Bytes, io::Error>;
 pub enum ReplyBody {
     /// The whole body at once (a list returned by the app): the thread is free immediately.
     Full(Bytes),
-    /// An iterator, pulled by the worker thread and pushed through a bounded channel.
-    Stream(mpsc::Receiver<Chunk>),
+    /// An iterator, pulled by the worker thread and pushed through a bounded channel. The
+    /// flag is set when the stream ends in error; the channel closing then aborts the
+    /// connection instead of ending the body cleanly.
+    Stream(mpsc::Receiver<Chunk>, Arc<AtomicBool>),
     /// `wsgi.file_wrapper`: `len` bytes from `offset`, sent by tokio.
     File {
         file: std::fs::File,

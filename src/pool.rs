@@ -91,6 +91,9 @@ struct State {
     /// busy threads are blocked, lowered when they compete for the GIL. A thread that
     /// finishes a job while more than this many are busy goes idle instead of taking another.
     allowed: usize,
+    /// Threads that have not yet left the interpreter; `close` waits for this to reach 0,
+    /// so Python never finalizes under a thread that is still attached.
+    alive: usize,
     closing: bool,
     spawned: u64,
 }
@@ -231,7 +234,7 @@ impl Pool {
             slot.wake.notify_one();
         }
         self.shared.monitor.notify_all();
-        while !st.workers.is_empty() {
+        while st.alive > 0 {
             let now = Instant::now();
             if now >= deadline {
                 return false;
@@ -282,7 +285,10 @@ fn spawn_worker(shared: &Arc<Shared>, st: &mut State, woken: bool) {
         .stack_size(STACK_SIZE)
         .spawn(move || worker_main(&shared_for_thread, &for_thread));
     match started {
-        Ok(_) => st.workers.push(slot),
+        Ok(_) => {
+            st.workers.push(slot);
+            st.alive += 1;
+        }
         Err(e) => {
             if woken {
                 st.waking -= 1;
@@ -317,6 +323,8 @@ fn worker_main(shared: &Arc<Shared>, slot: &Arc<Slot>) {
         }
     });
     slot.clock.store(-1, Ordering::Relaxed);
+    shared.lock().alive -= 1;
+    shared.exited.notify_all();
 }
 
 /// The next queued job, if one is waiting; never blocks for long (the pool lock is only
@@ -355,6 +363,9 @@ fn next_job(shared: &Arc<Shared>, slot: &Arc<Slot>) -> Option<Job> {
         // A woken thread was wanted; any other takes a job only within the allowance.
         if was_woken || st.busy < st.allowed {
             if let Some(job) = st.queue.pop_front() {
+                // It may have woken on its own (idle timeout, spuriously) while still listed
+                // as idle; a busy thread must not be handed out by `wake_one`.
+                st.idle.retain(|s| !Arc::ptr_eq(s, slot));
                 slot.flags().busy = true;
                 st.busy += 1;
                 return Some(job);

@@ -4,7 +4,7 @@
 //! cannot be imported, before anything binds), bind (exit 1 naming the address), start the
 //! pool and the runtime, serve until a signal, drain, exit 0.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -18,7 +18,7 @@ use crate::http::App;
 use crate::logging::LogThread;
 use crate::pool::Pool;
 use crate::server::{self, Outcome};
-use crate::wsgi::Application;
+use crate::wsgi::{Application, Sending};
 use crate::{app, listen, log_info, log_warn, logging};
 
 enum Target {
@@ -140,15 +140,20 @@ fn serve(py: Python<'_>, plan: &Arc<Plan>, loaded: (Py<PyAny>, String)) -> Resul
             .call_method1("signal", (sig, dfl))
             .map_err(|e| Error::runtime(e.to_string()))?;
     }
-    let wsgi = Application::new(py, application).map_err(|e| Error::runtime(e.to_string()))?;
-    let pool = Pool::start(plan.pool, Box::new(move |py, job| wsgi.run(py, job)))
-        .map_err(|e| Error::runtime(format!("cannot start the worker pool: {e}")))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(plan.io_threads)
         .thread_name("ferrule-io")
         .enable_all()
         .build()
         .map_err(|e| Error::runtime(format!("cannot start the network runtime: {e}")))?;
+    let sending = Sending {
+        runtime: runtime.handle().clone(),
+        timeout: plan.send_timeout,
+    };
+    let wsgi =
+        Application::new(py, application, sending).map_err(|e| Error::runtime(e.to_string()))?;
+    let pool = Pool::start(plan.pool, Box::new(move |py, job| wsgi.run(py, job)))
+        .map_err(|e| Error::runtime(format!("cannot start the worker pool: {e}")))?;
     for l in &listeners {
         log_info!("Listening at: {}", l.url());
     }
@@ -161,35 +166,48 @@ fn serve(py: Python<'_>, plan: &Arc<Plan>, loaded: (Py<PyAny>, String)) -> Resul
         plan: Arc::clone(plan),
         pool: pool.clone(),
     });
-    let started = Instant::now();
-    let outcome = py.detach(|| {
+    let stopping: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
+    let (outcome, drained) = py.detach(|| {
         runtime.block_on(async {
             let (first, second) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-            watch_signals(Arc::clone(&first), Arc::clone(&second))?;
+            watch_signals(
+                Arc::clone(&first),
+                Arc::clone(&second),
+                Arc::clone(&stopping),
+            )?;
             let (f, s) = (Arc::clone(&first), Arc::clone(&second));
-            Ok::<_, Error>(
-                server::serve(
-                    listeners,
-                    app_state,
-                    async move { f.notified().await },
-                    async move { s.notified().await },
-                )
-                .await,
+            let outcome = server::serve(
+                listeners,
+                app_state,
+                async move { f.notified().await },
+                async move { s.notified().await },
             )
+            .await;
+            if outcome == Outcome::Forced {
+                return Ok::<_, Error>((outcome, false));
+            }
+            // The graceful timeout counts from the signal, not from now: connections may
+            // have used most of it already. Threads still running a job (their client gone,
+            // or a slow close()) get what is left, and a second signal still cuts it short.
+            let since = stopping.get().copied().unwrap_or_else(Instant::now);
+            let deadline =
+                (since + plan.graceful_timeout).max(Instant::now() + Duration::from_millis(100));
+            let draining = pool.clone();
+            let drain = tokio::task::spawn_blocking(move || draining.close(deadline));
+            Ok(tokio::select! {
+                done = drain => (outcome, done.unwrap_or(false)),
+                () = second.notified() => (Outcome::Forced, false),
+            })
         })
     })?;
-    let drained = match outcome {
-        Outcome::Forced => false,
-        Outcome::Drained | Outcome::TimedOut => {
-            let left = plan
-                .graceful_timeout
-                .saturating_sub(started.elapsed())
-                .max(Duration::from_millis(100));
-            let deadline = Instant::now() + left.min(plan.graceful_timeout);
-            py.detach(|| pool.close(deadline))
-        }
-    };
     py.detach(|| runtime.shutdown_timeout(Duration::from_millis(100)));
+    // The runtime's signal handlers outlive it; without resetting, a Ctrl-C while the
+    // interpreter finalizes (joining the application's own threads, say) would do nothing.
+    // SAFETY: restoring the default disposition of two signals has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+        libc::signal(libc::SIGTERM, libc::SIG_DFL);
+    }
     if !drained {
         let (threads, busy) = pool.threads();
         log_warn!("Exiting with {busy} of {threads} worker threads still running a request");
@@ -199,7 +217,11 @@ fn serve(py: Python<'_>, plan: &Arc<Plan>, loaded: (Py<PyAny>, String)) -> Resul
     Ok(Exit::Clean(0))
 }
 
-fn watch_signals(first: Arc<Notify>, second: Arc<Notify>) -> Result<(), Error> {
+fn watch_signals(
+    first: Arc<Notify>,
+    second: Arc<Notify>,
+    stopping: Arc<OnceLock<Instant>>,
+) -> Result<(), Error> {
     let mut term = signal(SignalKind::terminate())
         .map_err(|e| Error::runtime(format!("cannot watch SIGTERM: {e}")))?;
     let mut int = signal(SignalKind::interrupt())
@@ -214,6 +236,7 @@ fn watch_signals(first: Arc<Notify>, second: Arc<Notify>) -> Result<(), Error> {
             count += 1;
             if count == 1 {
                 log_info!("Received {name}: finishing in-flight requests, then exiting");
+                let _ = stopping.set(Instant::now());
                 first.notify_one();
             } else {
                 log_warn!("Received {name} again: exiting now");

@@ -7,6 +7,8 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -32,7 +34,7 @@ pub struct OutBody {
 
 enum Kind {
     Full(Option<Bytes>),
-    Stream(mpsc::Receiver<Chunk>),
+    Stream(mpsc::Receiver<Chunk>, Arc<AtomicBool>),
     File(ReaderStream<tokio::io::Take<tokio::fs::File>>),
 }
 
@@ -45,9 +47,9 @@ impl OutBody {
         }
     }
 
-    pub fn stream(rx: mpsc::Receiver<Chunk>) -> Self {
+    pub fn stream(rx: mpsc::Receiver<Chunk>, aborted: Arc<AtomicBool>) -> Self {
         Self {
-            kind: Kind::Stream(rx),
+            kind: Kind::Stream(rx, aborted),
             sent: 0,
             finish: None,
         }
@@ -90,7 +92,15 @@ impl Body for OutBody {
         let this = &mut *self;
         let next = match &mut this.kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(Ok)),
-            Kind::Stream(rx) => rx.poll_recv(cx),
+            Kind::Stream(rx, aborted) => match rx.poll_recv(cx) {
+                // The worker gave up on this response (an error, or a client too slow to
+                // read): end the connection so the client cannot mistake a truncated body for
+                // a complete one.
+                Poll::Ready(None) if aborted.swap(false, Ordering::AcqRel) => Poll::Ready(Some(
+                    Err(io::Error::other("the response was cut short by the server")),
+                )),
+                other => other,
+            },
             Kind::File(stream) => Pin::new(stream).poll_next(cx),
         };
         match next {
@@ -112,7 +122,7 @@ impl Body for OutBody {
         match &self.kind {
             Kind::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
-            Kind::Stream(_) | Kind::File(_) => SizeHint::default(),
+            Kind::Stream(..) | Kind::File(_) => SizeHint::default(),
         }
     }
 }

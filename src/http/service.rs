@@ -77,7 +77,15 @@ async fn respond(
     if declared.is_some_and(|len| len > limits.max_body) {
         return too_large(limits.max_body);
     }
-    let body = match body::read(incoming, declared, limits.body_buffer, limits.max_body).await {
+    let body = match body::read(
+        incoming,
+        declared,
+        limits.body_buffer,
+        limits.max_body,
+        app.plan.body_timeout,
+    )
+    .await
+    {
         Ok(body) => body,
         Err(BodyError::TooLarge) => return too_large(limits.max_body),
         Err(BodyError::Client(e)) => {
@@ -89,6 +97,13 @@ async fn respond(
             return respond::text(
                 StatusCode::BAD_REQUEST,
                 "The request body could not be read.",
+                true,
+            );
+        }
+        Err(BodyError::Timeout) => {
+            return respond::text(
+                StatusCode::REQUEST_TIMEOUT,
+                "The request body did not arrive in time (--body-timeout).",
                 true,
             );
         }
@@ -145,7 +160,7 @@ fn too_large(max: u64) -> Response<OutBody> {
 async fn into_response(reply: Reply) -> Response<OutBody> {
     let body = match reply.body {
         ReplyBody::Full(bytes) => OutBody::full(bytes),
-        ReplyBody::Stream(rx) => OutBody::stream(rx),
+        ReplyBody::Stream(rx, aborted) => OutBody::stream(rx, aborted),
         ReplyBody::File { file, offset, len } => {
             let mut file = tokio::fs::File::from_std(file);
             if let Err(e) = file.seek(SeekFrom::Start(offset)).await {

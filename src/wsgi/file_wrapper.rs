@@ -61,6 +61,16 @@ impl FileWrapper {
     pub fn sendable(&self, py: Python<'_>) -> Option<Sendable> {
         let f = self.filelike.bind(py);
         let fd: i32 = f.call_method0("fileno").ok()?.extract().ok()?;
+        // Only a regular file can be sent this way; checking first also keeps the open below
+        // from blocking on a FIFO.
+        // SAFETY: `stat` is a plain C struct for which all-zero is valid; fstat only writes it.
+        let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstat on any integer is safe; an invalid descriptor makes it fail.
+        if unsafe { libc::fstat(fd, &raw mut stat) } != 0
+            || stat.st_mode & libc::S_IFMT != libc::S_IFREG
+        {
+            return None;
+        }
         let offset: u64 = f.call_method0("tell").ok()?.extract().ok()?;
         // An independent open file description, so our reads neither move nor depend on the
         // application's file position, and closing its object cannot pull the file away.

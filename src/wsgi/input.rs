@@ -1,8 +1,10 @@
 //! `wsgi.input`: the request body, already read by Rust, as a file-like object.
 //!
 //! `read`, `readline`, `readlines` and iteration over a body held in memory or in a spool
-//! file. Reads from a spool file release the GIL. Reading the body off the network is
-//! `body.rs`'s job.
+//! file. Reads keep the GIL: the state lock is held across a read, and releasing the GIL
+//! while holding it could deadlock two Python threads sharing one `wsgi.input`; a spool file
+//! was just written, so its reads come from the page cache. Reading the body off the network
+//! is `body.rs`'s job.
 
 use std::os::unix::fs::FileExt;
 use std::sync::Mutex;
@@ -27,6 +29,13 @@ struct State {
 }
 
 impl Input {
+    /// Drop the body (reads then return nothing), freeing its memory or spool file.
+    pub fn release(&self) {
+        let mut state = self.lock();
+        state.body = Body::Memory(bytes::Bytes::new());
+        state.pos = 0;
+    }
+
     pub fn new(body: Body) -> Self {
         Self {
             state: Mutex::new(State { body, pos: 0 }),
@@ -40,7 +49,7 @@ impl State {
     }
 
     /// Up to `n` bytes from the current position, without moving it.
-    fn peek(&self, py: Python<'_>, n: usize) -> PyResult<Vec<u8>> {
+    fn peek(&self, n: usize) -> PyResult<Vec<u8>> {
         let n = n.min(usize::try_from(self.remaining()).unwrap_or(usize::MAX));
         match &self.body {
             Body::Memory(bytes) => {
@@ -50,10 +59,9 @@ impl State {
             Body::File { file, .. } => {
                 let mut buf = vec![0; n];
                 let pos = self.pos;
-                py.detach(|| file.read_exact_at(&mut buf, pos))
-                    .map_err(|e| {
-                        PyOSError::new_err(format!("cannot read the spooled request body: {e}"))
-                    })?;
+                file.read_exact_at(&mut buf, pos).map_err(|e| {
+                    PyOSError::new_err(format!("cannot read the spooled request body: {e}"))
+                })?;
                 Ok(buf)
             }
         }
@@ -70,8 +78,7 @@ impl State {
         let data = match &self.body {
             Body::Memory(bytes) => PyBytes::new(py, &bytes[pos as usize..pos as usize + n]),
             Body::File { file, .. } => PyBytes::new_with(py, n, |buf| {
-                // The new object is not visible to any other thread yet, so the GIL can go.
-                py.detach(|| file.read_exact_at(buf, pos)).map_err(|e| {
+                file.read_exact_at(buf, pos).map_err(|e| {
                     PyOSError::new_err(format!("cannot read the spooled request body: {e}"))
                 })
             })?,
@@ -80,7 +87,7 @@ impl State {
         Ok(data)
     }
 
-    fn readline(&mut self, py: Python<'_>, size: Option<i64>) -> PyResult<Vec<u8>> {
+    fn readline(&mut self, size: Option<i64>) -> PyResult<Vec<u8>> {
         let limit = match size {
             Some(n) if n >= 0 => n as usize,
             _ => usize::MAX,
@@ -97,7 +104,7 @@ impl State {
         }
         let mut line = Vec::new();
         while line.len() < limit && self.remaining() > 0 {
-            let chunk = self.peek(py, LINE_STEP.min(limit - line.len()))?;
+            let chunk = self.peek(LINE_STEP.min(limit - line.len()))?;
             let end = chunk
                 .iter()
                 .position(|&b| b == b'\n')
@@ -121,7 +128,7 @@ impl Input {
 
     #[pyo3(signature = (size=None))]
     fn readline<'py>(&self, py: Python<'py>, size: Option<i64>) -> PyResult<Bound<'py, PyBytes>> {
-        let data = self.lock().readline(py, size)?;
+        let data = self.lock().readline(size)?;
         Ok(PyBytes::new(py, &data))
     }
 
@@ -131,7 +138,7 @@ impl Input {
         let mut state = self.lock();
         let mut total = 0usize;
         loop {
-            let line = state.readline(py, None)?;
+            let line = state.readline(None)?;
             if line.is_empty() {
                 break;
             }
@@ -149,7 +156,7 @@ impl Input {
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let line = self.lock().readline(py, None)?;
+        let line = self.lock().readline(None)?;
         Ok((!line.is_empty()).then(|| PyBytes::new(py, &line)))
     }
 }

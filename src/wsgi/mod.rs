@@ -19,3 +19,4 @@ mod start_response;
 
 pub use file_wrapper::FileWrapper;
 pub use response::{traceback, Application};
+pub use start_response::Sending;

@@ -17,7 +17,7 @@ use super::errors::ErrorStream;
 use super::file_wrapper::FileWrapper;
 use super::input::Input;
 use super::lend::lend;
-use super::start_response::{SendError, StartResponse};
+use super::start_response::{SendError, Sending, StartResponse};
 use crate::job::Job;
 use crate::{log_error, log_info};
 
@@ -25,6 +25,7 @@ use crate::{log_error, log_info};
 pub struct Application {
     app: Py<PyAny>,
     consts: Constants,
+    sending: Sending,
 }
 
 /// Why delivering a response stopped early.
@@ -53,10 +54,11 @@ impl From<PyErr> for Failure {
 }
 
 impl Application {
-    pub fn new(py: Python<'_>, app: Py<PyAny>) -> PyResult<Self> {
+    pub fn new(py: Python<'_>, app: Py<PyAny>, sending: Sending) -> PyResult<Self> {
         Ok(Self {
             app,
             consts: Constants::new(py)?,
+            sending,
         })
     }
 
@@ -81,13 +83,20 @@ impl Application {
         }
         let head_only = head.method == http::Method::HEAD;
         let body_len = body.len();
-        let start_response = match Bound::new(py, StartResponse::new(reply, head_only)) {
+        let start_response = match Bound::new(
+            py,
+            StartResponse::new(reply, head_only, self.sending.clone()),
+        ) {
             Ok(sr) => sr,
+            Err(e) => return log_failure(py, &head, &Failure::Raised(e)),
+        };
+        let input = match Bound::new(py, Input::new(body)) {
+            Ok(input) => input,
             Err(e) => return log_failure(py, &head, &Failure::Raised(e)),
         };
         let outcome = (|| -> Result<(), Failure> {
             let streams = Streams {
-                input: Bound::new(py, Input::new(body))?.into_any(),
+                input: input.clone().into_any(),
                 errors: Bound::new(py, ErrorStream::default())?.into_any(),
             };
             let env = environ::build(py, &head, &conn, &self.consts, streams, body_len)?;
@@ -101,6 +110,9 @@ impl Application {
             start_response.get().fail();
             log_failure(py, &head, &failure);
         }
+        // The application may keep the environ alive (a traceback in a cycle, a global); the
+        // body, in memory or a spool file, is not kept with it.
+        input.get().release();
     }
 }
 
@@ -153,6 +165,9 @@ fn deliver(py: Python<'_>, sr: &StartResponse, result: &Bound<'_, PyAny>) -> Res
         let bytes = body_bytes(&item)?;
         if !bytes.as_bytes().is_empty() {
             sr.send_chunk(py, lend(bytes))?;
+            if sr.lock().discards_body() {
+                break;
+            }
         }
     }
     Ok(sr.finish()?)

@@ -6,7 +6,9 @@
 //! a declared Content-Length — with errors that name the offending value. Calling the
 //! application and walking its result is `response.rs`.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
@@ -51,6 +53,16 @@ pub struct Responder {
     /// Content-Length the application declared for the head that was sent.
     declared: Option<u64>,
     sent: u64,
+    /// Set before the stream's sender is dropped when the body must not end cleanly.
+    aborted: Arc<AtomicBool>,
+}
+
+/// How streamed chunks wait for a slow client: on the network runtime, for at most `timeout`
+/// (`--send-timeout`) per chunk.
+#[derive(Clone)]
+pub struct Sending {
+    pub runtime: tokio::runtime::Handle,
+    pub timeout: Duration,
 }
 
 /// What went wrong while sending.
@@ -64,6 +76,12 @@ pub enum SendError {
 impl Responder {
     fn head_sent(&self) -> bool {
         self.reply.is_none()
+    }
+
+    /// Whether the head is out and body bytes are being dropped (HEAD, 204, 304): iterating
+    /// further only costs time.
+    pub fn discards_body(&self) -> bool {
+        self.head_sent() && self.stream.is_none()
     }
 
     /// Whether body chunks have started flowing (through `write()` or an iterator).
@@ -174,7 +192,7 @@ impl Responder {
         let reply_msg = Reply {
             status: head.status,
             headers: head.headers,
-            body: ReplyBody::Stream(rx),
+            body: ReplyBody::Stream(rx, Arc::clone(&self.aborted)),
         };
         reply.send(reply_msg).map_err(|_| SendError::ClientGone)?;
         self.stream = Some(tx.clone());
@@ -192,10 +210,11 @@ fn permits_body(status: StatusCode) -> bool {
 #[pyclass(module = "ferrule", name = "StartResponse", frozen)]
 pub struct StartResponse {
     responder: Mutex<Responder>,
+    sending: Sending,
 }
 
 impl StartResponse {
-    pub fn new(reply: oneshot::Sender<Reply>, head_only: bool) -> Self {
+    pub fn new(reply: oneshot::Sender<Reply>, head_only: bool, sending: Sending) -> Self {
         Self {
             responder: Mutex::new(Responder {
                 reply: Some(reply),
@@ -204,7 +223,9 @@ impl StartResponse {
                 head_only,
                 declared: None,
                 sent: 0,
+                aborted: Arc::new(AtomicBool::new(false)),
             }),
+            sending,
         }
     }
 
@@ -215,7 +236,8 @@ impl StartResponse {
     }
 
     /// Send one body chunk, starting the stream on the first. Blocks (GIL released) while
-    /// the channel is full, which is how a slow client slows the application down.
+    /// the channel is full, which is how a slow client slows the application down — for at
+    /// most `--send-timeout`, after which the response is cut short and the thread freed.
     pub fn send_chunk(&self, py: Python<'_>, mut data: Bytes) -> Result<(), SendError> {
         let (tx, declared, already) = {
             let mut r = self.lock();
@@ -234,8 +256,33 @@ impl StartResponse {
             return Ok(());
         }
         self.lock().sent += data.len() as u64;
-        py.detach(|| tx.blocking_send(Ok(data)))
-            .map_err(|_| SendError::ClientGone)
+        let data = match tx.try_send(Ok(data)) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(SendError::ClientGone),
+            Err(mpsc::error::TrySendError::Full(chunk)) => chunk,
+        };
+        let Sending { runtime, timeout } = &self.sending;
+        // The timer must be made inside the runtime: `timeout` registers with its driver.
+        let wait = async { tokio::time::timeout(*timeout, tx.send(data)).await };
+        match py.detach(|| runtime.block_on(wait)) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(SendError::ClientGone),
+            Err(_) => {
+                crate::log_warn!(
+                    "a client did not read its response for {}s (--send-timeout); the response was cut short",
+                    timeout.as_secs_f64()
+                );
+                self.abort_stream();
+                Err(SendError::ClientGone)
+            }
+        }
+    }
+
+    /// End the stream so the connection is aborted rather than the body ended cleanly.
+    fn abort_stream(&self) {
+        let mut r = self.lock();
+        r.aborted.store(true, Ordering::Release);
+        r.stream = None;
     }
 
     /// The body is complete: end the stream, or send a head with an empty body.
@@ -247,7 +294,8 @@ impl StartResponse {
                     "the application declared Content-Length: {cl} but sent {} bytes",
                     r.sent
                 );
-                let _ = tx.try_send(Err(std::io::Error::other(msg.clone())));
+                r.aborted.store(true, Ordering::Release);
+                drop(tx);
                 return Err(SendError::Protocol(msg));
             }
             return Ok(());
@@ -276,10 +324,10 @@ impl StartResponse {
                 headers,
                 body,
             ));
-        } else if let Some(tx) = r.stream.take() {
-            let _ = tx.try_send(Err(std::io::Error::other(
-                "the application failed while sending its response",
-            )));
+        } else if r.stream.is_some() {
+            // The flag first: the receiver must see it when the channel closes.
+            r.aborted.store(true, Ordering::Release);
+            r.stream = None;
         }
     }
 }
@@ -386,13 +434,26 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
             let len = value
                 .to_str()
                 .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<u64>().ok())
                 .ok_or_else(|| {
                     PyValueError::new_err(format!(
                         "invalid Content-Length header value {value:?} from the application"
                     ))
                 })?;
-            content_length = Some(len);
+            match content_length {
+                Some(prev) if prev != len => {
+                    return Err(PyValueError::new_err(format!(
+                        "conflicting Content-Length headers from the application: {prev} and {len}"
+                    )));
+                }
+                Some(_) => continue, // an identical repeat: one is enough on the wire
+                None => content_length = Some(len),
+            }
+            // Sent as parsed, so what goes on the wire is exactly what framing uses.
+            map.append(header, HeaderValue::from(len));
+            continue;
         }
         map.append(header, value);
     }

@@ -156,6 +156,12 @@ def header_value_non_latin1(environ, start_response):
     return Body("/header-value-non-latin1", [b"wide"])
 
 
+def two_content_lengths(environ, start_response):
+    # Regression (review of issue 2): both headers reached the wire, framing used the last.
+    start_response("200 OK", [*OK_HEADERS, ("Content-Length", "4"), ("Content-Length", "100")])
+    return Body("/two-content-lengths", [b"x" * 100])
+
+
 def hop_by_hop(name, value):
     def app(environ, start_response):
         start_response("200 OK", [*OK_HEADERS, (name, value)])
@@ -197,6 +203,7 @@ ROUTES = {
     "/hop-keep-alive": hop_by_hop("Keep-Alive", "timeout=5"),
     "/hop-upgrade": hop_by_hop("Upgrade", "websocket"),
     "/write": write_callable,
+    "/two-content-lengths": two_content_lengths,
 }
 
 
