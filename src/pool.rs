@@ -6,14 +6,15 @@
 //! its caches stay warm.
 //!
 //! A new job wakes a thread at once only when no thread is running one. Otherwise the
-//! hand-off monitor decides: it samples the CPU time of the busy threads over a short tick,
-//! and wakes another thread only if they used less than [`BLOCKED_BELOW`] of a core and none
-//! of them is runnable at the end of the tick — that is, when they are blocked (I/O, a sleep,
-//! a database) rather than busy or merely waiting for a CPU that other processes hold
-//! (a load generator on the same machine, say). CPU-bound views then
-//! run on one hot thread without bouncing the GIL, while I/O-bound views grow the pool to
-//! whatever they need, with the same settings. What a thread does with a job is the WSGI
-//! layer's business (`wsgi/`); the pool only calls the runner it was given.
+//! hand-off monitor decides, from the busy threads' CPU time over short ticks and their
+//! scheduler state: it adds a thread when they are blocked (I/O, a sleep, a database) —
+//! below [`BLOCKED_BELOW`] of a core with none runnable, twice in a row — and lowers the
+//! allowance when they saturate the GIL (above [`CONTENDED_ABOVE`] with one runnable), so
+//! that the next thread to finish a job steps back. A thread that finishes a job takes the
+//! next queued one without releasing the GIL. CPU-bound views then run on one hot thread
+//! without bouncing the GIL, while I/O-bound views grow the pool to whatever they need, with
+//! the same settings. What a thread does with a job is the WSGI layer's business (`wsgi/`);
+//! the pool only calls the runner it was given.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -206,9 +207,13 @@ impl Pool {
             return Err((Rejected::Full { depth }, Box::new(job)));
         }
         st.queue.push_back(job);
-        if st.busy + st.waking == 0 {
+        let woke = st.busy + st.waking == 0 && {
             wake_one(&self.shared, &mut st);
-        } else {
+            st.waking > 0
+        };
+        if !woke {
+            // The job waits behind a running or woken thread (or none could be woken): the
+            // monitor decides whether another thread is worth it.
             self.shared.monitor.notify_one();
         }
         Ok(())
@@ -417,6 +422,15 @@ fn monitor_loop(shared: &Arc<Shared>) {
         }
         if st.busy + st.waking == 0 {
             wake_one(shared, &mut st);
+            if st.waking == 0 {
+                // Nothing could be woken: the threads are between states (starting, going
+                // idle). Look again shortly rather than spin.
+                st = shared
+                    .monitor
+                    .wait_timeout(st, TICK)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .0;
+            }
             continue;
         }
         let sample: Vec<(Arc<Slot>, Duration)> = st
