@@ -216,19 +216,30 @@ def transport(request) -> str:
 
 
 @pytest.fixture
-def serve(transport, tmp_path):
-    """serve(app, *args, env=None) -> Server bound to port 0 or a Unix socket in tmp_path."""
+def launched():
+    """launch(args, **kw) -> Server, started with `start()`; whatever is left is killed at
+    teardown."""
     servers: list[Server] = []
 
-    def _serve(app: str | None, *args: str, env: dict | None = None, cwd=None) -> Server:
-        bind = "127.0.0.1:0" if transport == "tcp" else f"unix:{tmp_path / 'ferrule.sock'}"
-        argv = ["--bind", bind, *args] + ([app] if app else [])
-        server = start(argv, env=env, cwd=cwd)
+    def _launch(args: list[str], **kw) -> Server:
+        server = start(args, **kw)
         servers.append(server)
         return server
 
-    yield _serve
+    yield _launch
     for s in servers:
         if s.proc.poll() is None:
             s.proc.kill()
             s.proc.wait()
+
+
+@pytest.fixture
+def serve(transport, tmp_path, launched):
+    """serve(app, *args, env=None) -> Server bound to port 0 or a Unix socket in tmp_path."""
+
+    def _serve(app: str | None, *args: str, env: dict | None = None, cwd=None) -> Server:
+        bind = "127.0.0.1:0" if transport == "tcp" else f"unix:{tmp_path / 'ferrule.sock'}"
+        argv = ["--bind", bind, *args] + ([app] if app else [])
+        return launched(argv, env=env, cwd=cwd)
+
+    return _serve

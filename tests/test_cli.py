@@ -16,7 +16,7 @@ import threading
 
 import ferrule
 import pytest
-from conftest import TESTS, UnixHTTPConnection, start
+from conftest import TESTS, UnixHTTPConnection
 from helpers import (
     Conn,
     build_request,
@@ -43,23 +43,6 @@ def run_ferrule(*args: str, env: dict | None = None, timeout: float = 30):
         timeout=timeout,
     )
     return proc.returncode, proc.stdout
-
-
-@pytest.fixture
-def launched():
-    """Start servers with conftest.start(); kill whatever is left at teardown."""
-    servers = []
-
-    def _launch(args, **kw):
-        server = start(args, **kw)
-        servers.append(server)
-        return server
-
-    yield _launch
-    for s in servers:
-        if s.proc.poll() is None:
-            s.proc.kill()
-            s.proc.wait()
 
 
 def unix_get(path, target="/"):
