@@ -54,18 +54,6 @@ impl Error {
         }
     }
 
-    pub fn is_config(&self) -> bool {
-        self.kind == Kind::Config
-    }
-
-    pub fn is_app(&self) -> bool {
-        self.kind == Kind::App
-    }
-
-    pub fn is_listen(&self) -> bool {
-        self.kind == Kind::Listen
-    }
-
     /// The process exit code this error ends ferrule with.
     pub fn exit_code(&self) -> i32 {
         match self.kind {

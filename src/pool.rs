@@ -71,7 +71,7 @@ struct Shared {
     state: Mutex<State>,
     /// Wakes the hand-off monitor when jobs wait behind busy threads.
     monitor: Condvar,
-    /// Signalled whenever a thread exits.
+    /// Signalled whenever a thread has left the interpreter.
     exited: Condvar,
     plan: PoolPlan,
     run: Box<Runner>,
@@ -219,11 +219,6 @@ impl Pool {
         Ok(())
     }
 
-    /// Jobs waiting for a thread.
-    pub fn queue_depth(&self) -> usize {
-        self.shared.lock().queue.len()
-    }
-
     /// (live threads, threads running a job).
     pub fn threads(&self) -> (usize, usize) {
         let st = self.shared.lock();
@@ -312,19 +307,16 @@ fn worker_main(shared: &Arc<Shared>, slot: &Arc<Slot>) {
     if let Ok(stat) = File::open("/proc/thread-self/stat") {
         let _ = slot.stat.set(stat);
     }
-    Python::attach(|py| loop {
-        // A thread that finishes a job while others wait takes the next one without letting
-        // go of the GIL: releasing and re-taking it per request is a hand-off in which any
-        // other thread may grab the GIL first.
-        let next = match queued_job(shared, slot) {
-            Some(job) => Some(job),
-            None => py.detach(|| next_job(shared, slot)),
-        };
-        let Some(job) = next else {
-            return;
-        };
-        if catch_unwind(AssertUnwindSafe(|| (shared.run)(py, job))).is_err() {
-            log_error!("a worker thread panicked while running a request; the thread goes on");
+    Python::attach(|py| {
+        let mut next = py.detach(|| next_job(shared, slot));
+        while let Some(job) = next {
+            if catch_unwind(AssertUnwindSafe(|| (shared.run)(py, job))).is_err() {
+                log_error!("a worker thread panicked while running a request; the thread goes on");
+            }
+            // A thread that finishes a job while others wait takes the next one without
+            // letting go of the GIL: releasing and re-taking it per request is a hand-off in
+            // which any other thread may grab the GIL first.
+            next = queued_job(shared).or_else(|| py.detach(|| next_job(shared, slot)));
         }
     });
     slot.clock.store(-1, Ordering::Relaxed);
@@ -332,22 +324,15 @@ fn worker_main(shared: &Arc<Shared>, slot: &Arc<Slot>) {
     shared.exited.notify_all();
 }
 
-/// The next queued job, if one is waiting; never blocks for long (the pool lock is only
-/// held for queue operations, never while waiting for the GIL).
-fn queued_job(shared: &Arc<Shared>, slot: &Arc<Slot>) -> Option<Job> {
+/// For a thread that has just finished a job (and so is still counted busy): the next queued
+/// job, if one waits and the allowance permits. Never blocks for long: the pool lock is only
+/// held for queue operations, never while waiting for the GIL.
+fn queued_job(shared: &Shared) -> Option<Job> {
     let mut st = shared.lock();
     if st.busy > st.allowed {
         return None; // too many threads compete for the GIL: this one steps back
     }
-    let job = st.queue.pop_front()?;
-    let mut flags = slot.flags();
-    if std::mem::take(&mut flags.woken) {
-        st.waking -= 1;
-    }
-    if !std::mem::replace(&mut flags.busy, true) {
-        st.busy += 1;
-    }
-    Some(job)
+    st.queue.pop_front()
 }
 
 /// Block until there is a job for this thread, or return None when it should exit.
@@ -377,7 +362,7 @@ fn next_job(shared: &Arc<Shared>, slot: &Arc<Slot>) -> Option<Job> {
             }
         }
         if st.closing {
-            remove_worker(shared, &mut st, slot);
+            remove_worker(&mut st, slot);
             return None;
         }
         if !st.idle.iter().any(|s| Arc::ptr_eq(s, slot)) {
@@ -393,16 +378,17 @@ fn next_job(shared: &Arc<Shared>, slot: &Arc<Slot>) -> Option<Job> {
             && st.queue.is_empty()
             && st.workers.len() > shared.plan.min_threads
         {
-            remove_worker(shared, &mut st, slot);
+            remove_worker(&mut st, slot);
             return None;
         }
     }
 }
 
-fn remove_worker(shared: &Shared, st: &mut State, slot: &Arc<Slot>) {
+/// The thread leaves the pool's books; `alive` drops (and `close` hears of it) only once it
+/// has also left the interpreter, in `worker_main`.
+fn remove_worker(st: &mut State, slot: &Arc<Slot>) {
     st.idle.retain(|s| !Arc::ptr_eq(s, slot));
     st.workers.retain(|s| !Arc::ptr_eq(s, slot));
-    shared.exited.notify_all();
 }
 
 fn monitor_loop(shared: &Arc<Shared>) {

@@ -46,68 +46,24 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     force: impl Future<Output = ()>,
 ) -> Outcome {
-    let stop = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    let permits = Arc::new(Semaphore::new(app.plan.max_connections));
-    let mut accept_loops = Vec::new();
-    for bound in listeners {
-        let (app, stop, tracker, permits) = (
-            Arc::clone(&app),
-            stop.clone(),
-            tracker.clone(),
-            Arc::clone(&permits),
-        );
-        accept_loops.push(tokio::spawn(async move {
-            match bound {
-                Bound::Tcp(std) => match tokio::net::TcpListener::from_std(std) {
-                    Ok(l) => {
-                        let local = l.local_addr().ok();
-                        accept_loop(
-                            || async {
-                                let (s, peer) = l.accept().await?;
-                                let _ = s.set_nodelay(true);
-                                Ok((s, Peer::Tcp(peer)))
-                            },
-                            local,
-                            &app,
-                            &stop,
-                            &tracker,
-                            &permits,
-                        )
-                        .await;
-                    }
-                    Err(e) => log_warn!("cannot register a TCP listener with the runtime: {e}"),
-                },
-                Bound::Unix(std, socket_file) => {
-                    match tokio::net::UnixListener::from_std(std) {
-                        Ok(l) => {
-                            accept_loop(
-                                || async { l.accept().await.map(|(s, _)| (s, Peer::Unix)) },
-                                None,
-                                &app,
-                                &stop,
-                                &tracker,
-                                &permits,
-                            )
-                            .await;
-                        }
-                        Err(e) => {
-                            log_warn!("cannot register a Unix listener with the runtime: {e}");
-                        }
-                    }
-                    drop(socket_file); // unlinks the socket path: no new clients can find us
-                }
-            }
-        }));
-    }
+    let ctx = Accepting {
+        app: Arc::clone(&app),
+        stop: CancellationToken::new(),
+        tracker: TaskTracker::new(),
+        permits: Arc::new(Semaphore::new(app.plan.max_connections)),
+    };
+    let accept_loops: Vec<_> = listeners
+        .into_iter()
+        .map(|bound| tokio::spawn(ctx.clone().listen(bound)))
+        .collect();
 
     shutdown.await;
-    stop.cancel();
+    ctx.stop.cancel();
     for l in accept_loops {
         let _ = l.await;
     }
-    tracker.close();
-    let open = tracker.len();
+    ctx.tracker.close();
+    let open = ctx.tracker.len();
     if open > 0 {
         log_info!(
             "Waiting up to {}s for {open} connection(s) to finish. (CTRL+C to force quit)",
@@ -115,51 +71,83 @@ pub async fn serve(
         );
     }
     tokio::select! {
-        () = tracker.wait() => Outcome::Drained,
+        () = ctx.tracker.wait() => Outcome::Drained,
         () = tokio::time::sleep(app.plan.graceful_timeout) => Outcome::TimedOut,
         () = force => Outcome::Forced,
     }
 }
 
-async fn accept_loop<S, F, Fut>(
-    mut accept: F,
-    local: Option<std::net::SocketAddr>,
-    app: &Arc<App>,
-    stop: &CancellationToken,
-    tracker: &TaskTracker,
-    permits: &Arc<Semaphore>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = std::io::Result<(S, Peer)>>,
-{
-    loop {
-        let permit = tokio::select! {
-            () = stop.cancelled() => return,
-            p = Arc::clone(permits).acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-        };
-        let accepted = tokio::select! {
-            () = stop.cancelled() => return,
-            r = accept() => r,
-        };
-        let (stream, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                log_warn!("accept failed: {e}; retrying");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
-        let conn = Arc::new(ConnInfo {
-            peer,
-            local,
-            scheme: "http",
-        });
-        let (app, stop) = (Arc::clone(app), stop.clone());
-        tracker.spawn(async move {
-            serve_connection(stream, conn, app, stop).await;
-            drop(permit);
-        });
+/// What every accept loop shares: the connection permits, the stop signal, and the tracker
+/// that shutdown waits on.
+#[derive(Clone)]
+struct Accepting {
+    app: Arc<App>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+    permits: Arc<Semaphore>,
+}
+
+impl Accepting {
+    /// Accept on one listener until stopped. A Unix socket file is removed when its loop ends,
+    /// so no new client can find the server.
+    async fn listen(self, bound: Bound) {
+        match bound {
+            Bound::Tcp(std) => match tokio::net::TcpListener::from_std(std) {
+                Ok(l) => {
+                    let local = l.local_addr().ok();
+                    let accept = || async {
+                        let (s, peer) = l.accept().await?;
+                        let _ = s.set_nodelay(true);
+                        Ok((s, Peer::Tcp(peer)))
+                    };
+                    self.accept_loop(accept, local).await;
+                }
+                Err(e) => log_warn!("cannot register a TCP listener with the runtime: {e}"),
+            },
+            Bound::Unix(std, _socket_file) => match tokio::net::UnixListener::from_std(std) {
+                Ok(l) => {
+                    let accept = || async { l.accept().await.map(|(s, _)| (s, Peer::Unix)) };
+                    self.accept_loop(accept, None).await;
+                }
+                Err(e) => log_warn!("cannot register a Unix listener with the runtime: {e}"),
+            },
+        }
+    }
+
+    async fn accept_loop<S, F, Fut>(&self, mut accept: F, local: Option<std::net::SocketAddr>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::io::Result<(S, Peer)>>,
+    {
+        loop {
+            let permit = tokio::select! {
+                () = self.stop.cancelled() => return,
+                p = Arc::clone(&self.permits).acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            };
+            let accepted = tokio::select! {
+                () = self.stop.cancelled() => return,
+                r = accept() => r,
+            };
+            let (stream, peer) = match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    log_warn!("accept failed: {e}; retrying");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            };
+            let conn = Arc::new(ConnInfo {
+                peer,
+                local,
+                scheme: "http",
+            });
+            let (app, stop) = (Arc::clone(&self.app), self.stop.clone());
+            self.tracker.spawn(async move {
+                serve_connection(stream, conn, app, stop).await;
+                drop(permit);
+            });
+        }
     }
 }
 

@@ -8,7 +8,9 @@
 
 use http::header::{HOST, TRANSFER_ENCODING};
 use http::request::Parts;
-use http::{StatusCode, Version};
+use std::borrow::Cow;
+
+use http::{StatusCode, Uri, Version};
 
 use crate::config::Limits;
 
@@ -41,21 +43,18 @@ impl Refusal {
     }
 }
 
-/// The request target as the client sent it.
-pub fn raw_target(parts: &Parts) -> &str {
-    match parts.uri.path_and_query() {
-        Some(pq) if parts.uri.scheme().is_none() => pq.as_str(),
-        _ => "",
+/// The request target as the client sent it: an origin-form target as is, any other form
+/// (absolute, authority, `*`) as hyper rebuilt it.
+pub fn request_target(uri: &Uri) -> Cow<'_, str> {
+    match uri.path_and_query() {
+        Some(pq) if uri.scheme().is_none() => Cow::Borrowed(pq.as_str()),
+        _ => Cow::Owned(uri.to_string()),
     }
 }
 
 /// Length of the request line, `METHOD SP TARGET SP HTTP/1.1`.
 fn request_line_len(parts: &Parts) -> usize {
-    let target = if parts.uri.scheme().is_some() || parts.uri.path_and_query().is_none() {
-        parts.uri.to_string().len()
-    } else {
-        raw_target(parts).len()
-    };
+    let target = request_target(&parts.uri).len();
     parts.method.as_str().len() + 1 + target + 1 + "HTTP/1.1".len()
 }
 

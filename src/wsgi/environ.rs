@@ -15,6 +15,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
+use crate::http::admission::request_target;
 use crate::job::ConnInfo;
 use crate::listen::Peer;
 
@@ -167,11 +168,7 @@ pub fn build<'py>(
         intern!(py, "QUERY_STRING"),
         latin1(py, parts.uri.query().unwrap_or("").as_bytes()),
     )?;
-    let raw = match parts.uri.path_and_query() {
-        Some(pq) if parts.uri.scheme().is_none() => pq.as_str().to_owned(),
-        _ => parts.uri.to_string(),
-    };
-    let raw = latin1(py, raw.as_bytes());
+    let raw = latin1(py, request_target(&parts.uri).as_bytes());
     env.set_item(intern!(py, "RAW_URI"), &raw)?;
     env.set_item(intern!(py, "REQUEST_URI"), &raw)?;
     env.set_item(
