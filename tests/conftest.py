@@ -176,6 +176,17 @@ class Server:
             self.output()
 
 
+def ferrule_env(extra: dict | None = None) -> dict:
+    """The environment a test server runs in: the fixture apps importable, output unbuffered."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(TESTS / "apps"), str(TESTS)] + ([env["PYTHONPATH"]] if "PYTHONPATH" in env else [])
+    )
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.update(extra or {})
+    return env
+
+
 def start(
     args: list[str],
     env: dict | None = None,
@@ -184,20 +195,12 @@ def start(
     timeout: float = 60,
 ) -> Server:
     """Start `python -m ferrule ARGS` and wait for its readiness line."""
-    full_env = dict(os.environ)
-    full_env["PYTHONPATH"] = os.pathsep.join(
-        [str(TESTS / "apps"), str(TESTS)]
-        + ([full_env["PYTHONPATH"]] if "PYTHONPATH" in full_env else [])
-    )
-    full_env.setdefault("PYTHONUNBUFFERED", "1")
-    if env:
-        full_env.update(env)
     proc = subprocess.Popen(
         [sys.executable, "-m", "ferrule", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
-        env=full_env,
+        env=ferrule_env(env),
         cwd=cwd,
         text=True,
         errors="replace",

@@ -16,7 +16,7 @@ import threading
 
 import ferrule
 import pytest
-from conftest import TESTS, UnixHTTPConnection
+from conftest import TESTS, UnixHTTPConnection, ferrule_env
 from helpers import (
     Conn,
     build_request,
@@ -29,9 +29,6 @@ APPS = TESTS / "apps"
 
 def run_ferrule(*args: str, env: dict | None = None, timeout: float = 30):
     """Run `python -m ferrule ARGS` to completion; returns (exit code, stdout + stderr)."""
-    full_env = dict(os.environ)
-    full_env["PYTHONPATH"] = os.pathsep.join([str(APPS), str(TESTS)])
-    full_env.update(env or {})
     proc = subprocess.run(
         [sys.executable, "-m", "ferrule", *args],
         stdin=subprocess.DEVNULL,
@@ -39,7 +36,7 @@ def run_ferrule(*args: str, env: dict | None = None, timeout: float = 30):
         stderr=subprocess.STDOUT,
         text=True,
         errors="replace",
-        env=full_env,
+        env=ferrule_env(env),
         timeout=timeout,
     )
     return proc.returncode, proc.stdout
