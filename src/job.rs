@@ -23,7 +23,50 @@ pub struct ConnInfo {
     pub peer: Peer,
     /// The listener's address (`None` for a Unix socket); the fallback for `SERVER_NAME`.
     pub local: Option<SocketAddr>,
+    /// `"https"` on a TLS connection, else `"http"`.
     pub scheme: &'static str,
+    /// The TLS session, on a TLS connection.
+    pub tls: Option<TlsInfo>,
+}
+
+/// What a TLS connection tells the application (the `SSL_*` environ keys, as Apache's
+/// `mod_ssl` names them).
+#[derive(Debug, Clone, Default)]
+pub struct TlsInfo {
+    /// `TLSv1.2` or `TLSv1.3`.
+    pub protocol: &'static str,
+    /// The negotiated cipher suite, e.g. `TLS13_AES_256_GCM_SHA384`.
+    pub cipher: String,
+    /// The server name the client asked for (SNI).
+    pub server_name: Option<String>,
+    /// The verified client certificate's subject DN (RFC 4514), with mutual TLS.
+    pub client_subject: Option<String>,
+    /// The client certificate's issuer DN (RFC 4514), with mutual TLS.
+    pub client_issuer: Option<String>,
+    /// The client certificate in PEM, with mutual TLS.
+    pub client_cert_pem: Option<String>,
+}
+
+/// How the request looks to the application once trusted proxy headers and the URL prefix are
+/// applied (`http/proxy.rs` decides). Every field left `None` falls back to what the
+/// connection and the request line say.
+#[derive(Debug, Default)]
+pub struct Origin {
+    /// `REMOTE_ADDR` from `X-Forwarded-For` / `Forwarded: for=`.
+    pub client: Option<String>,
+    /// `REMOTE_PORT` that goes with `client`.
+    pub client_port: Option<String>,
+    /// `wsgi.url_scheme` from `X-Forwarded-Proto` / `Forwarded: proto=`.
+    pub scheme: Option<&'static str>,
+    /// `HTTP_HOST` (and `SERVER_NAME`) from `X-Forwarded-Host` / `Forwarded: host=`.
+    pub host: Option<String>,
+    /// `SERVER_PORT` from `X-Forwarded-Port`.
+    pub port: Option<String>,
+    /// `SCRIPT_NAME`: `X-Forwarded-Prefix` followed by `--prefix`; empty for none.
+    pub script_name: String,
+    /// `PATH_INFO` (percent-decoded) when the prefix was cut from it; `None` means the whole
+    /// decoded path.
+    pub path_info: Option<Vec<u8>>,
 }
 
 /// One request on its way to the application.
@@ -31,6 +74,7 @@ pub struct Job {
     pub head: http::request::Parts,
     pub body: Body,
     pub conn: Arc<ConnInfo>,
+    pub origin: Origin,
     pub reply: oneshot::Sender<Reply>,
     pub queued_at: Instant,
 }

@@ -10,7 +10,8 @@
 //! | `app.rs` | importing the application | yes |
 //! | `listen/` | TCP and Unix listeners | no |
 //! | `server.rs` | accept loops, connections, graceful shutdown | no |
-//! | `http/` | admission, the hyper service, server-made responses, access log | no |
+//! | `http/` | admission, proxies and prefix, the hyper service, server-made responses, access log | no |
+//! | `static_files/` | static mounts, path safety, conditional/range/precompressed responses | `django.rs` only |
 //! | `body.rs` | request bodies, buffered or spooled before dispatch | no |
 //! | `job.rs` | what crosses between the core and a worker thread | no |
 //! | `pool.rs` | Python worker threads, the job queue, the hand-off policy | yes |
@@ -31,6 +32,7 @@ pub mod listen;
 pub mod logging;
 pub mod pool;
 pub mod server;
+pub mod static_files;
 pub mod wsgi;
 
 mod run;

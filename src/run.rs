@@ -14,10 +14,12 @@ use tokio::sync::Notify;
 
 use crate::config::{Cli, DjangoCli, Plan};
 use crate::error::Error;
+use crate::http::proxy::Proxy;
 use crate::http::App;
 use crate::logging::LogThread;
 use crate::pool::Pool;
 use crate::server::{self, Outcome};
+use crate::static_files::{self, StaticFiles};
 use crate::wsgi::{Application, Sending};
 use crate::{app, listen, log_info, log_warn, logging};
 
@@ -85,6 +87,7 @@ fn run(py: Python<'_>, plan: &Arc<Plan>, target: &Target) -> Result<i32, Error> 
         Target::Spec(spec) => (app::load(py, spec)?, spec.clone()),
         Target::Django => (app::load_django(py)?, "the Django project".to_owned()),
     };
+    let routes = routes(py, plan, target)?;
     // After the import: the application's logging configuration (Django's LOGGING) is in
     // place, so our default handlers are added only where it configured none, and
     // `disable_existing_loggers` cannot silence loggers we made too early.
@@ -95,7 +98,7 @@ fn run(py: Python<'_>, plan: &Arc<Plan>, target: &Target) -> Result<i32, Error> 
                 .map_err(|e| Error::runtime(format!("cannot set up logging: {e}")))?,
         ),
     };
-    let result = serve(py, plan, loaded);
+    let result = serve(py, plan, loaded, routes);
     if let Some(t) = log_thread {
         py.detach(|| t.stop());
     }
@@ -113,6 +116,27 @@ fn run(py: Python<'_>, plan: &Arc<Plan>, target: &Target) -> Result<i32, Error> 
     }
 }
 
+/// Static mounts and the proxy/prefix rules, which for a Django project come partly from its
+/// settings (read after the import, before anything binds).
+fn routes(py: Python<'_>, plan: &Plan, target: &Target) -> Result<(StaticFiles, Proxy), Error> {
+    let django = matches!(target, Target::Django);
+    let force_script_name = if django {
+        app::django_setting(py, "FORCE_SCRIPT_NAME")
+            .map_err(|e| Error::app(format!("cannot read FORCE_SCRIPT_NAME: {e}")))?
+    } else {
+        None
+    };
+    let proxy = Proxy::new(&plan.proxy, force_script_name)?;
+    let mounts = if django {
+        static_files::django::mounts(py, &plan.statics, proxy.prefix())
+            .map_err(|e| Error::app(format!("cannot find the static files settings: {e}")))?
+    } else {
+        Vec::new()
+    };
+    let statics = StaticFiles::new(&plan.statics, mounts)?;
+    Ok((statics, proxy))
+}
+
 /// How the process should end.
 enum Exit {
     /// Return the code to Python, which finalizes normally.
@@ -121,7 +145,12 @@ enum Exit {
     Immediate(i32),
 }
 
-fn serve(py: Python<'_>, plan: &Arc<Plan>, loaded: (Py<PyAny>, String)) -> Result<Exit, Error> {
+fn serve(
+    py: Python<'_>,
+    plan: &Arc<Plan>,
+    loaded: (Py<PyAny>, String),
+    (statics, proxy): (StaticFiles, Proxy),
+) -> Result<Exit, Error> {
     let (application, described) = loaded;
     let listeners = listen::bind_all(&plan.binds, plan.unix_socket_mode)?;
     // Signals are the runtime's: with Python's handlers left in place, SIGINT would also
@@ -165,6 +194,8 @@ fn serve(py: Python<'_>, plan: &Arc<Plan>, loaded: (Py<PyAny>, String)) -> Resul
     let app_state = Arc::new(App {
         plan: Arc::clone(plan),
         pool: pool.clone(),
+        statics,
+        proxy,
     });
     let stopping: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
     let (outcome, drained) = py.detach(|| {

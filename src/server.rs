@@ -141,6 +141,7 @@ impl Accepting {
                 peer,
                 local,
                 scheme: "http",
+                tls: None,
             });
             let (app, stop) = (Arc::clone(&self.app), self.stop.clone());
             self.tracker.spawn(async move {

@@ -5,6 +5,7 @@
 //! - `service.rs`: one request from head to response;
 //! - `out_body.rs`: the response body type and its completion hook;
 //! - `respond.rs`: server-made responses (4xx, 5xx);
+//! - `proxy.rs`: trusted forwarding headers and the URL prefix;
 //! - `access.rs`: access log lines.
 //!
 //! Accepting connections and shutting down is `server.rs`'s.
@@ -12,7 +13,9 @@
 mod access;
 pub mod admission;
 mod out_body;
-mod respond;
+pub mod proxy;
+pub mod respond;
 mod service;
 
+pub use out_body::OutBody;
 pub use service::{handle, App};

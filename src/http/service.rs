@@ -18,17 +18,21 @@ use tokio::sync::oneshot;
 use super::access::Pending;
 use super::admission;
 use super::out_body::OutBody;
+use super::proxy::Proxy;
 use super::respond;
 use crate::body::{self, BodyError};
 use crate::config::Plan;
 use crate::job::{ConnInfo, Job, Reply, ReplyBody};
 use crate::pool::{Pool, Rejected};
+use crate::static_files::StaticFiles;
 use crate::{log_debug, log_error, log_warn};
 
 /// What every request on every connection shares.
 pub struct App {
     pub plan: Arc<Plan>,
     pub pool: Pool,
+    pub statics: StaticFiles,
+    pub proxy: Proxy,
 }
 
 pub async fn handle(
@@ -54,7 +58,7 @@ pub async fn handle(
 }
 
 async fn respond(
-    parts: http::request::Parts,
+    mut parts: http::request::Parts,
     incoming: Incoming,
     app: &App,
     conn: Arc<ConnInfo>,
@@ -69,58 +73,34 @@ async fn respond(
         );
         return respond::text(refusal.status(), refusal.reason(), true);
     }
-    let declared = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limits.max_body) {
-        return too_large(limits.max_body);
-    }
-    let body = match body::read(
-        incoming,
-        declared,
-        limits.body_buffer,
-        limits.max_body,
-        app.plan.body_timeout,
-    )
-    .await
-    {
-        Ok(body) => body,
-        Err(BodyError::TooLarge) => return too_large(limits.max_body),
-        Err(BodyError::Client(e)) => {
+    let mut origin = match app.proxy.forwarded(&mut parts, &conn) {
+        Ok(origin) => origin,
+        Err(refusal) => {
             log_debug!(
-                "could not read the body of {} {}: {e}",
+                "refused {} {}: {}",
                 parts.method,
-                parts.uri
+                parts.uri,
+                refusal.reason()
             );
-            return respond::text(
-                StatusCode::BAD_REQUEST,
-                "The request body could not be read.",
-                true,
-            );
+            return respond::text(refusal.status(), refusal.reason(), true);
         }
-        Err(BodyError::Timeout) => {
-            return respond::text(
-                StatusCode::REQUEST_TIMEOUT,
-                "The request body did not arrive in time (--body-timeout).",
-                true,
-            );
-        }
-        Err(BodyError::Spool(e)) => {
-            log_error!("cannot spool a request body to a temporary file (check TMPDIR): {e}");
-            return respond::text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "The request body could not be stored.",
-                true,
-            );
-        }
+    };
+    if let Some(resp) = app.statics.serve(&parts).await {
+        return resp;
+    }
+    if let Some(resp) = app.proxy.route(&parts, &mut origin) {
+        return resp;
+    }
+    let body = match read_body(&parts, incoming, app).await {
+        Ok(body) => body,
+        Err(resp) => return resp,
     };
     let (reply_tx, reply_rx) = oneshot::channel();
     let job = Job {
         head: parts,
         body,
         conn,
+        origin,
         reply: reply_tx,
         queued_at: Instant::now(),
     };
@@ -146,6 +126,60 @@ async fn respond(
         Ok(reply) => into_response(reply).await,
         // The worker dropped the job without replying; it logged why.
         Err(_) => respond::internal_error(),
+    }
+}
+
+/// Read the whole request body before the application runs, or the response refusing it.
+async fn read_body(
+    parts: &http::request::Parts,
+    incoming: Incoming,
+    app: &App,
+) -> Result<body::Body, Response<OutBody>> {
+    let limits = &app.plan.limits;
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limits.max_body) {
+        return Err(too_large(limits.max_body));
+    }
+    match body::read(
+        incoming,
+        declared,
+        limits.body_buffer,
+        limits.max_body,
+        app.plan.body_timeout,
+    )
+    .await
+    {
+        Ok(body) => Ok(body),
+        Err(BodyError::TooLarge) => Err(too_large(limits.max_body)),
+        Err(BodyError::Client(e)) => {
+            log_debug!(
+                "could not read the body of {} {}: {e}",
+                parts.method,
+                parts.uri
+            );
+            Err(respond::text(
+                StatusCode::BAD_REQUEST,
+                "The request body could not be read.",
+                true,
+            ))
+        }
+        Err(BodyError::Timeout) => Err(respond::text(
+            StatusCode::REQUEST_TIMEOUT,
+            "The request body did not arrive in time (--body-timeout).",
+            true,
+        )),
+        Err(BodyError::Spool(e)) => {
+            log_error!("cannot spool a request body to a temporary file (check TMPDIR): {e}");
+            Err(respond::text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The request body could not be stored.",
+                true,
+            ))
+        }
     }
 }
 

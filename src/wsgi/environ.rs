@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
 use crate::http::admission::request_target;
-use crate::job::ConnInfo;
+use crate::job::{ConnInfo, Origin, TlsInfo};
 use crate::listen::Peer;
 
 /// Objects that are the same for every request, made once.
@@ -101,14 +101,28 @@ fn header_key<'py>(py: Python<'py>, name: &HeaderName) -> Bound<'py, PyString> {
     PyString::intern(py, &key)
 }
 
-/// `(SERVER_NAME, SERVER_PORT)` from the Host header, else from the listener.
-fn server_name_port(parts: &Parts, conn: &ConnInfo) -> (String, String) {
-    let default_port = if conn.scheme == "https" { "443" } else { "80" };
-    let host = parts
-        .headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| parts.uri.authority().map(http::uri::Authority::as_str));
+/// `(SERVER_NAME, SERVER_PORT)` from the (forwarded) host, else from the listener.
+fn server_name_port(parts: &Parts, conn: &ConnInfo, origin: &Origin) -> (String, String) {
+    let (name, port) = host_name_port(parts, conn, origin);
+    match &origin.port {
+        Some(forwarded) => (name, forwarded.clone()),
+        None => (name, port),
+    }
+}
+
+fn host_name_port(parts: &Parts, conn: &ConnInfo, origin: &Origin) -> (String, String) {
+    let default_port = if origin.scheme.unwrap_or(conn.scheme) == "https" {
+        "443"
+    } else {
+        "80"
+    };
+    let host = origin.host.as_deref().or_else(|| {
+        parts
+            .headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| parts.uri.authority().map(http::uri::Authority::as_str))
+    });
     if let Some(host) = host.filter(|h| !h.is_empty()) {
         if let Some(rest) = host.strip_prefix('[') {
             // [v6]:port
@@ -154,16 +168,29 @@ pub fn build<'py>(
     py: Python<'py>,
     parts: &Parts,
     conn: &ConnInfo,
+    origin: &Origin,
     consts: &Constants,
     streams: Streams<'py>,
     body_len: u64,
 ) -> PyResult<Bound<'py, PyDict>> {
     let env = PyDict::new(py);
     env.set_item(intern!(py, "REQUEST_METHOD"), method(py, &parts.method))?;
-    env.set_item(intern!(py, "SCRIPT_NAME"), intern!(py, ""))?;
-    let path = parts.uri.path();
-    let decoded: Vec<u8> = percent_decode_str(path).collect();
-    env.set_item(intern!(py, "PATH_INFO"), latin1(py, &decoded))?;
+    if origin.script_name.is_empty() {
+        env.set_item(intern!(py, "SCRIPT_NAME"), intern!(py, ""))?;
+    } else {
+        env.set_item(
+            intern!(py, "SCRIPT_NAME"),
+            latin1(py, origin.script_name.as_bytes()),
+        )?;
+    }
+    let path_info = match &origin.path_info {
+        Some(rest) => latin1(py, rest),
+        None => latin1(
+            py,
+            &percent_decode_str(parts.uri.path()).collect::<Vec<u8>>(),
+        ),
+    };
+    env.set_item(intern!(py, "PATH_INFO"), path_info)?;
     env.set_item(
         intern!(py, "QUERY_STRING"),
         latin1(py, parts.uri.query().unwrap_or("").as_bytes()),
@@ -175,17 +202,25 @@ pub fn build<'py>(
         intern!(py, "SERVER_PROTOCOL"),
         PyString::new(py, protocol(parts.version)),
     )?;
-    let (name, port) = server_name_port(parts, conn);
+    let (name, port) = server_name_port(parts, conn, origin);
     env.set_item(intern!(py, "SERVER_NAME"), name)?;
     env.set_item(intern!(py, "SERVER_PORT"), port)?;
     env.set_item(intern!(py, "SERVER_SOFTWARE"), consts.software.bind(py))?;
-    match conn.peer {
-        Peer::Tcp(addr) => {
+    match (&origin.client, conn.peer) {
+        (Some(client), _) => {
+            env.set_item(intern!(py, "REMOTE_ADDR"), latin1(py, client.as_bytes()))?;
+            if let Some(port) = &origin.client_port {
+                env.set_item(intern!(py, "REMOTE_PORT"), latin1(py, port.as_bytes()))?;
+            }
+        }
+        (None, Peer::Tcp(addr)) => {
             env.set_item(intern!(py, "REMOTE_ADDR"), addr.ip().to_string())?;
             env.set_item(intern!(py, "REMOTE_PORT"), addr.port().to_string())?;
         }
         // A Unix-socket peer is on this host; see docs/architecture.md.
-        Peer::Unix => env.set_item(intern!(py, "REMOTE_ADDR"), intern!(py, "127.0.0.1"))?,
+        (None, Peer::Unix) => {
+            env.set_item(intern!(py, "REMOTE_ADDR"), intern!(py, "127.0.0.1"))?;
+        }
     }
     for name in parts.headers.keys() {
         if name.as_str().contains('_') {
@@ -213,15 +248,16 @@ pub fn build<'py>(
             env.set_item(header_key(py, name), value)?;
         }
     }
+    if let Some(host) = &origin.host {
+        env.set_item(intern!(py, "HTTP_HOST"), latin1(py, host.as_bytes()))?;
+    }
     if body_len > 0 && !parts.headers.contains_key(CONTENT_LENGTH) {
         // A chunked body has been read whole, so its length is known; Django needs it.
         env.set_item(intern!(py, "CONTENT_LENGTH"), body_len.to_string())?;
     }
     env.set_item(intern!(py, "wsgi.version"), consts.version.bind(py))?;
-    env.set_item(
-        intern!(py, "wsgi.url_scheme"),
-        PyString::new(py, conn.scheme),
-    )?;
+    let scheme = origin.scheme.unwrap_or(conn.scheme);
+    env.set_item(intern!(py, "wsgi.url_scheme"), PyString::new(py, scheme))?;
     env.set_item(intern!(py, "wsgi.input"), streams.input)?;
     env.set_item(intern!(py, "wsgi.errors"), streams.errors)?;
     env.set_item(intern!(py, "wsgi.multithread"), true)?;
@@ -232,10 +268,36 @@ pub fn build<'py>(
         intern!(py, "wsgi.file_wrapper"),
         consts.file_wrapper.bind(py),
     )?;
-    if conn.scheme == "https" {
+    if scheme == "https" {
         env.set_item(intern!(py, "HTTPS"), intern!(py, "on"))?;
     }
+    if let Some(tls) = &conn.tls {
+        tls_keys(py, &env, tls)?;
+    }
     Ok(env)
+}
+
+/// The `SSL_*` keys, named as Apache's `mod_ssl` names them so that code written for it works.
+fn tls_keys(py: Python<'_>, env: &Bound<'_, PyDict>, tls: &TlsInfo) -> PyResult<()> {
+    env.set_item(intern!(py, "SSL_PROTOCOL"), tls.protocol)?;
+    env.set_item(intern!(py, "SSL_CIPHER"), &tls.cipher)?;
+    if let Some(sni) = &tls.server_name {
+        env.set_item(intern!(py, "SSL_TLS_SNI"), sni)?;
+    }
+    match &tls.client_cert_pem {
+        Some(pem) => {
+            env.set_item(intern!(py, "SSL_CLIENT_VERIFY"), intern!(py, "SUCCESS"))?;
+            env.set_item(intern!(py, "SSL_CLIENT_CERT"), pem)?;
+            if let Some(dn) = &tls.client_subject {
+                env.set_item(intern!(py, "SSL_CLIENT_S_DN"), dn)?;
+            }
+            if let Some(dn) = &tls.client_issuer {
+                env.set_item(intern!(py, "SSL_CLIENT_I_DN"), dn)?;
+            }
+        }
+        None => env.set_item(intern!(py, "SSL_CLIENT_VERIFY"), intern!(py, "NONE"))?,
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -247,6 +309,7 @@ mod tests {
             peer: Peer::Unix,
             local: Some("10.0.0.1:8000".parse().unwrap()),
             scheme: "http",
+            tls: None,
         }
     }
 
@@ -270,7 +333,7 @@ mod tests {
         ];
         for (host, (name, port)) in cases {
             assert_eq!(
-                server_name_port(&parts(host), &c),
+                server_name_port(&parts(host), &c, &Origin::default()),
                 (name.to_owned(), port.to_owned()),
                 "{host:?}"
             );

@@ -68,6 +68,7 @@ impl Application {
             head,
             body,
             conn,
+            origin,
             reply,
             ..
         } = job;
@@ -99,7 +100,7 @@ impl Application {
                 input: input.clone().into_any(),
                 errors: Bound::new(py, ErrorStream::default())?.into_any(),
             };
-            let env = environ::build(py, &head, &conn, &self.consts, streams, body_len)?;
+            let env = environ::build(py, &head, &conn, &origin, &self.consts, streams, body_len)?;
             let result = self.app.bind(py).call1((env, &start_response))?;
             let delivered = deliver(py, start_response.get(), &result);
             let closed = close(&result);

@@ -7,13 +7,24 @@
 //! values into a [`Plan`] (stage two), naming the option and the value when one is wrong.
 //! Binding, importing and serving are left to `server.rs`.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+mod parse;
+mod proxy;
+mod statics;
+mod tls;
+
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser};
 
 use crate::error::Error;
+
+pub use parse::{parse_addrport, parse_bind, parse_size};
+use parse::{positive_seconds, seconds};
+pub use proxy::{ProxyOptions, ProxyPlan};
+pub use statics::{StaticOptions, StaticPlan};
+pub use tls::{TlsOptions, TlsPlan};
 
 /// `ferrule [OPTIONS] APP`: the standalone command.
 #[derive(Debug, Parser)]
@@ -266,6 +277,15 @@ pub struct Options {
         help_heading = "Logging"
     )]
     pub log_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub statics: StaticOptions,
+
+    #[command(flatten)]
+    pub proxy: ProxyOptions,
+
+    #[command(flatten)]
+    pub tls: TlsOptions,
 }
 
 /// Where one listener listens.
@@ -320,6 +340,9 @@ pub struct Plan {
     pub graceful_timeout: Duration,
     pub access_log: bool,
     pub log_file: Option<PathBuf>,
+    pub statics: StaticPlan,
+    pub proxy: ProxyPlan,
+    pub tls: TlsPlan,
 }
 
 const DEFAULT_BIND: &str = "127.0.0.1:8000";
@@ -400,158 +423,17 @@ impl Options {
             graceful_timeout: seconds("--graceful-timeout", self.graceful_timeout)?,
             access_log: self.access_log,
             log_file: self.log_file.clone(),
+            statics: self.statics.resolve()?,
+            proxy: self.proxy.resolve()?,
+            tls: self.tls.resolve()?,
         })
     }
-}
-
-fn positive_seconds(option: &str, value: f64) -> Result<Duration, Error> {
-    seconds(option, value)?;
-    if value > 0.0 {
-        return seconds(option, value);
-    }
-    Err(Error::config(format!(
-        "invalid value '{value}' for '{option}': it must be more than 0 seconds"
-    )))
-}
-
-fn seconds(option: &str, value: f64) -> Result<Duration, Error> {
-    Duration::try_from_secs_f64(value).map_err(|_| {
-        Error::config(format!(
-            "invalid value '{value}' for '{option}': expected a non-negative number of seconds"
-        ))
-    })
-}
-
-/// Parse `1024`, `64K`, `10M`, `1G` (binary multiples).
-pub fn parse_size(option: &str, value: &str) -> Result<u64, Error> {
-    let v = value.trim();
-    let (digits, mult) = match v.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let mult = match c.to_ascii_uppercase() {
-                'K' => 1u64 << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                _ => 0,
-            };
-            (&v[..i], mult)
-        }
-        _ => (v, 1),
-    };
-    digits
-        .parse::<u64>()
-        .ok()
-        .filter(|_| mult != 0)
-        .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| {
-            Error::config(format!(
-                "invalid value '{value}' for '{option}': expected a size in bytes such as 65536, 64K, 10M or 1G"
-            ))
-        })
-}
-
-/// Parse a `--bind` value.
-pub fn parse_bind(value: &str) -> Result<BindAddr, Error> {
-    if let Some(path) = value.strip_prefix("unix:") {
-        if path.is_empty() {
-            return Err(Error::config(
-                "invalid value 'unix:' for '--bind': the socket path is missing",
-            ));
-        }
-        return Ok(BindAddr::Unix(PathBuf::from(path)));
-    }
-    resolve_host_port(value)
-        .map(BindAddr::Tcp)
-        .map_err(|why| Error::config(format!("invalid value '{value}' for '--bind': {why}")))
-}
-
-/// Parse Django's `[addr:]port` the way `runserver` does: a bare port means 127.0.0.1.
-pub fn parse_addrport(value: &str) -> Result<BindAddr, Error> {
-    let full = if value.bytes().all(|b| b.is_ascii_digit()) {
-        format!("127.0.0.1:{value}")
-    } else {
-        value.to_owned()
-    };
-    resolve_host_port(&full).map(BindAddr::Tcp).map_err(|why| {
-        Error::config(format!(
-            "'{value}' is not a valid port number or address:port pair: {why}"
-        ))
-    })
-}
-
-fn resolve_host_port(value: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = value.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    let (host, port) = value
-        .rsplit_once(':')
-        .ok_or_else(|| "expected HOST:PORT, [IPV6]:PORT or unix:PATH".to_owned())?;
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("'{port}' is not a port number"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let host = if host.is_empty() { "0.0.0.0" } else { host };
-    (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve '{host}': {e}"))?
-        .next()
-        .ok_or_else(|| format!("'{host}' resolves to no address"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_take_binary_suffixes() {
-        assert_eq!(parse_size("x", "1024").unwrap(), 1024);
-        assert_eq!(parse_size("x", "64K").unwrap(), 65536);
-        assert_eq!(parse_size("x", "10m").unwrap(), 10 << 20);
-        assert_eq!(parse_size("x", "1G").unwrap(), 1 << 30);
-        for bad in ["", "G", "1T", "-1", "1.5M"] {
-            let err = parse_size("--max-body-size", bad).unwrap_err().to_string();
-            assert!(err.contains("--max-body-size"), "{err}");
-        }
-    }
-
-    #[test]
-    fn binds_accept_the_three_forms() {
-        assert_eq!(
-            parse_bind("127.0.0.1:80").unwrap(),
-            BindAddr::Tcp("127.0.0.1:80".parse().unwrap())
-        );
-        assert_eq!(
-            parse_bind("[::1]:8000").unwrap(),
-            BindAddr::Tcp("[::1]:8000".parse().unwrap())
-        );
-        assert_eq!(
-            parse_bind("unix:/tmp/x.sock").unwrap(),
-            BindAddr::Unix("/tmp/x.sock".into())
-        );
-        assert!(parse_bind("localhost:0")
-            .unwrap()
-            .to_string()
-            .ends_with(":0"));
-        assert!(parse_bind("nonsense").is_err());
-        assert!(parse_bind("host:port").is_err());
-        assert!(parse_bind("unix:").is_err());
-    }
-
-    #[test]
-    fn addrport_works_like_runserver() {
-        assert_eq!(
-            parse_addrport("8000").unwrap(),
-            BindAddr::Tcp("127.0.0.1:8000".parse().unwrap())
-        );
-        assert_eq!(
-            parse_addrport("0.0.0.0:8001").unwrap(),
-            BindAddr::Tcp("0.0.0.0:8001".parse().unwrap())
-        );
-        assert_eq!(
-            parse_addrport("[::1]:8002").unwrap(),
-            BindAddr::Tcp("[::1]:8002".parse().unwrap())
-        );
-        assert!(parse_addrport("abc").is_err());
-    }
+    use clap::Parser;
 
     #[test]
     fn resolve_rejects_bad_values_naming_the_option() {
