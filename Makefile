@@ -70,6 +70,10 @@ fmt: $(PY)  ## format Rust and Python
 bench: $(PY)  ## run ferrule and its peers side by side (see bench/README.md)
 	$(PY) bench/run.py
 
+.PHONY: bench-static
+bench-static: $(PY)  ## static files and HTTP/2 over TLS: ferrule vs nginx, granian, WhiteNoise
+	$(PY) bench/static.py
+
 .PHONY: clean
 clean:  ## remove build outputs and virtualenvs
 	cargo clean

@@ -392,10 +392,15 @@ def parse_wrk(out: str, result: Result) -> None:
 
 
 def run_one(
-    server: ServerConfig, w: Workload, seconds: float, env: dict[str, str], tag: str = ""
+    server: ServerConfig,
+    w: Workload,
+    seconds: float,
+    env: dict[str, str],
+    tag: str = "",
+    port: int | None = None,
 ) -> Result:
     result = Result(server.name, w.name)
-    port = free_port()
+    port = port or free_port()
     argv = [a.replace("{port}", str(port)) for a in server.argv]
     stem = f"{w.name}-{server.name}{tag}"
     logfile = WORK / "logs" / f"{stem}.log"
