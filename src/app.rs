@@ -114,3 +114,19 @@ pub fn django_setting(py: Python<'_>, name: &str) -> PyResult<Option<String>> {
     }
     value.str().map(|s| Some(s.to_string()))
 }
+
+/// Whether the loaded application is a Django project: Django was imported and its settings
+/// configured (`ferrule mysite.wsgi` as much as `manage.py server`).
+pub fn django_configured(py: Python<'_>) -> bool {
+    let Ok(modules) = py.import("sys").and_then(|sys| sys.getattr("modules")) else {
+        return false;
+    };
+    // A KeyError: Django was never imported.
+    let Ok(conf) = modules.get_item("django.conf") else {
+        return false;
+    };
+    conf.getattr("settings")
+        .and_then(|s| s.getattr("configured"))
+        .and_then(|c| c.is_truthy())
+        .unwrap_or(false)
+}

@@ -119,7 +119,7 @@ fn run(py: Python<'_>, plan: &Arc<Plan>, target: &Target) -> Result<i32, Error> 
 /// Static mounts and the proxy/prefix rules, which for a Django project come partly from its
 /// settings (read after the import, before anything binds).
 fn routes(py: Python<'_>, plan: &Plan, target: &Target) -> Result<(StaticFiles, Proxy), Error> {
-    let django = matches!(target, Target::Django);
+    let django = matches!(target, Target::Django) || app::django_configured(py);
     let force_script_name = if django {
         app::django_setting(py, "FORCE_SCRIPT_NAME")
             .map_err(|e| Error::app(format!("cannot read FORCE_SCRIPT_NAME: {e}")))?
