@@ -1,8 +1,9 @@
 //! `main()`: the whole life of a single-process server, from argv to exit code.
 //!
 //! Parse (exit 2 on a bad option), set up logging, import the application (exit 2 if it
-//! cannot be imported, before anything binds), bind (exit 1 naming the address), start the
-//! pool and the runtime, serve until a signal, drain, exit 0.
+//! cannot be imported, before anything binds), read the TLS files (exit 2 naming the file),
+//! bind (exit 1 naming the address), start the pool and the runtime, serve until a signal
+//! (SIGHUP reloads the TLS files), drain, exit 0.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -16,12 +17,13 @@ use crate::config::{Cli, DjangoCli, Plan};
 use crate::error::Error;
 use crate::http::proxy::Proxy;
 use crate::http::App;
+use crate::listen::tls::Tls;
 use crate::logging::LogThread;
 use crate::pool::Pool;
 use crate::server::{self, Outcome};
 use crate::static_files::{self, StaticFiles};
 use crate::wsgi::{Application, Sending};
-use crate::{app, listen, log_info, log_warn, logging};
+use crate::{app, listen, log_error, log_info, log_warn, logging};
 
 enum Target {
     /// `ferrule APP`.
@@ -152,6 +154,9 @@ fn serve(
     (statics, proxy): (StaticFiles, Proxy),
 ) -> Result<Exit, Error> {
     let (application, described) = loaded;
+    // Certificate and key are read before anything binds: a bad file ends start-up with
+    // exit code 2 and the port still free.
+    let tls = Tls::load(&plan.tls)?;
     let listeners = listen::bind_all(&plan.binds, plan.unix_socket_mode)?;
     // Signals are the runtime's: with Python's handlers left in place, SIGINT would also
     // raise KeyboardInterrupt in the main thread once serving returns.
@@ -183,14 +188,8 @@ fn serve(
         Application::new(py, application, sending).map_err(|e| Error::runtime(e.to_string()))?;
     let pool = Pool::start(plan.pool, Box::new(move |py, job| wsgi.run(py, job)))
         .map_err(|e| Error::runtime(format!("cannot start the worker pool: {e}")))?;
-    for l in &listeners {
-        log_info!("Listening at: {}", l.url());
-    }
-    log_info!(
-        "Ready to accept requests: serving {described} with up to {} threads (pid {})",
-        plan.pool.max_threads,
-        std::process::id()
-    );
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let urls: Vec<String> = listeners.iter().map(|l| l.url(scheme)).collect();
     let app_state = Arc::new(App {
         plan: Arc::clone(plan),
         pool: pool.clone(),
@@ -205,11 +204,23 @@ fn serve(
                 Arc::clone(&first),
                 Arc::clone(&second),
                 Arc::clone(&stopping),
+                tls.clone(),
             )?;
+            // Only now, with the signal handlers in place: a test or a supervisor may signal
+            // as soon as it reads this.
+            for url in &urls {
+                log_info!("Listening at: {url}");
+            }
+            log_info!(
+                "Ready to accept requests: serving {described} with up to {} threads (pid {})",
+                plan.pool.max_threads,
+                std::process::id()
+            );
             let (f, s) = (Arc::clone(&first), Arc::clone(&second));
             let outcome = server::serve(
                 listeners,
                 app_state,
+                tls,
                 async move { f.notified().await },
                 async move { s.notified().await },
             )
@@ -238,6 +249,7 @@ fn serve(
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_DFL);
         libc::signal(libc::SIGTERM, libc::SIG_DFL);
+        libc::signal(libc::SIGHUP, libc::SIG_DFL);
     }
     if !drained {
         let (threads, busy) = pool.threads();
@@ -248,15 +260,26 @@ fn serve(
     Ok(Exit::Clean(0))
 }
 
+/// SIGTERM and SIGINT stop the server (twice: at once); SIGHUP reloads the TLS certificate
+/// and key.
 fn watch_signals(
     first: Arc<Notify>,
     second: Arc<Notify>,
     stopping: Arc<OnceLock<Instant>>,
+    tls: Option<Arc<Tls>>,
 ) -> Result<(), Error> {
     let mut term = signal(SignalKind::terminate())
         .map_err(|e| Error::runtime(format!("cannot watch SIGTERM: {e}")))?;
     let mut int = signal(SignalKind::interrupt())
         .map_err(|e| Error::runtime(format!("cannot watch SIGINT: {e}")))?;
+    let mut hup = signal(SignalKind::hangup())
+        .map_err(|e| Error::runtime(format!("cannot watch SIGHUP: {e}")))?;
+    tokio::spawn(async move {
+        loop {
+            hup.recv().await;
+            reload_tls(tls.as_ref()).await;
+        }
+    });
     tokio::spawn(async move {
         let mut count = 0;
         loop {
@@ -276,4 +299,24 @@ fn watch_signals(
         }
     });
     Ok(())
+}
+
+/// SIGHUP: read the certificate and key (and CA) again. Reading and decrypting a key is
+/// blocking work, kept off the network threads.
+async fn reload_tls(tls: Option<&Arc<Tls>>) {
+    let Some(tls) = tls else {
+        log_info!("Received SIGHUP: nothing to reload (no --certfile)");
+        return;
+    };
+    let reloading = Arc::clone(tls);
+    match tokio::task::spawn_blocking(move || reloading.reload()).await {
+        Ok(Ok(())) => log_info!(
+            "Received SIGHUP: reloaded {}; new connections use them",
+            tls.describe()
+        ),
+        Ok(Err(e)) => log_error!("Received SIGHUP: {e}; still serving the previous certificate"),
+        Err(e) => log_error!(
+            "Received SIGHUP: the reload failed ({e}); still serving the previous certificate"
+        ),
+    }
 }

@@ -1,25 +1,38 @@
 //! Serving: accept loops, connections, and the one shutdown path.
 //!
-//! [`serve`] takes bound listeners, the plan, the pool and a shutdown future (injected, so
-//! tests and the supervisor decide what "stop" means). On shutdown it stops accepting
-//! (removing Unix socket files), asks every connection to finish its current request and
-//! close, and races that against `--graceful-timeout` and a second signal. What a connection
-//! does with a request is `http/`'s business.
+//! [`serve`] takes bound listeners, the plan, the pool, the TLS configuration (if any) and a
+//! shutdown future (injected, so tests and the supervisor decide what "stop" means). Each
+//! accepted connection runs in its own task: the TLS handshake (bounded by
+//! `--header-timeout`), then HTTP/1.1 or HTTP/2 as ALPN, `--http` or the connection preface
+//! decide. On shutdown it stops accepting (removing Unix socket files), asks every connection
+//! to finish its current requests and close (HTTP/2 gets GOAWAY), and races that against
+//! `--graceful-timeout` and a second signal. What a connection does with a request is
+//! `http/`'s business.
 
+use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::server::conn::http1;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::http::App;
+use crate::config::{HttpMode, Plan};
+use crate::http::{App, OutBody};
 use crate::job::ConnInfo;
+use crate::listen::sniff::{self, Rewind};
+use crate::listen::tls::{Alpn, Tls};
 use crate::listen::{Bound, Peer};
 use crate::{log_debug, log_info, log_warn};
 
@@ -43,11 +56,13 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 pub async fn serve(
     listeners: Vec<Bound>,
     app: Arc<App>,
+    tls: Option<Arc<Tls>>,
     shutdown: impl Future<Output = ()>,
     force: impl Future<Output = ()>,
 ) -> Outcome {
     let ctx = Accepting {
         app: Arc::clone(&app),
+        tls,
         stop: CancellationToken::new(),
         tracker: TaskTracker::new(),
         permits: Arc::new(Semaphore::new(app.plan.max_connections)),
@@ -77,11 +92,12 @@ pub async fn serve(
     }
 }
 
-/// What every accept loop shares: the connection permits, the stop signal, and the tracker
-/// that shutdown waits on.
+/// What every accept loop and connection shares: the connection permits, the stop signal,
+/// and the tracker that shutdown waits on (it tracks HTTP/2 stream tasks too).
 #[derive(Clone)]
 struct Accepting {
     app: Arc<App>,
+    tls: Option<Arc<Tls>>,
     stop: CancellationToken,
     tracker: TaskTracker,
     permits: Arc<Semaphore>,
@@ -137,55 +153,247 @@ impl Accepting {
                     continue;
                 }
             };
-            let conn = Arc::new(ConnInfo {
-                peer,
-                local,
-                scheme: "http",
-                tls: None,
-            });
-            let (app, stop) = (Arc::clone(&self.app), self.stop.clone());
+            let ctx = self.clone();
             self.tracker.spawn(async move {
-                serve_connection(stream, conn, app, stop).await;
+                ctx.connection(stream, peer, local).await;
                 drop(permit);
             });
         }
     }
+
+    /// One connection: the TLS handshake if there is one, then HTTP.
+    async fn connection<S>(self, stream: S, peer: Peer, local: Option<SocketAddr>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Some(tls) = self.tls.clone() else {
+            let conn = ConnInfo {
+                peer,
+                local,
+                scheme: "http",
+                tls: None,
+            };
+            return self.http(stream, Arc::new(conn), None).await;
+        };
+        // The handshake is part of what a client must send promptly, like a request head.
+        let handshake = tokio::time::timeout(self.app.plan.header_timeout, tls.accept(stream));
+        let accepted = tokio::select! {
+            () = self.stop.cancelled() => return,
+            r = handshake => r,
+        };
+        match accepted {
+            Ok(Ok((stream, info, alpn))) => {
+                let conn = ConnInfo {
+                    peer,
+                    local,
+                    scheme: "https",
+                    tls: Some(info),
+                };
+                self.http(stream, Arc::new(conn), alpn).await;
+            }
+            Ok(Err(e)) => log_debug!("TLS handshake with {peer} failed: {e}"),
+            Err(_) => log_debug!("TLS handshake with {peer} not done within --header-timeout"),
+        }
+    }
+
+    /// Serve HTTP/1.1 or HTTP/2 on an established (plain or TLS) connection.
+    async fn http<S>(&self, stream: S, conn: Arc<ConnInfo>, alpn: Option<Alpn>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let plan = &self.app.plan;
+        let (h2, io) = match (plan.tls.http, alpn) {
+            (HttpMode::One, _) | (HttpMode::Auto, Some(Alpn::Http11)) => {
+                (false, Rewind::new(stream))
+            }
+            (HttpMode::Two, _) | (HttpMode::Auto, Some(Alpn::H2)) => (true, Rewind::new(stream)),
+            // Cleartext, or TLS without ALPN: HTTP/2 only with prior knowledge.
+            (HttpMode::Auto, None) => {
+                let sniffed = tokio::select! {
+                    () = self.stop.cancelled() => return,
+                    r = tokio::time::timeout(head_timeout(plan), sniff::sniff(stream)) => r,
+                };
+                match sniffed {
+                    Ok(Ok(found)) => found,
+                    Ok(Err(e)) => {
+                        log_debug!("connection ended before its first request: {e}");
+                        return;
+                    }
+                    // Nothing arrived in the time HTTP/1 gives a request head.
+                    Err(_) => return,
+                }
+            }
+        };
+        let app = Arc::clone(&self.app);
+        if h2 {
+            let (busy, idle) = watch::channel(0usize);
+            let service = service_fn(move |req| {
+                let busy = Busy::new(&busy);
+                let handled = crate::http::handle(req, Arc::clone(&app), Arc::clone(&conn));
+                async move {
+                    let resp = handled.await?;
+                    Ok::<_, Infallible>(resp.map(|body| Tracked { body, _busy: busy }))
+                }
+            });
+            let connection = http2_builder(plan, self.tracker.clone())
+                .serve_connection(TokioIo::new(io), service);
+            drive(connection, &self.stop, idle_for(idle, head_timeout(plan))).await;
+        } else {
+            let service = service_fn(move |req| {
+                crate::http::handle(req, Arc::clone(&app), Arc::clone(&conn))
+            });
+            let connection = http1_builder(plan).serve_connection(TokioIo::new(io), service);
+            drive(connection, &self.stop, std::future::pending()).await;
+        }
+    }
 }
 
-async fn serve_connection<S>(stream: S, conn: Arc<ConnInfo>, app: Arc<App>, stop: CancellationToken)
+/// Run a connection until it ends, asking it to finish gracefully on shutdown or once `idle`
+/// resolves.
+async fn drive<C>(connection: C, stop: &CancellationToken, idle: impl Future<Output = ()>)
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    C: GracefulConnection,
+    C::Error: std::fmt::Display,
 {
-    let plan = &app.plan;
-    let mut builder = http1::Builder::new();
-    // hyper restarts the header-read timer whenever it waits for a request head, including
-    // on an idle keep-alive connection, so one timer serves both; see docs/architecture.md.
-    let idle = plan.header_timeout.min(plan.keep_alive);
-    builder
-        .timer(TokioTimer::new())
-        .keep_alive(!plan.keep_alive.is_zero())
-        .header_read_timeout(if idle.is_zero() {
-            plan.header_timeout
-        } else {
-            idle
-        })
-        .max_headers(plan.limits.fields.saturating_add(1).max(1))
-        .max_buf_size(head_buffer(plan));
-    let service_app = Arc::clone(&app);
-    let service = service_fn(move |req| {
-        crate::http::handle(req, Arc::clone(&service_app), Arc::clone(&conn))
-    });
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
+    tokio::pin!(idle);
     let result = tokio::select! {
         r = connection.as_mut() => r,
         () = stop.cancelled() => {
             connection.as_mut().graceful_shutdown();
             connection.await
         }
+        () = &mut idle => {
+            log_debug!("closing an idle HTTP/2 connection");
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
     };
     if let Err(e) = result {
         log_debug!("connection ended with an error: {e}");
+    }
+}
+
+/// How long a connection may wait for a request head, including between keep-alive
+/// requests: hyper restarts its header-read timer whenever it waits for a head, so one timer
+/// serves both; see docs/architecture.md. HTTP/2 uses the same time for a connection with
+/// no open stream, and the preface sniffing for the first bytes.
+fn head_timeout(plan: &Plan) -> Duration {
+    let idle = plan.header_timeout.min(plan.keep_alive);
+    if idle.is_zero() {
+        plan.header_timeout
+    } else {
+        idle
+    }
+}
+
+fn http1_builder(plan: &Plan) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .keep_alive(!plan.keep_alive.is_zero())
+        .header_read_timeout(head_timeout(plan))
+        .max_headers(plan.limits.fields.saturating_add(1).max(1))
+        .max_buf_size(head_buffer(plan));
+    builder
+}
+
+/// HTTP/2 pings on a connection that has been quiet this long...
+const PING_INTERVAL: Duration = Duration::from_secs(20);
+/// ...and the connection is closed if the answer takes longer than this. Both are hyper's
+/// default ping timeout: long enough for any live client, short enough that a peer that
+/// vanished (no FIN, say a laptop closed) does not hold a request open for minutes.
+const PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn http2_builder(plan: &Plan, tracker: TaskTracker) -> http2::Builder<Spawner> {
+    let limits = &plan.tls.h2;
+    let mut builder = http2::Builder::new(Spawner(tracker));
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .max_header_list_size(limits.max_header_list_size)
+        // Rapid reset (CVE-2023-44487): at most 20 streams the client opened and reset
+        // before we accepted them, then GOAWAY; h2's default, stated here so it stays on.
+        .max_pending_accept_reset_streams(20)
+        // And at most 1024 streams we had to reset for the client's errors (CVE-2024-2653
+        // style floods); hyper's default.
+        .max_local_error_reset_streams(1024)
+        .keep_alive_interval(PING_INTERVAL)
+        .keep_alive_timeout(PING_TIMEOUT);
+    builder
+}
+
+/// Runs HTTP/2 stream tasks on the connection tracker, so a graceful shutdown also waits
+/// for them.
+#[derive(Clone)]
+struct Spawner(TaskTracker);
+
+impl<F> hyper::rt::Executor<F> for Spawner
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        self.0.spawn(fut);
+    }
+}
+
+/// Counts one open HTTP/2 stream, from the request to the end of its response body.
+struct Busy(watch::Sender<usize>);
+
+impl Busy {
+    fn new(count: &watch::Sender<usize>) -> Self {
+        count.send_modify(|n| *n += 1);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
+
+/// Resolves once no stream has been open for `timeout`: hyper has no idle timeout for
+/// HTTP/2, and without one an idle client would hold its `--max-connections` permit forever.
+async fn idle_for(mut busy: watch::Receiver<usize>, timeout: Duration) {
+    loop {
+        if busy.wait_for(|n| *n == 0).await.is_err() {
+            return std::future::pending().await;
+        }
+        let woke = tokio::select! {
+            () = tokio::time::sleep(timeout) => return,
+            r = busy.wait_for(|n| *n > 0) => r.is_ok(),
+        };
+        if !woke {
+            return std::future::pending().await;
+        }
+    }
+}
+
+/// A response body that keeps its stream counted as open until it is dropped.
+struct Tracked {
+    body: OutBody,
+    _busy: Busy,
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -24,7 +24,7 @@ pub use parse::{parse_addrport, parse_bind, parse_size};
 use parse::{positive_seconds, seconds};
 pub use proxy::{ProxyOptions, ProxyPlan};
 pub use statics::{StaticOptions, StaticPlan};
-pub use tls::{TlsOptions, TlsPlan};
+pub use tls::{ClientCert, H2Limits, HttpMode, TlsFiles, TlsOptions, TlsPlan, TlsVersion};
 
 /// `ferrule [OPTIONS] APP`: the standalone command.
 #[derive(Debug, Parser)]

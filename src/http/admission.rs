@@ -52,9 +52,19 @@ pub fn request_target(uri: &Uri) -> Cow<'_, str> {
     }
 }
 
+/// The request target of a request of any version: for HTTP/2, whose URI hyper builds from
+/// `:scheme`, `:authority` and `:path`, the `:path` (origin form), as an HTTP/1 client would
+/// have sent it.
+pub fn request_target_of(parts: &Parts) -> Cow<'_, str> {
+    match parts.uri.path_and_query() {
+        Some(pq) if parts.version == Version::HTTP_2 => Cow::Borrowed(pq.as_str()),
+        _ => request_target(&parts.uri),
+    }
+}
+
 /// Length of the request line, `METHOD SP TARGET SP HTTP/1.1`.
 fn request_line_len(parts: &Parts) -> usize {
-    let target = request_target(&parts.uri).len();
+    let target = request_target_of(parts).len();
     parts.method.as_str().len() + 1 + target + 1 + "HTTP/1.1".len()
 }
 
@@ -207,6 +217,12 @@ mod tests {
         for (name, p, want) in cases {
             assert_eq!(admit(&p, &limits()), want, "{name}");
         }
+        let mut h2 = parts("https://example.com:8443/a?b", &[]);
+        h2.version = Version::HTTP_2;
+        assert_eq!(admit(&h2, &limits()), Ok(()), "HTTP/2 needs no Host");
+        assert_eq!(request_target_of(&h2), "/a?b");
+        h2.version = Version::HTTP_11;
+        assert_eq!(request_target_of(&h2), "https://example.com:8443/a?b");
         let mut p = parts("/", &many);
         p.headers.insert("host", "x".parse().unwrap());
         assert_eq!(

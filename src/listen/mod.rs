@@ -1,10 +1,14 @@
-//! Listening sockets: TCP (IPv4 and IPv6) and Unix.
+//! Listening sockets: TCP (IPv4 and IPv6) and Unix, with or without TLS.
 //!
 //! Owns binding (before the runtime starts, so a port in use is reported with its address and
 //! nothing has been served), the Unix-socket rules (refuse a path that is not a socket, replace
-//! a stale socket, apply `--unix-socket-mode`, unlink on exit) and accepting. What happens on
-//! an accepted connection belongs to `http/`.
+//! a stale socket, apply `--unix-socket-mode`, unlink on exit), TLS (`tls.rs`, with the PEM
+//! files in `pem.rs`) and telling HTTP/2 prior knowledge from HTTP/1 (`sniff.rs`). What happens
+//! on an accepted connection belongs to `server.rs` and `http/`.
 
+mod pem;
+pub mod sniff;
+pub mod tls;
 mod unix;
 
 use std::io;
@@ -28,12 +32,13 @@ pub enum Bound {
 }
 
 impl Bound {
-    /// The address clients use, as printed in `Listening at: …`.
-    pub fn url(&self) -> String {
+    /// The address clients use, as printed in `Listening at: …`; `scheme` is `http` or
+    /// `https`.
+    pub fn url(&self, scheme: &str) -> String {
         match self {
             Bound::Tcp(l) => match l.local_addr() {
-                Ok(addr) => format!("http://{addr}"),
-                Err(_) => "http://?".to_owned(),
+                Ok(addr) => format!("{scheme}://{addr}"),
+                Err(_) => format!("{scheme}://?"),
             },
             Bound::Unix(_, file) => format!("unix:{}", file.path().display()),
         }
@@ -71,4 +76,13 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 pub enum Peer {
     Tcp(SocketAddr),
     Unix,
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Peer::Tcp(addr) => write!(f, "{addr}"),
+            Peer::Unix => f.write_str("a Unix-socket peer"),
+        }
+    }
 }

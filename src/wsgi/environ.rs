@@ -15,7 +15,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
-use crate::http::admission::request_target;
+use crate::http::admission::request_target_of;
 use crate::job::{ConnInfo, Origin, TlsInfo};
 use crate::listen::Peer;
 
@@ -147,6 +147,19 @@ fn host_name_port(parts: &Parts, conn: &ConnInfo, origin: &Origin) -> (String, S
     }
 }
 
+/// `HTTP_HOST` when the `Host` header does not give it: a trusted forwarded host, or the
+/// `:authority` of an HTTP/2 request (applications such as Django's `get_host` read
+/// `HTTP_HOST`).
+fn host_override<'a>(parts: &'a Parts, origin: &'a Origin) -> Option<&'a str> {
+    origin.host.as_deref().or_else(|| {
+        if parts.headers.contains_key(HOST) {
+            None
+        } else {
+            parts.uri.authority().map(http::uri::Authority::as_str)
+        }
+    })
+}
+
 fn protocol(v: Version) -> &'static str {
     match v {
         Version::HTTP_09 => "HTTP/0.9",
@@ -195,7 +208,7 @@ pub fn build<'py>(
         intern!(py, "QUERY_STRING"),
         latin1(py, parts.uri.query().unwrap_or("").as_bytes()),
     )?;
-    let raw = latin1(py, request_target(&parts.uri).as_bytes());
+    let raw = latin1(py, request_target_of(parts).as_bytes());
     env.set_item(intern!(py, "RAW_URI"), &raw)?;
     env.set_item(intern!(py, "REQUEST_URI"), &raw)?;
     env.set_item(
@@ -248,7 +261,7 @@ pub fn build<'py>(
             env.set_item(header_key(py, name), value)?;
         }
     }
-    if let Some(host) = &origin.host {
+    if let Some(host) = host_override(parts, origin) {
         env.set_item(intern!(py, "HTTP_HOST"), latin1(py, host.as_bytes()))?;
     }
     if body_len > 0 && !parts.headers.contains_key(CONTENT_LENGTH) {
