@@ -356,16 +356,21 @@ impl Drop for Busy {
 
 /// Resolves once no stream has been open for `timeout`: hyper has no idle timeout for
 /// HTTP/2, and without one an idle client would hold its `--max-connections` permit forever.
+/// Any stream opening or closing restarts the clock, even one that came and went before this
+/// future looked.
 async fn idle_for(mut busy: watch::Receiver<usize>, timeout: Duration) {
     loop {
-        if busy.wait_for(|n| *n == 0).await.is_err() {
-            return std::future::pending().await;
-        }
-        let woke = tokio::select! {
-            () = tokio::time::sleep(timeout) => return,
-            r = busy.wait_for(|n| *n > 0) => r.is_ok(),
+        let open = *busy.borrow_and_update();
+        let changed = if open == 0 {
+            tokio::select! {
+                () = tokio::time::sleep(timeout) => return,
+                r = busy.changed() => r,
+            }
+        } else {
+            busy.changed().await
         };
-        if !woke {
+        if changed.is_err() {
+            // The connection is gone; so is the reason to close it.
             return std::future::pending().await;
         }
     }
@@ -405,4 +410,35 @@ fn head_buffer(plan: &crate::config::Plan) -> usize {
         .saturating_add(l.fields.saturating_mul(l.field_size.saturating_add(2)))
         .saturating_add(4096)
         .clamp(8192, 16 << 20)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_http2_connection_is_idle_after_timeout_without_streams() {
+        let (count, rx) = watch::channel(0usize);
+        let idle = tokio::spawn(idle_for(rx, Duration::from_secs(5)));
+        // Let the watcher see what changed, move the clock, let it see the time.
+        let step = |secs| async move {
+            tokio::task::yield_now().await;
+            tokio::time::advance(Duration::from_secs(secs)).await;
+            tokio::task::yield_now().await;
+        };
+        step(4).await;
+        assert!(!idle.is_finished());
+        // A stream that opens and closes at once still counts as activity.
+        drop(Busy::new(&count));
+        step(4).await;
+        assert!(!idle.is_finished(), "the clock restarted");
+        let open = Busy::new(&count);
+        step(60).await;
+        assert!(!idle.is_finished(), "a stream is open");
+        drop(open);
+        step(4).await;
+        assert!(!idle.is_finished());
+        step(2).await;
+        assert!(idle.is_finished());
+    }
 }

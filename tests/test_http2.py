@@ -22,6 +22,7 @@ import h2.settings
 import httpx
 import hyperframe.frame
 import pytest
+from helpers import Conn
 from tls_helpers import Pki, TlsView, tls_args
 
 
@@ -385,6 +386,14 @@ def test_graceful_shutdown_sends_goaway_and_finishes_the_stream(serve):
 
 
 # -- --http 1 and --http 2 ----------------------------------------------------------------
+
+
+def test_a_preface_that_stalls_is_closed_after_header_timeout(serve):
+    server = serve("echo:app", "--header-timeout", "1")
+    with Conn(server) as c:
+        c.send(b"PRI * HTTP/2.0\r\n")  # the first half of the preface, and nothing more
+        assert c.closed_by_server(timeout=20)
+    assert server.request("GET", "/")[0].status == 200
 
 
 def test_http1_mode_refuses_h2c_prior_knowledge(serve):

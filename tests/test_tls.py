@@ -182,6 +182,14 @@ def test_plain_http_on_a_tls_listener_is_not_served(cert, serve):
     assert server.proc.poll() is None
 
 
+def test_handshake_must_finish_within_header_timeout(cert, serve):
+    server = serve("echo:app", *tls_args(cert), "--header-timeout", "1")
+    with Conn(server) as c:
+        c.send(b"\x16\x03\x01")  # the start of a ClientHello, and nothing more
+        assert c.closed_by_server(timeout=20)
+    assert server.proc.poll() is None
+
+
 # -- bad files: exit 2 before binding -----------------------------------------------------
 
 
