@@ -8,7 +8,7 @@
 //! | `config.rs` | every option (clap), validation into a `Plan` | no |
 //! | `error.rs` | the start-up error type and exit codes | no |
 //! | `app.rs` | importing the application | yes |
-//! | `listen/` | TCP and Unix listeners | no |
+//! | `listen/` | TCP and Unix listeners, TLS (rustls), HTTP/2 preface detection | no |
 //! | `server.rs` | accept loops, connections, graceful shutdown | no |
 //! | `http/` | admission, proxies and prefix, the hyper service, server-made responses, access log | no |
 //! | `static_files/` | static mounts, path safety, conditional/range/precompressed responses | `django.rs` only |

@@ -40,7 +40,9 @@ impl Pending {
             },
             request_line: escape(&format!(
                 "{} {} {:?}",
-                parts.method, parts.uri, parts.version
+                parts.method,
+                super::admission::request_target_of(parts),
+                parts.version
             )),
             referer: header(REFERER),
             user_agent: header(USER_AGENT),
