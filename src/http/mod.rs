@@ -5,17 +5,21 @@
 //! - `service.rs`: one request from head to response;
 //! - `out_body.rs`: the response body type and its completion hook;
 //! - `respond.rs`: server-made responses (4xx, 5xx);
-//! - `proxy.rs`: trusted forwarding headers and the URL prefix;
+//! - `proxy.rs`: trusted forwarding headers and the URL prefix, built on `forwarded.rs`
+//!   (header syntax), `trust.rs` (`--forwarded-allow-ips`) and `prefix.rs` (the prefix rules);
 //! - `access.rs`: access log lines.
 //!
 //! Accepting connections and shutting down is `server.rs`'s.
 
 mod access;
 pub mod admission;
+mod forwarded;
 mod out_body;
+pub mod prefix;
 pub mod proxy;
 pub mod respond;
 mod service;
+pub mod trust;
 
 pub use out_body::OutBody;
 pub use service::{handle, App};

@@ -5,26 +5,74 @@
 //! from anyone else those headers are removed so the application never sees a spoofed value.
 //! `--prefix` (or Django's `FORCE_SCRIPT_NAME`) splits the path into `SCRIPT_NAME` and
 //! `PATH_INFO`. The result is a [`job::Origin`](crate::job::Origin); the environ is built from it
-//! in `wsgi/environ.rs`.
+//! in `wsgi/environ.rs`. Header syntax is `forwarded.rs`'s, the allow-list `trust.rs`'s and the
+//! prefix rules `prefix.rs`'s; this file decides what wins.
+//!
+//! Precedence, when a trusted request carries both families (docs/proxies.md explains why):
+//! `X-Forwarded-*` over `Forwarded` for the client, host, port and prefix; the scheme must
+//! agree wherever it is given, or the request is refused.
 
+use std::borrow::Cow;
+
+use http::header::FORWARDED;
 use http::request::Parts;
-use http::Response;
+use http::{HeaderMap, HeaderName, Response};
+use percent_encoding::percent_decode_str;
 
 use super::admission::Refusal;
+use super::forwarded::{self, Element, Node};
 use super::out_body::OutBody;
+use super::prefix;
+use super::trust::AllowList;
 use crate::config::ProxyPlan;
 use crate::error::Error;
 use crate::job::{ConnInfo, Origin};
+use crate::listen::Peer;
+use crate::log_debug;
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+const X_FORWARDED_SSL: HeaderName = HeaderName::from_static("x-forwarded-ssl");
+
+/// Every header removed from an untrusted peer's request.
+const FORWARDING: [HeaderName; 7] = [
+    X_FORWARDED_FOR,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_HOST,
+    X_FORWARDED_PORT,
+    X_FORWARDED_PREFIX,
+    X_FORWARDED_SSL,
+    FORWARDED,
+];
 
 pub struct Proxy {
+    /// Normal form (see `prefix.rs`); empty for none.
     prefix: String,
+    redirect: bool,
+    allow: AllowList,
 }
 
 impl Proxy {
     /// `force_script_name` is Django's `FORCE_SCRIPT_NAME`, used when `--prefix` is not given.
-    pub fn new(_plan: &ProxyPlan, _force_script_name: Option<String>) -> Result<Self, Error> {
+    pub fn new(plan: &ProxyPlan, force_script_name: Option<String>) -> Result<Self, Error> {
+        let prefix = match (&plan.prefix, force_script_name) {
+            (Some(p), _) => p.clone(),
+            (None, Some(f)) => prefix::normalize(&f)
+                .map_err(|why| {
+                    Error::config(format!(
+                        "invalid FORCE_SCRIPT_NAME '{f}' in the Django settings: {why} (ferrule splits request paths at it; --prefix overrides it)"
+                    ))
+                })?
+                .to_owned(),
+            (None, None) => String::new(),
+        };
         Ok(Self {
-            prefix: String::new(),
+            prefix,
+            redirect: plan.prefix_redirect,
+            allow: plan.allow.clone(),
         })
     }
 
@@ -35,13 +83,245 @@ impl Proxy {
 
     /// Remove forwarding headers a peer is not trusted to send; turn trusted ones into an
     /// [`Origin`]. Contradicting scheme headers are refused.
-    pub fn forwarded(&self, _parts: &mut Parts, _conn: &ConnInfo) -> Result<Origin, Refusal> {
+    pub fn forwarded(&self, parts: &mut Parts, conn: &ConnInfo) -> Result<Origin, Refusal> {
+        // The common case, a request with none of these headers, costs one pass over the
+        // header names and no allocation.
+        if !parts.headers.keys().any(is_forwarding) {
+            return Ok(Origin::default());
+        }
+        let trusted = match conn.peer {
+            // Only a process on this host can connect to a Unix socket: the proxy.
+            Peer::Unix => true,
+            Peer::Tcp(addr) => self.allow.contains(addr.ip()),
+        };
+        if trusted {
+            return read(&parts.headers, &self.allow);
+        }
+        for name in &FORWARDING {
+            parts.headers.remove(name);
+        }
+        if let Peer::Tcp(addr) = conn.peer {
+            log_debug!(
+                "removed forwarding headers from {addr}, which is not in --forwarded-allow-ips"
+            );
+        }
         Ok(Origin::default())
     }
 
     /// Split the path at `--prefix`; a request outside it gets the response to send instead
     /// (`Some`).
-    pub fn route(&self, _parts: &Parts, _origin: &mut Origin) -> Option<Response<OutBody>> {
-        None
+    pub fn route(&self, parts: &Parts, origin: &mut Origin) -> Option<Response<OutBody>> {
+        if self.prefix.is_empty() {
+            return None;
+        }
+        let decoded: Cow<'_, [u8]> = percent_decode_str(parts.uri.path()).into();
+        if let Some(rest) = prefix::split(&decoded, &self.prefix) {
+            origin.script_name.push_str(&self.prefix);
+            origin.path_info = Some(rest.to_vec());
+            return None;
+        }
+        log_debug!(
+            "{} {} is outside --prefix {}",
+            parts.method,
+            parts.uri,
+            self.prefix
+        );
+        Some(prefix::outside(
+            parts,
+            &origin.script_name,
+            &self.prefix,
+            self.redirect,
+        ))
     }
 }
+
+fn is_forwarding(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    name == "forwarded"
+        || name.strip_prefix("x-forwarded-").is_some_and(|rest| {
+            matches!(rest, "for" | "proto" | "host" | "port" | "prefix" | "ssl")
+        })
+}
+
+/// The [`Origin`] a trusted proxy describes.
+fn read(headers: &HeaderMap, allow: &AllowList) -> Result<Origin, Refusal> {
+    let mut origin = Origin::default();
+    let elements = match values(headers, &FORWARDED, "the Forwarded header is not ASCII")? {
+        lines if lines.is_empty() => Vec::new(),
+        lines => forwarded::parse_forwarded(lines.into_iter()).map_err(Refusal::BadRequest)?,
+    };
+    // The element the chain rule picks describes the request as the client made it.
+    let element = forwarded::pick(
+        elements
+            .iter()
+            .map(|e| e.for_.as_deref().map_or(Node::Unknown, forwarded::node)),
+        allow,
+    )
+    .map(|i| &elements[i]);
+
+    let client = client(headers, element, allow)?;
+    if let Some(Node::Ip(ip, port)) = client {
+        origin.client = Some(ip.to_string());
+        origin.client_port = port.map(|p| p.to_string());
+    }
+    origin.scheme = scheme(headers, element)?;
+
+    let xfh = values(
+        headers,
+        &X_FORWARDED_HOST,
+        "the X-Forwarded-Host header is not ASCII",
+    )?;
+    if let Some(host) = forwarded::last_entry(xfh.into_iter()) {
+        if !forwarded::valid_host(host) {
+            return Err(Refusal::BadRequest(
+                "the X-Forwarded-Host header is not a valid host[:port]",
+            ));
+        }
+        origin.host = Some(host.to_owned());
+    } else if let Some(host) = element.and_then(|e| e.host.as_deref()) {
+        if !forwarded::valid_host(host) {
+            return Err(Refusal::BadRequest(
+                "the host= of the Forwarded header is not a valid host[:port]",
+            ));
+        }
+        origin.host = Some(host.to_owned());
+    }
+
+    let xfport = values(
+        headers,
+        &X_FORWARDED_PORT,
+        "the X-Forwarded-Port header is not ASCII",
+    )?;
+    if let Some(port) = forwarded::last_entry(xfport.into_iter()) {
+        let port = forwarded::port_number(port).ok_or(Refusal::BadRequest(
+            "the X-Forwarded-Port header is not a port number (1-65535)",
+        ))?;
+        origin.port = Some(port.to_string());
+    }
+
+    let xfprefix = values(
+        headers,
+        &X_FORWARDED_PREFIX,
+        "the X-Forwarded-Prefix header is not ASCII",
+    )?;
+    if let Some(p) = forwarded::last_entry(xfprefix.into_iter()) {
+        let p = prefix::normalize(p).map_err(|_| {
+            Refusal::BadRequest(
+                "the X-Forwarded-Prefix header is not a valid path prefix (it must start with '/' and have no '%', '//' or '..')",
+            )
+        })?;
+        p.clone_into(&mut origin.script_name);
+    }
+    Ok(origin)
+}
+
+/// The client: from `X-Forwarded-For` when present, else from the picked `Forwarded` element.
+fn client(
+    headers: &HeaderMap,
+    element: Option<&Element<'_>>,
+    allow: &AllowList,
+) -> Result<Option<Node>, Refusal> {
+    let xff = values(
+        headers,
+        &X_FORWARDED_FOR,
+        "the X-Forwarded-For header is not ASCII",
+    )?;
+    let chain: Vec<Node> = xff
+        .iter()
+        .flat_map(|line| line.split(','))
+        .filter(|e| !e.trim().is_empty())
+        .map(forwarded::node)
+        .collect();
+    if let Some(i) = forwarded::pick(chain.iter().copied(), allow) {
+        return Ok(Some(chain[i]));
+    }
+    Ok(element.and_then(|e| e.for_.as_deref()).map(forwarded::node))
+}
+
+/// The scheme, which every header that gives one must agree on.
+fn scheme(
+    headers: &HeaderMap,
+    element: Option<&Element<'_>>,
+) -> Result<Option<&'static str>, Refusal> {
+    let proto = one_scheme(
+        values(
+            headers,
+            &X_FORWARDED_PROTO,
+            "the X-Forwarded-Proto header is not ASCII",
+        )?,
+        forwarded::scheme,
+        "the X-Forwarded-Proto header must be http or https",
+        "the X-Forwarded-Proto header has two different values",
+    )?;
+    let ssl = one_scheme(
+        values(
+            headers,
+            &X_FORWARDED_SSL,
+            "the X-Forwarded-Ssl header is not ASCII",
+        )?,
+        |v| match v.trim() {
+            v if v.eq_ignore_ascii_case("on") => Some("https"),
+            v if v.eq_ignore_ascii_case("off") => Some("http"),
+            _ => None,
+        },
+        "the X-Forwarded-Ssl header must be on or off",
+        "the X-Forwarded-Ssl header has two different values",
+    )?;
+    let rfc = match element.and_then(|e| e.proto.as_deref()) {
+        None => None,
+        Some(p) => Some(forwarded::scheme(p).ok_or(Refusal::BadRequest(
+            "the proto= of the Forwarded header must be http or https",
+        ))?),
+    };
+    let legacy = match (proto, ssl) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(Refusal::BadRequest(
+                "X-Forwarded-Proto and X-Forwarded-Ssl disagree about the scheme",
+            ))
+        }
+        (a, b) => a.or(b),
+    };
+    match (legacy, rfc) {
+        (Some(a), Some(b)) if a != b => Err(Refusal::BadRequest(
+            "X-Forwarded-Proto (or X-Forwarded-Ssl) and the proto= of the Forwarded header disagree about the scheme",
+        )),
+        (a, b) => Ok(a.or(b)),
+    }
+}
+
+/// The one scheme a (possibly repeated, comma-separated) header gives.
+fn one_scheme(
+    lines: Vec<&str>,
+    parse: impl Fn(&str) -> Option<&'static str>,
+    invalid: &'static str,
+    twice: &'static str,
+) -> Result<Option<&'static str>, Refusal> {
+    let mut found = None;
+    for entry in lines.iter().flat_map(|l| l.split(',')) {
+        if entry.trim().is_empty() {
+            continue;
+        }
+        let s = parse(entry).ok_or(Refusal::BadRequest(invalid))?;
+        if found.is_some_and(|f| f != s) {
+            return Err(Refusal::BadRequest(twice));
+        }
+        found = Some(s);
+    }
+    Ok(found)
+}
+
+/// Every value of `name` as text; a value that is not ASCII is refused with `not_ascii`.
+fn values<'h>(
+    headers: &'h HeaderMap,
+    name: &HeaderName,
+    not_ascii: &'static str,
+) -> Result<Vec<&'h str>, Refusal> {
+    headers
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().map_err(|_| Refusal::BadRequest(not_ascii)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,259 @@
+//! The URL prefix: validating it, splitting a path at it, and the answer to a request outside.
+//!
+//! A prefix (`--prefix`, Django's `FORCE_SCRIPT_NAME`, a trusted `X-Forwarded-Prefix`) is
+//! kept in one normal form: empty for none, else `/seg/seg` with no trailing slash, made only of
+//! characters a URL path may carry unencoded, so the same string is the decoded `SCRIPT_NAME`
+//! and the start of an encoded URL. Which prefix applies to a request is `proxy.rs`'s call.
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use http::request::Parts;
+use http::{HeaderValue, Response, StatusCode};
+
+use super::out_body::OutBody;
+
+/// `s` in normal form (trailing slashes dropped; `""` and `"/"` are no prefix), or why it is
+/// not a usable prefix.
+pub fn normalize(s: &str) -> Result<&str, &'static str> {
+    let trimmed = s.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return if s.is_empty() || s.starts_with('/') {
+            Ok("")
+        } else {
+            Err("it must start with '/'")
+        };
+    }
+    if !trimmed.starts_with('/') {
+        return Err("it must start with '/'");
+    }
+    if trimmed.contains('%') {
+        return Err("it must not be percent-encoded; write the characters themselves");
+    }
+    if !trimmed.bytes().all(path_char) {
+        return Err("it may only contain letters, digits, '/' and -._~!$&'()*+,;=:@");
+    }
+    for segment in trimmed[1..].split('/') {
+        match segment {
+            "" => return Err("it must not contain '//'"),
+            "." | ".." => return Err("it must not contain '.' or '..' segments"),
+            _ => {}
+        }
+    }
+    Ok(trimmed)
+}
+
+/// RFC 3986 `pchar` minus percent-encoding, plus `/`.
+fn path_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b)
+}
+
+/// What follows `prefix` in the decoded `path`, if the path is the prefix itself or lies under
+/// it: `/app` → `""`, `/app/x` → `/x`, `/application` → no match.
+pub fn split<'p>(path: &'p [u8], prefix: &str) -> Option<&'p [u8]> {
+    let rest = path.strip_prefix(prefix.as_bytes())?;
+    (rest.is_empty() || rest.first() == Some(&b'/')).then_some(rest)
+}
+
+/// The answer to a request outside `prefix`: a 404 page linking to the same URL under it, or
+/// with `redirect` a 308 to it. `mounted` is the part of the prefix that comes from the proxy
+/// (`X-Forwarded-Prefix`), which the client's URL needs too.
+pub fn outside(parts: &Parts, mounted: &str, prefix: &str, redirect: bool) -> Response<OutBody> {
+    let path = parts.uri.path();
+    let path = if path.starts_with('/') { path } else { "/" };
+    let mut target = String::with_capacity(mounted.len() + prefix.len() + path.len() + 1);
+    target.push_str(mounted);
+    target.push_str(prefix);
+    target.push_str(path);
+    if let Some(query) = parts.uri.query() {
+        target.push('?');
+        target.push_str(query);
+    }
+    let site = format!("{mounted}{prefix}");
+    let location = HeaderValue::from_str(&target).ok();
+    let (status, body) = match location {
+        Some(_) if redirect => (StatusCode::PERMANENT_REDIRECT, page(&site, &target, true)),
+        _ => (StatusCode::NOT_FOUND, page(&site, &target, false)),
+    };
+    let mut resp = Response::new(OutBody::full(Bytes::from(body)));
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    // The prefix can change with the configuration; don't let a cache remember the answer.
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let (Some(location), true) = (location, redirect) {
+        headers.insert(LOCATION, location);
+    }
+    if has_body(parts) {
+        // The body was never read; the connection cannot carry another request.
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+fn has_body(parts: &Parts) -> bool {
+    parts.headers.contains_key(http::header::TRANSFER_ENCODING)
+        || parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+}
+
+fn page(site: &str, target: &str, moved: bool) -> String {
+    let (title, lead) = if moved {
+        ("308 Permanent Redirect", "This page has moved")
+    } else {
+        ("404 Not Found", "Not found")
+    };
+    let mut html = String::with_capacity(512 + 2 * target.len());
+    // `write!` to a String cannot fail.
+    let _ = write!(
+        html,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>{title}</title></head>\n\
+         <body>\n<h1>{lead}</h1>\n<p>This site lives under <code>{site}</code>. \
+         The page you asked for is probably at <a href=\"{href}\">{text}</a>.</p>\n</body>\n</html>\n",
+        site = escape(site),
+        href = escape(target),
+        text = escape(target),
+    );
+    html
+}
+
+/// HTML-escape text and attribute values.
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[test]
+    fn normal_forms() {
+        let cases: &[(&str, Result<&str, &str>)] = &[
+            ("", Ok("")),
+            ("/", Ok("")),
+            ("//", Ok("")),
+            ("/app", Ok("/app")),
+            ("/app/", Ok("/app")),
+            ("/app//", Ok("/app")),
+            ("/a/b-c_d.e~f", Ok("/a/b-c_d.e~f")),
+            ("/v1;x=1", Ok("/v1;x=1")),
+            ("app", Err("it must start with '/'")),
+            ("app/", Err("it must start with '/'")),
+            (
+                "/a%20b",
+                Err("it must not be percent-encoded; write the characters themselves"),
+            ),
+            ("/a/../b", Err("it must not contain '.' or '..' segments")),
+            ("/..", Err("it must not contain '.' or '..' segments")),
+            ("/a/./b", Err("it must not contain '.' or '..' segments")),
+            ("/a//b", Err("it must not contain '//'")),
+            (
+                "/a b",
+                Err("it may only contain letters, digits, '/' and -._~!$&'()*+,;=:@"),
+            ),
+            (
+                "/a?b",
+                Err("it may only contain letters, digits, '/' and -._~!$&'()*+,;=:@"),
+            ),
+            (
+                "/é",
+                Err("it may only contain letters, digits, '/' and -._~!$&'()*+,;=:@"),
+            ),
+            (
+                "/<x>",
+                Err("it may only contain letters, digits, '/' and -._~!$&'()*+,;=:@"),
+            ),
+        ];
+        for (s, want) in cases {
+            assert_eq!(normalize(s), *want, "{s:?}");
+        }
+        // `..` inside a segment name is only a name.
+        assert_eq!(normalize("/a..b"), Ok("/a..b"));
+    }
+
+    #[test]
+    fn splitting() {
+        let cases: &[(&[u8], Option<&[u8]>)] = &[
+            (b"/app", Some(b"")),
+            (b"/app/", Some(b"/")),
+            (b"/app/x/y", Some(b"/x/y")),
+            (b"/application", None),
+            (b"/app.css", None),
+            (b"/ap", None),
+            (b"/", None),
+            (b"/other/app", None),
+            (b"/APP/x", None),
+            // Already decoded by the caller: `/app%2Fx` and `/%61pp/x` arrive as `/app/x`.
+            (b"/app/caf\xc3\xa9", Some(b"/caf\xc3\xa9")),
+        ];
+        for (path, want) in cases {
+            assert_eq!(
+                split(path, "/app"),
+                *want,
+                "{:?}",
+                String::from_utf8_lossy(path)
+            );
+        }
+        assert_eq!(split(b"/a/b/c", "/a/b"), Some(&b"/c"[..]));
+        assert_eq!(split(b"/a/bc", "/a/b"), None);
+    }
+
+    fn parts(target: &str) -> Parts {
+        http::Request::builder()
+            .uri(target)
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0
+    }
+
+    async fn text(resp: Response<OutBody>) -> String {
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn outside_gives_a_page_or_a_redirect() {
+        let resp = outside(&parts("/x/y?a=1&b=%3C"), "", "/app", false);
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        assert_eq!(resp.headers()[CONTENT_TYPE], "text/html; charset=utf-8");
+        assert!(resp.headers().get(LOCATION).is_none());
+        let body = text(resp).await;
+        assert!(body.contains("<code>/app</code>"), "{body}");
+        assert!(
+            body.contains("<a href=\"/app/x/y?a=1&amp;b=%3C\">/app/x/y?a=1&amp;b=%3C</a>"),
+            "{body}"
+        );
+
+        let resp = outside(&parts("/x?q=1"), "/outer", "/app", true);
+        assert_eq!(resp.status(), StatusCode::PERMANENT_REDIRECT);
+        assert_eq!(resp.headers()[LOCATION], "/outer/app/x?q=1");
+        assert!(text(resp).await.contains("<code>/outer/app</code>"));
+
+        // Whatever the request carried is escaped (http's Uri already refuses `<` and `>`).
+        let resp = outside(&parts("/\"onclick='x'?a=1&b=2"), "", "/app", false);
+        let body = text(resp).await;
+        assert!(
+            body.contains("href=\"/app/&quot;onclick=&#39;x&#39;?a=1&amp;b=2\""),
+            "{body}"
+        );
+    }
+}
