@@ -24,6 +24,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "django_site.urls"
+# The URL prefix tests set it; unset, Django's default (None) applies.
+FORCE_SCRIPT_NAME = os.environ.get("DJANGO_SITE_FORCE_SCRIPT_NAME")
 WSGI_APPLICATION = "django_site.wsgi.application"
 
 TEMPLATES = [

@@ -13,4 +13,6 @@ urlpatterns = [
     path("boom/", views.boom),
     path("uri/", views.uri),
     path("db/", views.db),
+    path("whoami/", views.whoami, name="whoami"),
+    path("to-whoami/", views.to_whoami),
 ]

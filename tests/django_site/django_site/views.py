@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import FileResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
 from django_site import probes
@@ -118,3 +119,25 @@ def db(request):
 
         return StreamingHttpResponse(body(), content_type="text/plain")
     return JsonResponse({"result": query()})
+
+
+def whoami(request):
+    """How the request looks to Django behind a proxy or under a URL prefix."""
+    return JsonResponse(
+        {
+            "is_secure": request.is_secure(),
+            "host": request.get_host(),
+            "remote_addr": request.META.get("REMOTE_ADDR"),
+            "forwarded_proto": request.META.get("HTTP_X_FORWARDED_PROTO"),
+            "script_name": request.META.get("SCRIPT_NAME"),
+            "path": request.path,
+            "path_info": request.path_info,
+            "reverse": reverse("whoami"),
+            "absolute": request.build_absolute_uri(),
+        }
+    )
+
+
+def to_whoami(request):
+    """Redirect by view name, so the Location carries the script prefix."""
+    return redirect("whoami")

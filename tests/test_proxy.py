@@ -1,0 +1,265 @@
+"""Trusted proxies: which peers may send X-Forwarded-* and Forwarded, what they change in the
+environ, and what is refused (issue 3, "Proxies").
+
+The echo app reports the environ. Over TCP the client is 127.0.0.1, trusted by default; over
+a Unix socket the peer is always trusted. Django's view of it (`request.is_secure()`,
+`REMOTE_ADDR`) is checked against `manage.py server` at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+
+import pytest
+from conftest import ferrule_env
+from helpers import echo
+
+FORWARDING = (
+    "HTTP_X_FORWARDED_FOR",
+    "HTTP_X_FORWARDED_PROTO",
+    "HTTP_X_FORWARDED_HOST",
+    "HTTP_X_FORWARDED_PORT",
+    "HTTP_X_FORWARDED_PREFIX",
+    "HTTP_X_FORWARDED_SSL",
+    "HTTP_FORWARDED",
+)
+
+EVERY_HEADER = {
+    "X-Forwarded-For": "6.6.6.6, 203.0.113.7",
+    "X-Forwarded-Proto": "https",
+    "X-Forwarded-Host": "example.com:8443",
+    "X-Forwarded-Port": "8443",
+    "X-Forwarded-Prefix": "/outer",
+    "X-Forwarded-Ssl": "on",
+    "Forwarded": 'for="[2001:db8::17]:4711";proto=https;host=example.com',
+}
+
+
+# REMOTE_ADDR of a direct client: the TCP tests connect from 127.0.0.1, and a Unix-socket peer
+# is reported as 127.0.0.1 too.
+PEER = "127.0.0.1"
+
+
+def test_trusted_peer_sets_client_scheme_host_port_and_prefix(serve):
+    server = serve("echo:app")
+    env = echo(server, path="/p/q?x=1", headers=EVERY_HEADER)["environ"]
+    # X-Forwarded-For wins over Forwarded for the client; walking from the right, 203.0.113.7
+    # is the first address that is not a trusted proxy.
+    assert env["REMOTE_ADDR"] == "203.0.113.7"
+    assert "REMOTE_PORT" not in env
+    assert env["wsgi.url_scheme"] == "https"
+    assert env["HTTPS"] == "on"
+    assert env["HTTP_HOST"] == "example.com:8443"
+    assert env["SERVER_NAME"] == "example.com"
+    assert env["SERVER_PORT"] == "8443"
+    assert env["SCRIPT_NAME"] == "/outer"
+    assert env["PATH_INFO"] == "/p/q"
+    # Trusted headers stay, for applications that read them themselves.
+    assert env["HTTP_X_FORWARDED_PROTO"] == "https"
+
+
+def test_rfc7239_forwarded_alone(serve):
+    server = serve("echo:app")
+    headers = {
+        "Forwarded": 'for=203.0.113.9;proto=http, For="[2001:db8::17]:4711";PROTO=HTTPS;'
+        'host="example.com:8443"'
+    }
+    env = echo(server, headers=headers)["environ"]
+    assert env["REMOTE_ADDR"] == "2001:db8::17"
+    assert env["REMOTE_PORT"] == "4711"
+    assert env["wsgi.url_scheme"] == "https"
+    assert env["HTTP_HOST"] == "example.com:8443"
+    assert env["SERVER_PORT"] == "8443"
+
+
+@pytest.mark.parametrize("hidden", ["unknown", '"_hidden"'])
+def test_unknown_or_obfuscated_client_keeps_the_peer_address(serve, hidden):
+    server = serve("echo:app")
+    env = echo(server, headers={"Forwarded": f"for={hidden};proto=https"})["environ"]
+    assert env["REMOTE_ADDR"] == PEER
+    assert env["wsgi.url_scheme"] == "https"
+
+
+def test_no_forwarding_headers_leave_the_connection_as_it_is(serve):
+    server = serve("echo:app")
+    env = echo(server, path="/x")["environ"]
+    assert env["REMOTE_ADDR"] == PEER
+    assert env["wsgi.url_scheme"] == "http"
+    assert "HTTPS" not in env
+    assert env["SCRIPT_NAME"] == ""
+    assert env["PATH_INFO"] == "/x"
+
+
+def test_untrusted_peer_headers_are_removed(serve, transport):
+    if transport == "unix":
+        pytest.skip("a Unix-socket peer is always trusted")
+    server = serve("echo:app", "--forwarded-allow-ips", "10.9.9.9")
+    env = echo(server, path="/p", headers=EVERY_HEADER)["environ"]
+    for key in FORWARDING:
+        assert key not in env, key
+    assert env["REMOTE_ADDR"] == "127.0.0.1"
+    assert env["REMOTE_PORT"].isdigit()
+    assert env["wsgi.url_scheme"] == "http"
+    assert "HTTPS" not in env
+    host, port = server.address
+    assert env["HTTP_HOST"] == f"{host}:{port}"
+    assert env["SERVER_PORT"] == str(port)
+    assert env["SCRIPT_NAME"] == ""
+    assert env["PATH_INFO"] == "/p"
+
+
+def test_unix_socket_peers_are_trusted_whatever_the_list(serve, transport):
+    if transport == "tcp":
+        pytest.skip("only a Unix-socket peer is trusted without being listed")
+    server = serve("echo:app", "--forwarded-allow-ips", "10.9.9.9")
+    env = echo(server, headers=EVERY_HEADER)["environ"]
+    assert env["REMOTE_ADDR"] == "203.0.113.7"
+    assert env["wsgi.url_scheme"] == "https"
+
+
+@pytest.mark.parametrize(
+    ("allow", "client"),
+    [
+        # 127.0.0.1 (TCP) is trusted; 203.0.113.7 is not, so it is the client.
+        ("127.0.0.1", "203.0.113.7"),
+        # A CIDR that also covers 203.0.113.7: it is a proxy too, so the next one left.
+        ("127.0.0.0/8,203.0.113.0/24", "6.6.6.6"),
+        # Every address is trusted: the leftmost.
+        ("*", "1.1.1.1"),
+    ],
+)
+def test_chain_walks_from_the_right_past_trusted_proxies(serve, allow, client):
+    server = serve("echo:app", "--forwarded-allow-ips", allow)
+    xff = "1.1.1.1, 6.6.6.6, 203.0.113.7"
+    env = echo(server, headers={"X-Forwarded-For": xff})["environ"]
+    assert env["REMOTE_ADDR"] == client
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        (
+            {"X-Forwarded-Proto": "https", "Forwarded": "proto=http"},
+            "disagree about the scheme",
+        ),
+        ({"X-Forwarded-Proto": "https, http"}, "two different values"),
+        ({"X-Forwarded-Proto": "http", "X-Forwarded-Ssl": "on"}, "disagree about the scheme"),
+        ({"X-Forwarded-Proto": "ftp"}, "must be http or https"),
+        ({"X-Forwarded-Host": "evil.example/x"}, "not a valid host"),
+        ({"X-Forwarded-Port": "eighty"}, "not a port number"),
+        ({"X-Forwarded-Prefix": "/a/../b"}, "not a valid path prefix"),
+        ({"Forwarded": 'for="1.2.3.4'}, "not closed"),
+    ],
+)
+def test_bad_or_conflicting_headers_get_400_and_never_reach_the_app(serve, headers, reason):
+    server = serve("echo:app", env={"ECHO_TRACE": "1"})
+    resp, body = server.request("GET", "/refused", headers=headers)
+    assert resp.status == 400
+    assert reason in body.decode()
+    # The app runs for the next request, and did not for the refused one.
+    echo(server, path="/after")
+    server.wait_for_output(r"echo called GET /after")
+    assert "echo called GET /refused" not in server.output()
+
+
+def test_ipv6_loopback_is_trusted_by_default(launched):
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    server = launched(["--bind", "[::1]:0", "echo:app"])
+    env = echo(server, headers={"X-Forwarded-For": "203.0.113.7"})["environ"]
+    assert env["REMOTE_ADDR"] == "203.0.113.7"
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (
+            ["--forwarded-allow-ips", "127.0.0.1,proxy.internal"],
+            "invalid value 'proxy.internal' for '--forwarded-allow-ips'",
+        ),
+        (["--forwarded-allow-ips", "10.0.0.0/33"], "invalid value '10.0.0.0/33'"),
+    ],
+)
+def test_bad_allow_list_entry_exits_2_naming_it(args, needle):
+    proc = subprocess.run(
+        [sys.executable, "-m", "ferrule", "--bind", "127.0.0.1:0", *args, "echo:app"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=ferrule_env(),
+        timeout=30,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert needle in proc.stderr
+
+
+# --- Django --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def django_data(tmp_path_factory):
+    from test_django import manage, site_env
+
+    path = tmp_path_factory.mktemp("django_proxy")
+    done = manage(["migrate", "--noinput", "-v0"], site_env(path))
+    assert done.returncode == 0, done.stdout
+    return path
+
+
+@pytest.fixture
+def django(django_data, transport, tmp_path):
+    """django(*args) -> a `manage.py server` on TCP port 0 or a Unix socket."""
+    from test_django import site_env, start_server
+
+    servers = []
+
+    def _start(*args: str):
+        bind = ["127.0.0.1:0"] if transport == "tcp" else ["--bind", f"unix:{tmp_path / 'dj.sock'}"]
+        server = start_server([*bind, *args], site_env(django_data))
+        servers.append(server)
+        return server
+
+    yield _start
+    for s in servers:
+        s.finish()
+
+
+def whoami(server, headers=None) -> dict:
+    resp, body = server.request("GET", "/whoami/", headers=headers)
+    assert resp.status == 200, (resp.status, body[:500])
+    return json.loads(body)
+
+
+def test_django_trusts_a_trusted_proxy(django):
+    server = django()
+    seen = whoami(server, {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"})
+    assert seen["is_secure"] is True
+    assert seen["remote_addr"] == "203.0.113.7"
+    assert seen["absolute"].startswith("https://")
+    plain = whoami(server)
+    assert plain["is_secure"] is False
+    assert plain["remote_addr"] == "127.0.0.1"
+
+
+def test_django_ignores_an_untrusted_peer(django, transport):
+    if transport == "unix":
+        pytest.skip("a Unix-socket peer is always trusted")
+    server = django("--forwarded-allow-ips", "10.9.9.9")
+    seen = whoami(
+        server,
+        {
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-For": "203.0.113.7",
+            "X-Forwarded-Host": "testserver",
+        },
+    )
+    assert seen["is_secure"] is False
+    assert seen["remote_addr"] == "127.0.0.1"
+    assert seen["host"].startswith("127.0.0.1:")
+    assert seen["forwarded_proto"] is None
