@@ -9,8 +9,9 @@
 //! prefix rules `prefix.rs`'s; this file decides what wins.
 //!
 //! Precedence, when a trusted request carries both families (docs/proxies.md explains why):
-//! `X-Forwarded-*` over `Forwarded` for the client, host, port and prefix; the scheme must
-//! agree wherever it is given, or the request is refused.
+//! `X-Forwarded-For` over `Forwarded: for=` for the client, `X-Forwarded-Host` over `host=`;
+//! the scheme must agree wherever it is given, or the request is refused. (Port and prefix
+//! have no `Forwarded` parameter.)
 
 use std::borrow::Cow;
 
@@ -30,23 +31,114 @@ use crate::job::{ConnInfo, Origin};
 use crate::listen::Peer;
 use crate::log_debug;
 
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
-const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
-const X_FORWARDED_SSL: HeaderName = HeaderName::from_static("x-forwarded-ssl");
+/// The headers a proxy forwards; removed from an untrusted peer's request.
+#[derive(Debug, Clone, Copy)]
+enum Fwd {
+    For,
+    Proto,
+    Host,
+    Port,
+    Prefix,
+    Ssl,
+    Forwarded,
+}
 
-/// Every header removed from an untrusted peer's request.
-const FORWARDING: [HeaderName; 7] = [
-    X_FORWARDED_FOR,
-    X_FORWARDED_PROTO,
-    X_FORWARDED_HOST,
-    X_FORWARDED_PORT,
-    X_FORWARDED_PREFIX,
-    X_FORWARDED_SSL,
-    FORWARDED,
-];
+impl Fwd {
+    const ALL: [Fwd; 7] = [
+        Fwd::For,
+        Fwd::Proto,
+        Fwd::Host,
+        Fwd::Port,
+        Fwd::Prefix,
+        Fwd::Ssl,
+        Fwd::Forwarded,
+    ];
+
+    /// Which one `name` is, if any: a comparison of the name's bytes, no hashing.
+    fn of(name: &HeaderName) -> Option<Fwd> {
+        let name = name.as_str();
+        if name == "forwarded" {
+            return Some(Fwd::Forwarded);
+        }
+        match name.strip_prefix("x-forwarded-")? {
+            "for" => Some(Fwd::For),
+            "proto" => Some(Fwd::Proto),
+            "host" => Some(Fwd::Host),
+            "port" => Some(Fwd::Port),
+            "prefix" => Some(Fwd::Prefix),
+            "ssl" => Some(Fwd::Ssl),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> HeaderName {
+        // Constants, so that `from_static` checks the names at compile time.
+        const FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+        const PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+        const HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+        const PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+        const PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
+        const SSL: HeaderName = HeaderName::from_static("x-forwarded-ssl");
+        match self {
+            Fwd::For => FOR,
+            Fwd::Proto => PROTO,
+            Fwd::Host => HOST,
+            Fwd::Port => PORT,
+            Fwd::Prefix => PREFIX,
+            Fwd::Ssl => SSL,
+            Fwd::Forwarded => FORWARDED,
+        }
+    }
+
+    fn not_ascii(self) -> &'static str {
+        match self {
+            Fwd::For => "the X-Forwarded-For header is not ASCII",
+            Fwd::Proto => "the X-Forwarded-Proto header is not ASCII",
+            Fwd::Host => "the X-Forwarded-Host header is not ASCII",
+            Fwd::Port => "the X-Forwarded-Port header is not ASCII",
+            Fwd::Prefix => "the X-Forwarded-Prefix header is not ASCII",
+            Fwd::Ssl => "the X-Forwarded-Ssl header is not ASCII",
+            Fwd::Forwarded => "the Forwarded header is not ASCII",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// A request's forwarding headers: the map, and which of them it has.
+struct Found<'h> {
+    headers: &'h HeaderMap,
+    present: u8,
+}
+
+impl<'h> Found<'h> {
+    /// One pass over the header names; no allocation.
+    fn scan(headers: &'h HeaderMap) -> Self {
+        let present = headers
+            .keys()
+            .filter_map(Fwd::of)
+            .fold(0, |bits, f| bits | f.bit());
+        Self { headers, present }
+    }
+
+    /// Every value of `which` as text (no lookup, no allocation when it is absent); a value
+    /// that is not ASCII is refused.
+    fn values(&self, which: Fwd) -> Result<Vec<&'h str>, Refusal> {
+        if self.present & which.bit() == 0 {
+            return Ok(Vec::new());
+        }
+        self.headers
+            .get_all(which.name())
+            .iter()
+            .map(|v| {
+                v.to_str()
+                    .map_err(|_| Refusal::BadRequest(which.not_ascii()))
+            })
+            .collect()
+    }
+}
 
 pub struct Proxy {
     /// Normal form (see `prefix.rs`); empty for none.
@@ -86,7 +178,8 @@ impl Proxy {
     pub fn forwarded(&self, parts: &mut Parts, conn: &ConnInfo) -> Result<Origin, Refusal> {
         // The common case, a request with none of these headers, costs one pass over the
         // header names and no allocation.
-        if !parts.headers.keys().any(is_forwarding) {
+        let present = Found::scan(&parts.headers).present;
+        if present == 0 {
             return Ok(Origin::default());
         }
         let trusted = match conn.peer {
@@ -95,10 +188,16 @@ impl Proxy {
             Peer::Tcp(addr) => self.allow.contains(addr.ip()),
         };
         if trusted {
-            return read(&parts.headers, &self.allow);
+            let found = Found {
+                headers: &parts.headers,
+                present,
+            };
+            return read(&found, &self.allow);
         }
-        for name in &FORWARDING {
-            parts.headers.remove(name);
+        for which in Fwd::ALL {
+            if present & which.bit() != 0 {
+                parts.headers.remove(which.name());
+            }
         }
         if let Peer::Tcp(addr) = conn.peer {
             log_debug!(
@@ -135,18 +234,10 @@ impl Proxy {
     }
 }
 
-fn is_forwarding(name: &HeaderName) -> bool {
-    let name = name.as_str();
-    name == "forwarded"
-        || name.strip_prefix("x-forwarded-").is_some_and(|rest| {
-            matches!(rest, "for" | "proto" | "host" | "port" | "prefix" | "ssl")
-        })
-}
-
 /// The [`Origin`] a trusted proxy describes.
-fn read(headers: &HeaderMap, allow: &AllowList) -> Result<Origin, Refusal> {
+fn read(found: &Found<'_>, allow: &AllowList) -> Result<Origin, Refusal> {
     let mut origin = Origin::default();
-    let elements = match values(headers, &FORWARDED, "the Forwarded header is not ASCII")? {
+    let elements = match found.values(Fwd::Forwarded)? {
         lines if lines.is_empty() => Vec::new(),
         lines => forwarded::parse_forwarded(lines.into_iter()).map_err(Refusal::BadRequest)?,
     };
@@ -159,18 +250,14 @@ fn read(headers: &HeaderMap, allow: &AllowList) -> Result<Origin, Refusal> {
     )
     .map(|i| &elements[i]);
 
-    let client = client(headers, element, allow)?;
+    let client = client(found, element, allow)?;
     if let Some(Node::Ip(ip, port)) = client {
         origin.client = Some(ip.to_string());
         origin.client_port = port.map(|p| p.to_string());
     }
-    origin.scheme = scheme(headers, element)?;
+    origin.scheme = scheme(found, element)?;
 
-    let xfh = values(
-        headers,
-        &X_FORWARDED_HOST,
-        "the X-Forwarded-Host header is not ASCII",
-    )?;
+    let xfh = found.values(Fwd::Host)?;
     if let Some(host) = forwarded::last_entry(xfh.into_iter()) {
         if !forwarded::valid_host(host) {
             return Err(Refusal::BadRequest(
@@ -187,11 +274,7 @@ fn read(headers: &HeaderMap, allow: &AllowList) -> Result<Origin, Refusal> {
         origin.host = Some(host.to_owned());
     }
 
-    let xfport = values(
-        headers,
-        &X_FORWARDED_PORT,
-        "the X-Forwarded-Port header is not ASCII",
-    )?;
+    let xfport = found.values(Fwd::Port)?;
     if let Some(port) = forwarded::last_entry(xfport.into_iter()) {
         let port = forwarded::port_number(port).ok_or(Refusal::BadRequest(
             "the X-Forwarded-Port header is not a port number (1-65535)",
@@ -199,11 +282,7 @@ fn read(headers: &HeaderMap, allow: &AllowList) -> Result<Origin, Refusal> {
         origin.port = Some(port.to_string());
     }
 
-    let xfprefix = values(
-        headers,
-        &X_FORWARDED_PREFIX,
-        "the X-Forwarded-Prefix header is not ASCII",
-    )?;
+    let xfprefix = found.values(Fwd::Prefix)?;
     if let Some(p) = forwarded::last_entry(xfprefix.into_iter()) {
         let p = prefix::normalize(p).map_err(|_| {
             Refusal::BadRequest(
@@ -217,15 +296,11 @@ fn read(headers: &HeaderMap, allow: &AllowList) -> Result<Origin, Refusal> {
 
 /// The client: from `X-Forwarded-For` when present, else from the picked `Forwarded` element.
 fn client(
-    headers: &HeaderMap,
+    found: &Found<'_>,
     element: Option<&Element<'_>>,
     allow: &AllowList,
 ) -> Result<Option<Node>, Refusal> {
-    let xff = values(
-        headers,
-        &X_FORWARDED_FOR,
-        "the X-Forwarded-For header is not ASCII",
-    )?;
+    let xff = found.values(Fwd::For)?;
     let chain: Vec<Node> = xff
         .iter()
         .flat_map(|line| line.split(','))
@@ -240,25 +315,17 @@ fn client(
 
 /// The scheme, which every header that gives one must agree on.
 fn scheme(
-    headers: &HeaderMap,
+    found: &Found<'_>,
     element: Option<&Element<'_>>,
 ) -> Result<Option<&'static str>, Refusal> {
     let proto = one_scheme(
-        values(
-            headers,
-            &X_FORWARDED_PROTO,
-            "the X-Forwarded-Proto header is not ASCII",
-        )?,
+        found.values(Fwd::Proto)?,
         forwarded::scheme,
         "the X-Forwarded-Proto header must be http or https",
         "the X-Forwarded-Proto header has two different values",
     )?;
     let ssl = one_scheme(
-        values(
-            headers,
-            &X_FORWARDED_SSL,
-            "the X-Forwarded-Ssl header is not ASCII",
-        )?,
+        found.values(Fwd::Ssl)?,
         |v| match v.trim() {
             v if v.eq_ignore_ascii_case("on") => Some("https"),
             v if v.eq_ignore_ascii_case("off") => Some("http"),
@@ -308,19 +375,6 @@ fn one_scheme(
         found = Some(s);
     }
     Ok(found)
-}
-
-/// Every value of `name` as text; a value that is not ASCII is refused with `not_ascii`.
-fn values<'h>(
-    headers: &'h HeaderMap,
-    name: &HeaderName,
-    not_ascii: &'static str,
-) -> Result<Vec<&'h str>, Refusal> {
-    headers
-        .get_all(name)
-        .iter()
-        .map(|v| v.to_str().map_err(|_| Refusal::BadRequest(not_ascii)))
-        .collect()
 }
 
 #[cfg(test)]

@@ -352,7 +352,7 @@ fn forwarding_names_are_recognized() {
         ("host", false),
     ] {
         assert_eq!(
-            is_forwarding(&HeaderName::from_static(name)),
+            Fwd::of(&HeaderName::from_static(name)).is_some(),
             want,
             "{name}"
         );
