@@ -9,13 +9,18 @@ a Unix socket the peer is always trusted. Django's view of it (`request.is_secur
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
+import textwrap
 
 import pytest
-from conftest import ferrule_env
-from helpers import echo
+import requests
+from conftest import ROOT, ferrule_env
+from helpers import echo, wait_until
 
 FORWARDING = (
     "HTTP_X_FORWARDED_FOR",
@@ -263,3 +268,139 @@ def test_django_ignores_an_untrusted_peer(django, transport):
     assert seen["remote_addr"] == "127.0.0.1"
     assert seen["host"].startswith("127.0.0.1:")
     assert seen["forwarded_proto"] is None
+
+
+# --- nginx, configured as docs/proxies.md says ----------------------------------------------
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def documented_header_lines() -> str:
+    """The `proxy_http_version` and `proxy_set_header` lines of the first nginx example in
+    docs/proxies.md, so the test runs the configuration the page shows."""
+    text = (ROOT / "docs" / "proxies.md").read_text()
+    block = re.search(r"```nginx\n(.*?)```", text, re.S).group(1)
+    lines = [
+        line.strip()
+        for line in block.splitlines()
+        if line.strip().startswith(("proxy_set_header", "proxy_http_version"))
+    ]
+    assert any("X-Forwarded-For" in line for line in lines), block
+    return "\n".join(lines)
+
+
+@pytest.fixture
+def nginx_in_front(tmp_path, launched):
+    """nginx on a TCP port with two upstreams on Unix sockets: ferrule with `--prefix /app`
+    behind `location /` (path passed through), and ferrule without a prefix behind
+    `location /site/` (nginx strips /site and sends X-Forwarded-Prefix)."""
+    if not os.path.exists(NGINX):
+        pytest.skip("nginx is not installed (.ci/run installs it)")
+    # The test client is on loopback; trust only the Unix-socket peer (nginx), so that the
+    # chain rule stops at the client's address as it would for a remote client.
+    trust = ["--forwarded-allow-ips", "10.255.255.1", "--unix-socket-mode", "666"]
+    prefixed = tmp_path / "prefixed.sock"
+    plain = tmp_path / "plain.sock"
+    launched(["--bind", f"unix:{prefixed}", *trust, "--prefix", "/app", "echo:app"])
+    launched(["--bind", f"unix:{plain}", *trust, "echo:app"])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    headers = documented_header_lines()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(
+        textwrap.dedent(
+            """
+            daemon off;
+            {user}
+            pid {tmp}/nginx.pid;
+            error_log {tmp}/error.log;
+            events {{ worker_connections 64; }}
+            http {{
+                access_log off;
+                client_body_temp_path {tmp}/body;
+                proxy_temp_path {tmp}/proxy;
+                server {{
+                    listen 127.0.0.1:{port};
+                    location / {{
+                        proxy_pass http://unix:{prefixed}:;
+                        {headers}
+                    }}
+                    location /site/ {{
+                        proxy_pass http://unix:{plain}:/;
+                        {headers}
+                        proxy_set_header X-Forwarded-Prefix /site;
+                    }}
+                }}
+            }}
+            """
+        ).format(
+            user="user root;" if os.geteuid() == 0 else "",
+            tmp=tmp_path,
+            port=port,
+            prefixed=prefixed,
+            plain=plain,
+            headers=headers.replace("\n", "\n                        "),
+        )
+    )
+    nginx = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(tmp_path)])
+    try:
+        wait_until(
+            lambda: nginx.poll() is not None or port_open(port),
+            timeout=10,
+            what="nginx to listen",
+        )
+        assert nginx.poll() is None, (tmp_path / "error.log").read_text()
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        nginx.terminate()
+        nginx.wait(10)
+
+
+def port_open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+SPOOFED = {
+    "X-Forwarded-For": "6.6.6.6",
+    "X-Forwarded-Proto": "https",
+    "X-Forwarded-Host": "evil.example",
+    "X-Forwarded-Port": "444",
+    "X-Forwarded-Prefix": "/evil",
+    "X-Forwarded-Ssl": "on",
+    "Forwarded": "for=6.6.6.6;proto=https;host=evil.example",
+}
+
+
+def test_nginx_as_documented_passes_the_client_and_drops_spoofed_headers(nginx_in_front):
+    r = requests.get(f"{nginx_in_front}/app/notes/?x=1", headers=SPOOFED, timeout=10)
+    assert r.status_code == 200, r.text
+    env = r.json()["environ"]
+    assert env["REMOTE_ADDR"] == "127.0.0.1"
+    assert env["HTTP_X_FORWARDED_FOR"] == "6.6.6.6, 127.0.0.1"
+    assert env["wsgi.url_scheme"] == "http"
+    assert env["HTTP_HOST"] == "127.0.0.1"
+    assert env["SCRIPT_NAME"] == "/app"
+    assert env["PATH_INFO"] == "/notes/"
+    assert env["QUERY_STRING"] == "x=1"
+    for key in ("HTTP_FORWARDED", "HTTP_X_FORWARDED_HOST", "HTTP_X_FORWARDED_SSL"):
+        assert key not in env, key
+
+
+def test_nginx_outside_the_prefix_gets_the_page(nginx_in_front):
+    r = requests.get(f"{nginx_in_front}/notes/?x=1", timeout=10)
+    assert r.status_code == 404
+    assert 'href="/app/notes/?x=1"' in r.text
+
+
+def test_nginx_stripping_its_prefix_sends_x_forwarded_prefix(nginx_in_front):
+    r = requests.get(f"{nginx_in_front}/site/notes/", headers=SPOOFED, timeout=10)
+    assert r.status_code == 200, r.text
+    env = r.json()["environ"]
+    assert env["SCRIPT_NAME"] == "/site"
+    assert env["PATH_INFO"] == "/notes/"
+    assert env["REMOTE_ADDR"] == "127.0.0.1"
