@@ -17,5 +17,5 @@ pub mod proxy;
 pub mod respond;
 mod service;
 
-pub use out_body::OutBody;
+pub use out_body::{OutBody, Part};
 pub use service::{handle, App};
