@@ -70,6 +70,8 @@ pub struct Rep {
     path: PathBuf,
     id: FileId,
     pub len: u64,
+    /// `len` as a header value, made once.
+    pub content_length: HeaderValue,
     /// `Last-Modified`, seconds since the epoch.
     pub modified: u64,
     pub etag: HeaderValue,
@@ -97,6 +99,7 @@ impl Rep {
             coding,
             path,
             len: id.len,
+            content_length: HeaderValue::from(id.len),
             modified,
             // Both are ASCII we formatted ourselves.
             etag: HeaderValue::from_str(&etag).expect("an entity tag is visible ASCII"),

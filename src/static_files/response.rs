@@ -5,8 +5,6 @@
 //! into headers and a body, from memory when the file is there, else from the opened file.
 //! Finding the file and choosing the representation is `mod.rs`'s.
 
-use std::io::{Seek, SeekFrom};
-
 use bytes::Bytes;
 use http::header::{
     ACCEPT_RANGES, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
@@ -82,7 +80,7 @@ pub fn build(
     file: Option<std::fs::File>,
 ) -> std::io::Result<Response<OutBody>> {
     let head = method == Method::HEAD;
-    let (status, len, body) = match decision {
+    let (status, body) = match decision {
         Decision::PreconditionFailed => {
             return Ok(respond::text(
                 StatusCode::PRECONDITION_FAILED,
@@ -114,19 +112,16 @@ pub fn build(
             let body = match (head, &rep.content, file) {
                 (true, ..) => OutBody::full(Bytes::new()),
                 (false, Some(content), _) => OutBody::full(content.clone()),
-                (false, None, Some(f)) => OutBody::file(tokio::fs::File::from_std(f), rep.len),
+                (false, None, Some(f)) => OutBody::file_range(f, 0, rep.len),
                 (false, None, None) => return Err(no_file()),
             };
-            (StatusCode::OK, rep.len, body)
+            (StatusCode::OK, body)
         }
         Decision::Single(a, b) => {
             let n = b - a + 1;
             let body = match (&rep.content, file) {
                 (Some(content), _) => OutBody::full(content.slice(a as usize..=b as usize)),
-                (None, Some(mut f)) => {
-                    f.seek(SeekFrom::Start(a))?;
-                    OutBody::file(tokio::fs::File::from_std(f), n)
-                }
+                (None, Some(f)) => OutBody::file_range(f, a, n),
                 (None, None) => return Err(no_file()),
             };
             let mut out = partial(body, n, res, rep);
@@ -154,7 +149,7 @@ pub fn build(
                         .collect();
                     OutBody::parts(parts, None, total)
                 }
-                (None, Some(f)) => OutBody::parts(parts, Some(tokio::fs::File::from_std(f)), total),
+                (None, Some(f)) => OutBody::parts(parts, Some(f), total),
                 (None, None) => return Err(no_file()),
             };
             let mut out = partial(body, total, res, rep);
@@ -172,7 +167,7 @@ pub fn build(
     let h = out.headers_mut();
     h.reserve(10);
     h.insert(CONTENT_TYPE, HeaderValue::from_static(res.content_type));
-    h.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(CONTENT_LENGTH, rep.content_length.clone());
     if let Some(c) = rep.coding {
         h.insert(CONTENT_ENCODING, HeaderValue::from_static(c.token()));
     }
