@@ -433,6 +433,23 @@ mod tests {
         assert_eq!(&got[..], &want[..]);
     }
 
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn pages_not_in_the_page_cache_are_read_on_the_blocking_pool() {
+        use std::os::fd::AsRawFd;
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 241) as u8).collect();
+        let file = file_with(&data);
+        file.sync_all().unwrap();
+        // SAFETY: a valid descriptor; the advice only drops clean cached pages.
+        unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        let got = OutBody::file_range(file, 10, 150_000)
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(&got[..], &data[10..150_010]);
+    }
+
     #[tokio::test]
     async fn a_file_shorter_than_promised_is_an_error() {
         let body = OutBody::file_range(file_with(b"short"), 0, 10);

@@ -28,7 +28,5 @@ MEDIA_ROOT = os.environ.get("DJANGO_SITE_MEDIA_ROOT", "")
 if os.environ.get("DJANGO_SITE_MANIFEST") == "1":
     STORAGES = {
         "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-        "staticfiles": {
-            "BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"
-        },
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"},
     }
