@@ -173,3 +173,13 @@ def test_a_full_static_url_is_not_served(run, tmp_path):
     status, _, body = get(server, "/static/site.css")
     assert status == 404 and FERRULE_404 not in body
     assert "STATIC_URL is a full URL ('https://cdn.example.com/static/')" in server.output()
+
+
+def test_a_missing_static_root_is_a_warning_not_a_mount(run, tmp_path):
+    missing = tmp_path / "not_collected_yet"
+    server = run(env_for(tmp_path, STATIC_ROOT=str(missing)))
+    out = server.output()
+    assert f"not serving STATIC_ROOT '{missing}' at /static/" in out, out
+    assert "collectstatic" in out
+    status, _, body = get(server, "/static/site.css")
+    assert status == 404 and DJANGO_404 in body

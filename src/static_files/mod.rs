@@ -270,8 +270,13 @@ impl Served {
                     continue;
                 }
                 Err(e) => {
+                    let hint = if d.source == "STATIC_ROOT" {
+                        "; `manage.py collectstatic` creates and fills it"
+                    } else {
+                        ""
+                    };
                     log_warn!(
-                        "not serving {} '{}' at {}: {e}",
+                        "not serving {} '{}' at {}: {e}{hint}",
                         d.source,
                         d.dir.display(),
                         mount.url
