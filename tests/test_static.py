@@ -211,6 +211,30 @@ def test_a_large_file_is_streamed_whole_to_real_clients(serve, tree):
         assert r.status_code == 200 and r.content == tree["big.bin"]
 
 
+def test_http2_clients_get_the_same_answers(serve, tree):
+    server = start_static(serve, tree)
+    if server.is_unix:
+        transport = httpx.HTTPTransport(http1=False, http2=True, uds=server.address)
+        base = "http://localhost"
+    else:
+        transport = httpx.HTTPTransport(http1=False, http2=True)
+        base = "http://{}:{}".format(*server.address)
+    with httpx.Client(transport=transport, base_url=base) as client:
+        r = client.get("/static/big.bin")
+        assert r.http_version == "HTTP/2" and r.content == tree["big.bin"]
+        r = client.head("/static/app.css", headers={"Accept-Encoding": "identity"})
+        assert r.headers["content-length"] == str(len(tree["app.css"])) and r.content == b""
+        inm = {"If-None-Match": r.headers["etag"], "Accept-Encoding": "identity"}
+        assert client.get("/static/app.css", headers=inm).status_code == 304
+        r = client.get(
+            "/static/big.bin", headers={"Range": "bytes=0-9,20-29", "Accept-Encoding": "identity"}
+        )
+        assert r.status_code == 206
+        parts = multipart_parts(r.content, r.headers["content-type"])
+        assert [p[1] for p in parts] == [tree["big.bin"][:10], tree["big.bin"][20:30]]
+        assert client.post("/static/app.css").status_code == 405
+
+
 def test_percent_encoded_names_are_decoded(serve, tree):
     server = start_static(serve, tree)
     status, _, body = get(server, "/static/caf%C3%A9%20%C3%BC.txt")
