@@ -188,6 +188,7 @@ fn serve(
         Application::new(py, application, sending).map_err(|e| Error::runtime(e.to_string()))?;
     let pool = Pool::start(plan.pool, Box::new(move |py, job| wsgi.run(py, job)))
         .map_err(|e| Error::runtime(format!("cannot start the worker pool: {e}")))?;
+    statics.log_mounts();
     let scheme = if tls.is_some() { "https" } else { "http" };
     let urls: Vec<String> = listeners.iter().map(|l| l.url(scheme)).collect();
     let app_state = Arc::new(App {

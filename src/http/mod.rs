@@ -21,5 +21,5 @@ pub mod respond;
 mod service;
 pub mod trust;
 
-pub use out_body::OutBody;
+pub use out_body::{OutBody, Part};
 pub use service::{handle, App};
