@@ -89,7 +89,6 @@ fn run(py: Python<'_>, plan: &Arc<Plan>, target: &Target) -> Result<i32, Error> 
         Target::Spec(spec) => (app::load(py, spec)?, spec.clone()),
         Target::Django => (app::load_django(py)?, "the Django project".to_owned()),
     };
-    let routes = routes(py, plan, target)?;
     // After the import: the application's logging configuration (Django's LOGGING) is in
     // place, so our default handlers are added only where it configured none, and
     // `disable_existing_loggers` cannot silence loggers we made too early.
@@ -100,7 +99,9 @@ fn run(py: Python<'_>, plan: &Arc<Plan>, target: &Target) -> Result<i32, Error> 
                 .map_err(|e| Error::runtime(format!("cannot set up logging: {e}")))?,
         ),
     };
-    let result = serve(py, plan, loaded, routes);
+    // Routes after logging, so what they report about the static mounts goes where the
+    // application's logging configuration sends it.
+    let result = routes(py, plan, target).and_then(|routes| serve(py, plan, loaded, routes));
     if let Some(t) = log_thread {
         py.detach(|| t.stop());
     }

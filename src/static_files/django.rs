@@ -107,7 +107,13 @@ fn raw_setting<'py>(
     settings: &Bound<'py, PyAny>,
     name: &str,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
-    match settings.call_method1("__getattr__", (name,)) {
+    // `LazySettings.__getattr__` both prefixes and caches `STATIC_URL`/`MEDIA_URL`, so reading
+    // them through it here would also fix the URLs Django itself builds to the start-up
+    // prefix ("/"). The wrapped settings object holds the values as written; reading
+    // `DEBUG` first makes sure it exists (`LazySettings` sets itself up on first access).
+    settings.getattr("DEBUG")?;
+    let wrapped = settings.getattr("_wrapped")?;
+    match wrapped.getattr(name) {
         Ok(v) if v.is_none() => Ok(None),
         Ok(v) => Ok(Some(v)),
         Err(e) if e.is_instance_of::<PyAttributeError>(settings.py()) => Ok(None),

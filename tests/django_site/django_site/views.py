@@ -134,6 +134,9 @@ def whoami(request):
             "path_info": request.path_info,
             "reverse": reverse("whoami"),
             "absolute": request.build_absolute_uri(),
+            # Django prefixes a relative STATIC_URL with the script prefix on first access;
+            # ferrule must not have read it at start-up.
+            "static_url": settings.STATIC_URL,
         }
     )
 
