@@ -15,6 +15,7 @@ use http::{HeaderMap, StatusCode};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::body::Body;
+use crate::cancel::Flight;
 use crate::listen::Peer;
 
 /// What the application needs to know about the connection a request came on.
@@ -75,6 +76,8 @@ pub struct Job {
     pub body: Body,
     pub conn: Arc<ConnInfo>,
     pub origin: Origin,
+    /// Fires when the request is cancelled; carries its async-wait time.
+    pub flight: Arc<Flight>,
     pub reply: oneshot::Sender<Reply>,
     pub queued_at: Instant,
 }

@@ -21,6 +21,7 @@ use super::out_body::OutBody;
 use super::proxy::Proxy;
 use super::respond;
 use crate::body::{self, BodyError};
+use crate::cancel::{DisconnectGuard, Flight};
 use crate::config::Plan;
 use crate::job::{ConnInfo, Job, Reply, ReplyBody};
 use crate::pool::{Pool, Rejected};
@@ -96,11 +97,16 @@ async fn respond(
         Err(resp) => return resp,
     };
     let (reply_tx, reply_rx) = oneshot::channel();
+    let flight = Flight::new();
+    // Dropped with this future when hyper gives up on the request (the client left): the
+    // flight fires, so a queued job is skipped and a running one sees it.
+    let mut guard = DisconnectGuard::new(&flight);
     let job = Job {
         head: parts,
         body,
         conn,
         origin,
+        flight,
         reply: reply_tx,
         queued_at: Instant::now(),
     };
@@ -122,7 +128,9 @@ async fn respond(
             ),
         };
     }
-    match reply_rx.await {
+    let reply = reply_rx.await;
+    guard.disarm();
+    match reply {
         Ok(reply) => into_response(reply).await,
         // The worker dropped the job without replying; it logged why.
         Err(_) => respond::internal_error(),

@@ -18,6 +18,7 @@ use super::file_wrapper::FileWrapper;
 use super::input::Input;
 use super::lend::lend;
 use super::start_response::{SendError, Sending, StartResponse};
+use crate::cancel;
 use crate::job::Job;
 use crate::{log_error, log_info};
 
@@ -69,10 +70,11 @@ impl Application {
             body,
             conn,
             origin,
+            flight,
             reply,
             ..
         } = job;
-        if reply.is_closed() {
+        if reply.is_closed() || flight.is_cancelled() {
             // The client went away while the request waited in the queue: nobody would read
             // the response, so the application is never called.
             crate::log_debug!(
@@ -95,6 +97,7 @@ impl Application {
             Ok(input) => input,
             Err(e) => return log_failure(py, &head, &Failure::Raised(e)),
         };
+        let _current = cancel::enter(&flight);
         let outcome = (|| -> Result<(), Failure> {
             let streams = Streams {
                 input: input.clone().into_any(),

@@ -1,0 +1,303 @@
+//! Cancellation: one [`Flight`] per request, shared by the network core and the worker thread.
+//!
+//! The core fires it — the client went away (the hyper service future was dropped, see
+//! [`DisconnectGuard`]), `--timeout` expired, or a forced shutdown reached the request — and the
+//! worker side observes it: a queued job is skipped, `environ["ferrule.disconnected"]()` turns
+//! true, a thread blocked in `ferrule.wait` wakes at once. What a fired flight does to Python
+//! (exceptions, asyncio tasks, async exception injection) is `bridge.rs`'s and `wsgi/`'s.
+//!
+//! A flight also carries the time its thread spent asleep in async waits, for statistics.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Why a request was cancelled. The first reason to fire wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The client closed or reset the connection (HTTP/1), or reset the stream (HTTP/2).
+    Disconnected,
+    /// `--timeout` expired.
+    Timeout,
+    /// A forced shutdown (a second signal, or the graceful timeout) reached the request.
+    Shutdown,
+}
+
+impl Reason {
+    fn code(self) -> u8 {
+        match self {
+            Reason::Disconnected => 1,
+            Reason::Timeout => 2,
+            Reason::Shutdown => 3,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(Reason::Disconnected),
+            2 => Some(Reason::Timeout),
+            3 => Some(Reason::Shutdown),
+            _ => None,
+        }
+    }
+
+    /// The status the access log records for a request cancelled this way (499 is nginx's
+    /// "client closed request"; it is logged, never sent).
+    pub fn log_status(self) -> u16 {
+        match self {
+            Reason::Disconnected => 499,
+            Reason::Timeout => 504,
+            Reason::Shutdown => 503,
+        }
+    }
+}
+
+/// A hook run once when the flight fires, on the thread that fires it (a tokio thread: it
+/// must not block).
+pub type OnFire = Box<dyn FnOnce(Reason) + Send>;
+
+/// The cancellation state and async-wait accounting of one request.
+pub struct Flight {
+    reason: AtomicU8,
+    asleep_ns: AtomicU64,
+    /// Wakes threads blocked in [`Flight::block_until`]; also guards the hooks.
+    lock: Mutex<Hooks>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct Hooks {
+    on_fire: Vec<OnFire>,
+}
+
+impl Flight {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            reason: AtomicU8::new(0),
+            asleep_ns: AtomicU64::new(0),
+            lock: Mutex::new(Hooks::default()),
+            wake: Condvar::new(),
+        })
+    }
+
+    fn hooks(&self) -> MutexGuard<'_, Hooks> {
+        // A panic while holding this lock leaves only a list of hooks behind; keep going.
+        self.lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Cancel the request. Returns false if it was already cancelled (the first reason stays).
+    pub fn fire(&self, reason: Reason) -> bool {
+        if self
+            .reason
+            .compare_exchange(0, reason.code(), Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        let hooks = std::mem::take(&mut self.hooks().on_fire);
+        self.wake.notify_all();
+        for hook in hooks {
+            hook(reason);
+        }
+        true
+    }
+
+    /// Why the request was cancelled, if it was.
+    pub fn reason(&self) -> Option<Reason> {
+        Reason::from_code(self.reason.load(Ordering::Acquire))
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.reason.load(Ordering::Acquire) != 0
+    }
+
+    /// Run `hook` when the flight fires (at once, on this thread, if it already has).
+    pub fn on_fire(&self, hook: OnFire) {
+        let mut hooks = self.hooks();
+        match self.reason() {
+            Some(reason) => {
+                drop(hooks);
+                hook(reason);
+            }
+            None => hooks.on_fire.push(hook),
+        }
+    }
+
+    /// Wake the threads blocked in [`Flight::block_until`] so they re-check their condition
+    /// (an awaited future finished).
+    pub fn wake(&self) {
+        let _guard = self.hooks();
+        self.wake.notify_all();
+    }
+
+    /// Block the calling thread until `done()` is true, the flight fires, or `deadline`
+    /// passes; callers make `done` true and then call [`Flight::wake`]. The time blocked is
+    /// added to the flight's asleep time. Call it with the GIL released.
+    pub fn block_until(&self, done: impl Fn() -> bool, deadline: Option<Instant>) -> Wakeup {
+        let started = Instant::now();
+        let mut guard = self.hooks();
+        let woke = loop {
+            if done() {
+                break Wakeup::Done;
+            }
+            if let Some(reason) = self.reason() {
+                break Wakeup::Cancelled(reason);
+            }
+            match deadline {
+                None => {
+                    guard = self
+                        .wake
+                        .wait(guard)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break Wakeup::TimedOut;
+                    }
+                    guard = self
+                        .wake
+                        .wait_timeout(guard, deadline - now)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0;
+                }
+            }
+        };
+        drop(guard);
+        self.add_asleep(started.elapsed());
+        woke
+    }
+
+    /// Count `d` as time the request's thread spent asleep in an async wait.
+    pub fn add_asleep(&self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.asleep_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// Total time asleep in async waits so far.
+    pub fn asleep(&self) -> Duration {
+        Duration::from_nanos(self.asleep_ns.load(Ordering::Relaxed))
+    }
+}
+
+thread_local! {
+    static CURRENT: std::cell::RefCell<Option<Arc<Flight>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The flight of the request the calling worker thread is running, if any.
+pub fn current() -> Option<Arc<Flight>> {
+    CURRENT.with(|c| c.borrow().clone())
+}
+
+/// Make `flight` the calling thread's current one until the returned guard is dropped.
+pub fn enter(flight: &Arc<Flight>) -> Entered {
+    CURRENT.with(|c| *c.borrow_mut() = Some(Arc::clone(flight)));
+    Entered(())
+}
+
+/// Clears the thread's current flight when dropped.
+pub struct Entered(());
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        CURRENT.with(|c| *c.borrow_mut() = None);
+    }
+}
+
+/// How [`Flight::block_until`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wakeup {
+    Done,
+    Cancelled(Reason),
+    TimedOut,
+}
+
+/// Held by the hyper service future of a request: if the future is dropped before
+/// [`DisconnectGuard::disarm`] — hyper drops it when the client closes or resets the
+/// connection or the HTTP/2 stream — the flight fires with [`Reason::Disconnected`].
+pub struct DisconnectGuard(Option<Arc<Flight>>);
+
+impl DisconnectGuard {
+    pub fn new(flight: &Arc<Flight>) -> Self {
+        Self(Some(Arc::clone(flight)))
+    }
+
+    /// The response is complete (or the request was never the application's): dropping the
+    /// guard no longer means the client left.
+    pub fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for DisconnectGuard {
+    fn drop(&mut self) {
+        if let Some(flight) = self.0.take() {
+            flight.fire(Reason::Disconnected);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    #[test]
+    fn the_first_reason_wins_and_hooks_run_once() {
+        let f = Flight::new();
+        let runs = Arc::new(AtomicU64::new(0));
+        let r = Arc::clone(&runs);
+        f.on_fire(Box::new(move |why| {
+            assert_eq!(why, Reason::Timeout);
+            r.fetch_add(1, Ordering::Relaxed);
+        }));
+        assert!(f.fire(Reason::Timeout));
+        assert!(!f.fire(Reason::Disconnected));
+        assert_eq!(f.reason(), Some(Reason::Timeout));
+        assert_eq!(runs.load(Ordering::Relaxed), 1);
+        // A hook registered late runs at once.
+        let r = Arc::clone(&runs);
+        f.on_fire(Box::new(move |_| {
+            r.fetch_add(1, Ordering::Relaxed);
+        }));
+        assert_eq!(runs.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_blocked_thread_wakes_when_done_or_fired() {
+        let f = Flight::new();
+        let done = Arc::new(AtomicBool::new(false));
+        let (f2, d2) = (Arc::clone(&f), Arc::clone(&done));
+        let t = std::thread::spawn(move || f2.block_until(|| d2.load(Ordering::Acquire), None));
+        done.store(true, Ordering::Release);
+        f.wake();
+        assert_eq!(t.join().unwrap(), Wakeup::Done);
+
+        let f2 = Arc::clone(&f);
+        let t = std::thread::spawn(move || f2.block_until(|| false, None));
+        f.fire(Reason::Disconnected);
+        assert_eq!(t.join().unwrap(), Wakeup::Cancelled(Reason::Disconnected));
+        assert!(f.asleep() > Duration::ZERO);
+    }
+
+    #[test]
+    fn a_deadline_ends_the_wait() {
+        let f = Flight::new();
+        let deadline = Instant::now() + Duration::from_millis(5);
+        assert_eq!(f.block_until(|| false, Some(deadline)), Wakeup::TimedOut);
+    }
+
+    #[test]
+    fn dropping_an_armed_guard_fires_disconnected() {
+        let f = Flight::new();
+        drop(DisconnectGuard::new(&f));
+        assert_eq!(f.reason(), Some(Reason::Disconnected));
+        let f = Flight::new();
+        let mut g = DisconnectGuard::new(&f);
+        g.disarm();
+        drop(g);
+        assert!(!f.is_cancelled());
+    }
+}
