@@ -13,6 +13,7 @@
 //! | `http/` | admission, proxies and prefix, the hyper service, server-made responses, access log | no |
 //! | `static_files/` | static mounts, path safety, conditional/range/precompressed responses | `django.rs` only |
 //! | `body.rs` | request bodies, buffered or spooled before dispatch | no |
+//! | `bridge.rs` | the asyncio loop thread, `wait`/`gather`, asgiref, cancellation exceptions | yes |
 //! | `cancel.rs` | per-request cancellation (`Flight`), the disconnect guard, async-wait time | no |
 //! | `job.rs` | what crosses between the core and a worker thread | no |
 //! | `pool.rs` | Python worker threads, the job queue, the hand-off policy | yes |
@@ -25,6 +26,7 @@
 
 pub mod app;
 pub mod body;
+pub mod bridge;
 pub mod cancel;
 pub mod config;
 pub mod error;
