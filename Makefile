@@ -74,6 +74,10 @@ bench: $(PY)  ## run ferrule and its peers side by side (see bench/README.md)
 bench-static: $(PY)  ## static files and HTTP/2 over TLS: ferrule vs nginx, granian, WhiteNoise
 	$(PY) bench/static.py
 
+.PHONY: bench-async
+bench-async: $(PY)  ## ferrule.gather vs async_to_sync, and clients that abandon requests
+	$(PY) bench/async.py
+
 .PHONY: clean
 clean:  ## remove build outputs and virtualenvs
 	cargo clean

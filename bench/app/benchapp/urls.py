@@ -8,4 +8,6 @@ urlpatterns = [
     path("sleep", views.sleep),
     path("1mb", views.one_mb),
     path("upload", views.upload),
+    path("fanout-asgiref", views.fanout_asgiref),
+    path("fanout-ferrule", views.fanout_ferrule),
 ]

@@ -1,7 +1,9 @@
-"""The five workloads: each view is as small as its job, so the server is what differs."""
+"""The workloads: each view is as small as its job, so the server is what differs."""
 
+import asyncio
 import time
 
+from asgiref.sync import async_to_sync
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
@@ -32,3 +34,33 @@ def one_mb(request):
 @csrf_exempt
 def upload(request):
     return HttpResponse(str(len(request.body)), content_type="text/plain")
+
+
+# --- fan-out: a sync view that makes 10 concurrent 20 ms async calls (bench/async.py) ---------
+
+FANOUT_CALLS = 10
+FANOUT_SECONDS = 0.02
+
+
+async def _call(i):
+    # Stands in for an async HTTP or database call (httpx.AsyncClient, asyncpg, an LLM client).
+    await asyncio.sleep(FANOUT_SECONDS)
+    return i
+
+
+async def _fanout():
+    return await asyncio.gather(*(_call(i) for i in range(FANOUT_CALLS)))
+
+
+def fanout_asgiref(request):
+    """The calls through asgiref's async_to_sync, as a sync view does under any server."""
+    results = async_to_sync(_fanout)()
+    return HttpResponse(f"{len(results)} calls", content_type="text/plain")
+
+
+def fanout_ferrule(request):
+    """The same calls through ferrule.gather on ferrule's shared event loop."""
+    import ferrule
+
+    results = ferrule.gather(*(_call(i) for i in range(FANOUT_CALLS)))
+    return HttpResponse(f"{len(results)} calls", content_type="text/plain")
