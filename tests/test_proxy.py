@@ -1,13 +1,15 @@
-"""Trusted proxies: which peers may send X-Forwarded-* and Forwarded, what they change in the
-environ, and what is refused (issue 3, "Proxies").
+"""Trusted proxies: which peers may send X-Forwarded-* and Forwarded, which family is read
+(`--forwarded-headers`), what they change in the environ, and what is refused (issue 3,
+"Proxies").
 
 The echo app reports the environ. Over TCP the client is 127.0.0.1, trusted by default; over
 a Unix socket the peer is always trusted. Django's view of it (`request.is_secure()`,
-`REMOTE_ADDR`) is checked against `manage.py server` at the end.
+`REMOTE_ADDR`) is checked against `manage.py server`, and real nginx in front at the end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -20,7 +22,7 @@ import textwrap
 import pytest
 import requests
 from conftest import ROOT, ferrule_env
-from helpers import echo, wait_until
+from helpers import Conn, echo, wait_until
 
 FORWARDING = (
     "HTTP_X_FORWARDED_FOR",
@@ -48,11 +50,14 @@ EVERY_HEADER = {
 PEER = "127.0.0.1"
 
 
+X_FAMILY = [h for h in FORWARDING if h != "HTTP_FORWARDED"]
+
+
 def test_trusted_peer_sets_client_scheme_host_port_and_prefix(serve):
     server = serve("echo:app")
     env = echo(server, path="/p/q?x=1", headers=EVERY_HEADER)["environ"]
-    # X-Forwarded-For wins over Forwarded for the client; walking from the right, 203.0.113.7
-    # is the first address that is not a trusted proxy.
+    # Walking X-Forwarded-For from the right, 203.0.113.7 is the first address that is not a
+    # trusted proxy. Forwarded is not read by default (--forwarded-headers x-forwarded).
     assert env["REMOTE_ADDR"] == "203.0.113.7"
     assert "REMOTE_PORT" not in env
     assert env["wsgi.url_scheme"] == "https"
@@ -62,12 +67,14 @@ def test_trusted_peer_sets_client_scheme_host_port_and_prefix(serve):
     assert env["SERVER_PORT"] == "8443"
     assert env["SCRIPT_NAME"] == "/outer"
     assert env["PATH_INFO"] == "/p/q"
-    # Trusted headers stay, for applications that read them themselves.
+    # Trusted headers stay, for applications that read them themselves; the family not read
+    # is removed as an untrusted peer's would be.
     assert env["HTTP_X_FORWARDED_PROTO"] == "https"
+    assert "HTTP_FORWARDED" not in env
 
 
 def test_rfc7239_forwarded_alone(serve):
-    server = serve("echo:app")
+    server = serve("echo:app", "--forwarded-headers", "forwarded")
     headers = {
         "Forwarded": 'for=203.0.113.9;proto=http, For="[2001:db8::17]:4711";PROTO=HTTPS;'
         'host="example.com:8443"'
@@ -82,7 +89,7 @@ def test_rfc7239_forwarded_alone(serve):
 
 @pytest.mark.parametrize("hidden", ["unknown", '"_hidden"'])
 def test_unknown_or_obfuscated_client_keeps_the_peer_address(serve, hidden):
-    server = serve("echo:app")
+    server = serve("echo:app", "--forwarded-headers", "forwarded")
     env = echo(server, headers={"Forwarded": f"for={hidden};proto=https"})["environ"]
     assert env["REMOTE_ADDR"] == PEER
     assert env["wsgi.url_scheme"] == "https"
@@ -143,24 +150,127 @@ def test_chain_walks_from_the_right_past_trusted_proxies(serve, allow, client):
     assert env["REMOTE_ADDR"] == client
 
 
+# --- Which family is read: the spoofing scenario for each kind of proxy ----------------------
+#
+# Issue 3 review: a trusted proxy writes one family and passes the client's own headers of the
+# other family through. Reading both let the client pick its REMOTE_ADDR, scheme and host.
+
+
+def test_default_ignores_a_clients_forwarded_behind_an_x_forwarded_proxy(serve):
+    # What nginx with `$proxy_add_x_forwarded_for` and `X-Forwarded-Proto $scheme` sends when
+    # the client added its own Forwarded header.
+    server = serve("echo:app")
+    headers = {
+        "X-Forwarded-For": "203.0.113.7",
+        "X-Forwarded-Proto": "http",
+        "Forwarded": "for=6.6.6.6;proto=https;host=evil.example",
+    }
+    env = echo(server, headers=headers)["environ"]
+    assert env["REMOTE_ADDR"] == "203.0.113.7"
+    assert env["wsgi.url_scheme"] == "http"
+    assert "evil" not in env["HTTP_HOST"]
+    assert "HTTP_FORWARDED" not in env
+
+
+def test_forwarded_ignores_a_clients_x_forwarded_behind_an_rfc7239_proxy(serve):
+    # What HAProxy with `option forwarded` sends when the client added X-Forwarded-* itself.
+    server = serve("echo:app", "--forwarded-headers", "forwarded")
+    headers = {
+        "Forwarded": "for=203.0.113.7;proto=http",
+        "X-Forwarded-For": "6.6.6.6",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Ssl": "on",
+        "X-Forwarded-Host": "evil.example",
+        "X-Forwarded-Port": "444",
+        "X-Forwarded-Prefix": "/evil",
+    }
+    env = echo(server, path="/p", headers=headers)["environ"]
+    assert env["REMOTE_ADDR"] == "203.0.113.7"
+    assert env["wsgi.url_scheme"] == "http"
+    assert "HTTPS" not in env
+    assert "evil" not in env["HTTP_HOST"]
+    assert env["SERVER_PORT"] != "444"
+    assert env["SCRIPT_NAME"] == ""
+    for key in X_FAMILY:
+        assert key not in env, key
+    assert env["HTTP_FORWARDED"] == "for=203.0.113.7;proto=http"
+
+
+def test_both_reads_both_families_when_they_agree(serve):
+    server = serve("echo:app", "--forwarded-headers", "both")
+    headers = {
+        "X-Forwarded-For": "203.0.113.7",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Prefix": "/outer",
+        "Forwarded": 'for="203.0.113.7:4711";proto=https;host=example.com',
+    }
+    env = echo(server, path="/p", headers=headers)["environ"]
+    assert env["REMOTE_ADDR"] == "203.0.113.7"
+    assert env["REMOTE_PORT"] == "4711"
+    assert env["wsgi.url_scheme"] == "https"
+    assert env["HTTP_HOST"] == "example.com"
+    assert env["SCRIPT_NAME"] == "/outer"
+    assert env["HTTP_FORWARDED"] and env["HTTP_X_FORWARDED_FOR"]
+
+
+def test_forwarded_headers_is_validated(launched):
+    proc = subprocess.run(
+        [sys.executable, "-m", "ferrule", "--forwarded-headers", "xff", "echo:app"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=ferrule_env(),
+        timeout=30,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "invalid value 'xff' for '--forwarded-headers" in proc.stderr
+    assert "x-forwarded" in proc.stderr and "both" in proc.stderr
+
+
+def test_scheme_lists_use_the_rightmost_entry(serve):
+    # A proxy that appends (HAProxy `add-header`) after a client's own value, or after the
+    # proxy before it: the entry the proxy next to ferrule wrote counts, as for the host.
+    server = serve("echo:app")
+    lists = [("https, http", "http"), ("http, https", "https"), ("ftp, https", "https")]
+    for value, scheme in lists:
+        env = echo(server, headers={"X-Forwarded-Proto": value})["environ"]
+        assert env["wsgi.url_scheme"] == scheme, value
+    # Two header lines are one list (RFC 9110): the client's line first, the proxy's last.
+    with Conn(server) as c:
+        lines = [("X-Forwarded-Proto", "https"), ("X-Forwarded-Proto", "http")]
+        resp = c.request("GET", "/", headers=lines)
+    assert resp.status == 200, resp.body
+    assert resp.json()["environ"]["wsgi.url_scheme"] == "http"
+
+
 @pytest.mark.parametrize(
-    ("headers", "reason"),
+    ("args", "headers", "reason"),
     [
         (
+            ["--forwarded-headers", "both"],
             {"X-Forwarded-Proto": "https", "Forwarded": "proto=http"},
             "disagree about the scheme",
         ),
-        ({"X-Forwarded-Proto": "https, http"}, "two different values"),
-        ({"X-Forwarded-Proto": "http", "X-Forwarded-Ssl": "on"}, "disagree about the scheme"),
-        ({"X-Forwarded-Proto": "ftp"}, "must be http or https"),
-        ({"X-Forwarded-Host": "evil.example/x"}, "not a valid host"),
-        ({"X-Forwarded-Port": "eighty"}, "not a port number"),
-        ({"X-Forwarded-Prefix": "/a/../b"}, "not a valid path prefix"),
-        ({"Forwarded": 'for="1.2.3.4'}, "not closed"),
+        (
+            ["--forwarded-headers", "both"],
+            {"X-Forwarded-For": "6.6.6.6", "Forwarded": "for=203.0.113.7"},
+            "name different clients",
+        ),
+        (
+            ["--forwarded-headers", "both"],
+            {"X-Forwarded-Host": "a.example", "Forwarded": "host=b.example"},
+            "disagree about the host",
+        ),
+        ([], {"X-Forwarded-Proto": "http", "X-Forwarded-Ssl": "on"}, "disagree about the scheme"),
+        ([], {"X-Forwarded-Proto": "https, ftp"}, "must be http or https"),
+        ([], {"X-Forwarded-Host": "evil.example/x"}, "not a valid host"),
+        ([], {"X-Forwarded-Port": "eighty"}, "not a port number"),
+        ([], {"X-Forwarded-Prefix": "/a/../b"}, "not a valid path prefix"),
+        (["--forwarded-headers", "forwarded"], {"Forwarded": 'for="1.2.3.4'}, "not closed"),
     ],
 )
-def test_bad_or_conflicting_headers_get_400_and_never_reach_the_app(serve, headers, reason):
-    server = serve("echo:app", env={"ECHO_TRACE": "1"})
+def test_bad_or_conflicting_headers_get_400_and_never_reach_the_app(serve, args, headers, reason):
+    server = serve("echo:app", *args, env={"ECHO_TRACE": "1"})
     resp, body = server.request("GET", "/refused", headers=headers)
     assert resp.status == 400
     assert reason in body.decode()
@@ -289,24 +399,14 @@ def documented_header_lines() -> str:
     return "\n".join(lines)
 
 
-@pytest.fixture
-def nginx_in_front(tmp_path, launched):
-    """nginx on a TCP port with two upstreams on Unix sockets: ferrule with `--prefix /app`
-    behind `location /` (path passed through), and ferrule without a prefix behind
-    `location /site/` (nginx strips /site and sends X-Forwarded-Prefix)."""
+@contextlib.contextmanager
+def running_nginx(tmp_path, http_block: str):
+    """nginx on a free loopback port with `http_block` inside `http { }`; yields its URL."""
     if not os.path.exists(NGINX):
         pytest.skip("nginx is not installed (.ci/run installs it)")
-    # The test client is on loopback; trust only the Unix-socket peer (nginx), so that the
-    # chain rule stops at the client's address as it would for a remote client.
-    trust = ["--forwarded-allow-ips", "10.255.255.1", "--unix-socket-mode", "666"]
-    prefixed = tmp_path / "prefixed.sock"
-    plain = tmp_path / "plain.sock"
-    launched(["--bind", f"unix:{prefixed}", *trust, "--prefix", "/app", "echo:app"])
-    launched(["--bind", f"unix:{plain}", *trust, "echo:app"])
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    headers = documented_header_lines()
     conf = tmp_path / "nginx.conf"
     conf.write_text(
         textwrap.dedent(
@@ -320,27 +420,13 @@ def nginx_in_front(tmp_path, launched):
                 access_log off;
                 client_body_temp_path {tmp}/body;
                 proxy_temp_path {tmp}/proxy;
-                server {{
-                    listen 127.0.0.1:{port};
-                    location / {{
-                        proxy_pass http://unix:{prefixed}:;
-                        {headers}
-                    }}
-                    location /site/ {{
-                        proxy_pass http://unix:{plain}:/;
-                        {headers}
-                        proxy_set_header X-Forwarded-Prefix /site;
-                    }}
-                }}
+            {http_block}
             }}
             """
         ).format(
             user="user root;" if os.geteuid() == 0 else "",
             tmp=tmp_path,
-            port=port,
-            prefixed=prefixed,
-            plain=plain,
-            headers=headers.replace("\n", "\n                        "),
+            http_block=http_block.format(port=port),
         )
     )
     nginx = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(tmp_path)])
@@ -355,6 +441,39 @@ def nginx_in_front(tmp_path, launched):
     finally:
         nginx.terminate()
         nginx.wait(10)
+
+
+# The test client is on loopback; ferrule trusts only its Unix-socket peer (nginx), so that the
+# chain rule stops at the client's address as it would for a remote client.
+BEHIND_NGINX = ["--forwarded-allow-ips", "10.255.255.1", "--unix-socket-mode", "666"]
+
+
+@pytest.fixture
+def nginx_in_front(tmp_path, launched):
+    """nginx on a TCP port with two upstreams on Unix sockets: ferrule with `--prefix /app`
+    behind `location /` (path passed through), and ferrule without a prefix behind
+    `location /site/` (nginx strips /site and sends X-Forwarded-Prefix)."""
+    prefixed = tmp_path / "prefixed.sock"
+    plain = tmp_path / "plain.sock"
+    launched(["--bind", f"unix:{prefixed}", *BEHIND_NGINX, "--prefix", "/app", "echo:app"])
+    launched(["--bind", f"unix:{plain}", *BEHIND_NGINX, "echo:app"])
+    headers = documented_header_lines().replace("\n", "\n            ")
+    block = f"""
+        server {{{{
+            listen 127.0.0.1:{{port}};
+            location / {{{{
+                proxy_pass http://unix:{prefixed}:;
+                {headers}
+            }}}}
+            location /site/ {{{{
+                proxy_pass http://unix:{plain}:/;
+                {headers}
+                proxy_set_header X-Forwarded-Prefix /site;
+            }}}}
+        }}}}
+    """
+    with running_nginx(tmp_path, block) as url:
+        yield url
 
 
 def port_open(port: int) -> bool:
@@ -404,3 +523,58 @@ def test_nginx_stripping_its_prefix_sends_x_forwarded_prefix(nginx_in_front):
     assert env["SCRIPT_NAME"] == "/site"
     assert env["PATH_INFO"] == "/notes/"
     assert env["REMOTE_ADDR"] == "127.0.0.1"
+
+
+# --- A proxy that writes only RFC 7239 Forwarded ----------------------------------------------
+
+
+@pytest.fixture
+def rfc7239_proxy(tmp_path, launched):
+    """nginx writing Forwarded the way HAProxy's `option forwarded` does (its element appended
+    to the client's header, `for` and `proto`), passing every X-Forwarded-* header through
+    untouched, in front of ferrule started with `--forwarded-headers forwarded`."""
+    sock = tmp_path / "rfc.sock"
+    launched(
+        ["--bind", f"unix:{sock}", *BEHIND_NGINX, "--forwarded-headers", "forwarded", "echo:app"]
+    )
+    block = f"""
+        map $http_forwarded $forwarded_chain {{{{
+            ""      "for=$remote_addr;proto=$scheme";
+            default "$http_forwarded, for=$remote_addr;proto=$scheme";
+        }}}}
+        server {{{{
+            listen 127.0.0.1:{{port}};
+            location / {{{{
+                proxy_pass http://unix:{sock}:;
+                proxy_http_version 1.1;
+                proxy_set_header Forwarded $forwarded_chain;
+            }}}}
+        }}}}
+    """
+    with running_nginx(tmp_path, block) as url:
+        yield url
+
+
+def test_rfc7239_proxy_client_cannot_choose_its_address_with_x_forwarded(rfc7239_proxy):
+    r = requests.get(f"{rfc7239_proxy}/p", headers=SPOOFED, timeout=10)
+    assert r.status_code == 200, r.text
+    env = r.json()["environ"]
+    # The client's own element is left of the one nginx appended, so the chain rule skips it;
+    # its X-Forwarded-* headers went through nginx and are removed.
+    assert env["HTTP_FORWARDED"] == (
+        "for=6.6.6.6;proto=https;host=evil.example, for=127.0.0.1;proto=http"
+    )
+    assert env["REMOTE_ADDR"] == "127.0.0.1"
+    assert env["wsgi.url_scheme"] == "http"
+    assert "HTTPS" not in env
+    assert "evil" not in env["HTTP_HOST"]
+    assert env["SCRIPT_NAME"] == ""
+    for key in X_FAMILY:
+        assert key not in env, key
+
+
+def test_rfc7239_proxy_without_client_headers(rfc7239_proxy):
+    env = requests.get(f"{rfc7239_proxy}/p", timeout=10).json()["environ"]
+    assert env["HTTP_FORWARDED"] == "for=127.0.0.1;proto=http"
+    assert env["REMOTE_ADDR"] == "127.0.0.1"
+    assert env["wsgi.url_scheme"] == "http"

@@ -22,7 +22,7 @@ use crate::error::Error;
 
 pub use parse::{parse_addrport, parse_bind, parse_size};
 use parse::{positive_seconds, seconds};
-pub use proxy::{ProxyOptions, ProxyPlan};
+pub use proxy::{ForwardedHeaders, ProxyOptions, ProxyPlan};
 pub use statics::{normalize_url_path, StaticMount, StaticOptions, StaticPlan, DEFAULT_MAX_AGE};
 pub use tls::{ClientCert, H2Limits, HttpMode, TlsFiles, TlsOptions, TlsPlan, TlsVersion};
 

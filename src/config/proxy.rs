@@ -3,7 +3,7 @@
 //! Validation only: the prefix's normal form and the allow-list's syntax belong to
 //! `http/prefix.rs` and `http/trust.rs`, and applying them to requests to `http/proxy.rs`.
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use crate::error::Error;
 use crate::http::prefix;
@@ -25,7 +25,7 @@ pub struct ProxyOptions {
     pub prefix: Option<String>,
 
     /// Answer a request outside `--prefix` with a 308 redirect to the same URL under it,
-    /// instead of a 404 page.
+    /// instead of a 404 page. Default is off.
     #[arg(
         long,
         env = "FERRULE_PREFIX_REDIRECT",
@@ -36,7 +36,7 @@ pub struct ProxyOptions {
     /// Peers trusted to send `X-Forwarded-For`, `-Proto`, `-Host`, `-Port`, `-Prefix`, `-Ssl`
     /// and `Forwarded`: addresses and CIDR blocks (`10.0.0.0/8`, `fd00::/8`), comma-separated,
     /// or `*` for any. Unix-socket peers are always trusted. From anyone else these headers are
-    /// removed before the application sees them.
+    /// removed before the application sees them. Default is `127.0.0.1,::1`.
     #[arg(
         long,
         value_name = "LIST",
@@ -45,6 +45,35 @@ pub struct ProxyOptions {
         help_heading = "Proxies and URL prefix"
     )]
     pub forwarded_allow_ips: String,
+
+    /// Which forwarding headers a trusted proxy writes, and so which ones are read:
+    /// `x-forwarded` (`X-Forwarded-For`, `-Proto`, `-Host`, `-Port`, `-Prefix`, `-Ssl`: nginx,
+    /// Apache, Traefik, Caddy, cloud load balancers, haproxy `option forwardfor`), `forwarded`
+    /// (RFC 7239 `Forwarded`: haproxy `option forwarded`) or `both` (where both name the
+    /// client, scheme or host they must agree, or the request gets 400). The headers
+    /// not read are removed even from a trusted proxy, so a client cannot pass its own through a
+    /// proxy that only writes the others. Default is x-forwarded.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHICH",
+        default_value_t = ForwardedHeaders::XForwarded,
+        env = "FERRULE_FORWARDED_HEADERS",
+        help_heading = "Proxies and URL prefix"
+    )]
+    pub forwarded_headers: ForwardedHeaders,
+}
+
+/// `--forwarded-headers`: the header family a trusted proxy writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum ForwardedHeaders {
+    #[default]
+    #[value(name = "x-forwarded")]
+    XForwarded,
+    #[value(name = "forwarded")]
+    Forwarded,
+    #[value(name = "both")]
+    Both,
 }
 
 /// The validated "Proxies and URL prefix" options.
@@ -55,6 +84,7 @@ pub struct ProxyPlan {
     pub prefix: Option<String>,
     pub prefix_redirect: bool,
     pub allow: AllowList,
+    pub headers: ForwardedHeaders,
 }
 
 impl ProxyOptions {
@@ -78,6 +108,7 @@ impl ProxyOptions {
             prefix,
             prefix_redirect: self.prefix_redirect,
             allow,
+            headers: self.forwarded_headers,
         })
     }
 }
@@ -103,6 +134,27 @@ mod tests {
         assert!(plan.allow.contains("127.0.0.1".parse().unwrap()));
         assert!(plan.allow.contains("::1".parse().unwrap()));
         assert!(!plan.allow.contains("10.0.0.1".parse().unwrap()));
+        assert_eq!(plan.headers, super::ForwardedHeaders::XForwarded);
+    }
+
+    #[test]
+    fn forwarded_headers_values() {
+        use super::ForwardedHeaders as F;
+        for (arg, want) in [
+            ("x-forwarded", F::XForwarded),
+            ("forwarded", F::Forwarded),
+            ("both", F::Both),
+        ] {
+            assert_eq!(
+                resolve(&["--forwarded-headers", arg]).unwrap().headers,
+                want
+            );
+        }
+        let err = resolve(&["--forwarded-headers", "x-forwarded-for"]).unwrap_err();
+        assert!(
+            err.contains("invalid value 'x-forwarded-for' for '--forwarded-headers"),
+            "{err}"
+        );
     }
 
     #[test]

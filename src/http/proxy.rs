@@ -1,17 +1,20 @@
 //! Trusted proxies and the URL prefix: how a request looks to the application.
 //!
-//! From a peer in `--forwarded-allow-ips` (or on a Unix socket) the `X-Forwarded-*` headers
-//! and RFC 7239 `Forwarded` say who the client is and which scheme, host and prefix it used;
-//! from anyone else those headers are removed so the application never sees a spoofed value.
-//! `--prefix` (or Django's `FORCE_SCRIPT_NAME`) splits the path into `SCRIPT_NAME` and
-//! `PATH_INFO`. The result is a [`job::Origin`](crate::job::Origin); the environ is built from it
-//! in `wsgi/environ.rs`. Header syntax is `forwarded.rs`'s, the allow-list `trust.rs`'s and the
-//! prefix rules `prefix.rs`'s; this file decides what wins.
+//! From a peer in `--forwarded-allow-ips` (or on a Unix socket) the forwarding headers of the
+//! family `--forwarded-headers` names (`X-Forwarded-*`, RFC 7239 `Forwarded`, or both) say
+//! who the client is and which scheme, host and prefix it used; every other forwarding header
+//! is removed, from trusted and untrusted peers alike, so the application never sees a value
+//! the proxy did not write. `--prefix` (or Django's `FORCE_SCRIPT_NAME`) splits the path into
+//! `SCRIPT_NAME` and `PATH_INFO`. The result is a [`job::Origin`](crate::job::Origin); the
+//! environ is built from it in `wsgi/environ.rs`. Header syntax is `forwarded.rs`'s, the
+//! allow-list `trust.rs`'s and the prefix rules `prefix.rs`'s; this file decides what is read
+//! and what wins.
 //!
-//! Precedence, when a trusted request carries both families (docs/proxies.md explains why):
-//! `X-Forwarded-For` over `Forwarded: for=` for the client, `X-Forwarded-Host` over `host=`;
-//! the scheme must agree wherever it is given, or the request is refused. (Port and prefix
-//! have no `Forwarded` parameter.)
+//! Lists: the client is found by the chain rule over `X-Forwarded-For` (or the `Forwarded`
+//! elements); every other `X-Forwarded-*` header uses its rightmost entry, the one the proxy
+//! next to us wrote. When both families are read (`both`) and both name the client, the scheme
+//! or the host, they must agree or the request is refused; so must `X-Forwarded-Proto` and
+//! `X-Forwarded-Ssl`. docs/proxies.md explains why.
 
 use std::borrow::Cow;
 
@@ -25,7 +28,7 @@ use super::forwarded::{self, Element, Node};
 use super::out_body::OutBody;
 use super::prefix;
 use super::trust::AllowList;
-use crate::config::ProxyPlan;
+use crate::config::{ForwardedHeaders, ProxyPlan};
 use crate::error::Error;
 use crate::job::{ConnInfo, Origin};
 use crate::listen::Peer;
@@ -107,6 +110,17 @@ impl Fwd {
     }
 }
 
+/// The bits of the headers `--forwarded-headers` reads.
+fn family(which: ForwardedHeaders) -> u8 {
+    let rfc = Fwd::Forwarded.bit();
+    let x = Fwd::ALL.iter().fold(0, |bits, f| bits | f.bit()) & !rfc;
+    match which {
+        ForwardedHeaders::XForwarded => x,
+        ForwardedHeaders::Forwarded => rfc,
+        ForwardedHeaders::Both => x | rfc,
+    }
+}
+
 /// A request's forwarding headers: the map, and which of them it has.
 struct Found<'h> {
     headers: &'h HeaderMap,
@@ -145,6 +159,8 @@ pub struct Proxy {
     prefix: String,
     redirect: bool,
     allow: AllowList,
+    /// The headers read from a trusted peer (`--forwarded-headers`), as [`Fwd::bit`]s.
+    read: u8,
 }
 
 impl Proxy {
@@ -165,6 +181,7 @@ impl Proxy {
             prefix,
             redirect: plan.prefix_redirect,
             allow: plan.allow.clone(),
+            read: family(plan.headers),
         })
     }
 
@@ -173,8 +190,9 @@ impl Proxy {
         &self.prefix
     }
 
-    /// Remove forwarding headers a peer is not trusted to send; turn trusted ones into an
-    /// [`Origin`]. Contradicting scheme headers are refused.
+    /// Remove the forwarding headers a peer is not trusted to send, and those of the family
+    /// `--forwarded-headers` does not read; turn the rest into an [`Origin`]. Contradicting or
+    /// malformed values are refused.
     pub fn forwarded(&self, parts: &mut Parts, conn: &ConnInfo) -> Result<Origin, Refusal> {
         // The common case, a request with none of these headers, costs one pass over the
         // header names and no allocation.
@@ -187,24 +205,39 @@ impl Proxy {
             Peer::Unix => true,
             Peer::Tcp(addr) => self.allow.contains(addr.ip()),
         };
-        if trusted {
-            let found = Found {
-                headers: &parts.headers,
-                present,
-            };
-            return read(&found, &self.allow);
-        }
-        for which in Fwd::ALL {
-            if present & which.bit() != 0 {
-                parts.headers.remove(which.name());
+        let kept = if trusted { present & self.read } else { 0 };
+        let dropped = present & !kept;
+        if dropped != 0 {
+            for which in Fwd::ALL {
+                if dropped & which.bit() != 0 {
+                    parts.headers.remove(which.name());
+                }
+            }
+            if !trusted {
+                log_debug!(
+                    "removed forwarding headers from {}, which is not in --forwarded-allow-ips",
+                    conn.peer
+                );
+            } else if dropped & Fwd::Forwarded.bit() != 0 {
+                log_debug!(
+                    "removed the Forwarded header from {}: --forwarded-headers does not read it",
+                    conn.peer
+                );
+            } else {
+                log_debug!(
+                    "removed X-Forwarded-* headers from {}: --forwarded-headers does not read them",
+                    conn.peer
+                );
             }
         }
-        if let Peer::Tcp(addr) = conn.peer {
-            log_debug!(
-                "removed forwarding headers from {addr}, which is not in --forwarded-allow-ips"
-            );
+        if kept == 0 {
+            return Ok(Origin::default());
         }
-        Ok(Origin::default())
+        let found = Found {
+            headers: &parts.headers,
+            present: kept,
+        };
+        read(&found, &self.allow)
     }
 
     /// Split the path at `--prefix`; a request outside it gets the response to send instead
@@ -250,29 +283,12 @@ fn read(found: &Found<'_>, allow: &AllowList) -> Result<Origin, Refusal> {
     )
     .map(|i| &elements[i]);
 
-    let client = client(found, element, allow)?;
-    if let Some(Node::Ip(ip, port)) = client {
+    if let Some(Node::Ip(ip, port)) = client(found, element, allow)? {
         origin.client = Some(ip.to_string());
         origin.client_port = port.map(|p| p.to_string());
     }
     origin.scheme = scheme(found, element)?;
-
-    let xfh = found.values(Fwd::Host)?;
-    if let Some(host) = forwarded::last_entry(xfh.into_iter()) {
-        if !forwarded::valid_host(host) {
-            return Err(Refusal::BadRequest(
-                "the X-Forwarded-Host header is not a valid host[:port]",
-            ));
-        }
-        origin.host = Some(host.to_owned());
-    } else if let Some(host) = element.and_then(|e| e.host.as_deref()) {
-        if !forwarded::valid_host(host) {
-            return Err(Refusal::BadRequest(
-                "the host= of the Forwarded header is not a valid host[:port]",
-            ));
-        }
-        origin.host = Some(host.to_owned());
-    }
+    origin.host = host(found, element)?;
 
     let xfport = found.values(Fwd::Port)?;
     if let Some(port) = forwarded::last_entry(xfport.into_iter()) {
@@ -294,7 +310,8 @@ fn read(found: &Found<'_>, allow: &AllowList) -> Result<Origin, Refusal> {
     Ok(origin)
 }
 
-/// The client: from `X-Forwarded-For` when present, else from the picked `Forwarded` element.
+/// The client, by the chain rule over `X-Forwarded-For` and over the `Forwarded` elements;
+/// when both name one, it must be the same address.
 fn client(
     found: &Found<'_>,
     element: Option<&Element<'_>>,
@@ -307,32 +324,68 @@ fn client(
         .filter(|e| !e.trim().is_empty())
         .map(forwarded::node)
         .collect();
-    if let Some(i) = forwarded::pick(chain.iter().copied(), allow) {
-        return Ok(Some(chain[i]));
+    let by_xff = forwarded::pick(chain.iter().copied(), allow).map(|i| chain[i]);
+    let by_rfc = element.and_then(|e| e.for_.as_deref()).map(forwarded::node);
+    match (by_xff, by_rfc) {
+        (Some(one), Some(other)) => match (one, other) {
+            // The same address; keep the port whichever gives one.
+            (Node::Ip(ip, port), Node::Ip(ip2, port2))
+                if ip.to_canonical() == ip2.to_canonical() =>
+            {
+                Ok(Some(Node::Ip(ip, port.or(port2))))
+            }
+            (Node::Unknown, Node::Unknown) => Ok(Some(Node::Unknown)),
+            _ => Err(Refusal::BadRequest(
+                "X-Forwarded-For and the for= of the Forwarded header name different clients",
+            )),
+        },
+        (one, other) => Ok(one.or(other)),
     }
-    Ok(element.and_then(|e| e.for_.as_deref()).map(forwarded::node))
 }
 
-/// The scheme, which every header that gives one must agree on.
+/// The host: the rightmost `X-Forwarded-Host` entry and the picked element's `host=`, which
+/// must agree (host names are case-insensitive) when both are given.
+fn host(found: &Found<'_>, element: Option<&Element<'_>>) -> Result<Option<String>, Refusal> {
+    let xfh = found.values(Fwd::Host)?;
+    let by_xfh = forwarded::last_entry(xfh.into_iter());
+    if by_xfh.is_some_and(|h| !forwarded::valid_host(h)) {
+        return Err(Refusal::BadRequest(
+            "the X-Forwarded-Host header is not a valid host[:port]",
+        ));
+    }
+    let by_rfc = element.and_then(|e| e.host.as_deref());
+    if by_rfc.is_some_and(|h| !forwarded::valid_host(h)) {
+        return Err(Refusal::BadRequest(
+            "the host= of the Forwarded header is not a valid host[:port]",
+        ));
+    }
+    match (by_xfh, by_rfc) {
+        (Some(one), Some(other)) if !one.eq_ignore_ascii_case(other) => Err(Refusal::BadRequest(
+            "X-Forwarded-Host and the host= of the Forwarded header disagree about the host",
+        )),
+        (one, other) => Ok(one.or(other).map(str::to_owned)),
+    }
+}
+
+/// The scheme, which every header that gives one must agree on. In `X-Forwarded-Proto` and
+/// `X-Forwarded-Ssl` that is the rightmost entry: the proxy next to us wrote it.
 fn scheme(
     found: &Found<'_>,
     element: Option<&Element<'_>>,
 ) -> Result<Option<&'static str>, Refusal> {
-    let proto = one_scheme(
-        found.values(Fwd::Proto)?,
+    let proto = rightmost_scheme(
+        &found.values(Fwd::Proto)?,
         forwarded::scheme,
         "the X-Forwarded-Proto header must be http or https",
-        "the X-Forwarded-Proto header has two different values",
     )?;
-    let ssl = one_scheme(
-        found.values(Fwd::Ssl)?,
+    let ssl = rightmost_scheme(
+        &found.values(Fwd::Ssl)?,
         |v| match v.trim() {
             v if v.eq_ignore_ascii_case("on") => Some("https"),
             v if v.eq_ignore_ascii_case("off") => Some("http"),
             _ => None,
         },
         "the X-Forwarded-Ssl header must be on or off",
-        "the X-Forwarded-Ssl header has two different values",
     )?;
     let rfc = match element.and_then(|e| e.proto.as_deref()) {
         None => None,
@@ -356,25 +409,17 @@ fn scheme(
     }
 }
 
-/// The one scheme a (possibly repeated, comma-separated) header gives.
-fn one_scheme(
-    lines: Vec<&str>,
+/// The scheme in the rightmost entry of a (possibly repeated, comma-separated) header. The
+/// entries left of it describe hops farther away (or were sent by the client); they are not
+/// read, so they cannot be refused either.
+fn rightmost_scheme(
+    lines: &[&str],
     parse: impl Fn(&str) -> Option<&'static str>,
     invalid: &'static str,
-    twice: &'static str,
 ) -> Result<Option<&'static str>, Refusal> {
-    let mut found = None;
-    for entry in lines.iter().flat_map(|l| l.split(',')) {
-        if entry.trim().is_empty() {
-            continue;
-        }
-        let s = parse(entry).ok_or(Refusal::BadRequest(invalid))?;
-        if found.is_some_and(|f| f != s) {
-            return Err(Refusal::BadRequest(twice));
-        }
-        found = Some(s);
-    }
-    Ok(found)
+    forwarded::last_entry(lines.iter().copied())
+        .map(|entry| parse(entry).ok_or(Refusal::BadRequest(invalid)))
+        .transpose()
 }
 
 #[cfg(test)]

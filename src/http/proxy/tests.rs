@@ -1,7 +1,11 @@
-//! Tables for `proxy.rs`: trust, precedence, conflicts and prefix routing.
+//! Tables for `proxy.rs`: trust, which header family is read and what is removed, and prefix
+//! routing. What the headers turn into (lists, conflicts, refusals) is `tests/origin.rs`'s table.
 
 use super::*;
 use crate::config::ProxyPlan;
+use ForwardedHeaders::{Both, Forwarded as Rfc, XForwarded};
+
+mod origin;
 
 fn conn(peer: &str) -> ConnInfo {
     ConnInfo {
@@ -17,10 +21,15 @@ fn conn(peer: &str) -> ConnInfo {
 }
 
 fn proxy(allow: &[&str], prefix: &str, redirect: bool) -> Proxy {
+    reading(allow, XForwarded, prefix, redirect)
+}
+
+fn reading(allow: &[&str], headers: ForwardedHeaders, prefix: &str, redirect: bool) -> Proxy {
     let plan = ProxyPlan {
         prefix: Some(prefix.to_owned()),
         prefix_redirect: redirect,
         allow: AllowList::parse(allow).unwrap(),
+        headers,
     };
     Proxy::new(&plan, None).unwrap()
 }
@@ -34,7 +43,7 @@ fn parts(target: &str, headers: &[(&str, &str)]) -> Parts {
 }
 
 /// What a test compares: (client, client port, scheme, host, port, script name).
-type Seen = (
+pub(super) type Seen = (
     Option<String>,
     Option<String>,
     Option<&'static str>,
@@ -78,7 +87,13 @@ fn none() -> Seen {
 
 #[test]
 fn untrusted_peers_lose_every_forwarding_header() {
-    let p = proxy(&["10.9.9.9"], "", false);
+    for mode in [XForwarded, Rfc, Both] {
+        untrusted_peer_loses_every_forwarding_header(mode);
+    }
+}
+
+fn untrusted_peer_loses_every_forwarding_header(mode: ForwardedHeaders) {
+    let p = reading(&["10.9.9.9"], mode, "", false);
     let all = [
         ("x-forwarded-for", "1.2.3.4"),
         ("x-forwarded-proto", "https"),
@@ -130,198 +145,47 @@ fn trust_follows_the_allow_list_and_unix_sockets() {
 }
 
 #[test]
-#[allow(clippy::too_many_lines)] // one table
-fn trusted_headers_become_the_origin() {
-    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Result<Seen, Refusal>);
-    let bad = Refusal::BadRequest;
-    let cases: Vec<Case> = vec![
-        ("none", &[], Ok(none())),
-        (
-            "xff",
-            &[("x-forwarded-for", "203.0.113.7")],
-            Ok(want(Some("203.0.113.7"), None, None, None, None, "")),
-        ),
-        (
-            "xff chain, proxies skipped from the right",
-            &[("x-forwarded-for", "6.6.6.6, 203.0.113.7, 10.0.0.2, 127.0.0.1")],
-            Ok(want(Some("203.0.113.7"), None, None, None, None, "")),
-        ),
-        (
-            "xff over two lines",
-            &[
-                ("x-forwarded-for", "6.6.6.6"),
-                ("x-forwarded-for", "203.0.113.7"),
-            ],
-            Ok(want(Some("203.0.113.7"), None, None, None, None, "")),
-        ),
-        (
-            "xff with a port",
-            &[("x-forwarded-for", "[2001:db8::7]:4711")],
-            Ok(want(Some("2001:db8::7"), Some("4711"), None, None, None, "")),
-        ),
-        (
-            "xff unknown keeps the peer",
-            &[("x-forwarded-for", "unknown")],
-            Ok(none()),
-        ),
-        (
-            "forwarded for v6 with port",
-            &[("forwarded", "for=\"[2001:db8:cafe::17]:4711\";proto=https")],
-            Ok(want(
-                Some("2001:db8:cafe::17"),
-                Some("4711"),
-                Some("https"),
-                None,
-                None,
-                "",
-            )),
-        ),
-        (
-            "forwarded obfuscated keeps the peer",
-            &[("forwarded", "for=_hidden;proto=https;host=example.com")],
-            Ok(want(None, None, Some("https"), Some("example.com"), None, "")),
-        ),
-        (
-            "forwarded: the picked element's proto and host",
-            &[(
-                "forwarded",
-                "for=203.0.113.7;proto=https;host=example.com, for=10.0.0.2;proto=http;host=internal",
-            )],
-            Ok(want(
-                Some("203.0.113.7"),
-                None,
-                Some("https"),
-                Some("example.com"),
-                None,
-                "",
-            )),
-        ),
-        (
-            "xff wins over forwarded for the client",
-            &[
-                ("x-forwarded-for", "203.0.113.7"),
-                ("forwarded", "for=6.6.6.6"),
-            ],
-            Ok(want(Some("203.0.113.7"), None, None, None, None, "")),
-        ),
-        (
-            "x-forwarded-host wins over host=",
-            &[
-                ("x-forwarded-host", "a.example"),
-                ("forwarded", "host=b.example"),
-            ],
-            Ok(want(None, None, None, Some("a.example"), None, "")),
-        ),
-        (
-            "agreeing schemes",
-            &[
-                ("x-forwarded-proto", "HTTPS"),
-                ("x-forwarded-ssl", "on"),
-                ("forwarded", "proto=https"),
-            ],
-            Ok(want(None, None, Some("https"), None, None, "")),
-        ),
-        (
-            "x-forwarded-ssl alone",
-            &[("x-forwarded-ssl", "on")],
-            Ok(want(None, None, Some("https"), None, None, "")),
-        ),
-        (
-            "host, port, prefix",
-            &[
-                ("x-forwarded-host", "example.com:8443"),
-                ("x-forwarded-port", "8443"),
-                ("x-forwarded-prefix", "/outer/"),
-            ],
-            Ok(want(
-                None,
-                None,
-                None,
-                Some("example.com:8443"),
-                Some("8443"),
-                "/outer",
-            )),
-        ),
-        (
-            "the rightmost host",
-            &[("x-forwarded-host", "spoofed.example, real.example")],
-            Ok(want(None, None, None, Some("real.example"), None, "")),
-        ),
-        (
-            "proto conflict",
-            &[
-                ("x-forwarded-proto", "https"),
-                ("forwarded", "proto=http"),
-            ],
-            Err(bad(
-                "X-Forwarded-Proto (or X-Forwarded-Ssl) and the proto= of the Forwarded header disagree about the scheme",
-            )),
-        ),
-        (
-            "two x-forwarded-proto",
-            &[("x-forwarded-proto", "https"), ("x-forwarded-proto", "http")],
-            Err(bad("the X-Forwarded-Proto header has two different values")),
-        ),
-        (
-            "proto list",
-            &[("x-forwarded-proto", "https, http")],
-            Err(bad("the X-Forwarded-Proto header has two different values")),
-        ),
-        (
-            "ssl conflict",
-            &[("x-forwarded-proto", "http"), ("x-forwarded-ssl", "on")],
-            Err(bad(
-                "X-Forwarded-Proto and X-Forwarded-Ssl disagree about the scheme",
-            )),
-        ),
-        (
-            "unknown scheme",
-            &[("x-forwarded-proto", "ftp")],
-            Err(bad("the X-Forwarded-Proto header must be http or https")),
-        ),
-        (
-            "unknown rfc scheme",
-            &[("forwarded", "proto=wss")],
-            Err(bad("the proto= of the Forwarded header must be http or https")),
-        ),
-        (
-            "bad ssl",
-            &[("x-forwarded-ssl", "yes")],
-            Err(bad("the X-Forwarded-Ssl header must be on or off")),
-        ),
-        (
-            "bad host",
-            &[("x-forwarded-host", "evil.example/path")],
-            Err(bad("the X-Forwarded-Host header is not a valid host[:port]")),
-        ),
-        (
-            "bad rfc host",
-            &[("forwarded", "host=\"a b\"")],
-            Err(bad("the host= of the Forwarded header is not a valid host[:port]")),
-        ),
-        (
-            "bad port",
-            &[("x-forwarded-port", "http")],
-            Err(bad("the X-Forwarded-Port header is not a port number (1-65535)")),
-        ),
-        (
-            "bad prefix",
-            &[("x-forwarded-prefix", "/a/../b")],
-            Err(bad(
-                "the X-Forwarded-Prefix header is not a valid path prefix (it must start with '/' and have no '%', '//' or '..')",
-            )),
-        ),
-        (
-            "malformed forwarded",
-            &[("forwarded", "for=\"1.2.3.4")],
-            Err(bad("a quoted string in the Forwarded header is not closed")),
-        ),
+fn the_family_not_read_is_removed_from_trusted_peers_too() {
+    let every = [
+        ("x-forwarded-for", "203.0.113.7"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "example.com"),
+        ("x-forwarded-port", "443"),
+        ("x-forwarded-prefix", "/outer"),
+        ("x-forwarded-ssl", "on"),
+        ("forwarded", "for=203.0.113.7;proto=https;host=example.com"),
     ];
-    let p = proxy(&["127.0.0.1", "::1", "10.0.0.0/8"], "", false);
-    for (name, headers, expected) in cases {
-        let mut req = parts("/", headers);
-        let got = p.forwarded(&mut req, &conn("127.0.0.1:5000")).map(seen);
-        assert_eq!(got, expected, "{name}");
+    let x_family = [
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "x-forwarded-prefix",
+        "x-forwarded-ssl",
+    ];
+    let cases: &[(ForwardedHeaders, &[&str])] = &[
+        (XForwarded, &x_family),
+        (Rfc, &["forwarded"]),
+        (Both, &[&x_family[..], &["forwarded"]].concat()),
+    ];
+    for (mode, kept) in cases {
+        for peer in ["127.0.0.1:1", "unix"] {
+            let p = reading(&["127.0.0.1"], *mode, "", false);
+            let mut req = parts("/", &every);
+            let origin = p.forwarded(&mut req, &conn(peer)).unwrap();
+            assert_eq!(origin.client.as_deref(), Some("203.0.113.7"), "{mode:?}");
+            assert_eq!(origin.scheme, Some("https"), "{mode:?}");
+            let mut left: Vec<&str> = req
+                .headers
+                .keys()
+                .map(HeaderName::as_str)
+                .filter(|n| *n != "host")
+                .collect();
+            left.sort_unstable();
+            let mut kept = kept.to_vec();
+            kept.sort_unstable();
+            assert_eq!(left, kept, "{mode:?} {peer}");
+        }
     }
 }
 
