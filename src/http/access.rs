@@ -1,7 +1,9 @@
 //! Access log lines: Apache combined format plus the request duration in microseconds.
 //!
 //! A [`Pending`] line is captured from the request head only when the `ferrule.access` logger
-//! would keep it, and completed when the response body is finished (`out_body.rs`).
+//! would keep it, and completed when the response body is finished (`out_body.rs`). The host
+//! field is the client a trusted proxy named (`service.rs` passes it on once `proxy.rs` has
+//! read the forwarding headers), else the peer's address (`-` on a Unix socket).
 
 use std::fmt::Write;
 use std::time::Instant;
@@ -47,6 +49,11 @@ impl Pending {
             referer: header(REFERER),
             user_agent: header(USER_AGENT),
         })
+    }
+
+    /// Log `client`, the address a trusted proxy forwarded, instead of the peer's.
+    pub fn forwarded_for(&mut self, client: &str) {
+        client.clone_into(&mut self.host);
     }
 
     /// Log the line for a response with `status` whose body had `bytes` bytes.

@@ -43,8 +43,8 @@ pub async fn handle(
 ) -> Result<Response<OutBody>, Infallible> {
     let started = Instant::now();
     let (parts, incoming) = req.into_parts();
-    let access = Pending::capture(&parts, conn.peer, started);
-    let resp = respond(parts, incoming, &app, conn).await;
+    let mut access = Pending::capture(&parts, conn.peer, started);
+    let resp = respond(parts, incoming, &app, conn, access.as_mut()).await;
     Ok(match access {
         None => resp,
         Some(line) => {
@@ -58,11 +58,13 @@ pub async fn handle(
     })
 }
 
+/// The response to one request; `access` is its access line, when one is logged.
 async fn respond(
     mut parts: http::request::Parts,
     incoming: Incoming,
     app: &App,
     conn: Arc<ConnInfo>,
+    access: Option<&mut Pending>,
 ) -> Response<OutBody> {
     let limits = &app.plan.limits;
     if let Err(refusal) = admission::admit(&parts, limits) {
@@ -86,6 +88,10 @@ async fn respond(
             return respond::text(refusal.status(), refusal.reason(), true);
         }
     };
+    // The access line names the client, not the proxy in front of it.
+    if let (Some(line), Some(client)) = (access, origin.client.as_deref()) {
+        line.forwarded_for(client);
+    }
     if let Some(resp) = app.statics.serve(&parts).await {
         return resp;
     }
