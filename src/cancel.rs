@@ -6,11 +6,17 @@
 //! true, a thread blocked in `ferrule.wait` wakes at once. What a fired flight does to Python
 //! (exceptions, asyncio tasks, async exception injection) is `bridge.rs`'s and `wsgi/`'s.
 //!
-//! A flight also carries the time its thread spent asleep in async waits, for statistics.
+//! A flight also carries the time its thread spent asleep in async waits, for statistics, and
+//! which worker thread is running the request's application code (so that `wsgi/interrupt.rs`
+//! raises the exception in the right thread, and only while it still runs this request).
+//! [`Deadline`] is the `--timeout` timer.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
 /// Why a request was cancelled. The first reason to fire wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +56,24 @@ impl Reason {
             Reason::Shutdown => 503,
         }
     }
+
+    /// The word `ferrule.request.cancelled` gives for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Disconnected => "disconnected",
+            Reason::Timeout => "timeout",
+            Reason::Shutdown => "shutdown",
+        }
+    }
+
+    /// Why, in words, for log messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Reason::Disconnected => "the client disconnected",
+            Reason::Timeout => "it ran longer than --timeout",
+            Reason::Shutdown => "the server is shutting down",
+        }
+    }
 }
 
 /// A hook run once when the flight fires, on the thread that fires it (a tokio thread: it
@@ -63,6 +87,14 @@ pub struct Flight {
     /// Wakes threads blocked in [`Flight::block_until`]; also guards the hooks.
     lock: Mutex<Hooks>,
     wake: Condvar,
+    /// Wakes tasks awaiting [`Flight::fired`].
+    fired: Notify,
+    /// `threading.get_ident()` of the worker thread while it runs this request's application
+    /// code, 0 otherwise. Written only by that thread and read only by the injector, both
+    /// holding the GIL, which is what makes "still runs this request" a safe check.
+    runner: AtomicU64,
+    /// An exception was handed to the runner's thread and may not have been raised yet.
+    injected: AtomicBool,
 }
 
 #[derive(Default)]
@@ -77,6 +109,9 @@ impl Flight {
             asleep_ns: AtomicU64::new(0),
             lock: Mutex::new(Hooks::default()),
             wake: Condvar::new(),
+            fired: Notify::new(),
+            runner: AtomicU64::new(0),
+            injected: AtomicBool::new(false),
         })
     }
 
@@ -98,6 +133,7 @@ impl Flight {
         }
         let hooks = std::mem::take(&mut self.hooks().on_fire);
         self.wake.notify_all();
+        self.fired.notify_waiters();
         for hook in hooks {
             hook(reason);
         }
@@ -113,7 +149,23 @@ impl Flight {
         self.reason.load(Ordering::Acquire) != 0
     }
 
-    /// Run `hook` when the flight fires (at once, on this thread, if it already has).
+    /// Resolves when the flight fires (at once if it has), with the reason.
+    pub async fn fired(&self) -> Reason {
+        loop {
+            let notified = self.fired.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a fire in between still wakes this task.
+            notified.as_mut().enable();
+            if let Some(reason) = self.reason() {
+                return reason;
+            }
+            notified.await;
+        }
+    }
+
+    /// Run `hook` when the flight fires (at once, on this thread, if it already has). A hook
+    /// that needs the flight holds a [`Weak`] to it: a strong one would be a cycle, and a
+    /// flight that never fires would never be freed.
     pub fn on_fire(&self, hook: OnFire) {
         let mut hooks = self.hooks();
         match self.reason() {
@@ -179,6 +231,64 @@ impl Flight {
     /// Total time asleep in async waits so far.
     pub fn asleep(&self) -> Duration {
         Duration::from_nanos(self.asleep_ns.load(Ordering::Relaxed))
+    }
+
+    /// The thread `ident` (`threading.get_ident()`) starts running this request's application
+    /// code. Call it holding the GIL.
+    pub fn set_runner(&self, ident: u64) {
+        self.runner.store(ident, Ordering::Release);
+    }
+
+    /// The runner thread is done with the application code; returns whether an exception
+    /// was handed to it (which the caller then clears if it is still pending). Call it
+    /// holding the GIL.
+    pub fn clear_runner(&self) -> bool {
+        self.runner.store(0, Ordering::Release);
+        self.injected.swap(false, Ordering::AcqRel)
+    }
+
+    /// The thread running this request's application code, if one still is.
+    pub fn runner(&self) -> Option<u64> {
+        Some(self.runner.load(Ordering::Acquire)).filter(|&id| id != 0)
+    }
+
+    /// Note that an exception was handed to the runner thread.
+    pub fn mark_injected(&self) {
+        self.injected.store(true, Ordering::Release);
+    }
+
+    /// Whether an exception was handed to the runner thread.
+    pub fn was_injected(&self) -> bool {
+        self.injected.load(Ordering::Acquire)
+    }
+}
+
+/// The `--timeout` timer of one request: fires the flight with [`Reason::Timeout`] when it
+/// expires, unless dropped first (the response is complete). Runs on the tokio runtime of the
+/// caller.
+pub struct Deadline(JoinHandle<()>);
+
+impl Deadline {
+    /// Start the timer; `on_expiry` runs (on a runtime thread) if the timer is what cancelled
+    /// the request.
+    pub fn start(
+        flight: &Arc<Flight>,
+        after: Duration,
+        on_expiry: impl FnOnce() + Send + 'static,
+    ) -> Self {
+        let flight: Weak<Flight> = Arc::downgrade(flight);
+        Self(tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            if flight.upgrade().is_some_and(|f| f.fire(Reason::Timeout)) {
+                on_expiry();
+            }
+        }))
+    }
+}
+
+impl Drop for Deadline {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -287,6 +397,51 @@ mod tests {
         let f = Flight::new();
         let deadline = Instant::now() + Duration::from_millis(5);
         assert_eq!(f.block_until(|| false, Some(deadline)), Wakeup::TimedOut);
+    }
+
+    #[tokio::test]
+    async fn fired_resolves_for_a_fire_before_or_during_the_wait() {
+        let f = Flight::new();
+        let f2 = Arc::clone(&f);
+        let waiter = tokio::spawn(async move { f2.fired().await });
+        tokio::task::yield_now().await;
+        f.fire(Reason::Shutdown);
+        assert_eq!(waiter.await.unwrap(), Reason::Shutdown);
+        assert_eq!(f.fired().await, Reason::Shutdown, "already fired");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_fires_timeout_unless_dropped_first() {
+        let f = Flight::new();
+        let expired = Arc::new(AtomicBool::new(false));
+        let e = Arc::clone(&expired);
+        let _d = Deadline::start(&f, Duration::from_secs(2), move || {
+            e.store(true, Ordering::Release);
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!f.is_cancelled());
+        assert_eq!(f.fired().await, Reason::Timeout);
+        tokio::task::yield_now().await;
+        assert!(expired.load(Ordering::Acquire));
+
+        let f = Flight::new();
+        drop(Deadline::start(&f, Duration::from_secs(2), || {
+            panic!("the timer was dropped")
+        }));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!f.is_cancelled());
+    }
+
+    #[test]
+    fn the_runner_is_cleared_with_the_injection_flag() {
+        let f = Flight::new();
+        assert_eq!(f.runner(), None);
+        f.set_runner(42);
+        assert_eq!(f.runner(), Some(42));
+        f.mark_injected();
+        assert!(f.clear_runner());
+        assert_eq!(f.runner(), None);
+        assert!(!f.clear_runner());
     }
 
     #[test]
