@@ -263,6 +263,32 @@ pub struct Options {
     )]
     pub graceful_timeout: f64,
 
+    /// Seconds a request may take, counted from the moment it is queued for the application
+    /// (its body has arrived), before it is cancelled: a client still waiting for the response
+    /// head gets 504 at once, a response already streaming is cut short, and the application
+    /// sees the cancellation (see `--cancel-grace`). 0 turns it off. Default is 0 (off).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 0.0,
+        env = "FERRULE_TIMEOUT",
+        help_heading = "Application"
+    )]
+    pub timeout: f64,
+
+    /// Seconds a cancelled request (its client left, `--timeout`, a forced shutdown) may keep
+    /// its thread before `ferrule.ClientDisconnected` or `ferrule.RequestTimeout` is raised in
+    /// it; the exception lands at the next Python bytecode, not inside a blocking C call. 0
+    /// never raises it. Default is 5.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 5.0,
+        env = "FERRULE_CANCEL_GRACE",
+        help_heading = "Application"
+    )]
+    pub cancel_grace: f64,
+
     /// Log one line per request (Apache combined format plus the duration in microseconds)
     /// to the `ferrule.access` logger.
     #[arg(long, env = "FERRULE_ACCESS_LOG", help_heading = "Logging")]
@@ -338,6 +364,10 @@ pub struct Plan {
     pub io_threads: usize,
     pub pythonpath: Vec<PathBuf>,
     pub graceful_timeout: Duration,
+    /// `--timeout`; `None` when off.
+    pub timeout: Option<Duration>,
+    /// `--cancel-grace`; `None` when exceptions are never raised in a cancelled request.
+    pub cancel_grace: Option<Duration>,
     pub access_log: bool,
     pub log_file: Option<PathBuf>,
     pub statics: StaticPlan,
@@ -421,6 +451,9 @@ impl Options {
             io_threads: self.io_threads,
             pythonpath: self.pythonpath.clone(),
             graceful_timeout: seconds("--graceful-timeout", self.graceful_timeout)?,
+            timeout: Some(seconds("--timeout", self.timeout)?).filter(|d| !d.is_zero()),
+            cancel_grace: Some(seconds("--cancel-grace", self.cancel_grace)?)
+                .filter(|d| !d.is_zero()),
             access_log: self.access_log,
             log_file: self.log_file.clone(),
             statics: self.statics.resolve()?,
@@ -456,6 +489,29 @@ mod tests {
         );
         assert_eq!(plan.unix_socket_mode, 0o660);
         assert_eq!(plan.limits.max_body, 1 << 30);
+    }
+
+    #[test]
+    fn timeout_and_cancel_grace_zero_mean_off() {
+        let plan = |args: &[&str]| {
+            let argv = [&["ferrule"], args, &["a:b"]].concat();
+            Cli::try_parse_from(argv).unwrap().options.resolve(None)
+        };
+        let defaults = plan(&[]).unwrap();
+        assert_eq!(defaults.timeout, None);
+        assert_eq!(defaults.cancel_grace, Some(Duration::from_secs(5)));
+        let set = plan(&["--timeout", "1.5", "--cancel-grace", "0"]).unwrap();
+        assert_eq!(set.timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(set.cancel_grace, None);
+        for (option, value) in [("--timeout", "-1"), ("--cancel-grace", "nan")] {
+            let err = plan(&[&format!("{option}={value}")])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(option) && err.to_lowercase().contains(value),
+                "{err}"
+            );
+        }
     }
 
     #[test]
