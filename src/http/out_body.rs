@@ -6,6 +6,11 @@
 //! that runs when hyper drops it — after the last byte was written, or when the connection
 //! died — so the access log line and the per-connection in-flight count are always settled
 //! exactly once.
+//!
+//! The body of an application response also carries the request's cancellation state
+//! ([`OutBody::watched`]): the disconnect guard, armed until the last frame is handed out (a
+//! body dropped before that means the client left), and for a stream still being produced,
+//! the `--timeout` timer and a watch on the flight that cuts the stream when it fires.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -23,10 +28,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::io::ReaderStream;
 
+use crate::cancel::{Deadline, DisconnectGuard, Flight, Reason};
 use crate::job::Chunk;
 
-/// Runs once when the response body is dropped, with the number of body bytes sent.
-pub type Finish = Box<dyn FnOnce(u64) + Send + Sync>;
+/// Runs once when the response body is dropped, with the number of body bytes sent and, for
+/// an application response, why it was cancelled if it was.
+pub type Finish = Box<dyn FnOnce(u64, Option<Reason>) + Send + Sync>;
 
 /// Chunk size for file bodies: large enough to keep syscalls few, small enough that a slow
 /// client holds little memory.
@@ -36,6 +43,28 @@ pub struct OutBody {
     kind: Kind,
     sent: u64,
     finish: Option<Finish>,
+    watch: Option<Box<Watch>>,
+}
+
+/// The cancellation state an application response carries while it is sent.
+struct Watch {
+    flight: Arc<Flight>,
+    /// Until the last frame is handed out: dropped before that, the guard fires (the client
+    /// left) and the deadline stops.
+    armed: Option<(DisconnectGuard, Option<Deadline>)>,
+    /// For a body the application is still producing: resolves when the flight fires, and
+    /// the stream is then cut.
+    fired: Option<Pin<Box<dyn Future<Output = Reason> + Send + Sync>>>,
+}
+
+impl Watch {
+    /// The response is complete (or ended by the application): nothing to watch any more.
+    fn disarm(&mut self) {
+        if let Some((mut guard, _deadline)) = self.armed.take() {
+            guard.disarm();
+        }
+        self.fired = None;
+    }
 }
 
 enum Kind {
@@ -84,6 +113,7 @@ impl OutBody {
             kind: Kind::Full(Some(bytes).filter(|b| !b.is_empty())),
             sent: 0,
             finish: None,
+            watch: None,
         }
     }
 
@@ -92,6 +122,7 @@ impl OutBody {
             kind: Kind::Stream(rx, aborted),
             sent: 0,
             finish: None,
+            watch: None,
         }
     }
 
@@ -103,6 +134,7 @@ impl OutBody {
             kind: Kind::File(stream),
             sent: 0,
             finish: None,
+            watch: None,
         }
     }
 
@@ -112,6 +144,7 @@ impl OutBody {
             kind: Kind::Range(FileRange::new(Arc::new(file), offset, len)),
             sent: 0,
             finish: None,
+            watch: None,
         }
     }
 
@@ -127,6 +160,7 @@ impl OutBody {
             }),
             sent: 0,
             finish: None,
+            watch: None,
         }
     }
 
@@ -135,12 +169,50 @@ impl OutBody {
         self.finish = Some(finish);
         self
     }
+
+    /// Carry an application request's cancellation state: `guard` fires `flight` if the body
+    /// is dropped before its last frame; for a `streamed` body (still being produced by a
+    /// worker thread) the stream is cut when the flight fires, and `deadline` runs until the
+    /// stream ends.
+    #[must_use]
+    pub fn watched(
+        mut self,
+        flight: Arc<Flight>,
+        mut guard: DisconnectGuard,
+        deadline: Option<Deadline>,
+        streamed: bool,
+    ) -> Self {
+        let fired: Option<Pin<Box<dyn Future<Output = Reason> + Send + Sync>>> = if streamed {
+            let flight = Arc::clone(&flight);
+            Some(Box::pin(async move { flight.fired().await }))
+        } else {
+            None
+        };
+        let armed = if self.is_end_stream() {
+            // hyper never polls a body that is already at its end.
+            guard.disarm();
+            None
+        } else {
+            Some((guard, deadline))
+        };
+        self.watch = Some(Box::new(Watch {
+            flight,
+            armed,
+            fired,
+        }));
+        self
+    }
 }
 
 impl Drop for OutBody {
     fn drop(&mut self) {
+        // The guard first: if it fires, the access line records why.
+        let reason = self.watch.take().and_then(|mut w| {
+            drop(w.armed.take());
+            w.flight.reason()
+        });
         if let Some(finish) = self.finish.take() {
-            finish(self.sent);
+            finish(self.sent, reason);
         }
     }
 }
@@ -154,6 +226,20 @@ impl Body for OutBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = &mut *self;
+        if let Some(fired) = this.watch.as_mut().and_then(|w| w.fired.as_mut()) {
+            if let Poll::Ready(reason) = fired.as_mut().poll(cx) {
+                // Cancelled while the application was still producing the body: end the
+                // connection (HTTP/1) or reset the stream (HTTP/2), so the client cannot
+                // mistake what it got for the whole response.
+                if let Some(w) = this.watch.as_mut() {
+                    w.fired = None;
+                }
+                return Poll::Ready(Some(Err(io::Error::other(format!(
+                    "the response was cut short: {}",
+                    reason.describe()
+                )))));
+            }
+        }
         let next = match &mut this.kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(Ok)),
             Kind::Stream(rx, aborted) => match rx.poll_recv(cx) {
@@ -172,10 +258,23 @@ impl Body for OutBody {
         match next {
             Poll::Ready(Some(Ok(bytes))) => {
                 this.sent += bytes.len() as u64;
+                // hyper may never poll again after the last frame (it asks `is_end_stream`),
+                // so the response counts as complete once that frame is handed out.
+                if this.is_end_stream() {
+                    this.disarm();
+                }
                 Poll::Ready(Some(Ok(Frame::data(bytes))))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(Some(Err(e))) => {
+                // Ended by the server (the application failed, a file shrank): not a client
+                // that left.
+                this.disarm();
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                this.disarm();
+                Poll::Ready(None)
+            }
             Poll::Pending => Poll::Pending,
         }
     }
@@ -196,6 +295,14 @@ impl Body for OutBody {
             Kind::Range(r) => SizeHint::with_exact(r.remaining),
             Kind::Parts(p) => SizeHint::with_exact(p.len.saturating_sub(self.sent)),
             Kind::Stream(..) | Kind::File(_) => SizeHint::default(),
+        }
+    }
+}
+
+impl OutBody {
+    fn disarm(&mut self) {
+        if let Some(w) = self.watch.as_mut() {
+            w.disarm();
         }
     }
 }

@@ -3,6 +3,13 @@
 //! Admission (`admission.rs`), the body read into memory or a spool file (`body.rs`), the job
 //! handed to the pool (`pool.rs`), and the application's reply turned into a hyper response.
 //! Connection handling — accepting, timeouts, shutdown — is `server.rs`'s.
+//!
+//! An application request gets a [`Flight`] here. Its disconnect guard lives in this future
+//! until the reply arrives, then in the response body until the last frame is handed out:
+//! hyper drops one or the other when the client closes or resets the connection (HTTP/1: it
+//! reads the socket while a request is in flight and sees the EOF or the reset) or resets the
+//! stream (HTTP/2). `--timeout` starts when the request is queued; if it expires before the
+//! reply, the client gets 504 at once.
 
 use std::convert::Infallible;
 use std::io::SeekFrom;
@@ -21,7 +28,7 @@ use super::out_body::OutBody;
 use super::proxy::Proxy;
 use super::respond;
 use crate::body::{self, BodyError};
-use crate::cancel::{DisconnectGuard, Flight};
+use crate::cancel::{Deadline, DisconnectGuard, Flight, Reason};
 use crate::config::Plan;
 use crate::job::{ConnInfo, Job, Reply, ReplyBody};
 use crate::pool::{Pool, Rejected};
@@ -43,19 +50,31 @@ pub async fn handle(
 ) -> Result<Response<OutBody>, Infallible> {
     let started = Instant::now();
     let (parts, incoming) = req.into_parts();
-    let mut access = Pending::capture(&parts, conn.peer, started);
-    let resp = respond(parts, incoming, &app, conn, access.as_mut()).await;
-    Ok(match access {
+    let mut access = Unanswered(Pending::capture(&parts, conn.peer, started));
+    let resp = respond(parts, incoming, &app, conn, access.0.as_mut()).await;
+    Ok(match access.0.take() {
         None => resp,
         Some(line) => {
             let status = resp.status().as_u16();
             let (head, body) = resp.into_parts();
-            Response::from_parts(
-                head,
-                body.on_finish(Box::new(move |sent| line.finish(status, sent))),
-            )
+            let finish = move |sent, cancelled: Option<Reason>| {
+                line.finish(cancelled.map_or(status, Reason::log_status), sent);
+            };
+            Response::from_parts(head, body.on_finish(Box::new(finish)))
         }
     })
+}
+
+/// The access line of a request with no response yet: if hyper drops the service future, the
+/// client left before the response, and the line says 499.
+struct Unanswered(Option<Pending>);
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some(line) = self.0.take() {
+            line.finish(Reason::Disconnected.log_status(), 0);
+        }
+    }
 }
 
 /// The response to one request; `access` is its access line, when one is logged.
@@ -107,16 +126,26 @@ async fn respond(
     // Dropped with this future when hyper gives up on the request (the client left): the
     // flight fires, so a queued job is skipped and a running one sees it.
     let mut guard = DisconnectGuard::new(&flight);
+    let deadline = app.plan.timeout.map(|after| {
+        let (method, uri) = (parts.method.clone(), parts.uri.clone());
+        Deadline::start(&flight, after, move || {
+            log_warn!(
+                "{method} {uri} ran longer than --timeout ({}s) and was cancelled",
+                after.as_secs_f64()
+            );
+        })
+    });
     let job = Job {
         head: parts,
         body,
         conn,
         origin,
-        flight,
+        flight: Arc::clone(&flight),
         reply: reply_tx,
         queued_at: Instant::now(),
     };
     if let Err((why, job)) = app.pool.submit(job) {
+        guard.disarm();
         return match why {
             Rejected::Full { depth } => {
                 let (threads, busy) = app.pool.threads();
@@ -134,12 +163,46 @@ async fn respond(
             ),
         };
     }
-    let reply = reply_rx.await;
-    guard.disarm();
-    match reply {
-        Ok(reply) => into_response(reply).await,
+    let reply = tokio::select! {
+        biased;
+        reply = reply_rx => reply,
+        reason = flight.fired() => {
+            // The worker's reply, if it ever comes, is discarded with the channel.
+            guard.disarm();
+            return cancelled(reason, app);
+        }
+    };
+    let Ok(reply) = reply else {
         // The worker dropped the job without replying; it logged why.
-        Err(_) => respond::internal_error(),
+        guard.disarm();
+        return respond::internal_error();
+    };
+    // Only a body the worker is still producing can be cut by the timeout; a whole body or a
+    // file is the application's finished work.
+    let streamed = matches!(reply.body, ReplyBody::Stream(..));
+    let deadline = deadline.filter(|_| streamed);
+    into_response(reply)
+        .await
+        .map(|body| body.watched(flight, guard, deadline, streamed))
+}
+
+/// The answer to a request cancelled before the application replied.
+fn cancelled(reason: Reason, app: &App) -> Response<OutBody> {
+    match reason {
+        Reason::Timeout => respond::text(
+            StatusCode::GATEWAY_TIMEOUT,
+            &format!(
+                "The application did not answer within {}s (--timeout).",
+                app.plan.timeout.unwrap_or_default().as_secs_f64()
+            ),
+            false,
+        ),
+        // A forced shutdown; a client that left reads nothing.
+        Reason::Shutdown | Reason::Disconnected => respond::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The server is shutting down.",
+            true,
+        ),
     }
 }
 
