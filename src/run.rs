@@ -13,6 +13,7 @@ use pyo3::prelude::*;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Notify;
 
+use crate::cancel::Reason;
 use crate::config::{Cli, DjangoCli, Plan};
 use crate::error::Error;
 use crate::http::proxy::Proxy;
@@ -22,7 +23,7 @@ use crate::logging::LogThread;
 use crate::pool::Pool;
 use crate::server::{self, Outcome};
 use crate::static_files::{self, StaticFiles};
-use crate::wsgi::{Application, Sending};
+use crate::wsgi::{Application, Interrupts, Sending};
 use crate::{app, listen, log_error, log_info, log_warn, logging};
 
 enum Target {
@@ -185,8 +186,12 @@ fn serve(
         runtime: runtime.handle().clone(),
         timeout: plan.send_timeout,
     };
-    let wsgi =
-        Application::new(py, application, sending).map_err(|e| Error::runtime(e.to_string()))?;
+    let interrupts = Interrupts {
+        runtime: runtime.handle().clone(),
+        grace: plan.cancel_grace,
+    };
+    let wsgi = Application::new(py, application, sending, interrupts)
+        .map_err(|e| Error::runtime(e.to_string()))?;
     let pool = Pool::start(plan.pool, Box::new(move |py, job| wsgi.run(py, job)))
         .map_err(|e| Error::runtime(format!("cannot start the worker pool: {e}")))?;
     statics.log_mounts();
@@ -227,21 +232,8 @@ fn serve(
                 async move { s.notified().await },
             )
             .await;
-            if outcome == Outcome::Forced {
-                return Ok::<_, Error>((outcome, false));
-            }
-            // The graceful timeout counts from the signal, not from now: connections may
-            // have used most of it already. Threads still running a job (their client gone,
-            // or a slow close()) get what is left, and a second signal still cuts it short.
             let since = stopping.get().copied().unwrap_or_else(Instant::now);
-            let deadline =
-                (since + plan.graceful_timeout).max(Instant::now() + Duration::from_millis(100));
-            let draining = pool.clone();
-            let drain = tokio::task::spawn_blocking(move || draining.close(deadline));
-            Ok(tokio::select! {
-                done = drain => (outcome, done.unwrap_or(false)),
-                () = second.notified() => (Outcome::Forced, false),
-            })
+            Ok(drain(&pool, outcome, since + plan.graceful_timeout, &second).await)
         })
     })?;
     py.detach(|| runtime.shutdown_timeout(Duration::from_millis(100)));
@@ -260,6 +252,60 @@ fn serve(
     }
     log_info!("Shutdown complete");
     Ok(Exit::Clean(0))
+}
+
+/// After the server stopped with `outcome`: let the pool finish by `deadline` (the graceful
+/// timeout counted from the signal, not from now: connections may have used most of it
+/// already), cancelling what still runs when the time is up or a second signal comes.
+/// Returns how the server stopped and whether every thread finished.
+async fn drain(
+    pool: &Pool,
+    outcome: Outcome,
+    deadline: Instant,
+    second: &Notify,
+) -> (Outcome, bool) {
+    if outcome != Outcome::Drained {
+        // Requests still running at the graceful timeout or a second signal are cancelled:
+        // a view that polls `ferrule.disconnected()` or waits in `ferrule.wait` stops, and
+        // its exception is raised in its thread shortly.
+        cancel_all(pool);
+    }
+    if outcome == Outcome::Forced {
+        return (outcome, false);
+    }
+    // Threads still running a job (their client gone, or a slow close()) get what is left,
+    // and at least time to unwind; a second signal still cuts it short.
+    let mut deadline = deadline.max(Instant::now() + UNWIND);
+    loop {
+        let draining = pool.clone();
+        let drain = tokio::task::spawn_blocking(move || draining.close(deadline));
+        let drained = tokio::select! {
+            done = drain => done.unwrap_or(false),
+            () = second.notified() => return (Outcome::Forced, false),
+        };
+        // Threads still running requests at the deadline are cancelled now and get a moment
+        // to unwind and run close(); those cancelled already have had theirs. A flight fires
+        // once and a closing pool takes no new jobs, so this goes round at most twice.
+        if drained || !cancel_all(pool) {
+            return (outcome, drained);
+        }
+        deadline = Instant::now() + UNWIND;
+    }
+}
+
+/// How long requests cancelled by a forced shutdown get to unwind (their exception raised,
+/// `close()` run) before the process exits anyway. Arbitrary: enough for Python to raise the
+/// exception at the next bytecode and run Django's `request_finished` handlers, short next
+/// to any `--graceful-timeout` worth setting.
+const UNWIND: Duration = Duration::from_millis(500);
+
+/// Cancel what the pool still holds for a forced shutdown; returns whether there was any.
+fn cancel_all(pool: &Pool) -> bool {
+    let cancelled = pool.cancel_all(Reason::Shutdown);
+    if cancelled > 0 {
+        log_warn!("Cancelling {cancelled} request(s) still in progress at shutdown");
+    }
+    cancelled > 0
 }
 
 /// SIGTERM and SIGINT stop the server (twice: at once); SIGHUP reloads the TLS certificate

@@ -4,8 +4,9 @@
 //! (duplicates joined with `,`, cookies with `; `, names containing `_` dropped so that
 //! `Content_Length` can never pose as `CONTENT_LENGTH`), and the `wsgi.*` keys. Strings are
 //! "native strings" in PEP 3333's sense: each byte becomes the code point of the same value
-//! (latin-1). The objects behind `wsgi.input`, `wsgi.errors` and `start_response` live in
-//! their own files.
+//! (latin-1). The objects behind `wsgi.input`, `wsgi.errors`, `ferrule.request` and
+//! `start_response` live in their own files; `ferrule.disconnected` is the request object's
+//! `disconnected` method.
 
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST};
 use http::request::Parts;
@@ -174,6 +175,8 @@ fn protocol(v: Version) -> &'static str {
 pub struct Streams<'py> {
     pub input: Bound<'py, PyAny>,
     pub errors: Bound<'py, PyAny>,
+    /// `ferrule.request`.
+    pub request: Bound<'py, PyAny>,
 }
 
 /// Build the environ for one request.
@@ -268,8 +271,27 @@ pub fn build<'py>(
         // A chunked body has been read whole, so its length is known; Django needs it.
         env.set_item(intern!(py, "CONTENT_LENGTH"), body_len.to_string())?;
     }
-    env.set_item(intern!(py, "wsgi.version"), consts.version.bind(py))?;
     let scheme = origin.scheme.unwrap_or(conn.scheme);
+    server_keys(py, &env, consts, streams, scheme)?;
+    if scheme == "https" {
+        env.set_item(intern!(py, "HTTPS"), intern!(py, "on"))?;
+    }
+    if let Some(tls) = &conn.tls {
+        tls_keys(py, &env, tls)?;
+    }
+    Ok(env)
+}
+
+/// The `wsgi.*` keys, and `ferrule.request` with `ferrule.disconnected` (its `disconnected`
+/// method, which views poll).
+fn server_keys<'py>(
+    py: Python<'py>,
+    env: &Bound<'py, PyDict>,
+    consts: &Constants,
+    streams: Streams<'py>,
+    scheme: &str,
+) -> PyResult<()> {
+    env.set_item(intern!(py, "wsgi.version"), consts.version.bind(py))?;
     env.set_item(intern!(py, "wsgi.url_scheme"), PyString::new(py, scheme))?;
     env.set_item(intern!(py, "wsgi.input"), streams.input)?;
     env.set_item(intern!(py, "wsgi.errors"), streams.errors)?;
@@ -281,13 +303,11 @@ pub fn build<'py>(
         intern!(py, "wsgi.file_wrapper"),
         consts.file_wrapper.bind(py),
     )?;
-    if scheme == "https" {
-        env.set_item(intern!(py, "HTTPS"), intern!(py, "on"))?;
-    }
-    if let Some(tls) = &conn.tls {
-        tls_keys(py, &env, tls)?;
-    }
-    Ok(env)
+    env.set_item(
+        intern!(py, "ferrule.disconnected"),
+        streams.request.getattr(intern!(py, "disconnected"))?,
+    )?;
+    env.set_item(intern!(py, "ferrule.request"), streams.request)
 }
 
 /// The `SSL_*` keys, named as Apache's `mod_ssl` names them so that code written for it works.

@@ -5,6 +5,8 @@
 //! - `start_response.rs`: `start_response`, `write()`, and the response's state;
 //! - `file_wrapper.rs`: `wsgi.file_wrapper`, sent by tokio;
 //! - `lend.rs`: Python `bytes` handed to the network core without a copy;
+//! - `request.rs`: `ferrule.request` and `ferrule.disconnected`;
+//! - `interrupt.rs`: the cancellation exception raised in a request's thread after the grace;
 //! - `response.rs`: calling the application and delivering its result.
 //!
 //! Threads and queueing are `pool.rs`'s; the network side is `http/`.
@@ -13,10 +15,14 @@ mod environ;
 mod errors;
 mod file_wrapper;
 mod input;
+mod interrupt;
 mod lend;
+mod request;
 mod response;
 mod start_response;
 
 pub use file_wrapper::FileWrapper;
+pub use interrupt::Interrupts;
+pub use request::Request;
 pub use response::{traceback, Application};
 pub use start_response::Sending;

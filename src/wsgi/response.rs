@@ -6,6 +6,9 @@
 //! streamed, the GIL released while the channel is full. `close()` is always called, so
 //! Django's `request_finished` fires. Errors become a 500 (or a cut-short stream) and a log
 //! line with the traceback; nothing the application does escapes this function.
+//!
+//! A cancelled request: skipped if it is still queued; if it runs, iterating its body stops,
+//! what it sends is discarded, and it ends with one log line saying why, not a traceback.
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -16,9 +19,11 @@ use super::environ::{self, Constants, Streams};
 use super::errors::ErrorStream;
 use super::file_wrapper::FileWrapper;
 use super::input::Input;
+use super::interrupt::{Interrupts, Running};
 use super::lend::lend;
+use super::request::Request;
 use super::start_response::{SendError, Sending, StartResponse};
-use crate::cancel;
+use crate::cancel::{self, Reason};
 use crate::job::Job;
 use crate::{log_error, log_info};
 
@@ -27,6 +32,7 @@ pub struct Application {
     app: Py<PyAny>,
     consts: Constants,
     sending: Sending,
+    interrupts: Interrupts,
 }
 
 /// Why delivering a response stopped early.
@@ -37,6 +43,8 @@ enum Failure {
     Protocol(String),
     /// The client went away.
     ClientGone,
+    /// The request was cancelled; what it sent was discarded.
+    Cancelled(Reason),
 }
 
 impl From<SendError> for Failure {
@@ -44,6 +52,7 @@ impl From<SendError> for Failure {
         match e {
             SendError::Protocol(msg) => Failure::Protocol(msg),
             SendError::ClientGone => Failure::ClientGone,
+            SendError::Cancelled(reason) => Failure::Cancelled(reason),
         }
     }
 }
@@ -55,11 +64,17 @@ impl From<PyErr> for Failure {
 }
 
 impl Application {
-    pub fn new(py: Python<'_>, app: Py<PyAny>, sending: Sending) -> PyResult<Self> {
+    pub fn new(
+        py: Python<'_>,
+        app: Py<PyAny>,
+        sending: Sending,
+        interrupts: Interrupts,
+    ) -> PyResult<Self> {
         Ok(Self {
             app,
             consts: Constants::new(py)?,
             sending,
+            interrupts,
         })
     }
 
@@ -88,31 +103,47 @@ impl Application {
         let body_len = body.len();
         let start_response = match Bound::new(
             py,
-            StartResponse::new(reply, head_only, self.sending.clone()),
+            StartResponse::new(
+                reply,
+                head_only,
+                self.sending.clone(),
+                std::sync::Arc::clone(&flight),
+            ),
         ) {
             Ok(sr) => sr,
-            Err(e) => return log_failure(py, &head, &Failure::Raised(e)),
+            Err(e) => return log_failure(py, &head, &Failure::Raised(e), None),
         };
         let input = match Bound::new(py, Input::new(body)) {
             Ok(input) => input,
-            Err(e) => return log_failure(py, &head, &Failure::Raised(e)),
+            Err(e) => return log_failure(py, &head, &Failure::Raised(e), None),
         };
         let _current = cancel::enter(&flight);
+        self.interrupts.arm(&flight, &head.method, &head.uri);
         let outcome = (|| -> Result<(), Failure> {
+            let request = Request::new(
+                std::sync::Arc::clone(&flight),
+                head.method.clone(),
+                head.uri.clone(),
+            );
             let streams = Streams {
                 input: input.clone().into_any(),
                 errors: Bound::new(py, ErrorStream::default())?.into_any(),
+                request: Bound::new(py, request)?.into_any(),
             };
             let env = environ::build(py, &head, &conn, &origin, &self.consts, streams, body_len)?;
+            // From the call to the end of the body the thread runs this request's code, and
+            // a cancellation may be raised in it; not in close(), which must run.
+            let running = Running::start(py, &flight);
             let result = self.app.bind(py).call1((env, &start_response))?;
             let delivered = deliver(py, start_response.get(), &result);
+            drop(running);
             let closed = close(&result);
             delivered?;
             closed.map_err(Failure::Raised)
         })();
         if let Err(failure) = outcome {
             start_response.get().fail();
-            log_failure(py, &head, &failure);
+            log_failure(py, &head, &failure, flight.reason());
         }
         // The application may keep the environ alive (a traceback in a cycle, a global); the
         // body, in memory or a spool file, is not kept with it.
@@ -213,7 +244,28 @@ fn truncate(s: &str) -> String {
     }
 }
 
-fn log_failure(py: Python<'_>, head: &Parts, failure: &Failure) {
+fn log_failure(py: Python<'_>, head: &Parts, failure: &Failure, cancelled: Option<Reason>) {
+    if let Some(reason) = cancelled {
+        // The expected ends of a cancelled request get one line, no traceback; anything
+        // else the application raised is still its error.
+        let how = match failure {
+            Failure::Raised(err) if is_cancellation(py, err) => {
+                Some(format!("it stopped with {}", exception_name(py, err)))
+            }
+            Failure::ClientGone | Failure::Cancelled(_) => {
+                Some("its response was discarded".to_owned())
+            }
+            Failure::Raised(_) | Failure::Protocol(_) => None,
+        };
+        if let Some(how) = how {
+            return log_info!(
+                "{} {} was cancelled ({}); {how}",
+                head.method,
+                head.uri,
+                reason.describe()
+            );
+        }
+    }
     match failure {
         Failure::Raised(err) => {
             log_error!(
@@ -231,7 +283,26 @@ fn log_failure(py: Python<'_>, head: &Parts, failure: &Failure) {
             head.method,
             head.uri
         ),
+        Failure::Cancelled(reason) => log_info!(
+            "{} {} was cancelled ({}); its response was discarded",
+            head.method,
+            head.uri,
+            reason.describe()
+        ),
     }
+}
+
+/// Whether `err` is one of ferrule's cancellation exceptions (`ferrule.RequestCancelled`).
+fn is_cancellation(py: Python<'_>, err: &PyErr) -> bool {
+    py.import("ferrule._errors")
+        .and_then(|m| m.getattr("RequestCancelled"))
+        .is_ok_and(|class| err.value(py).is_instance(&class).unwrap_or(false))
+}
+
+fn exception_name(py: Python<'_>, err: &PyErr) -> String {
+    err.get_type(py)
+        .name()
+        .map_or_else(|_| "?".into(), |n| n.to_string())
 }
 
 /// The formatted traceback of `err`, as `traceback.format_exception` prints it.

@@ -5,6 +5,10 @@
 //! a valid status and headers, no hop-by-hop headers, `exc_info` semantics, no more bytes than
 //! a declared Content-Length — with errors that name the offending value. Calling the
 //! application and walking its result is `response.rs`.
+//!
+//! Once the request's flight has fired, nothing more is sent: `write()` drops its bytes, the
+//! head is not sent, a stream already started is cut short, and a thread waiting for a slow
+//! client wakes at once.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,6 +22,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::cancel::{Flight, Reason};
 use crate::job::{Chunk, Reply, ReplyBody};
 
 /// Chunks a streamed body may have in flight between the worker thread and the socket;
@@ -55,6 +60,8 @@ pub struct Responder {
     sent: u64,
     /// Set before the stream's sender is dropped when the body must not end cleanly.
     aborted: Arc<AtomicBool>,
+    /// The request's cancellation state.
+    flight: Arc<Flight>,
 }
 
 /// How streamed chunks wait for a slow client: on the network runtime, for at most `timeout`
@@ -71,6 +78,8 @@ pub enum SendError {
     Protocol(String),
     /// The client is gone; nothing more can be sent.
     ClientGone,
+    /// The request was cancelled; nothing more is sent.
+    Cancelled(Reason),
 }
 
 impl Responder {
@@ -100,6 +109,11 @@ impl Responder {
     }
 
     fn take_head(&mut self) -> Result<(Head, oneshot::Sender<Reply>), SendError> {
+        if let Some(reason) = self.flight.reason() {
+            // Nobody waits for this head: the client left, or was answered 504 or 503.
+            self.reply = None;
+            return Err(SendError::Cancelled(reason));
+        }
         let reply = self.reply.take().ok_or(SendError::ClientGone)?;
         let Some(head) = self.head.take() else {
             self.reply = Some(reply);
@@ -214,7 +228,12 @@ pub struct StartResponse {
 }
 
 impl StartResponse {
-    pub fn new(reply: oneshot::Sender<Reply>, head_only: bool, sending: Sending) -> Self {
+    pub fn new(
+        reply: oneshot::Sender<Reply>,
+        head_only: bool,
+        sending: Sending,
+        flight: Arc<Flight>,
+    ) -> Self {
         Self {
             responder: Mutex::new(Responder {
                 reply: Some(reply),
@@ -224,6 +243,7 @@ impl StartResponse {
                 declared: None,
                 sent: 0,
                 aborted: Arc::new(AtomicBool::new(false)),
+                flight,
             }),
             sending,
         }
@@ -237,12 +257,18 @@ impl StartResponse {
 
     /// Send one body chunk, starting the stream on the first. Blocks (GIL released) while
     /// the channel is full, which is how a slow client slows the application down — for at
-    /// most `--send-timeout`, after which the response is cut short and the thread freed.
+    /// most `--send-timeout`, after which the response is cut short and the thread freed —
+    /// or until the request is cancelled.
     pub fn send_chunk(&self, py: Python<'_>, mut data: Bytes) -> Result<(), SendError> {
-        let (tx, declared, already) = {
+        let (tx, declared, already, flight) = {
             let mut r = self.lock();
+            if let Some(reason) = r.flight.reason() {
+                drop(r);
+                self.abort_stream();
+                return Err(SendError::Cancelled(reason));
+            }
             let tx = r.stream_sender()?;
-            (tx, r.declared, r.sent)
+            (tx, r.declared, r.sent, Arc::clone(&r.flight))
         };
         let Some(tx) = tx else { return Ok(()) };
         if let Some(cl) = declared {
@@ -263,11 +289,20 @@ impl StartResponse {
         };
         let Sending { runtime, timeout } = &self.sending;
         // The timer must be made inside the runtime: `timeout` registers with its driver.
-        let wait = async { tokio::time::timeout(*timeout, tx.send(data)).await };
+        let wait = async {
+            tokio::select! {
+                sent = tokio::time::timeout(*timeout, tx.send(data)) => Ok(sent),
+                reason = flight.fired() => Err(reason),
+            }
+        };
         match py.detach(|| runtime.block_on(wait)) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(SendError::ClientGone),
-            Err(_) => {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(_))) => Err(SendError::ClientGone),
+            Err(reason) => {
+                self.abort_stream();
+                Err(SendError::Cancelled(reason))
+            }
+            Ok(Err(_)) => {
                 crate::log_warn!(
                     "a client did not read its response for {}s (--send-timeout); the response was cut short",
                     timeout.as_secs_f64()
@@ -288,6 +323,13 @@ impl StartResponse {
     /// The body is complete: end the stream, or send a head with an empty body.
     pub fn finish(&self) -> Result<(), SendError> {
         let mut r = self.lock();
+        if let Some(reason) = r.flight.reason() {
+            // A cancelled response never ends cleanly.
+            r.aborted.store(true, Ordering::Release);
+            r.stream = None;
+            r.reply = None;
+            return Err(SendError::Cancelled(reason));
+        }
         if let Some(tx) = r.stream.take() {
             if let Some(cl) = r.declared.filter(|cl| r.sent < *cl) {
                 let msg = format!(
@@ -310,6 +352,11 @@ impl StartResponse {
     /// the client sees an incomplete response rather than a complete-looking wrong one.
     pub fn fail(&self) {
         let mut r = self.lock();
+        if r.flight.is_cancelled() {
+            // Nobody waits for a 500 (the client left, or was answered already); a stream
+            // is cut short.
+            r.reply = None;
+        }
         if let Some(reply) = r.reply.take() {
             let mut headers = HeaderMap::new();
             headers.insert(
@@ -386,7 +433,9 @@ impl Write {
             .get()
             .send_chunk(py, Bytes::copy_from_slice(bytes))
         {
-            Ok(()) => Ok(()),
+            // After a cancellation the bytes are discarded: the view learns of it from
+            // `ferrule.disconnected()`, its waits, or the exception raised after the grace.
+            Ok(()) | Err(SendError::Cancelled(_)) => Ok(()),
             Err(SendError::Protocol(msg)) => Err(PyRuntimeError::new_err(msg)),
             Err(SendError::ClientGone) => {
                 Err(PyOSError::new_err("the client closed the connection"))
