@@ -15,6 +15,9 @@
 //! without bouncing the GIL, while I/O-bound views grow the pool to whatever they need, with
 //! the same settings. What a thread does with a job is the WSGI layer's business (`wsgi/`);
 //! the pool only calls the runner it was given.
+//!
+//! Each thread's slot holds the flight of the request it is running, so a forced shutdown can
+//! cancel every request the pool holds, queued or running ([`Pool::cancel_all`]).
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -26,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 
+use crate::cancel::{Flight, Reason};
 use crate::config::PoolPlan;
 use crate::job::Job;
 use crate::log_error;
@@ -108,6 +112,8 @@ struct Slot {
     /// the monitor for the scheduler state.
     stat: OnceLock<File>,
     flags: Mutex<Flags>,
+    /// The flight of the request the thread is running.
+    running: Mutex<Option<Arc<Flight>>>,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -123,7 +129,14 @@ impl Slot {
             clock: AtomicI32::new(-1),
             stat: OnceLock::new(),
             flags: Mutex::new(Flags::default()),
+            running: Mutex::new(None),
         })
+    }
+
+    fn running(&self) -> MutexGuard<'_, Option<Arc<Flight>>> {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn flags(&self) -> MutexGuard<'_, Flags> {
@@ -225,6 +238,18 @@ impl Pool {
         (st.workers.len(), st.busy)
     }
 
+    /// Cancel every request the pool holds, queued (it will be skipped) or running, for
+    /// `reason`; returns how many were not cancelled already.
+    pub fn cancel_all(&self, reason: Reason) -> usize {
+        let st = self.shared.lock();
+        let queued = st.queue.iter().map(|job| Arc::clone(&job.flight));
+        let running = st.workers.iter().filter_map(|slot| slot.running().clone());
+        let flights: Vec<Arc<Flight>> = queued.chain(running).collect();
+        drop(st);
+        // Fired outside the pool lock: a flight's hooks may take other locks.
+        flights.iter().filter(|f| f.fire(reason)).count()
+    }
+
     /// Let the threads finish the queue, then stop them. Returns false if some were still
     /// running a job at `deadline`. Call without holding the GIL.
     pub fn close(&self, deadline: Instant) -> bool {
@@ -310,9 +335,11 @@ fn worker_main(shared: &Arc<Shared>, slot: &Arc<Slot>) {
     Python::attach(|py| {
         let mut next = py.detach(|| next_job(shared, slot));
         while let Some(job) = next {
+            *slot.running() = Some(Arc::clone(&job.flight));
             if catch_unwind(AssertUnwindSafe(|| (shared.run)(py, job))).is_err() {
                 log_error!("a worker thread panicked while running a request; the thread goes on");
             }
+            *slot.running() = None;
             // A thread that finishes a job while others wait takes the next one without
             // letting go of the GIL: releasing and re-taking it per request is a hand-off in
             // which any other thread may grab the GIL first.
