@@ -29,6 +29,16 @@ def refuses_connections(server) -> bool:
     return False
 
 
+def assert_cut_off(c: Conn) -> None:
+    """A request a forced shutdown reached: cancelled (issue 4), its client gets 503 if the
+    answer makes it out before the process exits, else a cut connection."""
+    try:
+        resp = c.read_response()
+    except (Truncated, ConnectionResetError, TimeoutError):
+        return
+    assert resp.status == 503, (resp.status, resp.body)
+
+
 def start_slow(server, seconds: float, tag: str) -> Conn:
     """A connection with a slow request in flight (the app has started running it)."""
     c = Conn(server, timeout=max(30, seconds + 10))
@@ -107,8 +117,7 @@ def test_a_second_signal_exits_at_once(serve, second):
         server.proc.send_signal(second)
         server.proc.wait(timeout=5)
         assert time.monotonic() - t0 < 5
-        with pytest.raises((Truncated, ConnectionResetError, TimeoutError)):
-            c.read_response()
+        assert_cut_off(c)
 
 
 def test_graceful_timeout_bounds_the_wait(serve):
@@ -119,5 +128,4 @@ def test_graceful_timeout_bounds_the_wait(serve):
         server.proc.wait(timeout=8)
         elapsed = time.monotonic() - t0
         assert elapsed < 5, f"exited {elapsed:.1f}s after SIGTERM with --graceful-timeout 1"
-        with pytest.raises((Truncated, ConnectionResetError, TimeoutError)):
-            c.read_response()
+        assert_cut_off(c)
