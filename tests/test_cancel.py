@@ -396,8 +396,8 @@ def fds(pid: int) -> int:
 def storm(server, n: int, batch: int = 50) -> None:
     """`n` requests whose clients leave: each batch is sent, then every client closes, so
     some are cancelled while running and the rest while queued."""
-    for start in range(0, n, batch):
-        conns = [send(server, "/poll?tag=storm") for _ in range(min(batch, n - start))]
+    for first in range(0, n, batch):
+        conns = [send(server, "/poll?tag=storm") for _ in range(min(batch, n - first))]
         for c in conns:
             c.close()
 
