@@ -8,11 +8,12 @@
 use std::fmt::Write as _;
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use http::header::{CACHE_CONTROL, CONNECTION, CONTENT_TYPE, LOCATION};
 use http::request::Parts;
 use http::{HeaderValue, Response, StatusCode};
 
 use super::out_body::OutBody;
+use super::respond;
 
 /// `s` in normal form (trailing slashes dropped; `""` and `"/"` are no prefix), or why it is
 /// not a usable prefix.
@@ -88,19 +89,11 @@ pub fn outside(parts: &Parts, mounted: &str, prefix: &str, redirect: bool) -> Re
     if let (Some(location), true) = (location, redirect) {
         headers.insert(LOCATION, location);
     }
-    if has_body(parts) {
+    if respond::has_body(parts) {
         // The body was never read; the connection cannot carry another request.
         headers.insert(CONNECTION, HeaderValue::from_static("close"));
     }
     resp
-}
-
-fn has_body(parts: &Parts) -> bool {
-    parts.headers.contains_key(http::header::TRANSFER_ENCODING)
-        || parts
-            .headers
-            .get(CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() != b"0")
 }
 
 fn page(site: &str, target: &str, moved: bool) -> String {

@@ -4,7 +4,8 @@
 //! something about it, what. Statuses follow the contract in `docs/architecture.md`.
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, TRANSFER_ENCODING};
+use http::request::Parts;
 use http::{HeaderValue, Response, StatusCode};
 
 use super::out_body::OutBody;
@@ -25,6 +26,16 @@ pub fn text(status: StatusCode, message: &str, close: bool) -> Response<OutBody>
         headers.insert(CONNECTION, HeaderValue::from_static("close"));
     }
     resp
+}
+
+/// The request announces a body. A response the server makes without reading it must close
+/// the connection (`text(…, true)`), since the unread bytes would be taken for the next request.
+pub fn has_body(parts: &Parts) -> bool {
+    parts.headers.contains_key(TRANSFER_ENCODING)
+        || parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
 }
 
 /// 503 for a full queue, with the Retry-After clients and proxies understand.

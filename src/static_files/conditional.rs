@@ -74,7 +74,7 @@ pub fn evaluate(headers: &HeaderMap, etag: &[u8], modified: u64) -> Precondition
 
 /// `If-Range`: an entity tag must match strongly, a date must be exactly `Last-Modified`.
 fn if_range_holds(value: &[u8], etag: &[u8], modified: u64) -> bool {
-    let value = trim(value);
+    let value = value.trim_ascii();
     if value.starts_with(b"\"") || value.starts_with(b"W/") {
         return value == etag;
     }
@@ -145,15 +145,6 @@ fn skip_separators(b: &[u8]) -> &[u8] {
         .take_while(|c| matches!(c, b' ' | b'\t' | b','))
         .count();
     &b[n..]
-}
-
-fn trim(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !matches!(c, b' ' | b'\t'));
-    let end = b.iter().rposition(|c| !matches!(c, b' ' | b'\t'));
-    match (start, end) {
-        (Some(s), Some(e)) => &b[s..=e],
-        _ => &[],
-    }
 }
 
 #[cfg(test)]

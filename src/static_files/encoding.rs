@@ -63,7 +63,7 @@ pub fn choose<'a>(
         seen_field = true;
         for member in value.split(|&b| b == b',') {
             let mut params = member.split(|&b| b == b';');
-            let coding = trim(params.next().unwrap_or_default());
+            let coding = params.next().unwrap_or_default().trim_ascii();
             if coding.is_empty() {
                 continue;
             }
@@ -110,7 +110,7 @@ pub fn choose<'a>(
 /// the whole member ignored.
 fn weight<'a>(params: impl Iterator<Item = &'a [u8]>) -> Option<Weight> {
     for p in params {
-        let p = trim(p);
+        let p = p.trim_ascii();
         let Some(value) = p.strip_prefix(b"q=").or_else(|| p.strip_prefix(b"Q=")) else {
             continue;
         };
@@ -136,15 +136,6 @@ fn parse_qvalue(v: &[u8]) -> Option<Weight> {
         b"0" => Some(thousandths),
         b"1" if thousandths == 0 => Some(1000),
         _ => None,
-    }
-}
-
-fn trim(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !matches!(c, b' ' | b'\t'));
-    let end = b.iter().rposition(|c| !matches!(c, b' ' | b'\t'));
-    match (start, end) {
-        (Some(s), Some(e)) => &b[s..=e],
-        _ => &[],
     }
 }
 

@@ -35,7 +35,7 @@ pub fn parse(value: &[u8], len: u64) -> Ranges {
     let mut wanted = Vec::new();
     let mut listed = 0usize;
     for spec in value[unit_end + 1..].split(|&b| b == b',') {
-        let spec = trim(spec);
+        let spec = spec.trim_ascii();
         if spec.is_empty() {
             continue; // empty list elements are allowed (RFC 9110 §5.6.1)
         }
@@ -98,15 +98,6 @@ fn number(digits: &[u8]) -> Option<u64> {
     Some(digits.iter().fold(0u64, |n, d| {
         n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
     }))
-}
-
-fn trim(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !matches!(c, b' ' | b'\t'));
-    let end = b.iter().rposition(|c| !matches!(c, b' ' | b'\t'));
-    match (start, end) {
-        (Some(s), Some(e)) => &b[s..=e],
-        _ => &[],
-    }
 }
 
 /// The `Content-Range` value of one range.
