@@ -24,28 +24,32 @@ pub struct StaticOptions {
     /// Serve the files under `DIR` at `URL_PATH` (e.g. `/assets/=./public`), from the network
     /// core without a Python thread. Repeat for several mounts; the same `URL_PATH` twice
     /// searches both directories in order. `URL_PATH` is matched against the whole request
-    /// path, before `--prefix` is cut from it.
+    /// path, before `--prefix` is cut from it. Without any `--static`, the variable
+    /// `FERRULE_STATIC` is read, several mounts separated by commas. Default is none.
+    // No clap `env`: clap would split the flag's values at commas too (a directory may hold
+    // one), or not split the variable's; `resolve` reads the variable itself.
     #[arg(
         long = "static",
         value_name = "URL_PATH=DIR",
-        env = "FERRULE_STATIC",
-        value_delimiter = ',',
         help_heading = "Static files"
     )]
     pub statics: Vec<String>,
 
     /// Do not serve Django's `STATIC_URL` (from `STATIC_ROOT`, and in development from the
-    /// staticfiles finders); leave it to the application.
+    /// staticfiles finders); leave it to the application. Default is off: ferrule serves
+    /// `STATIC_URL` when the settings give it a directory.
     #[arg(long, env = "FERRULE_NO_STATIC", help_heading = "Static files")]
     pub no_static: bool,
 
     /// Look for a Django static file that is not in `STATIC_ROOT` in the staticfiles finders'
-    /// directories (`STATICFILES_DIRS`, apps' `static/`), as `runserver` does. Always on
-    /// while `DEBUG` is on.
+    /// directories (`STATICFILES_DIRS`, apps' `static/`), as `runserver` does. Default is off,
+    /// and on while `DEBUG` is on.
     #[arg(long, env = "FERRULE_STATIC_FINDERS", help_heading = "Static files")]
     pub static_finders: bool,
 
-    /// Serve Django's `MEDIA_URL` from `MEDIA_ROOT` (user uploads). Off by default.
+    /// Serve Django's `MEDIA_URL` from `MEDIA_ROOT` (user uploads), with
+    /// `Content-Security-Policy: sandbox` so an uploaded page or SVG cannot run script on the
+    /// site. Default is off.
     #[arg(long, env = "FERRULE_MEDIA", help_heading = "Static files")]
     pub media: bool,
 
@@ -61,7 +65,7 @@ pub struct StaticOptions {
     pub static_max_age: Option<u64>,
 
     /// Answer a request for a directory with the `index.html` inside it (a directory without
-    /// a trailing slash is redirected to the one with). Without it directories give 404.
+    /// a trailing slash is redirected to the one with). Default is off: directories give 404.
     #[arg(long, env = "FERRULE_STATIC_INDEX", help_heading = "Static files")]
     pub static_index: bool,
 }
@@ -89,13 +93,37 @@ pub struct StaticPlan {
     pub index: bool,
 }
 
+/// The variable `--static` reads when it is not given.
+const STATIC_ENV: &str = "FERRULE_STATIC";
+
 impl StaticOptions {
     pub fn resolve(&self) -> Result<StaticPlan, Error> {
-        let mounts = self
-            .statics
-            .iter()
-            .map(|v| parse_mount(v))
-            .collect::<Result<_, _>>()?;
+        self.resolve_with(std::env::var_os(STATIC_ENV).as_deref())
+    }
+
+    /// `resolve` with the value of `FERRULE_STATIC` given (`None` when unset).
+    fn resolve_with(&self, from_env: Option<&std::ffi::OsStr>) -> Result<StaticPlan, Error> {
+        let mounts = if self.statics.is_empty() {
+            match from_env {
+                None => Vec::new(),
+                Some(value) => {
+                    let value = value.to_str().ok_or_else(|| {
+                        Error::config(format!(
+                            "invalid value '{}' for '{STATIC_ENV}': it is not valid UTF-8",
+                            value.to_string_lossy()
+                        ))
+                    })?;
+                    split_env(value)
+                        .map(|v| parse_mount(v, STATIC_ENV))
+                        .collect::<Result<_, _>>()?
+                }
+            }
+        } else {
+            self.statics
+                .iter()
+                .map(|v| parse_mount(v, "--static"))
+                .collect::<Result<_, _>>()?
+        };
         Ok(StaticPlan {
             mounts,
             django_static: !self.no_static,
@@ -107,9 +135,15 @@ impl StaticOptions {
     }
 }
 
-/// Parse one `--static URL_PATH=DIR`.
-fn parse_mount(value: &str) -> Result<StaticMount, Error> {
-    let bad = |why: &str| Error::config(format!("invalid value '{value}' for '--static': {why}"));
+/// The mounts in `FERRULE_STATIC`: comma-separated, empty items skipped. A directory whose
+/// name holds a comma is given with `--static` instead.
+fn split_env(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// Parse one `URL_PATH=DIR`, given with `option` (`--static` or the variable).
+fn parse_mount(value: &str, option: &str) -> Result<StaticMount, Error> {
+    let bad = |why: &str| Error::config(format!("invalid value '{value}' for '{option}': {why}"));
     let (url, dir) = value
         .split_once('=')
         .ok_or_else(|| bad("expected URL_PATH=DIR, such as /assets/=./public"))?;
@@ -190,7 +224,7 @@ mod tests {
         let file = dir.path().join("f");
         std::fs::write(&file, b"x").unwrap();
         let d = dir.path().display();
-        let ok = parse_mount(&format!("/assets={d}")).unwrap();
+        let ok = parse_mount(&format!("/assets={d}"), "--static").unwrap();
         assert_eq!(ok.url, "/assets/");
         for (value, needle) in [
             (format!("assets/={d}"), "must start with '/'"),
@@ -199,12 +233,49 @@ mod tests {
             (format!("/a/={d}/nope"), "cannot read directory"),
             (format!("/a/={}", file.display()), "is not a directory"),
         ] {
-            let err = parse_mount(&value).unwrap_err().to_string();
+            let err = parse_mount(&value, "--static").unwrap_err().to_string();
             assert!(
                 err.contains("'--static'") && err.contains(needle),
                 "{value}: {err}"
             );
-            assert_eq!(parse_mount(&value).unwrap_err().exit_code(), 2);
+            assert_eq!(parse_mount(&value, "--static").unwrap_err().exit_code(), 2);
         }
+    }
+
+    fn options(statics: &[String]) -> StaticOptions {
+        StaticOptions {
+            statics: statics.to_vec(),
+            no_static: false,
+            static_finders: false,
+            media: false,
+            static_max_age: None,
+            static_index: false,
+        }
+    }
+
+    #[test]
+    fn a_directory_with_a_comma_is_one_mount_on_the_command_line() {
+        let base = tempfile::tempdir().unwrap();
+        let comma = base.path().join("a,b");
+        let other = base.path().join("c");
+        std::fs::create_dir(&comma).unwrap();
+        std::fs::create_dir(&other).unwrap();
+        let given = vec![format!("/x/={}", comma.display())];
+        let env = std::ffi::OsString::from(format!("/y/={}", other.display()));
+        // The flag wins over the variable, and is not split.
+        let plan = options(&given).resolve_with(Some(&env)).unwrap();
+        assert_eq!(plan.mounts.len(), 1);
+        assert_eq!(
+            (plan.mounts[0].url.as_str(), &plan.mounts[0].dir),
+            ("/x/", &comma)
+        );
+        // The variable holds several, comma-separated.
+        let env = format!("/y/={}, /z/={},", other.display(), other.display());
+        let plan = options(&[]).resolve_with(Some(env.as_ref())).unwrap();
+        let urls: Vec<&str> = plan.mounts.iter().map(|m| m.url.as_str()).collect();
+        assert_eq!(urls, ["/y/", "/z/"]);
+        let err = options(&[]).resolve_with(Some("/y/".as_ref())).unwrap_err();
+        assert!(err.to_string().contains("for 'FERRULE_STATIC'"), "{err}");
+        assert!(options(&[]).resolve_with(None).unwrap().mounts.is_empty());
     }
 }
