@@ -82,11 +82,13 @@ pub fn build(
     let head = method == Method::HEAD;
     let (status, body) = match decision {
         Decision::PreconditionFailed => {
-            return Ok(respond::text(
+            let mut out = respond::text(
                 StatusCode::PRECONDITION_FAILED,
                 "A precondition of this request (If-Match or If-Unmodified-Since) does not hold.",
                 false,
-            ))
+            );
+            selected(out.headers_mut(), res, rep);
+            return Ok(out);
         }
         Decision::Unsatisfiable => {
             let mut out = respond::text(
@@ -100,6 +102,7 @@ pub fn build(
                 format!("bytes */{}", rep.len).try_into().expect("ASCII"),
             );
             h.insert(ACCEPT_RANGES, BYTES);
+            selected(h, res, rep);
             return Ok(out);
         }
         Decision::NotModified => {
@@ -165,7 +168,8 @@ pub fn build(
     let mut out = Response::new(body);
     *out.status_mut() = status;
     let h = out.headers_mut();
-    h.reserve(10);
+    // Room for these and `mod.rs`'s security headers.
+    h.reserve(12);
     h.insert(CONTENT_TYPE, HeaderValue::from_static(res.content_type));
     h.insert(CONTENT_LENGTH, rep.content_length.clone());
     if let Some(c) = rep.coding {
@@ -192,10 +196,17 @@ fn partial(body: OutBody, len: u64, res: &Resource, rep: &Rep) -> Response<OutBo
 
 /// The headers a 200 shares with a 304 (RFC 9110 §15.4.5): validators, caching, `Vary`.
 fn validators(h: &mut HeaderMap, res: &Resource, rep: &Rep) {
-    h.insert(ETAG, rep.etag.clone());
     h.insert(LAST_MODIFIED, rep.last_modified.clone());
     h.insert(CACHE_CONTROL, res.cache_control.clone());
     h.insert(ACCEPT_RANGES, BYTES);
+    selected(h, res, rep);
+}
+
+/// What every answer about a representation says, a 412 or 416 included: its `ETag` (RFC 9110
+/// §8.8.3: sent for the selected representation) and, when there are siblings, `Vary` (§12.5.5:
+/// which representation was judged depends on `Accept-Encoding`).
+fn selected(h: &mut HeaderMap, res: &Resource, rep: &Rep) {
+    h.insert(ETAG, rep.etag.clone());
     if res.varies() {
         h.insert(VARY, ACCEPT_ENCODING);
     }
