@@ -4,13 +4,12 @@
 //! and is what follows a plain relative path once percent-decoded — no `.`/`..` or empty
 //! segments (so no absolute path either), no encoded `/`, no `\`, no NUL, no dotfiles (except
 //! `.well-known`). [`find`] then looks in each root in turn, and [`open_beneath`] accepts a
-//! file only if its canonical path (symlinks resolved) is still inside the canonical root.
+//! file only if its canonical path (symlinks resolved) is still inside the canonical root, and
+//! then only if the file it actually opened is (see [`opened_inside`]).
 //! Everything refused here is a 404 to the client; building responses is `response.rs`'s.
 //!
-//! The file system calls are blocking and run on the tokio thread: a `realpath`, an `open`
-//! and an `fstat` of a local file take microseconds when the metadata is in the kernel's
-//! cache, far less than a hop to the blocking pool and back (nginx makes the same calls on
-//! its event loop). They happen once per file per second at most, thanks to `cache.rs`.
+//! The file system calls here block: `mod.rs` runs them on its look-up threads
+//! (`lookups.rs`).
 
 use std::borrow::Cow;
 use std::ffi::OsStr;
@@ -19,10 +18,11 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Once;
 
 use percent_encoding::percent_decode;
 
-use crate::log_debug;
+use crate::{log_debug, log_warn};
 
 /// One directory of a mount, with the sub-path it answers for (Django's
 /// `STATICFILES_DIRS = [("vendor", dir)]` serves `STATIC_URL/vendor/…` from `dir`).
@@ -155,30 +155,76 @@ pub fn open_beneath(root: &Path, rel: &[u8]) -> io::Result<Entry> {
         );
         return Ok(Entry::Missing);
     }
-    // The canonical path has no symlinks left; O_NOFOLLOW refuses a last component swapped
-    // for one since. O_NONBLOCK keeps a FIFO from blocking the open (it is then refused as
-    // not a regular file); it changes nothing for reading regular files.
+    open_checked(root, canonical)
+}
+
+/// Open `path`, a canonical path inside `root` when it was resolved, and check that the file
+/// opened is still inside `root`.
+fn open_checked(root: &Path, path: PathBuf) -> io::Result<Entry> {
+    // O_NOFOLLOW refuses a last component swapped for a symlink since `canonicalize`;
+    // `opened_inside` catches a directory above it swapped for one. O_NONBLOCK keeps a FIFO
+    // from blocking the open (it is then refused as not a regular file); it changes nothing
+    // for reading regular files.
     let file = match OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(&canonical)
+        .open(&path)
     {
         Ok(f) => f,
         Err(e) if is_about_this_file(&e) => return Ok(Entry::Missing),
         Err(e) => return Err(e),
     };
     let meta = file.metadata()?;
-    Ok(if meta.is_file() {
-        Entry::File {
-            path: canonical,
-            file,
-            meta,
+    if meta.is_dir() {
+        return Ok(Entry::Dir);
+    }
+    if !meta.is_file() {
+        return Ok(Entry::Missing);
+    }
+    if !opened_inside(&file, root) {
+        log_warn!(
+            "refused static file '{}': the file opened is outside '{}' (a directory on the way was replaced by a symlink while it was being opened)",
+            path.display(),
+            root.display()
+        );
+        return Ok(Entry::Missing);
+    }
+    Ok(Entry::File { path, file, meta })
+}
+
+/// Is the file behind `file` inside `root`? `canonicalize` then `open` is a race: a directory
+/// on the path can be replaced by a symlink in between, and `O_NOFOLLOW` only guards the last
+/// component. The kernel's own name for the open descriptor (`/proc/self/fd/N`) says where
+/// the file really is. (`openat2` with `RESOLVE_BENEATH` would close the race in the kernel,
+/// but refuses absolute symlinks that stay inside the root, which are allowed here.)
+///
+/// Without `/proc` (or off Linux) the check cannot be made: a warning says so once and files
+/// are accepted on the canonical path alone, as before the check existed.
+fn opened_inside(file: &File, root: &Path) -> bool {
+    match fd_path(file) {
+        Ok(real) => real.starts_with(root),
+        Err(e) => {
+            static WARNED: Once = Once::new();
+            WARNED.call_once(|| {
+                log_warn!("cannot check where opened static files really are ({e}); mount /proc so that a directory replaced by a symlink mid-request cannot expose a file outside a static directory");
+            });
+            true
         }
-    } else if meta.is_dir() {
-        Entry::Dir
-    } else {
-        Entry::Missing
-    })
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn fd_path(file: &File) -> io::Result<PathBuf> {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn fd_path(_file: &File) -> io::Result<PathBuf> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "only Linux's /proc names an open file",
+    ))
 }
 
 fn is_about_this_file(e: &io::Error) -> bool {
@@ -385,6 +431,22 @@ mod tests {
             let got = open_beneath(&root, rel.as_bytes()).unwrap();
             assert_eq!(kind(&got), want, "{rel}");
         }
+    }
+
+    #[test]
+    fn a_file_opened_outside_the_root_is_refused() {
+        // What `open_beneath` opens after a directory on the canonical path was swapped for a
+        // symlink: a path that passes through a link to outside the root.
+        let (_base, root, other) = tree();
+        let swapped = root.join("escapedir").join("b.txt");
+        assert_eq!(kind(&open_checked(&root, swapped).unwrap()), "missing");
+        // The same file opened as part of its own root is fine.
+        let direct = other.join("b.txt");
+        assert_eq!(kind(&open_checked(&other, direct).unwrap()), "file");
+        let file = File::open(other.join("secret")).unwrap();
+        assert!(!opened_inside(&file, &root));
+        assert!(opened_inside(&file, &other));
+        assert_eq!(fd_path(&file).unwrap(), other.join("secret"));
     }
 
     #[test]
