@@ -5,7 +5,12 @@
 //! after that the next request for it checks the files again (`mod.rs`), reading them only
 //! if they changed. The total is bounded by [`BUDGET`]; past it the least recently served
 //! entries go, down to three quarters of the budget, so evictions come in batches rather
-//! than on every insert. Missing files are not cached: a flood of 404s cannot fill memory.
+//! than on every insert.
+//!
+//! Paths found missing are remembered apart, for [`REVALIDATE_MS`] too, so a burst of
+//! requests for a file that is not there costs one look-up per second rather than one per
+//! request. They are bounded by [`MISSING_BUDGET`] on their own, so a flood of 404s for
+//! made-up names can neither fill memory nor push real files out of the cache.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -21,31 +26,45 @@ pub const REVALIDATE_MS: u64 = 1000;
 /// site's pages, compressed variants included, at a cost any server can spare per process).
 pub const BUDGET: usize = 32 << 20;
 
+/// Bytes of missing paths (plus [`MISSING_OVERHEAD`] each) remembered at most: 1 MiB, some
+/// ten thousand typical paths, far more than a site's broken links within a second.
+pub const MISSING_BUDGET: usize = 1 << 20;
+
+/// A rough allowance for a missing path's map slot and allocation.
+const MISSING_OVERHEAD: usize = 64;
+
 pub struct Cache {
     inner: Mutex<Inner>,
     epoch: Instant,
     budget: usize,
+    missing_budget: usize,
 }
 
 struct Inner {
     /// One map per mount.
     maps: Vec<HashMap<Box<[u8]>, Arc<Resource>>>,
     cost: usize,
+    /// Paths found missing, per mount, with when they were last looked for.
+    missing: Vec<HashMap<Box<[u8]>, u64>>,
+    missing_cost: usize,
 }
 
 impl Cache {
     pub fn new(mounts: usize) -> Self {
-        Self::with_budget(mounts, BUDGET)
+        Self::with_budgets(mounts, BUDGET, MISSING_BUDGET)
     }
 
-    fn with_budget(mounts: usize, budget: usize) -> Self {
+    fn with_budgets(mounts: usize, budget: usize, missing_budget: usize) -> Self {
         Self {
             inner: Mutex::new(Inner {
                 maps: (0..mounts).map(|_| HashMap::new()).collect(),
                 cost: 0,
+                missing: (0..mounts).map(|_| HashMap::new()).collect(),
+                missing_cost: 0,
             }),
             epoch: Instant::now(),
             budget,
+            missing_budget,
         }
     }
 
@@ -73,6 +92,7 @@ impl Cache {
             return;
         }
         let mut inner = self.lock();
+        inner.forget_missing(mount, key);
         inner.cost += cost;
         if let Some(old) = inner.maps[mount].insert(key.into(), res) {
             inner.cost -= old.cost();
@@ -82,20 +102,77 @@ impl Cache {
         }
     }
 
+    /// Forget `key`, whether it was found or missing.
     pub fn remove(&self, mount: usize, key: &[u8]) {
         let mut inner = self.lock();
-        if let Some(old) = inner.maps[mount].remove(key) {
-            inner.cost -= old.cost();
+        inner.forget(mount, key);
+        inner.forget_missing(mount, key);
+    }
+
+    /// Is `key` known to be missing at `now`? True while its last look-up is fresh. Once it is
+    /// stale the first caller gets false and is to look again (and report what it found);
+    /// meanwhile the others still get true, as a stale resource is still served while one
+    /// request revalidates it.
+    pub fn known_missing(&self, mount: usize, key: &[u8], now: u64) -> bool {
+        let mut inner = self.lock();
+        match inner.missing[mount].get_mut(key) {
+            Some(checked) if now.saturating_sub(*checked) < REVALIDATE_MS => true,
+            Some(checked) => {
+                *checked = now;
+                false
+            }
+            None => false,
         }
+    }
+
+    /// Remember that `key` was missing at `now` (and forget what it was before).
+    pub fn put_missing(&self, mount: usize, key: &[u8], now: u64) {
+        let mut inner = self.lock();
+        inner.forget(mount, key);
+        if let Some(checked) = inner.missing[mount].get_mut(key) {
+            *checked = now;
+            return;
+        }
+        let cost = key.len() + MISSING_OVERHEAD;
+        if inner.missing_cost + cost > self.missing_budget {
+            // Each entry is trusted for a second only, so dropping them all costs at most one
+            // more look-up each; done once per budget's worth of inserts, it is cheap.
+            for map in &mut inner.missing {
+                map.clear();
+            }
+            inner.missing_cost = 0;
+            if cost > self.missing_budget {
+                return;
+            }
+        }
+        inner.missing[mount].insert(key.into(), now);
+        inner.missing_cost += cost;
     }
 
     #[cfg(test)]
     fn cost(&self) -> usize {
         self.lock().cost
     }
+
+    #[cfg(test)]
+    fn missing_cost(&self) -> usize {
+        self.lock().missing_cost
+    }
 }
 
 impl Inner {
+    fn forget(&mut self, mount: usize, key: &[u8]) {
+        if let Some(old) = self.maps[mount].remove(key) {
+            self.cost -= old.cost();
+        }
+    }
+
+    fn forget_missing(&mut self, mount: usize, key: &[u8]) {
+        if let Some((k, _)) = self.missing[mount].remove_entry(key) {
+            self.missing_cost -= k.len() + MISSING_OVERHEAD;
+        }
+    }
+
     /// Drop the least recently served entries until the total is at most `target`.
     fn evict(&mut self, target: usize) {
         let mut all: Vec<(u64, usize, Box<[u8]>)> = self
@@ -132,6 +209,7 @@ mod tests {
             index: false,
             cache_control: http::HeaderValue::from_static("public, max-age=1"),
             hashed_immutable: true,
+            sandbox: false,
         };
         match load(&roots, &relative(name).unwrap(), &policy, None, now).unwrap() {
             Loaded::Resource(r) => Arc::new(r),
@@ -142,7 +220,7 @@ mod tests {
     #[test]
     fn the_budget_holds_and_the_least_recently_used_go_first() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::with_budget(1, 12_000);
+        let cache = Cache::with_budgets(1, 12_000, MISSING_BUDGET);
         for i in 0..4u64 {
             let name = format!("f{i}");
             cache.put(0, name.as_bytes(), resource(dir.path(), &name, 2000, i));
@@ -159,7 +237,7 @@ mod tests {
     #[test]
     fn replacing_and_removing_keep_the_count() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::with_budget(2, 1 << 20);
+        let cache = Cache::with_budgets(2, 1 << 20, MISSING_BUDGET);
         let a = resource(dir.path(), "a", 100, 0);
         let cost = a.cost();
         cache.put(1, b"a", Arc::clone(&a));
@@ -169,8 +247,50 @@ mod tests {
         cache.remove(1, b"a");
         assert_eq!(cache.cost(), 0);
         let huge = resource(dir.path(), "huge", 60_000, 0);
-        let tiny = Cache::with_budget(1, 1000);
+        let tiny = Cache::with_budgets(1, 1000, MISSING_BUDGET);
         tiny.put(0, b"huge", huge);
         assert!(tiny.get(0, b"huge").is_none());
+    }
+
+    #[test]
+    fn missing_paths_are_trusted_for_a_second_then_looked_up_once() {
+        let cache = Cache::with_budgets(2, BUDGET, MISSING_BUDGET);
+        assert!(!cache.known_missing(0, b"nope", 0));
+        cache.put_missing(0, b"nope", 0);
+        assert!(cache.known_missing(0, b"nope", 999));
+        // Another mount's path of the same name is another path.
+        assert!(!cache.known_missing(1, b"nope", 999));
+        // Stale: the first caller looks again, the others keep the 404 meanwhile.
+        assert!(!cache.known_missing(0, b"nope", 1000));
+        assert!(cache.known_missing(0, b"nope", 1001));
+        // Found after all.
+        let dir = tempfile::tempdir().unwrap();
+        cache.put(0, b"nope", resource(dir.path(), "nope", 10, 1002));
+        assert!(!cache.known_missing(0, b"nope", 1002));
+        assert_eq!(cache.missing_cost(), 0);
+        // And gone again.
+        cache.put_missing(0, b"nope", 1003);
+        assert!(cache.get(0, b"nope").is_none());
+        assert!(cache.known_missing(0, b"nope", 1004));
+        cache.remove(0, b"nope");
+        assert_eq!((cache.cost(), cache.missing_cost()), (0, 0));
+    }
+
+    #[test]
+    fn missing_paths_have_their_own_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::with_budgets(1, 1 << 20, 10 * (MISSING_OVERHEAD + 8));
+        cache.put(0, b"real", resource(dir.path(), "real", 100, 0));
+        for i in 0..1000 {
+            cache.put_missing(0, format!("nope{i:04}").as_bytes(), 0);
+            assert!(cache.missing_cost() <= 10 * (MISSING_OVERHEAD + 8));
+        }
+        // The latest are remembered, and the real file was not pushed out.
+        assert!(cache.known_missing(0, b"nope0999", 1));
+        assert!(cache.get(0, b"real").is_some());
+        // The same path again costs nothing more.
+        let before = cache.missing_cost();
+        cache.put_missing(0, b"nope0999", 2);
+        assert_eq!(cache.missing_cost(), before);
     }
 }

@@ -49,7 +49,7 @@ pub fn mounts(py: Python<'_>, plan: &StaticPlan, script_name: &str) -> PyResult<
                     url,
                     dirs,
                     max_age,
-                    hashed_immutable: true,
+                    media: false,
                 });
             }
         }
@@ -68,8 +68,9 @@ pub fn mounts(py: Python<'_>, plan: &StaticPlan, script_name: &str) -> PyResult<
                             source: "MEDIA_ROOT".to_owned(),
                         }],
                         max_age,
-                        // Uploads are named by users; a name that looks hashed is no promise.
-                        hashed_immutable: false,
+                        // Uploads are named by users: a name that looks hashed is no promise,
+                        // and a page or SVG among them must not run script on the site.
+                        media: true,
                     });
                 }
             }

@@ -5,9 +5,15 @@
 //! to the application is `http/service.rs`'s call; a path under a mount never reaches the
 //! application, whether the file exists or not.
 //!
+//! A request answered from the cache is answered right here on the tokio thread; looking
+//! files up on disk (a cache miss, or the revalidation due once a second) is handed to the
+//! look-up threads (`lookups.rs`), so a slow disk, a storm of 404s or a cache too small for
+//! the files in use cannot stall the connections the tokio thread serves.
+//!
 //! - `resolve.rs`: request path → file inside a root, and the safety rules;
 //! - `resource.rs`: a file, its precompressed siblings, validators, small files' bytes;
 //! - `cache.rs`: the bounded in-memory cache of resources, revalidated once a second;
+//! - `lookups.rs`: the threads that look files up on disk;
 //! - `encoding.rs`: `Accept-Encoding` negotiation;
 //! - `conditional.rs`: `ETag`, `Last-Modified`, `If-*` preconditions;
 //! - `range.rs`: `Range` and `multipart/byteranges`;
@@ -19,6 +25,7 @@ mod cache;
 mod conditional;
 pub mod django;
 mod encoding;
+mod lookups;
 mod mime;
 mod range;
 mod resolve;
@@ -26,10 +33,13 @@ mod resource;
 mod response;
 
 use std::borrow::Cow;
+use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use http::header::{ACCEPT_ENCODING, ALLOW, CONTENT_LENGTH, LOCATION, TRANSFER_ENCODING};
+use http::header::{
+    ACCEPT_ENCODING, ALLOW, CONTENT_SECURITY_POLICY, LOCATION, X_CONTENT_TYPE_OPTIONS,
+};
 use http::request::Parts;
 use http::{HeaderValue, Method, Response, StatusCode};
 
@@ -38,6 +48,7 @@ use crate::error::Error;
 use crate::http::{respond, OutBody};
 use crate::{log_debug, log_info, log_warn};
 use cache::Cache;
+use lookups::Lookups;
 use resolve::{RelPath, Root};
 use resource::{Loaded, Policy, Resource};
 
@@ -49,8 +60,9 @@ pub struct Mount {
     pub dirs: Vec<MountDir>,
     /// `Cache-Control: max-age` for names without a content hash.
     pub max_age: u64,
-    /// Names with a content hash are cached for a year, `immutable`.
-    pub hashed_immutable: bool,
+    /// User uploads (`--media`): names with a content hash get no special caching (a user
+    /// picked the name), and responses carry `Content-Security-Policy: sandbox`.
+    pub media: bool,
 }
 
 /// One directory of a mount.
@@ -66,7 +78,8 @@ pub struct MountDir {
 /// A mount ready to serve: canonical roots and its response policy.
 struct Served {
     url: String,
-    roots: Vec<Root>,
+    /// Shared with the look-ups running on the look-up threads.
+    roots: Arc<[Root]>,
     policy: Policy,
     /// `dir (source)` per root, for the start-up log.
     described: Vec<String>,
@@ -77,11 +90,15 @@ pub struct StaticFiles {
     /// Longest URL first, so the most specific mount wins.
     mounts: Vec<Served>,
     cache: Cache,
+    /// `None` without mounts.
+    lookups: Option<Lookups>,
 }
 
 impl StaticFiles {
     /// `django` holds the mounts found in the Django settings (`django::mounts`); `--static`
-    /// mounts come first, and a URL given twice searches all its directories in order.
+    /// mounts come first, and a URL given twice searches all its directories in order. A
+    /// directory that cannot be served is left out with a warning; the error is the look-up
+    /// threads failing to start.
     pub fn new(plan: &StaticPlan, django: Vec<Mount>) -> Result<Self, Error> {
         let mut merged: Vec<Mount> = Vec::new();
         let given = plan.mounts.iter().map(|m| Mount {
@@ -92,7 +109,7 @@ impl StaticFiles {
                 source: "--static".to_owned(),
             }],
             max_age: plan.max_age.unwrap_or(DEFAULT_MAX_AGE),
-            hashed_immutable: true,
+            media: false,
         });
         for mount in given.chain(django) {
             match merged.iter_mut().find(|m| m.url == mount.url) {
@@ -105,8 +122,17 @@ impl StaticFiles {
             .filter_map(|m| Served::new(m, plan.index))
             .collect();
         mounts.sort_by_key(|m| std::cmp::Reverse(m.url.len()));
+        let lookups = if mounts.is_empty() {
+            None
+        } else {
+            let started = Lookups::start(lookups::THREADS).map_err(|e| {
+                Error::runtime(format!("cannot start the static file look-up threads: {e}"))
+            })?;
+            Some(started)
+        };
         Ok(Self {
             cache: Cache::new(mounts.len()),
+            lookups,
             mounts,
         })
     }
@@ -123,7 +149,6 @@ impl StaticFiles {
     }
 
     /// Answer `parts` if its path is under a mount; `None` sends it on to the application.
-    #[allow(clippy::unused_async)]
     pub async fn serve(&self, parts: &Parts) -> Option<Response<OutBody>> {
         if self.mounts.is_empty() {
             return None;
@@ -134,26 +159,39 @@ impl StaticFiles {
             .iter()
             .enumerate()
             .find_map(|(i, m)| resolve::under(raw, &m.url).map(|rest| (i, m, rest)))?;
-        if parts.method != Method::GET && parts.method != Method::HEAD {
-            return Some(method_not_allowed(parts));
-        }
-        let rel = match resolve::relative(rest) {
-            Ok(rel) => rel,
-            Err(why) => {
-                log_debug!("refused static path {raw}: {why}");
-                return Some(not_found());
+        let mut answer = if parts.method != Method::GET && parts.method != Method::HEAD {
+            method_not_allowed(parts)
+        } else {
+            match resolve::relative(rest) {
+                Ok(rel) => self.answer(parts, index, mount, &rel).await,
+                Err(why) => {
+                    log_debug!("refused static path {raw}: {why}");
+                    not_found()
+                }
             }
         };
-        Some(self.answer(parts, index, mount, &rel))
+        // On every answer, errors included: browsers must not guess a type other than the
+        // one sent (a text file that looks like HTML), and an uploaded page or SVG must not
+        // run script with the site's cookies.
+        let h = answer.headers_mut();
+        h.insert(X_CONTENT_TYPE_OPTIONS, NOSNIFF);
+        if mount.policy.sandbox {
+            h.insert(CONTENT_SECURITY_POLICY, SANDBOX);
+        }
+        Some(answer)
     }
 
-    fn answer(
+    async fn answer(
         &self,
         parts: &Parts,
         index: usize,
         mount: &Served,
         rel: &RelPath<'_>,
     ) -> Response<OutBody> {
+        if rel.dir && !mount.policy.index {
+            // No file can answer: not worth a look-up.
+            return not_found();
+        }
         let key: Cow<'_, [u8]> = if rel.dir {
             // `sub/` (its index.html) and `sub` (a redirect) are different answers.
             let mut k = rel.path.to_vec();
@@ -164,7 +202,7 @@ impl StaticFiles {
         };
         // Two tries: a large file can change between its look-up and its opening.
         for _ in 0..2 {
-            let res = match self.lookup(index, mount, rel, &key) {
+            let res = match self.lookup(index, mount, rel, &key).await {
                 Ok(Lookup::Found(res)) => res,
                 Ok(Lookup::AddSlash) => return add_slash(parts),
                 Ok(Lookup::Missing) => return not_found(),
@@ -180,6 +218,8 @@ impl StaticFiles {
             );
             let rep = res.rep(coding);
             let decision = response::decide(parts, rep);
+            // Opening a large file the cache describes stays on this thread: one `open` and
+            // `fstat` of a path just resolved, whose metadata the kernel has cached.
             let file = if rep.content.is_none() && decision.sends_bytes(&parts.method) {
                 match rep.open() {
                     Ok(Some(f)) => Some(f),
@@ -205,14 +245,15 @@ impl StaticFiles {
     }
 
     /// The resource for `key`: from the cache while fresh, else checked on disk (reading the
-    /// files only if they changed) and cached.
-    fn lookup(
+    /// files only if they changed) on a look-up thread, and cached. A missing file is
+    /// remembered as missing for as long as a resource is trusted.
+    async fn lookup(
         &self,
         index: usize,
         mount: &Served,
         rel: &RelPath<'_>,
         key: &[u8],
-    ) -> std::io::Result<Lookup> {
+    ) -> io::Result<Lookup> {
         let now = self.cache.now();
         let cached = self.cache.get(index, key);
         if let Some(res) = &cached {
@@ -221,8 +262,25 @@ impl StaticFiles {
                 res.touch(now);
                 return Ok(Lookup::Found(Arc::clone(res)));
             }
+        } else if self.cache.known_missing(index, key, now) {
+            return Ok(Lookup::Missing);
         }
-        match resource::load(&mount.roots, rel, &mount.policy, cached.as_deref(), now)? {
+        let roots = Arc::clone(&mount.roots);
+        let policy = mount.policy.clone();
+        let owned = RelPath {
+            path: Cow::Owned(rel.path.to_vec()),
+            dir: rel.dir,
+        };
+        let previous = cached.clone();
+        let lookups = self
+            .lookups
+            .as_ref()
+            .expect("the look-up threads run whenever there are mounts");
+        let loaded = lookups
+            .run(move || resource::load(&roots, &owned, &policy, previous.as_deref(), now))
+            .await
+            .unwrap_or_else(|| Err(io::Error::other("the look-up panicked")))?;
+        match loaded {
             Loaded::Unchanged => {
                 let res = cached.expect("Unchanged is only returned for a previous resource");
                 res.touch(now);
@@ -238,12 +296,17 @@ impl StaticFiles {
                 Ok(Lookup::AddSlash)
             }
             Loaded::Missing => {
-                self.cache.remove(index, key);
+                self.cache.put_missing(index, key, now);
                 Ok(Lookup::Missing)
             }
         }
     }
 }
+
+const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
+/// The strictest sandbox: no script, no forms, no plugins, an opaque origin (so no cookies or
+/// storage of the site).
+const SANDBOX: HeaderValue = HeaderValue::from_static("sandbox");
 
 enum Lookup {
     Found(Arc<Resource>),
@@ -304,13 +367,14 @@ impl Served {
         }
         Some(Self {
             url: mount.url,
-            roots,
+            roots: roots.into(),
             policy: Policy {
                 index,
                 cache_control: format!("public, max-age={}", mount.max_age)
                     .try_into()
                     .expect("digits and ASCII"),
-                hashed_immutable: mount.hashed_immutable,
+                hashed_immutable: !mount.media,
+                sandbox: mount.media,
             },
             described,
         })
@@ -327,15 +391,10 @@ fn not_found() -> Response<OutBody> {
 
 fn method_not_allowed(parts: &Parts) -> Response<OutBody> {
     // The request body is not read; with one announced, the connection cannot be reused.
-    let has_body = parts.headers.contains_key(TRANSFER_ENCODING)
-        || parts
-            .headers
-            .get(CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() != b"0");
     let mut resp = respond::text(
         StatusCode::METHOD_NOT_ALLOWED,
         "Static files can only be read, with GET or HEAD.",
-        has_body,
+        respond::has_body(parts),
     );
     resp.headers_mut()
         .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
@@ -361,7 +420,7 @@ fn add_slash(parts: &Parts) -> Response<OutBody> {
     resp
 }
 
-fn unavailable(parts: &Parts, e: &std::io::Error) -> Response<OutBody> {
+fn unavailable(parts: &Parts, e: &io::Error) -> Response<OutBody> {
     log_warn!("cannot serve static file {}: {e}", parts.uri.path());
     respond::text(
         StatusCode::SERVICE_UNAVAILABLE,

@@ -2,16 +2,19 @@
 //! validators, and their bytes when small.
 //!
 //! [`load`] finds the file (`resolve.rs`), its `.br`/`.zst`/`.gz` siblings beside it in the
-//! same root, and reads files up to [`SMALL_FILE`] into memory so `cache.rs` can send them as
-//! one `Bytes` without touching the disk. Larger files are reopened for each response
-//! ([`Rep::open`]), which checks that the file is still the one described. Choosing a
-//! representation and building the response is `mod.rs`'s and `response.rs`'s.
+//! same root (skipping one older than the file), and reads files up to [`SMALL_FILE`] into
+//! memory so `cache.rs` can send them as one `Bytes` without touching the disk. Larger files
+//! are reopened for each response ([`Rep::open`]), which checks that the file is still the one
+//! described. [`load`] blocks on the file system; `mod.rs` runs it on a look-up thread.
+//! Choosing a representation and building the response is `mod.rs`'s and `response.rs`'s.
 
+use std::collections::HashSet;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex, PoisonError};
 
 use bytes::Bytes;
 use http::HeaderValue;
@@ -20,6 +23,7 @@ use super::conditional;
 use super::encoding::Encoding;
 use super::mime;
 use super::resolve::{self, Entry, Found, RelPath, Root};
+use crate::log_warn;
 
 /// Files up to this size are kept in memory (64 KiB: the CSS, JS, icons and fonts that make
 /// most static requests; larger files are sent from disk by tokio, where the copy into memory
@@ -40,6 +44,9 @@ pub struct Policy {
     /// Names with a content hash get [`IMMUTABLE`] (static files; not media uploads, whose
     /// names a user picks).
     pub hashed_immutable: bool,
+    /// Responses carry `Content-Security-Policy: sandbox` (media uploads: an uploaded page
+    /// or SVG must not run script on the site's origin).
+    pub sandbox: bool,
 }
 
 /// What identifies one version of a file: if any of it changes, so does the file.
@@ -62,6 +69,11 @@ impl FileId {
     }
 }
 
+/// Whole seconds since the epoch of a modification time in nanoseconds (0 before the epoch).
+fn secs(mtime_ns: i128) -> u64 {
+    u64::try_from(mtime_ns.div_euclid(1_000_000_000)).unwrap_or(0)
+}
+
 /// One representation: the file itself (`coding: None`) or a precompressed sibling.
 #[derive(Debug)]
 pub struct Rep {
@@ -81,19 +93,28 @@ pub struct Rep {
 }
 
 impl Rep {
-    fn new(coding: Option<Encoding>, path: PathBuf, mut file: File, meta: &Metadata) -> Self {
+    fn new(coding: Option<Encoding>, path: PathBuf, file: File, meta: &Metadata) -> Self {
         let mut id = FileId::of(meta);
-        let content = (id.len <= SMALL_FILE).then(|| {
+        let mut content = None;
+        if id.len <= SMALL_FILE {
+            // At most one byte more than a small file may hold: a file growing while it is
+            // read is not followed without limit.
             let mut buf = Vec::with_capacity(id.len as usize);
-            // A read error leaves the file to be streamed (and fail) at send time.
-            file.read_to_end(&mut buf).ok().map(|_| Bytes::from(buf))
-        });
-        let content = content.flatten();
-        if let Some(c) = &content {
-            // The file changed size between fstat and read; describe what was read.
-            id.len = c.len() as u64;
+            let read = (&file).take(SMALL_FILE + 1).read_to_end(&mut buf);
+            // The file may have changed since `fstat`: describe it as it is after the read, and
+            // keep the bytes only if they are all of that: a file that grew past SMALL_FILE, or
+            // changed mid-read, is streamed instead (until it changes again). A read error
+            // leaves the file to be streamed (and fail) at send time.
+            let after = file.metadata().map(|m| FileId::of(&m));
+            if let Ok(after) = after {
+                id = after;
+            }
+            let whole = read.is_ok() && buf.len() as u64 == id.len;
+            if whole && after.is_ok_and(|a| a == FileId::of(meta)) {
+                content = Some(Bytes::from(buf));
+            }
         }
-        let modified = u64::try_from(meta.mtime()).unwrap_or(0);
+        let modified = secs(id.mtime_ns);
         let etag = conditional::etag(id.mtime_ns, id.len, coding.map(Encoding::token));
         Self {
             coding,
@@ -195,6 +216,36 @@ impl Resource {
     }
 }
 
+/// Siblings already named in a warning, so each is named once (while it stays stale; the
+/// set is emptied when it reaches 4096 names, an arbitrary bound on its memory).
+static STALE_WARNED: LazyLock<Mutex<HashSet<PathBuf>>> = LazyLock::new(Mutex::default);
+
+/// A sibling at least this much older than its file (one second, in nanoseconds) may hold an
+/// old version of it, and is not served.
+// Not any older: files copied without their times (`cp` without `-p`) get times a moment
+// apart in whatever order they were copied, and must not be taken for stale. A second is the
+// resolution of `Last-Modified`. (`gzip -k`, `brotli` and `zstd` give the output the input's
+// time.)
+const STALE_NS: i128 = 1_000_000_000;
+
+fn warn_stale(sibling: &Path, original: &Path) {
+    let mut warned = STALE_WARNED.lock().unwrap_or_else(PoisonError::into_inner);
+    if warned.contains(sibling) {
+        return;
+    }
+    if warned.len() >= 4096 {
+        warned.clear();
+    }
+    warned.insert(sibling.to_path_buf());
+    log_warn!(
+        "not serving '{}': it is older than '{}', so it may hold an old version of it; compress the file again, or if the sibling is current give it the file's time (touch -r '{}' '{}')",
+        sibling.display(),
+        original.display(),
+        original.display(),
+        sibling.display()
+    );
+}
+
 /// What a look-up of a mount's path found.
 pub enum Loaded {
     Resource(Resource),
@@ -225,12 +276,17 @@ pub fn load(
         Found::AddSlash => return Ok(Loaded::AddSlash),
         Found::Missing => return Ok(Loaded::Missing),
     };
+    let modified_ns = FileId::of(&meta).mtime_ns;
     let mut found = vec![(None, path, file, meta)];
     for coding in Encoding::ALL {
         let mut sibling = name.clone();
         sibling.extend_from_slice(coding.suffix().as_bytes());
         if let Entry::File { path, file, meta } = resolve::open_beneath(&roots[root].dir, &sibling)?
         {
+            if FileId::of(&meta).mtime_ns <= modified_ns - STALE_NS {
+                warn_stale(&path, &found[0].1);
+                continue;
+            }
             found.push((Some(coding), path, file, meta));
         }
     }
@@ -260,4 +316,86 @@ pub fn load(
         checked: AtomicU64::new(now),
         used: AtomicU64::new(now),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::time::{Duration, SystemTime};
+
+    use super::super::resolve::relative;
+    use super::*;
+
+    fn policy() -> Policy {
+        Policy {
+            index: false,
+            cache_control: HeaderValue::from_static("public, max-age=1"),
+            hashed_immutable: true,
+            sandbox: false,
+        }
+    }
+
+    fn set_mtime(path: &Path, t: SystemTime) {
+        File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_sibling_older_than_its_file_is_not_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        for (name, mtime) in [
+            ("app.css", t),
+            // Less than a second older (a copy a moment apart): current.
+            ("app.css.br", t - Duration::from_millis(999)),
+            // A second or more older: stale.
+            ("app.css.gz", t - Duration::from_secs(1)),
+            ("app.css.zst", t + Duration::from_secs(60)),
+        ] {
+            std::fs::write(root.join(name), name).unwrap();
+            set_mtime(&root.join(name), mtime);
+        }
+        let roots = [Root {
+            dir: root,
+            prefix: Vec::new(),
+        }];
+        let rel = relative("app.css").unwrap();
+        let Loaded::Resource(res) = load(&roots, &rel, &policy(), None, 0).unwrap() else {
+            panic!("app.css not loaded");
+        };
+        assert_eq!(res.codings(), [Encoding::Br, Encoding::Zstd]);
+        // Revalidation sees the same files (the stale one still left out).
+        assert!(matches!(
+            load(&roots, &rel, &policy(), Some(&res), 1).unwrap(),
+            Loaded::Unchanged
+        ));
+    }
+
+    #[test]
+    fn a_small_file_that_grew_past_the_limit_is_streamed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("growing.log");
+        std::fs::write(&path, b"small").unwrap();
+        let file = File::open(&path).unwrap();
+        let small = file.metadata().unwrap();
+        // It grows between the fstat and the read.
+        let mut w = File::options().append(true).open(&path).unwrap();
+        w.write_all(&vec![b'x'; SMALL_FILE as usize * 2]).unwrap();
+        let rep = Rep::new(None, path.clone(), file, &small);
+        assert!(rep.content.is_none());
+        assert_eq!(rep.len, SMALL_FILE * 2 + 5);
+        // The file as described now is the one a response opens.
+        assert!(rep.open().unwrap().is_some());
+        // A file that does not change is held in memory.
+        let file = File::open(&path).unwrap();
+        std::fs::write(&path, b"small again").unwrap();
+        let meta = file.metadata().unwrap();
+        let rep = Rep::new(None, path, file, &meta);
+        assert_eq!(rep.content.as_deref(), Some(&b"small again"[..]));
+    }
 }
