@@ -147,7 +147,13 @@ def test_media_only_with_the_option(run, tmp_path):
     media = tmp_path / "media"
     (media / "uploads").mkdir(parents=True)
     (media / "uploads" / "photo.0123456789ab.txt").write_bytes(b"an upload")
-    env = env_for(tmp_path, MEDIA_ROOT=str(media))
+    page = b"<!doctype html><script>fetch('/admin/')</script>"
+    (media / "uploads" / "page.html").write_bytes(page)
+    (media / "uploads" / "image.svg").write_bytes(b"<svg onload='alert(1)'/>")
+    static_root = tmp_path / "static_root"
+    static_root.mkdir()
+    (static_root / "site.css").write_bytes(b"body {}")
+    env = env_for(tmp_path, MEDIA_ROOT=str(media), STATIC_ROOT=str(static_root))
     server = run(env)
     status, _, body = get(server, "/media/uploads/photo.0123456789ab.txt")
     assert status == 404 and DJANGO_404 in body
@@ -159,6 +165,22 @@ def test_media_only_with_the_option(run, tmp_path):
     assert h["Cache-Control"] == "public, max-age=120"
     status, _, body = get(server, "/media/uploads/other.txt")
     assert status == 404 and FERRULE_404 in body
+    # An uploaded page or SVG is served as what it is, but sandboxed: no script runs on the
+    # site's origin. Every media answer says so, and none sniffs.
+    for path, status in [
+        ("uploads/page.html", 200),
+        ("uploads/image.svg", 200),
+        ("uploads/photo.0123456789ab.txt", 200),
+        ("uploads/other.txt", 404),
+    ]:
+        got, h, _ = get(server, f"/media/{path}")
+        assert got == status, path
+        assert h["Content-Security-Policy"] == "sandbox", path
+        assert h["X-Content-Type-Options"] == "nosniff", path
+    # Static files are the site's own: not sandboxed.
+    status, h, _ = get(server, "/static/site.css")
+    assert status == 200 and h["X-Content-Type-Options"] == "nosniff"
+    assert "Content-Security-Policy" not in h
     assert f"Serving static files at /media/ from {media} (MEDIA_ROOT)" in server.output()
 
 

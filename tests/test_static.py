@@ -324,6 +324,31 @@ def test_if_match_and_if_unmodified_since_give_412(serve, tree):
     assert get(server, "/static/hello.txt", old)[0] == 412
 
 
+def test_412_and_416_name_the_representation_they_judged(serve, tree):
+    server = start_static(serve, tree)
+    with Conn(server) as c:
+        for accept in ["identity", "gzip"]:
+            tag = c.request("GET", "/static/app.css", headers=[("Accept-Encoding", accept)])
+            tag = tag.header("ETag")
+            for headers, status in [
+                ([("If-Match", '"other"')], 412),
+                ([("Range", "bytes=999999-")], 416),
+            ]:
+                r = c.request(
+                    "GET", "/static/app.css", headers=[("Accept-Encoding", accept), *headers]
+                )
+                assert r.status == status, (accept, headers)
+                # The judged representation depends on Accept-Encoding: caches must know.
+                assert r.header("ETag") == tag, (accept, headers)
+                assert r.header("Vary") == "Accept-Encoding", (accept, headers)
+        # Without siblings nothing varies.
+        tag = c.request("GET", "/static/hello.txt").header("ETag")
+        for headers in [[("If-Match", '"other"')], [("Range", "bytes=999999-")]]:
+            r = c.request("GET", "/static/hello.txt", headers=headers)
+            assert r.status in (412, 416) and r.header("ETag") == tag
+            assert r.header("Vary") is None
+
+
 # --- ranges -------------------------------------------------------------------------------
 
 
@@ -529,6 +554,41 @@ def test_real_clients_decode_the_gzip_sibling(serve, tree):
         assert "Vary" not in r.headers
 
 
+def test_a_sibling_older_than_its_file_is_not_served(serve, tree):
+    css = tree.root / "app.css"
+    stale = tree.root / "app.css.gz"
+    mtime = css.stat().st_mtime_ns
+    os.utime(stale, ns=(mtime, mtime - 60 * 10**9))  # compressed a minute before the last edit
+    server = start_static(serve, tree)
+    with Conn(server) as c:
+        r = c.request("GET", "/static/app.css", headers=[("Accept-Encoding", "gzip")])
+        assert r.status == 200 and r.header("Content-Encoding") is None
+        assert r.body == tree["app.css"]
+        r = c.request("GET", "/static/app.css", headers=[("Accept-Encoding", "br")])
+        assert r.header("Content-Encoding") == "br"  # the others are current
+    warning = f"not serving '{stale}': it is older than '{css}'"
+    server.wait_for_output(re.escape(warning))
+    # The next look-ups still leave it out, without saying so again: wait for one that
+    # notices a change to the file's .br sibling.
+    (tree.root / "app.css.br").write_bytes(b"NEW-BR")
+    wait_until(
+        lambda: get(server, "/static/app.css", {"Accept-Encoding": "br"})[2] == b"NEW-BR",
+        timeout=10,
+        what="the new .br sibling",
+    )
+    assert server.output().count(warning) == 1
+    # Given the file's time again, it is served.
+    os.utime(stale, ns=(mtime, mtime))
+    wait_until(
+        lambda: (
+            get(server, "/static/app.css", {"Accept-Encoding": "gzip"})[1].get("Content-Encoding")
+            == "gzip"
+        ),
+        timeout=10,
+        what="the .gz sibling to be served",
+    )
+
+
 # --- caching ------------------------------------------------------------------------------
 
 
@@ -573,7 +633,49 @@ def test_a_changed_file_is_served_fresh_after_revalidation(serve, tree):
     wait_until(lambda: get(server, "/static/hello.txt")[0] == 404, timeout=10, what="a 404")
 
 
+def test_a_file_created_after_a_404_is_served_after_revalidation(serve, tree):
+    server = start_static(serve, tree)
+    assert get(server, "/static/later.txt")[0] == 404
+    assert get(server, "/static/later.txt")[0] == 404  # remembered as missing for a second
+    (tree.root / "later.txt").write_bytes(b"here now")
+    wait_until(
+        lambda: get(server, "/static/later.txt")[::2] == (200, b"here now"),
+        timeout=10,
+        what="the new file",
+    )
+
+
 # --- safety -------------------------------------------------------------------------------
+
+
+def test_every_answer_tells_browsers_not_to_sniff(serve, tree):
+    server = start_static(serve, tree, "--static-index")
+    _, h, _ = get(server, "/static/hello.txt")
+    etag = h["ETag"]
+    n = len(tree["hello.txt"])
+    with Conn(server) as c:
+        for method, path, headers, status in [
+            ("GET", "/static/hello.txt", [], 200),
+            ("HEAD", "/static/big.bin", [], 200),
+            ("GET", "/static/big.bin", [("Range", "bytes=0-9")], 206),
+            ("GET", "/static/hello.txt", [("Range", "bytes=0-1,3-4")], 206),
+            ("GET", "/static/hello.txt", [("If-None-Match", etag)], 304),
+            ("GET", "/static/hello.txt", [("If-Match", '"other"')], 412),
+            ("GET", "/static/hello.txt", [("Range", f"bytes={n}-")], 416),
+            ("GET", "/static/app.css", [("Accept-Encoding", "gzip")], 200),
+            ("GET", "/static/sub", [], 301),
+            ("GET", "/static/nope.txt", [], 404),
+            ("GET", "/static/../outside/secret.txt", [], 404),
+            ("DELETE", "/static/hello.txt", [], 405),
+        ]:
+            r = c.request(method, path, headers=headers)
+            assert r.status == status, (method, path, headers)
+            assert r.header("X-Content-Type-Options") == "nosniff", (method, path, headers)
+            # Only media mounts (user uploads) are sandboxed.
+            assert r.header("Content-Security-Policy") is None
+    # The application's own answers are left alone.
+    assert "X-Content-Type-Options" not in get(server, "/elsewhere")[1]
+
 
 TRAVERSALS = [
     "/static/../outside/secret.txt",
@@ -652,7 +754,12 @@ def test_static_index_serves_index_html_and_adds_the_slash(serve, tree):
     assert get(server, "/static/")[0] == 404  # the root has no index.html
     assert get(server, "/static/hello.txt/")[0] == 404
     (tree.root / "index.html").write_bytes(b"root index")
-    assert get(server, "/static/")[::2] == (200, b"root index")
+    # A 404 is remembered for a second, like any look-up.
+    wait_until(
+        lambda: get(server, "/static/")[::2] == (200, b"root index"),
+        timeout=10,
+        what="the new index.html",
+    )
 
 
 def test_missing_files_under_a_mount_are_404_from_the_core(serve, tree):
@@ -681,6 +788,29 @@ def test_only_get_and_head(serve, tree):
 
 
 # --- mounts and options -------------------------------------------------------------------
+
+
+def test_a_directory_with_a_comma_is_mounted_with_the_flag(serve, tmp_path):
+    odd = tmp_path / "assets,v2"
+    odd.mkdir()
+    (odd / "a.txt").write_bytes(b"from a comma directory")
+    server = serve(APP, "--static", f"/a/={odd}")
+    assert get(server, "/a/a.txt")[::2] == (200, b"from a comma directory")
+
+
+def test_ferrule_static_holds_several_mounts(serve, tree, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "b.txt").write_bytes(b"second mount")
+    env = {"FERRULE_STATIC": f"/static/={tree.root},/other/={other}"}
+    server = serve(APP, env=env)
+    assert get(server, "/static/hello.txt")[::2] == (200, tree["hello.txt"])
+    assert get(server, "/other/b.txt")[::2] == (200, b"second mount")
+    # The flag replaces the variable.
+    server.stop()
+    server = serve(APP, "--static", f"/only/={other}", env=env)
+    assert get(server, "/only/b.txt")[::2] == (200, b"second mount")
+    assert get(server, "/other/b.txt")[::2] == (200, b"app: /other/b.txt")
 
 
 def test_the_same_url_twice_searches_both_directories(serve, tree, tmp_path):
