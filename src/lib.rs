@@ -13,7 +13,7 @@
 //! | `http/` | admission, proxies and prefix, the hyper service, server-made responses, access log | no |
 //! | `static_files/` | static mounts, path safety, conditional/range/precompressed responses | `django.rs` only |
 //! | `body.rs` | request bodies, buffered or spooled before dispatch | no |
-//! | `bridge.rs` | the asyncio loop thread, `wait`/`gather`, asgiref, cancellation exceptions | yes |
+//! | `bridge/` | the asyncio loop thread, `wait`/`gather`, asgiref, cancellation exceptions | yes |
 //! | `cancel.rs` | per-request cancellation (`Flight`), the disconnect guard, async-wait time | no |
 //! | `job.rs` | what crosses between the core and a worker thread | no |
 //! | `pool.rs` | Python worker threads, the job queue, the hand-off policy | yes |
@@ -48,5 +48,8 @@ fn _ferrule(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(run::main, m)?)?;
     m.add_class::<wsgi::FileWrapper>()?;
+    m.add_function(wrap_pyfunction!(bridge::wait, m)?)?;
+    m.add_function(wrap_pyfunction!(bridge::gather, m)?)?;
+    m.add_function(wrap_pyfunction!(bridge::cancelled, m)?)?;
     Ok(())
 }

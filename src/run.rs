@@ -2,8 +2,8 @@
 //!
 //! Parse (exit 2 on a bad option), set up logging, import the application (exit 2 if it
 //! cannot be imported, before anything binds), read the TLS files (exit 2 naming the file),
-//! bind (exit 1 naming the address), start the pool and the runtime, serve until a signal
-//! (SIGHUP reloads the TLS files), drain, exit 0.
+//! bind (exit 1 naming the address), start the asyncio loop, the pool and the runtime, serve
+//! until a signal (SIGHUP reloads the TLS files), drain, stop the loop, exit 0.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -18,13 +18,14 @@ use crate::config::{Cli, DjangoCli, Plan};
 use crate::error::Error;
 use crate::http::proxy::Proxy;
 use crate::http::App;
+use crate::job::Job;
 use crate::listen::tls::Tls;
 use crate::logging::LogThread;
 use crate::pool::Pool;
 use crate::server::{self, Outcome};
 use crate::static_files::{self, StaticFiles};
 use crate::wsgi::{Application, Interrupts, Sending};
-use crate::{app, listen, log_error, log_info, log_warn, logging};
+use crate::{app, bridge, listen, log_error, log_info, log_warn, logging};
 
 enum Target {
     /// `ferrule APP`.
@@ -192,8 +193,7 @@ fn serve(
     };
     let wsgi = Application::new(py, application, sending, interrupts)
         .map_err(|e| Error::runtime(e.to_string()))?;
-    let pool = Pool::start(plan.pool, Box::new(move |py, job| wsgi.run(py, job)))
-        .map_err(|e| Error::runtime(format!("cannot start the worker pool: {e}")))?;
+    let (event_loop, pool) = start_workers(py, plan, wsgi)?;
     statics.log_mounts();
     let scheme = if tls.is_some() { "https" } else { "http" };
     let urls: Vec<String> = listeners.iter().map(|l| l.url(scheme)).collect();
@@ -204,7 +204,7 @@ fn serve(
         proxy,
     });
     let stopping: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
-    let (outcome, drained) = py.detach(|| {
+    let served = py.detach(|| {
         runtime.block_on(async {
             let (first, second) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
             watch_signals(
@@ -235,7 +235,8 @@ fn serve(
             let since = stopping.get().copied().unwrap_or_else(Instant::now);
             Ok(drain(&pool, outcome, since + plan.graceful_timeout, &second).await)
         })
-    })?;
+    });
+    let (outcome, drained) = served.inspect_err(|_| event_loop.stop(py))?;
     py.detach(|| runtime.shutdown_timeout(Duration::from_millis(100)));
     // The runtime's signal handlers outlive it; without resetting, a Ctrl-C while the
     // interpreter finalizes (joining the application's own threads, say) would do nothing.
@@ -250,6 +251,8 @@ fn serve(
         log_warn!("Exiting with {busy} of {threads} worker threads still running a request");
         return Ok(Exit::Immediate(i32::from(outcome == Outcome::Forced)));
     }
+    // The pool has drained: no request waits on the loop any more.
+    event_loop.stop(py);
     log_info!("Shutdown complete");
     Ok(Exit::Clean(0))
 }
@@ -306,6 +309,29 @@ fn cancel_all(pool: &Pool) -> bool {
         log_warn!("Cancelling {cancelled} request(s) still in progress at shutdown");
     }
     cancelled > 0
+}
+
+/// The asyncio event loop, then the worker pool. The loop starts after the import (the
+/// application's settings and logging are in place) and before the pool, so the first
+/// request finds it running.
+fn start_workers(
+    py: Python<'_>,
+    plan: &Plan,
+    wsgi: Application,
+) -> Result<(bridge::EventLoop, Pool), Error> {
+    let event_loop = bridge::EventLoop::start(py)
+        .map_err(|e| Error::runtime(format!("cannot start the asyncio event loop: {e}")))?;
+    let runner = move |py: Python<'_>, job: Job| {
+        bridge::enter_request(py, &job.flight);
+        wsgi.run(py, job);
+    };
+    match Pool::start(plan.pool, Box::new(runner)) {
+        Ok(pool) => Ok((event_loop, pool)),
+        Err(e) => {
+            event_loop.stop(py);
+            Err(Error::runtime(format!("cannot start the worker pool: {e}")))
+        }
+    }
 }
 
 /// SIGTERM and SIGINT stop the server (twice: at once); SIGHUP reloads the TLS certificate

@@ -1,11 +1,13 @@
 """Type stubs for the compiled core, `ferrule._ferrule`."""
 
-from collections.abc import Callable, Iterator
-from typing import Any, final
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar, final
 
 from typing_extensions import Self
 
-__all__ = ["FileWrapper", "__version__", "main"]
+__all__ = ["FileWrapper", "__version__", "cancelled", "gather", "main", "wait"]
+
+_T = TypeVar("_T")
 
 __version__: str
 
@@ -29,3 +31,21 @@ class FileWrapper:
     def __iter__(self) -> Iterator[bytes]: ...
     def __next__(self) -> bytes: ...
     def close(self) -> None: ...
+
+def wait(awaitable: Awaitable[_T], timeout: float | None = None) -> _T:
+    """Run `awaitable` and return its result, or raise its exception; `timeout` (seconds)
+    cancels it and raises `TimeoutError`. On a ferrule worker thread it runs on the shared
+    event loop while the thread sleeps; a cancelled request raises `ferrule.RequestCancelled`'s
+    subclass at once and cancels the awaitable. Elsewhere it runs on a private loop.
+    """
+
+def gather(
+    *awaitables: Awaitable[Any],
+    return_exceptions: bool = False,
+    timeout: float | None = None,
+) -> list[Any]:
+    """Run `awaitables` concurrently and return their results in order. If one raises, the
+    others are cancelled and the exception is raised, unless `return_exceptions` is true."""
+
+def cancelled() -> bool:
+    """Whether the request the calling thread runs has been cancelled; False outside one."""
