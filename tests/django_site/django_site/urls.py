@@ -15,4 +15,6 @@ urlpatterns = [
     path("db/", views.db),
     path("whoami/", views.whoami, name="whoami"),
     path("to-whoami/", views.to_whoami),
+    path("async-where/", views.async_where),
+    path("wait-where/", views.wait_where),
 ]

@@ -1,7 +1,11 @@
+import asyncio
 import hashlib
+import threading
 import time
 from pathlib import Path
 
+import ferrule
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 from django.http import FileResponse, JsonResponse, StreamingHttpResponse
@@ -144,3 +148,28 @@ def whoami(request):
 def to_whoami(request):
     """Redirect by view name, so the Location carries the script prefix."""
     return redirect("whoami")
+
+
+async def async_where(request):
+    """An async view, served under WSGI: the loop and thread it runs on, and the thread a
+    thread-sensitive sync_to_async call inside it runs on."""
+    sync_thread = await sync_to_async(threading.get_ident, thread_sensitive=True)()
+    return JsonResponse(
+        {
+            "loop": id(asyncio.get_running_loop()),
+            "thread": threading.current_thread().name,
+            "sync_thread": sync_thread,
+            "wsgi_thread": request.META.get("django_site.wsgi_thread"),
+        }
+    )
+
+
+def wait_where(request):
+    """A sync view that waits on a coroutine with ferrule.wait: where the coroutine ran."""
+
+    async def where():
+        await asyncio.sleep(0)
+        return id(asyncio.get_running_loop()), threading.current_thread().name
+
+    loop, thread = ferrule.wait(where())
+    return JsonResponse({"loop": loop, "thread": thread, "wsgi_thread": threading.get_ident()})
