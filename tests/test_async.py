@@ -152,6 +152,15 @@ def test_wait_and_async_to_sync_share_one_loop_across_requests(serve):
         assert s["worker"] != s["wait"]["ident"]
 
 
+def test_thread_sensitive_calls_inside_wait_run_on_the_waiting_thread(serve):
+    server = serve("asyncapp:app")
+    got = get(server, "/sensitive")
+    worker = got["worker"]
+    assert got["wait"] == [worker, worker]
+    assert got["gather"] == [worker, worker, [worker, worker]]
+    assert got["unsensitive"] != worker
+
+
 def test_shutdown_cancels_tasks_left_on_the_loop(serve):
     server = serve("asyncapp:app")
     assert get(server, "/background?tag=bg") == {"started": True}
@@ -198,8 +207,9 @@ def test_django_async_view_runs_on_the_shared_loop(django_site):
     assert {s["thread"] for s in seen} == {waited["thread"]} == {"ferrule-loop"}
 
 
-def test_django_thread_sensitive_calls_come_back_to_the_worker_thread(django_site):
+@pytest.mark.parametrize("path", ["/async-where/", "/wait-where/"])
+def test_django_thread_sensitive_calls_come_back_to_the_worker_thread(django_site, path):
     for _ in range(3):
-        got = echo(django_site, path="/async-where/")
+        got = echo(django_site, path=path)
         assert got["wsgi_thread"] is not None
         assert got["sync_thread"] == got["wsgi_thread"], got

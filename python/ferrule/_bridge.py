@@ -8,7 +8,9 @@ Waiting, cancellation and the asgiref hookup are Rust's; what is here runs on th
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
+import sys
 import threading
 from collections.abc import Awaitable, Iterable
 from typing import Any
@@ -80,12 +82,52 @@ def start(
         for aw in awaitables:
             close(aw)
         return
+    asgiref = sys.modules.get("asgiref.sync")
+    if asgiref is not None:
+        # This runs in the context the task inherits (a copy of the waiting thread's).
+        asgiref.AsyncToSync.executors.current = WorkerExecutor(waiter)
     try:
         task = asyncio.ensure_future(prepare(awaitables, gathering, return_exceptions, timeout))
     except BaseException as e:
         waiter.fail(e)
         return
     waiter.started(task)
+
+
+class WorkerExecutor(concurrent.futures.Executor):
+    """asgiref's `AsyncToSync.executors.current` for the work of one wait: a thread-sensitive
+    `sync_to_async` call in it runs on the waiting worker thread, as under `async_to_sync`
+    (and so Django's async ORM uses the request's database connection), instead of on
+    asgiref's one process-wide sync thread."""
+
+    def __init__(self, waiter: Any) -> None:
+        self._waiter = waiter
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        if not self._waiter.call((future, fn, args, kwargs)):
+            raise RuntimeError(
+                "a thread-sensitive call outlived the ferrule.wait() it was made under"
+            )
+        return future
+
+
+def run_call(call: tuple[Any, ...]) -> None:
+    """On the waiting worker thread: run one call `WorkerExecutor` queued."""
+    future, fn, args, kwargs = call
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        result = fn(*args, **kwargs)
+    except BaseException as e:
+        future.set_exception(e)
+    else:
+        future.set_result(result)
+
+
+def cancel_call(call: tuple[Any, ...]) -> None:
+    """A queued call whose wait is over: its caller has gone (cancelled, or done)."""
+    call[0].cancel()
 
 
 def retrieve(task: asyncio.Future[Any]) -> None:

@@ -6,7 +6,9 @@
 //! the work is done the waiting side wakes without running any Python; when the request is
 //! cancelled first, the thread wakes at once, asks the loop to cancel the task, and raises
 //! `ferrule.ClientDisconnected` (or `RequestTimeout`, `RequestCancelled`). The time asleep
-//! counts towards the request's (`Flight::block_until`).
+//! counts towards the request's (`Flight::block_until`). A thread-sensitive `sync_to_async`
+//! call inside the work is the one thing that wakes the thread early: it runs there, as under
+//! `async_to_sync`, and the thread goes back to sleep.
 //!
 //! Anywhere else — a shell, a test, a management command, a thread the view started — the
 //! awaitables run on a private loop in the calling thread (`_bridge.run_private`).
@@ -83,6 +85,7 @@ fn run(
         abandoned: AtomicBool::new(false),
         outcome: Mutex::new(None),
         task: Mutex::new(None),
+        calls: Mutex::new(Calls::default()),
         flight: Arc::clone(&flight),
     });
     let waiter = Bound::new(py, Waiter(Arc::clone(&state)))?;
@@ -99,21 +102,60 @@ fn run(
         ),
     )
     .inspect_err(|_| close_all(py, awaitables))?;
-    let woke = py.detach(|| flight.block_until(|| state.done.load(Ordering::Acquire), None));
-    match woke {
-        Wakeup::Done => state
-            .lock_outcome()
-            .take()
-            .expect("the outcome is stored before `done` is set"),
-        Wakeup::Cancelled(reason) => {
-            // Cancelling is the loop's to do; the thread need not see it happen.
-            let _ = waiter
-                .getattr(intern!(py, "cancel"))
-                .and_then(|cancel| shared.call_soon_threadsafe.bind(py).call1((cancel,)));
-            Err(cancelled_error(py, reason))
+    loop {
+        let woke = py.detach(|| flight.block_until(|| state.is_done() || state.has_calls(), None));
+        if woke == Wakeup::Done && !state.is_done() {
+            // Thread-sensitive calls the work made (see `_bridge.WorkerExecutor`): run them
+            // here, then sleep again. Time spent on them is not time asleep.
+            if let Err(e) = run_calls(py, &state) {
+                // Something was raised into this thread (not by a call: those go to their
+                // callers): leave the work behind, as for a cancelled request.
+                finish(py, &shared, &waiter, &state, true);
+                return Err(e);
+            }
+            continue;
         }
-        // No deadline was given: a timeout is the awaitable's own (asyncio.wait_for).
-        Wakeup::TimedOut => unreachable!("block_until without a deadline does not time out"),
+        finish(py, &shared, &waiter, &state, woke != Wakeup::Done);
+        return match woke {
+            Wakeup::Done => state
+                .lock_outcome()
+                .take()
+                .expect("the outcome is stored before `done` is set"),
+            Wakeup::Cancelled(reason) => Err(cancelled_error(py, reason)),
+            // No deadline was given: a timeout is the awaitable's own (asyncio.wait_for).
+            Wakeup::TimedOut => unreachable!("block_until without a deadline does not time out"),
+        };
+    }
+}
+
+fn run_calls(py: Python<'_>, state: &WaitState) -> PyResult<()> {
+    let run_call = helpers(py)?.getattr(intern!(py, "run_call"))?;
+    for call in state.take_calls() {
+        run_call.call1((call,))?;
+    }
+    Ok(())
+}
+
+/// The wait is over: refuse further thread-sensitive calls and cancel those still queued
+/// (their callers are gone or going); when the thread gives up on the work, cancel it too.
+fn finish(
+    py: Python<'_>,
+    shared: &Shared,
+    waiter: &Bound<'_, Waiter>,
+    state: &WaitState,
+    give_up: bool,
+) {
+    let calls = state.close_calls();
+    if let Ok(cancel_call) = helpers(py).and_then(|h| h.getattr(intern!(py, "cancel_call"))) {
+        for call in calls {
+            let _ = cancel_call.call1((call,));
+        }
+    }
+    if give_up {
+        // Cancelling is the loop's to do; the thread need not see it happen.
+        let _ = waiter
+            .getattr(intern!(py, "cancel"))
+            .and_then(|cancel| shared.call_soon_threadsafe.bind(py).call1((cancel,)));
     }
 }
 
@@ -155,10 +197,41 @@ struct WaitState {
     outcome: Mutex<Option<PyResult<Py<PyAny>>>>,
     /// The task, once started; only touched on the loop thread.
     task: Mutex<Option<Py<PyAny>>>,
+    /// Thread-sensitive calls for the waiting thread to run.
+    calls: Mutex<Calls>,
     flight: Arc<Flight>,
 }
 
+#[derive(Default)]
+struct Calls {
+    queued: Vec<Py<PyAny>>,
+    /// The wait is over: no more calls are taken.
+    closed: bool,
+}
+
 impl WaitState {
+    fn is_done(&self) -> bool {
+        self.done.load(Ordering::Acquire)
+    }
+
+    fn lock_calls(&self) -> MutexGuard<'_, Calls> {
+        self.calls.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn has_calls(&self) -> bool {
+        !self.lock_calls().queued.is_empty()
+    }
+
+    fn take_calls(&self) -> Vec<Py<PyAny>> {
+        std::mem::take(&mut self.lock_calls().queued)
+    }
+
+    fn close_calls(&self) -> Vec<Py<PyAny>> {
+        let mut calls = self.lock_calls();
+        calls.closed = true;
+        std::mem::take(&mut calls.queued)
+    }
+
     fn lock_outcome(&self) -> MutexGuard<'_, Option<PyResult<Py<PyAny>>>> {
         self.outcome.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -192,6 +265,19 @@ impl Waiter {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(task.unbind());
         Ok(())
+    }
+
+    /// Queue a thread-sensitive call for the waiting thread; false once the wait is over.
+    fn call(&self, call: Py<PyAny>) -> bool {
+        {
+            let mut calls = self.0.lock_calls();
+            if calls.closed {
+                return false;
+            }
+            calls.queued.push(call);
+        }
+        self.0.flight.wake();
+        true
     }
 
     /// The work could not be started.

@@ -12,6 +12,7 @@ Routes (query parameters in brackets):
   /loop                the loop and thread that ferrule.wait and async_to_sync run on
   /hang [via, tag]     wait (via=wait, gather or a2s) on a 30 s sleep, for a client to leave
   /cancelled           ferrule.cancelled() in a request nobody cancelled
+  /sensitive           thread-sensitive sync_to_async calls inside ferrule.wait and gather
   /background [tag]    leave a task sleeping 30 s on the loop, for shutdown to cancel
 """
 
@@ -22,7 +23,7 @@ import traceback
 
 import ferrule
 from _record import param, record
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 
 # Tasks left running on the loop by /background (asyncio keeps only weak references).
 BACKGROUND: set = set()
@@ -120,6 +121,20 @@ def view(environ) -> object:
             record(f"view raised {type(e).__name__} via={via} tag={tag}")
             raise
         return {"finished": True}
+    if path == "/sensitive":
+        ident = sync_to_async(threading.get_ident, thread_sensitive=True)
+
+        async def twice():
+            return [await ident(), await ident()]
+
+        return {
+            "worker": threading.get_ident(),
+            "wait": ferrule.wait(twice()),
+            "gather": ferrule.gather(ident(), ident(), twice()),
+            "unsensitive": ferrule.wait(
+                sync_to_async(threading.get_ident, thread_sensitive=False)()
+            ),
+        }
     if path == "/cancelled":
         return {"cancelled": ferrule.cancelled()}
     if path == "/background":

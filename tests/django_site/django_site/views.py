@@ -165,11 +165,19 @@ async def async_where(request):
 
 
 def wait_where(request):
-    """A sync view that waits on a coroutine with ferrule.wait: where the coroutine ran."""
+    """A sync view that waits on a coroutine with ferrule.wait: where the coroutine ran, and
+    where a thread-sensitive sync_to_async call inside it ran."""
 
     async def where():
-        await asyncio.sleep(0)
-        return id(asyncio.get_running_loop()), threading.current_thread().name
+        sync_thread = await sync_to_async(threading.get_ident, thread_sensitive=True)()
+        return id(asyncio.get_running_loop()), threading.current_thread().name, sync_thread
 
-    loop, thread = ferrule.wait(where())
-    return JsonResponse({"loop": loop, "thread": thread, "wsgi_thread": threading.get_ident()})
+    loop, thread, sync_thread = ferrule.wait(where())
+    return JsonResponse(
+        {
+            "loop": loop,
+            "thread": thread,
+            "sync_thread": sync_thread,
+            "wsgi_thread": threading.get_ident(),
+        }
+    )
