@@ -37,7 +37,8 @@ use crate::log_debug;
 
 /// A request whose flight fired while it had `async_to_sync` tasks, on its way to the loop.
 pub(crate) struct Cancel {
-    tasks: Arc<Tasks>,
+    // Weak: the flight holds the hook that holds this, and the thread's list holds the flight.
+    tasks: Weak<Tasks>,
     flight: Weak<Flight>,
     reason: Reason,
 }
@@ -201,7 +202,7 @@ impl TaskContext {
             if let Some(shared) = shared() {
                 let (cancels, tasks, weak) = (
                     shared.cancels.clone(),
-                    Arc::clone(tasks),
+                    Arc::downgrade(tasks),
                     Arc::downgrade(&flight),
                 );
                 flight.on_fire(Box::new(move |reason| {
@@ -303,6 +304,9 @@ impl CancelTasks {
             flight,
             reason,
         } = &self.0;
+        let Some(tasks) = tasks.upgrade() else {
+            return Ok(()); // the thread has exited, and its tasks are done
+        };
         let mine: Vec<(Py<PyAny>, Option<Py<PyAny>>)> = tasks
             .lock()
             .running
