@@ -67,6 +67,16 @@ async def fail_after(seconds: float):
     raise KeyError("the second one failed")
 
 
+def after_cancel(tag: str) -> None:
+    """What the rest of a cancelled request sees: cancelled() is true, and a new wait raises
+    at once without starting its coroutine."""
+    record(f"cancelled() is {ferrule.cancelled()} tag={tag}")
+    try:
+        ferrule.wait(sleeper(30, f"{tag}-again"))
+    except ferrule.RequestCancelled as e:
+        record(f"second wait raised {type(e).__name__} tag={tag}")
+
+
 def view(environ) -> object:
     path = environ["PATH_INFO"]
     tag = param(environ, "tag", "-")
@@ -119,6 +129,8 @@ def view(environ) -> object:
                 async_to_sync(sleeper)(30, tag)
         except BaseException as e:
             record(f"view raised {type(e).__name__} via={via} tag={tag}")
+            if isinstance(e, ferrule.RequestCancelled):
+                after_cancel(tag)
             raise
         return {"finished": True}
     if path == "/sensitive":
