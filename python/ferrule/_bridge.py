@@ -12,7 +12,7 @@ import concurrent.futures
 import inspect
 import sys
 import threading
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 
@@ -173,7 +173,8 @@ def run_private(
 class EventLoop:
     """The process's event loop, run forever by the "ferrule-loop" thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, name_thread: Callable[[str], None]) -> None:
+        self._name_thread = name_thread
         self.loop = asyncio.new_event_loop()
         self.grace = 0.0
         self.left: list[str] = []
@@ -198,6 +199,7 @@ class EventLoop:
         return (not self._thread.is_alive(), self.left)
 
     def _run(self) -> None:
+        self._name_thread(self._thread.name)
         loop = self.loop
         asyncio.set_event_loop(loop)
         loop.call_soon(self._running.set)

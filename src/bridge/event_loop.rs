@@ -52,7 +52,8 @@ pub struct EventLoop {
 impl EventLoop {
     /// Start the loop thread and wait until the loop runs.
     pub fn start(py: Python<'_>) -> PyResult<EventLoop> {
-        let handle = helpers(py)?.getattr("EventLoop")?.call0()?;
+        let name_thread = wrap_pyfunction!(name_thread, py)?;
+        let handle = helpers(py)?.getattr("EventLoop")?.call1((name_thread,))?;
         // Waits on a threading.Event, which releases the GIL.
         handle.call_method0("start")?;
         let event_loop = handle.getattr("loop")?;
@@ -114,4 +115,21 @@ impl EventLoop {
             Err(e) => log_warn!("cannot stop the asyncio event loop: {e}"),
         }
     }
+}
+
+/// Give the calling OS thread the name tools such as `top -H`, `ps -L` and py-spy show, as the
+/// worker threads have theirs ("ferrule-worker-N"); Python's `threading` names stay Python's.
+#[pyfunction]
+fn name_thread(name: &str) {
+    #[cfg(target_os = "linux")]
+    {
+        // The kernel keeps 15 bytes and a NUL.
+        let name: String = name.chars().filter(|c| *c != '\0').take(15).collect();
+        if let Ok(name) = std::ffi::CString::new(name) {
+            // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+            unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = name;
 }
