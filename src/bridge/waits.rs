@@ -103,17 +103,22 @@ fn run(
     )
     .inspect_err(|_| close_all(py, awaitables))?;
     loop {
-        let woke = py.detach(|| flight.block_until(|| state.is_done() || state.has_calls(), None));
+        let mut woke =
+            py.detach(|| flight.block_until(|| state.is_done() || state.has_calls(), None));
         if woke == Wakeup::Done && !state.is_done() {
             // Thread-sensitive calls the work made (see `_bridge.WorkerExecutor`): run them
-            // here, then sleep again. Time spent on them is not time asleep.
-            if let Err(e) = run_calls(py, &state) {
+            // here, then sleep again; time spent on them is not time asleep. Not for a request
+            // cancelled meanwhile: the calls are cancelled with the work below.
+            if let Some(reason) = flight.reason() {
+                woke = Wakeup::Cancelled(reason);
+            } else if let Err(e) = run_calls(py, &state) {
                 // Something was raised into this thread (not by a call: those go to their
                 // callers): leave the work behind, as for a cancelled request.
                 finish(py, &shared, &waiter, &state, true);
                 return Err(e);
+            } else {
+                continue;
             }
-            continue;
         }
         finish(py, &shared, &waiter, &state, woke != Wakeup::Done);
         return match woke {
