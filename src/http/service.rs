@@ -173,8 +173,13 @@ async fn respond(
         }
     };
     let Ok(reply) = reply else {
-        // The worker dropped the job without replying; it logged why.
         guard.disarm();
+        // A worker that saw the flight fire first (a `ferrule.wait` wakes at once) drops its
+        // reply: the answer is the cancellation's, as if the select had seen the flight first.
+        if let Some(reason) = flight.reason() {
+            return cancelled(reason, app);
+        }
+        // The worker dropped the job without replying; it logged why.
         return respond::internal_error();
     };
     // Only a body the worker is still producing can be cut by the timeout; a whole body or a
