@@ -135,6 +135,14 @@ def test_cancelled_is_false_in_a_request_nobody_cancelled(serve):
     assert get(server, "/cancelled") == {"cancelled": False}
 
 
+@pytest.mark.parametrize("via", ["wait", "gather", "a2s"])
+def test_time_blocked_counts_as_the_request_asleep(serve, via):
+    server = serve("asyncapp:app")
+    # A lower bound only: the thread slept at least as long as the coroutine did.
+    assert get(server, f"/asleep?via={via}&s=0.1")["asleep"] >= 0.09
+    assert get(server, "/asleep?via=none")["asleep"] == 0
+
+
 def test_many_threads_wait_at_once(serve):
     server = serve("asyncapp:app", "--threads", "32")
     with ThreadPoolExecutor(20) as pool:
@@ -194,6 +202,32 @@ def test_client_leaving_cancels_the_wait_and_the_coroutine(serve, via):
     out = server.output()
     for noise in ("never retrieved", "InvalidStateError", "never awaited"):
         assert noise not in out, out
+
+
+@pytest.mark.parametrize("via", ["wait", "a2s"])
+def test_timeout_cancels_the_wait_and_answers_504(serve, via):
+    server = serve("asyncapp:app", "--timeout", "0.5")
+    tag = f"late-{via}"
+    resp, _ = server.request("GET", f"/hang?via={via}&tag={tag}")
+    assert resp.status == 504
+    server.wait_for_output(f"fixture: coroutine cancelled tag={tag}")
+    server.wait_for_output(f"fixture: view raised RequestTimeout via={via} tag={tag}")
+
+
+def test_forced_shutdown_cancels_the_wait_and_the_loop_stops_cleanly(serve):
+    server = serve("asyncapp:app", "--graceful-timeout", "0.5")
+    c = Conn(server)
+    c.send(build_request("GET", "/hang?via=wait&tag=stop", host=host_header(server)))
+    server.wait_for_output("fixture: coroutine started tag=stop")
+    server.proc.send_signal(signal.SIGTERM)
+    # At the graceful timeout the request is cancelled, unwinds, and the process exits 0.
+    assert server.proc.wait(timeout=30) == 0
+    c.close()
+    out = server.output()
+    assert "fixture: coroutine cancelled tag=stop" in out
+    assert "fixture: view raised RequestCancelled via=wait tag=stop" in out
+    assert "Shutdown complete" in out
+    assert "Task was destroyed" not in out and "did not finish" not in out, out
 
 
 # --- Django -----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ Routes (query parameters in brackets):
   /hang [via, tag]     wait (via=wait, gather or a2s) on a 30 s sleep, for a client to leave
   /cancelled           ferrule.cancelled() in a request nobody cancelled
   /sensitive           thread-sensitive sync_to_async calls inside ferrule.wait and gather
+  /asleep [via, s]     sleep s seconds via wait, gather, a2s or none; the request's asleep time
   /background [tag]    leave a task sleeping 30 s on the loop, for shutdown to cancel
 """
 
@@ -147,6 +148,15 @@ def view(environ) -> object:
                 sync_to_async(threading.get_ident, thread_sensitive=False)()
             ),
         }
+    if path == "/asleep":
+        via, seconds = param(environ, "via", "wait"), float(param(environ, "s", "0.1"))
+        if via == "wait":
+            ferrule.wait(asyncio.sleep(seconds))
+        elif via == "gather":
+            ferrule.gather(asyncio.sleep(seconds), asyncio.sleep(seconds / 2))
+        elif via == "a2s":
+            async_to_sync(asyncio.sleep)(seconds)
+        return {"asleep": environ["ferrule.request"].asleep}
     if path == "/cancelled":
         return {"cancelled": ferrule.cancelled()}
     if path == "/background":
