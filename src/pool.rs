@@ -216,6 +216,12 @@ impl Pool {
             return Err((Rejected::Closing, Box::new(job)));
         }
         if st.queue.len() >= self.shared.plan.max_queue {
+            // Requests whose clients left are skipped when a thread reaches them; under a storm
+            // of abandoned requests they would fill the queue first and turn honest clients
+            // away, so a full queue drops them now. O(queue) only when the queue is full.
+            st.queue.retain(|queued| !queued.flight.is_cancelled());
+        }
+        if st.queue.len() >= self.shared.plan.max_queue {
             let depth = st.queue.len();
             return Err((Rejected::Full { depth }, Box::new(job)));
         }
