@@ -2,8 +2,8 @@
 //!
 //! [`serve`] takes bound listeners, the plan, the pool, the TLS configuration (if any) and a
 //! shutdown future (injected, so tests and the supervisor decide what "stop" means). Each
-//! accepted connection runs in its own task: the TLS handshake (bounded by
-//! `--header-timeout`), then HTTP/1.1 or HTTP/2 as ALPN, `--http` or the connection preface
+//! accepted connection runs in its own task, its socket under a write deadline
+//! (`listen/deadline.rs`): the TLS handshake (bounded by `--header-timeout`), then HTTP/1.1 or HTTP/2 as ALPN, `--http` or the connection preface
 //! decide. On shutdown it stops accepting (removing Unix socket files), asks every connection
 //! to finish its current requests and close (HTTP/2 gets GOAWAY), and races that against
 //! `--graceful-timeout` and a second signal. What a connection does with a request is
@@ -31,6 +31,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{HttpMode, Plan};
 use crate::http::{App, OutBody};
 use crate::job::ConnInfo;
+use crate::listen::deadline::{Deadline, Socket};
 use crate::listen::sniff::{self, Rewind};
 use crate::listen::tls::{Alpn, Tls};
 use crate::listen::{Bound, Peer};
@@ -132,7 +133,7 @@ impl Accepting {
 
     async fn accept_loop<S, F, Fut>(&self, mut accept: F, local: Option<std::net::SocketAddr>)
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: AsyncRead + AsyncWrite + Socket + Unpin + Send + 'static,
         F: FnMut() -> Fut,
         Fut: Future<Output = std::io::Result<(S, Peer)>>,
     {
@@ -153,6 +154,8 @@ impl Accepting {
                     continue;
                 }
             };
+            // Under everything else, TLS included: see listen/deadline.rs.
+            let stream = Deadline::new(stream, peer, self.app.plan.send_timeout);
             let ctx = self.clone();
             self.tracker.spawn(async move {
                 ctx.connection(stream, peer, local).await;
@@ -298,11 +301,13 @@ fn http1_builder(plan: &Plan) -> http1::Builder {
     builder
 }
 
-/// HTTP/2 pings on a connection that has been quiet this long...
+/// HTTP/2 pings on a connection that has received nothing for this long (open streams or
+/// not)...
 const PING_INTERVAL: Duration = Duration::from_secs(20);
-/// ...and the connection is closed if the answer takes longer than this. Both are hyper's
-/// default ping timeout: long enough for any live client, short enough that a peer that
-/// vanished (no FIN, say a laptop closed) does not hold a request open for minutes.
+/// ...and the connection is closed if the answer takes longer than this. hyper sends no pings
+/// unless told an interval; 20 s is its default ping timeout, used for both: long enough for
+/// any live client, short enough that a peer that vanished (no FIN, say a laptop closed) does
+/// not hold a request open for minutes.
 const PING_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn http2_builder(plan: &Plan, tracker: TaskTracker) -> http2::Builder<Spawner> {
