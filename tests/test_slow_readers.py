@@ -2,7 +2,9 @@
 file, an application's body in one piece, a `wsgi.file_wrapper` file — the connection is
 closed once the client has accepted nothing for `--send-timeout`, its `--max-connections`
 permit and file descriptors are released, and a client that reads slowly but steadily still
-gets the whole body. Over TCP and a Unix socket, and over TLS.
+gets the whole body. HTTP/2 clients too, including one that stops granting flow-control
+window while it keeps reading the connection and answering pings. Over TCP and a Unix
+socket, and over TLS.
 
 The stalled clients shrink their receive buffer and never read; that the server closed is
 seen as a hang-up on the socket (poll), without reading. The bounds are liveness bounds, far
@@ -15,8 +17,13 @@ import hashlib
 import os
 import select
 import socket
+import threading
 import time
 
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
 import pytest
 from helpers import Conn, wait_until
 from tls_helpers import Pki, TlsView, tls_args
@@ -205,3 +212,142 @@ def test_over_tls_a_client_that_stops_reading_is_cut_off(serve, files, pki):
         for s in stalled:
             s.close()
     wait_until(lambda: open_fds(server) <= baseline, LIVENESS, what="descriptors released")
+
+
+# -- HTTP/2 -------------------------------------------------------------------------------
+
+
+class H2Client:
+    """An h2c client (prior knowledge) from the `h2` package: it reads every frame and answers
+    pings, and grants flow-control window only for the data it says it has taken."""
+
+    def __init__(self, server, rcvbuf: int = 64 * 1024, window: int | None = None):
+        self.sock = client_socket(server, rcvbuf)
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        self.conn.initiate_connection()
+        if window is not None:
+            self.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
+            self.conn.increment_flow_control_window(window - 65535)
+        self.flush()
+        self.data = 0
+        self.ended = False
+        self.closed = False
+
+    def flush(self) -> None:
+        if out := self.conn.data_to_send():
+            self.sock.sendall(out)
+
+    def get(self, path: str) -> int:
+        stream = self.conn.get_next_available_stream_id()
+        headers = [(":method", "GET"), (":scheme", "http"), (":authority", "localhost")]
+        self.conn.send_headers(stream, [*headers, (":path", path)], end_stream=True)
+        self.flush()
+        return stream
+
+    def read(self, take: bool, timeout: float = LIVENESS) -> None:
+        """Read once and answer; with `take`, grant window for the data received."""
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(MIB)
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            self.closed = True
+            return
+        for event in self.conn.receive_data(data):
+            if isinstance(event, h2.events.DataReceived):
+                self.data += len(event.data)
+                if take:
+                    self.conn.acknowledge_received_data(
+                        event.flow_controlled_length, event.stream_id
+                    )
+            elif isinstance(event, h2.events.StreamEnded):
+                self.ended = True
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                self.closed = True
+        try:
+            self.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.closed = True
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> H2Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_until_closed(client: H2Client) -> None:
+    """Keep reading and answering pings, granting no window, until the server closes."""
+    deadline = time.monotonic() + LIVENESS
+    while not client.closed and time.monotonic() < deadline:
+        client.read(take=False, timeout=max(0.1, deadline - time.monotonic()))
+
+
+@pytest.mark.parametrize("kind", ["static", "app-list"])
+def test_http2_clients_that_grant_no_window_are_cut_off(serve, files, kind):
+    # They read the connection and answer pings, so the socket never stalls: what stalls is
+    # HTTP/2 flow control, and hyper would wait for window forever.
+    server = start(serve, files)
+    target, length = bodies(files)[kind]
+    resp, data = server.request("GET", target)
+    assert resp.status == 200 and len(data) == length
+    baseline = open_fds(server)
+
+    stalled = [H2Client(server) for _ in range(2)]
+    try:
+        for c in stalled:
+            c.get(target)
+        readers = [threading.Thread(target=read_until_closed, args=(c,)) for c in stalled]
+        for r in readers:
+            r.start()
+        with Conn(server, timeout=LIVENESS + 10) as third:
+            resp = third.request("GET", "/")
+            assert resp.status == 200 and resp.body == b"ok"
+        for r in readers:
+            r.join()
+        for c in stalled:
+            assert c.closed, "the server still holds an HTTP/2 connection that takes nothing"
+            assert not c.ended and c.data < length
+            server.wait_for_output(
+                f"closing the HTTP/2 connection to {peer_name(server, c.sock)}: a response has "
+                r"waited for the client's flow-control window for 1s \(--send-timeout\)"
+            )
+    finally:
+        for c in stalled:
+            c.close()
+    wait_until(lambda: open_fds(server) <= baseline, LIVENESS, what="descriptors released")
+
+
+def test_an_http2_client_that_stops_reading_the_socket_is_cut_off(serve, files):
+    # Windows wide open and the socket not read at all: the write deadline's case.
+    server = start(serve, files)
+    client = H2Client(server, rcvbuf=4096, window=2**31 - 1)
+    with client:
+        client.get("/list?mb=16")
+        assert hung_up(client.sock)
+        # The write deadline, or the stream waiting on a window the full socket cannot move:
+        # whichever runs out first, the connection is reset.
+        server.wait_for_output(
+            f"closing the (HTTP/2 )?connection to {peer_name(server, client.sock)}: "
+        )
+
+
+def test_a_slow_but_steady_http2_reader_gets_the_whole_body(serve, files):
+    server = start(serve, files)
+    client = H2Client(server)
+    with client:
+        # One piece of 1 MiB from the application: the server hands it to HTTP/2 a window's
+        # worth at a time, so each window the client grants is progress.
+        client.get("/list?mb=1")
+        # The client grants what it read every 0.25 s, a quarter of --send-timeout; at the
+        # default window of 64 KiB that takes 4 s.
+        while not client.ended:
+            assert not client.closed, f"the server closed after {client.data} bytes"
+            time.sleep(0.25)
+            client.read(take=True)
+    assert client.data == MIB
+    assert "flow-control window" not in server.output()

@@ -6,7 +6,9 @@
 //! (an open static file, an in-memory body, a worker thread's stream) and the buffers. Any
 //! byte the socket accepts restarts the clock, so a slow but steady reader gets its whole
 //! response. Reads pass through untouched: waiting for a request is governed by hyper's head
-//! timer and ferrule's HTTP/2 idle timer (`server.rs`).
+//! timer and ferrule's HTTP/2 idle timer (`server/streams.rs`). A TCP connection closed for
+//! this, or dropped while a write waits, is reset rather than closed, so the kernel does not
+//! keep trying to deliver what the client will not read.
 //!
 //! Below TLS rather than above it: a TLS record the socket will not take is the same stall as
 //! plain bytes, and below TLS the clock also covers what rustls writes on its own (the
@@ -27,7 +29,7 @@ use super::Peer;
 use crate::log_debug;
 
 /// A socket whose writes may wait for the client at most `timeout` without progress.
-pub struct Deadline<S> {
+pub struct Deadline<S: Socket> {
     inner: S,
     peer: Peer,
     timeout: Duration,
@@ -50,7 +52,7 @@ enum State {
     Expired,
 }
 
-impl<S> Deadline<S> {
+impl<S: Socket> Deadline<S> {
     pub fn new(inner: S, peer: Peer, timeout: Duration) -> Self {
         Self {
             inner,
@@ -61,9 +63,7 @@ impl<S> Deadline<S> {
             timer: None,
         }
     }
-}
 
-impl<S: Socket> Deadline<S> {
     /// What the socket answered, with the clock applied: a completed operation (or its
     /// error) stops the clock; one that must wait starts it, or fails once it has run out.
     #[inline]
@@ -130,7 +130,18 @@ impl<S: Socket> Deadline<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Deadline<S> {
+impl<S: Socket> Drop for Deadline<S> {
+    /// A connection dropped while a write waits (its HTTP/2 stream stalled, or shutdown gave
+    /// up on it) has a client that is not reading: reset it too, rather than leave the kernel
+    /// holding what it could not deliver.
+    fn drop(&mut self) {
+        if self.state == State::Stalled {
+            self.inner.abort();
+        }
+    }
+}
+
+impl<S: AsyncRead + Socket + Unpin> AsyncRead for Deadline<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -253,7 +264,7 @@ impl Socket for tokio::io::DuplexStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -295,7 +306,7 @@ mod tests {
             }
         });
         let start = Instant::now();
-        conn.write_all(&[b'x'; 64 * 1024]).await.unwrap();
+        conn.write_all(&vec![b'x'; 64 * 1024]).await.unwrap();
         conn.shutdown().await.unwrap();
         drop(conn);
         assert_eq!(reader.await.unwrap(), 64 * 1024);
@@ -321,7 +332,7 @@ mod tests {
     }
 
     /// A socket that never takes a write, whose kernel queue the test drains.
-    struct Full(Arc<AtomicUsize>);
+    struct Full(Arc<AtomicUsize>, Arc<AtomicBool>);
 
     impl AsyncWrite for Full {
         fn poll_write(
@@ -343,7 +354,9 @@ mod tests {
         fn unsent(&self) -> Option<usize> {
             Some(self.0.load(Ordering::Relaxed))
         }
-        fn abort(&self) {}
+        fn abort(&self) {
+            self.1.store(true, Ordering::Relaxed);
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -359,11 +372,28 @@ mod tests {
                 draining.fetch_sub(1, Ordering::Relaxed);
             }
         });
-        let mut conn = Deadline::new(Full(queued), Peer::Unix, TIMEOUT);
+        let aborted = Arc::new(AtomicBool::new(false));
+        let mut conn = Deadline::new(Full(queued, Arc::clone(&aborted)), Peer::Unix, TIMEOUT);
         let start = Instant::now();
         let err = conn.write_all(b"x").await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert_eq!(start.elapsed(), TIMEOUT * 5);
+        assert!(
+            aborted.load(Ordering::Relaxed),
+            "a timed-out connection is reset"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_dropped_while_a_write_waits_is_reset() {
+        let aborted = Arc::new(AtomicBool::new(false));
+        let full = Full(Arc::new(AtomicUsize::new(0)), Arc::clone(&aborted));
+        let mut conn = Deadline::new(full, Peer::Unix, TIMEOUT);
+        let write = tokio::time::timeout(TIMEOUT / 2, conn.write_all(b"x")).await;
+        assert!(write.is_err(), "still waiting");
+        assert!(!aborted.load(Ordering::Relaxed));
+        drop(conn);
+        assert!(aborted.load(Ordering::Relaxed));
     }
 
     #[tokio::test(start_paused = true)]
