@@ -242,25 +242,42 @@ impl Accepting {
             });
             let connection = http2_builder(plan, self.tracker.clone())
                 .serve_connection(TokioIo::new(io), service);
-            drive(connection, &self.stop, Some(watch), peer, plan.send_timeout).await;
+            drive_h2(connection, &self.stop, watch, peer, plan.send_timeout).await;
         } else {
             let service = service_fn(move |req| {
                 crate::http::handle(req, Arc::clone(&app), Arc::clone(&conn))
             });
             let connection = http1_builder(plan).serve_connection(TokioIo::new(io), service);
-            drive(connection, &self.stop, None, peer, plan.send_timeout).await;
+            drive(connection, &self.stop).await;
         }
     }
 }
 
-/// Run a connection until it ends. On shutdown, or once an HTTP/2 connection is idle, ask it
-/// to finish gracefully (HTTP/2: GOAWAY); drop an HTTP/2 connection at once when a stream has
-/// stalled, and an idle one whose GOAWAY has not let it finish within `send_timeout` — only
-/// data hyper already holds for a client that does not take it can keep it open then.
-async fn drive<C>(
+/// Run an HTTP/1 connection until it ends, asking it to finish gracefully on shutdown.
+async fn drive<C>(connection: C, stop: &CancellationToken)
+where
+    C: GracefulConnection,
+    C::Error: std::fmt::Display,
+{
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        r = connection.as_mut() => r,
+        () = stop.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    ended(result);
+}
+
+/// Run an HTTP/2 connection until it ends. On shutdown, or once it is idle, ask it to finish
+/// gracefully (GOAWAY). Drop it at once when a stream has stalled (`server/streams.rs`), and
+/// when idle with its GOAWAY not letting it finish within `send_timeout`: only data hyper
+/// already holds for a client that does not take it can keep it open then.
+async fn drive_h2<C>(
     connection: C,
     stop: &CancellationToken,
-    mut watch: Option<Watch>,
+    mut watch: Watch,
     peer: Peer,
     send_timeout: Duration,
 ) where
@@ -277,7 +294,7 @@ async fn drive<C>(
                 closing = true;
                 connection.as_mut().graceful_shutdown();
             }
-            why = quiet(watch.as_mut()) => match why {
+            why = watch.next() => match why {
                 Quiet::Idle if !closing => {
                     log_debug!("closing an idle HTTP/2 connection");
                     closing = true;
@@ -293,7 +310,7 @@ async fn drive<C>(
                     return;
                 }
             },
-            () = sleep_until(idle_until) => {
+            () = sleep_until(idle_until), if idle_until.is_some() => {
                 log_debug!(
                     "closing the idle HTTP/2 connection to {peer}: the client has not taken the rest of its responses {}s after GOAWAY (--send-timeout)",
                     send_timeout.as_secs_f64()
@@ -302,15 +319,12 @@ async fn drive<C>(
             }
         }
     };
-    if let Err(e) = result {
-        log_debug!("connection ended with an error: {e}");
-    }
+    ended(result);
 }
 
-async fn quiet(watch: Option<&mut Watch>) -> Quiet {
-    match watch {
-        Some(w) => w.next().await,
-        None => std::future::pending().await,
+fn ended<E: std::fmt::Display>(result: Result<(), E>) {
+    if let Err(e) = result {
+        log_debug!("connection ended with an error: {e}");
     }
 }
 
