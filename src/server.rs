@@ -3,11 +3,14 @@
 //! [`serve`] takes bound listeners, the plan, the pool, the TLS configuration (if any) and a
 //! shutdown future (injected, so tests and the supervisor decide what "stop" means). Each
 //! accepted connection runs in its own task, its socket under a write deadline
-//! (`listen/deadline.rs`): the TLS handshake (bounded by `--header-timeout`), then HTTP/1.1 or HTTP/2 as ALPN, `--http` or the connection preface
-//! decide. On shutdown it stops accepting (removing Unix socket files), asks every connection
-//! to finish its current requests and close (HTTP/2 gets GOAWAY), and races that against
-//! `--graceful-timeout` and a second signal. What a connection does with a request is
-//! `http/`'s business.
+//! (`listen/deadline.rs`): the TLS handshake (bounded by `--header-timeout`), then HTTP/1.1 or
+//! HTTP/2 as ALPN, `--http` or the connection preface decide; an HTTP/2 connection's streams
+//! are watched by `server/streams.rs` (idle, and stalled by flow control). On shutdown it
+//! stops accepting (removing Unix socket files), asks every connection to finish its current
+//! requests and close (HTTP/2 gets GOAWAY), and races that against `--graceful-timeout` and a
+//! second signal. What a connection does with a request is `http/`'s business.
+
+mod streams;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -31,9 +34,6 @@ use crate::listen::deadline::{Deadline, Socket};
 use crate::listen::sniff::{self, Rewind};
 use crate::listen::tls::{Alpn, Tls};
 use crate::listen::{Bound, Peer};
-
-mod streams;
-
 use crate::{log_debug, log_info, log_warn};
 use streams::{Quiet, Streams, Tracked, Watch};
 

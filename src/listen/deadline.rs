@@ -4,8 +4,9 @@
 //! progress at all for `--send-timeout` with `io::ErrorKind::TimedOut`. hyper then drops the
 //! connection with everything it holds: the `--max-connections` permit, the response body
 //! (an open static file, an in-memory body, a worker thread's stream) and the buffers. Any
-//! byte the socket accepts restarts the clock, so a slow but steady reader gets its whole
-//! response. Reads pass through untouched: waiting for a request is governed by hyper's head
+//! byte the socket accepts restarts the clock, and so does the kernel's queue for the client
+//! getting shorter (the kernel wakes a writer only once a good part of its buffer is free), so
+//! a slow but steady reader gets its whole response. Reads pass through untouched: waiting for a request is governed by hyper's head
 //! timer and ferrule's HTTP/2 idle timer (`server/streams.rs`). A TCP connection closed for
 //! this, or dropped while a write waits, is reset rather than closed, so the kernel does not
 //! keep trying to deliver what the client will not read.

@@ -14,9 +14,9 @@
 //! asks for the next. [`Watch::next`] says when to close the connection: after the idle time
 //! with no stream open ([`Quiet::Idle`]), or once some stream has waited for a whole
 //! `--send-timeout` in which no response body on the connection moved ([`Quiet::Stalled`]).
-//! A client still taking one response keeps the connection, so a stream the client paused
-//! on purpose (a browser's paused video) lives as long as the rest of the page is loading.
-//! Closing is `server.rs`'s business.
+//! A client still taking any response keeps the connection, so a stream it paused on purpose
+//! (a browser's paused video) lives while the connection is otherwise in use; alone, it gets
+//! `--send-timeout`, as on HTTP/1. Closing is `server.rs`'s business.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -34,7 +34,8 @@ use crate::http::OutBody;
 /// The most a response body hands hyper at once. With one large piece (a 16 MiB
 /// `HttpResponse`) hyper would ask for nothing more until the client had taken all of it, and a
 /// slow but steady client would look stalled; with pieces, taking one per `--send-timeout` is
-/// progress. 64 KiB is HTTP/2's default initial window, and the size of a file read.
+/// progress. 64 KiB is about HTTP/2's default initial window (65,535 bytes) and the size of a
+/// file read.
 pub const PIECE: usize = 64 * 1024;
 
 /// Why a connection should close.
