@@ -226,11 +226,15 @@ class H2Client:
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         self.conn.initiate_connection()
         if window is not None:
+            # The streams' window; the connection's starts at 65,535 and can only grow.
             self.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
-            self.conn.increment_flow_control_window(window - 65535)
+            if window > 65535:
+                self.conn.increment_flow_control_window(window - 65535)
         self.flush()
         self.data = 0
+        self.buf = b""
         self.ended = False
+        self.goaway = False
         self.closed = False
 
     def flush(self) -> None:
@@ -254,7 +258,22 @@ class H2Client:
         if not data:
             self.closed = True
             return
-        for event in self.conn.receive_data(data):
+        self.buf += data
+        # One frame at a time, and none after GOAWAY: `h2` closes its state machine on the
+        # first GOAWAY and refuses the PING a graceful shutdown sends after it.
+        while not self.goaway and len(self.buf) >= 9:
+            size = 9 + int.from_bytes(self.buf[:3], "big")
+            if len(self.buf) < size:
+                break
+            frame, self.buf = self.buf[:size], self.buf[size:]
+            self.events(self.conn.receive_data(frame), take)
+        try:
+            self.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.closed = True
+
+    def events(self, events: list, take: bool) -> None:
+        for event in events:
             if isinstance(event, h2.events.DataReceived):
                 self.data += len(event.data)
                 if take:
@@ -264,11 +283,7 @@ class H2Client:
             elif isinstance(event, h2.events.StreamEnded):
                 self.ended = True
             elif isinstance(event, h2.events.ConnectionTerminated):
-                self.closed = True
-        try:
-            self.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            self.closed = True
+                self.goaway = True
 
     def close(self) -> None:
         self.sock.close()
@@ -320,6 +335,26 @@ def test_http2_clients_that_grant_no_window_are_cut_off(serve, files, kind):
         for c in stalled:
             c.close()
     wait_until(lambda: open_fds(server) <= baseline, LIVENESS, what="descriptors released")
+
+
+@pytest.mark.parametrize(
+    ("window", "reason"),
+    [
+        # No window at all: hyper never asks the body for its first byte.
+        (0, r"a response has waited for the client's flow-control window for 1s"),
+        # One byte: the whole 2-byte body is handed over and the stream is done for hyper,
+        # which holds the last byte; the connection is idle, and its GOAWAY cannot finish it.
+        (1, r"the client has not taken the rest of its responses 1s after GOAWAY"),
+    ],
+)
+def test_http2_clients_with_a_tiny_window_are_cut_off(serve, files, window, reason):
+    server = start(serve, files, "--keep-alive", "1")
+    client = H2Client(server, window=window)
+    with client:
+        client.get("/")
+        read_until_closed(client)
+        assert client.closed and not client.ended
+        server.wait_for_output(f"connection to {peer_name(server, client.sock)}: {reason}")
 
 
 def test_an_http2_client_that_stops_reading_the_socket_is_cut_off(serve, files):

@@ -9,9 +9,10 @@
 //! connection's `--max-connections` permit.
 //!
 //! [`Tracked`] wraps every response body. It hands hyper at most [`PIECE`] bytes at a time —
-//! hyper asks for more only when the client has granted window for what it already has — and
-//! counts its stream as waiting for the client from the moment it hands a piece until hyper
-//! asks for the next. [`Watch::next`] says when to close the connection: after the idle time
+//! hyper (1.12) takes a piece, waits until the client has granted some window, passes it to
+//! `h2`, and asks for the next — and counts its stream as waiting for the client from the
+//! response until hyper asks for the first piece, and from each piece until hyper asks for the
+//! next or, after the last, drops the body. [`Watch::next`] says when to close the connection: after the idle time
 //! with no stream open ([`Quiet::Idle`]), or once some stream has waited for a whole
 //! `--send-timeout` in which no response body on the connection moved ([`Quiet::Stalled`]).
 //! A client still taking any response keeps the connection, so a stream it paused on purpose
@@ -31,9 +32,9 @@ use tokio::time::{Instant, Sleep};
 
 use crate::http::OutBody;
 
-/// The most a response body hands hyper at once. With one large piece (a 16 MiB
-/// `HttpResponse`) hyper would ask for nothing more until the client had taken all of it, and a
-/// slow but steady client would look stalled; with pieces, taking one per `--send-timeout` is
+/// The most a response body hands hyper at once. One large piece (a 16 MiB `HttpResponse`)
+/// would go to `h2` whole at the first byte of window, and the body would be done while the
+/// client still had all of it to take; with pieces, taking one per `--send-timeout` is
 /// progress. 64 KiB is about HTTP/2's default initial window (65,535 bytes) and the size of a
 /// file read.
 pub const PIECE: usize = 64 * 1024;
@@ -52,7 +53,8 @@ pub enum Quiet {
 /// verdict needs no ordering with anything else and a stale read delays it by one period.
 pub struct Streams {
     open: watch::Sender<usize>,
-    /// Streams whose last piece hyper has not followed with a request for the next.
+    /// Streams whose body hyper has not asked for a piece since the last one (or since the
+    /// response).
     waiting: AtomicUsize,
     /// Requests for a piece, on any stream: the connection's progress.
     moved: AtomicU64,
@@ -173,11 +175,17 @@ pub struct Tracked {
 }
 
 impl Tracked {
+    /// A response with a body counts as waiting until hyper asks for its first piece, which
+    /// a hyper that reserves window first would do only once the client granted some.
     pub fn new(body: OutBody, open: Open) -> Self {
+        let waiting = !body.is_end_stream();
+        if waiting {
+            open.0.waiting.fetch_add(1, Ordering::Relaxed);
+        }
         Self {
             body,
             rest: Bytes::new(),
-            waiting: false,
+            waiting,
             open,
         }
     }
@@ -220,7 +228,8 @@ impl Body for Tracked {
             let rest = std::mem::take(&mut this.rest);
             Poll::Ready(Some(Ok(Frame::data(this.piece(rest)))))
         };
-        if matches!(polled, Poll::Ready(Some(Ok(_)))) && !this.is_end_stream() {
+        // The last piece too: hyper may hold it until the client grants window for it.
+        if matches!(polled, Poll::Ready(Some(Ok(_)))) {
             this.waiting = true;
             this.streams().waiting.fetch_add(1, Ordering::Relaxed);
         }
