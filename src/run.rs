@@ -348,9 +348,9 @@ fn watch_signals(
         .map_err(|e| Error::runtime(format!("cannot watch SIGINT: {e}")))?;
     let mut hup = signal(SignalKind::hangup())
         .map_err(|e| Error::runtime(format!("cannot watch SIGHUP: {e}")))?;
+    // `recv` answers `None` once the runtime is shutting down and never again a signal.
     tokio::spawn(async move {
-        loop {
-            hup.recv().await;
+        while hup.recv().await.is_some() {
             reload_tls(tls.as_ref()).await;
         }
     });
@@ -358,8 +358,9 @@ fn watch_signals(
         let mut count = 0;
         loop {
             let name = tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = int.recv() => "SIGINT",
+                Some(()) = term.recv() => "SIGTERM",
+                Some(()) = int.recv() => "SIGINT",
+                else => return,
             };
             count += 1;
             if count == 1 {

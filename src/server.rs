@@ -2,39 +2,40 @@
 //!
 //! [`serve`] takes bound listeners, the plan, the pool, the TLS configuration (if any) and a
 //! shutdown future (injected, so tests and the supervisor decide what "stop" means). Each
-//! accepted connection runs in its own task: the TLS handshake (bounded by
-//! `--header-timeout`), then HTTP/1.1 or HTTP/2 as ALPN, `--http` or the connection preface
-//! decide. On shutdown it stops accepting (removing Unix socket files), asks every connection
-//! to finish its current requests and close (HTTP/2 gets GOAWAY), and races that against
-//! `--graceful-timeout` and a second signal. What a connection does with a request is
-//! `http/`'s business.
+//! accepted connection runs in its own task, its socket under a write deadline
+//! (`listen/deadline.rs`): the TLS handshake (bounded by `--header-timeout`), then HTTP/1.1 or
+//! HTTP/2 as ALPN, `--http` or the connection preface decide; an HTTP/2 connection's streams
+//! are watched by `server/streams.rs` (idle, and stalled by flow control). On shutdown it
+//! stops accepting (removing Unix socket files), asks every connection to finish its current
+//! requests and close (HTTP/2 gets GOAWAY), and races that against `--graceful-timeout` and a
+//! second signal. What a connection does with a request is `http/`'s business.
+
+mod streams;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{HttpMode, Plan};
-use crate::http::{App, OutBody};
+use crate::http::App;
 use crate::job::ConnInfo;
+use crate::listen::deadline::{Deadline, Socket};
 use crate::listen::sniff::{self, Rewind};
 use crate::listen::tls::{Alpn, Tls};
 use crate::listen::{Bound, Peer};
 use crate::{log_debug, log_info, log_warn};
+use streams::{Quiet, Streams, Tracked, Watch};
 
 /// How the server stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,7 +133,7 @@ impl Accepting {
 
     async fn accept_loop<S, F, Fut>(&self, mut accept: F, local: Option<std::net::SocketAddr>)
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: AsyncRead + AsyncWrite + Socket + Unpin + Send + 'static,
         F: FnMut() -> Fut,
         Fut: Future<Output = std::io::Result<(S, Peer)>>,
     {
@@ -153,6 +154,8 @@ impl Accepting {
                     continue;
                 }
             };
+            // Under everything else, TLS included: see listen/deadline.rs.
+            let stream = Deadline::new(stream, peer, self.app.plan.send_timeout);
             let ctx = self.clone();
             self.tracker.spawn(async move {
                 ctx.connection(stream, peer, local).await;
@@ -225,52 +228,110 @@ impl Accepting {
             }
         };
         let app = Arc::clone(&self.app);
+        let peer = conn.peer;
         if h2 {
-            let (busy, idle) = watch::channel(0usize);
+            let streams = Streams::new();
+            let watch = streams.watch(head_timeout(plan), plan.send_timeout);
             let service = service_fn(move |req| {
-                let busy = Busy::new(&busy);
+                let open = streams.open();
                 let handled = crate::http::handle(req, Arc::clone(&app), Arc::clone(&conn));
                 async move {
                     let resp = handled.await?;
-                    Ok::<_, Infallible>(resp.map(|body| Tracked { body, _busy: busy }))
+                    Ok::<_, Infallible>(resp.map(|body| Tracked::new(body, open)))
                 }
             });
             let connection = http2_builder(plan, self.tracker.clone())
                 .serve_connection(TokioIo::new(io), service);
-            drive(connection, &self.stop, idle_for(idle, head_timeout(plan))).await;
+            drive_h2(connection, &self.stop, watch, peer, plan.send_timeout).await;
         } else {
             let service = service_fn(move |req| {
                 crate::http::handle(req, Arc::clone(&app), Arc::clone(&conn))
             });
             let connection = http1_builder(plan).serve_connection(TokioIo::new(io), service);
-            drive(connection, &self.stop, std::future::pending()).await;
+            drive(connection, &self.stop).await;
         }
     }
 }
 
-/// Run a connection until it ends, asking it to finish gracefully on shutdown or once `idle`
-/// resolves.
-async fn drive<C>(connection: C, stop: &CancellationToken, idle: impl Future<Output = ()>)
+/// Run an HTTP/1 connection until it ends, asking it to finish gracefully on shutdown.
+async fn drive<C>(connection: C, stop: &CancellationToken)
 where
     C: GracefulConnection,
     C::Error: std::fmt::Display,
 {
     tokio::pin!(connection);
-    tokio::pin!(idle);
     let result = tokio::select! {
         r = connection.as_mut() => r,
         () = stop.cancelled() => {
             connection.as_mut().graceful_shutdown();
             connection.await
         }
-        () = &mut idle => {
-            log_debug!("closing an idle HTTP/2 connection");
-            connection.as_mut().graceful_shutdown();
-            connection.await
+    };
+    ended(result);
+}
+
+/// Run an HTTP/2 connection until it ends. On shutdown, or once it is idle, ask it to finish
+/// gracefully (GOAWAY). Drop it at once when a stream has stalled (`server/streams.rs`), and
+/// when idle with its GOAWAY not letting it finish within `send_timeout`: only data hyper
+/// already holds for a client that does not take it can keep it open then.
+async fn drive_h2<C>(
+    connection: C,
+    stop: &CancellationToken,
+    mut watch: Watch,
+    peer: Peer,
+    send_timeout: Duration,
+) where
+    C: GracefulConnection,
+    C::Error: std::fmt::Display,
+{
+    tokio::pin!(connection);
+    let mut closing = false;
+    let mut idle_until: Option<tokio::time::Instant> = None;
+    let result = loop {
+        tokio::select! {
+            r = connection.as_mut() => break r,
+            () = stop.cancelled(), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            why = watch.next() => match why {
+                Quiet::Idle if !closing => {
+                    log_debug!("closing an idle HTTP/2 connection");
+                    closing = true;
+                    idle_until = Some(tokio::time::Instant::now() + send_timeout);
+                    connection.as_mut().graceful_shutdown();
+                }
+                Quiet::Idle => {}
+                Quiet::Stalled => {
+                    log_debug!(
+                        "closing the HTTP/2 connection to {peer}: a response has waited for the client's flow-control window for {}s (--send-timeout) while no other moved",
+                        send_timeout.as_secs_f64()
+                    );
+                    return;
+                }
+            },
+            () = sleep_until(idle_until), if idle_until.is_some() => {
+                log_debug!(
+                    "closing the idle HTTP/2 connection to {peer}: the client has not taken the rest of its responses {}s after GOAWAY (--send-timeout)",
+                    send_timeout.as_secs_f64()
+                );
+                return;
+            }
         }
     };
+    ended(result);
+}
+
+fn ended<E: std::fmt::Display>(result: Result<(), E>) {
     if let Err(e) = result {
         log_debug!("connection ended with an error: {e}");
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -298,11 +359,13 @@ fn http1_builder(plan: &Plan) -> http1::Builder {
     builder
 }
 
-/// HTTP/2 pings on a connection that has been quiet this long...
+/// HTTP/2 pings on a connection that has received nothing for this long (open streams or
+/// not)...
 const PING_INTERVAL: Duration = Duration::from_secs(20);
-/// ...and the connection is closed if the answer takes longer than this. Both are hyper's
-/// default ping timeout: long enough for any live client, short enough that a peer that
-/// vanished (no FIN, say a laptop closed) does not hold a request open for minutes.
+/// ...and the connection is closed if the answer takes longer than this. hyper sends no pings
+/// unless told an interval; 20 s is its default ping timeout, used for both: long enough for
+/// any live client, short enough that a peer that vanished (no FIN, say a laptop closed) does
+/// not hold a request open for minutes.
 const PING_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn http2_builder(plan: &Plan, tracker: TaskTracker) -> http2::Builder<Spawner> {
@@ -338,70 +401,6 @@ where
     }
 }
 
-/// Counts one open HTTP/2 stream, from the request to the end of its response body.
-struct Busy(watch::Sender<usize>);
-
-impl Busy {
-    fn new(count: &watch::Sender<usize>) -> Self {
-        count.send_modify(|n| *n += 1);
-        Self(count.clone())
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        self.0.send_modify(|n| *n -= 1);
-    }
-}
-
-/// Resolves once no stream has been open for `timeout`: hyper has no idle timeout for
-/// HTTP/2, and without one an idle client would hold its `--max-connections` permit forever.
-/// Any stream opening or closing restarts the clock, even one that came and went before this
-/// future looked.
-async fn idle_for(mut busy: watch::Receiver<usize>, timeout: Duration) {
-    loop {
-        let open = *busy.borrow_and_update();
-        let changed = if open == 0 {
-            tokio::select! {
-                () = tokio::time::sleep(timeout) => return,
-                r = busy.changed() => r,
-            }
-        } else {
-            busy.changed().await
-        };
-        if changed.is_err() {
-            // The connection is gone; so is the reason to close it.
-            return std::future::pending().await;
-        }
-    }
-}
-
-/// A response body that keeps its stream counted as open until it is dropped.
-struct Tracked {
-    body: OutBody,
-    _busy: Busy,
-}
-
-impl Body for Tracked {
-    type Data = Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
 /// hyper's read buffer must hold a whole request head within the configured limits; 8 KiB
 /// is hyper's minimum.
 fn head_buffer(plan: &crate::config::Plan) -> usize {
@@ -410,35 +409,4 @@ fn head_buffer(plan: &crate::config::Plan) -> usize {
         .saturating_add(l.fields.saturating_mul(l.field_size.saturating_add(2)))
         .saturating_add(4096)
         .clamp(8192, 16 << 20)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn an_http2_connection_is_idle_after_timeout_without_streams() {
-        let (count, rx) = watch::channel(0usize);
-        let idle = tokio::spawn(idle_for(rx, Duration::from_secs(5)));
-        // Let the watcher see what changed, move the clock, let it see the time.
-        let step = |secs| async move {
-            tokio::task::yield_now().await;
-            tokio::time::advance(Duration::from_secs(secs)).await;
-            tokio::task::yield_now().await;
-        };
-        step(4).await;
-        assert!(!idle.is_finished());
-        // A stream that opens and closes at once still counts as activity.
-        drop(Busy::new(&count));
-        step(4).await;
-        assert!(!idle.is_finished(), "the clock restarted");
-        let open = Busy::new(&count);
-        step(60).await;
-        assert!(!idle.is_finished(), "a stream is open");
-        drop(open);
-        step(4).await;
-        assert!(!idle.is_finished());
-        step(2).await;
-        assert!(idle.is_finished());
-    }
 }

@@ -2,10 +2,12 @@
 //!
 //! Owns binding (before the runtime starts, so a port in use is reported with its address and
 //! nothing has been served), the Unix-socket rules (refuse a path that is not a socket, replace
-//! a stale socket, apply `--unix-socket-mode`, unlink on exit), TLS (`tls.rs`, with the PEM
-//! files in `pem.rs`) and telling HTTP/2 prior knowledge from HTTP/1 (`sniff.rs`). What happens
-//! on an accepted connection belongs to `server.rs` and `http/`.
+//! a stale socket, apply `--unix-socket-mode`, unlink on exit), the write deadline of every
+//! accepted socket (`deadline.rs`, `--send-timeout`), TLS (`tls.rs`, with the PEM files in
+//! `pem.rs`) and telling HTTP/2 prior knowledge from HTTP/1 (`sniff.rs`). What happens on an
+//! accepted connection belongs to `server.rs` and `http/`.
 
+pub mod deadline;
 mod pem;
 pub mod sniff;
 pub mod tls;
