@@ -117,8 +117,9 @@ pub struct Options {
     )]
     pub header_timeout: f64,
 
-    /// Seconds a client may take to accept the next part of a streamed response; a client
-    /// slower than that gets its response cut short and frees the worker thread.
+    /// Seconds a client may go without accepting any byte of a response (any response: a
+    /// static file, a whole body, a stream); then its connection is closed, freeing the
+    /// connection slot and, for a streamed response, the worker thread.
     #[arg(
         long,
         value_name = "SECONDS",
