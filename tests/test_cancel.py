@@ -454,3 +454,28 @@ def test_a_storm_of_cancelled_requests_leaks_nothing(cancelapp):
     # Generous: the allocator keeps what it likes; a leak of even 1 KiB per request would
     # still show over a few storms, but one storm must not grow the process by much.
     assert vm_rss(pid) - base_rss < 32 << 20, (base_rss, vm_rss(pid))
+
+
+# -- complete responses are not disconnects ----------------------------------------------------
+
+
+def test_a_complete_response_with_a_content_length_is_not_a_disconnect(serve, tmp_path):
+    # hyper stops polling an HTTP/1 body once its Content-Length is out and drops it; the
+    # disconnect guard must count that as complete (a Django FileResponse goes this way).
+    data = tmp_path / "data.bin"
+    data.write_bytes(b"z" * 300_000)
+    server = serve("filewrap", "--access-log")
+    target = f"/?path={data}&cl=size"
+    resp, body = server.request("GET", target)
+    assert resp.status == 200 and len(body) == 300_000
+    server.wait_for_output(access_line("GET", target, 200), LIVENESS)
+    assert "was cancelled" not in server.output()
+
+
+def test_a_complete_stream_with_a_content_length_is_not_a_disconnect(serve):
+    server = serve("stream", "--access-log")
+    target = "/?n=5&size=10&cl=1&tag=done"
+    resp, body = server.request("GET", target)
+    assert resp.status == 200 and len(body) == 50
+    server.wait_for_output(access_line("GET", target, 200), LIVENESS)
+    assert "was cancelled" not in server.output()

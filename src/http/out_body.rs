@@ -42,6 +42,10 @@ const FILE_CHUNK: usize = 64 * 1024;
 pub struct OutBody {
     kind: Kind,
     sent: u64,
+    /// The length of a streamed or file body when known ahead (the file's, or the
+    /// Content-Length the application declared): hyper stops polling an HTTP/1 body once that
+    /// many bytes are out, so the body counts as complete then, not only at its end.
+    declared: Option<u64>,
     finish: Option<Finish>,
     watch: Option<Box<Watch>>,
 }
@@ -112,6 +116,7 @@ impl OutBody {
         Self {
             kind: Kind::Full(Some(bytes).filter(|b| !b.is_empty())),
             sent: 0,
+            declared: None,
             finish: None,
             watch: None,
         }
@@ -121,6 +126,7 @@ impl OutBody {
         Self {
             kind: Kind::Stream(rx, aborted),
             sent: 0,
+            declared: None,
             finish: None,
             watch: None,
         }
@@ -133,6 +139,7 @@ impl OutBody {
         Self {
             kind: Kind::File(stream),
             sent: 0,
+            declared: Some(len),
             finish: None,
             watch: None,
         }
@@ -143,6 +150,7 @@ impl OutBody {
         Self {
             kind: Kind::Range(FileRange::new(Arc::new(file), offset, len)),
             sent: 0,
+            declared: None,
             finish: None,
             watch: None,
         }
@@ -159,9 +167,18 @@ impl OutBody {
                 len,
             }),
             sent: 0,
+            declared: None,
             finish: None,
             watch: None,
         }
+    }
+
+    /// A streamed body that will be `len` bytes long (the application declared
+    /// Content-Length).
+    #[must_use]
+    pub fn with_length(mut self, len: u64) -> Self {
+        self.declared = Some(len);
+        self
     }
 
     #[must_use]
@@ -284,7 +301,8 @@ impl Body for OutBody {
             Kind::Full(None) => true,
             Kind::Range(r) => r.remaining == 0,
             Kind::Parts(p) => p.queue.is_empty(),
-            _ => false,
+            Kind::Full(Some(_)) => false,
+            Kind::Stream(..) | Kind::File(_) => self.declared.is_some_and(|len| self.sent >= len),
         }
     }
 

@@ -276,7 +276,20 @@ fn too_large(max: u64) -> Response<OutBody> {
 async fn into_response(reply: Reply) -> Response<OutBody> {
     let body = match reply.body {
         ReplyBody::Full(bytes) => OutBody::full(bytes),
-        ReplyBody::Stream(rx, aborted) => OutBody::stream(rx, aborted),
+        ReplyBody::Stream(rx, aborted) => {
+            let body = OutBody::stream(rx, aborted);
+            // The application's Content-Length (already checked by the WSGI layer): hyper
+            // stops polling once that many bytes are out, and the body must know it is done.
+            match reply
+                .headers
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                Some(len) => body.with_length(len),
+                None => body,
+            }
+        }
         ReplyBody::File { file, offset, len } => {
             let mut file = tokio::fs::File::from_std(file);
             if let Err(e) = file.seek(SeekFrom::Start(offset)).await {

@@ -83,9 +83,12 @@ async fn after_grace(
 /// Hand the exception for `reason` to the thread running `flight`, if one still is; returns
 /// the exception's class name.
 fn inject(py: Python<'_>, flight: &Flight, reason: Reason) -> Option<String> {
-    // With the GIL held the runner cannot change under us (it is set and cleared holding it).
-    let ident = flight.runner()?;
+    // The class first: building it may run Python (an import, a collection), during which
+    // the GIL can pass to the worker, which may then finish this request and start another.
+    // From reading the runner to handing over the exception no Python runs, and with the GIL
+    // held the runner cannot change (it is set and cleared holding it).
     let class = bridge::cancelled_error(py, reason).get_type(py);
+    let ident = flight.runner()?;
     // The C API takes an `unsigned long` thread id; pyo3 declares it as `long`, same bits.
     #[allow(clippy::cast_possible_wrap)]
     let id = ident as std::ffi::c_long;
