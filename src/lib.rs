@@ -8,8 +8,8 @@
 //! | `config.rs` | every option (clap), validation into a `Plan` | no |
 //! | `error.rs` | the start-up error type and exit codes | no |
 //! | `app.rs` | importing the application | yes |
-//! | `listen/` | TCP and Unix listeners, TLS (rustls), HTTP/2 preface detection | no |
-//! | `server.rs` | accept loops, connections, graceful shutdown | no |
+//! | `listen/` | TCP and Unix listeners, the write deadline, TLS (rustls), HTTP/2 preface detection | no |
+//! | `server.rs` | accept loops, connections, graceful shutdown; `server/streams.rs` watches HTTP/2 streams | no |
 //! | `http/` | admission, proxies and prefix, the hyper service, server-made responses, access log | no |
 //! | `static_files/` | static mounts, path safety, conditional/range/precompressed responses | `django.rs` only |
 //! | `body.rs` | request bodies, buffered or spooled before dispatch | no |
