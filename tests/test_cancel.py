@@ -112,24 +112,6 @@ def test_a_queued_request_whose_client_left_is_never_run(cancelapp, tmp_path):
     assert not events.matching("tag=second"), "the application ran a request nobody waited for"
 
 
-def test_a_full_queue_makes_room_by_dropping_requests_whose_clients_left(cancelapp, tmp_path):
-    # Abandoned requests must not fill the queue and turn honest clients away with 503.
-    server, events = cancelapp("--threads", "1", "--max-queue", "2", "--access-log")
-    gate = tmp_path / "gate"
-    with send(server, f"/gate?tag=first&gate={gate}") as first:
-        events.wait("called tag=first")
-        for tag in ("gone1", "gone2"):
-            send(server, f"/quick?tag={tag}").close()
-            server.wait_for_output(access_line("GET", f"/quick?tag={tag}", 499), LIVENESS)
-        # The queue holds two dead requests; a third request still gets in.
-        with send(server, "/quick?tag=honest") as honest:
-            gate.touch()
-            assert first.read_response().body == b"passed"
-            assert honest.read_response().status == 200
-    assert events.matching("called tag=honest")
-    assert not events.matching("tag=gone"), "the application ran a request nobody waited for"
-
-
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_a_view_polling_disconnected_sees_the_client_leave(cancelapp, method):
     # The POST body is read whole (and, past --body-buffer-size, spooled) before the view
