@@ -15,11 +15,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
-import subprocess
-import textwrap
 from pathlib import Path
 
 import h2.config
@@ -29,7 +26,8 @@ import h2.events
 import pytest
 from conftest import start
 from helpers import Conn, Truncated, build_request, host_header, vm_rss, wait_until
-from tls_helpers import Pki, TlsView, free_port, tls_args
+from nginx_helpers import running_nginx
+from tls_helpers import Pki, TlsView, tls_args
 
 # How long the application may take to notice what a test did. Generous: the machine is
 # shared; a broken server fails these tests by exceeding them, not a slow one.
@@ -186,61 +184,33 @@ def test_tls_clients_leaving_are_noticed(serve, tmp_path):
 
 
 def test_a_client_leaving_nginx_cancels_the_request_behind_it(tmp_path):
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not os.path.exists(nginx):
-        pytest.skip("nginx is not installed (.ci/run installs it)")
     events = Events(tmp_path / "events.log")
     sock = tmp_path / "ferrule.sock"
     server = start(
         ["--bind", f"unix:{sock}", "--unix-socket-mode", "666", "cancelapp"],
         env={"FERRULE_TEST_CLOSE_LOG": str(events.path)},
     )
-    port = free_port()
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(
-        textwrap.dedent(
-            f"""
-            daemon off;
-            {"user root;" if os.geteuid() == 0 else ""}
-            pid {tmp_path}/nginx.pid;
-            error_log {tmp_path}/error.log;
-            events {{ worker_connections 64; }}
-            http {{
-                access_log off;
-                client_body_temp_path {tmp_path}/body;
-                proxy_temp_path {tmp_path}/proxy;
-                upstream app {{ server unix:{sock}; keepalive 8; }}
-                server {{
-                    listen 127.0.0.1:{port};
-                    location / {{
-                        proxy_pass http://app;
-                        proxy_http_version 1.1;
-                        proxy_set_header Connection "";
-                    }}
-                }}
+    block = f"""
+        upstream app {{ server unix:{sock}; keepalive 8; }}
+        server {{
+            listen 127.0.0.1:{{port}};
+            location / {{
+                proxy_pass http://app;
+                proxy_http_version 1.1;
+                proxy_set_header Connection "";
             }}
-            """
-        )
-    )
-    proxy = subprocess.Popen([nginx, "-c", str(conf), "-p", str(tmp_path)])
+        }}
+    """
     try:
-        c = wait_until(lambda: connect_or_none(port), LIVENESS, what="nginx to listen")
-        c.sendall(b"GET /poll?tag=nginx HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        events.wait("started tag=nginx")
-        c.close()
-        events.wait("saw cancel tag=nginx reason=disconnected")
-        events.wait("request_finished tag=nginx")
+        with running_nginx(tmp_path, block) as port:
+            c = socket.create_connection(("127.0.0.1", port), timeout=30)
+            c.sendall(b"GET /poll?tag=nginx HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            events.wait("started tag=nginx")
+            c.close()
+            events.wait("saw cancel tag=nginx reason=disconnected")
+            events.wait("request_finished tag=nginx")
     finally:
-        proxy.terminate()
-        proxy.wait(10)
         server.stop()
-
-
-def connect_or_none(port: int) -> socket.socket | None:
-    try:
-        return socket.create_connection(("127.0.0.1", port), timeout=30)
-    except OSError:
-        return None
 
 
 # -- HTTP/2 ------------------------------------------------------------------------------------

@@ -14,22 +14,17 @@ import json
 import os
 import re
 import shlex
-import shutil
-import socket
 import ssl
 import subprocess
 import sys
-import textwrap
-import time
 import urllib.parse
-from pathlib import Path
 
 import pytest
 from conftest import ROOT, TESTS, start
+from nginx_helpers import NGINX, free_port, running_nginx
 from test_django import multipart
 from tls_helpers import Pki
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 DOC = ROOT / "docs" / "deploy-nginx.md"
 SITE = TESTS / "django_site"
 
@@ -46,25 +41,6 @@ def doc_block(name: str) -> str:
         if first.strip() == f"# test: {name}":
             return rest
     raise AssertionError(f"docs/deploy-nginx.md has no block marked '# test: {name}'")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if proc.poll() is not None:
-                raise AssertionError("nginx exited:\n" + log.read_text()) from None
-            time.sleep(0.05)
-    raise AssertionError("nginx did not listen:\n" + log.read_text())
 
 
 class Deployment:
@@ -120,44 +96,18 @@ def deployed(tmp_path_factory):
     ]
     server = start(argv, env=env, cwd=SITE)
 
-    port, plain_port = free_port(), free_port()
     site = (
         doc_block("nginx-site")
         .replace("/run/mysite/ferrule.sock", str(sock))
-        .replace("listen 443 ssl", f"listen 127.0.0.1:{port} ssl")
-        .replace("listen 80;", f"listen 127.0.0.1:{plain_port};")
+        .replace("listen 443 ssl", "listen 127.0.0.1:{port} ssl")
+        .replace("listen 80;", f"listen 127.0.0.1:{free_port()};")
         .replace("/etc/ssl/mysite/fullchain.pem", str(cert.cert))
         .replace("/etc/ssl/mysite/privkey.pem", str(cert.key))
     )
-    conf = tmp / "nginx.conf"
-    conf.write_text(
-        textwrap.dedent(
-            f"""
-            daemon off;
-            {"user root;" if os.geteuid() == 0 else ""}
-            pid {tmp}/nginx.pid;
-            error_log {tmp}/error.log;
-            events {{ worker_connections 256; }}
-            http {{
-                access_log off;
-                client_body_temp_path {tmp}/body;
-                proxy_temp_path {tmp}/proxy;
-            """
-        )
-        + site
-        + "}\n"
-    )
-    nginx = subprocess.Popen(
-        [NGINX, "-c", str(conf), "-p", str(tmp)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     try:
-        wait_for_port(port, nginx, tmp / "error.log")
-        yield Deployment(port, pki.context(), server)
+        with running_nginx(tmp, site) as port:
+            yield Deployment(port, pki.context(), server)
     finally:
-        nginx.terminate()
-        nginx.wait(10)
         server.stop()
 
 

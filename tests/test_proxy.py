@@ -9,20 +9,17 @@ a Unix socket the peer is always trusted. Django's view of it (`request.is_secur
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
-import textwrap
 
 import pytest
 import requests
 from conftest import ROOT, ferrule_env
-from helpers import Conn, echo, wait_until
+from helpers import Conn, echo
+from nginx_helpers import running_nginx
 
 FORWARDING = (
     "HTTP_X_FORWARDED_FOR",
@@ -382,8 +379,6 @@ def test_django_ignores_an_untrusted_peer(django, transport):
 
 # --- nginx, configured as docs/proxies.md says ----------------------------------------------
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-
 
 def documented_header_lines() -> str:
     """The `proxy_http_version` and `proxy_set_header` lines of the first nginx example in
@@ -397,50 +392,6 @@ def documented_header_lines() -> str:
     ]
     assert any("X-Forwarded-For" in line for line in lines), block
     return "\n".join(lines)
-
-
-@contextlib.contextmanager
-def running_nginx(tmp_path, http_block: str):
-    """nginx on a free loopback port with `http_block` inside `http { }`; yields its URL."""
-    if not os.path.exists(NGINX):
-        pytest.skip("nginx is not installed (.ci/run installs it)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(
-        textwrap.dedent(
-            """
-            daemon off;
-            {user}
-            pid {tmp}/nginx.pid;
-            error_log {tmp}/error.log;
-            events {{ worker_connections 64; }}
-            http {{
-                access_log off;
-                client_body_temp_path {tmp}/body;
-                proxy_temp_path {tmp}/proxy;
-            {http_block}
-            }}
-            """
-        ).format(
-            user="user root;" if os.geteuid() == 0 else "",
-            tmp=tmp_path,
-            http_block=http_block.format(port=port),
-        )
-    )
-    nginx = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(tmp_path)])
-    try:
-        wait_until(
-            lambda: nginx.poll() is not None or port_open(port),
-            timeout=10,
-            what="nginx to listen",
-        )
-        assert nginx.poll() is None, (tmp_path / "error.log").read_text()
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        nginx.terminate()
-        nginx.wait(10)
 
 
 # The test client is on loopback; ferrule trusts only its Unix-socket peer (nginx), so that the
@@ -459,29 +410,21 @@ def nginx_in_front(tmp_path, launched):
     launched(["--bind", f"unix:{plain}", *BEHIND_NGINX, "echo:app"])
     headers = documented_header_lines().replace("\n", "\n            ")
     block = f"""
-        server {{{{
+        server {{
             listen 127.0.0.1:{{port}};
-            location / {{{{
+            location / {{
                 proxy_pass http://unix:{prefixed}:;
                 {headers}
-            }}}}
-            location /site/ {{{{
+            }}
+            location /site/ {{
                 proxy_pass http://unix:{plain}:/;
                 {headers}
                 proxy_set_header X-Forwarded-Prefix /site;
-            }}}}
-        }}}}
+            }}
+        }}
     """
-    with running_nginx(tmp_path, block) as url:
-        yield url
-
-
-def port_open(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
+    with running_nginx(tmp_path, block) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 SPOOFED = {
@@ -538,21 +481,21 @@ def rfc7239_proxy(tmp_path, launched):
         ["--bind", f"unix:{sock}", *BEHIND_NGINX, "--forwarded-headers", "forwarded", "echo:app"]
     )
     block = f"""
-        map $http_forwarded $forwarded_chain {{{{
+        map $http_forwarded $forwarded_chain {{
             ""      "for=$remote_addr;proto=$scheme";
             default "$http_forwarded, for=$remote_addr;proto=$scheme";
-        }}}}
-        server {{{{
+        }}
+        server {{
             listen 127.0.0.1:{{port}};
-            location / {{{{
+            location / {{
                 proxy_pass http://unix:{sock}:;
                 proxy_http_version 1.1;
                 proxy_set_header Forwarded $forwarded_chain;
-            }}}}
-        }}}}
+            }}
+        }}
     """
-    with running_nginx(tmp_path, block) as url:
-        yield url
+    with running_nginx(tmp_path, block) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_rfc7239_proxy_client_cannot_choose_its_address_with_x_forwarded(rfc7239_proxy):

@@ -1,0 +1,71 @@
+"""A real nginx started by a test, on a free loopback port, in the test's tmp_path."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+from helpers import wait_until
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def running_nginx(tmp_path: Path, http_block: str):
+    """nginx with `http_block` inside `http { }`, where `{port}` stands for a free loopback
+    port; yields that port once nginx listens. Skips the test when nginx is not installed
+    (.ci/run installs it)."""
+    if not os.path.exists(NGINX):
+        pytest.skip("nginx is not installed (.ci/run installs it)")
+    port = free_port()
+    head = textwrap.dedent(
+        f"""\
+        daemon off;
+        {"user root;" if os.geteuid() == 0 else ""}
+        pid {tmp_path}/nginx.pid;
+        error_log {tmp_path}/error.log;
+        events {{ worker_connections 256; }}
+        http {{
+            access_log off;
+            client_body_temp_path {tmp_path}/body;
+            proxy_temp_path {tmp_path}/proxy;
+        """
+    )
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(head + http_block.replace("{port}", str(port)) + "\n}\n")
+    nginx = subprocess.Popen(
+        [NGINX, "-c", str(conf), "-p", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(
+            lambda: nginx.poll() is not None or port_open(port),
+            timeout=10,
+            what="nginx to listen",
+        )
+        assert nginx.poll() is None, (tmp_path / "error.log").read_text()
+        yield port
+    finally:
+        nginx.terminate()
+        nginx.wait(10)
