@@ -99,22 +99,6 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
         .map_or_else(|_| "?".into(), |n| n.to_string())
 }
 
-/// A string Django setting, `None` when unset or `None`.
-pub fn django_setting(py: Python<'_>, name: &str) -> PyResult<Option<String>> {
-    let settings = py.import("django.conf")?.getattr("settings")?;
-    let value = settings.getattr(name).or_else(|e| {
-        if e.is_instance_of::<pyo3::exceptions::PyAttributeError>(py) {
-            Ok(py.None().into_bound(py))
-        } else {
-            Err(e)
-        }
-    })?;
-    if value.is_none() {
-        return Ok(None);
-    }
-    value.str().map(|s| Some(s.to_string()))
-}
-
 /// Whether the loaded application is a Django project: Django was imported and its settings
 /// configured (`ferrule mysite.wsgi` as much as `manage.py server`).
 pub fn django_configured(py: Python<'_>) -> bool {

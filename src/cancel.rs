@@ -256,11 +256,6 @@ impl Flight {
     pub fn mark_injected(&self) {
         self.injected.store(true, Ordering::Release);
     }
-
-    /// Whether an exception was handed to the runner thread.
-    pub fn was_injected(&self) -> bool {
-        self.injected.load(Ordering::Acquire)
-    }
 }
 
 /// The `--timeout` timer of one request: fires the flight with [`Reason::Timeout`] when it

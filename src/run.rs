@@ -126,7 +126,7 @@ fn run(py: Python<'_>, plan: &Arc<Plan>, target: &Target) -> Result<i32, Error> 
 fn routes(py: Python<'_>, plan: &Plan, target: &Target) -> Result<(StaticFiles, Proxy), Error> {
     let django = matches!(target, Target::Django) || app::django_configured(py);
     let force_script_name = if django {
-        app::django_setting(py, "FORCE_SCRIPT_NAME")
+        static_files::django::setting(py, "FORCE_SCRIPT_NAME")
             .map_err(|e| Error::app(format!("cannot read FORCE_SCRIPT_NAME: {e}")))?
     } else {
         None
@@ -321,10 +321,7 @@ fn start_workers(
 ) -> Result<(bridge::EventLoop, Pool), Error> {
     let event_loop = bridge::EventLoop::start(py)
         .map_err(|e| Error::runtime(format!("cannot start the asyncio event loop: {e}")))?;
-    let runner = move |py: Python<'_>, job: Job| {
-        bridge::enter_request(py, &job.flight);
-        wsgi.run(py, job);
-    };
+    let runner = move |py: Python<'_>, job: Job| wsgi.run(py, job);
     match Pool::start(plan.pool, Box::new(runner)) {
         Ok(pool) => Ok((event_loop, pool)),
         Err(e) => {

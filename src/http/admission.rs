@@ -10,7 +10,7 @@ use http::header::{HOST, TRANSFER_ENCODING};
 use http::request::Parts;
 use std::borrow::Cow;
 
-use http::{StatusCode, Uri, Version};
+use http::{StatusCode, Version};
 
 use crate::config::Limits;
 
@@ -44,21 +44,15 @@ impl Refusal {
 }
 
 /// The request target as the client sent it: an origin-form target as is, any other form
-/// (absolute, authority, `*`) as hyper rebuilt it.
-pub fn request_target(uri: &Uri) -> Cow<'_, str> {
-    match uri.path_and_query() {
-        Some(pq) if uri.scheme().is_none() => Cow::Borrowed(pq.as_str()),
-        _ => Cow::Owned(uri.to_string()),
-    }
-}
-
-/// The request target of a request of any version: for HTTP/2, whose URI hyper builds from
+/// (absolute, authority, `*`) as hyper rebuilt it. For HTTP/2, whose URI hyper builds from
 /// `:scheme`, `:authority` and `:path`, the `:path` (origin form), as an HTTP/1 client would
 /// have sent it.
 pub fn request_target_of(parts: &Parts) -> Cow<'_, str> {
     match parts.uri.path_and_query() {
-        Some(pq) if parts.version == Version::HTTP_2 => Cow::Borrowed(pq.as_str()),
-        _ => request_target(&parts.uri),
+        Some(pq) if parts.version == Version::HTTP_2 || parts.uri.scheme().is_none() => {
+            Cow::Borrowed(pq.as_str())
+        }
+        _ => Cow::Owned(parts.uri.to_string()),
     }
 }
 

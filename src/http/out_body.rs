@@ -112,65 +112,51 @@ struct FileRange {
 }
 
 impl OutBody {
-    pub fn full(bytes: Bytes) -> Self {
+    fn new(kind: Kind, declared: Option<u64>) -> Self {
         Self {
-            kind: Kind::Full(Some(bytes).filter(|b| !b.is_empty())),
+            kind,
             sent: 0,
-            declared: None,
+            declared,
             finish: None,
             watch: None,
         }
     }
 
+    pub fn full(bytes: Bytes) -> Self {
+        Self::new(Kind::Full(Some(bytes).filter(|b| !b.is_empty())), None)
+    }
+
     pub fn stream(rx: mpsc::Receiver<Chunk>, aborted: Arc<AtomicBool>) -> Self {
-        Self {
-            kind: Kind::Stream(rx, aborted),
-            sent: 0,
-            declared: None,
-            finish: None,
-            watch: None,
-        }
+        Self::new(Kind::Stream(rx, aborted), None)
     }
 
     /// `len` bytes of `file`, which is already positioned at the first one.
     pub fn file(file: tokio::fs::File, len: u64) -> Self {
         use tokio::io::AsyncReadExt;
         let stream = ReaderStream::with_capacity(file.take(len), FILE_CHUNK);
-        Self {
-            kind: Kind::File(stream),
-            sent: 0,
-            declared: Some(len),
-            finish: None,
-            watch: None,
-        }
+        Self::new(Kind::File(stream), Some(len))
     }
 
     /// `len` bytes of `file` from `offset` (a static file, or a range of one).
     pub fn file_range(file: File, offset: u64, len: u64) -> Self {
-        Self {
-            kind: Kind::Range(FileRange::new(Arc::new(file), offset, len)),
-            sent: 0,
-            declared: None,
-            finish: None,
-            watch: None,
-        }
+        Self::new(
+            Kind::Range(FileRange::new(Arc::new(file), offset, len)),
+            None,
+        )
     }
 
     /// `parts` in order, `len` bytes in all; `file` is read for the [`Part::File`] parts (a
     /// body without any may pass `None`).
     pub fn parts(parts: Vec<Part>, file: Option<File>, len: u64) -> Self {
-        Self {
-            kind: Kind::Parts(Parts {
+        Self::new(
+            Kind::Parts(Parts {
                 queue: parts.into(),
                 file: file.map(Arc::new),
                 current: None,
                 len,
             }),
-            sent: 0,
-            declared: None,
-            finish: None,
-            watch: None,
-        }
+            None,
+        )
     }
 
     /// A streamed body that will be `len` bytes long (the application declared

@@ -218,11 +218,7 @@ async fn read_body(
     app: &App,
 ) -> Result<body::Body, Response<OutBody>> {
     let limits = &app.plan.limits;
-    let declared = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = content_length(&parts.headers);
     if declared.is_some_and(|len| len > limits.max_body) {
         return Err(too_large(limits.max_body));
     }
@@ -273,6 +269,14 @@ fn too_large(max: u64) -> Response<OutBody> {
     )
 }
 
+/// A Content-Length header's value, when it is one number.
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
 async fn into_response(reply: Reply) -> Response<OutBody> {
     let body = match reply.body {
         ReplyBody::Full(bytes) => OutBody::full(bytes),
@@ -280,12 +284,7 @@ async fn into_response(reply: Reply) -> Response<OutBody> {
             let body = OutBody::stream(rx, aborted);
             // The application's Content-Length (already checked by the WSGI layer): hyper
             // stops polling once that many bytes are out, and the body must know it is done.
-            match reply
-                .headers
-                .get(CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok())
-            {
+            match content_length(&reply.headers) {
                 Some(len) => body.with_length(len),
                 None => body,
             }

@@ -122,6 +122,12 @@ fn raw_setting<'py>(
     }
 }
 
+/// A non-empty string setting of the configured Django project, read as written (see
+/// [`raw_setting`]).
+pub fn setting(py: Python<'_>, name: &str) -> PyResult<Option<String>> {
+    string_setting(&py.import("django.conf")?.getattr("settings")?, name)
+}
+
 /// A non-empty string setting.
 fn string_setting(settings: &Bound<'_, PyAny>, name: &str) -> PyResult<Option<String>> {
     Ok(raw_setting(settings, name)?

@@ -13,7 +13,7 @@
 use bytes::Bytes;
 use http::request::Parts;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyBytesMethods, PyList, PyTuple};
 
 use super::environ::{self, Constants, Streams};
 use super::errors::ErrorStream;
@@ -117,6 +117,8 @@ impl Application {
             Ok(input) => input,
             Err(e) => return log_failure(py, &head, &Failure::Raised(e), None),
         };
+        // Only for a request that runs: a queued one whose client left is skipped above.
+        crate::bridge::enter_request(py, &flight);
         let _current = cancel::enter(&flight);
         self.interrupts.arm(&flight, &head.method, &head.uri);
         let outcome = (|| -> Result<(), Failure> {
@@ -178,8 +180,9 @@ fn deliver(py: Python<'_>, sr: &StartResponse, result: &Bound<'_, PyAny>) -> Res
             [one] => lend(one),
             many => Bytes::from(
                 many.iter()
-                    .flat_map(|b| b.as_bytes().iter().copied())
-                    .collect::<Vec<u8>>(),
+                    .map(PyBytesMethods::as_bytes)
+                    .collect::<Vec<_>>()
+                    .concat(),
             ),
         };
         let streaming_already = sr.lock().is_streaming();
