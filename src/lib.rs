@@ -37,6 +37,7 @@ pub mod logging;
 pub mod pool;
 pub mod server;
 pub mod static_files;
+pub mod stats;
 pub mod wsgi;
 
 mod run;

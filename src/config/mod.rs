@@ -10,6 +10,7 @@
 mod parse;
 mod proxy;
 mod statics;
+mod stats;
 mod tls;
 
 use std::net::SocketAddr;
@@ -24,6 +25,7 @@ pub use parse::{parse_addrport, parse_bind, parse_size};
 use parse::{positive_seconds, seconds};
 pub use proxy::{ForwardedHeaders, ProxyOptions, ProxyPlan};
 pub use statics::{normalize_url_path, StaticMount, StaticOptions, StaticPlan, DEFAULT_MAX_AGE};
+pub use stats::{StatsOptions, StatsPlan};
 pub use tls::{ClientCert, H2Limits, HttpMode, TlsFiles, TlsOptions, TlsPlan, TlsVersion};
 
 /// `ferrule [OPTIONS] APP`: the standalone command.
@@ -295,6 +297,19 @@ pub struct Options {
     #[arg(long, env = "FERRULE_ACCESS_LOG", help_heading = "Logging")]
     pub access_log: bool,
 
+    /// The access log line: `combined` (Apache combined plus the duration in microseconds),
+    /// `json` (one object per line with the request id, view label, queue, processing and
+    /// asleep times), or a template such as `'{client} {method} {path} {status} {duration_ms}'`
+    /// (fields are listed in the README). Giving it turns the access log on. Default is
+    /// combined.
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        env = "FERRULE_ACCESS_LOG_FORMAT",
+        help_heading = "Logging"
+    )]
+    pub access_log_format: Option<String>,
+
     /// Write server logs to this file instead of Python `logging`; the verbosity comes from
     /// `FERRULE_DEBUG` (1 error, 2 warning, 3 info, 4 debug, 5 trace; default 3).
     #[arg(
@@ -313,6 +328,9 @@ pub struct Options {
 
     #[command(flatten)]
     pub tls: TlsOptions,
+
+    #[command(flatten)]
+    pub stats: StatsOptions,
 }
 
 /// Where one listener listens.
@@ -370,10 +388,13 @@ pub struct Plan {
     /// `--cancel-grace`; `None` when exceptions are never raised in a cancelled request.
     pub cancel_grace: Option<Duration>,
     pub access_log: bool,
+    /// `--access-log-format`, as given (`http/access.rs` parses it).
+    pub access_log_format: Option<String>,
     pub log_file: Option<PathBuf>,
     pub statics: StaticPlan,
     pub proxy: ProxyPlan,
     pub tls: TlsPlan,
+    pub stats: StatsPlan,
 }
 
 const DEFAULT_BIND: &str = "127.0.0.1:8000";
@@ -455,11 +476,13 @@ impl Options {
             timeout: Some(seconds("--timeout", self.timeout)?).filter(|d| !d.is_zero()),
             cancel_grace: Some(seconds("--cancel-grace", self.cancel_grace)?)
                 .filter(|d| !d.is_zero()),
-            access_log: self.access_log,
+            access_log: self.access_log || self.access_log_format.is_some(),
+            access_log_format: self.access_log_format.clone(),
             log_file: self.log_file.clone(),
             statics: self.statics.resolve()?,
             proxy: self.proxy.resolve()?,
             tls: self.tls.resolve()?,
+            stats: self.stats.resolve()?,
         })
     }
 }
