@@ -11,7 +11,7 @@
 //! raises the exception in the right thread, and only while it still runs this request).
 //! [`Deadline`] is the `--timeout` timer.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -95,6 +95,17 @@ pub struct Flight {
     runner: AtomicU64,
     /// An exception was handed to the runner's thread and may not have been raised yet.
     injected: AtomicBool,
+    /// Threads blocked in [`Flight::block_until`] now (the statistics' in-flight state).
+    sleeping: AtomicU32,
+}
+
+/// Time every request's thread spent asleep in async waits, since start (for the statistics'
+/// work-to-sleep ratio). A process-wide counter: a flight does not know the statistics.
+static ASLEEP_TOTAL_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Time all requests' threads have spent asleep in async waits since the process started.
+pub fn asleep_total() -> Duration {
+    Duration::from_nanos(ASLEEP_TOTAL_NS.load(Ordering::Relaxed))
 }
 
 #[derive(Default)]
@@ -112,6 +123,7 @@ impl Flight {
             fired: Notify::new(),
             runner: AtomicU64::new(0),
             injected: AtomicBool::new(false),
+            sleeping: AtomicU32::new(0),
         })
     }
 
@@ -189,6 +201,7 @@ impl Flight {
     /// added to the flight's asleep time. Call it with the GIL released.
     pub fn block_until(&self, done: impl Fn() -> bool, deadline: Option<Instant>) -> Wakeup {
         let started = Instant::now();
+        self.sleeping.fetch_add(1, Ordering::Relaxed);
         let mut guard = self.hooks();
         let woke = loop {
             if done() {
@@ -218,14 +231,21 @@ impl Flight {
             }
         };
         drop(guard);
+        self.sleeping.fetch_sub(1, Ordering::Relaxed);
         self.add_asleep(started.elapsed());
         woke
+    }
+
+    /// Whether the request's thread is blocked in [`Flight::block_until`] right now.
+    pub fn is_asleep(&self) -> bool {
+        self.sleeping.load(Ordering::Relaxed) > 0
     }
 
     /// Count `d` as time the request's thread spent asleep in an async wait.
     pub fn add_asleep(&self, d: Duration) {
         let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.asleep_ns.fetch_add(ns, Ordering::Relaxed);
+        ASLEEP_TOTAL_NS.fetch_add(ns, Ordering::Relaxed);
     }
 
     /// Total time asleep in async waits so far.

@@ -8,7 +8,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
@@ -17,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::body::Body;
 use crate::cancel::Flight;
 use crate::listen::Peer;
+use crate::stats::Trace;
 
 /// What the application needs to know about the connection a request came on.
 #[derive(Debug)]
@@ -78,8 +78,9 @@ pub struct Job {
     pub origin: Origin,
     /// Fires when the request is cancelled; carries its async-wait time.
     pub flight: Arc<Flight>,
+    /// What the statistics follow of the request (its id, label and timings).
+    pub trace: Arc<Trace>,
     pub reply: oneshot::Sender<Reply>,
-    pub queued_at: Instant,
 }
 
 /// The application's response head and how its body will arrive.

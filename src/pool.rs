@@ -101,6 +101,21 @@ struct State {
     alive: usize,
     closing: bool,
     spawned: u64,
+    /// Thread time spent holding a job until `busy_mark`, for the statistics: the integral of
+    /// `busy` over time, advanced whenever `busy` changes.
+    busy_time: Duration,
+    busy_mark: Option<Instant>,
+}
+
+impl State {
+    /// Bring `busy_time` up to now; call before changing `busy`.
+    fn account(&mut self) {
+        let now = Instant::now();
+        if let Some(mark) = self.busy_mark {
+            self.busy_time += (now - mark) * self.busy as u32;
+        }
+        self.busy_mark = Some(now);
+    }
 }
 
 /// One thread's mailbox. The flags are only read or written under the pool's state lock.
@@ -244,6 +259,19 @@ impl Pool {
         (st.workers.len(), st.busy)
     }
 
+    /// The pool's gauges for the statistics.
+    pub fn gauges(&self) -> crate::stats::PoolGauges {
+        let mut st = self.shared.lock();
+        st.account();
+        crate::stats::PoolGauges {
+            threads: st.workers.len(),
+            busy: st.busy,
+            max_threads: self.shared.plan.max_threads,
+            queue_depth: st.queue.len(),
+            busy_time: st.busy_time,
+        }
+    }
+
     /// Cancel every request the pool holds, queued (it will be skipped) or running, for
     /// `reason`; returns how many were not cancelled already.
     pub fn cancel_all(&self, reason: Reason) -> usize {
@@ -375,6 +403,7 @@ fn next_job(shared: &Arc<Shared>, slot: &Arc<Slot>) -> Option<Job> {
         let mut f = slot.flags();
         if f.busy {
             f.busy = false;
+            st.account();
             st.busy -= 1;
         }
     }
@@ -390,6 +419,7 @@ fn next_job(shared: &Arc<Shared>, slot: &Arc<Slot>) -> Option<Job> {
                 // as idle; a busy thread must not be handed out by `wake_one`.
                 st.idle.retain(|s| !Arc::ptr_eq(s, slot));
                 slot.flags().busy = true;
+                st.account();
                 st.busy += 1;
                 return Some(job);
             }

@@ -24,6 +24,7 @@ use crate::logging::LogThread;
 use crate::pool::Pool;
 use crate::server::{self, Outcome};
 use crate::static_files::{self, StaticFiles};
+use crate::stats::Stats;
 use crate::wsgi::{Application, Interrupts, Sending};
 use crate::{app, bridge, listen, log_error, log_info, log_warn, logging};
 
@@ -123,8 +124,14 @@ fn run(py: Python<'_>, plan: &Arc<Plan>, target: &Target) -> Result<i32, Error> 
 
 /// Static mounts and the proxy/prefix rules, which for a Django project come partly from its
 /// settings (read after the import, before anything binds).
-fn routes(py: Python<'_>, plan: &Plan, target: &Target) -> Result<(StaticFiles, Proxy), Error> {
+fn routes(py: Python<'_>, plan: &Plan, target: &Target) -> Result<Routes, Error> {
     let django = matches!(target, Target::Django) || app::django_configured(py);
+    if django {
+        // Labels requests with their Django view for the statistics.
+        py.import("ferrule._django")
+            .and_then(|m| m.call_method0("install"))
+            .map_err(|e| Error::app(format!("cannot install ferrule's Django hook: {e}")))?;
+    }
     let force_script_name = if django {
         static_files::django::setting(py, "FORCE_SCRIPT_NAME")
             .map_err(|e| Error::app(format!("cannot read FORCE_SCRIPT_NAME: {e}")))?
@@ -139,7 +146,19 @@ fn routes(py: Python<'_>, plan: &Plan, target: &Target) -> Result<(StaticFiles, 
         Vec::new()
     };
     let statics = StaticFiles::new(&plan.statics, mounts)?;
-    Ok((statics, proxy))
+    Ok(Routes {
+        statics,
+        proxy,
+        django,
+    })
+}
+
+/// What `routes` finds out about serving the application.
+struct Routes {
+    statics: StaticFiles,
+    proxy: Proxy,
+    /// A Django project: its hook labels requests with views.
+    django: bool,
 }
 
 /// How the process should end.
@@ -154,7 +173,11 @@ fn serve(
     py: Python<'_>,
     plan: &Arc<Plan>,
     loaded: (Py<PyAny>, String),
-    (statics, proxy): (StaticFiles, Proxy),
+    Routes {
+        statics,
+        proxy,
+        django,
+    }: Routes,
 ) -> Result<Exit, Error> {
     let (application, described) = loaded;
     // Certificate and key are read before anything binds: a bad file ends start-up with
@@ -197,11 +220,16 @@ fn serve(
     statics.log_mounts();
     let scheme = if tls.is_some() { "https" } else { "http" };
     let urls: Vec<String> = listeners.iter().map(|l| l.url(scheme)).collect();
+    let stats = Arc::new(Stats::new(&plan.stats, django));
+    let gauges = pool.clone();
+    stats.set_pool(Box::new(move || gauges.gauges()));
     let app_state = Arc::new(App {
         plan: Arc::clone(plan),
         pool: pool.clone(),
         statics,
         proxy,
+        stats: Arc::clone(&stats),
+        access_format: Arc::new(plan.access_log_format.clone()),
     });
     let stopping: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
     let served = py.detach(|| {
@@ -223,6 +251,7 @@ fn serve(
                 plan.pool.max_threads,
                 std::process::id()
             );
+            tokio::spawn(Arc::clone(&stats).run_ticker());
             let (f, s) = (Arc::clone(&first), Arc::clone(&second));
             let outcome = server::serve(
                 listeners,

@@ -157,9 +157,10 @@ impl Accepting {
             // Under everything else, TLS included: see listen/deadline.rs.
             let stream = Deadline::new(stream, peer, self.app.plan.send_timeout);
             let ctx = self.clone();
+            let counted = self.app.stats.connection();
             self.tracker.spawn(async move {
                 ctx.connection(stream, peer, local).await;
-                drop(permit);
+                drop((permit, counted));
             });
         }
     }

@@ -88,7 +88,7 @@ def test_the_request_object_describes_a_running_request(cancelapp):
     assert first["method"] == "GET" and first["path"] == "/quick"
     assert first["cancelled"] is None and first["disconnected"] is False
     assert first["asleep"] == 0.0
-    assert second["id"] > first["id"]
+    assert second["id"] != first["id"] and len(first["id"]) == 32
     assert first["repr"] == f"<ferrule.Request {first['id']} GET /quick>"
 
 

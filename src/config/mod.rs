@@ -20,6 +20,7 @@ use std::time::Duration;
 use clap::{Args, Parser};
 
 use crate::error::Error;
+use crate::http::AccessFormat as Format;
 
 pub use parse::{parse_addrport, parse_bind, parse_size};
 use parse::{positive_seconds, seconds};
@@ -388,8 +389,8 @@ pub struct Plan {
     /// `--cancel-grace`; `None` when exceptions are never raised in a cancelled request.
     pub cancel_grace: Option<Duration>,
     pub access_log: bool,
-    /// `--access-log-format`, as given (`http/access.rs` parses it).
-    pub access_log_format: Option<String>,
+    /// `--access-log-format`.
+    pub access_log_format: Format,
     pub log_file: Option<PathBuf>,
     pub statics: StaticPlan,
     pub proxy: ProxyPlan,
@@ -477,7 +478,12 @@ impl Options {
             cancel_grace: Some(seconds("--cancel-grace", self.cancel_grace)?)
                 .filter(|d| !d.is_zero()),
             access_log: self.access_log || self.access_log_format.is_some(),
-            access_log_format: self.access_log_format.clone(),
+            access_log_format: Format::parse(self.access_log_format.as_deref()).map_err(|why| {
+                Error::config(format!(
+                    "invalid value '{}' for '--access-log-format': {why}",
+                    self.access_log_format.as_deref().unwrap_or_default()
+                ))
+            })?,
             log_file: self.log_file.clone(),
             statics: self.statics.resolve()?,
             proxy: self.proxy.resolve()?,

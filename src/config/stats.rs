@@ -58,18 +58,22 @@ pub struct StatsPlan {
 
 impl StatsOptions {
     pub fn resolve(&self) -> Result<StatsPlan, Error> {
-        let bind = match &self.stats_bind {
-            None => None,
-            Some(b) => Some(parse_bind(b).map_err(|e| {
-                Error::config(e.to_string().replace("'--bind'", "'--stats-bind'"))
-            })?),
-        };
+        let bind =
+            match &self.stats_bind {
+                None => None,
+                Some(b) => Some(parse_bind(b).map_err(|e| {
+                    Error::config(e.to_string().replace("'--bind'", "'--stats-bind'"))
+                })?),
+            };
         let label = match &self.stats_label {
             None => None,
             Some(pattern) => Some(Regex::new(pattern).map_err(|e| {
                 Error::config(format!(
                     "invalid value '{pattern}' for '--stats-label': {}",
-                    e.to_string().lines().last().unwrap_or("not a regular expression")
+                    e.to_string()
+                        .lines()
+                        .last()
+                        .unwrap_or("not a regular expression")
                 ))
             })?),
         };
@@ -92,8 +96,8 @@ mod tests {
 
     use crate::config::{BindAddr, Cli};
 
-    fn resolve(args: &[&str]) -> Result<super::StatsPlan, String> {
-        let argv = [&["ferrule"], args, &["app:app"]].concat();
+    fn resolve(options: &[&str]) -> Result<super::StatsPlan, String> {
+        let argv = [&["ferrule"], options, &["app:app"]].concat();
         let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
         cli.options.stats.resolve().map_err(|e| e.to_string())
     }

@@ -1,25 +1,52 @@
-//! Access log lines: Apache combined format plus the request duration in microseconds.
+//! Access log lines: Apache combined (plus the duration in microseconds), JSON, or a template
+//! of named fields (`--access-log-format`, parsed in `access/format.rs`).
 //!
 //! A [`Pending`] line is captured from the request head only when the `ferrule.access` logger
-//! would keep it, and completed when the response body is finished (`out_body.rs`). The host
-//! field is the client a trusted proxy named (`service.rs` passes it on once `proxy.rs` has
-//! read the forwarding headers), else the peer's address (`-` on a Unix socket).
+//! would keep it, and completed when the response body is finished (`exchange.rs` calls
+//! [`Pending::finish`] with the request's [`Outcome`]). The client field is the one a trusted
+//! proxy named (`service.rs` passes it on once `proxy.rs` has read the forwarding headers),
+//! else the peer's address (`-` on a Unix socket).
+
+mod format;
 
 use std::fmt::Write;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use http::header::{REFERER, USER_AGENT};
 use http::request::Parts;
 
+use format::Field;
+pub use format::Format;
+
+use crate::cancel::Reason;
 use crate::listen::Peer;
 use crate::logging::{self, Level, Target};
 
+/// What the line needs from the request head.
 pub struct Pending {
     started: Instant,
-    host: String,
-    request_line: String,
+    client: String,
+    method: String,
+    target: String,
+    path: String,
+    query: String,
+    protocol: String,
     referer: String,
     user_agent: String,
+}
+
+/// How the request ended, for the line.
+pub struct Outcome<'a> {
+    /// The status sent, or for a cancelled request 499/504/503.
+    pub status: u16,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub queue: Duration,
+    pub processing: Duration,
+    pub asleep: Duration,
+    pub request_id: &'a str,
+    pub label: &'a str,
+    pub cancelled: Option<Reason>,
 }
 
 impl Pending {
@@ -31,21 +58,20 @@ impl Pending {
         let header = |name| {
             parts.headers.get(name).map_or_else(
                 || "-".to_owned(),
-                |v| escape(&String::from_utf8_lossy(v.as_bytes())),
+                |v| String::from_utf8_lossy(v.as_bytes()).into_owned(),
             )
         };
         Some(Self {
             started,
-            host: match peer {
+            client: match peer {
                 Peer::Tcp(addr) => addr.ip().to_string(),
                 Peer::Unix => "-".to_owned(),
             },
-            request_line: escape(&format!(
-                "{} {} {:?}",
-                parts.method,
-                super::admission::request_target_of(parts),
-                parts.version
-            )),
+            method: parts.method.to_string(),
+            target: super::admission::request_target_of(parts).to_string(),
+            path: parts.uri.path().to_owned(),
+            query: parts.uri.query().unwrap_or_default().to_owned(),
+            protocol: format!("{:?}", parts.version),
             referer: header(REFERER),
             user_agent: header(USER_AGENT),
         })
@@ -53,31 +79,123 @@ impl Pending {
 
     /// Log `client`, the address a trusted proxy forwarded, instead of the peer's.
     pub fn forwarded_for(&mut self, client: &str) {
-        client.clone_into(&mut self.host);
+        client.clone_into(&mut self.client);
     }
 
-    /// Log the line for a response with `status` whose body had `bytes` bytes.
-    pub fn finish(self, status: u16, bytes: u64) {
-        const MONTHS: [&str; 12] = [
-            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-        ];
-        let (y, mo, d, h, mi, s) = logging::utc_parts(std::time::SystemTime::now());
-        let month = MONTHS[(mo as usize).saturating_sub(1) % 12];
-        let size = if bytes == 0 {
+    /// Log the line.
+    pub fn finish(self, format: &Format, outcome: &Outcome<'_>) {
+        let line = match format {
+            Format::Combined => self.combined(outcome),
+            Format::Json => self.json(outcome),
+            Format::Template(pieces) => {
+                let mut line = String::new();
+                for piece in pieces {
+                    match piece {
+                        format::Piece::Text(text) => line.push_str(text),
+                        format::Piece::Field(field) => {
+                            line.push_str(&escape(&self.field(*field, outcome)));
+                        }
+                    }
+                }
+                line
+            }
+        };
+        logging::emit(Target::Access, Level::Info, line);
+    }
+
+    fn combined(&self, o: &Outcome<'_>) -> String {
+        let size = if o.bytes_out == 0 {
             "-".to_owned()
         } else {
-            bytes.to_string()
+            o.bytes_out.to_string()
         };
-        let micros = self.started.elapsed().as_micros();
-        logging::emit(
-            Target::Access,
-            Level::Info,
-            format!(
-                "{} - - [{d:02}/{month}/{y}:{h:02}:{mi:02}:{s:02} +0000] \"{}\" {status} {size} \"{}\" \"{}\" {micros}",
-                self.host, self.request_line, self.referer, self.user_agent
-            ),
-        );
+        format!(
+            "{} - - [{}] \"{}\" {} {size} \"{}\" \"{}\" {}",
+            self.client,
+            clf_time(SystemTime::now()),
+            escape(&format!(
+                "{} {} {}",
+                self.method, self.target, self.protocol
+            )),
+            o.status,
+            escape(&self.referer),
+            escape(&self.user_agent),
+            self.started.elapsed().as_micros()
+        )
     }
+
+    fn json(&self, o: &Outcome<'_>) -> String {
+        let optional = |s: &str| (s != "-").then(|| s.to_owned());
+        serde_json::json!({
+            "time": iso_time(SystemTime::now()),
+            "client": self.client,
+            "method": self.method,
+            "path": self.path,
+            "query": self.query,
+            "protocol": self.protocol,
+            "status": o.status,
+            "bytes_in": o.bytes_in,
+            "bytes_out": o.bytes_out,
+            "duration_ms": millis(self.started.elapsed()),
+            "queue_ms": millis(o.queue),
+            "processing_ms": millis(o.processing),
+            "asleep_ms": millis(o.asleep),
+            "request_id": o.request_id,
+            "label": o.label,
+            "cancelled": o.cancelled.map(Reason::as_str),
+            "referer": optional(&self.referer),
+            "user_agent": optional(&self.user_agent),
+        })
+        .to_string()
+    }
+
+    fn field(&self, field: Field, o: &Outcome<'_>) -> String {
+        match field {
+            Field::Client => self.client.clone(),
+            Field::Time => iso_time(SystemTime::now()),
+            Field::Request => format!("{} {} {}", self.method, self.target, self.protocol),
+            Field::Method => self.method.clone(),
+            Field::Path => self.path.clone(),
+            Field::Query => self.query.clone(),
+            Field::Protocol => self.protocol.clone(),
+            Field::Status => o.status.to_string(),
+            Field::BytesIn => o.bytes_in.to_string(),
+            Field::BytesOut => o.bytes_out.to_string(),
+            Field::DurationMs => format!("{:.3}", millis(self.started.elapsed())),
+            Field::DurationUs => self.started.elapsed().as_micros().to_string(),
+            Field::QueueMs => format!("{:.3}", millis(o.queue)),
+            Field::ProcessingMs => format!("{:.3}", millis(o.processing)),
+            Field::AsleepMs => format!("{:.3}", millis(o.asleep)),
+            Field::RequestId => o.request_id.to_owned(),
+            Field::Label => o.label.to_owned(),
+            Field::Cancelled => o.cancelled.map_or("-", Reason::as_str).to_owned(),
+            Field::Referer => self.referer.clone(),
+            Field::UserAgent => self.user_agent.clone(),
+        }
+    }
+}
+
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// `26/Nov/2026:20:08:00 +0000`, as Apache writes it.
+fn clf_time(t: SystemTime) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (year, month, day, hour, minute, second) = logging::utc_parts(t);
+    let month = MONTHS[(month as usize).saturating_sub(1) % 12];
+    format!("{day:02}/{month}/{year}:{hour:02}:{minute:02}:{second:02} +0000")
+}
+
+/// `2026-11-26T20:08:00.123Z`.
+fn iso_time(t: SystemTime) -> String {
+    let (year, month, day, hour, minute, second) = logging::utc_parts(t);
+    let millis = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_millis());
+    format!("{year}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{millis:03}Z")
 }
 
 /// Quote-safe: a `"` or a control character in a header cannot forge a log field.
@@ -98,8 +216,17 @@ fn escape(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
     #[test]
     fn escape_neutralizes_quotes_and_controls() {
         assert_eq!(super::escape("a\"b\\c\n"), "a\\\"b\\\\c\\x0a");
+    }
+
+    #[test]
+    fn times() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_704_736_042);
+        assert_eq!(super::clf_time(t), "26/Nov/2026:14:52:16 +0000");
+        assert_eq!(super::iso_time(t), "2026-11-26T14:52:16.042Z");
     }
 }

@@ -13,13 +13,16 @@
 
 mod access;
 pub mod admission;
+mod exchange;
 mod forwarded;
 mod out_body;
 pub mod prefix;
 pub mod proxy;
+pub mod request_id;
 pub mod respond;
 mod service;
 pub mod trust;
 
+pub use access::Format as AccessFormat;
 pub use out_body::{OutBody, Part};
 pub use service::{handle, App};

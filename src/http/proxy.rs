@@ -190,6 +190,16 @@ impl Proxy {
         &self.prefix
     }
 
+    /// Whether `peer` may speak for the client (`--forwarded-allow-ips`): its forwarding
+    /// headers and `X-Request-ID` are believed.
+    pub fn trusts(&self, peer: Peer) -> bool {
+        match peer {
+            // Only a process on this host can connect to a Unix socket: the proxy.
+            Peer::Unix => true,
+            Peer::Tcp(addr) => self.allow.contains(addr.ip()),
+        }
+    }
+
     /// Remove the forwarding headers a peer is not trusted to send, and those of the family
     /// `--forwarded-headers` does not read; turn the rest into an [`Origin`]. Contradicting or
     /// malformed values are refused.
@@ -200,11 +210,7 @@ impl Proxy {
         if present == 0 {
             return Ok(Origin::default());
         }
-        let trusted = match conn.peer {
-            // Only a process on this host can connect to a Unix socket: the proxy.
-            Peer::Unix => true,
-            Peer::Tcp(addr) => self.allow.contains(addr.ip()),
-        };
+        let trusted = self.trusts(conn.peer);
         let kept = if trusted { present & self.read } else { 0 };
         let dropped = present & !kept;
         if dropped != 0 {

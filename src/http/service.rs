@@ -14,25 +14,27 @@
 use std::convert::Infallible;
 use std::io::SeekFrom;
 use std::sync::Arc;
-use std::time::Instant;
 
 use http::header::CONTENT_LENGTH;
-use http::{Response, StatusCode};
+use http::{HeaderValue, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::io::AsyncSeekExt;
 use tokio::sync::oneshot;
 
-use super::access::Pending;
+use super::access::Format;
 use super::admission;
+use super::exchange::Exchange;
 use super::out_body::OutBody;
 use super::proxy::Proxy;
+use super::request_id;
 use super::respond;
 use crate::body::{self, BodyError};
 use crate::cancel::{Deadline, DisconnectGuard, Flight, Reason};
 use crate::config::Plan;
-use crate::job::{ConnInfo, Job, Reply, ReplyBody};
+use crate::job::{ConnInfo, Job, Origin, Reply, ReplyBody};
 use crate::pool::{Pool, Rejected};
 use crate::static_files::StaticFiles;
+use crate::stats::Stats;
 use crate::{log_debug, log_error, log_warn};
 
 /// What every request on every connection shares.
@@ -41,6 +43,8 @@ pub struct App {
     pub pool: Pool,
     pub statics: StaticFiles,
     pub proxy: Proxy,
+    pub stats: Arc<Stats>,
+    pub access_format: Arc<Format>,
 }
 
 pub async fn handle(
@@ -48,42 +52,54 @@ pub async fn handle(
     app: Arc<App>,
     conn: Arc<ConnInfo>,
 ) -> Result<Response<OutBody>, Infallible> {
-    let started = Instant::now();
-    let (parts, incoming) = req.into_parts();
-    let mut access = Unanswered(Pending::capture(&parts, conn.peer, started));
-    let resp = respond(parts, incoming, &app, conn, access.0.as_mut()).await;
-    Ok(match access.0.take() {
-        None => resp,
-        Some(line) => {
-            let status = resp.status().as_u16();
-            let (head, body) = resp.into_parts();
-            let finish = move |sent, cancelled: Option<Reason>| {
-                line.finish(cancelled.map_or(status, Reason::log_status), sent);
-            };
-            Response::from_parts(head, body.on_finish(Box::new(finish)))
+    let (mut parts, incoming) = req.into_parts();
+    let id = request_id::assign(&mut parts, app.proxy.trusts(conn.peer));
+    let exchange = Exchange::open(
+        &parts,
+        conn.peer,
+        id,
+        Arc::clone(&app.stats),
+        Arc::clone(&app.access_format),
+    );
+    let mut pending = Unanswered(Some(exchange));
+    let Some(exchange) = pending.0.as_mut() else {
+        unreachable!("the exchange was just put there");
+    };
+    let mut resp = respond(parts, incoming, &app, conn, exchange).await;
+    let Some(exchange) = pending.0.take() else {
+        unreachable!("only this function takes the exchange");
+    };
+    if !resp.headers().contains_key(&request_id::X_REQUEST_ID) {
+        if let Ok(value) = HeaderValue::from_str(exchange.id()) {
+            resp.headers_mut()
+                .insert(request_id::X_REQUEST_ID.clone(), value);
         }
-    })
+    }
+    let status = resp.status().as_u16();
+    let (head, body) = resp.into_parts();
+    let finish = move |sent, cancelled: Option<Reason>| exchange.finish(status, sent, cancelled);
+    Ok(Response::from_parts(head, body.on_finish(Box::new(finish))))
 }
 
-/// The access line of a request with no response yet: if hyper drops the service future, the
-/// client left before the response, and the line says 499.
-struct Unanswered(Option<Pending>);
+/// A request with no response yet: if hyper drops the service future, the client left
+/// before the response, and it is finished as 499.
+struct Unanswered(Option<Exchange>);
 
 impl Drop for Unanswered {
     fn drop(&mut self) {
-        if let Some(line) = self.0.take() {
-            line.finish(Reason::Disconnected.log_status(), 0);
+        if let Some(exchange) = self.0.take() {
+            exchange.finish(0, 0, Some(Reason::Disconnected));
         }
     }
 }
 
-/// The response to one request; `access` is its access line, when one is logged.
+/// The response to one request; `exchange` learns what the request turned out to be.
 async fn respond(
     mut parts: http::request::Parts,
     incoming: Incoming,
     app: &App,
     conn: Arc<ConnInfo>,
-    access: Option<&mut Pending>,
+    exchange: &mut Exchange,
 ) -> Response<OutBody> {
     let limits = &app.plan.limits;
     if let Err(refusal) = admission::admit(&parts, limits) {
@@ -108,10 +124,11 @@ async fn respond(
         }
     };
     // The access line names the client, not the proxy in front of it.
-    if let (Some(line), Some(client)) = (access, origin.client.as_deref()) {
-        line.forwarded_for(client);
+    if let Some(client) = origin.client.as_deref() {
+        exchange.forwarded_for(client);
     }
     if let Some(resp) = app.statics.serve(&parts).await {
+        exchange.is_static();
         return resp;
     }
     if let Some(resp) = app.proxy.route(&parts, &mut origin) {
@@ -121,6 +138,19 @@ async fn respond(
         Ok(body) => body,
         Err(resp) => return resp,
     };
+    run(parts, body, conn, origin, app, exchange).await
+}
+
+/// Hand a request with its body to the pool and wait for the application's reply (or the
+/// request's cancellation).
+async fn run(
+    parts: http::request::Parts,
+    body: body::Body,
+    conn: Arc<ConnInfo>,
+    origin: Origin,
+    app: &App,
+    exchange: &mut Exchange,
+) -> Response<OutBody> {
     let (reply_tx, reply_rx) = oneshot::channel();
     let flight = Flight::new();
     // Dropped with this future when hyper gives up on the request (the client left): the
@@ -135,17 +165,25 @@ async fn respond(
             );
         })
     });
+    let trace = app.stats.admit(
+        Arc::clone(exchange.id()),
+        parts.method.clone(),
+        parts.uri.path(),
+        Arc::clone(&flight),
+    );
+    exchange.is_app(Arc::clone(&trace), body.len());
     let job = Job {
         head: parts,
         body,
         conn,
         origin,
         flight: Arc::clone(&flight),
+        trace,
         reply: reply_tx,
-        queued_at: Instant::now(),
     };
     if let Err((why, job)) = app.pool.submit(job) {
         guard.disarm();
+        exchange.not_queued();
         return match why {
             Rejected::Full { depth } => {
                 let (threads, busy) = app.pool.threads();

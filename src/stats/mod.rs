@@ -1,17 +1,282 @@
 //! Per-view statistics: recorded for every request, exported on the admin listener.
 //!
 //! Recording (`record.rs`, `series.rs`, `histogram.rs`, `labels.rs`) happens on the request
-//! path and is lock-light: atomics, and a read lock to find a label's series. Once a second
-//! `history.rs` folds what was recorded into bounded rings (the timeline and the per-view
-//! windows). The exports read a [`Snapshot`] built on demand: Prometheus text
-//! (`prometheus.rs`), JSON (`json.rs`) and an HTML dashboard with server-rendered SVG charts
-//! (`dashboard.rs`, `svg.rs`), served by the admin listener (`admin.rs`).
+//! path and is lock-light: atomics, a read lock to find a label's series, a sharded set of the
+//! requests in flight. Once a second `history.rs` folds what was recorded into bounded rings
+//! (the timeline and the per-view windows). The exports read a [`Snapshot`] built on demand:
+//! Prometheus text (`prometheus.rs`), JSON (`json.rs`) and an HTML dashboard with
+//! server-rendered SVG charts (`dashboard.rs`, `svg.rs`), served by the admin listener
+//! (`admin.rs`). Nothing here touches Python; the pool's gauges come in through
+//! [`Stats::set_pool`].
 
 pub mod admin;
 pub mod dashboard;
+mod histogram;
+mod history;
 pub mod json;
+mod labels;
 pub mod prometheus;
+mod record;
+mod series;
 pub mod snapshot;
 mod svg;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::cancel::Reason;
+use crate::config::StatsPlan;
+
+pub use labels::{Fallback, SERVER, STATIC};
+pub use record::Trace;
 pub use snapshot::Snapshot;
+
+use history::{History, Tick};
+use record::InFlightSet;
+
+/// A finished request, as it is counted.
+pub struct Finished<'a> {
+    pub label: &'a str,
+    pub method: &'a http::Method,
+    /// The status sent, or for a cancelled request the one its access line shows.
+    pub status: u16,
+    pub cancelled: Option<Reason>,
+    pub queue: Duration,
+    pub processing: Duration,
+    pub asleep: Duration,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// What the worker pool reports about itself.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PoolGauges {
+    pub threads: usize,
+    pub busy: usize,
+    pub max_threads: usize,
+    pub queue_depth: usize,
+    /// Thread time spent holding a request, since start.
+    pub busy_time: Duration,
+}
+
+type PoolSource = Box<dyn Fn() -> PoolGauges + Send + Sync>;
+
+/// The statistics of one server process.
+pub struct Stats {
+    labels: labels::Labels,
+    fallback: Fallback,
+    history: Mutex<History>,
+    in_flight: InFlightSet,
+    connections: AtomicUsize,
+    pool: OnceLock<PoolSource>,
+    started: Instant,
+    started_unix: f64,
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Stats {
+    /// `django`: the application is a Django project, whose hook labels requests with views.
+    pub fn new(plan: &StatsPlan, django: bool) -> Self {
+        let fallback = match (&plan.label, django) {
+            (Some(re), _) => Fallback::Pattern(re.clone()),
+            (None, true) => Fallback::Unresolved,
+            (None, false) => Fallback::FirstSegment,
+        };
+        Self {
+            labels: labels::Labels::new(plan.max_labels),
+            fallback,
+            history: Mutex::new(History::default()),
+            in_flight: InFlightSet::default(),
+            connections: AtomicUsize::new(0),
+            pool: OnceLock::new(),
+            started: Instant::now(),
+            started_unix: unix_now(),
+        }
+    }
+
+    /// Where the pool's gauges come from (set once the pool runs).
+    pub fn set_pool(&self, source: PoolSource) {
+        let _ = self.pool.set(source);
+    }
+
+    fn pool_gauges(&self) -> PoolGauges {
+        self.pool.get().map(|f| f()).unwrap_or_default()
+    }
+
+    /// An application request becomes a job.
+    pub fn admit(
+        &self,
+        id: Arc<str>,
+        method: http::Method,
+        path: &str,
+        flight: Arc<crate::cancel::Flight>,
+    ) -> Arc<Trace> {
+        self.in_flight.admit(id, method, path, flight)
+    }
+
+    /// The label an application request is counted under.
+    pub fn label_of<'a>(&self, trace: &'a Trace, label: Option<&'a Arc<str>>) -> &'a str {
+        match label {
+            Some(l) => l,
+            None => self.fallback.label(&trace.path),
+        }
+    }
+
+    /// An application request is finished: count it and forget it.
+    pub fn finish(&self, trace: &Trace, finished: &Finished<'_>) {
+        self.in_flight.remove(trace);
+        self.record(finished);
+    }
+
+    /// An admitted request that was not queued after all: not in flight any more, and counted
+    /// by the caller under another label.
+    pub fn forget(&self, trace: &Trace) {
+        self.in_flight.remove(trace);
+    }
+
+    /// Count a finished request.
+    pub fn record(&self, finished: &Finished<'_>) {
+        self.labels
+            .with(finished.label, |series| series.record(finished));
+    }
+
+    /// Count an open connection until the guard is dropped.
+    pub fn connection(self: &Arc<Self>) -> ConnectionGuard {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard(Arc::clone(self))
+    }
+
+    /// Fold the last second into the history. Called once a second by [`Stats::run_ticker`].
+    pub fn tick(&self, now: i64) {
+        let mut labels = Vec::new();
+        for series in self.labels.all() {
+            let mut counts = series::TickCounts::default();
+            if series.drain_into(&mut counts) {
+                labels.push((Arc::clone(&series.label), counts));
+            }
+        }
+        let pool = self.pool_gauges();
+        let tick = Tick {
+            now,
+            labels,
+            busy_seconds: pool.busy_time.as_secs_f64(),
+            asleep_seconds: crate::cancel::asleep_total().as_secs_f64(),
+            threads: pool.threads,
+            queue_depth: pool.queue_depth,
+        };
+        self.lock_history().tick(tick);
+    }
+
+    /// Tick once a second, on the second, until the runtime stops.
+    pub async fn run_ticker(self: Arc<Self>) {
+        loop {
+            let now = unix_now();
+            let to_next = 1.0 - now.fract();
+            tokio::time::sleep(Duration::from_secs_f64(to_next.clamp(0.001, 1.0))).await;
+            self.tick(unix_now().round() as i64);
+        }
+    }
+
+    fn lock_history(&self) -> std::sync::MutexGuard<'_, History> {
+        self.history
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Everything, now.
+    pub fn snapshot(&self) -> Snapshot {
+        let time = unix_now();
+        let now = time as i64;
+        let pool = self.pool_gauges();
+        let series = self.labels.all();
+        let history = self.lock_history();
+        let mut views = Vec::with_capacity(series.len());
+        let mut requests = 0;
+        for s in &series {
+            let methods = s.methods();
+            requests += methods.iter().map(|m| m.processing.count).sum::<u64>();
+            let windows = history.windows(&s.label, now);
+            views.push(snapshot::View {
+                label: s.label.to_string(),
+                methods,
+                windows: windows.as_ref().map_or_else(
+                    || {
+                        snapshot::WINDOWS.map(|minutes| snapshot::Window {
+                            minutes,
+                            ..snapshot::Window::default()
+                        })
+                    },
+                    |w| w.windows,
+                ),
+                histogram: windows.map(|w| w.histogram).unwrap_or_default(),
+            });
+        }
+        let (busy, asleep) = history.last_minute_busy_asleep();
+        let (seconds, minutes) = (history.seconds(), history.minutes());
+        drop(history);
+        let in_flight = self
+            .in_flight
+            .list(|t| self.fallback.label(&t.path).to_owned());
+        Snapshot {
+            version: env!("CARGO_PKG_VERSION"),
+            pid: std::process::id(),
+            time,
+            uptime: self.started.elapsed().as_secs_f64(),
+            rss_bytes: rss_bytes(),
+            gauges: snapshot::Gauges {
+                threads: pool.threads,
+                busy_threads: pool.busy,
+                max_threads: pool.max_threads,
+                queue_depth: pool.queue_depth,
+                connections: self.connections.load(Ordering::Relaxed),
+                in_flight: in_flight.len(),
+                work_sleep_ratio: (asleep > 0.0).then(|| (busy - asleep).max(0.0) / asleep),
+            },
+            totals: snapshot::Totals {
+                requests,
+                busy_seconds: pool.busy_time.as_secs_f64(),
+                asleep_seconds: crate::cancel::asleep_total().as_secs_f64(),
+                labels_overflowed: self.labels.overflowed(),
+            },
+            views,
+            in_flight,
+            seconds,
+            minutes,
+        }
+    }
+
+    /// Unix time the server started.
+    pub fn started_unix(&self) -> f64 {
+        self.started_unix
+    }
+}
+
+/// An open connection, counted while it lives.
+pub struct ConnectionGuard(Arc<Stats>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Resident set size from `/proc/self/statm` (0 where it cannot be read).
+fn rss_bytes() -> u64 {
+    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
+        return 0;
+    };
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * u64::try_from(page).unwrap_or(4096)
+}

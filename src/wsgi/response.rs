@@ -86,8 +86,8 @@ impl Application {
             conn,
             origin,
             flight,
+            trace,
             reply,
-            ..
         } = job;
         if reply.is_closed() || flight.is_cancelled() {
             // The client went away while the request waited in the queue: nobody would read
@@ -99,6 +99,7 @@ impl Application {
             );
             return;
         }
+        trace.start();
         let head_only = head.method == http::Method::HEAD;
         let body_len = body.len();
         let start_response = match Bound::new(
@@ -122,11 +123,7 @@ impl Application {
         let _current = cancel::enter(&flight);
         self.interrupts.arm(&flight, &head.method, &head.uri);
         let outcome = (|| -> Result<(), Failure> {
-            let request = Request::new(
-                std::sync::Arc::clone(&flight),
-                head.method.clone(),
-                head.uri.clone(),
-            );
+            let request = Request::new(std::sync::Arc::clone(&trace));
             let streams = Streams {
                 input: input.clone().into_any(),
                 errors: Bound::new(py, ErrorStream::default())?.into_any(),
@@ -150,6 +147,7 @@ impl Application {
         // The application may keep the environ alive (a traceback in a cycle, a global); the
         // body, in memory or a spool file, is not kept with it.
         input.get().release();
+        trace.worker_done();
     }
 }
 

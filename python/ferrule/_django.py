@@ -1,0 +1,36 @@
+"""Label each Django request with its view for ferrule's statistics.
+
+ferrule calls :func:`install` when it serves a Django project (``manage.py server`` or
+``ferrule mysite.wsgi``). It wraps ``BaseHandler.resolve_request``, the one place Django
+resolves a URL to a view, so every request that reaches URL resolution is labelled with
+``resolver_match.view_name`` (the URL pattern's name with its namespaces, or the view's dotted
+path for an unnamed pattern) without any middleware in the project. A URL that resolves to
+nothing keeps the label ``unresolved``. Only requests served by ferrule carry
+``environ["ferrule.request"]``; Django's test client and other servers are untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_INSTALLED = "_ferrule_labels_views"
+
+
+def install() -> None:
+    from django.core.handlers.base import BaseHandler
+
+    if getattr(BaseHandler.resolve_request, _INSTALLED, False):
+        return
+    resolve_request = BaseHandler.resolve_request
+
+    def resolve_and_label(self: Any, request: Any) -> Any:
+        match = resolve_request(self, request)
+        server_request = request.META.get("ferrule.request")
+        if server_request is not None:
+            server_request.label = match.view_name or match._func_path
+        return match
+
+    setattr(resolve_and_label, _INSTALLED, True)
+    resolve_and_label.__wrapped__ = resolve_request  # type: ignore[attr-defined]
+    resolve_and_label.__doc__ = resolve_request.__doc__
+    BaseHandler.resolve_request = resolve_and_label  # type: ignore[method-assign]

@@ -1,0 +1,466 @@
+//! The bounded memory of the statistics: a timeline and per-view windows, advanced once a
+//! second.
+//!
+//! Each tick receives what every series recorded since the previous one ([`Tick`]) and
+//! folds it into: a point per second for the last 15 minutes; a point per minute for the last
+//! 24 hours (percentiles computed from the minute's merged histogram, not averaged); and per
+//! view, 10-second slots of sparse fine histograms for the last 15 minutes, from which the 1,
+//! 5 and 15 minute windows are read. Every ring has a fixed capacity, so memory stays bounded
+//! however long the server runs. Time is passed in (Unix seconds), never read here, so the
+//! bounds are tested with a simulated clock.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use super::histogram::{Counts, Sparse};
+use super::series::TickCounts;
+use super::snapshot::{Point, Window, WINDOWS};
+
+/// One-second points kept: 15 minutes.
+pub const SECONDS_KEPT: usize = 15 * 60;
+/// One-minute points kept: 24 hours.
+pub const MINUTES_KEPT: usize = 24 * 60;
+/// Length of a view's window slot, in seconds: windows are this coarse at their old end.
+pub const SLOT: i64 = 10;
+/// Slots kept per view: 15 minutes.
+const SLOTS_KEPT: usize = (15 * 60 / SLOT) as usize;
+
+/// What one tick brings.
+pub struct Tick {
+    /// Unix time of the tick, in seconds.
+    pub now: i64,
+    /// What each label recorded since the previous tick (labels with nothing left out).
+    pub labels: Vec<(Arc<str>, TickCounts)>,
+    /// Worker-thread seconds spent holding a request, since start.
+    pub busy_seconds: f64,
+    /// Worker-thread seconds spent asleep in async waits, since start.
+    pub asleep_seconds: f64,
+    pub threads: usize,
+    pub queue_depth: usize,
+}
+
+#[derive(Default)]
+pub struct History {
+    seconds: VecDeque<Point>,
+    minutes: VecDeque<Point>,
+    minute: Option<Accumulator>,
+    views: HashMap<Arc<str>, ViewRing>,
+    last: Option<(i64, f64, f64)>,
+}
+
+/// The minute in progress.
+struct Accumulator {
+    start: i64,
+    processing: Counts,
+    queue: Counts,
+    requests: u64,
+    errors: u64,
+    cancelled: u64,
+    busy: f64,
+    asleep: f64,
+    seconds: u32,
+    threads: usize,
+    queue_depth: usize,
+}
+
+impl Accumulator {
+    fn new(start: i64) -> Self {
+        Self {
+            start,
+            processing: Counts::default(),
+            queue: Counts::default(),
+            requests: 0,
+            errors: 0,
+            cancelled: 0,
+            busy: 0.0,
+            asleep: 0.0,
+            seconds: 0,
+            threads: 0,
+            queue_depth: 0,
+        }
+    }
+
+    fn point(&self) -> Point {
+        let seconds = f64::from(self.seconds.max(1));
+        Point {
+            time: self.start,
+            requests: self.requests,
+            errors: self.errors,
+            cancelled: self.cancelled,
+            processing: self.processing.quantiles(),
+            queue_p99: self.queue.quantile(0.99),
+            busy: self.busy / seconds,
+            asleep: self.asleep / seconds,
+            threads: self.threads,
+            queue_depth: self.queue_depth,
+        }
+    }
+}
+
+/// One view's last 15 minutes.
+#[derive(Default)]
+struct ViewRing {
+    slots: VecDeque<Slot>,
+    current: Option<(i64, TickCounts)>,
+}
+
+struct Slot {
+    start: i64,
+    queue: Sparse,
+    processing: Sparse,
+    asleep: Sparse,
+    requests: u64,
+    errors: u64,
+    cancelled: u64,
+}
+
+impl Slot {
+    fn new(start: i64, counts: &TickCounts) -> Self {
+        Self {
+            start,
+            queue: counts.queue.sparse(),
+            processing: counts.processing.sparse(),
+            asleep: counts.asleep.sparse(),
+            requests: counts.requests,
+            errors: counts.errors,
+            cancelled: counts.cancelled,
+        }
+    }
+}
+
+/// A view's windows and its processing-time distribution over 15 minutes.
+pub struct ViewWindows {
+    pub windows: [Window; 3],
+    pub histogram: Vec<(f64, u64)>,
+}
+
+impl History {
+    pub fn tick(&mut self, tick: Tick) {
+        let Tick {
+            now,
+            labels,
+            busy_seconds,
+            asleep_seconds,
+            threads,
+            queue_depth,
+        } = tick;
+        let (last, last_busy, last_asleep) =
+            self.last.unwrap_or((now - 1, busy_seconds, asleep_seconds));
+        self.last = Some((now, busy_seconds, asleep_seconds));
+        // A clock stepped back: count this tick as one second.
+        let elapsed = (now - last).max(1);
+        // Seconds the server did not tick (a stalled runtime, a suspended machine) get
+        // empty points, at most a ring's worth.
+        for missed in (now - elapsed..now - 1).skip((elapsed as usize).saturating_sub(SECONDS_KEPT))
+        {
+            self.push_second(Point {
+                time: missed,
+                threads,
+                queue_depth,
+                ..Point::default()
+            });
+        }
+        let mut all = TickCounts::default();
+        for (label, counts) in labels {
+            all.add(&counts);
+            self.views.entry(label).or_default().add(now, &counts);
+        }
+        let interval = elapsed as f64;
+        let point = Point {
+            time: now - 1,
+            requests: all.requests,
+            errors: all.errors,
+            cancelled: all.cancelled,
+            processing: all.processing.quantiles(),
+            queue_p99: all.queue.quantile(0.99),
+            busy: (busy_seconds - last_busy).max(0.0) / interval,
+            asleep: (asleep_seconds - last_asleep).max(0.0) / interval,
+            threads,
+            queue_depth,
+        };
+        self.push_second(point);
+        if let Some(acc) = &mut self.minute {
+            acc.processing.add(&all.processing);
+            acc.queue.add(&all.queue);
+        }
+        for ring in self.views.values_mut() {
+            ring.roll(now);
+        }
+    }
+
+    fn push_second(&mut self, point: Point) {
+        let start = point.time - point.time.rem_euclid(60);
+        match &self.minute {
+            Some(acc) if acc.start == start => {}
+            _ => {
+                if let Some(done) = self.minute.take() {
+                    // Minutes with no tick at all (the server stalled) get empty points.
+                    for missed in (done.start + 60..start).step_by(60).take(MINUTES_KEPT) {
+                        push_bounded(
+                            &mut self.minutes,
+                            Point {
+                                time: missed,
+                                ..Point::default()
+                            },
+                            MINUTES_KEPT,
+                        );
+                    }
+                    push_bounded(&mut self.minutes, done.point(), MINUTES_KEPT);
+                }
+                self.minute = Some(Accumulator::new(start));
+            }
+        }
+        if let Some(acc) = &mut self.minute {
+            acc.requests += point.requests;
+            acc.errors += point.errors;
+            acc.cancelled += point.cancelled;
+            acc.busy += point.busy;
+            acc.asleep += point.asleep;
+            acc.seconds += 1;
+            acc.threads = point.threads;
+            acc.queue_depth = point.queue_depth;
+        }
+        push_bounded(&mut self.seconds, point, SECONDS_KEPT);
+    }
+
+    pub fn seconds(&self) -> Vec<Point> {
+        self.seconds.iter().copied().collect()
+    }
+
+    pub fn minutes(&self) -> Vec<Point> {
+        self.minutes.iter().copied().collect()
+    }
+
+    /// The last 60 one-second points: (busy thread-seconds, asleep thread-seconds).
+    pub fn last_minute_busy_asleep(&self) -> (f64, f64) {
+        self.seconds
+            .iter()
+            .rev()
+            .take(60)
+            .fold((0.0, 0.0), |(b, a), p| (b + p.busy, a + p.asleep))
+    }
+
+    /// A view's windows as of `now`; `None` for a label with nothing in 15 minutes.
+    pub fn windows(&self, label: &str, now: i64) -> Option<ViewWindows> {
+        let ring = self.views.get(label)?;
+        let mut acc = TickCounts::default();
+        let mut windows = [Window::default(); 3];
+        let mut slots = ring
+            .current
+            .iter()
+            .map(|(start, counts)| (*start, Some(counts), None))
+            .chain(ring.slots.iter().rev().map(|s| (s.start, None, Some(s))))
+            .peekable();
+        for (window, minutes) in windows.iter_mut().zip(WINDOWS) {
+            let since = now - i64::from(minutes) * 60;
+            while let Some((start, dense, sparse)) =
+                slots.next_if(|(start, ..)| *start + SLOT > since)
+            {
+                let _ = start;
+                if let Some(counts) = dense {
+                    acc.add(counts);
+                }
+                if let Some(slot) = sparse {
+                    acc.queue.add_sparse(&slot.queue);
+                    acc.processing.add_sparse(&slot.processing);
+                    acc.asleep.add_sparse(&slot.asleep);
+                    acc.requests += slot.requests;
+                    acc.errors += slot.errors;
+                    acc.cancelled += slot.cancelled;
+                }
+            }
+            *window = Window {
+                minutes,
+                requests: acc.requests,
+                errors: acc.errors,
+                cancelled: acc.cancelled,
+                queue: acc.queue.quantiles(),
+                processing: acc.processing.quantiles(),
+                asleep: acc.asleep.quantiles(),
+            };
+        }
+        Some(ViewWindows {
+            windows,
+            histogram: acc.processing.bins_in_seconds(),
+        })
+    }
+
+    #[cfg(test)]
+    /// Bytes held by the rings, for the memory bound (an estimate: capacities, not the
+    /// allocator's real footprint).
+    pub fn heap_bytes(&self) -> usize {
+        let point = std::mem::size_of::<Point>();
+        let views: usize = self
+            .views
+            .values()
+            .map(|ring| {
+                ring.slots.capacity() * std::mem::size_of::<Slot>()
+                    + ring
+                        .slots
+                        .iter()
+                        .map(|s| {
+                            s.queue.heap_bytes() + s.processing.heap_bytes() + s.asleep.heap_bytes()
+                        })
+                        .sum::<usize>()
+                    + ring
+                        .current
+                        .as_ref()
+                        .map_or(0, |_| std::mem::size_of::<TickCounts>())
+            })
+            .sum();
+        (self.seconds.capacity() + self.minutes.capacity()) * point + views
+    }
+}
+
+impl ViewRing {
+    fn add(&mut self, now: i64, counts: &TickCounts) {
+        let start = now - now.rem_euclid(SLOT);
+        match &mut self.current {
+            Some((s, current)) if *s == start => current.add(counts),
+            _ => {
+                self.roll(now);
+                self.current = Some((start, counts.clone()));
+            }
+        }
+    }
+
+    /// Close the current slot if `now` is past it, and forget slots older than 15 minutes.
+    fn roll(&mut self, now: i64) {
+        let start = now - now.rem_euclid(SLOT);
+        if self.current.as_ref().is_some_and(|(s, _)| *s != start) {
+            if let Some((s, counts)) = self.current.take() {
+                push_bounded(&mut self.slots, Slot::new(s, &counts), SLOTS_KEPT);
+            }
+        }
+        let oldest = now - SLOTS_KEPT as i64 * SLOT;
+        while self.slots.front().is_some_and(|s| s.start < oldest) {
+            self.slots.pop_front();
+        }
+    }
+}
+
+fn push_bounded<T>(ring: &mut VecDeque<T>, item: T, cap: usize) {
+    if ring.len() == cap {
+        ring.pop_front();
+    }
+    ring.push_back(item);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::histogram::fine_bin;
+
+    fn counts(ms: u64, n: u64) -> TickCounts {
+        let mut c = TickCounts::default();
+        c.processing.bins[fine_bin(ms * 1000)] = n;
+        c.processing.max_us = ms * 1000;
+        c.queue.bins[0] = n;
+        c.asleep.bins[0] = n;
+        c.requests = n;
+        c
+    }
+
+    fn tick(history: &mut History, now: i64, labels: Vec<(Arc<str>, TickCounts)>) {
+        history.tick(Tick {
+            now,
+            labels,
+            busy_seconds: now as f64 * 0.5,
+            asleep_seconds: now as f64 * 0.25,
+            threads: 4,
+            queue_depth: 0,
+        });
+    }
+
+    #[test]
+    fn memory_stays_bounded_past_a_simulated_day() {
+        let mut history = History::default();
+        let labels: Vec<Arc<str>> = (0..8).map(|i| Arc::from(format!("view{i}"))).collect();
+        let start = 1_800_000_000;
+        let mut after_one_day = 0;
+        // Every ring is full after 24 hours; six more must not grow anything.
+        for s in 0..30 * 3600 {
+            let now = start + s;
+            let batch = labels
+                .iter()
+                // Latencies spread over many bins, so sparse slots are not trivially small.
+                .map(|l| (Arc::clone(l), counts(1 + (s as u64 * 7) % 900, 3)))
+                .collect();
+            tick(&mut history, now, batch);
+            if s == 24 * 3600 {
+                after_one_day = history.heap_bytes();
+            }
+        }
+        assert_eq!(history.seconds.len(), SECONDS_KEPT);
+        assert_eq!(history.minutes.len(), MINUTES_KEPT);
+        assert!(history.views.values().all(|r| r.slots.len() <= SLOTS_KEPT));
+        let end = history.heap_bytes();
+        assert!(
+            end <= after_one_day + after_one_day / 10,
+            "{after_one_day} → {end}"
+        );
+        // 8 views with 15 minutes of slots, and 2,340 points: well under 2 MB.
+        assert!(end < 2 << 20, "{end}");
+    }
+
+    #[test]
+    fn windows_cover_their_minutes() {
+        let mut history = History::default();
+        let view: Arc<str> = Arc::from("v");
+        let start = 1_800_000_000;
+        // 10 minutes of 100 ms requests, then 2 minutes of 10 ms ones, one per second.
+        for s in 0..720 {
+            let ms = if s < 600 { 100 } else { 10 };
+            tick(
+                &mut history,
+                start + s,
+                vec![(Arc::clone(&view), counts(ms, 1))],
+            );
+        }
+        let w = history.windows("v", start + 720).unwrap().windows;
+        assert!((w[0].processing.p50 - 0.010).abs() < 0.001, "{:?}", w[0]);
+        assert!(
+            w[0].requests >= 60 && w[0].requests <= 70,
+            "{}",
+            w[0].requests
+        );
+        // 5 minutes: 120 s of 10 ms requests, 180 s (and a slot) of 100 ms ones.
+        assert!(
+            w[1].requests >= 300 && w[1].requests <= 310,
+            "{}",
+            w[1].requests
+        );
+        assert!((w[1].processing.p50 - 0.1).abs() < 0.01, "{:?}", w[1]);
+        assert!(w[2].requests >= 720 - 10);
+        assert!((w[2].processing.p50 - 0.1).abs() < 0.01, "{:?}", w[2]);
+        assert!(history.windows("nothing", start + 720).is_none());
+    }
+
+    #[test]
+    fn points_per_second_and_minute() {
+        let mut history = History::default();
+        let start = 1_800_000_000; // a whole minute
+        for s in 0..125 {
+            tick(
+                &mut history,
+                start + s,
+                vec![(Arc::from("v"), counts(20, 2))],
+            );
+        }
+        let last = history.seconds().last().copied().unwrap();
+        assert_eq!((last.requests, last.threads), (2, 4));
+        assert!((last.busy - 0.5).abs() < 1e-9 && (last.asleep - 0.25).abs() < 1e-9);
+        // The first tick's point belongs to the minute before `start`; the minute from
+        // `start + 120` is still in progress.
+        let minutes = history.minutes();
+        assert_eq!(minutes.len(), 3);
+        assert_eq!(minutes[2].time, start + 60);
+        assert_eq!(minutes[2].requests, 120);
+        assert!((minutes[2].processing.p50 - 0.02).abs() < 0.002);
+        // A stall of 100 s leaves empty points, not a hole.
+        tick(&mut history, start + 225, vec![]);
+        let seconds = history.seconds();
+        assert_eq!(seconds.len(), 226);
+        assert!(seconds.windows(2).all(|p| p[1].time == p[0].time + 1));
+    }
+}
