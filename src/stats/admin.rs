@@ -1,1 +1,416 @@
-//! (being written)
+//! The admin listener (`--stats-bind`): `/metrics`, `/stats.json` and the dashboard at `/`.
+//!
+//! Owns its accept loop, its own connection limit and timeouts, the routing and the response
+//! headers. It is apart from the application's listeners on purpose: its connections do not
+//! count against `--max-connections`, a saturated application does not stop a scrape, and it
+//! speaks plain HTTP/1.1 only (no TLS: keep it on localhost or a Unix socket). What the pages
+//! say is `prometheus.rs`'s, `json.rs`'s and `dashboard.rs`'s business; where the
+//! [`Snapshot`] comes from is the caller's (`Stats::snapshot`).
+//!
+//! Building a snapshot and rendering it take a few milliseconds with many labels, so both run
+//! on tokio's blocking pool: the one or two runtime threads that move the application's bytes
+//! are never held by a scrape.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{dashboard, json, prometheus, Snapshot};
+use crate::listen::deadline::{Deadline, Socket};
+use crate::listen::{Bound, Peer};
+use crate::{log_debug, log_warn};
+
+/// Builds a snapshot of the statistics; called once per request to the admin listener.
+pub type SnapshotFn = Arc<dyn Fn() -> Snapshot + Send + Sync>;
+
+/// Admin connections open at once; more wait in the listen backlog. Arbitrary: a Prometheus
+/// server or two and a few browser tabs need a handful, and 64 bounds what a misbehaving
+/// client on the admin address can hold.
+const MAX_CONNECTIONS: usize = 64;
+/// A request head must arrive within this, between keep-alive requests too (hyper's header
+/// timer). Arbitrary; longer than Prometheus's default scrape interval would be pointless.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// A write that makes no progress for this long drops the connection (`listen/deadline.rs`).
+/// Arbitrary, as above.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// On shutdown, requests being answered get this long to finish. Arbitrary: a render takes
+/// milliseconds, and shutdown should not wait on a scraper.
+const DRAIN: Duration = Duration::from_secs(1);
+
+/// Serve the statistics on `listener` until `shutdown` resolves; then stop accepting (removing
+/// a Unix socket file), close idle connections, and give requests being answered a second.
+/// Returns at once, after logging why, if the listener cannot be registered with the runtime.
+pub async fn serve(listener: Bound, snapshot: SnapshotFn, shutdown: impl Future<Output = ()>) {
+    let admin = Admin {
+        snapshot,
+        stop: CancellationToken::new(),
+        tracker: TaskTracker::new(),
+        permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+    };
+    tokio::select! {
+        () = admin.listen(listener) => {}
+        () = shutdown => {}
+    }
+    admin.stop.cancel();
+    admin.tracker.close();
+    let _ = tokio::time::timeout(DRAIN, admin.tracker.wait()).await;
+}
+
+#[derive(Clone)]
+struct Admin {
+    snapshot: SnapshotFn,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+    permits: Arc<Semaphore>,
+}
+
+impl Admin {
+    /// Accept until the caller stops polling (on shutdown); holds the Unix socket file until
+    /// then, so it is removed when accepting ends. Returns early only if the listener cannot
+    /// be registered with the runtime.
+    async fn listen(&self, bound: Bound) {
+        match bound {
+            Bound::Tcp(std) => match tokio::net::TcpListener::from_std(std) {
+                Ok(l) => {
+                    let accept = || async {
+                        let (s, peer) = l.accept().await?;
+                        let _ = s.set_nodelay(true);
+                        Ok((s, Peer::Tcp(peer)))
+                    };
+                    self.accept_loop(accept).await;
+                }
+                Err(e) => {
+                    log_warn!(
+                        "cannot register the --stats-bind TCP listener with the runtime: {e}"
+                    );
+                }
+            },
+            Bound::Unix(std, _socket_file) => match tokio::net::UnixListener::from_std(std) {
+                Ok(l) => {
+                    let accept = || async { l.accept().await.map(|(s, _)| (s, Peer::Unix)) };
+                    self.accept_loop(accept).await;
+                }
+                Err(e) => log_warn!(
+                    "cannot register the --stats-bind Unix listener with the runtime: {e}"
+                ),
+            },
+        }
+    }
+
+    async fn accept_loop<S, F, Fut>(&self, mut accept: F)
+    where
+        S: AsyncRead + AsyncWrite + Socket + Unpin + Send + 'static,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::io::Result<(S, Peer)>>,
+    {
+        loop {
+            let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
+                return;
+            };
+            let (stream, peer) = match accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    log_warn!("accept on the --stats-bind listener failed: {e}; retrying");
+                    // Out of file descriptors, usually: closing connections frees them.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let stream = Deadline::new(stream, peer, SEND_TIMEOUT);
+            let admin = self.clone();
+            self.tracker.spawn(async move {
+                admin.connection(stream).await;
+                drop(permit);
+            });
+        }
+    }
+
+    async fn connection<S>(self, stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let snapshot = self.snapshot;
+        let service = service_fn(move |req| respond(req, Arc::clone(&snapshot)));
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEAD_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(connection);
+        let result = tokio::select! {
+            r = connection.as_mut() => r,
+            () = self.stop.cancelled() => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        if let Err(e) = result {
+            log_debug!("admin connection ended with an error: {e}");
+        }
+    }
+}
+
+/// The pages, by path.
+#[derive(Clone, Copy)]
+enum Page {
+    Metrics,
+    Json,
+    Dashboard,
+}
+
+impl Page {
+    fn for_path(path: &str) -> Option<Page> {
+        match path {
+            "/metrics" => Some(Page::Metrics),
+            "/stats.json" => Some(Page::Json),
+            "/" => Some(Page::Dashboard),
+            _ => None,
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Page::Metrics => "text/plain; version=0.0.4; charset=utf-8",
+            Page::Json => "application/json",
+            Page::Dashboard => "text/html; charset=utf-8",
+        }
+    }
+
+    fn render(self, s: &Snapshot) -> String {
+        match self {
+            Page::Metrics => prometheus::render(s),
+            Page::Json => json::render(s),
+            Page::Dashboard => dashboard::render(s),
+        }
+    }
+}
+
+/// The dashboard has no script and loads nothing; say so to the browser, so that a label or
+/// path the escaping somehow missed still could not run.
+const DASHBOARD_CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'";
+
+async fn respond(
+    req: Request<Incoming>,
+    snapshot: SnapshotFn,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut resp = plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!(
+                "method {} not allowed: the statistics are read with GET or HEAD\n",
+                req.method()
+            ),
+        );
+        resp.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return Ok(resp);
+    }
+    let Some(page) = Page::for_path(req.uri().path()) else {
+        return Ok(plain(
+            StatusCode::NOT_FOUND,
+            format!(
+                "not found: {}; the admin listener serves /metrics, /stats.json and the dashboard at /\n",
+                req.uri().path()
+            ),
+        ));
+    };
+    // HEAD is rendered too, so its Content-Length is the GET's; hyper sends no body for it.
+    let rendered = tokio::task::spawn_blocking(move || page.render(&snapshot())).await;
+    let body = match rendered {
+        Ok(body) => body,
+        Err(e) => {
+            log_warn!(
+                "the statistics could not be rendered for {}: {e}",
+                req.uri().path()
+            );
+            return Ok(plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the statistics could not be rendered; the server log says why\n".into(),
+            ));
+        }
+    };
+    let mut resp = response(StatusCode::OK, page.content_type(), body);
+    if matches!(page, Page::Dashboard) {
+        resp.headers_mut().insert(
+            "content-security-policy",
+            HeaderValue::from_static(DASHBOARD_CSP),
+        );
+    }
+    Ok(resp)
+}
+
+fn plain(status: StatusCode, text: String) -> Response<Full<Bytes>> {
+    response(status, "text/plain; charset=utf-8", text)
+}
+
+fn response(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+    use super::{serve, SnapshotFn};
+    use crate::config::BindAddr;
+    use crate::listen::{bind_all, Bound};
+    use crate::stats::prometheus::tests::filled;
+
+    /// Send one request with `Connection: close` and read the whole response.
+    async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, request: &str) -> String {
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    fn head_and_body(response: &str) -> (&str, &str) {
+        response.split_once("\r\n\r\n").unwrap()
+    }
+
+    fn get(method: &str, path: &str) -> String {
+        format!("{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+    }
+
+    fn counting_snapshot() -> (SnapshotFn, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        let f: SnapshotFn = Arc::new(move || {
+            counted.fetch_add(1, Ordering::Relaxed);
+            filled()
+        });
+        (f, calls)
+    }
+
+    #[tokio::test]
+    async fn routes_over_tcp() {
+        let addr = "127.0.0.1:0".parse().unwrap();
+        let mut bound = bind_all(&[BindAddr::Tcp(addr)], 0o600).unwrap();
+        let Bound::Tcp(l) = &bound[0] else {
+            unreachable!()
+        };
+        let addr = l.local_addr().unwrap();
+        let (snapshot, calls) = counting_snapshot();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(bound.remove(0), snapshot, async {
+            let _ = stopped.await;
+        }));
+        let ask = |request: String| async move {
+            let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            exchange(s, &request).await
+        };
+
+        let r = ask(get("GET", "/metrics")).await;
+        let (head, body) = head_and_body(&r);
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.contains("content-type: text/plain; version=0.0.4; charset=utf-8"));
+        assert!(head.contains("cache-control: no-store"));
+        assert!(body.contains("# TYPE ferrule_requests_total counter"));
+
+        let r = ask(get("GET", "/stats.json?pretty=no")).await;
+        let (head, body) = head_and_body(&r);
+        assert!(
+            head.starts_with("HTTP/1.1 200 OK\r\n")
+                && head.contains("content-type: application/json")
+        );
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["pid"], 4242);
+
+        let r = ask(get("GET", "/")).await;
+        let (head, body) = head_and_body(&r);
+        assert!(head.contains("content-type: text/html; charset=utf-8"));
+        assert!(head.contains("content-security-policy: default-src 'none'"));
+        assert!(body.starts_with("<!DOCTYPE html>"));
+
+        // HEAD: the GET's length, no body.
+        let r = ask(get("HEAD", "/")).await;
+        let (head, body) = head_and_body(&r);
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"));
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(length > 1000 && body.is_empty(), "{length} {body:?}");
+
+        let r = ask(get("GET", "/favicon.ico")).await;
+        assert!(r.starts_with("HTTP/1.1 404 Not Found\r\n"), "{r}");
+        assert!(r.contains("/metrics, /stats.json"));
+
+        let r = ask(
+            "POST /metrics HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"
+                .into(),
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"), "{r}");
+        assert!(r.contains("allow: GET, HEAD\r\n"));
+
+        // Keep-alive: two requests on one connection.
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let two = "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\nGET /stats.json HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+        s.write_all(two.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 2);
+
+        // A snapshot per page asked for; none for 404 and 405.
+        assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 6);
+        stop.send(()).unwrap();
+        server.await.unwrap();
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn serves_on_a_unix_socket_and_removes_it_on_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin.sock");
+        let mut bound = bind_all(&[BindAddr::Unix(path.clone())], 0o600).unwrap();
+        let (snapshot, _) = counting_snapshot();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(bound.remove(0), snapshot, async {
+            let _ = stopped.await;
+        }));
+        let s = tokio::net::UnixStream::connect(&path).await.unwrap();
+        let r = exchange(s, &get("GET", "/metrics")).await;
+        assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
+
+        // An idle keep-alive connection does not hold shutdown up.
+        let mut idle = tokio::net::UnixStream::connect(&path).await.unwrap();
+        idle.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let mut first = vec![0; 64];
+        let n = idle.read(&mut first).await.unwrap();
+        assert!(first[..n].starts_with(b"HTTP/1.1 200 OK"));
+        stop.send(()).unwrap();
+        server.await.unwrap();
+        assert!(!path.exists());
+    }
+}

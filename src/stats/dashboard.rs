@@ -1,1 +1,532 @@
-//! (being written)
+//! `/`: the dashboard, one self-contained HTML page built from a [`Snapshot`].
+//!
+//! Owns what the page shows and in which order: the gauges, the timelines (last 15 minutes
+//! from `seconds`, last 24 hours from `minutes`), thread-pool utilization, a latency
+//! histogram per busy view, the slowest-views and in-flight tables. The charts themselves
+//! (geometry, colours, escaping) are `svg.rs`'s; serving the page is `admin.rs`'s.
+//!
+//! No script, no external asset: the page refreshes itself every 5 seconds and works
+//! offline. Labels and paths come from clients, so every string from the snapshot is escaped;
+//! the admin listener also sends a Content-Security-Policy that forbids scripts.
+
+use std::fmt::Write;
+
+use super::snapshot::{Point, Snapshot, View};
+use super::svg::{colour, duration, escape, number, BarChart, LineChart, Series, Unit};
+
+/// How many views get a histogram: the busiest ones (arbitrary; two rows on a wide screen).
+const HISTOGRAM_VIEWS: usize = 8;
+/// Rows of the slowest-views table (arbitrary; the JSON has them all).
+const SLOWEST_ROWS: usize = 25;
+/// Rows of the in-flight table (arbitrary; the JSON has them all).
+const IN_FLIGHT_ROWS: usize = 50;
+/// Paths longer than this are cut in the in-flight table.
+const PATH_CHARS: usize = 160;
+
+const STYLE: &str = "\
+body{font:13px/1.4 system-ui,sans-serif;margin:0;color:#0f172a;background:#f8fafc}\
+header{display:flex;flex-wrap:wrap;gap:4px 16px;align-items:baseline;padding:8px 16px;background:#0f172a;color:#f8fafc}\
+header h1{font-size:16px;margin:0}header span{color:#cbd5e1}\
+main{padding:8px 16px 24px}\
+h2{font-size:14px;margin:18px 0 6px}\
+.gauges{display:flex;flex-wrap:wrap;gap:8px}\
+.gauge{background:#fff;border:1px solid #e2e8f0;border-radius:6px;padding:6px 12px;min-width:90px}\
+.gauge b{display:block;font-size:20px;font-weight:600}.gauge small{color:#64748b}\
+.charts{display:flex;flex-wrap:wrap;gap:10px}\
+figure{margin:0;background:#fff;border:1px solid #e2e8f0;border-radius:6px;padding:6px 8px}\
+figcaption{font-size:12px;margin-bottom:2px;max-width:600px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}\
+.view figcaption{max-width:300px}figcaption small{display:block;color:#64748b}\
+.key{margin-left:10px;color:#64748b}.key i{display:inline-block;width:14px;height:3px;vertical-align:middle;margin-right:4px}\
+svg{display:block;max-width:100%;height:auto}.tick{font-size:10px;fill:#64748b}\
+table{border-collapse:collapse;background:#fff;border:1px solid #e2e8f0;font-variant-numeric:tabular-nums}\
+th,td{padding:3px 10px;border-bottom:1px solid #e2e8f0;text-align:right;white-space:nowrap}\
+th{background:#f1f5f9;font-weight:600}.l{text-align:left;max-width:32em;overflow:hidden;text-overflow:ellipsis}\
+.empty,.more{color:#64748b}";
+
+/// The page for `/`.
+pub fn render(s: &Snapshot) -> String {
+    let mut page = String::with_capacity(96 * 1024);
+    let _ = write!(
+        page,
+        r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="5"><meta name="viewport" content="width=device-width,initial-scale=1"><link rel="icon" href="data:,"><title>ferrule statistics</title><style>{STYLE}</style></head><body><header><h1>ferrule statistics</h1><span>version {}</span><span>pid {}</span><span>at {} UTC, refreshed every 5 s</span></header><main>"#,
+        escape(s.version),
+        s.pid,
+        clock(s.time)
+    );
+    gauges(&mut page, s);
+    timelines(&mut page, s);
+    histograms(&mut page, s);
+    slowest(&mut page, s);
+    in_flight(&mut page, s);
+    page.push_str("</main></body></html>\n");
+    page
+}
+
+fn gauges(page: &mut String, s: &Snapshot) {
+    let g = &s.gauges;
+    let ratio = g.work_sleep_ratio.map_or_else(|| "–".into(), number);
+    let overflowed = if s.totals.labels_overflowed > 0 {
+        format!("{} over the label limit", s.totals.labels_overflowed)
+    } else {
+        "since start".into()
+    };
+    page.push_str(r#"<section class="gauges" id="gauges">"#);
+    for (name, value, note) in [
+        (
+            "threads busy",
+            format!("{} / {}", g.busy_threads, g.threads),
+            format!("at most {}", g.max_threads),
+        ),
+        (
+            "queue",
+            g.queue_depth.to_string(),
+            "waiting for a thread".into(),
+        ),
+        ("in flight", g.in_flight.to_string(), "requests".into()),
+        ("connections", g.connections.to_string(), "open".into()),
+        ("work : sleep", ratio, "last minute".into()),
+        ("requests", s.totals.requests.to_string(), overflowed),
+        ("uptime", uptime(s.uptime), String::new()),
+        ("memory", bytes(s.rss_bytes), "resident".into()),
+    ] {
+        let _ = write!(
+            page,
+            r#"<div class="gauge"><small>{name}</small><b>{}</b><small>{}</small></div>"#,
+            escape(&value),
+            escape(&note)
+        );
+    }
+    page.push_str("</section>");
+}
+
+/// The 15-minute and 24-hour timelines and the thread-pool chart.
+fn timelines(page: &mut String, s: &Snapshot) {
+    let now = s.time;
+    let quarter = (now - 900.0, now);
+    let quarter_ticks = [
+        (now - 900.0, "−15 min"),
+        (now - 600.0, "−10 min"),
+        (now - 300.0, "−5 min"),
+        (now, "now"),
+    ];
+    let secs = &s.seconds;
+    page.push_str(r#"<h2>Last 15 minutes</h2><section class="charts">"#);
+    page.push_str(
+        &LineChart {
+            id: "rate-15m",
+            title: "Requests per second",
+            unit: Unit::Rate,
+            x: quarter,
+            x_ticks: &quarter_ticks,
+            series: rate_series(secs, 1.0),
+        }
+        .render(),
+    );
+    page.push_str(
+        &LineChart {
+            id: "latency-15m",
+            title: "Processing time",
+            unit: Unit::Seconds,
+            x: quarter,
+            x_ticks: &quarter_ticks,
+            series: latency_series(secs, 1.0, true),
+        }
+        .render(),
+    );
+    let threads = |name, class, colour, dashed, f: fn(&Point) -> f64| Series {
+        name,
+        class,
+        colour,
+        dashed,
+        points: timeline(secs, 1.0, |p| Some(f(p))),
+    };
+    page.push_str(
+        &LineChart {
+            id: "threads-15m",
+            title: "Worker threads",
+            unit: Unit::Count,
+            x: quarter,
+            x_ticks: &quarter_ticks,
+            series: vec![
+                threads("live", "threads", colour::THREADS, true, |p| {
+                    p.threads as f64
+                }),
+                threads("busy", "busy", colour::BUSY, false, |p| p.busy),
+                threads("asleep", "asleep", colour::ASLEEP, false, |p| p.asleep),
+                threads("queued requests", "queue", colour::QUEUE, false, |p| {
+                    p.queue_depth as f64
+                }),
+            ],
+        }
+        .render(),
+    );
+    page.push_str("</section>");
+
+    let day = (now - 86_400.0, now);
+    let day_ticks = [
+        (now - 86_400.0, "−24 h"),
+        (now - 64_800.0, "−18 h"),
+        (now - 43_200.0, "−12 h"),
+        (now - 21_600.0, "−6 h"),
+        (now, "now"),
+    ];
+    page.push_str(r#"<h2>Last 24 hours</h2><section class="charts">"#);
+    page.push_str(
+        &LineChart {
+            id: "rate-24h",
+            title: "Requests per second, by minute",
+            unit: Unit::Rate,
+            x: day,
+            x_ticks: &day_ticks,
+            series: rate_series(&s.minutes, 60.0),
+        }
+        .render(),
+    );
+    page.push_str(
+        &LineChart {
+            id: "latency-24h",
+            title: "Processing time, by minute",
+            unit: Unit::Seconds,
+            x: day,
+            x_ticks: &day_ticks,
+            series: latency_series(&s.minutes, 60.0, false),
+        }
+        .render(),
+    );
+    page.push_str("</section>");
+}
+
+fn rate_series(points: &[Point], interval: f64) -> Vec<Series> {
+    vec![
+        Series {
+            name: "requests",
+            class: "rate",
+            colour: colour::RATE,
+            dashed: false,
+            points: timeline(points, interval, |p| Some(p.requests as f64 / interval)),
+        },
+        Series {
+            name: "5xx",
+            class: "errors",
+            colour: colour::ERRORS,
+            dashed: false,
+            points: timeline(points, interval, |p| Some(p.errors as f64 / interval)),
+        },
+    ]
+}
+
+/// p50, p90 (if `p90`) and p99 of processing; intervals without requests are gaps, not 0.
+fn latency_series(points: &[Point], interval: f64, p90: bool) -> Vec<Series> {
+    let quantile = |name, class, colour, f: fn(&Point) -> f64| Series {
+        name,
+        class,
+        colour,
+        dashed: false,
+        points: timeline(points, interval, move |p| (p.requests > 0).then(|| f(p))),
+    };
+    let mut series = vec![quantile("p50", "p50", colour::P50, |p| p.processing.p50)];
+    if p90 {
+        series.push(quantile("p90", "p90", colour::P90, |p| p.processing.p90));
+    }
+    series.push(quantile("p99", "p99", colour::P99, |p| p.processing.p99));
+    series
+}
+
+/// Points placed at the end of their interval (so the newest is at "now"), with a gap where
+/// the timeline skips intervals.
+fn timeline(
+    points: &[Point],
+    interval: f64,
+    value: impl Fn(&Point) -> Option<f64>,
+) -> Vec<Option<(f64, f64)>> {
+    let mut out = Vec::with_capacity(points.len() + 1);
+    let mut previous: Option<i64> = None;
+    for p in points {
+        if previous.is_some_and(|t| (p.time - t) as f64 > interval * 1.5) {
+            out.push(None);
+        }
+        previous = Some(p.time);
+        out.push(value(p).map(|v| (p.time as f64 + interval, v)));
+    }
+    out
+}
+
+// The histogram display bins: four per decade from 100 µs to 100 s, 24 in all. The snapshot's
+// bins are finer and may change; each is added to the display bin holding its upper bound,
+// the first and last bins take everything below and above.
+const BINS_PER_DECADE: f64 = 4.0;
+const LOWEST_DECADE: f64 = -4.0;
+const BINS: usize = 24;
+
+fn display_bin(upper: f64) -> usize {
+    if upper.is_nan() || upper <= 0.0 {
+        return 0;
+    }
+    let i = (BINS_PER_DECADE * (upper.log10() - LOWEST_DECADE)).ceil() - 1.0;
+    i.clamp(0.0, (BINS - 1) as f64) as usize
+}
+
+/// A latency histogram for each of the busiest views over the last 15 minutes.
+fn histograms(page: &mut String, s: &Snapshot) {
+    let total = |v: &View| v.histogram.iter().map(|b| b.1).sum::<u64>();
+    let mut views: Vec<(&View, u64)> = s
+        .views
+        .iter()
+        .map(|v| (v, total(v)))
+        .filter(|v| v.1 > 0)
+        .collect();
+    views.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.label.cmp(&b.0.label)));
+    page.push_str(r#"<h2>Processing time by view, last 15 minutes</h2><section class="charts" id="histograms">"#);
+    if views.is_empty() {
+        page.push_str(r#"<p class="empty">No requests in the last 15 minutes.</p>"#);
+    }
+    let ticks = [
+        (4, "1 ms"),
+        (8, "10 ms"),
+        (12, "100 ms"),
+        (16, "1 s"),
+        (20, "10 s"),
+    ];
+    for &(view, count) in views.iter().take(HISTOGRAM_VIEWS) {
+        let mut bars = [0u64; BINS];
+        for &(upper, n) in &view.histogram {
+            bars[display_bin(upper)] += n;
+        }
+        let q = view.windows[2].processing;
+        let note = format!(
+            "{count} requests · p50 {} · p99 {}",
+            duration(q.p50),
+            duration(q.p99)
+        );
+        page.push_str(
+            &BarChart {
+                title: &view.label,
+                note: &note,
+                bars: &bars,
+                x_ticks: &ticks,
+            }
+            .render(),
+        );
+    }
+    page.push_str("</section>");
+}
+
+/// Views by their 99th percentile over the last 5 minutes, slowest first.
+fn slowest(page: &mut String, s: &Snapshot) {
+    let mut views: Vec<&View> = s
+        .views
+        .iter()
+        .filter(|v| v.windows[1].requests > 0)
+        .collect();
+    views.sort_by(|a, b| {
+        let p99 = |v: &View| v.windows[1].processing.p99;
+        p99(b)
+            .total_cmp(&p99(a))
+            .then_with(|| a.label.cmp(&b.label))
+    });
+    page.push_str("<h2>Slowest views, last 5 minutes</h2>");
+    if views.is_empty() {
+        page.push_str(r#"<p class="empty" id="slowest">No requests in the last 5 minutes.</p>"#);
+        return;
+    }
+    page.push_str(r#"<table id="slowest"><tr><th class="l">view</th><th>requests</th><th>p50</th><th>p90</th><th>p99</th><th>max</th><th>5xx</th><th>cancelled</th><th>queue p99</th><th>asleep p99</th></tr>"#);
+    for v in views.iter().take(SLOWEST_ROWS) {
+        let w = &v.windows[1];
+        let label = escape(&v.label);
+        let _ = write!(
+            page,
+            r#"<tr><td class="l" title="{label}">{label}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+            w.requests,
+            duration(w.processing.p50),
+            duration(w.processing.p90),
+            duration(w.processing.p99),
+            duration(w.processing.max),
+            w.errors,
+            w.cancelled,
+            duration(w.queue.p99),
+            duration(w.asleep.p99),
+        );
+    }
+    page.push_str("</table>");
+    more(page, views.len(), SLOWEST_ROWS, "views");
+}
+
+fn in_flight(page: &mut String, s: &Snapshot) {
+    page.push_str("<h2>In flight</h2>");
+    if s.in_flight.is_empty() {
+        page.push_str(r#"<p class="empty" id="in-flight">No requests in flight.</p>"#);
+        return;
+    }
+    page.push_str(r#"<table id="in-flight"><tr><th class="l">id</th><th class="l">view</th><th class="l">method</th><th class="l">path</th><th class="l">state</th><th>elapsed</th><th>asleep</th></tr>"#);
+    for r in s.in_flight.iter().take(IN_FLIGHT_ROWS) {
+        let path: String = r.path.chars().take(PATH_CHARS).collect();
+        let cut = if path.len() < r.path.len() { "…" } else { "" };
+        let path = escape(&path);
+        let _ = write!(
+            page,
+            r#"<tr><td class="l">{}</td><td class="l">{}</td><td class="l">{}</td><td class="l" title="{path}">{path}{cut}</td><td class="l">{}</td><td>{}</td><td>{}</td></tr>"#,
+            escape(&r.id),
+            escape(&r.label),
+            escape(&r.method),
+            escape(r.state),
+            duration(r.elapsed),
+            duration(r.asleep),
+        );
+    }
+    page.push_str("</table>");
+    more(page, s.in_flight.len(), IN_FLIGHT_ROWS, "requests");
+}
+
+fn more(page: &mut String, len: usize, shown: usize, what: &str) {
+    if len > shown {
+        let _ = write!(
+            page,
+            r#"<p class="more">{} more {what} in /stats.json.</p>"#,
+            len - shown
+        );
+    }
+}
+
+/// `HH:MM:SS` of a Unix time.
+fn clock(time: f64) -> String {
+    let secs = if time.is_finite() { time as i64 } else { 0 };
+    let day = secs.rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02}", day / 3600, day % 3600 / 60, day % 60)
+}
+
+fn uptime(secs: f64) -> String {
+    let s = if secs.is_finite() {
+        secs.max(0.0) as u64
+    } else {
+        0
+    };
+    match s {
+        s if s >= 86_400 => format!("{} d {} h", s / 86_400, s % 86_400 / 3600),
+        s if s >= 3600 => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        s if s >= 60 => format!("{} min {} s", s / 60, s % 60),
+        s => format!("{s} s"),
+    }
+}
+
+fn bytes(n: u64) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    match n as f64 {
+        b if b >= 1024.0 * MIB => format!("{} GiB", number(b / 1024.0 / MIB)),
+        b => format!("{} MiB", number(b / MIB)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{clock, display_bin, render, uptime};
+    use crate::stats::prometheus::tests::{empty, filled};
+
+    fn clean(page: &str) {
+        assert!(page.starts_with("<!DOCTYPE html>"));
+        assert!(page.ends_with("</html>\n"));
+        assert!(page.contains(r#"<meta http-equiv="refresh" content="5">"#));
+        assert!(page.contains(r#"<link rel="icon" href="data:,">"#));
+        for bad in ["NaN", "inf", "<script", "http://", "https://"] {
+            assert!(!page.contains(bad), "{bad} in the page");
+        }
+        assert_eq!(page.matches("<svg").count(), page.matches("</svg>").count());
+        assert_eq!(
+            page.matches("<table").count(),
+            page.matches("</table>").count()
+        );
+    }
+
+    #[test]
+    fn an_empty_snapshot_renders_cleanly() {
+        let page = render(&empty());
+        clean(&page);
+        // Five timelines, no data lines, no histograms.
+        assert_eq!(page.matches("<svg").count(), 5);
+        assert!(!page.contains(r#"class="series"#));
+        assert!(page.contains("No requests in flight."));
+        assert!(page.contains("No requests in the last 5 minutes."));
+    }
+
+    #[test]
+    fn a_filled_snapshot_has_every_chart_and_table() {
+        let s = filled();
+        let page = render(&s);
+        clean(&page);
+        for needle in [
+            r#"<figure id="rate-15m">"#,
+            r#"class="series rate""#,
+            r#"class="series errors""#,
+            r#"class="series p50""#,
+            r#"class="series p90""#,
+            r#"class="series p99""#,
+            r#"class="series busy""#,
+            r#"class="series threads""#,
+            r#"class="series asleep""#,
+            r#"class="series queue""#,
+            r#"<table id="slowest">"#,
+            r#"<table id="in-flight">"#,
+            "api:users",
+            "/api/users/7",
+            "3 / 8",
+            "1 h 31 min",
+            "50 MiB",
+        ] {
+            assert!(page.contains(needle), "missing {needle}");
+        }
+        // Three views with requests: three histograms, five timelines.
+        assert_eq!(page.matches(r#"<svg class="histogram""#).count(), 3);
+        assert_eq!(page.matches("<svg").count(), 8);
+        // The slowest table is ordered by p99: every view has the same one here, so by label.
+        let slowest = page.split(r#"<table id="slowest">"#).nth(1).unwrap();
+        let first = slowest.find("api:users").unwrap();
+        assert!(first < slowest.find("static").unwrap());
+    }
+
+    #[test]
+    fn client_strings_are_escaped() {
+        let page = render(&filled());
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;&amp;"));
+        assert!(page.contains("&lt;script&gt;alert(2)&lt;/script&gt;"));
+        assert!(page.contains("/x?&lt;img src=x onerror=alert(3)&gt;"));
+        assert!(page.contains("&lt;b&gt;id&lt;/b&gt;"));
+        assert!(page.contains("P&quot;OST"));
+        assert!(!page.contains("<img") && !page.contains("<b>id"));
+    }
+
+    #[test]
+    fn odd_values_do_not_break_the_page() {
+        let mut s = filled();
+        s.time = f64::NAN;
+        s.uptime = f64::INFINITY;
+        s.gauges.work_sleep_ratio = Some(f64::NAN);
+        s.seconds[3].processing.p99 = f64::INFINITY;
+        s.seconds[4].busy = f64::NAN;
+        s.views[0].histogram.push((f64::NAN, 3));
+        s.views[0].windows[1].processing.p99 = f64::NAN;
+        s.in_flight[0].elapsed = -1.0;
+        clean(&render(&s));
+    }
+
+    #[test]
+    fn display_bins() {
+        for (upper, bin) in [
+            (0.000_01, 0),
+            (0.0001, 0),
+            (0.001, 3),
+            (0.0011, 4),
+            (0.012, 8),
+            (1.0, 15),
+            (1000.0, 23),
+            (0.0, 0),
+        ] {
+            assert_eq!(display_bin(upper), bin, "{upper}");
+        }
+    }
+
+    #[test]
+    fn clock_and_uptime() {
+        assert_eq!(clock(1_700_000_000.0), "22:13:20");
+        assert_eq!(uptime(42.9), "42 s");
+        assert_eq!(uptime(3.0 * 86_400.0 + 7200.0), "3 d 2 h");
+    }
+}

@@ -1,1 +1,592 @@
-//! (being written)
+//! `/metrics`: a [`Snapshot`] in the Prometheus text exposition format, version 0.0.4.
+//!
+//! Owns the metric names, their help texts, label escaping and number formatting; the output
+//! passes `promtool check metrics` (its lints included: `_total` on counters, base units,
+//! HELP and TYPE for every family). Every sample of a family is written together, so families
+//! are the outer loop and views the inner one. Serving the text is `admin.rs`'s business.
+//!
+//! Per (view, method) seen, every status class and cancellation reason is written, zeros
+//! included, so `rate()` and ratios of them never miss a series: an error ratio is 0, not
+//! "no data", for a view that has never failed.
+
+use std::fmt::Write;
+
+use super::snapshot::{
+    Histogram, MethodStats, Snapshot, View, CANCEL_REASONS, PROM_BUCKETS, STATUS_CLASSES,
+};
+
+/// The three latency histograms: (name, help, which one of a [`MethodStats`]).
+type HistogramOf = fn(&MethodStats) -> &Histogram;
+const HISTOGRAMS: [(&str, &str, HistogramOf); 3] = [
+    (
+        "ferrule_request_queue_seconds",
+        "Time from admission until a worker thread started the request.",
+        |m| &m.queue,
+    ),
+    (
+        "ferrule_request_processing_seconds",
+        "Time from a worker thread starting the request until its response was complete.",
+        |m| &m.processing,
+    ),
+    (
+        "ferrule_request_asleep_seconds",
+        "Time a request's worker thread spent asleep in ferrule.wait, gather or async_to_sync.",
+        |m| &m.asleep,
+    ),
+];
+
+/// The text for `/metrics`.
+pub fn render(s: &Snapshot) -> String {
+    // About 80 bytes a line, ~60 lines per (view, method) with three histograms.
+    let pairs: usize = s.views.iter().map(|v| v.methods.len()).sum();
+    let mut out = Out(String::with_capacity(4096 + pairs * 5000));
+    per_view(&mut out, s);
+    process(&mut out, s);
+    out.0
+}
+
+/// The histograms and counters by view and method.
+fn per_view(out: &mut Out, s: &Snapshot) {
+    // The `le` values, formatted once rather than on each of thousands of lines.
+    let les: Vec<String> = PROM_BUCKETS
+        .iter()
+        .map(f64::to_string)
+        .chain(std::iter::once("+Inf".into()))
+        .collect();
+    for (name, help, of) in HISTOGRAMS {
+        out.family(name, help, "histogram");
+        for (view, m) in pairs_of(s) {
+            out.histogram(name, &les, view, m, of(m));
+        }
+    }
+
+    out.family(
+        "ferrule_requests_total",
+        "Requests finished, by status class of the response (a cancelled request counts with the status its access log line shows: 499, 503 or 504).",
+        "counter",
+    );
+    for (view, m) in pairs_of(s) {
+        for (class, n) in STATUS_CLASSES.iter().zip(m.status) {
+            out.sample(
+                "ferrule_requests_total",
+                &[("view", &view.label), ("method", m.method), ("code", class)],
+                n,
+            );
+        }
+    }
+    out.family(
+        "ferrule_requests_cancelled_total",
+        "Requests cancelled before their response was complete, by reason.",
+        "counter",
+    );
+    for (view, m) in pairs_of(s) {
+        for (reason, n) in CANCEL_REASONS.iter().zip(m.cancelled) {
+            out.sample(
+                "ferrule_requests_cancelled_total",
+                &[
+                    ("view", &view.label),
+                    ("method", m.method),
+                    ("reason", reason),
+                ],
+                n,
+            );
+        }
+    }
+    for (name, help, bytes) in [
+        (
+            "ferrule_request_bytes_total",
+            "Bytes of request bodies received.",
+            (|m| m.bytes_in) as fn(&MethodStats) -> u64,
+        ),
+        (
+            "ferrule_response_bytes_total",
+            "Bytes of response bodies sent.",
+            |m| m.bytes_out,
+        ),
+    ] {
+        out.family(name, help, "counter");
+        for (view, m) in pairs_of(s) {
+            out.sample(
+                name,
+                &[("view", &view.label), ("method", m.method)],
+                bytes(m),
+            );
+        }
+    }
+}
+
+/// The gauges and the process-wide counters.
+fn process(out: &mut Out, s: &Snapshot) {
+    let g = &s.gauges;
+    for (name, help, value) in [
+        ("ferrule_threads", "Live worker threads.", g.threads),
+        (
+            "ferrule_threads_busy",
+            "Worker threads running a request.",
+            g.busy_threads,
+        ),
+        (
+            "ferrule_threads_max",
+            "The --threads setting.",
+            g.max_threads,
+        ),
+        (
+            "ferrule_queue_depth",
+            "Requests waiting for a worker thread.",
+            g.queue_depth,
+        ),
+        (
+            "ferrule_connections",
+            "Open client connections.",
+            g.connections,
+        ),
+        (
+            "ferrule_requests_in_flight",
+            "Application requests admitted and not finished (queued, running or being sent).",
+            g.in_flight,
+        ),
+    ] {
+        out.family(name, help, "gauge");
+        out.sample(name, &[], value);
+    }
+    out.family(
+        "ferrule_work_sleep_ratio",
+        "Over the last minute, time worker threads spent working on requests divided by the time they spent asleep in async waits; absent when they did not sleep.",
+        "gauge",
+    );
+    if let Some(ratio) = g.work_sleep_ratio {
+        out.sample("ferrule_work_sleep_ratio", &[], Float(ratio));
+    }
+    out.family(
+        "ferrule_uptime_seconds",
+        "Seconds since the server started.",
+        "gauge",
+    );
+    out.sample("ferrule_uptime_seconds", &[], Float(s.uptime));
+
+    let t = &s.totals;
+    for (name, help, value) in [
+        (
+            "ferrule_thread_busy_seconds_total",
+            "Seconds worker threads spent holding a request (running it, or asleep in it).",
+            t.busy_seconds,
+        ),
+        (
+            "ferrule_thread_asleep_seconds_total",
+            "Seconds worker threads spent asleep in ferrule.wait, gather or async_to_sync.",
+            t.asleep_seconds,
+        ),
+    ] {
+        out.family(name, help, "counter");
+        out.sample(name, &[], Float(value));
+    }
+    out.family(
+        "ferrule_stats_labels_overflowed_total",
+        "Times a new label was counted as other because --stats-max-labels was reached.",
+        "counter",
+    );
+    out.sample(
+        "ferrule_stats_labels_overflowed_total",
+        &[],
+        t.labels_overflowed,
+    );
+    out.family("ferrule_info", "The ferrule version; always 1.", "gauge");
+    out.sample("ferrule_info", &[("version", s.version)], 1);
+
+    out.family(
+        "process_resident_memory_bytes",
+        "Resident memory size in bytes.",
+        "gauge",
+    );
+    out.sample("process_resident_memory_bytes", &[], s.rss_bytes);
+    out.family(
+        "process_start_time_seconds",
+        "Start time of the process since unix epoch in seconds.",
+        "gauge",
+    );
+    out.sample(
+        "process_start_time_seconds",
+        &[],
+        Float((s.time - s.uptime).max(0.0)),
+    );
+}
+
+/// Every (view, method) pair, in snapshot order (labels sorted, methods in `METHODS` order).
+fn pairs_of(s: &Snapshot) -> impl Iterator<Item = (&View, &MethodStats)> {
+    s.views
+        .iter()
+        .flat_map(|v| v.methods.iter().map(move |m| (v, m)))
+}
+
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, help: &str, kind: &str) {
+        // HELP text escapes only `\` and newline; ours have neither, but stay correct.
+        let help = help.replace('\\', r"\\").replace('\n', r"\n");
+        // Writing to a String cannot fail.
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.0.push_str(name);
+        self.labels(labels, None);
+        let _ = writeln!(self.0, " {value}");
+    }
+
+    fn labels(&mut self, labels: &[(&str, &str)], le: Option<&str>) {
+        if labels.is_empty() && le.is_none() {
+            return;
+        }
+        self.0.push('{');
+        let all = labels.iter().copied().chain(le.map(|le| ("le", le)));
+        for (i, (key, value)) in all.enumerate() {
+            if i > 0 {
+                self.0.push(',');
+            }
+            self.0.push_str(key);
+            self.0.push_str("=\"");
+            escape_into(&mut self.0, value);
+            self.0.push('"');
+        }
+        self.0.push('}');
+    }
+
+    /// `_bucket` samples with cumulative counts (the snapshot's are per bucket), `+Inf`
+    /// last, then `_sum` and `_count`.
+    fn histogram(
+        &mut self,
+        name: &str,
+        les: &[String],
+        view: &View,
+        m: &MethodStats,
+        h: &Histogram,
+    ) {
+        let labels = [("view", view.label.as_str()), ("method", m.method)];
+        let mut cumulative = 0u64;
+        for (n, le) in h.buckets.iter().zip(les) {
+            cumulative += n;
+            self.0.push_str(name);
+            self.0.push_str("_bucket");
+            self.labels(&labels, Some(le));
+            let _ = writeln!(self.0, " {cumulative}");
+        }
+        // `count` and the `+Inf` bucket must agree; they are read from different atomics, so
+        // a request recorded between the two reads could make them differ by one.
+        let _ = write!(self.0, "{name}_sum");
+        self.labels(&labels, None);
+        let _ = writeln!(self.0, " {}", Float(h.sum));
+        let _ = write!(self.0, "{name}_count");
+        self.labels(&labels, None);
+        let _ = writeln!(self.0, " {cumulative}");
+    }
+}
+
+/// A label value as the text format wants it: `\`, `"` and newline escaped.
+fn escape_into(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str(r"\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str(r"\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// A sample value: Rust prints infinities as `inf`, Prometheus reads `+Inf`.
+struct Float(f64);
+
+impl std::fmt::Display for Float {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            v if v.is_nan() => f.write_str("NaN"),
+            v if v == f64::INFINITY => f.write_str("+Inf"),
+            v if v == f64::NEG_INFINITY => f.write_str("-Inf"),
+            v => write!(f, "{v}"),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::render;
+    use crate::stats::snapshot::{
+        Gauges, Histogram, InFlight, MethodStats, Point, Quantiles, Snapshot, Totals, View, Window,
+    };
+
+    fn histogram(buckets: &[(usize, u64)], sum: f64) -> Histogram {
+        let mut h = Histogram::default();
+        for &(i, n) in buckets {
+            h.buckets[i] = n;
+            h.count += n;
+        }
+        h.sum = sum;
+        h
+    }
+
+    fn method(method: &'static str, n: u64) -> MethodStats {
+        MethodStats {
+            method,
+            queue: histogram(&[(0, n)], 0.0001 * n as f64),
+            // 0.01 s bound is index 4, 0.1 is 7, past 60 s is 16.
+            processing: histogram(&[(4, n), (7, 2), (16, 1)], 0.05 * n as f64 + 70.2),
+            asleep: histogram(&[(5, 1)], 0.03),
+            status: [0, n, 1, 2, 3],
+            cancelled: [2, 1, 0],
+            bytes_in: 100,
+            bytes_out: 4096,
+        }
+    }
+
+    fn quantiles(scale: f64) -> Quantiles {
+        Quantiles {
+            p50: 0.01 * scale,
+            p90: 0.04 * scale,
+            p99: 0.09 * scale,
+            max: 0.2 * scale,
+        }
+    }
+
+    fn view(label: &str, n: u64) -> View {
+        let window = |minutes| Window {
+            minutes,
+            requests: n * u64::from(minutes),
+            errors: 3,
+            cancelled: 3,
+            queue: quantiles(0.1),
+            processing: quantiles(1.0),
+            asleep: quantiles(0.5),
+        };
+        View {
+            label: label.into(),
+            methods: vec![method("GET", n), method("POST", 1)],
+            windows: [window(1), window(5), window(15)],
+            histogram: vec![(0.001, 3), (0.012, n), (0.09, 4), (2.0, 1)],
+        }
+    }
+
+    /// A snapshot with two views (one with every character that needs escaping), two
+    /// requests in flight and a few minutes of timeline.
+    pub(crate) fn filled() -> Snapshot {
+        let time = 1_700_000_000.0;
+        let seconds = (0..300)
+            .map(|i| Point {
+                time: 1_700_000_000 - 300 + i,
+                requests: (i % 17) as u64,
+                errors: u64::from(i % 50 == 0),
+                cancelled: 0,
+                processing: quantiles(1.0 + (i % 7) as f64),
+                queue_p99: 0.002,
+                busy: (i % 5) as f64,
+                asleep: (i % 3) as f64 * 0.5,
+                threads: 8,
+                queue_depth: (i % 11) as usize / 5,
+            })
+            .collect();
+        let minutes = (0..90)
+            .map(|i| Point {
+                time: 1_700_000_000 - 5400 + i * 60,
+                requests: 600 + (i as u64 % 13) * 20,
+                processing: quantiles(2.0),
+                busy: 3.0,
+                threads: 8,
+                ..Point::default()
+            })
+            .collect();
+        Snapshot {
+            version: "0.1.0",
+            pid: 4242,
+            time,
+            uptime: 5500.5,
+            rss_bytes: 52_428_800,
+            gauges: Gauges {
+                threads: 8,
+                busy_threads: 3,
+                max_threads: 8,
+                queue_depth: 2,
+                connections: 17,
+                in_flight: 5,
+                work_sleep_ratio: Some(2.5),
+            },
+            totals: Totals {
+                requests: 12345,
+                busy_seconds: 321.5,
+                asleep_seconds: 12.25,
+                labels_overflowed: 7,
+            },
+            views: vec![
+                view("api:users", 40),
+                view("evil\\ \"quoted\"\n<script>alert(1)</script>&", 5),
+                view("static", 300),
+            ],
+            in_flight: vec![
+                InFlight {
+                    id: "abc123".into(),
+                    label: "api:users".into(),
+                    method: "GET".into(),
+                    path: "/api/users/7".into(),
+                    state: "asleep",
+                    elapsed: 1.25,
+                    asleep: 0.75,
+                },
+                InFlight {
+                    id: "<b>id</b>".into(),
+                    label: "<script>alert(2)</script>".into(),
+                    method: "P\"OST".into(),
+                    path: "/x?<img src=x onerror=alert(3)>".into(),
+                    state: "queued",
+                    elapsed: 0.002,
+                    asleep: 0.0,
+                },
+            ],
+            seconds,
+            minutes,
+        }
+    }
+
+    /// A server that has just started: nothing recorded, no timeline yet.
+    pub(crate) fn empty() -> Snapshot {
+        Snapshot {
+            version: "0.1.0",
+            pid: 1,
+            time: 1_700_000_000.0,
+            uptime: 0.0,
+            rss_bytes: 0,
+            gauges: Gauges::default(),
+            totals: Totals::default(),
+            views: vec![],
+            in_flight: vec![],
+            seconds: vec![],
+            minutes: vec![],
+        }
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_end_with_inf() {
+        let text = render(&filled());
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("ferrule_request_processing_seconds")
+                    && l.contains("view=\"api:users\",method=\"GET\"")
+            })
+            .collect();
+        let expected = [
+            r#"_bucket{view="api:users",method="GET",le="0.0005"} 0"#,
+            r#"_bucket{view="api:users",method="GET",le="0.001"} 0"#,
+            r#"_bucket{view="api:users",method="GET",le="0.0025"} 0"#,
+            r#"_bucket{view="api:users",method="GET",le="0.005"} 0"#,
+            r#"_bucket{view="api:users",method="GET",le="0.01"} 40"#,
+            r#"_bucket{view="api:users",method="GET",le="0.025"} 40"#,
+            r#"_bucket{view="api:users",method="GET",le="0.05"} 40"#,
+            r#"_bucket{view="api:users",method="GET",le="0.1"} 42"#,
+            r#"_bucket{view="api:users",method="GET",le="0.25"} 42"#,
+            r#"_bucket{view="api:users",method="GET",le="0.5"} 42"#,
+            r#"_bucket{view="api:users",method="GET",le="1"} 42"#,
+            r#"_bucket{view="api:users",method="GET",le="2.5"} 42"#,
+            r#"_bucket{view="api:users",method="GET",le="5"} 42"#,
+            r#"_bucket{view="api:users",method="GET",le="10"} 42"#,
+            r#"_bucket{view="api:users",method="GET",le="30"} 42"#,
+            r#"_bucket{view="api:users",method="GET",le="60"} 42"#,
+            r#"_bucket{view="api:users",method="GET",le="+Inf"} 43"#,
+            r#"_sum{view="api:users",method="GET"} 72.2"#,
+            r#"_count{view="api:users",method="GET"} 43"#,
+        ]
+        .map(|l| format!("ferrule_request_processing_seconds{l}"));
+        assert_eq!(lines, expected);
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let text = render(&filled());
+        assert!(text.contains(
+            r#"ferrule_requests_total{view="evil\\ \"quoted\"\n<script>alert(1)</script>&",method="GET",code="5xx"} 3"#
+        ), "{text}");
+        // Only the HELP/TYPE lines and samples: an unescaped newline would start a line
+        // with something else.
+        for line in text.lines() {
+            assert!(
+                line.starts_with("# HELP ")
+                    || line.starts_with("# TYPE ")
+                    || line.starts_with("ferrule_")
+                    || line.starts_with("process_"),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn gauges_counters_and_optional_samples() {
+        let text = render(&filled());
+        for line in [
+            "ferrule_threads 8",
+            "ferrule_threads_busy 3",
+            "ferrule_threads_max 8",
+            "ferrule_queue_depth 2",
+            "ferrule_connections 17",
+            "ferrule_requests_in_flight 5",
+            "ferrule_work_sleep_ratio 2.5",
+            "ferrule_uptime_seconds 5500.5",
+            "ferrule_thread_busy_seconds_total 321.5",
+            "ferrule_thread_asleep_seconds_total 12.25",
+            "ferrule_stats_labels_overflowed_total 7",
+            r#"ferrule_info{version="0.1.0"} 1"#,
+            "process_resident_memory_bytes 52428800",
+            "process_start_time_seconds 1699994499.5",
+            r#"ferrule_requests_cancelled_total{view="api:users",method="POST",reason="timeout"} 1"#,
+            r#"ferrule_requests_total{view="static",method="GET",code="1xx"} 0"#,
+            r#"ferrule_response_bytes_total{view="static",method="POST"} 4096"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}");
+        }
+        let text = render(&empty());
+        assert!(!text.contains("\nferrule_work_sleep_ratio "));
+        assert!(text.contains("# TYPE ferrule_work_sleep_ratio gauge"));
+        assert!(!text.contains("_bucket"));
+    }
+
+    #[test]
+    fn floats_prometheus_reads() {
+        assert_eq!(super::Float(f64::INFINITY).to_string(), "+Inf");
+        assert_eq!(super::Float(f64::NEG_INFINITY).to_string(), "-Inf");
+        assert_eq!(super::Float(f64::NAN).to_string(), "NaN");
+        assert_eq!(super::Float(0.25).to_string(), "0.25");
+        assert_eq!(super::Float(3.0).to_string(), "3");
+    }
+
+    /// `promtool check metrics` (Debian's prometheus package; `.ci/run` installs it) accepts
+    /// the text and finds nothing to lint. Skipped where promtool is not installed.
+    #[test]
+    fn promtool_accepts_the_text() {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+
+        for snapshot in [filled(), empty()] {
+            let child = Command::new("promtool")
+                .args(["check", "metrics"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn();
+            let Ok(mut child) = child else {
+                eprintln!("SKIPPED: promtool is not installed");
+                return;
+            };
+            let text = render(&snapshot);
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+                "promtool: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
