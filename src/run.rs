@@ -12,6 +12,7 @@ use clap::Parser;
 use pyo3::prelude::*;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::cancel::Reason;
 use crate::config::{Cli, DjangoCli, Plan};
@@ -24,7 +25,7 @@ use crate::logging::LogThread;
 use crate::pool::Pool;
 use crate::server::{self, Outcome};
 use crate::static_files::{self, StaticFiles};
-use crate::stats::Stats;
+use crate::stats::{self, Stats};
 use crate::wsgi::{Application, Interrupts, Sending};
 use crate::{app, bridge, listen, log_error, log_info, log_warn, logging};
 
@@ -184,6 +185,10 @@ fn serve(
     // exit code 2 and the port still free.
     let tls = Tls::load(&plan.tls)?;
     let listeners = listen::bind_all(&plan.binds, plan.unix_socket_mode)?;
+    let admin = match &plan.stats.bind {
+        Some(addr) => listen::bind_all(std::slice::from_ref(addr), plan.unix_socket_mode)?.pop(),
+        None => None,
+    };
     // Signals are the runtime's: with Python's handlers left in place, SIGINT would also
     // raise KeyboardInterrupt in the main thread once serving returns.
     let signal_mod = py
@@ -241,6 +246,18 @@ fn serve(
                 Arc::clone(&stopping),
                 tls.clone(),
             )?;
+            tokio::spawn(Arc::clone(&stats).run_ticker());
+            let admin_stop = CancellationToken::new();
+            let admin_task = admin.map(|bound| {
+                log_info!("Statistics at: {}", bound.url("http"));
+                let source = Arc::clone(&stats);
+                let stop = admin_stop.clone();
+                tokio::spawn(stats::admin::serve(
+                    bound,
+                    Arc::new(move || source.snapshot()),
+                    async move { stop.cancelled().await },
+                ))
+            });
             // Only now, with the signal handlers in place: a test or a supervisor may signal
             // as soon as it reads this.
             for url in &urls {
@@ -251,7 +268,6 @@ fn serve(
                 plan.pool.max_threads,
                 std::process::id()
             );
-            tokio::spawn(Arc::clone(&stats).run_ticker());
             let (f, s) = (Arc::clone(&first), Arc::clone(&second));
             let outcome = server::serve(
                 listeners,
@@ -262,7 +278,13 @@ fn serve(
             )
             .await;
             let since = stopping.get().copied().unwrap_or_else(Instant::now);
-            Ok(drain(&pool, outcome, since + plan.graceful_timeout, &second).await)
+            let drained = drain(&pool, outcome, since + plan.graceful_timeout, &second).await;
+            // Statistics stay up while the server drains, and go last.
+            admin_stop.cancel();
+            if let Some(task) = admin_task {
+                let _ = task.await;
+            }
+            Ok(drained)
         })
     });
     let (outcome, drained) = served.inspect_err(|_| event_loop.stop(py))?;
