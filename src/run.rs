@@ -162,6 +162,26 @@ struct Routes {
     django: bool,
 }
 
+/// Serve the statistics on the admin listener, if there is one, until the token is
+/// cancelled. Call within the runtime.
+fn start_admin(
+    admin: Option<listen::Bound>,
+    stats: &Arc<Stats>,
+) -> (CancellationToken, Option<tokio::task::JoinHandle<()>>) {
+    let stop = CancellationToken::new();
+    let task = admin.map(|bound| {
+        log_info!("Statistics at: {}", bound.url("http"));
+        let source = Arc::clone(stats);
+        let stopped = stop.clone();
+        tokio::spawn(stats::admin::serve(
+            bound,
+            Arc::new(move || source.snapshot()),
+            async move { stopped.cancelled().await },
+        ))
+    });
+    (stop, task)
+}
+
 /// How the process should end.
 enum Exit {
     /// Return the code to Python, which finalizes normally.
@@ -247,17 +267,7 @@ fn serve(
                 tls.clone(),
             )?;
             tokio::spawn(Arc::clone(&stats).run_ticker());
-            let admin_stop = CancellationToken::new();
-            let admin_task = admin.map(|bound| {
-                log_info!("Statistics at: {}", bound.url("http"));
-                let source = Arc::clone(&stats);
-                let stop = admin_stop.clone();
-                tokio::spawn(stats::admin::serve(
-                    bound,
-                    Arc::new(move || source.snapshot()),
-                    async move { stop.cancelled().await },
-                ))
-            });
+            let (admin_stop, admin_task) = start_admin(admin, &stats);
             // Only now, with the signal handlers in place: a test or a supervisor may signal
             // as soon as it reads this.
             for url in &urls {
