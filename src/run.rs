@@ -162,6 +162,26 @@ struct Routes {
     django: bool,
 }
 
+/// Signals are the runtime's: with Python's handlers left in place, SIGINT would also raise
+/// `KeyboardInterrupt` in the main thread once serving returns.
+fn leave_signals_to_the_runtime(py: Python<'_>) -> Result<(), Error> {
+    let signal_mod = py
+        .import("signal")
+        .map_err(|e| Error::runtime(e.to_string()))?;
+    for name in ["SIGINT", "SIGTERM"] {
+        let sig = signal_mod
+            .getattr(name)
+            .map_err(|e| Error::runtime(e.to_string()))?;
+        let dfl = signal_mod
+            .getattr("SIG_DFL")
+            .map_err(|e| Error::runtime(e.to_string()))?;
+        signal_mod
+            .call_method1("signal", (sig, dfl))
+            .map_err(|e| Error::runtime(e.to_string()))?;
+    }
+    Ok(())
+}
+
 /// Serve the statistics on the admin listener, if there is one, until the token is
 /// cancelled. Call within the runtime.
 fn start_admin(
@@ -209,22 +229,7 @@ fn serve(
         Some(addr) => listen::bind_all(std::slice::from_ref(addr), plan.unix_socket_mode)?.pop(),
         None => None,
     };
-    // Signals are the runtime's: with Python's handlers left in place, SIGINT would also
-    // raise KeyboardInterrupt in the main thread once serving returns.
-    let signal_mod = py
-        .import("signal")
-        .map_err(|e| Error::runtime(e.to_string()))?;
-    for name in ["SIGINT", "SIGTERM"] {
-        let sig = signal_mod
-            .getattr(name)
-            .map_err(|e| Error::runtime(e.to_string()))?;
-        let dfl = signal_mod
-            .getattr("SIG_DFL")
-            .map_err(|e| Error::runtime(e.to_string()))?;
-        signal_mod
-            .call_method1("signal", (sig, dfl))
-            .map_err(|e| Error::runtime(e.to_string()))?;
-    }
+    leave_signals_to_the_runtime(py)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(plan.io_threads)
         .thread_name("ferrule-io")
