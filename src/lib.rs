@@ -10,8 +10,9 @@
 //! | `app.rs` | importing the application | yes |
 //! | `listen/` | TCP and Unix listeners, the write deadline, TLS (rustls), HTTP/2 preface detection | no |
 //! | `server.rs` | accept loops, connections, graceful shutdown; `server/streams.rs` watches HTTP/2 streams | no |
-//! | `http/` | admission, proxies and prefix, the hyper service, server-made responses, access log | no |
+//! | `http/` | admission, proxies and prefix, request ids, the hyper service, server-made responses, access log | no |
 //! | `static_files/` | static mounts, path safety, conditional/range/precompressed responses | `django.rs` only |
+//! | `stats/` | per-view statistics: recording, history rings, Prometheus/JSON/dashboard, the admin listener | no |
 //! | `body.rs` | request bodies, buffered or spooled before dispatch | no |
 //! | `bridge/` | the asyncio loop thread, `wait`/`gather`, asgiref, cancellation exceptions | yes |
 //! | `cancel.rs` | per-request cancellation (`Flight`), the disconnect guard, async-wait time | no |
