@@ -95,7 +95,7 @@ pub struct Flight {
     runner: AtomicU64,
     /// An exception was handed to the runner's thread and may not have been raised yet.
     injected: AtomicBool,
-    /// Threads blocked in [`Flight::block_until`] now (the statistics' in-flight state).
+    /// Async waits in progress (the statistics' in-flight state).
     sleeping: AtomicU32,
 }
 
@@ -201,7 +201,7 @@ impl Flight {
     /// added to the flight's asleep time. Call it with the GIL released.
     pub fn block_until(&self, done: impl Fn() -> bool, deadline: Option<Instant>) -> Wakeup {
         let started = Instant::now();
-        self.sleeping.fetch_add(1, Ordering::Relaxed);
+        self.sleep_began();
         let mut guard = self.hooks();
         let woke = loop {
             if done() {
@@ -231,18 +231,29 @@ impl Flight {
             }
         };
         drop(guard);
-        self.sleeping.fetch_sub(1, Ordering::Relaxed);
-        self.add_asleep(started.elapsed());
+        self.sleep_ended(started.elapsed());
         woke
     }
 
-    /// Whether the request's thread is blocked in [`Flight::block_until`] right now.
+    /// The request's thread starts waiting for async work (in [`Flight::block_until`], or
+    /// asgiref's `async_to_sync`).
+    pub fn sleep_began(&self) {
+        self.sleeping.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The wait begun by [`Flight::sleep_began`] is over after `d`.
+    pub fn sleep_ended(&self, d: Duration) {
+        self.sleeping.fetch_sub(1, Ordering::Relaxed);
+        self.add_asleep(d);
+    }
+
+    /// Whether the request's thread is waiting for async work right now.
     pub fn is_asleep(&self) -> bool {
         self.sleeping.load(Ordering::Relaxed) > 0
     }
 
     /// Count `d` as time the request's thread spent asleep in an async wait.
-    pub fn add_asleep(&self, d: Duration) {
+    fn add_asleep(&self, d: Duration) {
         let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.asleep_ns.fetch_add(ns, Ordering::Relaxed);
         ASLEEP_TOTAL_NS.fetch_add(ns, Ordering::Relaxed);

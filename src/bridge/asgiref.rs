@@ -185,6 +185,9 @@ impl TaskContext {
             if let (true, Some(f)) = (first, &flight) {
                 st.hooked = Arc::downgrade(f);
             }
+            if let Some(f) = &flight {
+                f.sleep_began();
+            }
             st.running.push(Running {
                 task: task.clone().unbind(),
                 call_result: call_result.as_ref().map(|c| c.clone_ref(py)),
@@ -228,7 +231,7 @@ impl TaskContext {
             st.running.remove(i)
         };
         if let Some(flight) = &running.flight {
-            flight.add_asleep(running.since.elapsed());
+            flight.sleep_ended(running.since.elapsed());
         }
         Ok(())
     }
