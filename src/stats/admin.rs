@@ -280,7 +280,7 @@ mod tests {
     use super::{serve, SnapshotFn};
     use crate::config::BindAddr;
     use crate::listen::{bind_all, Bound};
-    use crate::stats::prometheus::tests::filled;
+    use crate::stats::fixtures::filled;
 
     /// Send one request with `Connection: close` and read the whole response.
     async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, request: &str) -> String {

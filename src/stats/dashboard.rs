@@ -419,7 +419,7 @@ fn bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::{clock, display_bin, render, uptime};
-    use crate::stats::prometheus::tests::{empty, filled};
+    use crate::stats::fixtures::{empty, filled};
 
     fn clean(page: &str) {
         assert!(page.starts_with("<!DOCTYPE html>"));

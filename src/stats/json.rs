@@ -17,7 +17,7 @@ mod tests {
     use serde_json::Value;
 
     use super::render;
-    use crate::stats::prometheus::tests::{empty, filled};
+    use crate::stats::fixtures::{empty, filled};
 
     #[test]
     fn parses_back_with_every_key() {

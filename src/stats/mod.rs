@@ -11,6 +11,8 @@
 
 pub mod admin;
 pub mod dashboard;
+#[cfg(test)]
+mod fixtures;
 mod histogram;
 mod history;
 pub mod json;
