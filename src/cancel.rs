@@ -12,7 +12,7 @@
 //! [`Deadline`] is the `--timeout` timer.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -95,17 +95,60 @@ pub struct Flight {
     runner: AtomicU64,
     /// An exception was handed to the runner's thread and may not have been raised yet.
     injected: AtomicBool,
-    /// Async waits in progress (the statistics' in-flight state).
+    /// Async waits in progress (the statistics' in-flight state), and when the first of them
+    /// began (nanoseconds after [`epoch`]).
     sleeping: AtomicU32,
+    sleep_began: AtomicU64,
 }
 
-/// Time every request's thread spent asleep in async waits, since start (for the statistics'
-/// work-to-sleep ratio). A process-wide counter: a flight does not know the statistics.
-static ASLEEP_TOTAL_NS: AtomicU64 = AtomicU64::new(0);
+/// Async waits in progress in the whole process, and the time they have taken: the integral
+/// of their number over time, advanced whenever it changes, so a wait that lasts seconds is
+/// counted second by second in the statistics' timeline rather than all at its end. A
+/// process-wide value: a flight does not know the statistics.
+struct Sleepers {
+    count: u32,
+    mark: Option<Instant>,
+    total: Duration,
+}
 
-/// Time all requests' threads have spent asleep in async waits since the process started.
+impl Sleepers {
+    fn advance(&mut self) -> Duration {
+        let now = Instant::now();
+        if let Some(mark) = self.mark {
+            self.total += (now - mark) * self.count;
+        }
+        self.mark = Some(now);
+        self.total
+    }
+}
+
+static SLEEPERS: Mutex<Sleepers> = Mutex::new(Sleepers {
+    count: 0,
+    mark: None,
+    total: Duration::ZERO,
+});
+
+fn sleepers() -> MutexGuard<'static, Sleepers> {
+    // Three numbers; a panic elsewhere cannot leave them inconsistent.
+    SLEEPERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Time all requests' threads have spent asleep in async waits since the process started,
+/// waits in progress included.
 pub fn asleep_total() -> Duration {
-    Duration::from_nanos(ASLEEP_TOTAL_NS.load(Ordering::Relaxed))
+    sleepers().advance()
+}
+
+/// A reference point for the flights' timestamps.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn nanos_since_epoch() -> u64 {
+    u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[derive(Default)]
@@ -124,6 +167,7 @@ impl Flight {
             runner: AtomicU64::new(0),
             injected: AtomicBool::new(false),
             sleeping: AtomicU32::new(0),
+            sleep_began: AtomicU64::new(0),
         })
     }
 
@@ -238,13 +282,24 @@ impl Flight {
     /// The request's thread starts waiting for async work (in [`Flight::block_until`], or
     /// asgiref's `async_to_sync`).
     pub fn sleep_began(&self) {
-        self.sleeping.fetch_add(1, Ordering::Relaxed);
+        let mut all = sleepers();
+        all.advance();
+        all.count += 1;
+        if self.sleeping.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.sleep_began
+                .store(nanos_since_epoch(), Ordering::Release);
+        }
     }
 
     /// The wait begun by [`Flight::sleep_began`] is over after `d`.
     pub fn sleep_ended(&self, d: Duration) {
-        self.sleeping.fetch_sub(1, Ordering::Relaxed);
+        let mut all = sleepers();
+        all.advance();
+        all.count = all.count.saturating_sub(1);
+        drop(all);
+        // Credited before the count drops, so `asleep()` never misses the wait in between.
         self.add_asleep(d);
+        self.sleeping.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Whether the request's thread is waiting for async work right now.
@@ -256,12 +311,16 @@ impl Flight {
     fn add_asleep(&self, d: Duration) {
         let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         self.asleep_ns.fetch_add(ns, Ordering::Relaxed);
-        ASLEEP_TOTAL_NS.fetch_add(ns, Ordering::Relaxed);
     }
 
-    /// Total time asleep in async waits so far.
+    /// Total time asleep in async waits so far, the wait in progress included.
     pub fn asleep(&self) -> Duration {
-        Duration::from_nanos(self.asleep_ns.load(Ordering::Relaxed))
+        let done = Duration::from_nanos(self.asleep_ns.load(Ordering::Relaxed));
+        if self.sleeping.load(Ordering::Acquire) == 0 {
+            return done;
+        }
+        let began = self.sleep_began.load(Ordering::Acquire);
+        done + Duration::from_nanos(nanos_since_epoch().saturating_sub(began))
     }
 
     /// The thread `ident` (`threading.get_ident()`) starts running this request's application
