@@ -102,41 +102,67 @@ def test_the_page_asks_for_nothing_beyond_the_admin_listener(dashboard):
     assert page.evaluate("document.querySelectorAll('link[rel=stylesheet]').length") == 0
 
 
+def hex_rgb(colour: str) -> tuple[int, int, int]:
+    return tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
+
+
+# The series colours, from the table in src/stats/svg.rs: each is used by one series only, and
+# legend swatches are drawn at 60% opacity, so a colour's pixels on the screenshot are that
+# series' line.
+RATE = "#2563eb"
+ERRORS = "#dc2626"
+BAR = "#0d9488"
+RATE_LINE = "#rate-15m svg .series.rate"
+
+
 def test_the_charts_are_inline_svg_with_data(dashboard):
     _, _, page, _ = dashboard
-    assert page.evaluate("document.querySelectorAll('svg').length") >= 3
-    points = page.evaluate(
-        "Array.from(document.querySelectorAll('svg .series.rate'))"
-        ".map(e => e.points ? e.points.numberOfItems : 0)"
+    assert page.evaluate("document.querySelectorAll('svg').length") >= 5
+    for chart in ("rate-15m", "latency-15m", "threads-15m", "rate-24h", "latency-24h"):
+        assert page.evaluate(f"!!document.querySelector('#{chart} svg')"), chart
+    for chart, series in (
+        ("rate-15m", "rate"),
+        ("rate-15m", "errors"),
+        ("latency-15m", "p50"),
+        ("latency-15m", "p90"),
+        ("latency-15m", "p99"),
+        ("threads-15m", "busy"),
+        ("threads-15m", "threads"),
+    ):
+        found = page.evaluate(f"!!document.querySelector('#{chart} svg .series.{series}')")
+        assert found, f"no series {series} in {chart}"
+    # One point per second of the server's life: the traffic's seconds at least.
+    coords = page.evaluate(
+        f"document.querySelector('{RATE_LINE}').getAttribute('d')"
+        ".match(/[ML]\\s*[-\\d.]+[ ,]+[-\\d.]+/g)"
     )
-    assert points, "no element with class 'series rate' in an SVG"
-    assert max(points) >= TRAFFIC_SECONDS - 1, points
-    # A line with data is not flat: its points have different heights.
-    ys = page.evaluate(
-        "(pl => Array.from({length: pl.numberOfItems}, (_, i) => pl.getItem(i).y))"
-        "(document.querySelector('svg .series.rate').points)"
-    )
-    assert len(set(ys)) > 1, ys
+    assert coords and len(coords) >= TRAFFIC_SECONDS - 1, coords
+    # A line with data is not flat at zero: some point is well above the x axis (the plot's
+    # bottom is at y = 158 in the SVG's 180-pixel height).
+    ys = [float(c[1:].replace(",", " ").split()[-1]) for c in coords]
+    assert min(ys) < 140, coords
+    assert page.evaluate("document.querySelectorAll('svg.histogram').length") >= 3
+    assert page.evaluate("document.querySelectorAll('svg.histogram .bar').length") >= 3
 
 
-def test_the_rate_line_is_drawn(dashboard, tmp_path):
+def test_the_lines_and_bars_are_on_the_screenshot(dashboard, tmp_path):
     _, _, page, shot = dashboard
-    stroke = page.evaluate("getComputedStyle(document.querySelector('svg .series.rate')).stroke")
-    m = re.fullmatch(r"rgba?\((\d+), (\d+), (\d+)(?:, [\d.]+)?\)", stroke or "")
-    assert m, f"the rate line has no plain colour: {stroke!r}"
-    rgb = tuple(int(x) for x in m.groups())
-    assert rgb != (255, 255, 255), "the rate line is white"
+    stroke = page.evaluate(f"getComputedStyle(document.querySelector('{RATE_LINE}')).stroke")
+    assert stroke == "rgb({}, {}, {})".format(*hex_rgb(RATE)), stroke
     (tmp_path / "dashboard.png").write_bytes(shot)
-    # Anti-aliasing blends the line's edges; its core keeps the colour within a few levels.
-    pixels = count_pixels(shot, rgb, tolerance=12)
-    assert pixels >= 150, f"only {pixels} pixels of the rate colour {rgb}; see {tmp_path}"
+    # A 2-pixel line 150 pixels tall (the rise of the traffic) is ~300 pixels; anti-aliasing
+    # blends only its edges.
+    for name, colour, least in (("rate", RATE, 150), ("5xx", ERRORS, 50), ("bars", BAR, 200)):
+        pixels = count_pixels(shot, hex_rgb(colour), tolerance=4)
+        assert pixels >= least, f"{pixels} pixels of the {name} colour {colour}; see {tmp_path}"
 
 
 def test_the_page_lists_the_views(dashboard):
     _, _, page, _ = dashboard
-    text = page.evaluate("document.body.innerText")
-    missing = [label for label in LABELS if label not in text]
-    assert missing == [], f"views not on the page: {missing}"
+    slowest = page.evaluate("document.querySelector('table#slowest').innerText")
+    missing = [label for label in LABELS if label not in slowest.split()]
+    assert missing == [], f"views not in the slowest-views table: {missing}\n{slowest}"
+    assert page.evaluate("!!document.querySelector('#in-flight')")
 
 
 def test_the_page_refreshes_itself(dashboard):
