@@ -81,6 +81,22 @@ class Admin:
         assert headers["Content-Type"].startswith("application/json"), headers["Content-Type"]
         return Snapshot(json.loads(body))
 
+    def settled(self, counts: dict[str, int], timeout: float = 20) -> Snapshot:
+        """The first snapshot in which each label of `counts` has that many requests, both
+        since start and in its 1-minute window.
+
+        A request is recorded once its response is complete, which may be a moment after the
+        client has read it; the windows and the timeline are fed by a once-a-second tick, so
+        a request shows in them up to a second later still."""
+        from helpers import wait_until
+
+        def ready():
+            snap = self.snapshot()
+            have = {label: (snap.requests(label), snap.window_requests(label)) for label in counts}
+            return snap if have == {k: (n, n) for k, n in counts.items()} else None
+
+        return wait_until(ready, timeout, interval=0.1, what=f"the stats to hold {counts}")
+
     def metrics_text(self) -> str:
         status, headers, body = self.get("/metrics")
         assert status == 200, (status, body[:300])
@@ -124,8 +140,16 @@ class Snapshot:
                 return w
         raise AssertionError(f"no {minutes}-minute window for {label!r}")
 
+    def window_requests(self, label: str, minutes: int = 1) -> int:
+        """Requests under `label` in a window; 0 when the label is not there yet."""
+        if label not in self.labels:
+            return 0
+        return self.window(label, minutes)["requests"]
+
     def requests(self, label: str) -> int:
-        """Requests under `label` since start, over every method."""
+        """Requests under `label` since start, over every method; 0 for an unknown label."""
+        if label not in self.labels:
+            return 0
         return sum(m["processing"]["count"] for m in self.view(label)["methods"])
 
 
