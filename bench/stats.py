@@ -93,13 +93,13 @@ class Scraper(threading.Thread):
         self._done.set()
         self.join()
 
-    def note(self) -> str:
+    def problem(self) -> str:
+        """What went wrong, or "" when every scrape was answered."""
         if not self.rounds:
             return "the scraper never got an answer"
-        text = f"{self.rounds} scrapes, median {statistics.median(self.millis):.1f} ms each"
         if self.failures:
-            text += f", {len(self.failures)} failed (first: {self.failures[0]})"
-        return text
+            return f"{len(self.failures)} scrapes failed (first: {self.failures[0]})"
+        return ""
 
 
 def ferrule(port_admin: int | None) -> ServerConfig:
@@ -109,9 +109,11 @@ def ferrule(port_admin: int | None) -> ServerConfig:
     return ServerConfig(ON if port_admin else OFF, LABELS[ON if port_admin else OFF], argv + [APP])
 
 
-def run_once(kind: str, seconds: float, env: dict[str, str], tag: str) -> Result:
+def run_once(
+    kind: str, seconds: float, env: dict[str, str], tag: str
+) -> tuple[Result, Scraper | None]:
     if kind == OFF:
-        return common.run_one(ferrule(None), PLAIN, seconds, env, tag)
+        return common.run_one(ferrule(None), PLAIN, seconds, env, tag), None
     admin = common.free_port()
     scraper = Scraper(admin)
     scraper.start()
@@ -119,13 +121,28 @@ def run_once(kind: str, seconds: float, env: dict[str, str], tag: str) -> Result
         r = common.run_one(ferrule(admin), PLAIN, seconds, env, tag)
     finally:
         scraper.stop()
-    r.note = (r.note + " " + scraper.note()).strip()
-    if r.rps is not None and (not scraper.rounds or scraper.failures):
+    if scraper.problem():
         # A run whose scrapes failed measured something else than the target: keep its
         # number out of the median.
-        r.note = "not counted: " + r.note
+        r.note = f"not counted: {r.note} {scraper.problem()}".replace("  ", " ")
         r.rps = None
-    return r
+    return r, scraper
+
+
+def scrape_summary(scrapers: list[Scraper]) -> str:
+    rounds = sum(s.rounds for s in scrapers)
+    if not rounds:
+        return "No scrape was answered.\n"
+    millis = [m for s in scrapers for m in s.millis]
+    sizes = {}
+    for s in scrapers:
+        sizes.update(s.sizes)
+    each = ", ".join(f"`{p}` {n / 1024:,.0f} KiB" for p, n in sizes.items())
+    return (
+        f"The scraper fetched {rounds} times in all (each time {', '.join(SCRAPE_PATHS)}, "
+        f"one after the other), taking {statistics.median(millis):.1f} ms a time (median) "
+        f"while the server was under load; the last sizes: {each}.\n"
+    )
 
 
 def table(seconds: float, results: dict[str, Result]) -> str:
@@ -187,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     header = common.header(argparse.Namespace(), seconds, rounds)
     report = [header.replace("bench/run.py", "bench/stats.py")]
     runs: dict[str, list[Result]] = {OFF: [], ON: []}
+    scrapers: list[Scraper] = []
     with tempfile.TemporaryDirectory(prefix="ferrule-bench-") as tmp:
         env = dict(os.environ)
         env.update(
@@ -198,12 +216,15 @@ def main(argv: list[str] | None = None) -> int:
         common.seed_database(env)
         for i in range(rounds):
             for kind in common.round_order([OFF, ON], i):
-                r = run_once(kind, seconds, env, f"-r{i + 1}")
+                r, scraper = run_once(kind, seconds, env, f"-r{i + 1}")
+                if scraper is not None:
+                    scrapers.append(scraper)
                 r.server = kind
                 common.log(f"round {i + 1}: {kind}: {common.fmt_rps(r.rps)} req/s {r.note}")
                 runs[kind].append(r)
     results = {kind: common.summarize(rs) for kind, rs in runs.items()}
     report.append(table(seconds, results))
+    report.append(scrape_summary(scrapers))
     text = "\n".join(report)
     print(text)
     (WORK / "stats.md").write_text(text)
