@@ -2,8 +2,9 @@
 headless Chromium (tests/browser.py) after a few seconds of mixed traffic.
 
 It must load without a console error, draw its charts as inline SVG with the traffic in them
-(the request-rate line has points, and its colour is on the screenshot), list the views, ask
-for nothing outside the admin listener (it works offline), run no script, and refresh itself.
+(the request-rate line has points, and its colour is on the screenshot), list the views — one
+of them labelled with a `<script>` element, which must show as text — ask for nothing outside
+the admin listener (it works offline), run no script, and refresh itself.
 
 Chromium is Debian's `chromium` package, which CI installs (.ci/run); on a machine without it
 these tests are skipped, except under CI where that is a failure.
@@ -15,6 +16,7 @@ import os
 import re
 import threading
 import time
+import urllib.parse
 
 import pytest
 from browser import Browser, chromium_path, count_pixels
@@ -27,8 +29,19 @@ if chromium_path() is None:
     pytest.skip("chromium is not installed (apt-get install chromium)", allow_module_level=True)
 
 TRAFFIC_SECONDS = 6
-MIX = ["/work", "/wait", "/api/users", "/status/503", "/big", "/label/checkout", "/both"]
-LABELS = ["/work", "/wait", "/api", "/status", "/big", "checkout", "/both"]
+# A label an application could take from its input: the page must show it as text, not run it.
+HOSTILE = "<script>console.error('injected')</script>"
+MIX = [
+    "/work",
+    "/wait",
+    "/api/users",
+    "/status/503",
+    "/big",
+    "/label/checkout",
+    "/both",
+    "/label/" + urllib.parse.quote(HOSTILE, safe=""),
+]
+LABELS = ["/work", "/wait", "/api", "/status", "/big", "checkout", "/both", HOSTILE]
 
 
 def send_traffic(server, seconds: float, workers: int = 4) -> int:
