@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -194,6 +195,23 @@ def test_static_files_are_labelled_static(statsapp, tmp_path):
     admin.settled({"static": 1})
 
 
+def test_cancelled_requests_are_counted_by_reason(statsapp):
+    server, admin = statsapp("--timeout", "0.3", "--access-log-format", "json")
+    resp, _ = server.request("GET", "/block?ms=1000&tag=late")
+    assert resp.status == 504
+    snap = admin.settled({"/block": 1})
+    m = snap.method("/block")
+    assert m["cancelled"] == [0, 1, 0], m["cancelled"]
+    assert m["status"] == [0, 0, 0, 0, 1], m["status"]
+    assert snap.window("/block")["cancelled"] == 1
+    metrics = admin.metrics()
+    cancelled = "ferrule_requests_cancelled_total"
+    assert metrics.one(cancelled, view="/block", method="GET", reason="timeout") == 1
+    assert metrics.one(cancelled, view="/block", method="GET", reason="disconnected") == 0
+    entry = wait_json_line(server, path="/block")
+    assert (entry["status"], entry["cancelled"]) == (504, "timeout")
+
+
 # -- queue wait ---------------------------------------------------------------------------------
 
 
@@ -326,6 +344,46 @@ def test_in_flight_lists_a_running_request_and_the_gauges_show_it(statsapp):
     assert snap["gauges"]["busy_threads"] == 0
     snap = admin.settled({"/block": 1})
     within(snap.window("/block")["processing"]["max"], 1.45, 10, "/block processing")
+
+
+def test_in_flight_shows_a_request_asleep_in_an_async_wait(statsapp):
+    server, admin = statsapp()
+    t = threading.Thread(target=server.request, args=("GET", "/wait?ms=1500&tag=nap"))
+    t.start()
+    try:
+        server.wait_for_output(r"fixture: wait started tag=nap", LIVENESS)
+
+        def half_a_second_in():
+            found = [f for f in admin.snapshot()["in_flight"] if f["path"] == "/wait"]
+            return found[0] if found and found[0]["elapsed"] >= 0.5 else None
+
+        # The view went to sleep at once: half a second in, it has been asleep most of that.
+        flight = wait_until(half_a_second_in, LIVENESS, what="/wait 0.5 s in flight")
+        assert flight["state"] == "asleep", flight
+        assert flight["asleep"] > 0, f"asleep 'so far' leaves out the wait in progress: {flight}"
+        assert flight["elapsed"] >= flight["asleep"], flight
+    finally:
+        t.join(LIVENESS)
+    snap = admin.settled({"/wait": 1})
+    within(snap.window("/wait")["asleep"]["max"], 1.45, 10, "/wait asleep")
+
+
+def test_the_timeline_counts_threads_asleep_while_they_sleep(statsapp):
+    # One request asleep for 2.5 s on one thread: each second of it has about one thread
+    # busy and one asleep; a thread asleep holds its request, so asleep never exceeds busy.
+    server, admin = statsapp()
+    # After the first tick: the timeline starts there.
+    wait_until(lambda: admin.snapshot()["seconds"], LIVENESS, what="the first tick")
+    assert server.request("GET", "/wait?ms=2500")[0].status == 200
+
+    def quiet_after():
+        snap = admin.settled({"/wait": 1})
+        return snap if snap["seconds"] and snap["seconds"][-1]["busy"] == 0 else None
+
+    points = wait_until(quiet_after, LIVENESS, what="a quiet second after /wait")["seconds"]
+    seen = [(p["busy"], p["asleep"]) for p in points]
+    assert all(asleep <= busy + 0.05 for busy, asleep in seen), f"(busy, asleep) {seen}"
+    assert sum(1 for busy, asleep in seen if asleep >= 0.5) >= 2, f"(busy, asleep) {seen}"
 
 
 def test_gauges_and_process_metrics(statsapp):
@@ -548,6 +606,7 @@ def test_an_access_log_template(statsapp):
         (["--stats-bind", "127.0.0.1:99999"], "--stats-bind"),
         (["--stats-label", "(unclosed"], "--stats-label"),
         (["--stats-max-labels", "0"], "--stats-max-labels"),
+        (["--access-log-format", "{client} {nope}"], "{nope}"),
     ],
 )
 def test_bad_stats_options_exit_2_naming_the_option(args, option):
@@ -561,3 +620,22 @@ def test_bad_stats_options_exit_2_naming_the_option(args, option):
     )
     assert done.returncode == 2, done.stdout + done.stderr
     assert option in done.stderr, done.stderr
+
+
+def test_an_admin_address_in_use_stops_start_up():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        done = subprocess.run(
+            [sys.executable, "-m", "ferrule", "--bind", "127.0.0.1:0"]
+            + ["--stats-bind", address, "statsapp"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=ferrule_env(),
+            stdin=subprocess.DEVNULL,
+        )
+    assert done.returncode != 0, done.stdout + done.stderr
+    assert address in done.stderr and "in use" in done.stderr, done.stderr
+    assert "Ready to accept requests" not in done.stdout + done.stderr

@@ -3,7 +3,8 @@
 
 Routes:
   /work            time.sleep(0.05): 50 ms of processing, none asleep
-  /wait            ferrule.wait(asyncio.sleep(0.03)): 30 ms asleep (and so 30 ms processing)
+  /wait?ms=N       ferrule.wait(asyncio.sleep(N / 1000)), default 30 ms: asleep that long (and
+                   so processing too); records `wait started` with ?tag=T
   /both            time.sleep(0.05), then ferrule.wait(asyncio.sleep(0.03)): 80 ms, 30 asleep
   /label/NAME      sets environ["ferrule.request"].label = NAME (URL-decoded)
   /status/CODE     answers with that status
@@ -52,7 +53,10 @@ def app(environ, start_response):
         time.sleep(WORK_SECONDS)
         return answer(start_response, b"worked")
     if path == "/wait":
-        ferrule.wait(asyncio.sleep(WAIT_SECONDS))
+        ms = param(environ, "ms")
+        if ms is not None:
+            record(f"wait started tag={param(environ, 'tag', '-')}")
+        ferrule.wait(asyncio.sleep(float(ms) / 1000 if ms else WAIT_SECONDS))
         return answer(start_response, b"waited")
     if path == "/both":
         time.sleep(WORK_SECONDS)
