@@ -78,6 +78,10 @@ bench-static: $(PY)  ## static files and HTTP/2 over TLS: ferrule vs nginx, gran
 bench-async: $(PY)  ## ferrule.gather vs async_to_sync, and clients that abandon requests
 	$(PY) bench/async.py
 
+.PHONY: bench-stats
+bench-stats: $(PY)  ## what statistics cost: /plain with the admin listener scraped vs off
+	$(PY) bench/stats.py
+
 .PHONY: clean
 clean:  ## remove build outputs and virtualenvs
 	cargo clean
