@@ -226,7 +226,9 @@ fn serve(
     let tls = Tls::load(&plan.tls)?;
     let listeners = listen::bind_all(&plan.binds, plan.unix_socket_mode)?;
     let admin = match &plan.stats.bind {
-        Some(addr) => listen::bind_all(std::slice::from_ref(addr), plan.unix_socket_mode)?.pop(),
+        Some(addr) => listen::bind_all(std::slice::from_ref(addr), plan.unix_socket_mode)
+            .map_err(|e| Error::listen(format!("{e} (the --stats-bind address)")))?
+            .pop(),
         None => None,
     };
     leave_signals_to_the_runtime(py)?;

@@ -4,7 +4,7 @@
 //! Django as `request.headers["X-Request-ID"]`), into `environ["ferrule.request"].id`, the
 //! access log, the statistics' in-flight list, and the response (`service.rs` adds it unless
 //! the application set its own). An id from a peer outside `--forwarded-allow-ips`, or one
-//! that is not a short run of printable ASCII, is replaced: clients must not be able to forge
+//! that is not a short run of printable ASCII without spaces, is replaced: clients must not be able to forge
 //! log lines or inject into headers through it.
 
 use std::sync::atomic::{AtomicU64, Ordering};

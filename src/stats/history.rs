@@ -144,8 +144,9 @@ impl History {
             threads,
             queue_depth,
         } = tick;
-        let (last, last_busy, last_asleep) =
-            self.last.unwrap_or((now - 1, busy_seconds, asleep_seconds));
+        // The first tick comes a second after start: what the threads did before it is that
+        // second's.
+        let (last, last_busy, last_asleep) = self.last.unwrap_or((now - 1, 0.0, 0.0));
         self.last = Some((now, busy_seconds, asleep_seconds));
         // A clock stepped back: count this tick as one second.
         let elapsed = (now - last).max(1);
