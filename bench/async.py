@@ -19,7 +19,6 @@ tables also go to bench/_work/async.md. See bench/README.md.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -152,14 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     header = common.header(argparse.Namespace(), seconds, rounds)
     report = [header.replace("bench/run.py", "bench/async.py")]
     with tempfile.TemporaryDirectory(prefix="ferrule-bench-") as tmp:
-        env = dict(os.environ)
-        env.update(
-            BENCH_DB=str(Path(tmp) / "bench.sqlite3"),
-            DJANGO_SETTINGS_MODULE="benchapp.settings",
-            PYTHONPATH=str(common.APP_DIR),
-            PYTHONUNBUFFERED="1",
-        )
-        common.seed_database(env)
+        env = common.app_env(tmp)
         if args.only in (None, "fanout"):
             runs: dict[str, list[Result]] = {name: [] for name, *_ in FANOUT}
             for i in range(rounds):

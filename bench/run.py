@@ -242,6 +242,20 @@ def seed_database(env: dict[str, str]) -> None:
     subprocess.run([PY, "seed.py"], cwd=APP_DIR, env=env, check=True)
 
 
+def app_env(tmp: str, **extra: str) -> dict[str, str]:
+    """The environment the bench app runs in, its database created and seeded in `tmp`."""
+    env = dict(os.environ)
+    env.update(
+        BENCH_DB=str(Path(tmp) / "bench.sqlite3"),
+        DJANGO_SETTINGS_MODULE="benchapp.settings",
+        PYTHONPATH=str(APP_DIR),
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
+    seed_database(env)
+    return env
+
+
 # --- one server under load ---------------------------------------------------------------------
 
 
@@ -632,14 +646,7 @@ def main(argv: list[str] | None = None) -> int:
         build_ferrule()
 
     with tempfile.TemporaryDirectory(prefix="ferrule-bench-") as tmp:
-        env = dict(os.environ)
-        env.update(
-            BENCH_DB=str(Path(tmp) / "bench.sqlite3"),
-            DJANGO_SETTINGS_MODULE="benchapp.settings",
-            PYTHONPATH=str(APP_DIR),
-            PYTHONUNBUFFERED="1",
-        )
-        seed_database(env)
+        env = app_env(tmp)
         report = [header(args, seconds, rounds)]
         all_results: dict[str, list[Result]] = {}
         for name in args.only:

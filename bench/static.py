@@ -296,15 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     ]
     with tempfile.TemporaryDirectory(prefix="ferrule-bench-") as tmp:
-        env = dict(os.environ)
-        env.update(
-            BENCH_DB=str(Path(tmp) / "bench.sqlite3"),
-            BENCH_STATIC_DIR=str(STATIC),
-            DJANGO_SETTINGS_MODULE="benchapp.settings",
-            PYTHONPATH=str(APP_DIR),
-            PYTHONUNBUFFERED="1",
-        )
-        common.seed_database(env)
+        env = common.app_env(tmp, BENCH_STATIC_DIR=str(STATIC))
         static: dict[str, list[Result]] = {}
         for name, w in WORKLOADS.items():
             runs: dict[str, list[Result]] = {s: [] for s in args.servers}

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import os
 import statistics
 import sys
 import tempfile
@@ -207,14 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, list[Result]] = {OFF: [], ON: []}
     scrapers: list[Scraper] = []
     with tempfile.TemporaryDirectory(prefix="ferrule-bench-") as tmp:
-        env = dict(os.environ)
-        env.update(
-            BENCH_DB=str(Path(tmp) / "bench.sqlite3"),
-            DJANGO_SETTINGS_MODULE="benchapp.settings",
-            PYTHONPATH=str(common.APP_DIR),
-            PYTHONUNBUFFERED="1",
-        )
-        common.seed_database(env)
+        env = common.app_env(tmp)
         for i in range(rounds):
             for kind in common.round_order([OFF, ON], i):
                 r, scraper = run_once(kind, seconds, env, f"-r{i + 1}")

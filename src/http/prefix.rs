@@ -13,7 +13,7 @@ use http::request::Parts;
 use http::{HeaderValue, Response, StatusCode};
 
 use super::out_body::OutBody;
-use super::respond;
+use super::respond::{self, html_escape};
 
 /// `s` in normal form (trailing slashes dropped; `""` and `"/"` are no prefix), or why it is
 /// not a usable prefix.
@@ -109,27 +109,11 @@ fn page(site: &str, target: &str, moved: bool) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>{title}</title></head>\n\
          <body>\n<h1>{lead}</h1>\n<p>This site lives under <code>{site}</code>. \
          The page you asked for is probably at <a href=\"{href}\">{text}</a>.</p>\n</body>\n</html>\n",
-        site = escape(site),
-        href = escape(target),
-        text = escape(target),
+        site = html_escape(site),
+        href = html_escape(target),
+        text = html_escape(target),
     );
     html
-}
-
-/// HTML-escape text and attribute values.
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

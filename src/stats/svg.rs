@@ -326,21 +326,7 @@ fn ticks(top: f64, step: f64) -> u32 {
     (top / step).round().clamp(1.0, 20.0) as u32
 }
 
-/// Text for HTML and SVG, element content or quoted attribute.
-pub(super) fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub(super) use crate::http::respond::html_escape as escape;
 
 /// A number with at most two decimals, trailing zeros dropped: `0.25`, `12.5`, `300`.
 pub(super) fn number(v: f64) -> String {
