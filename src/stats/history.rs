@@ -115,6 +115,15 @@ struct Slot {
 }
 
 impl Slot {
+    fn add_to(&self, acc: &mut TickCounts) {
+        acc.queue.add_sparse(&self.queue);
+        acc.processing.add_sparse(&self.processing);
+        acc.asleep.add_sparse(&self.asleep);
+        acc.requests += self.requests;
+        acc.errors += self.errors;
+        acc.cancelled += self.cancelled;
+    }
+
     fn new(start: i64, counts: &TickCounts) -> Self {
         Self {
             start,
@@ -246,6 +255,7 @@ impl History {
         let ring = self.views.get(label)?;
         let mut acc = TickCounts::default();
         let mut windows = [Window::default(); 3];
+        // Newest first: the slot being filled, then the closed ones.
         let mut slots = ring
             .current
             .iter()
@@ -254,20 +264,14 @@ impl History {
             .peekable();
         for (window, minutes) in windows.iter_mut().zip(WINDOWS) {
             let since = now - i64::from(minutes) * 60;
-            while let Some((start, dense, sparse)) =
+            while let Some((_, current, closed)) =
                 slots.next_if(|(start, ..)| *start + SLOT > since)
             {
-                let _ = start;
-                if let Some(counts) = dense {
+                if let Some(counts) = current {
                     acc.add(counts);
                 }
-                if let Some(slot) = sparse {
-                    acc.queue.add_sparse(&slot.queue);
-                    acc.processing.add_sparse(&slot.processing);
-                    acc.asleep.add_sparse(&slot.asleep);
-                    acc.requests += slot.requests;
-                    acc.errors += slot.errors;
-                    acc.cancelled += slot.cancelled;
+                if let Some(slot) = closed {
+                    slot.add_to(&mut acc);
                 }
             }
             *window = Window {
