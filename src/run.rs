@@ -129,9 +129,19 @@ fn routes(py: Python<'_>, plan: &Plan, target: &Target) -> Result<Routes, Error>
     let django = matches!(target, Target::Django) || app::django_configured(py);
     if django {
         // Labels requests with their Django view for the statistics.
-        py.import("ferrule._django")
+        let hooked = py
+            .import("ferrule._django")
             .and_then(|m| m.call_method0("install"))
-            .map_err(|e| Error::app(format!("cannot install ferrule's Django hook: {e}")))?;
+            .and_then(|r| r.is_truthy());
+        match hooked {
+            Ok(true) => {}
+            Ok(false) => log_warn!(
+                "this Django version has no BaseHandler.resolve_request: statistics label its requests 'unresolved'"
+            ),
+            Err(e) => log_warn!(
+                "cannot label Django requests with their views for the statistics: {e}"
+            ),
+        }
     }
     let force_script_name = if django {
         static_files::django::setting(py, "FORCE_SCRIPT_NAME")

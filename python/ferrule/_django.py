@@ -16,12 +16,15 @@ from typing import Any
 _INSTALLED = "_ferrule_labels_views"
 
 
-def install() -> None:
+def install() -> bool:
+    """Label requests with their views from now on; False if this Django cannot be hooked."""
     from django.core.handlers.base import BaseHandler
 
-    if getattr(BaseHandler.resolve_request, _INSTALLED, False):
-        return
-    resolve_request = BaseHandler.resolve_request
+    resolve_request = getattr(BaseHandler, "resolve_request", None)
+    if resolve_request is None:  # Django < 3.1
+        return False
+    if getattr(resolve_request, _INSTALLED, False):
+        return True
 
     def resolve_and_label(self: Any, request: Any) -> Any:
         match = resolve_request(self, request)
@@ -34,3 +37,4 @@ def install() -> None:
     resolve_and_label.__wrapped__ = resolve_request  # type: ignore[attr-defined]
     resolve_and_label.__doc__ = resolve_request.__doc__
     BaseHandler.resolve_request = resolve_and_label  # type: ignore[method-assign]
+    return True
