@@ -112,6 +112,17 @@ def test_too_many_header_fields_gets_431(serve):
     assert_app_only_ran_for_prefix(server, "/few")
 
 
+def test_exactly_the_field_limit_passes_though_an_id_header_is_added(serve):
+    # Issue 5 review: the X-Request-ID the server adds was counted against
+    # --limit-request-fields, so a request with exactly the limit got 431.
+    server = serve("echo:app", "--limit-request-fields", "10")
+    exact = [(f"X-H{i}", "v") for i in range(9)]  # and Host: 10 fields
+    with Conn(server) as c:
+        resp = c.request("GET", "/exact", headers=exact)
+    assert resp.status == 200
+    assert len(resp.header("X-Request-ID")) == 32
+
+
 def test_header_field_over_the_size_limit_gets_431(serve):
     server = serve("echo:app", "--limit-request-field-size", "100", env={"ECHO_TRACE": "1"})
     host = host_header(server)

@@ -19,8 +19,8 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Longest id taken from a proxy. Arbitrary: longer than any UUID or trace id format in use.
 const MAX_LEN: usize = 200;
 
-/// The request's id, after making sure `parts` carries it.
-pub fn assign(parts: &mut Parts, trusted: bool) -> Arc<str> {
+/// The request's id: the one `parts` carries, if it is to be kept, else a new one.
+pub fn choose(parts: &Parts, trusted: bool) -> Arc<str> {
     let given = parts
         .headers
         .get(&X_REQUEST_ID)
@@ -28,14 +28,29 @@ pub fn assign(parts: &mut Parts, trusted: bool) -> Arc<str> {
         .and_then(|v| v.to_str().ok())
         .filter(|v| acceptable(v))
         .filter(|_| parts.headers.get_all(&X_REQUEST_ID).iter().count() == 1);
-    if let Some(id) = given {
-        return Arc::from(id);
+    match given {
+        Some(id) => Arc::from(id),
+        None => Arc::from(generate()),
     }
-    let id = generate();
-    // Hex digits are always a valid header value.
-    let value = HeaderValue::from_str(&id).expect("hex digits make a valid header value");
-    parts.headers.insert(X_REQUEST_ID.clone(), value);
-    Arc::from(id)
+}
+
+/// Make `headers` carry `id` (and no other `X-Request-ID`). Done after the admission checks,
+/// so the header a client did not send is not counted against `--limit-request-fields`.
+pub fn write(headers: &mut http::HeaderMap, id: &str) {
+    if headers.get(&X_REQUEST_ID).is_some_and(|v| v == id) {
+        return;
+    }
+    // `choose` returns a sane header value or hex digits.
+    if let Ok(value) = HeaderValue::from_str(id) {
+        headers.insert(X_REQUEST_ID.clone(), value);
+    }
+}
+
+#[cfg(test)]
+fn assign(parts: &mut Parts, trusted: bool) -> Arc<str> {
+    let id = choose(parts, trusted);
+    write(&mut parts.headers, &id);
+    id
 }
 
 fn acceptable(id: &str) -> bool {

@@ -52,8 +52,8 @@ pub async fn handle(
     app: Arc<App>,
     conn: Arc<ConnInfo>,
 ) -> Result<Response<OutBody>, Infallible> {
-    let (mut parts, incoming) = req.into_parts();
-    let id = request_id::assign(&mut parts, app.proxy.trusts(conn.peer));
+    let (parts, incoming) = req.into_parts();
+    let id = request_id::choose(&parts, app.proxy.trusts(conn.peer));
     let exchange = Exchange::open(
         &parts,
         conn.peer,
@@ -111,6 +111,7 @@ async fn respond(
         );
         return respond::text(refusal.status(), refusal.reason(), true);
     }
+    request_id::write(&mut parts.headers, exchange.id());
     let mut origin = match app.proxy.forwarded(&mut parts, &conn) {
         Ok(origin) => origin,
         Err(refusal) => {
