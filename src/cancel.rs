@@ -244,7 +244,6 @@ impl Flight {
     /// passes; callers make `done` true and then call [`Flight::wake`]. The time blocked is
     /// added to the flight's asleep time. Call it with the GIL released.
     pub fn block_until(&self, done: impl Fn() -> bool, deadline: Option<Instant>) -> Wakeup {
-        let started = Instant::now();
         self.sleep_began();
         let mut guard = self.hooks();
         let woke = loop {
@@ -275,31 +274,35 @@ impl Flight {
             }
         };
         drop(guard);
-        self.sleep_ended(started.elapsed());
+        self.sleep_ended();
         woke
     }
 
     /// The request's thread starts waiting for async work (in [`Flight::block_until`], or
-    /// asgiref's `async_to_sync`).
+    /// asgiref's `async_to_sync`). Waits nest (an `async_to_sync` inside a thread-sensitive
+    /// call made from another): only the outermost one counts, so a thread is never asleep
+    /// twice over.
     pub fn sleep_began(&self) {
-        let mut all = sleepers();
-        all.advance();
-        all.count += 1;
         if self.sleeping.fetch_add(1, Ordering::AcqRel) == 0 {
             self.sleep_began
                 .store(nanos_since_epoch(), Ordering::Release);
+            let mut all = sleepers();
+            all.advance();
+            all.count += 1;
         }
     }
 
-    /// The wait begun by [`Flight::sleep_began`] is over after `d`.
-    pub fn sleep_ended(&self, d: Duration) {
-        let mut all = sleepers();
-        all.advance();
-        all.count = all.count.saturating_sub(1);
-        drop(all);
-        // Credited before the count drops, so `asleep()` never misses the wait in between.
-        self.add_asleep(d);
-        self.sleeping.fetch_sub(1, Ordering::AcqRel);
+    /// A wait begun by [`Flight::sleep_began`] is over.
+    pub fn sleep_ended(&self) {
+        let began = self.sleep_began.load(Ordering::Acquire);
+        if self.sleeping.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.add_asleep(Duration::from_nanos(
+                nanos_since_epoch().saturating_sub(began),
+            ));
+            let mut all = sleepers();
+            all.advance();
+            all.count = all.count.saturating_sub(1);
+        }
     }
 
     /// Whether the request's thread is waiting for async work right now.

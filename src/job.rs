@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::body::Body;
 use crate::cancel::Flight;
 use crate::listen::Peer;
-use crate::stats::Trace;
+use crate::stats::WorkerHold;
 
 /// What the application needs to know about the connection a request came on.
 #[derive(Debug)]
@@ -78,8 +78,9 @@ pub struct Job {
     pub origin: Origin,
     /// Fires when the request is cancelled; carries its async-wait time.
     pub flight: Arc<Flight>,
-    /// What the statistics follow of the request (its id, label and timings).
-    pub trace: Arc<Trace>,
+    /// What the statistics follow of the request (its id, label and timings); dropped when
+    /// the worker is done with it.
+    pub trace: WorkerHold,
     pub reply: oneshot::Sender<Reply>,
 }
 

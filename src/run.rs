@@ -283,7 +283,9 @@ fn serve(
                 Arc::clone(&stopping),
                 tls.clone(),
             )?;
-            tokio::spawn(Arc::clone(&stats).run_ticker());
+            if let Err(e) = stats.start_ticker() {
+                log_warn!("cannot start the statistics thread; the timeline stays empty: {e}");
+            }
             let (admin_stop, admin_task) = start_admin(admin, &stats);
             // Only now, with the signal handlers in place: a test or a supervisor may signal
             // as soon as it reads this.

@@ -242,6 +242,20 @@ def test_queue_wait_grows_when_threads_are_saturated(statsapp):
 # -- labels ------------------------------------------------------------------------------------
 
 
+def test_a_404_does_not_take_a_label_place(statsapp):
+    # Issue 5 review: a scanner's 404s took every place under --stats-max-labels, and the real
+    # views that came later were all counted as `other`.
+    server, admin = statsapp("--stats-max-labels", "2")
+    for _ in range(3):
+        assert server.request("GET", "/status/404")[0].status == 404
+    for path in ("/a", "/b"):
+        assert server.request("GET", path)[0].status == 200
+    snap = admin.settled({"other": 3, "/a": 1, "/b": 1})
+    assert set(snap.labels) == {"other", "/a", "/b"}, snap.labels
+    assert snap["totals"]["labels_overflowed"] == 0
+    assert snap.method("other")["status"][3] == 3
+
+
 def test_the_label_cap_sends_new_labels_to_other(statsapp):
     server, admin = statsapp("--stats-max-labels", "3")
     for path in ("/a", "/b", "/c", "/a/again"):
@@ -344,6 +358,35 @@ def test_in_flight_lists_a_running_request_and_the_gauges_show_it(statsapp):
     assert snap["gauges"]["busy_threads"] == 0
     snap = admin.settled({"/block": 1})
     within(snap.window("/block")["processing"]["max"], 1.45, 10, "/block processing")
+
+
+def test_a_request_answered_504_stays_in_flight_while_its_view_runs(statsapp):
+    # Issue 5 review: the in-flight list dropped a request at its 504 while the view still held
+    # a thread, the moment a team most wants to see it.
+    server, admin = statsapp("--timeout", "0.3", "--cancel-grace", "0")
+    result = {}
+    t = threading.Thread(
+        target=lambda: result.update(resp=server.request("GET", "/block?ms=2500&tag=late"))
+    )
+    t.start()
+    try:
+        t.join(LIVENESS)
+        assert result["resp"][0].status == 504
+        snap = admin.snapshot()
+        late = [f for f in snap["in_flight"] if f["path"] == "/block"]
+        assert late and late[0]["state"] == "cancelled", snap["in_flight"]
+        assert snap["gauges"]["in_flight"] >= 1 and snap["gauges"]["busy_threads"] >= 1
+    finally:
+        t.join(LIVENESS)
+    server.wait_for_output(r"fixture: block finished tag=late", LIVENESS)
+
+    def gone():
+        snap = admin.snapshot()
+        return snap if not [f for f in snap["in_flight"] if f["path"] == "/block"] else None
+
+    wait_until(gone, LIVENESS, what="/block gone from in_flight once its view returned")
+    snap = admin.settled({"/block": 1})
+    assert snap.method("/block")["cancelled"] == [0, 1, 0]
 
 
 def test_in_flight_shows_a_request_asleep_in_an_async_wait(statsapp):

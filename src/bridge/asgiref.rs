@@ -24,7 +24,6 @@
 use std::cell::RefCell;
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::time::Instant;
 
 use pyo3::exceptions::{PyIndexError, PyValueError};
 use pyo3::intern;
@@ -154,7 +153,6 @@ struct Running {
     /// asgiref's future the worker thread waits on.
     call_result: Option<Py<PyAny>>,
     flight: Option<Arc<Flight>>,
-    since: Instant,
 }
 
 impl Tasks {
@@ -192,7 +190,6 @@ impl TaskContext {
                 task: task.clone().unbind(),
                 call_result: call_result.as_ref().map(|c| c.clone_ref(py)),
                 flight: flight.clone(),
-                since: Instant::now(),
             });
             (flight, first)
         };
@@ -231,7 +228,7 @@ impl TaskContext {
             st.running.remove(i)
         };
         if let Some(flight) = &running.flight {
-            flight.sleep_ended(running.since.elapsed());
+            flight.sleep_ended();
         }
         Ok(())
     }

@@ -84,7 +84,7 @@ impl Exchange {
     /// answered it.
     pub fn not_queued(&mut self) {
         if let Kind::App(trace) = std::mem::replace(&mut self.kind, Kind::Server) {
-            self.stats.forget(&trace);
+            trace.answered();
         }
     }
 
@@ -92,25 +92,28 @@ impl Exchange {
     /// was cut short because the request was cancelled.
     pub fn finish(self, status: u16, bytes_out: u64, cancelled: Option<Reason>) {
         let end = Instant::now();
+        let set = match &self.kind {
+            Kind::App(trace) => trace.label(),
+            _ => None,
+        };
         let (label, queue, processing, asleep, cancelled) = match &self.kind {
             Kind::App(trace) => {
                 let (queue, processing) = trace.timings(end);
-                let label = trace.label();
-                let label = self.stats.label_of(trace, label.as_ref()).to_owned();
+                let label = self.stats.label_of(trace, set.as_ref());
                 // A request answered 504 or 503 before the application replied was cancelled
                 // too, though its (server-made) body ended normally.
                 let cancelled = cancelled.or_else(|| trace.flight.reason());
                 (label, queue, processing, trace.flight.asleep(), cancelled)
             }
             Kind::Static => (
-                stats::STATIC.to_owned(),
+                stats::STATIC,
                 Duration::ZERO,
                 end - self.received,
                 Duration::ZERO,
                 cancelled,
             ),
             Kind::Server => (
-                stats::SERVER.to_owned(),
+                stats::SERVER,
                 Duration::ZERO,
                 end - self.received,
                 Duration::ZERO,
@@ -119,7 +122,7 @@ impl Exchange {
         };
         let status = cancelled.map_or(status, Reason::log_status);
         let finished = Finished {
-            label: &label,
+            label,
             method: &self.method,
             status,
             cancelled,
@@ -128,6 +131,7 @@ impl Exchange {
             asleep,
             bytes_in: self.bytes_in,
             bytes_out,
+            from_path: matches!(self.kind, Kind::App(_)) && set.is_none(),
         };
         match &self.kind {
             Kind::App(trace) => self.stats.finish(trace, &finished),
@@ -144,7 +148,7 @@ impl Exchange {
                     processing,
                     asleep,
                     request_id: &self.id,
-                    label: &label,
+                    label,
                     cancelled,
                 },
             );

@@ -166,20 +166,20 @@ async fn run(
             );
         })
     });
-    let trace = app.stats.admit(
+    let (trace, hold) = app.stats.admit(
         Arc::clone(exchange.id()),
         parts.method.clone(),
         parts.uri.path(),
         Arc::clone(&flight),
     );
-    exchange.is_app(Arc::clone(&trace), body.len());
+    exchange.is_app(trace, body.len());
     let job = Job {
         head: parts,
         body,
         conn,
         origin,
         flight: Arc::clone(&flight),
-        trace,
+        trace: hold,
         reply: reply_tx,
     };
     if let Err((why, job)) = app.pool.submit(job) {

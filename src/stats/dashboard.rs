@@ -66,7 +66,7 @@ fn gauges(page: &mut String, s: &Snapshot) {
     let g = &s.gauges;
     let ratio = g.work_sleep_ratio.map_or_else(|| "–".into(), number);
     let overflowed = if s.totals.labels_overflowed > 0 {
-        format!("{} over the label limit", s.totals.labels_overflowed)
+        format!("{} past the label limit", s.totals.labels_overflowed)
     } else {
         "since start".into()
     };

@@ -204,8 +204,12 @@ impl History {
             Some(acc) if acc.start == start => {}
             _ => {
                 if let Some(done) = self.minute.take() {
-                    // Minutes with no tick at all (the server stalled) get empty points.
-                    for missed in (done.start + 60..start).step_by(60).take(MINUTES_KEPT) {
+                    let done_start = done.start;
+                    push_bounded(&mut self.minutes, done.point(), MINUTES_KEPT);
+                    // Minutes with no tick at all (the server stalled) get empty points, the
+                    // last day's worth at most.
+                    let first = (done_start + 60).max(start - 60 * MINUTES_KEPT as i64);
+                    for missed in (first..start).step_by(60) {
                         push_bounded(
                             &mut self.minutes,
                             Point {
@@ -215,7 +219,6 @@ impl History {
                             MINUTES_KEPT,
                         );
                     }
-                    push_bounded(&mut self.minutes, done.point(), MINUTES_KEPT);
                 }
                 self.minute = Some(Accumulator::new(start));
             }
@@ -467,5 +470,13 @@ mod tests {
         let seconds = history.seconds();
         assert_eq!(seconds.len(), 226);
         assert!(seconds.windows(2).all(|p| p[1].time == p[0].time + 1));
+        // An hour's stall: the minutes stay in order, one a minute.
+        tick(&mut history, start + 225 + 3600, vec![]);
+        tick(&mut history, start + 225 + 3660, vec![]);
+        let minutes = history.minutes();
+        assert!(
+            minutes.windows(2).all(|p| p[1].time == p[0].time + 60),
+            "{minutes:?}"
+        );
     }
 }

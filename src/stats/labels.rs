@@ -97,8 +97,9 @@ impl Labels {
         }
     }
 
-    /// Run `f` with the series of `label` (created if there is room, else `other`'s).
-    pub fn with<R>(&self, label: &str, f: impl FnOnce(&Series) -> R) -> R {
+    /// Run `f` with the series of `label`: created if `create` and there is room, else
+    /// `other`'s.
+    pub fn with<R>(&self, label: &str, create: bool, f: impl FnOnce(&Series) -> R) -> R {
         let mut label = clip(label);
         {
             let map = self
@@ -108,7 +109,12 @@ impl Labels {
             if let Some(series) = map.series.get(label) {
                 return f(series);
             }
-            if map.custom >= self.max && !is_reserved(label) {
+            if !create && !is_reserved(label) {
+                label = OTHER;
+                if let Some(series) = map.series.get(OTHER) {
+                    return f(series);
+                }
+            } else if map.custom >= self.max && !is_reserved(label) {
                 self.overflowed.fetch_add(1, Ordering::Relaxed);
                 if let Some(series) = map.series.get(OTHER) {
                     return f(series);
@@ -181,8 +187,11 @@ mod tests {
     fn the_cap_sends_new_labels_to_other() {
         let labels = Labels::new(2);
         for label in ["a", "b", "c", "a", "d", STATIC, SERVER] {
-            labels.with(label, |_| ());
+            labels.with(label, true, |_| ());
         }
+        // Not created (a 404 on a path-made label), and no overflow either.
+        labels.with("e", false, |_| ());
+        labels.with("a", false, |s| assert_eq!(&*s.label, "a"));
         let names: Vec<String> = labels.all().iter().map(|s| s.label.to_string()).collect();
         assert_eq!(names, ["a", "b", "other", "server", "static"]);
         assert_eq!(labels.overflowed(), 2);

@@ -2,8 +2,9 @@
 //!
 //! Recording (`record.rs`, `series.rs`, `histogram.rs`, `labels.rs`) happens on the request
 //! path and is lock-light: atomics, a read lock to find a label's series, a sharded set of the
-//! requests in flight. Once a second `history.rs` folds what was recorded into bounded rings
-//! (the timeline and the per-view windows). The exports read a [`Snapshot`] built on demand:
+//! requests in flight. Once a second (the `ferrule-stats` thread) `history.rs` folds what was
+//! recorded into bounded rings (the timeline and the per-view windows). The exports read a
+//! [`Snapshot`] built on demand:
 //! Prometheus text (`prometheus.rs`), JSON (`json.rs`) and an HTML dashboard with
 //! server-rendered SVG charts (`dashboard.rs`, `svg.rs`), served by the admin listener
 //! (`admin.rs`). Nothing here touches Python; the pool's gauges come in through
@@ -31,7 +32,7 @@ use crate::cancel::Reason;
 use crate::config::StatsPlan;
 
 pub use labels::{Fallback, SERVER, STATIC};
-pub use record::Trace;
+pub use record::{Trace, WorkerHold};
 pub use snapshot::Snapshot;
 
 use history::{History, Tick};
@@ -49,6 +50,9 @@ pub struct Finished<'a> {
     pub asleep: Duration,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// The label is a fallback made from the path (the application set none): a 404 does not
+    /// create it, so a scanner's random paths cannot take the places of real views.
+    pub from_path: bool,
 }
 
 /// What the worker pool reports about itself.
@@ -69,7 +73,7 @@ pub struct Stats {
     labels: labels::Labels,
     fallback: Fallback,
     history: Mutex<History>,
-    in_flight: InFlightSet,
+    in_flight: Arc<InFlightSet>,
     connections: AtomicUsize,
     pool: OnceLock<PoolSource>,
     started: Instant,
@@ -94,7 +98,7 @@ impl Stats {
             labels: labels::Labels::new(plan.max_labels),
             fallback,
             history: Mutex::new(History::default()),
-            in_flight: InFlightSet::default(),
+            in_flight: Arc::new(InFlightSet::default()),
             connections: AtomicUsize::new(0),
             pool: OnceLock::new(),
             started: Instant::now(),
@@ -111,14 +115,14 @@ impl Stats {
         self.pool.get().map(|f| f()).unwrap_or_default()
     }
 
-    /// An application request becomes a job.
+    /// An application request becomes a job: its trace, and the hold the job carries.
     pub fn admit(
         &self,
         id: Arc<str>,
         method: http::Method,
         path: &str,
         flight: Arc<crate::cancel::Flight>,
-    ) -> Arc<Trace> {
+    ) -> (Arc<Trace>, WorkerHold) {
         self.in_flight.admit(id, method, path, flight)
     }
 
@@ -130,22 +134,18 @@ impl Stats {
         }
     }
 
-    /// An application request is finished: count it and forget it.
+    /// An application request's response is over: count it. It stays in flight while its
+    /// worker thread still runs it.
     pub fn finish(&self, trace: &Trace, finished: &Finished<'_>) {
-        self.in_flight.remove(trace);
         self.record(finished);
-    }
-
-    /// An admitted request that was not queued after all: not in flight any more, and counted
-    /// by the caller under another label.
-    pub fn forget(&self, trace: &Trace) {
-        self.in_flight.remove(trace);
+        trace.answered();
     }
 
     /// Count a finished request.
     pub fn record(&self, finished: &Finished<'_>) {
+        let create = !(finished.from_path && finished.status == 404);
         self.labels
-            .with(finished.label, |series| series.record(finished));
+            .with(finished.label, create, |series| series.record(finished));
     }
 
     /// Count an open connection until the guard is dropped.
@@ -154,7 +154,7 @@ impl Stats {
         ConnectionGuard(Arc::clone(self))
     }
 
-    /// Fold the last second into the history. Called once a second by [`Stats::run_ticker`].
+    /// Fold the last second into the history. Called once a second by the ticker thread.
     pub fn tick(&self, now: i64) {
         let mut labels = Vec::new();
         for series in self.labels.all() {
@@ -175,14 +175,34 @@ impl Stats {
         self.lock_history().tick(tick);
     }
 
-    /// Tick once a second, on the second, until the runtime stops.
-    pub async fn run_ticker(self: Arc<Self>) {
-        loop {
-            let now = unix_now();
-            let to_next = 1.0 - now.fract();
-            tokio::time::sleep(Duration::from_secs_f64(to_next.clamp(0.001, 1.0))).await;
-            self.tick(unix_now().round() as i64);
-        }
+    /// The time now, in Unix seconds, on the monotonic clock: the wall clock at start plus the
+    /// time since. A wall clock stepped later (NTP) cannot put points out of order.
+    fn now(&self) -> f64 {
+        self.started_unix + self.started.elapsed().as_secs_f64()
+    }
+
+    /// Tick once a second, on the second, on a thread of its own (`ferrule-stats`) until the
+    /// statistics are dropped. Not on the runtime: a scrape holding the history's lock must
+    /// never stall a network thread.
+    pub fn start_ticker(self: &Arc<Self>) -> std::io::Result<()> {
+        let stats = Arc::downgrade(self);
+        let mut last = self.now().floor() as i64;
+        std::thread::Builder::new()
+            .name("ferrule-stats".into())
+            .spawn(move || loop {
+                let Some(now) = stats.upgrade().map(|s| s.now()) else {
+                    return;
+                };
+                let next = (now.floor() as i64 + 1).max(last + 1);
+                std::thread::sleep(Duration::from_secs_f64((next as f64 - now).clamp(0.0, 1.0)));
+                let Some(stats) = stats.upgrade() else {
+                    return;
+                };
+                // A second late or more (a stalled machine): the history fills the gap.
+                last = (stats.now().floor() as i64).max(next);
+                stats.tick(last);
+            })
+            .map(drop)
     }
 
     fn lock_history(&self) -> std::sync::MutexGuard<'_, History> {
@@ -193,7 +213,7 @@ impl Stats {
 
     /// Everything, now.
     pub fn snapshot(&self) -> Snapshot {
-        let time = unix_now();
+        let time = self.now();
         let now = time as i64;
         let pool = self.pool_gauges();
         let series = self.labels.all();

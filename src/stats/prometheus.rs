@@ -182,7 +182,7 @@ fn process(out: &mut Out, s: &Snapshot) {
     }
     out.family(
         "ferrule_stats_labels_overflowed_total",
-        "Times a new label was counted as other because --stats-max-labels was reached.",
+        "Requests counted under other because their label would have exceeded --stats-max-labels.",
         "counter",
     );
     out.sample(

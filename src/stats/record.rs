@@ -2,13 +2,15 @@
 //! last byte, and the set of traces in flight.
 //!
 //! The http layer admits a trace when a request becomes a job (`http/service.rs`), the worker
-//! thread marks when it starts and stops running it (`wsgi/response.rs`), the application may
-//! label it (`environ["ferrule.request"].label`, set by the Django hook), and the response
-//! body's end finishes it (`http/exchange.rs`), which records it in its series and removes it
-//! from the in-flight set. The set is sharded mutexes, each taken twice per request.
+//! thread marks when it starts running it (`wsgi/response.rs`), the application may label it
+//! (`environ["ferrule.request"].label`, set by the Django hook), and the response body's end
+//! finishes it (`http/exchange.rs`), which records it in its series. It leaves the in-flight
+//! set when both the response and the worker thread are done with it: a request answered 504
+//! or abandoned by its client may still hold a thread, and that is when a team most wants to
+//! see it. The set is sharded mutexes, each taken twice per request.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,6 +37,30 @@ pub struct Trace {
     done: AtomicU64,
     label: Mutex<Option<Arc<str>>>,
     key: u64,
+    /// The response is over (sent, or cut short).
+    answered: AtomicBool,
+    /// The response and the worker's [`WorkerHold`]: the last to let go takes the trace out
+    /// of the in-flight set.
+    holders: AtomicU8,
+    set: Arc<InFlightSet>,
+}
+
+/// The worker side's hold on a trace, carried by the job: dropped when the worker thread is
+/// done with the request — or when the job is dropped unrun (skipped, refused by a full
+/// queue).
+pub struct WorkerHold(Arc<Trace>);
+
+impl WorkerHold {
+    pub fn trace(&self) -> &Arc<Trace> {
+        &self.0
+    }
+}
+
+impl Drop for WorkerHold {
+    fn drop(&mut self) {
+        self.0.done.store(since(self.0.admitted), Ordering::Release);
+        self.0.release();
+    }
 }
 
 fn since(admitted: Instant) -> u64 {
@@ -47,9 +73,16 @@ impl Trace {
         self.started.store(since(self.admitted), Ordering::Release);
     }
 
-    /// The worker thread is done with the request (the response may still be sending).
-    pub fn worker_done(&self) {
-        self.done.store(since(self.admitted), Ordering::Release);
+    /// The response is over: the http side lets go of the trace.
+    pub fn answered(&self) {
+        self.answered.store(true, Ordering::Release);
+        self.release();
+    }
+
+    fn release(&self) {
+        if self.holders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.set.remove(self);
+        }
     }
 
     pub fn set_label(&self, label: &str) {
@@ -84,6 +117,14 @@ impl Trace {
             "queued"
         } else if self.done.load(Ordering::Acquire) != 0 {
             "sending"
+        } else if self.answered.load(Ordering::Acquire) {
+            // The response is over and the thread still runs the view: cancelled (a 504, a
+            // client gone) or finishing (`close()`).
+            if self.flight.is_cancelled() {
+                "cancelled"
+            } else {
+                "closing"
+            }
         } else if self.flight.is_asleep() {
             "asleep"
         } else {
@@ -128,13 +169,14 @@ impl InFlightSet {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// A new trace in the set, and the worker side's hold on it.
     pub fn admit(
-        &self,
+        self: &Arc<Self>,
         id: Arc<str>,
         method: http::Method,
         path: &str,
         flight: Arc<Flight>,
-    ) -> Arc<Trace> {
+    ) -> (Arc<Trace>, WorkerHold) {
         let key = self.next.fetch_add(1, Ordering::Relaxed);
         let trace = Arc::new(Trace {
             id,
@@ -146,12 +188,16 @@ impl InFlightSet {
             done: AtomicU64::new(0),
             label: Mutex::new(None),
             key,
+            answered: AtomicBool::new(false),
+            holders: AtomicU8::new(2),
+            set: Arc::clone(self),
         });
         self.shard(key).insert(key, Arc::clone(&trace));
-        trace
+        let hold = WorkerHold(Arc::clone(&trace));
+        (trace, hold)
     }
 
-    pub fn remove(&self, trace: &Trace) {
+    fn remove(&self, trace: &Trace) {
         self.shard(trace.key).remove(&trace.key);
     }
 

@@ -83,7 +83,8 @@ pub struct Totals {
     pub busy_seconds: f64,
     /// Seconds worker threads spent asleep in `ferrule.wait`/`gather`/`async_to_sync`.
     pub asleep_seconds: f64,
-    /// Labels that went to `other` because `--stats-max-labels` was reached.
+    /// Requests counted under `other` because their label would have exceeded
+    /// `--stats-max-labels`.
     pub labels_overflowed: u64,
 }
 
@@ -159,8 +160,9 @@ pub struct InFlight {
     pub method: String,
     /// The path as sent, without the query string.
     pub path: String,
-    /// `queued`, `running`, `asleep` (in an async wait) or `sending` (the worker is done, the
-    /// response is still being written).
+    /// `queued`, `running`, `asleep` (in an async wait), `sending` (the worker is done, the
+    /// response is still being written), `cancelled` (answered 504, or its client left, while
+    /// the view still runs) or `closing` (answered; the application's `close()` still runs).
     pub state: &'static str,
     /// Seconds since the request was admitted.
     pub elapsed: f64,

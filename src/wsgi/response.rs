@@ -99,7 +99,7 @@ impl Application {
             );
             return;
         }
-        trace.start();
+        trace.trace().start();
         let head_only = head.method == http::Method::HEAD;
         let body_len = body.len();
         let start_response = match Bound::new(
@@ -123,7 +123,7 @@ impl Application {
         let _current = cancel::enter(&flight);
         self.interrupts.arm(&flight, &head.method, &head.uri);
         let outcome = (|| -> Result<(), Failure> {
-            let request = Request::new(std::sync::Arc::clone(&trace));
+            let request = Request::new(std::sync::Arc::clone(trace.trace()));
             let streams = Streams {
                 input: input.clone().into_any(),
                 errors: Bound::new(py, ErrorStream::default())?.into_any(),
@@ -147,7 +147,8 @@ impl Application {
         // The application may keep the environ alive (a traceback in a cycle, a global); the
         // body, in memory or a spool file, is not kept with it.
         input.get().release();
-        trace.worker_done();
+        // The worker is done with the request: `trace` lets go of it here.
+        drop(trace);
     }
 }
 
