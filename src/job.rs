@@ -76,12 +76,17 @@ pub struct Job {
     pub body: Body,
     pub conn: Arc<ConnInfo>,
     pub origin: Origin,
-    /// Fires when the request is cancelled; carries its async-wait time.
-    pub flight: Arc<Flight>,
-    /// What the statistics follow of the request (its id, label and timings); dropped when
-    /// the worker is done with it.
+    /// What the statistics follow of the request (its id, label, timings, and its flight);
+    /// dropped when the worker is done with it.
     pub trace: WorkerHold,
     pub reply: oneshot::Sender<Reply>,
+}
+
+impl Job {
+    /// Fires when the request is cancelled; carries its async-wait time.
+    pub fn flight(&self) -> &Arc<Flight> {
+        &self.trace.trace().flight
+    }
 }
 
 /// The application's response head and how its body will arrive.

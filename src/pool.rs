@@ -234,7 +234,7 @@ impl Pool {
             // Requests whose clients left are skipped when a thread reaches them; under a storm
             // of abandoned requests they would fill the queue first and turn honest clients
             // away, so a full queue drops them now. O(queue) only when the queue is full.
-            st.queue.retain(|queued| !queued.flight.is_cancelled());
+            st.queue.retain(|queued| !queued.flight().is_cancelled());
         }
         if st.queue.len() >= self.shared.plan.max_queue {
             let depth = st.queue.len();
@@ -276,7 +276,7 @@ impl Pool {
     /// `reason`; returns how many were not cancelled already.
     pub fn cancel_all(&self, reason: Reason) -> usize {
         let st = self.shared.lock();
-        let queued = st.queue.iter().map(|job| Arc::clone(&job.flight));
+        let queued = st.queue.iter().map(|job| Arc::clone(job.flight()));
         let running = st.workers.iter().filter_map(|slot| slot.running().clone());
         let flights: Vec<Arc<Flight>> = queued.chain(running).collect();
         drop(st);
@@ -369,7 +369,7 @@ fn worker_main(shared: &Arc<Shared>, slot: &Arc<Slot>) {
     Python::attach(|py| {
         let mut next = py.detach(|| next_job(shared, slot));
         while let Some(job) = next {
-            *slot.running() = Some(Arc::clone(&job.flight));
+            *slot.running() = Some(Arc::clone(job.flight()));
             if catch_unwind(AssertUnwindSafe(|| (shared.run)(py, job))).is_err() {
                 log_error!("a worker thread panicked while running a request; the thread goes on");
             }

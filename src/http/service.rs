@@ -62,13 +62,8 @@ pub async fn handle(
         Arc::clone(&app.access_format),
     );
     let mut pending = Unanswered(Some(exchange));
-    let Some(exchange) = pending.0.as_mut() else {
-        unreachable!("the exchange was just put there");
-    };
-    let mut resp = respond(parts, incoming, &app, conn, exchange).await;
-    let Some(exchange) = pending.0.take() else {
-        unreachable!("only this function takes the exchange");
-    };
+    let mut resp = respond(parts, incoming, &app, conn, pending.exchange()).await;
+    let exchange = pending.answered();
     if !resp.headers().contains_key(&request_id::X_REQUEST_ID) {
         if let Ok(value) = HeaderValue::from_str(exchange.id()) {
             resp.headers_mut()
@@ -84,6 +79,21 @@ pub async fn handle(
 /// A request with no response yet: if hyper drops the service future, the client left
 /// before the response, and it is finished as 499.
 struct Unanswered(Option<Exchange>);
+
+impl Unanswered {
+    fn exchange(&mut self) -> &mut Exchange {
+        self.0
+            .as_mut()
+            .expect("the exchange is there until answered() takes it")
+    }
+
+    /// The response is made: from here the response body finishes the exchange.
+    fn answered(mut self) -> Exchange {
+        self.0
+            .take()
+            .expect("answered() is called once, consuming the wrapper")
+    }
+}
 
 impl Drop for Unanswered {
     fn drop(&mut self) {
@@ -178,7 +188,6 @@ async fn run(
         body,
         conn,
         origin,
-        flight: Arc::clone(&flight),
         trace: hold,
         reply: reply_tx,
     };

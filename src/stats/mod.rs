@@ -272,11 +272,6 @@ impl Stats {
             minutes,
         }
     }
-
-    /// Unix time the server started.
-    pub fn started_unix(&self) -> f64 {
-        self.started_unix
-    }
 }
 
 /// An open connection, counted while it lives.

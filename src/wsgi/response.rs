@@ -85,10 +85,10 @@ impl Application {
             body,
             conn,
             origin,
-            flight,
             trace,
             reply,
         } = job;
+        let flight = std::sync::Arc::clone(&trace.trace().flight);
         if reply.is_closed() || flight.is_cancelled() {
             // The client went away while the request waited in the queue: nobody would read
             // the response, so the application is never called.
