@@ -30,6 +30,25 @@ def port_open(port: int) -> bool:
         return False
 
 
+def proxy_to_unix(sock: Path, directives: str = "", http: str = "") -> str:
+    """An http block for `running_nginx`: nginx on `{port}` passing every request to the
+    Unix socket `sock` over keep-alive HTTP/1.1, with extra `directives` in its location and
+    `http` directives beside it."""
+    return f"""
+        {http}
+        upstream app {{ server unix:{sock}; keepalive 8; }}
+        server {{
+            listen 127.0.0.1:{{port}};
+            location / {{
+                proxy_pass http://app;
+                proxy_http_version 1.1;
+                proxy_set_header Connection "";
+                {directives}
+            }}
+        }}
+    """
+
+
 @contextlib.contextmanager
 def running_nginx(tmp_path: Path, http_block: str):
     """nginx with `http_block` inside `http { }`, where `{port}` stands for a free loopback

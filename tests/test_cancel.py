@@ -26,7 +26,7 @@ import h2.events
 import pytest
 from conftest import start
 from helpers import Conn, Truncated, build_request, host_header, vm_rss, wait_until
-from nginx_helpers import running_nginx
+from nginx_helpers import proxy_to_unix, running_nginx
 from tls_helpers import Pki, TlsView, tls_args
 
 # How long the application may take to notice what a test did. Generous: the machine is
@@ -190,17 +190,7 @@ def test_a_client_leaving_nginx_cancels_the_request_behind_it(tmp_path):
         ["--bind", f"unix:{sock}", "--unix-socket-mode", "666", "cancelapp"],
         env={"FERRULE_TEST_CLOSE_LOG": str(events.path)},
     )
-    block = f"""
-        upstream app {{ server unix:{sock}; keepalive 8; }}
-        server {{
-            listen 127.0.0.1:{{port}};
-            location / {{
-                proxy_pass http://app;
-                proxy_http_version 1.1;
-                proxy_set_header Connection "";
-            }}
-        }}
-    """
+    block = proxy_to_unix(sock)
     try:
         with running_nginx(tmp_path, block) as port:
             c = socket.create_connection(("127.0.0.1", port), timeout=30)

@@ -8,27 +8,20 @@ import json
 import pytest
 import requests
 from conftest import start
-from nginx_helpers import running_nginx
+from nginx_helpers import proxy_to_unix, running_nginx
 
 
 @pytest.fixture
 def behind_nginx(tmp_path):
     sock = tmp_path / "ferrule.sock"
     server = start(["--bind", f"unix:{sock}", "--unix-socket-mode", "666", "echo:app"])
-    block = f"""
-        client_max_body_size 50m;
-        upstream app {{ server unix:{sock}; keepalive 8; }}
-        server {{
-            listen 127.0.0.1:{{port}};
-            location / {{
-                proxy_pass http://app;
-                proxy_http_version 1.1;
-                proxy_set_header Connection "";
+    block = proxy_to_unix(
+        sock,
+        directives="""
                 proxy_set_header Host $http_host;
-                proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            }}
-        }}
-    """
+                proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;""",
+        http="client_max_body_size 50m;",
+    )
     try:
         with running_nginx(tmp_path, block) as port:
             yield f"http://127.0.0.1:{port}", server
