@@ -110,6 +110,28 @@ def test_a_queued_request_whose_client_left_is_never_run(cancelapp, tmp_path):
     assert not events.matching("tag=second"), "the application ran a request nobody waited for"
 
 
+def test_requests_whose_clients_left_before_the_server_read_them_are_logged(cancelapp, tmp_path):
+    # Head and end of stream already waiting when the server first reads the connection (the
+    # server is stopped while the clients connect, send and close). If hyper reads both in
+    # one pass it drops the request's future before polling it: the request must still be
+    # logged as 499 (such a request once left no trace), and never reach the application.
+    server, events = cancelapp("--threads", "1", "--access-log")
+    gate = tmp_path / "gate"
+    with send(server, f"/gate?tag=first&gate={gate}") as first:
+        events.wait("called tag=first")
+        server.proc.send_signal(signal.SIGSTOP)
+        try:
+            for i in range(20):
+                send(server, f"/quick?tag=burst{i}").close()
+        finally:
+            server.proc.send_signal(signal.SIGCONT)
+        for i in range(20):
+            server.wait_for_output(access_line("GET", f"/quick?tag=burst{i}", 499), LIVENESS)
+        gate.touch()
+        assert first.read_response().body == b"passed"
+    assert not events.matching("tag=burst"), "the application ran a request nobody waited for"
+
+
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_a_view_polling_disconnected_sees_the_client_leave(cancelapp, method):
     # The POST body is read whole (and, past --body-buffer-size, spooled) before the view

@@ -47,11 +47,14 @@ pub struct App {
     pub access_format: Arc<Format>,
 }
 
-pub async fn handle(
+/// The exchange is opened before the returned future is first polled: hyper may drop a
+/// request's future unpolled (an HTTP/1 client that sent its head and closed at once, the
+/// EOF read in the same pass as the head), and that request must still be logged as 499.
+pub fn handle(
     req: http::Request<Incoming>,
     app: Arc<App>,
     conn: Arc<ConnInfo>,
-) -> Result<Response<OutBody>, Infallible> {
+) -> impl std::future::Future<Output = Result<Response<OutBody>, Infallible>> {
     let (parts, incoming) = req.into_parts();
     let id = request_id::choose(&parts, app.proxy.trusts(conn.peer));
     let exchange = Exchange::open(
@@ -62,18 +65,21 @@ pub async fn handle(
         Arc::clone(&app.access_format),
     );
     let mut pending = Unanswered(Some(exchange));
-    let mut resp = respond(parts, incoming, &app, conn, pending.exchange()).await;
-    let exchange = pending.answered();
-    if !resp.headers().contains_key(&request_id::X_REQUEST_ID) {
-        if let Ok(value) = HeaderValue::from_str(exchange.id()) {
-            resp.headers_mut()
-                .insert(request_id::X_REQUEST_ID.clone(), value);
+    async move {
+        let mut resp = respond(parts, incoming, &app, conn, pending.exchange()).await;
+        let exchange = pending.answered();
+        if !resp.headers().contains_key(&request_id::X_REQUEST_ID) {
+            if let Ok(value) = HeaderValue::from_str(exchange.id()) {
+                resp.headers_mut()
+                    .insert(request_id::X_REQUEST_ID.clone(), value);
+            }
         }
+        let status = resp.status().as_u16();
+        let (head, body) = resp.into_parts();
+        let finish =
+            move |sent, cancelled: Option<Reason>| exchange.finish(status, sent, cancelled);
+        Ok(Response::from_parts(head, body.on_finish(Box::new(finish))))
     }
-    let status = resp.status().as_u16();
-    let (head, body) = resp.into_parts();
-    let finish = move |sent, cancelled: Option<Reason>| exchange.finish(status, sent, cancelled);
-    Ok(Response::from_parts(head, body.on_finish(Box::new(finish))))
 }
 
 /// A request with no response yet: if hyper drops the service future, the client left
