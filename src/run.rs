@@ -63,7 +63,7 @@ pub fn main(
             return Ok(e.exit_code());
         }
     };
-    let plan = match options.resolve(addrport.as_deref()) {
+    let plan = match options.resolve_for(addrport.as_deref(), django) {
         Ok(plan) => Arc::new(plan),
         Err(e) => {
             eprintln!("error: {e}");

@@ -11,6 +11,7 @@ mod parse;
 mod proxy;
 mod statics;
 mod stats;
+mod supervise;
 mod tls;
 
 use std::net::SocketAddr;
@@ -27,6 +28,7 @@ use parse::{positive_seconds, seconds};
 pub use proxy::{ForwardedHeaders, ProxyOptions, ProxyPlan};
 pub use statics::{normalize_url_path, StaticMount, StaticOptions, StaticPlan, DEFAULT_MAX_AGE};
 pub use stats::{StatsOptions, StatsPlan};
+pub use supervise::{SuperviseOptions, SupervisePlan};
 pub use tls::{ClientCert, H2Limits, HttpMode, TlsFiles, TlsOptions, TlsPlan, TlsVersion};
 
 /// `ferrule [OPTIONS] APP`: the standalone command.
@@ -332,6 +334,9 @@ pub struct Options {
 
     #[command(flatten)]
     pub stats: StatsOptions,
+
+    #[command(flatten)]
+    pub supervise: SuperviseOptions,
 }
 
 /// Where one listener listens.
@@ -396,6 +401,7 @@ pub struct Plan {
     pub proxy: ProxyPlan,
     pub tls: TlsPlan,
     pub stats: StatsPlan,
+    pub supervise: SupervisePlan,
 }
 
 const DEFAULT_BIND: &str = "127.0.0.1:8000";
@@ -403,6 +409,12 @@ const DEFAULT_BIND: &str = "127.0.0.1:8000";
 impl Options {
     /// Validate the raw options. `extra_bind` is Django's positional `[addr:]port`.
     pub fn resolve(&self, extra_bind: Option<&str>) -> Result<Plan, Error> {
+        self.resolve_for(extra_bind, false)
+    }
+
+    /// [`Options::resolve`], saying whether this is `manage.py server` (`django`), whose
+    /// defaults differ (it reloads unless `--noreload`).
+    pub fn resolve_for(&self, extra_bind: Option<&str>, django: bool) -> Result<Plan, Error> {
         let mut binds = Vec::new();
         if let Some(addrport) = extra_bind {
             binds.push(parse_addrport(addrport)?);
@@ -489,6 +501,7 @@ impl Options {
             proxy: self.proxy.resolve()?,
             tls: self.tls.resolve()?,
             stats: self.stats.resolve()?,
+            supervise: self.supervise.resolve(django)?,
         })
     }
 }

@@ -1,0 +1,161 @@
+//! Options under "Processes" (the supervisor), and their part of the plan.
+//!
+//! Validation only: starting, watching and replacing worker processes is `supervise/`'s job.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use super::parse::seconds;
+use crate::error::Error;
+
+/// "Processes" options (flattened into [`super::Options`]).
+#[derive(Debug, Args)]
+pub struct SuperviseOptions {
+    /// Worker processes, each importing the application and serving the shared listeners.
+    /// With more than one (or with `--reload`), a master process binds the listeners, starts
+    /// the workers, restarts those that die, and reloads them on SIGHUP; it never imports the
+    /// application. Default is 1: a single process, no master.
+    #[arg(
+        short,
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        env = "FERRULE_WORKERS",
+        help_heading = "Processes"
+    )]
+    pub workers: usize,
+
+    /// Replace a worker process after it has served this many requests (the new one is
+    /// serving before the old one stops). 0 never does. Default is 0.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        env = "FERRULE_MAX_REQUESTS",
+        help_heading = "Processes"
+    )]
+    pub max_requests: u64,
+
+    /// Add a random 0..=J to each worker's `--max-requests`, so workers started together are
+    /// not all replaced at once. Default is 0.
+    #[arg(
+        long,
+        value_name = "J",
+        default_value_t = 0,
+        env = "FERRULE_MAX_REQUESTS_JITTER",
+        help_heading = "Processes"
+    )]
+    pub max_requests_jitter: u64,
+
+    /// Replace a worker process whose resident memory exceeds this many megabytes (sampled
+    /// every second; the new one is serving before the old one stops). 0 never does.
+    /// Default is 0.
+    #[arg(
+        long,
+        value_name = "MB",
+        default_value_t = 0,
+        env = "FERRULE_MAX_RSS",
+        help_heading = "Processes"
+    )]
+    pub max_rss: u64,
+
+    /// Seconds a worker process may go without answering the master's heartbeat, or keep a
+    /// request running after it was cancelled (by `--timeout`, its client leaving, a
+    /// shutdown) — a thread stuck in C code that cancellation cannot interrupt. Then the
+    /// worker is killed and replaced, and the requests it had in flight are logged. 0 turns
+    /// it off. Default is 30.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 30.0,
+        env = "FERRULE_WORKER_TIMEOUT",
+        help_heading = "Processes"
+    )]
+    pub worker_timeout: f64,
+
+    /// Restart the worker when a source file of a module it imported, or a file under the
+    /// current directory matching `--reload-include`, changes. `manage.py server` reloads
+    /// by default (see `--noreload`). Default is off for `ferrule APP`.
+    #[arg(long, env = "FERRULE_RELOAD", help_heading = "Processes")]
+    pub reload: bool,
+
+    /// `manage.py server`: do not restart on code changes (as with `runserver`).
+    #[arg(long, env = "FERRULE_NORELOAD", help_heading = "Processes")]
+    pub noreload: bool,
+
+    /// With reloading: also restart when a file under the current directory matching this
+    /// glob changes (`**/*.html`). Repeatable. Default: templates (`*.html`, `*.txt`),
+    /// `.env` files, translations (`*.mo`) and Python files.
+    #[arg(
+        long,
+        value_name = "GLOB",
+        env = "FERRULE_RELOAD_INCLUDE",
+        value_delimiter = ',',
+        help_heading = "Processes"
+    )]
+    pub reload_include: Vec<String>,
+
+    /// With reloading: ignore changes to files matching this glob, even if included.
+    /// Repeatable. Default: version control, virtualenvs, caches, `node_modules`.
+    #[arg(
+        long,
+        value_name = "GLOB",
+        env = "FERRULE_RELOAD_EXCLUDE",
+        value_delimiter = ',',
+        help_heading = "Processes"
+    )]
+    pub reload_exclude: Vec<String>,
+}
+
+/// The supervisor part of the plan.
+#[derive(Debug, Clone)]
+pub struct SupervisePlan {
+    pub workers: usize,
+    /// `--max-requests`; `None` when off.
+    pub max_requests: Option<u64>,
+    pub max_requests_jitter: u64,
+    /// `--max-rss` in bytes; `None` when off.
+    pub max_rss: Option<u64>,
+    /// `--worker-timeout`; `None` when off.
+    pub worker_timeout: Option<Duration>,
+    pub reload: bool,
+    pub reload_include: Vec<String>,
+    pub reload_exclude: Vec<String>,
+}
+
+impl SupervisePlan {
+    /// Whether a master process runs the workers (rather than one process serving alone).
+    pub fn master(&self) -> bool {
+        self.workers > 1 || self.reload
+    }
+}
+
+impl SuperviseOptions {
+    /// `django`: `manage.py server`, which reloads unless `--noreload`.
+    pub fn resolve(&self, django: bool) -> Result<SupervisePlan, Error> {
+        if self.workers == 0 {
+            return Err(Error::config(
+                "invalid value '0' for '--workers': at least 1 worker process is needed",
+            ));
+        }
+        if self.reload && self.noreload {
+            return Err(Error::config(
+                "'--reload' and '--noreload' cannot be used together",
+            ));
+        }
+        Ok(SupervisePlan {
+            workers: self.workers,
+            max_requests: Some(self.max_requests).filter(|n| *n > 0),
+            max_requests_jitter: self.max_requests_jitter,
+            max_rss: Some(self.max_rss)
+                .filter(|n| *n > 0)
+                .map(|mb| mb.saturating_mul(1 << 20)),
+            worker_timeout: Some(seconds("--worker-timeout", self.worker_timeout)?)
+                .filter(|d| !d.is_zero()),
+            reload: self.reload || (django && !self.noreload),
+            reload_include: self.reload_include.clone(),
+            reload_exclude: self.reload_exclude.clone(),
+        })
+    }
+}
