@@ -4,9 +4,12 @@
 //! nothing has been served), the Unix-socket rules (refuse a path that is not a socket, replace
 //! a stale socket, apply `--unix-socket-mode`, unlink on exit), the write deadline of every
 //! accepted socket (`deadline.rs`, `--send-timeout`), TLS (`tls.rs`, with the PEM files in
-//! `pem.rs`) and telling HTTP/2 prior knowledge from HTTP/1 (`sniff.rs`). What happens on an
+//! `pem.rs`) and telling HTTP/2 prior knowledge from HTTP/1 (`sniff.rs`). Sockets inherited
+//! instead of bound (from the master process, or systemd's socket activation) are taken over in
+//! `adopt.rs`, and systemd's `LISTEN_FDS` protocol is read in `systemd.rs`. What happens on an
 //! accepted connection belongs to `server.rs` and `http/`.
 
+pub mod adopt;
 pub mod deadline;
 mod pem;
 pub mod sniff;

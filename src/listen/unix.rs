@@ -1,4 +1,5 @@
-//! Unix-domain listeners: the stale-socket check, the mode, and unlinking on exit.
+//! Unix-domain listeners: the stale-socket check, the mode, and unlinking on exit (only for
+//! sockets ferrule bound; an inherited one, from `adopt.rs`, belongs to whoever made it).
 
 use std::fs;
 use std::io::ErrorKind;
@@ -8,23 +9,35 @@ use std::path::{Path, PathBuf};
 
 use crate::error::Error;
 
-/// The socket file ferrule created; removed when dropped, if it is still ours.
+/// The path of a Unix listener. For a socket ferrule created, it is removed when dropped, if
+/// it is still ours.
 pub struct UnixSocketFile {
     path: PathBuf,
-    inode: u64,
+    /// The inode of the socket file we made; `None` for a socket someone else made (systemd,
+    /// the master process), which is theirs to remove.
+    inode: Option<u64>,
 }
 
 impl UnixSocketFile {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The path of a socket this process did not create: dropping it leaves the file alone.
+    /// An abstract socket's path is shown as `@name`.
+    pub fn not_owned(path: PathBuf) -> Self {
+        Self { path, inode: None }
+    }
 }
 
 impl Drop for UnixSocketFile {
     fn drop(&mut self) {
+        let Some(inode) = self.inode else {
+            return;
+        };
         // Another process may have replaced the file since (a new server started on the same
         // path during a reload); only remove the socket we made.
-        if fs::symlink_metadata(&self.path).is_ok_and(|m| m.ino() == self.inode) {
+        if fs::symlink_metadata(&self.path).is_ok_and(|m| m.ino() == inode) {
             let _ = fs::remove_file(&self.path);
         }
     }
@@ -64,7 +77,7 @@ pub fn bind(path: &Path, mode: u32) -> Result<(UnixListener, UnixSocketFile), Er
         listener,
         UnixSocketFile {
             path: path.to_owned(),
-            inode,
+            inode: Some(inode),
         },
     ))
 }
