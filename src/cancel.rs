@@ -83,6 +83,9 @@ pub type OnFire = Box<dyn FnOnce(Reason) + Send>;
 /// The cancellation state and async-wait accounting of one request.
 pub struct Flight {
     reason: AtomicU8,
+    /// When it was cancelled (nanoseconds after [`epoch`]), for the supervisor's check of
+    /// requests that outlive their cancellation.
+    fired_at: AtomicU64,
     asleep_ns: AtomicU64,
     /// Wakes threads blocked in [`Flight::block_until`]; also guards the hooks.
     lock: Mutex<Hooks>,
@@ -160,6 +163,7 @@ impl Flight {
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
             reason: AtomicU8::new(0),
+            fired_at: AtomicU64::new(0),
             asleep_ns: AtomicU64::new(0),
             lock: Mutex::new(Hooks::default()),
             wake: Condvar::new(),
@@ -187,6 +191,8 @@ impl Flight {
         {
             return false;
         }
+        self.fired_at
+            .store(nanos_since_epoch().max(1), Ordering::Release);
         let hooks = std::mem::take(&mut self.hooks().on_fire);
         self.wake.notify_all();
         self.fired.notify_waiters();
@@ -199,6 +205,14 @@ impl Flight {
     /// Why the request was cancelled, if it was.
     pub fn reason(&self) -> Option<Reason> {
         Reason::from_code(self.reason.load(Ordering::Acquire))
+    }
+
+    /// How long ago the request was cancelled; `None` if it was not.
+    pub fn cancelled_for(&self) -> Option<Duration> {
+        match self.fired_at.load(Ordering::Acquire) {
+            0 => None,
+            at => Some(Duration::from_nanos(nanos_since_epoch().saturating_sub(at))),
+        }
     }
 
     pub fn is_cancelled(&self) -> bool {

@@ -39,6 +39,7 @@ pub mod pool;
 pub mod server;
 pub mod static_files;
 pub mod stats;
+pub mod supervise;
 pub mod wsgi;
 
 mod run;

@@ -187,7 +187,30 @@ pub fn init_file(path: &Path) -> Result<(), String> {
     SERVER_THRESHOLD.store(level as u8, Ordering::Relaxed);
     ACCESS_THRESHOLD.store(level as u8, Ordering::Relaxed);
     let _ = SINK.set(Sink::File(Mutex::new(LineWriter::new(file))));
+    let _ = LOG_PATH.set(path.to_path_buf());
     Ok(())
+}
+
+/// The `--log-file` path, for [`reopen`].
+static LOG_PATH: OnceLock<std::path::PathBuf> = OnceLock::new();
+
+/// SIGUSR1: open the log file again (logrotate moved it away). Returns whether there is a
+/// log file; logs that go through Python `logging` are the application's to rotate.
+pub fn reopen() -> Result<bool, String> {
+    let (Some(Sink::File(writer)), Some(path)) = (SINK.get(), LOG_PATH.get()) else {
+        return Ok(false);
+    };
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("cannot reopen log file '{}': {e}", path.display()))?;
+    let mut w = writer
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _ = std::io::Write::flush(&mut *w);
+    *w = LineWriter::new(file);
+    Ok(true)
 }
 
 /// Route logs into Python `logging`, adding default stderr handlers when the application

@@ -79,6 +79,8 @@ struct Shared {
     exited: Condvar,
     plan: PoolPlan,
     run: Box<Runner>,
+    /// Jobs run to the end (the supervisor's `--max-requests`).
+    completed: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -210,6 +212,7 @@ impl Pool {
             exited: Condvar::new(),
             plan,
             run,
+            completed: std::sync::atomic::AtomicU64::new(0),
         });
         {
             let mut st = shared.lock();
@@ -257,6 +260,24 @@ impl Pool {
     pub fn threads(&self) -> (usize, usize) {
         let st = self.shared.lock();
         (st.workers.len(), st.busy)
+    }
+
+    /// Jobs run to the end since the pool started.
+    pub fn completed(&self) -> u64 {
+        self.shared
+            .completed
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How long the longest-cancelled request that a thread still runs has been cancelled:
+    /// a thread stuck where cancellation cannot reach (a blocking C call).
+    pub fn stuck(&self) -> Duration {
+        let st = self.shared.lock();
+        st.workers
+            .iter()
+            .filter_map(|slot| slot.running().as_ref().and_then(|f| f.cancelled_for()))
+            .max()
+            .unwrap_or(Duration::ZERO)
     }
 
     /// The pool's gauges for the statistics.
@@ -374,6 +395,9 @@ fn worker_main(shared: &Arc<Shared>, slot: &Arc<Slot>) {
                 log_error!("a worker thread panicked while running a request; the thread goes on");
             }
             *slot.running() = None;
+            shared
+                .completed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             // A thread that finishes a job while others wait takes the next one without
             // letting go of the GIL: releasing and re-taking it per request is a hand-off in
             // which any other thread may grab the GIL first.

@@ -26,6 +26,7 @@ use crate::pool::Pool;
 use crate::server::{self, Outcome};
 use crate::static_files::{self, StaticFiles};
 use crate::stats::{self, Stats};
+use crate::supervise::{self, worker::Serving, worker::Spec};
 use crate::wsgi::{Application, Interrupts, Sending};
 use crate::{app, bridge, listen, log_error, log_info, log_warn, logging};
 
@@ -34,6 +35,16 @@ enum Target {
     Spec(String),
     /// `manage.py server`: Django's `WSGI_APPLICATION`.
     Django,
+}
+
+impl Target {
+    /// What the ready line says is served.
+    fn describe(&self) -> String {
+        match self {
+            Target::Spec(spec) => spec.clone(),
+            Target::Django => "the Django project".to_owned(),
+        }
+    }
 }
 
 /// Run ferrule with `argv` (`argv[0]` is the program name) and return the exit code.
@@ -70,10 +81,23 @@ pub fn main(
             return Ok(e.exit_code());
         }
     };
-    if let Some(callback) = before_serve {
+    // A worker process of a master: the master ran the checks and bound the listeners.
+    let worker = match Spec::take() {
+        Ok(worker) => worker,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(e.exit_code());
+        }
+    };
+    if let (Some(callback), None) = (before_serve, &worker) {
         callback.call0()?;
     }
-    Ok(match run(py, &plan, &target) {
+    let result = if worker.is_none() && plan.supervise.master() {
+        supervise::master(py, &plan, &target.describe())
+    } else {
+        run(py, &plan, &target, worker)
+    };
+    Ok(match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
@@ -82,7 +106,12 @@ pub fn main(
     })
 }
 
-fn run(py: Python<'_>, plan: &Arc<Plan>, target: &Target) -> Result<i32, Error> {
+fn run(
+    py: Python<'_>,
+    plan: &Arc<Plan>,
+    target: &Target,
+    worker: Option<Spec>,
+) -> Result<i32, Error> {
     logging::set_access_log(plan.access_log);
     if let Some(path) = &plan.log_file {
         logging::init_file(path).map_err(Error::config)?;
@@ -90,8 +119,8 @@ fn run(py: Python<'_>, plan: &Arc<Plan>, target: &Target) -> Result<i32, Error> 
     app::extend_sys_path(py, &plan.pythonpath)
         .map_err(|e| Error::runtime(format!("cannot extend sys.path: {e}")))?;
     let loaded = match target {
-        Target::Spec(spec) => (app::load(py, spec)?, spec.clone()),
-        Target::Django => (app::load_django(py)?, "the Django project".to_owned()),
+        Target::Spec(spec) => (app::load(py, spec)?, target.describe()),
+        Target::Django => (app::load_django(py)?, target.describe()),
     };
     // After the import: the application's logging configuration (Django's LOGGING) is in
     // place, so our default handlers are added only where it configured none, and
@@ -105,7 +134,8 @@ fn run(py: Python<'_>, plan: &Arc<Plan>, target: &Target) -> Result<i32, Error> 
     };
     // Routes after logging, so what they report about the static mounts goes where the
     // application's logging configuration sends it.
-    let result = routes(py, plan, target).and_then(|routes| serve(py, plan, loaded, routes));
+    let result =
+        routes(py, plan, target).and_then(|routes| serve(py, plan, loaded, routes, worker));
     if let Some(t) = log_thread {
         py.detach(|| t.stop());
     }
@@ -174,7 +204,7 @@ struct Routes {
 
 /// Signals are the runtime's: with Python's handlers left in place, SIGINT would also raise
 /// `KeyboardInterrupt` in the main thread once serving returns.
-fn leave_signals_to_the_runtime(py: Python<'_>) -> Result<(), Error> {
+pub(crate) fn leave_signals_to_the_runtime(py: Python<'_>) -> Result<(), Error> {
     let signal_mod = py
         .import("signal")
         .map_err(|e| Error::runtime(e.to_string()))?;
@@ -212,6 +242,79 @@ fn start_admin(
     (stop, task)
 }
 
+/// Say the server is ready: in the log, or (a worker) to the master, then answer the master
+/// from a task. Call within the runtime, once the signal handlers are in place: a test or a
+/// supervisor may signal as soon as it reads this.
+fn announce(
+    plan: &Plan,
+    described: &str,
+    urls: &[String],
+    control: Option<std::os::unix::net::UnixStream>,
+    serving: Serving,
+) {
+    if let Some(socket) = control {
+        log_info!(
+            "Worker ready: serving {described} with up to {} threads (pid {})",
+            plan.pool.max_threads,
+            std::process::id()
+        );
+        tokio::spawn(supervise::worker::control_loop(
+            socket,
+            Vec::new(),
+            None,
+            serving,
+        ));
+    } else {
+        for url in urls {
+            log_info!("Listening at: {url}");
+        }
+        log_info!(
+            "Ready to accept requests: serving {described} with up to {} threads (pid {})",
+            plan.pool.max_threads,
+            std::process::id()
+        );
+    }
+}
+
+/// The listeners, the admin listener and (a worker) the control socket.
+type Sockets = (
+    Vec<listen::Bound>,
+    Option<listen::Bound>,
+    Option<std::os::unix::net::UnixStream>,
+);
+
+/// The listeners, the admin listener and (a worker) the control socket. A worker serves the
+/// listeners its master bound, and leaves the admin listener to it.
+fn sockets(plan: &Plan, worker: Option<&Spec>) -> Result<Sockets, Error> {
+    Ok(match worker {
+        Some(spec) => (
+            spec.listeners
+                .iter()
+                .map(|fd| listen::adopt::adopt(*fd))
+                .collect::<Result<Vec<_>, _>>()?,
+            None,
+            Some(spec.control_socket()?),
+        ),
+        None => (
+            listen::bind_all(&plan.binds, plan.unix_socket_mode)?,
+            bind_admin(plan)?,
+            None,
+        ),
+    })
+}
+
+/// The admin listener of `--stats-bind`, if given.
+fn bind_admin(plan: &Plan) -> Result<Option<listen::Bound>, Error> {
+    match &plan.stats.bind {
+        Some(addr) => Ok(
+            listen::bind_all(std::slice::from_ref(addr), plan.unix_socket_mode)
+                .map_err(|e| Error::listen(format!("{e} (the --stats-bind address)")))?
+                .pop(),
+        ),
+        None => Ok(None),
+    }
+}
+
 /// How the process should end.
 enum Exit {
     /// Return the code to Python, which finalizes normally.
@@ -229,18 +332,13 @@ fn serve(
         proxy,
         django,
     }: Routes,
+    worker: Option<Spec>,
 ) -> Result<Exit, Error> {
     let (application, described) = loaded;
     // Certificate and key are read before anything binds: a bad file ends start-up with
     // exit code 2 and the port still free.
     let tls = Tls::load(&plan.tls)?;
-    let listeners = listen::bind_all(&plan.binds, plan.unix_socket_mode)?;
-    let admin = match &plan.stats.bind {
-        Some(addr) => listen::bind_all(std::slice::from_ref(addr), plan.unix_socket_mode)
-            .map_err(|e| Error::listen(format!("{e} (the --stats-bind address)")))?
-            .pop(),
-        None => None,
-    };
+    let (listeners, admin, control) = sockets(plan, worker.as_ref())?;
     leave_signals_to_the_runtime(py)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(plan.io_threads)
@@ -289,14 +387,15 @@ fn serve(
             let (admin_stop, admin_task) = start_admin(admin, &stats);
             // Only now, with the signal handlers in place: a test or a supervisor may signal
             // as soon as it reads this.
-            for url in &urls {
-                log_info!("Listening at: {url}");
-            }
-            log_info!(
-                "Ready to accept requests: serving {described} with up to {} threads (pid {})",
-                plan.pool.max_threads,
-                std::process::id()
-            );
+            let serving = Serving {
+                pool: pool.clone(),
+                stats: Arc::clone(&stats),
+                first: Arc::clone(&first),
+                second: Arc::clone(&second),
+                stopping: Arc::clone(&stopping),
+                max_requests: worker.as_ref().and_then(|w| w.max_requests),
+            };
+            announce(plan, &described, &urls, control, serving);
             let (f, s) = (Arc::clone(&first), Arc::clone(&second));
             let outcome = server::serve(
                 listeners,

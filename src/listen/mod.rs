@@ -37,6 +37,15 @@ pub enum Bound {
 }
 
 impl Bound {
+    /// The socket's fd, for handing it to worker processes.
+    pub fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        match self {
+            Bound::Tcp(l) => l.as_raw_fd(),
+            Bound::Unix(l, _) => l.as_raw_fd(),
+        }
+    }
+
     /// The address clients use, as printed in `Listening at: …`; `scheme` is `http` or
     /// `https`.
     pub fn url(&self, scheme: &str) -> String {

@@ -1,0 +1,655 @@
+//! The master process: it binds the listeners, starts the worker processes, and keeps the
+//! wanted number of them serving — restarting those that die (with backoff, giving up when
+//! they keep dying before they are ready), replacing those that reach `--max-requests` or
+//! `--max-rss` or stop answering the heartbeat, and reloading them all on SIGHUP, always with
+//! the new worker ready before the old one is told to stop. It never imports the application.
+//!
+//! One loop owns all the state ([`Master`]); each worker has a task (`process.rs`) that owns
+//! its child process and control channel and reports [`Event`]s. Decisions are made in one
+//! place, [`Master::reconcile`], after every event and once a second. Serving requests is the
+//! workers' (the ordinary server in `run.rs`, started in worker mode by `worker.rs`).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::mpsc;
+
+use super::control::{Pulse, ToWorker};
+use super::process::{Event, Order, Spawner, WorkerHandle};
+use crate::config::Plan;
+use crate::error::Error;
+use crate::{log_error, log_info, log_warn, logging};
+
+/// Consecutive workers dying before they are ready, with none ready in between, after which
+/// the master gives up: the application cannot start, and restarting it forever would only
+/// fill the log.
+const BOOT_FAILURES: u32 = 5;
+/// A worker that dies after serving this long is restarted at once; one that dies sooner is
+/// restarted after a delay that doubles with each such death, up to [`MAX_BACKOFF`].
+const HEALTHY_RUN: Duration = Duration::from_secs(10);
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How often the master pings workers, samples their memory and re-checks its timers.
+const TICK: Duration = Duration::from_millis(500);
+/// Time a draining worker gets beyond `--graceful-timeout` to exit by itself before it is
+/// killed (it needs a moment to unwind after cancelling what still ran).
+const EXIT_MARGIN: Duration = Duration::from_secs(5);
+
+/// The exit code when workers keep failing to start.
+pub const BOOT_FAILURE_EXIT: i32 = 3;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Spawned; importing the application.
+    Starting,
+    /// Serving.
+    Ready,
+    /// Told to stop; finishing what it has.
+    Draining,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Ready => "ready",
+            State::Draining => "draining",
+        }
+    }
+}
+
+/// The master's view of one worker process.
+pub struct Worker {
+    pub pid: u32,
+    pub state: State,
+    /// To be replaced: an older generation after SIGHUP, or recycled. It keeps serving until
+    /// a replacement is ready.
+    pub retiring: bool,
+    pub started: Instant,
+    pub started_unix: f64,
+    ready_at: Option<Instant>,
+    draining_since: Option<Instant>,
+    /// Killed by the master (heartbeat); its death is not a crash.
+    killed: bool,
+    last_pong: Instant,
+    pub pulse: Pulse,
+    /// Source files the worker imported (for the reload watcher).
+    pub files: Vec<String>,
+    /// The import failed; the worker serves an error page (development reload only).
+    pub broken: Option<String>,
+    pub rss: u64,
+    handle: WorkerHandle,
+}
+
+/// What the rest of the master (the admin listener) may read about the workers.
+pub type Roster = Arc<Mutex<BTreeMap<u32, WorkerView>>>;
+
+/// One worker as the admin listener sees it.
+#[derive(Clone)]
+pub struct WorkerView {
+    pub state: &'static str,
+    pub started_unix: f64,
+    pub served: u64,
+    pub rss: u64,
+    pub orders: mpsc::Sender<Order>,
+}
+
+/// How the master's loop ended.
+enum End {
+    /// Every worker exited after a stop.
+    Stopped,
+    /// Workers kept failing to start.
+    BootFailed,
+}
+
+pub struct Master {
+    plan: Arc<Plan>,
+    spawner: Spawner,
+    /// Wanted workers (`--workers`, changed by SIGTTIN/SIGTTOU).
+    target: usize,
+    workers: BTreeMap<u32, Worker>,
+    events_tx: mpsc::Sender<Event>,
+    events: mpsc::Receiver<Event>,
+    /// Deaths soon after starting, for the backoff.
+    crashes: u32,
+    boot_failures: u32,
+    next_spawn: Instant,
+    /// A worker has been ready at some point (the application can start).
+    ever_ready: bool,
+    /// The announcement after the first workers are ready is done.
+    announced: bool,
+    /// SIGHUP in progress.
+    reloading: bool,
+    stopping: Option<Instant>,
+    described: String,
+    urls: Vec<String>,
+    roster: Roster,
+    hooks: Hooks,
+}
+
+/// What the master tells the outside world about its progress (systemd, the log).
+#[derive(Default)]
+pub struct Hooks {
+    pub ready: Option<Box<dyn Fn() + Send>>,
+    pub reloading: Option<Box<dyn Fn() + Send>>,
+    pub stopping: Option<Box<dyn Fn() + Send>>,
+}
+
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+    ttin: Signal,
+    ttou: Signal,
+    usr1: Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Self, Error> {
+        let watch = |kind: SignalKind, name: &str| {
+            signal(kind).map_err(|e| Error::runtime(format!("cannot watch {name}: {e}")))
+        };
+        Ok(Self {
+            term: watch(SignalKind::terminate(), "SIGTERM")?,
+            int: watch(SignalKind::interrupt(), "SIGINT")?,
+            hup: watch(SignalKind::hangup(), "SIGHUP")?,
+            ttin: watch(SignalKind::from_raw(libc::SIGTTIN), "SIGTTIN")?,
+            ttou: watch(SignalKind::from_raw(libc::SIGTTOU), "SIGTTOU")?,
+            usr1: watch(SignalKind::user_defined1(), "SIGUSR1")?,
+        })
+    }
+}
+
+impl Master {
+    pub fn new(
+        plan: Arc<Plan>,
+        spawner: Spawner,
+        described: String,
+        urls: Vec<String>,
+        hooks: Hooks,
+    ) -> Self {
+        let (events_tx, events) = mpsc::channel(256);
+        Self {
+            target: plan.supervise.workers,
+            plan,
+            spawner,
+            workers: BTreeMap::new(),
+            events_tx,
+            events,
+            crashes: 0,
+            boot_failures: 0,
+            next_spawn: Instant::now(),
+            ever_ready: false,
+            announced: false,
+            reloading: false,
+            stopping: None,
+            described,
+            urls,
+            roster: Roster::default(),
+            hooks,
+        }
+    }
+
+    /// The live view of the workers, for the admin listener.
+    pub fn roster(&self) -> Roster {
+        Arc::clone(&self.roster)
+    }
+
+    /// Run until the workers have stopped after SIGTERM/SIGINT; returns the exit code.
+    pub async fn run(mut self) -> Result<i32, Error> {
+        let mut signals = Signals::new()?;
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.reconcile();
+        let end = loop {
+            tokio::select! {
+                Some(event) = self.events.recv() => self.on_event(event),
+                _ = tick.tick() => self.on_tick().await,
+                Some(()) = signals.term.recv() => self.on_stop("SIGTERM").await,
+                Some(()) = signals.int.recv() => self.on_stop("SIGINT").await,
+                Some(()) = signals.hup.recv() => self.on_reload(),
+                Some(()) = signals.ttin.recv() => {
+                    self.target += 1;
+                    log_info!("Received SIGTTIN: now {} worker processes", self.target);
+                }
+                Some(()) = signals.ttou.recv() => {
+                    if self.target > 1 {
+                        self.target -= 1;
+                        log_info!("Received SIGTTOU: now {} worker processes", self.target);
+                    } else {
+                        log_info!("Received SIGTTOU: keeping the last worker process");
+                    }
+                }
+                Some(()) = signals.usr1.recv() => self.on_reopen().await,
+            }
+            if let Some(end) = self.reconcile() {
+                break end;
+            }
+        };
+        Ok(match end {
+            End::Stopped => {
+                log_info!("Shutdown complete");
+                0
+            }
+            End::BootFailed => {
+                log_error!(
+                    "worker processes failed to start {BOOT_FAILURES} times in a row (see the errors above); giving up"
+                );
+                BOOT_FAILURE_EXIT
+            }
+        })
+    }
+
+    fn spawn(&mut self) {
+        match self.spawner.spawn(self.events_tx.clone()) {
+            Ok(handle) => {
+                let pid = handle.pid;
+                log_info!("Started worker process {pid}");
+                self.workers.insert(
+                    pid,
+                    Worker {
+                        pid,
+                        state: State::Starting,
+                        retiring: false,
+                        started: Instant::now(),
+                        started_unix: unix_now(),
+                        ready_at: None,
+                        draining_since: None,
+                        killed: false,
+                        last_pong: Instant::now(),
+                        pulse: Pulse::default(),
+                        files: Vec::new(),
+                        broken: None,
+                        rss: 0,
+                        handle,
+                    },
+                );
+            }
+            Err(e) => {
+                log_error!("cannot start a worker process: {e}");
+                self.crash();
+            }
+        }
+    }
+
+    /// A worker died soon after starting, or could not be started: wait longer before the
+    /// next one.
+    fn crash(&mut self) {
+        self.crashes = self.crashes.saturating_add(1);
+        let delay = FIRST_BACKOFF
+            .saturating_mul(1 << self.crashes.min(16).saturating_sub(1))
+            .min(MAX_BACKOFF);
+        self.next_spawn = Instant::now() + delay;
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Ready { pid, files, broken } => {
+                let Some(w) = self.workers.get_mut(&pid) else {
+                    return;
+                };
+                if w.state == State::Starting {
+                    w.state = State::Ready;
+                }
+                w.ready_at = Some(Instant::now());
+                w.last_pong = Instant::now();
+                w.files = files;
+                if let Some(error) = &broken {
+                    log_error!(
+                        "worker process {pid} could not import the application; it answers every request with 500 until a change fixes it: {error}"
+                    );
+                } else {
+                    log_info!("Worker process {pid} is ready");
+                }
+                w.broken = broken;
+                self.ever_ready = true;
+                self.boot_failures = 0;
+            }
+            Event::Pong { pid, pulse } => {
+                if let Some(w) = self.workers.get_mut(&pid) {
+                    w.last_pong = Instant::now();
+                    w.pulse = pulse;
+                }
+            }
+            Event::Recycle { pid, served } => {
+                if let Some(w) = self.workers.get_mut(&pid) {
+                    if !w.retiring && w.state != State::Draining {
+                        log_info!(
+                            "Worker process {pid} has served {served} requests (--max-requests): replacing it"
+                        );
+                        w.retiring = true;
+                    }
+                }
+            }
+            Event::Exited { pid, status } => self.on_exit(pid, &status),
+        }
+    }
+
+    fn on_exit(&mut self, pid: u32, status: &str) {
+        let Some(w) = self.workers.remove(&pid) else {
+            return;
+        };
+        self.roster_remove(pid);
+        if w.state == State::Draining {
+            log_info!("Worker process {pid} exited ({status})");
+            return;
+        }
+        if w.killed {
+            log_info!("Worker process {pid} was killed ({status}); starting another");
+            return;
+        }
+        if w.ready_at.is_none() {
+            log_error!("Worker process {pid} exited before it was ready ({status})");
+            self.boot_failures += 1;
+            self.crash();
+            if self.reloading && self.boot_failures >= BOOT_FAILURES {
+                // The new code does not start: keep serving with the old workers.
+                log_error!(
+                    "Reload abandoned: the new worker processes keep failing to start; still serving with the previous ones"
+                );
+                for w in self.workers.values_mut() {
+                    if w.state == State::Ready {
+                        w.retiring = false;
+                    }
+                }
+                self.reloading = false;
+                self.boot_failures = 0;
+            }
+            return;
+        }
+        let served_for = w.ready_at.map_or(Duration::ZERO, |t| t.elapsed());
+        log_error!(
+            "Worker process {pid} died ({status}) after {:.1}s; starting another",
+            served_for.as_secs_f64()
+        );
+        if served_for >= HEALTHY_RUN {
+            self.crashes = 0;
+        } else {
+            self.crash();
+        }
+    }
+
+    fn on_reload(&mut self) {
+        if self.stopping.is_some() {
+            return;
+        }
+        let replaced = self
+            .workers
+            .values_mut()
+            .filter(|w| w.state != State::Draining)
+            .map(|w| w.retiring = true)
+            .count();
+        log_info!(
+            "Received SIGHUP: starting {} new worker processes, then stopping the {replaced} current ones",
+            self.target
+        );
+        self.reloading = true;
+        self.boot_failures = 0;
+        self.crashes = 0;
+        self.next_spawn = Instant::now();
+        if let Some(hook) = &self.hooks.reloading {
+            hook();
+        }
+    }
+
+    async fn on_stop(&mut self, name: &str) {
+        if self.stopping.is_some() {
+            log_warn!("Received {name} again: stopping the worker processes now");
+            for w in self.workers.values() {
+                w.handle.order(Order::Send(ToWorker::StopNow)).await;
+            }
+            return;
+        }
+        log_info!("Received {name}: stopping the worker processes once their requests are done");
+        if let Some(hook) = &self.hooks.stopping {
+            hook();
+        }
+        self.stopping = Some(Instant::now());
+        for w in self.workers.values_mut() {
+            if w.state == State::Starting {
+                w.handle.order(Order::Kill).await;
+                w.killed = true;
+            } else if w.state == State::Ready {
+                w.handle.order(Order::Send(ToWorker::Stop)).await;
+            }
+            w.state = State::Draining;
+            w.draining_since.get_or_insert_with(Instant::now);
+        }
+    }
+
+    async fn on_reopen(&mut self) {
+        match logging::reopen() {
+            Ok(true) => log_info!("Received SIGUSR1: reopened the log file"),
+            Ok(false) => log_info!("Received SIGUSR1: asking the workers to reopen their logs"),
+            Err(e) => log_error!("Received SIGUSR1: {e}"),
+        }
+        for w in self.workers.values() {
+            w.handle.order(Order::Send(ToWorker::Reopen)).await;
+        }
+    }
+
+    async fn on_tick(&mut self) {
+        let timeout = self.plan.supervise.worker_timeout;
+        let max_rss = self.plan.supervise.max_rss;
+        let graceful = self.plan.graceful_timeout + EXIT_MARGIN;
+        let mut kill = Vec::new();
+        for w in self.workers.values_mut() {
+            w.rss = resident_bytes(w.pid).unwrap_or(0);
+            match w.state {
+                State::Starting => {}
+                State::Ready => {
+                    w.handle.order(Order::Send(ToWorker::Ping)).await;
+                    if let (Some(limit), false) = (max_rss, w.retiring) {
+                        if w.rss > limit {
+                            log_info!(
+                                "Worker process {} uses {} MB, over --max-rss ({} MB): replacing it",
+                                w.pid,
+                                w.rss >> 20,
+                                limit >> 20
+                            );
+                            w.retiring = true;
+                        }
+                    }
+                    if let Some(limit) = timeout {
+                        let silent = w.last_pong.elapsed();
+                        if silent > limit {
+                            kill.push((
+                                w.pid,
+                                format!(
+                                    "has not answered the heartbeat for {:.1}s (--worker-timeout)",
+                                    silent.as_secs_f64()
+                                ),
+                            ));
+                        } else if w.pulse.stuck > limit.as_secs_f64() {
+                            kill.push((w.pid, format!(
+                                "has kept a request running {:.1}s after it was cancelled (--worker-timeout)",
+                                w.pulse.stuck
+                            )));
+                        }
+                    }
+                }
+                State::Draining => {
+                    if w.draining_since.is_some_and(|t| t.elapsed() > graceful) && !w.killed {
+                        kill.push((
+                            w.pid,
+                            format!(
+                                "is still running {:.0}s after it was told to stop",
+                                graceful.as_secs_f64()
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        for (pid, why) in kill {
+            let Some(w) = self.workers.get_mut(&pid) else {
+                continue;
+            };
+            let in_flight = if w.pulse.in_flight.is_empty() {
+                "none".to_owned()
+            } else {
+                w.pulse
+                    .in_flight
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            log_error!("Worker process {pid} {why}: killing it. Requests in flight: {in_flight}");
+            w.killed = true;
+            w.handle.order(Order::Kill).await;
+        }
+        self.publish();
+    }
+
+    /// Bring the workers towards what is wanted. Returns how the master ends, if it does.
+    fn reconcile(&mut self) -> Option<End> {
+        if self.stopping.is_some() {
+            return self.workers.is_empty().then_some(End::Stopped);
+        }
+        if self.boot_failures >= BOOT_FAILURES
+            && !self.workers.values().any(|w| w.state == State::Ready)
+        {
+            return Some(End::BootFailed);
+        }
+        let fresh: Vec<u32> = self
+            .workers
+            .values()
+            .filter(|w| !w.retiring && w.state != State::Draining && !w.killed)
+            .map(|w| w.pid)
+            .collect();
+        // Too few: start more (one at a time while backing off).
+        if fresh.len() < self.target && Instant::now() >= self.next_spawn {
+            let wanted = if self.crashes > 0 {
+                1
+            } else {
+                self.target - fresh.len()
+            };
+            for _ in 0..wanted {
+                self.spawn();
+            }
+        }
+        // Too many (SIGTTOU): stop the newest.
+        if fresh.len() > self.target {
+            for pid in fresh.iter().rev().take(fresh.len() - self.target) {
+                self.stop(*pid);
+            }
+        }
+        // Retiring workers go once enough fresh ones are ready to take their place.
+        let ready = |w: &Worker| w.state == State::Ready && !w.killed;
+        let fresh_ready = self
+            .workers
+            .values()
+            .filter(|w| ready(w) && !w.retiring)
+            .count();
+        let mut retiring: Vec<u32> = self
+            .workers
+            .values()
+            .filter(|w| w.retiring && w.state != State::Draining)
+            .map(|w| w.pid)
+            .collect();
+        let mut serving = fresh_ready + retiring.len();
+        while serving > self.target.max(fresh_ready) {
+            let Some(pid) = retiring.pop() else { break };
+            self.stop(pid);
+            serving -= 1;
+        }
+        if self.reloading
+            && !self
+                .workers
+                .values()
+                .any(|w| w.retiring && w.state != State::Draining)
+        {
+            self.reloading = false;
+            log_info!("Reload complete: {fresh_ready} worker processes serving");
+            if let Some(hook) = &self.hooks.ready {
+                hook();
+            }
+        }
+        if !self.announced && fresh_ready >= self.target {
+            self.announced = true;
+            for url in &self.urls {
+                log_info!("Listening at: {url}");
+            }
+            log_info!(
+                "Ready to accept requests: {} worker processes serving {} (master pid {})",
+                self.target,
+                self.described,
+                std::process::id()
+            );
+            if let Some(hook) = &self.hooks.ready {
+                hook();
+            }
+        }
+        self.publish();
+        None
+    }
+
+    /// Tell a worker to finish and exit (it stops accepting at once).
+    fn stop(&mut self, pid: u32) {
+        let Some(w) = self.workers.get_mut(&pid) else {
+            return;
+        };
+        if w.state == State::Starting {
+            w.killed = true;
+            w.handle.try_order(Order::Kill);
+        } else {
+            w.handle.try_order(Order::Send(ToWorker::Stop));
+        }
+        w.state = State::Draining;
+        w.draining_since = Some(Instant::now());
+    }
+
+    fn publish(&self) {
+        let mut roster = self
+            .roster
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        roster.clear();
+        for w in self.workers.values() {
+            roster.insert(
+                w.pid,
+                WorkerView {
+                    state: w.state.as_str(),
+                    started_unix: w.started_unix,
+                    served: w.pulse.served,
+                    rss: w.rss,
+                    orders: w.handle.orders(),
+                },
+            );
+        }
+    }
+
+    fn roster_remove(&self, pid: u32) {
+        self.roster
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&pid);
+    }
+
+    /// Whether at least one worker serves and the master is not stopping: `/readyz`.
+    pub fn ready(roster: &Roster) -> bool {
+        roster
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .any(|w| w.state == "ready")
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Resident memory of a process, from `/proc/PID/statm` (pages).
+fn resident_bytes(pid: u32) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page).unwrap_or(4096))
+}

@@ -1,0 +1,102 @@
+//! The supervisor: the master process (`master.rs`) and its worker processes (`process.rs`
+//! on the master's side, `worker.rs` on the worker's), the control channel between them
+//! (`control.rs`), signals, the reload watcher and systemd notification.
+//!
+//! `--workers N` (N > 1) or `--reload` makes `ferrule` a master: it binds every listener once,
+//! then runs N copies of its own command line as workers that inherit the listeners, and
+//! never imports the application itself.
+
+pub mod control;
+pub mod master;
+pub mod process;
+pub mod worker;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+
+use crate::config::Plan;
+use crate::error::Error;
+use crate::listen::{self, tls::Tls};
+use crate::logging;
+
+/// Run as the master process until stopped; returns the exit code. Binds the listeners
+/// (reporting a bad address or TLS file before any worker starts), then supervises workers
+/// that re-run this process's command line.
+pub fn master(py: Python<'_>, plan: &Arc<Plan>, described: &str) -> Result<i32, Error> {
+    logging::set_access_log(plan.access_log);
+    if let Some(path) = &plan.log_file {
+        logging::init_file(path).map_err(Error::config)?;
+    }
+    let log_thread = match &plan.log_file {
+        Some(_) => None,
+        None => Some(
+            logging::init_python(py)
+                .map_err(|e| Error::runtime(format!("cannot set up logging: {e}")))?,
+        ),
+    };
+    let result = supervise(py, plan, described);
+    if let Some(t) = log_thread {
+        py.detach(|| t.stop());
+    }
+    result
+}
+
+fn supervise(py: Python<'_>, plan: &Arc<Plan>, described: &str) -> Result<i32, Error> {
+    let (program, args) = command_line(py)?;
+    // Read here so that a bad file is reported once, before any worker starts.
+    let tls = Tls::load(&plan.tls)?;
+    let listeners = listen::bind_all(&plan.binds, plan.unix_socket_mode)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let urls = listeners.iter().map(|l| l.url(scheme)).collect();
+    let spawner = process::Spawner {
+        program,
+        args,
+        listeners: listeners.iter().map(listen::Bound::as_raw_fd).collect(),
+        max_requests: plan.supervise.max_requests,
+        jitter: plan.supervise.max_requests_jitter,
+    };
+    crate::run::leave_signals_to_the_runtime(py)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::runtime(format!("cannot start the master's runtime: {e}")))?;
+    let master = master::Master::new(
+        Arc::clone(plan),
+        spawner,
+        described.to_owned(),
+        urls,
+        master::Hooks::default(),
+    );
+    let code = py.detach(|| runtime.block_on(master.run()));
+    // SAFETY: restoring the default disposition of signals has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+        libc::signal(libc::SIGTERM, libc::SIG_DFL);
+        libc::signal(libc::SIGHUP, libc::SIG_DFL);
+    }
+    drop(listeners);
+    code
+}
+
+/// The program and arguments that start this process again: the interpreter
+/// (`sys.executable`) and the arguments it was given (`sys.orig_argv`, so `-m ferrule`,
+/// a console script or `manage.py server` all work).
+fn command_line(py: Python<'_>) -> Result<(PathBuf, Vec<OsString>), Error> {
+    let read = || -> PyResult<(PathBuf, Vec<OsString>)> {
+        let sys = py.import("sys")?;
+        let executable: PathBuf = sys.getattr("executable")?.extract()?;
+        let argv: Vec<OsString> = sys.getattr("orig_argv")?.extract()?;
+        Ok((executable, argv.into_iter().skip(1).collect()))
+    };
+    let (program, args) = read()
+        .map_err(|e| Error::runtime(format!("cannot tell how to start worker processes: {e}")))?;
+    if program.as_os_str().is_empty() {
+        return Err(Error::runtime(
+            "cannot start worker processes: sys.executable is empty (an embedded interpreter?)",
+        ));
+    }
+    Ok((program, args))
+}

@@ -1,0 +1,233 @@
+//! One worker process as the master handles it: spawning it (the same command line as the
+//! master, with `FERRULE_WORKER` naming the inherited listener fds and control socket), and a
+//! task that owns the child and its control channel, turning what happens into [`Event`]s for
+//! the master's loop and carrying out its [`Order`]s. Policy is `master.rs`'s.
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+
+use tokio::net::UnixStream;
+use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, oneshot};
+
+use super::control::{self, Pulse, ToMaster, ToWorker, WORKER_ENV};
+use crate::log_debug;
+
+/// What a worker's task reports to the master.
+#[derive(Debug)]
+pub enum Event {
+    Ready {
+        pid: u32,
+        files: Vec<String>,
+        broken: Option<String>,
+    },
+    Pong {
+        pid: u32,
+        pulse: Pulse,
+    },
+    Recycle {
+        pid: u32,
+        served: u64,
+    },
+    /// The process ended; `status` describes how (`exit code 1`, `killed by signal 9`).
+    Exited {
+        pid: u32,
+        status: String,
+    },
+}
+
+/// What the master asks of a worker's task.
+#[derive(Debug)]
+pub enum Order {
+    Send(ToWorker),
+    /// Ask for a statistics export; the answer (or `None` if the worker is gone) comes back
+    /// on the channel.
+    Stats(oneshot::Sender<Option<serde_json::Value>>),
+    /// SIGKILL.
+    Kill,
+}
+
+/// The master's end of a worker's task.
+pub struct WorkerHandle {
+    pub pid: u32,
+    orders: mpsc::Sender<Order>,
+}
+
+impl WorkerHandle {
+    /// Hand an order to the task; a task that has ended (the worker exited) drops it.
+    pub async fn order(&self, order: Order) {
+        let _ = self.orders.send(order).await;
+    }
+
+    /// [`WorkerHandle::order`] without waiting for room (orders are few; the channel is
+    /// long enough that this only fails when the task is gone).
+    pub fn try_order(&self, order: Order) {
+        let _ = self.orders.try_send(order);
+    }
+
+    pub fn orders(&self) -> mpsc::Sender<Order> {
+        self.orders.clone()
+    }
+}
+
+/// Starts worker processes: the program and arguments that re-run this command, and the
+/// listener fds they inherit.
+pub struct Spawner {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    pub listeners: Vec<RawFd>,
+    /// `--max-requests` and `--max-requests-jitter`.
+    pub max_requests: Option<u64>,
+    pub jitter: u64,
+}
+
+impl Spawner {
+    pub fn spawn(&self, events: mpsc::Sender<Event>) -> std::io::Result<WorkerHandle> {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+        let control_fd = theirs.as_raw_fd();
+        let mut spec = format!(
+            "control={control_fd};listeners={}",
+            self.listeners
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        if let Some(max) = self.max_requests {
+            let jitter = match self.jitter {
+                0 => 0,
+                j => random_u64() % (j + 1),
+            };
+            let _ = write!(spec, ";max_requests={}", max + jitter);
+        }
+        let mut inherit: Vec<RawFd> = self.listeners.clone();
+        inherit.push(control_fd);
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args).env(WORKER_ENV, spec);
+        // SAFETY: the closure runs in the child between fork and exec and only calls fcntl,
+        // which is async-signal-safe; the fds are the master's open listeners and the
+        // socketpair end, valid in the child as in the parent.
+        unsafe {
+            cmd.pre_exec(move || {
+                for &fd in &inherit {
+                    let flags = libc::fcntl(fd, libc::F_GETFD);
+                    if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn()?;
+        drop(theirs);
+        let pid = child
+            .id()
+            .ok_or_else(|| std::io::Error::other("the worker exited at once"))?;
+        ours.set_nonblocking(true)?;
+        let control = UnixStream::from_std(ours)?;
+        let (orders_tx, orders) = mpsc::channel(64);
+        tokio::spawn(run(pid, child, control, events, orders));
+        Ok(WorkerHandle {
+            pid,
+            orders: orders_tx,
+        })
+    }
+}
+
+/// A worker's task: until the process exits, pass messages both ways.
+async fn run(
+    pid: u32,
+    mut child: Child,
+    control: UnixStream,
+    events: mpsc::Sender<Event>,
+    mut orders: mpsc::Receiver<Order>,
+) {
+    let (mut rx, mut tx) = control::split(control);
+    let mut open = true;
+    let mut waiting: Vec<oneshot::Sender<Option<serde_json::Value>>> = Vec::new();
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status,
+            message = rx.recv::<ToMaster>(), if open => match message {
+                Ok(Some(message)) => {
+                    let event = match message {
+                        ToMaster::Ready { files, broken, .. } => Event::Ready { pid, files, broken },
+                        ToMaster::Pong(pulse) => Event::Pong { pid, pulse },
+                        ToMaster::Recycle { served } => Event::Recycle { pid, served },
+                        ToMaster::Stats { export } => {
+                            if !waiting.is_empty() {
+                                let _ = waiting.remove(0).send(Some(export));
+                            }
+                            continue;
+                        }
+                    };
+                    let _ = events.send(event).await;
+                }
+                Ok(None) => open = false,
+                Err(e) => {
+                    log_debug!("worker process {pid}: bad control message: {e}");
+                    open = false;
+                }
+            },
+            Some(order) = orders.recv() => match order {
+                Order::Send(message) => {
+                    if open && tx.send(&message).await.is_err() {
+                        open = false;
+                    }
+                }
+                Order::Stats(reply) => {
+                    if open && tx.send(&ToWorker::Stats).await.is_ok() {
+                        waiting.push(reply);
+                    } else {
+                        let _ = reply.send(None);
+                    }
+                }
+                Order::Kill => {
+                    let _ = child.start_kill();
+                }
+            },
+        }
+        if !open {
+            for reply in waiting.drain(..) {
+                let _ = reply.send(None);
+            }
+        }
+    };
+    for reply in waiting.drain(..) {
+        let _ = reply.send(None);
+    }
+    let status = match status {
+        Ok(status) => describe(status),
+        Err(e) => format!("cannot tell how: {e}"),
+    };
+    let _ = events.send(Event::Exited { pid, status }).await;
+}
+
+/// A random number for the jitter (the modulo bias of a 64-bit draw is irrelevant here).
+fn random_u64() -> u64 {
+    let mut buf = [0u8; 8];
+    // SAFETY: getrandom writes at most buf.len() bytes into buf.
+    let got = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if got == 8 {
+        u64::from_ne_bytes(buf)
+    } else {
+        u64::from(std::process::id())
+            ^ u64::from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.subsec_nanos()),
+            )
+    }
+}
+
+fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => status.to_string(),
+    }
+}

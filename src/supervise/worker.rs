@@ -1,0 +1,249 @@
+//! The worker side of supervision: reading `FERRULE_WORKER` (the inherited listener fds and
+//! control socket), and the control loop that answers the master — the heartbeat, stop
+//! orders, statistics — while the ordinary server (`run.rs`) serves.
+
+use std::os::fd::{FromRawFd, RawFd};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio::net::UnixStream;
+use tokio::sync::Notify;
+
+use super::control::{self, InFlight, Pulse, ToMaster, ToWorker, WORKER_ENV};
+use crate::error::Error;
+use crate::pool::Pool;
+use crate::stats::Stats;
+use crate::{log_error, log_info, log_warn, logging};
+
+/// How often the worker checks `--max-requests`.
+const RECYCLE_CHECK: Duration = Duration::from_millis(200);
+/// Most in-flight requests a heartbeat carries (the kill log line names them).
+const IN_FLIGHT_REPORTED: usize = 32;
+
+/// What the master handed this worker process.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Spec {
+    pub control: RawFd,
+    pub listeners: Vec<RawFd>,
+    /// `--max-requests` with this worker's jitter.
+    pub max_requests: Option<u64>,
+}
+
+impl Spec {
+    /// `FERRULE_WORKER`, removed from the environment so that processes the application
+    /// starts are not taken for workers. `None` in a process the master did not start.
+    pub fn take() -> Result<Option<Spec>, Error> {
+        let Some(value) = std::env::var_os(WORKER_ENV) else {
+            return Ok(None);
+        };
+        std::env::remove_var(WORKER_ENV);
+        let value = value.to_string_lossy();
+        Self::parse(&value).map(Some).ok_or_else(|| {
+            Error::config(format!(
+                "invalid {WORKER_ENV}='{value}': this variable is set by the ferrule master process for its workers"
+            ))
+        })
+    }
+
+    fn parse(value: &str) -> Option<Spec> {
+        let mut control = None;
+        let mut listeners = Vec::new();
+        let mut max_requests = None;
+        for part in value.split(';') {
+            let (key, v) = part.split_once('=')?;
+            match key {
+                "control" => control = Some(v.parse().ok()?),
+                "listeners" => {
+                    for fd in v.split(',').filter(|s| !s.is_empty()) {
+                        listeners.push(fd.parse().ok()?);
+                    }
+                }
+                "max_requests" => max_requests = Some(v.parse().ok()?),
+                _ => return None,
+            }
+        }
+        Some(Spec {
+            control: control?,
+            listeners,
+            max_requests,
+        })
+    }
+
+    /// The control socket, taken over from its fd. Call once.
+    pub fn control_socket(&self) -> Result<std::os::unix::net::UnixStream, Error> {
+        // SAFETY: the master passed this fd open for this process alone, and `take` is the
+        // only reader of the spec; nothing else in the process owns it.
+        let stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(self.control) };
+        set_cloexec(self.control);
+        stream
+            .set_nonblocking(true)
+            .map_err(|e| Error::runtime(format!("cannot use the control socket: {e}")))?;
+        Ok(stream)
+    }
+}
+
+fn set_cloexec(fd: RawFd) {
+    // SAFETY: fcntl on an fd this process owns.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+        }
+    }
+}
+
+/// What the control loop reads and pokes in the serving process.
+pub struct Serving {
+    pub pool: Pool,
+    pub stats: Arc<Stats>,
+    /// The server's first and second stop signals (as SIGTERM once and twice).
+    pub first: Arc<Notify>,
+    pub second: Arc<Notify>,
+    pub stopping: Arc<OnceLock<Instant>>,
+    pub max_requests: Option<u64>,
+}
+
+/// Tell the master this worker is ready, then answer it until the process ends. If the
+/// master goes away, the worker stops gracefully: nobody would restart or stop it.
+pub async fn control_loop(
+    socket: std::os::unix::net::UnixStream,
+    files: Vec<String>,
+    broken: Option<String>,
+    serving: Serving,
+) {
+    let socket = match UnixStream::from_std(socket) {
+        Ok(s) => s,
+        Err(e) => {
+            log_error!("cannot use the control socket: {e}; stopping");
+            stop(&serving);
+            return;
+        }
+    };
+    let (mut rx, mut tx) = control::split(socket);
+    let ready = ToMaster::Ready {
+        pid: std::process::id(),
+        files,
+        broken,
+    };
+    if tx.send(&ready).await.is_err() {
+        log_warn!("the master process is gone; stopping");
+        stop(&serving);
+        return;
+    }
+    let mut recycle = tokio::time::interval(RECYCLE_CHECK);
+    let mut recycling = serving.max_requests.is_none();
+    loop {
+        tokio::select! {
+            message = rx.recv::<ToWorker>() => {
+                let reply = match message {
+                    Ok(Some(ToWorker::Ping)) => Some(ToMaster::Pong(pulse(&serving))),
+                    Ok(Some(ToWorker::Stop)) => {
+                        stop(&serving);
+                        None
+                    }
+                    Ok(Some(ToWorker::StopNow)) => {
+                        stop(&serving);
+                        serving.second.notify_one();
+                        None
+                    }
+                    Ok(Some(ToWorker::Reopen)) => {
+                        if let Err(e) = logging::reopen() {
+                            log_error!("{e}");
+                        }
+                        None
+                    }
+                    Ok(Some(ToWorker::Stats)) => Some(ToMaster::Stats {
+                        export: serde_json::to_value(serving.stats.snapshot())
+                            .unwrap_or(serde_json::Value::Null),
+                    }),
+                    Ok(None) | Err(_) => {
+                        if serving.stopping.get().is_none() {
+                            log_warn!("the master process is gone; stopping");
+                        }
+                        stop(&serving);
+                        return;
+                    }
+                };
+                if let Some(reply) = reply {
+                    if tx.send(&reply).await.is_err() {
+                        stop(&serving);
+                        return;
+                    }
+                }
+            }
+            _ = recycle.tick(), if !recycling => {
+                let served = serving.pool.completed();
+                if serving.max_requests.is_some_and(|max| served >= max) {
+                    recycling = true;
+                    log_info!("Served {served} requests (--max-requests): asking to be replaced");
+                    if tx.send(&ToMaster::Recycle { served }).await.is_err() {
+                        stop(&serving);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn stop(serving: &Serving) {
+    if serving.stopping.set(Instant::now()).is_ok() {
+        serving.first.notify_one();
+    }
+}
+
+fn pulse(serving: &Serving) -> Pulse {
+    let in_flight = serving
+        .stats
+        .snapshot()
+        .in_flight
+        .into_iter()
+        .take(IN_FLIGHT_REPORTED)
+        .map(|f| InFlight {
+            id: f.id,
+            method: f.method,
+            path: f.path,
+            state: f.state.to_owned(),
+            elapsed: f.elapsed,
+        })
+        .collect();
+    Pulse {
+        served: serving.pool.completed(),
+        stuck: serving.pool.stuck().as_secs_f64(),
+        in_flight,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spec_parses_or_is_refused() {
+        assert_eq!(
+            Spec::parse("control=7;listeners=3,4;max_requests=100"),
+            Some(Spec {
+                control: 7,
+                listeners: vec![3, 4],
+                max_requests: Some(100)
+            })
+        );
+        assert_eq!(
+            Spec::parse("control=7;listeners="),
+            Some(Spec {
+                control: 7,
+                listeners: vec![],
+                max_requests: None
+            })
+        );
+        for bad in [
+            "",
+            "listeners=3",
+            "control=x",
+            "control=3;what=1",
+            "control",
+        ] {
+            assert_eq!(Spec::parse(bad), None, "{bad}");
+        }
+    }
+}
