@@ -1,0 +1,3 @@
+//! The supervisor: master process, worker processes, signals, reload watcher, systemd notify.
+
+pub mod watch;
