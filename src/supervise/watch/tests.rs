@@ -251,3 +251,25 @@ async fn reload_latency() {
         took[0], took[10], took[19]
     );
 }
+
+/// What watching a tree costs at start-up: `FERRULE_WATCH_ROOT=demo cargo test --lib --
+/// --ignored --nocapture watch_setup_cost` (default: the repository).
+#[test]
+#[ignore = "a measurement, not a test"]
+fn watch_setup_cost() {
+    let root = std::env::var("FERRULE_WATCH_ROOT").unwrap_or_else(|_| ".".to_owned());
+    let start = std::time::Instant::now();
+    let watcher = Watcher::new(Path::new(&root), &[], &[]).unwrap();
+    println!(
+        "watching {}: {} directories in {:?}",
+        watcher.root().display(),
+        watcher.dirs.len(),
+        start.elapsed()
+    );
+}
+
+#[test]
+fn a_watcher_can_move_into_a_task() {
+    fn send<T: Send + 'static>() {}
+    send::<Watcher>();
+}
