@@ -74,7 +74,12 @@ impl Watcher {
         let inner = notify::recommended_watcher(move |event| {
             let _ = tx.send(event);
         })
-        .map_err(|e| Error::runtime(format!("cannot start the reload watcher (inotify): {e}")))?;
+        .map_err(|e| {
+            Error::runtime(format!(
+                "cannot start the reload watcher: {e}; if too many inotify instances are open, \
+                 raise `sysctl fs.inotify.max_user_instances`"
+            ))
+        })?;
         let mut watcher = Watcher {
             inner,
             events,
