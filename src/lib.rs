@@ -13,6 +13,7 @@
 //! | `http/` | admission, proxies and prefix, request ids, the hyper service, server-made responses, access log | no |
 //! | `static_files/` | static mounts, path safety, conditional/range/precompressed responses | `django.rs` only |
 //! | `stats/` | per-view statistics: recording, history rings, Prometheus/JSON/dashboard, the admin listener | no |
+//! | `supervise/` | the master process and its workers; `watch.rs` watches files for `--reload` | no |
 //! | `body.rs` | request bodies, buffered or spooled before dispatch | no |
 //! | `bridge/` | the asyncio loop thread, `wait`/`gather`, asgiref, cancellation exceptions | yes |
 //! | `cancel.rs` | per-request cancellation (`Flight`), the disconnect guard, async-wait time | no |

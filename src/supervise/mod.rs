@@ -9,6 +9,7 @@
 pub mod control;
 pub mod master;
 pub mod process;
+pub mod watch;
 pub mod worker;
 
 use std::ffi::OsString;
