@@ -26,6 +26,7 @@ use crate::pool::Pool;
 use crate::server::{self, Outcome};
 use crate::static_files::{self, StaticFiles};
 use crate::stats::{self, Stats};
+use crate::supervise::notify::{self, Notifier};
 use crate::wsgi::{Application, Interrupts, Sending};
 use crate::{app, bridge, listen, log_error, log_info, log_warn, logging};
 
@@ -234,13 +235,11 @@ fn serve(
     // Certificate and key are read before anything binds: a bad file ends start-up with
     // exit code 2 and the port still free.
     let tls = Tls::load(&plan.tls)?;
-    let listeners = listen::bind_all(&plan.binds, plan.unix_socket_mode)?;
-    let admin = match &plan.stats.bind {
-        Some(addr) => listen::bind_all(std::slice::from_ref(addr), plan.unix_socket_mode)
-            .map_err(|e| Error::listen(format!("{e} (the --stats-bind address)")))?
-            .pop(),
-        None => None,
-    };
+    // systemd: its sockets instead of --bind when socket-activated; its notification socket.
+    let (listeners, admin) =
+        listen::systemd::listeners(&plan.binds, plan.stats.bind.as_ref(), plan.unix_socket_mode)?;
+    let notifier = Arc::new(Notifier::from_env());
+    forget_variables(py, &[&listen::systemd::VARIABLES, &notify::VARIABLES]);
     leave_signals_to_the_runtime(py)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(plan.io_threads)
@@ -282,6 +281,7 @@ fn serve(
                 Arc::clone(&second),
                 Arc::clone(&stopping),
                 tls.clone(),
+                Arc::clone(&notifier),
             )?;
             if let Err(e) = stats.start_ticker() {
                 log_warn!("cannot start the statistics thread; the timeline stays empty: {e}");
@@ -297,6 +297,9 @@ fn serve(
                 plan.pool.max_threads,
                 std::process::id()
             );
+            notifier.ready();
+            let pulse = Arc::clone(&stats);
+            notifier.spawn_heartbeat(move || pulse.pulse().to_string());
             let (f, s) = (Arc::clone(&first), Arc::clone(&second));
             let outcome = server::serve(
                 listeners,
@@ -412,12 +415,13 @@ fn start_workers(
 }
 
 /// SIGTERM and SIGINT stop the server (twice: at once); SIGHUP reloads the TLS certificate
-/// and key.
+/// and key. Each is told to systemd (STOPPING=1; RELOADING=1 then READY=1).
 fn watch_signals(
     first: Arc<Notify>,
     second: Arc<Notify>,
     stopping: Arc<OnceLock<Instant>>,
     tls: Option<Arc<Tls>>,
+    notifier: Arc<Notifier>,
 ) -> Result<(), Error> {
     let mut term = signal(SignalKind::terminate())
         .map_err(|e| Error::runtime(format!("cannot watch SIGTERM: {e}")))?;
@@ -426,9 +430,13 @@ fn watch_signals(
     let mut hup = signal(SignalKind::hangup())
         .map_err(|e| Error::runtime(format!("cannot watch SIGHUP: {e}")))?;
     // `recv` answers `None` once the runtime is shutting down and never again a signal.
+    let hup_notifier = Arc::clone(&notifier);
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
+            // systemd's Type=notify-reload waits for RELOADING=1, then READY=1.
+            hup_notifier.reloading();
             reload_tls(tls.as_ref()).await;
+            hup_notifier.ready();
         }
     });
     tokio::spawn(async move {
@@ -443,6 +451,7 @@ fn watch_signals(
             if count == 1 {
                 log_info!("Received {name}: finishing in-flight requests, then exiting");
                 let _ = stopping.set(Instant::now());
+                notifier.stopping();
                 first.notify_one();
             } else {
                 log_warn!("Received {name} again: exiting now");
@@ -470,5 +479,17 @@ async fn reload_tls(tls: Option<&Arc<Tls>>) {
         Err(e) => log_error!(
             "Received SIGHUP: the reload failed ({e}); still serving the previous certificate"
         ),
+    }
+}
+
+/// Remove the variables addressed to this process (systemd's `LISTEN_*`, `NOTIFY_SOCKET`...)
+/// from `os.environ` too, which copied the environment at start-up: an application that
+/// starts a process with `env=os.environ` must not hand them on.
+fn forget_variables(py: Python<'_>, lists: &[&[&str]]) {
+    let Ok(environ) = py.import("os").and_then(|os| os.getattr("environ")) else {
+        return;
+    };
+    for name in lists.iter().flat_map(|list| list.iter()) {
+        let _ = environ.call_method1("pop", (*name, py.None()));
     }
 }

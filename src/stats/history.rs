@@ -244,6 +244,16 @@ impl History {
         self.minutes.iter().copied().collect()
     }
 
+    /// Requests finished over the last `seconds` one-second points, and how many points
+    /// there were (fewer just after start).
+    pub fn recent_requests(&self, seconds: usize) -> (u64, usize) {
+        self.seconds
+            .iter()
+            .rev()
+            .take(seconds)
+            .fold((0, 0), |(r, n), p| (r + p.requests, n + 1))
+    }
+
     /// The last 60 one-second points: (busy thread-seconds, asleep thread-seconds).
     pub fn last_minute_busy_asleep(&self) -> (f64, f64) {
         self.seconds
