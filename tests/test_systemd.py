@@ -11,15 +11,24 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
+import shlex
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
-from conftest import Server, UnixHTTPConnection, ferrule_env
+from conftest import ROOT, Server, UnixHTTPConnection, ferrule_env
+from nginx_helpers import free_port
+
+DOC = ROOT / "docs" / "deploy-systemd.md"
+# The virtualenv's `ferrule` script, standing for /srv/mysite/.venv/bin/ferrule.
+FERRULE = str(Path(sys.executable).parent / "ferrule")
 
 # The wrapper systemd is in these tests: move the inherited sockets (argv[1], comma-separated
 # fd numbers) to 3, 4, ..., set LISTEN_PID to its own pid, which exec keeps, and exec ferrule.
@@ -297,3 +306,99 @@ def test_a_notify_socket_nobody_reads_does_not_stop_the_server(tmp_path, launche
     resp, _ = server.request("GET", "/")
     assert resp.status == 200
     assert server.stop() == 0
+
+
+# -- docs/deploy-systemd.md --------------------------------------------------------------------
+
+
+def doc_unit(name: str) -> str:
+    """The unit file of docs/deploy-systemd.md whose first line is `# test: NAME`, with the
+    virtualenv's `ferrule` for /srv/mysite's."""
+    for block in re.findall(r"```ini\n(.*?)```", DOC.read_text(), re.S):
+        first, _, rest = block.partition("\n")
+        if first.strip() == f"# test: {name}":
+            return rest.replace("/srv/mysite/.venv/bin/ferrule", FERRULE)
+    raise AssertionError(f"docs/deploy-systemd.md has no block marked '# test: {name}'")
+
+
+def unit_values(unit: str, key: str) -> list[str]:
+    return re.findall(rf"^{key}=(.*)$", unit, re.M)
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="needs systemd-analyze")
+def test_the_unit_files_pass_systemd_analyze_verify(tmp_path):
+    units = {
+        "mysite.socket": doc_unit("socket"),
+        "mysite-stats.socket": doc_unit("stats-socket"),
+        "mysite.service": doc_unit("service"),
+        "mysite-plain.service": doc_unit("plain-service"),
+    }
+    for name, text in units.items():
+        (tmp_path / name).write_text(text)
+    checked = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *(str(tmp_path / n) for n in units)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 0 and checked.stdout + checked.stderr == "", (
+        checked.stdout + checked.stderr
+    )
+
+
+@pytest.mark.skipif(
+    not shutil.which("systemd-socket-activate"), reason="needs systemd-socket-activate"
+)
+def test_the_socket_activated_unit_under_systemd_socket_activate(tmp_path):
+    """systemd's own tool passes the sockets of the page's two socket units to its service's
+    ExecStart= (the application swapped for the echo fixture)."""
+    app_stream = unit_values(doc_unit("socket"), "ListenStream")
+    stats_unit = doc_unit("stats-socket")
+    assert app_stream == ["/run/mysite.sock"]
+    assert unit_values(stats_unit, "ListenStream") == ["127.0.0.1:9180"]
+    assert unit_values(stats_unit, "FileDescriptorName") == ["stats"]
+    service = doc_unit("service")
+    [exec_start] = unit_values(service, "ExecStart")
+    argv = [a if a != "mysite.wsgi:application" else "echo" for a in shlex.split(exec_start)]
+    app_sock, stats_port = tmp_path / "mysite.sock", free_port()
+    manager = Manager(str(tmp_path / "notify"), str(tmp_path / "notify"))
+    env = ferrule_env({"NOTIFY_SOCKET": manager.address})
+    passed = ["PYTHONPATH", "PYTHONUNBUFFERED", "NOTIFY_SOCKET", "PATH"]
+    proc = subprocess.Popen(
+        [
+            "systemd-socket-activate",
+            f"--listen={app_sock}",
+            f"--listen=127.0.0.1:{stats_port}",
+            # Without FileDescriptorName=, systemd names a socket after its unit.
+            "--fdname=mysite.socket:stats",
+            *(f"--setenv={name}" for name in passed),
+            *argv,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        text=True,
+        errors="replace",
+    )
+    server = Server(proc)
+    try:
+        with manager.sock:
+            server.wait_for_output(r"Listening on 127\.0\.0\.1:\d+ as 4")
+            # The first connection starts the service (systemd-socket-activate execs it).
+            status, body = get(UnixHTTPConnection(str(app_sock), timeout=60), "/first")
+            assert status == 200 and json.loads(body)["environ"]["PATH_INFO"] == "/first"
+            manager.expect("READY=1")
+            server.wait_for_output(rf"Listening at: unix:{re.escape(str(app_sock))}")
+            server.wait_for_output(rf"Statistics at: http://127\.0\.0\.1:{stats_port}")
+            status, body = get(
+                http.client.HTTPConnection("127.0.0.1", stats_port, timeout=30), "/metrics"
+            )
+            assert status == 200 and b"ferrule_" in body
+            proc.send_signal(signal.SIGTERM)
+            manager.expect("STOPPING=1")
+            assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
