@@ -489,4 +489,16 @@ mod tests {
             "{minutes:?}"
         );
     }
+
+    #[test]
+    fn recent_requests_count_the_last_seconds() {
+        let mut history = History::default();
+        assert_eq!(history.recent_requests(10), (0, 0));
+        let label: Arc<str> = Arc::from("v");
+        for now in 1000..1020 {
+            tick(&mut history, now, vec![(Arc::clone(&label), counts(5, 3))]);
+        }
+        assert_eq!(history.recent_requests(10), (30, 10));
+        assert_eq!(history.recent_requests(100), (60, 20));
+    }
 }
