@@ -8,7 +8,7 @@
 //! | `config.rs` | every option (clap), validation into a `Plan` | no |
 //! | `error.rs` | the start-up error type and exit codes | no |
 //! | `app.rs` | importing the application | yes |
-//! | `listen/` | TCP and Unix listeners, the write deadline, TLS (rustls), HTTP/2 preface detection | no |
+//! | `listen/` | TCP and Unix listeners (bound, inherited, or systemd-activated), the write deadline, TLS (rustls), HTTP/2 preface detection | no |
 //! | `server.rs` | accept loops, connections, graceful shutdown; `server/streams.rs` watches HTTP/2 streams | no |
 //! | `http/` | admission, proxies and prefix, request ids, the hyper service, server-made responses, access log | no |
 //! | `static_files/` | static mounts, path safety, conditional/range/precompressed responses | `django.rs` only |
@@ -21,6 +21,7 @@
 //! | `pool.rs` | Python worker threads, the job queue, the hand-off policy | yes |
 //! | `wsgi/` | PEP 3333: environ, input, `start_response`, `file_wrapper`, responses | yes |
 //! | `logging.rs` | server and access logs into Python `logging` or a file | small |
+//! | `supervise/` | the master process and its workers; systemd notifications (`notify.rs`) | no |
 //!
 //! A request: `server.rs` accepts → `http/service.rs` admits and reads the body → `pool.rs`
 //! queues the job → a worker thread runs `wsgi/` → the reply goes back through a channel and

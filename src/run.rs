@@ -26,6 +26,7 @@ use crate::pool::Pool;
 use crate::server::{self, Outcome};
 use crate::static_files::{self, StaticFiles};
 use crate::stats::{self, Stats};
+use crate::supervise::notify::{self, Notifier};
 use crate::supervise::{self, worker::Serving, worker::Spec};
 use crate::wsgi::{Application, Interrupts, Sending};
 use crate::{app, bridge, listen, log_error, log_info, log_warn, logging};
@@ -251,6 +252,7 @@ fn announce(
     urls: &[String],
     control: Option<std::os::unix::net::UnixStream>,
     serving: Serving,
+    notifier: &Arc<Notifier>,
 ) {
     if let Some(socket) = control {
         log_info!(
@@ -273,6 +275,9 @@ fn announce(
             plan.pool.max_threads,
             std::process::id()
         );
+        notifier.ready();
+        let stats = Arc::clone(&serving.stats);
+        notifier.spawn_heartbeat(move || stats.pulse().to_string());
     }
 }
 
@@ -286,33 +291,18 @@ type Sockets = (
 /// The listeners, the admin listener and (a worker) the control socket. A worker serves the
 /// listeners its master bound, and leaves the admin listener to it.
 fn sockets(plan: &Plan, worker: Option<&Spec>) -> Result<Sockets, Error> {
-    Ok(match worker {
-        Some(spec) => (
-            spec.listeners
-                .iter()
-                .map(|fd| listen::adopt::adopt(*fd))
-                .collect::<Result<Vec<_>, _>>()?,
-            None,
-            Some(spec.control_socket()?),
-        ),
-        None => (
-            listen::bind_all(&plan.binds, plan.unix_socket_mode)?,
-            bind_admin(plan)?,
-            None,
-        ),
-    })
-}
-
-/// The admin listener of `--stats-bind`, if given.
-fn bind_admin(plan: &Plan) -> Result<Option<listen::Bound>, Error> {
-    match &plan.stats.bind {
-        Some(addr) => Ok(
-            listen::bind_all(std::slice::from_ref(addr), plan.unix_socket_mode)
-                .map_err(|e| Error::listen(format!("{e} (the --stats-bind address)")))?
-                .pop(),
-        ),
-        None => Ok(None),
+    if let Some(spec) = worker {
+        let listeners = spec
+            .listeners
+            .iter()
+            .map(|fd| listen::adopt::adopt(*fd))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok((listeners, None, Some(spec.control_socket()?)));
     }
+    // systemd's sockets instead of --bind when socket-activated.
+    let (listeners, admin) =
+        listen::systemd::listeners(&plan.binds, plan.stats.bind.as_ref(), plan.unix_socket_mode)?;
+    Ok((listeners, admin, None))
 }
 
 /// How the process should end.
@@ -339,6 +329,9 @@ fn serve(
     // exit code 2 and the port still free.
     let tls = Tls::load(&plan.tls)?;
     let (listeners, admin, control) = sockets(plan, worker.as_ref())?;
+    // systemd's notification socket (a worker's master has taken it).
+    let notifier = Arc::new(Notifier::from_env());
+    forget_variables(py, &[&listen::systemd::VARIABLES, &notify::VARIABLES]);
     leave_signals_to_the_runtime(py)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(plan.io_threads)
@@ -380,6 +373,7 @@ fn serve(
                 Arc::clone(&second),
                 Arc::clone(&stopping),
                 tls.clone(),
+                Arc::clone(&notifier),
             )?;
             if let Err(e) = stats.start_ticker() {
                 log_warn!("cannot start the statistics thread; the timeline stays empty: {e}");
@@ -395,7 +389,7 @@ fn serve(
                 stopping: Arc::clone(&stopping),
                 max_requests: worker.as_ref().and_then(|w| w.max_requests),
             };
-            announce(plan, &described, &urls, control, serving);
+            announce(plan, &described, &urls, control, serving, &notifier);
             let (f, s) = (Arc::clone(&first), Arc::clone(&second));
             let outcome = server::serve(
                 listeners,
@@ -511,12 +505,13 @@ fn start_workers(
 }
 
 /// SIGTERM and SIGINT stop the server (twice: at once); SIGHUP reloads the TLS certificate
-/// and key.
+/// and key. Each is told to systemd (STOPPING=1; RELOADING=1 then READY=1).
 fn watch_signals(
     first: Arc<Notify>,
     second: Arc<Notify>,
     stopping: Arc<OnceLock<Instant>>,
     tls: Option<Arc<Tls>>,
+    notifier: Arc<Notifier>,
 ) -> Result<(), Error> {
     let mut term = signal(SignalKind::terminate())
         .map_err(|e| Error::runtime(format!("cannot watch SIGTERM: {e}")))?;
@@ -525,9 +520,13 @@ fn watch_signals(
     let mut hup = signal(SignalKind::hangup())
         .map_err(|e| Error::runtime(format!("cannot watch SIGHUP: {e}")))?;
     // `recv` answers `None` once the runtime is shutting down and never again a signal.
+    let hup_notifier = Arc::clone(&notifier);
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
+            // systemd's Type=notify-reload waits for RELOADING=1, then READY=1.
+            hup_notifier.reloading();
             reload_tls(tls.as_ref()).await;
+            hup_notifier.ready();
         }
     });
     tokio::spawn(async move {
@@ -542,6 +541,7 @@ fn watch_signals(
             if count == 1 {
                 log_info!("Received {name}: finishing in-flight requests, then exiting");
                 let _ = stopping.set(Instant::now());
+                notifier.stopping();
                 first.notify_one();
             } else {
                 log_warn!("Received {name} again: exiting now");
@@ -569,5 +569,17 @@ async fn reload_tls(tls: Option<&Arc<Tls>>) {
         Err(e) => log_error!(
             "Received SIGHUP: the reload failed ({e}); still serving the previous certificate"
         ),
+    }
+}
+
+/// Remove the variables addressed to this process (systemd's `LISTEN_*`, `NOTIFY_SOCKET`...)
+/// from `os.environ` too, which copied the environment at start-up: an application that
+/// starts a process with `env=os.environ` must not hand them on.
+pub(crate) fn forget_variables(py: Python<'_>, lists: &[&[&str]]) {
+    let Ok(environ) = py.import("os").and_then(|os| os.getattr("environ")) else {
+        return;
+    };
+    for name in lists.iter().flat_map(|list| list.iter()) {
+        let _ = environ.call_method1("pop", (*name, py.None()));
     }
 }

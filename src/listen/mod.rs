@@ -13,6 +13,7 @@ pub mod adopt;
 pub mod deadline;
 mod pem;
 pub mod sniff;
+pub mod systemd;
 pub mod tls;
 mod unix;
 

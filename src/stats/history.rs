@@ -244,6 +244,16 @@ impl History {
         self.minutes.iter().copied().collect()
     }
 
+    /// Requests finished over the last `seconds` one-second points, and how many points
+    /// there were (fewer just after start).
+    pub fn recent_requests(&self, seconds: usize) -> (u64, usize) {
+        self.seconds
+            .iter()
+            .rev()
+            .take(seconds)
+            .fold((0, 0), |(r, n), p| (r + p.requests, n + 1))
+    }
+
     /// The last 60 one-second points: (busy thread-seconds, asleep thread-seconds).
     pub fn last_minute_busy_asleep(&self) -> (f64, f64) {
         self.seconds
@@ -478,5 +488,17 @@ mod tests {
             minutes.windows(2).all(|p| p[1].time == p[0].time + 60),
             "{minutes:?}"
         );
+    }
+
+    #[test]
+    fn recent_requests_count_the_last_seconds() {
+        let mut history = History::default();
+        assert_eq!(history.recent_requests(10), (0, 0));
+        let label: Arc<str> = Arc::from("v");
+        for now in 1000..1020 {
+            tick(&mut history, now, vec![(Arc::clone(&label), counts(5, 3))]);
+        }
+        assert_eq!(history.recent_requests(10), (30, 10));
+        assert_eq!(history.recent_requests(100), (60, 20));
     }
 }

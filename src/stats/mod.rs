@@ -211,6 +211,23 @@ impl Stats {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Requests per second lately and the pool's gauges, for a status line (systemd's
+    /// STATUS=); cheap next to a snapshot.
+    pub fn pulse(&self) -> Pulse {
+        let (requests, seconds) = self.lock_history().recent_requests(PULSE_SECONDS);
+        let pool = self.pool_gauges();
+        Pulse {
+            requests_per_second: if seconds == 0 {
+                0.0
+            } else {
+                requests as f64 / seconds as f64
+            },
+            busy_threads: pool.busy,
+            threads: pool.threads,
+            queue_depth: pool.queue_depth,
+        }
+    }
+
     /// Everything, now.
     pub fn snapshot(&self) -> Snapshot {
         let time = self.now();
@@ -271,6 +288,30 @@ impl Stats {
             seconds,
             minutes,
         }
+    }
+}
+
+/// The seconds a [`Pulse`] averages requests over. Arbitrary: smooths a bursty second, still
+/// follows a change within a status interval or two.
+const PULSE_SECONDS: usize = 10;
+
+/// How busy the server is right now, in a few numbers.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Pulse {
+    /// Finished requests per second over the last ten seconds.
+    pub requests_per_second: f64,
+    pub busy_threads: usize,
+    pub threads: usize,
+    pub queue_depth: usize,
+}
+
+impl std::fmt::Display for Pulse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.1} requests/s, {} of {} threads busy, {} queued",
+            self.requests_per_second, self.busy_threads, self.threads, self.queue_depth
+        )
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod control;
 pub mod master;
+pub mod notify;
 pub mod process;
 pub mod watch;
 pub mod worker;
@@ -49,7 +50,12 @@ fn supervise(py: Python<'_>, plan: &Arc<Plan>, described: &str) -> Result<i32, E
     let (program, args) = command_line(py)?;
     // Read here so that a bad file is reported once, before any worker starts.
     let tls = Tls::load(&plan.tls)?;
-    let listeners = listen::bind_all(&plan.binds, plan.unix_socket_mode)?;
+    // systemd's sockets instead of --bind when socket-activated; the admin listener is the
+    // master's (merged statistics, health).
+    let (listeners, _admin) =
+        listen::systemd::listeners(&plan.binds, plan.stats.bind.as_ref(), plan.unix_socket_mode)?;
+    let notifier = Arc::new(notify::Notifier::from_env());
+    crate::run::forget_variables(py, &[&listen::systemd::VARIABLES, &notify::VARIABLES]);
     let scheme = if tls.is_some() { "https" } else { "http" };
     let urls = listeners.iter().map(|l| l.url(scheme)).collect();
     let spawner = process::Spawner {
@@ -69,9 +75,15 @@ fn supervise(py: Python<'_>, plan: &Arc<Plan>, described: &str) -> Result<i32, E
         spawner,
         described.to_owned(),
         urls,
-        master::Hooks::default(),
+        hooks(&notifier),
     );
-    let code = py.detach(|| runtime.block_on(master.run()));
+    let roster = master.roster();
+    let code = py.detach(|| {
+        runtime.block_on(async {
+            notifier.spawn_heartbeat(status(roster));
+            master.run().await
+        })
+    });
     // SAFETY: restoring the default disposition of signals has no preconditions.
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_DFL);
@@ -80,6 +92,48 @@ fn supervise(py: Python<'_>, plan: &Arc<Plan>, described: &str) -> Result<i32, E
     }
     drop(listeners);
     code
+}
+
+/// systemd hears of readiness, reloads and stopping.
+fn hooks(notifier: &Arc<notify::Notifier>) -> master::Hooks {
+    let (ready, reloading, stopping) = (
+        Arc::clone(notifier),
+        Arc::clone(notifier),
+        Arc::clone(notifier),
+    );
+    master::Hooks {
+        ready: Some(Box::new(move || ready.ready())),
+        reloading: Some(Box::new(move || reloading.reloading())),
+        stopping: Some(Box::new(move || stopping.stopping())),
+    }
+}
+
+/// systemd's status line: workers ready and requests per second since the last line.
+fn status(roster: master::Roster) -> impl Fn() -> String + Send + 'static {
+    let last = std::sync::Mutex::new((std::time::Instant::now(), None::<u64>));
+    move || {
+        let (ready, served) = {
+            let roster = roster
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            (
+                roster.values().filter(|w| w.state == "ready").count(),
+                roster.values().map(|w| w.served).sum::<u64>(),
+            )
+        };
+        let mut last = last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        let rate = match last.1 {
+            Some(before) => {
+                served.saturating_sub(before) as f64 / (now - last.0).as_secs_f64().max(0.001)
+            }
+            None => 0.0,
+        };
+        *last = (now, Some(served));
+        format!("{ready} worker processes ready, {rate:.1} requests/s")
+    }
 }
 
 /// The program and arguments that start this process again: the interpreter
