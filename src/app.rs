@@ -30,67 +30,112 @@ pub fn extend_sys_path(py: Python<'_>, extra: &[PathBuf]) -> PyResult<()> {
     Ok(())
 }
 
+/// An application that could not be loaded: the error to report, and the Python exception
+/// behind it when there is one (development reload serves a page describing it).
+pub struct Failure {
+    pub error: Error,
+    pub exception: Option<PyErr>,
+}
+
+impl From<Failure> for Error {
+    fn from(failure: Failure) -> Self {
+        failure.error
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure {
+            error,
+            exception: None,
+        }
+    }
+}
+
+impl Failure {
+    fn raised(py: Python<'_>, what: String, e: PyErr) -> Self {
+        Failure {
+            error: Error::app(format!("{what}:\n{}", traceback(py, &e))),
+            exception: Some(e),
+        }
+    }
+}
+
 /// Import `spec` and return the application callable.
-pub fn load(py: Python<'_>, spec: &str) -> Result<Py<PyAny>, Error> {
+pub fn load(py: Python<'_>, spec: &str) -> Result<Py<PyAny>, Failure> {
     let (module, attr) = spec.split_once(':').unwrap_or((spec, "application"));
     if module.is_empty() || attr.is_empty() {
-        return Err(Error::app(format!(
+        return Err(Failure::from(Error::app(format!(
             "invalid application '{spec}': expected module:callable"
-        )));
+        ))));
     }
     let (attr, call) = match attr.strip_suffix(')') {
         Some(rest) => match rest.strip_suffix('(') {
             Some(name) => (name, true),
             None => {
-                return Err(Error::app(format!(
+                return Err(Failure::from(Error::app(format!(
                     "invalid application '{spec}': a factory is called without arguments (name()); \
                      wrap calls with arguments in a function of your own"
-                )))
+                ))))
             }
         },
         None => (attr, false),
     };
     let mut obj = py.import(module).map(Bound::into_any).map_err(|e| {
-        Error::app(format!(
-            "cannot import '{module}' for application '{spec}':\n{}",
-            traceback(py, &e)
-        ))
+        Failure::raised(
+            py,
+            format!("cannot import '{module}' for application '{spec}'"),
+            e,
+        )
     })?;
     for part in attr.split('.') {
         obj = obj.getattr(part).map_err(|_| {
-            Error::app(format!(
+            Failure::from(Error::app(format!(
                 "cannot find '{attr}' in module '{module}' for application '{spec}'"
-            ))
+            )))
         })?;
     }
     if call {
-        obj = obj.call0().map_err(|e| {
-            Error::app(format!(
-                "application factory '{spec}' failed:\n{}",
-                traceback(py, &e)
-            ))
-        })?;
+        obj = obj
+            .call0()
+            .map_err(|e| Failure::raised(py, format!("application factory '{spec}' failed"), e))?;
     }
     if !obj.is_callable() {
-        return Err(Error::app(format!(
+        return Err(Failure::from(Error::app(format!(
             "application '{spec}' is not callable (got {})",
             type_name(&obj)
-        )));
+        ))));
     }
     Ok(obj.unbind())
 }
 
 /// Django's WSGI application, as `runserver` finds it (`WSGI_APPLICATION`).
-pub fn load_django(py: Python<'_>) -> Result<Py<PyAny>, Error> {
+pub fn load_django(py: Python<'_>) -> Result<Py<PyAny>, Failure> {
     py.import("django.core.servers.basehttp")
         .and_then(|m| m.call_method0("get_internal_wsgi_application"))
         .map(Bound::unbind)
-        .map_err(|e| {
-            Error::app(format!(
-                "cannot load the Django WSGI application:\n{}",
-                traceback(py, &e)
-            ))
-        })
+        .map_err(|e| Failure::raised(py, "cannot load the Django WSGI application".to_owned(), e))
+}
+
+/// Development reload: what a worker whose application failed to import serves instead
+/// (every request 500, Django's debug page when DEBUG is on), and the files to watch for
+/// the fix: those imported so far and those the error names.
+pub fn stand_in(py: Python<'_>, failure: &Failure) -> PyResult<(Py<PyAny>, Vec<String>)> {
+    let reload = py.import("ferrule._reload")?;
+    let mut files: Vec<String> = reload.call_method0("module_files")?.extract()?;
+    let exc = match &failure.exception {
+        Some(e) => e.value(py).clone().into_any(),
+        None => {
+            let message = failure.error.to_string();
+            py.import("builtins")?
+                .getattr("RuntimeError")?
+                .call1((message,))?
+        }
+    };
+    let named: Vec<String> = reload.call_method1("error_files", (&exc,))?.extract()?;
+    files.extend(named);
+    let app = reload.call_method1("error_app", (&exc,))?;
+    Ok((app.unbind(), files))
 }
 
 fn type_name(obj: &Bound<'_, PyAny>) -> String {

@@ -119,10 +119,29 @@ fn run(
     }
     app::extend_sys_path(py, &plan.pythonpath)
         .map_err(|e| Error::runtime(format!("cannot extend sys.path: {e}")))?;
+    let mut worker = worker;
     let loaded = match target {
-        Target::Spec(spec) => (app::load(py, spec)?, target.describe()),
-        Target::Django => (app::load_django(py)?, target.describe()),
+        Target::Spec(spec) => app::load(py, spec),
+        Target::Django => app::load_django(py),
     };
+    let application = match (loaded, worker.as_mut()) {
+        (Ok(application), Some(spec)) if plan.supervise.reload => {
+            spec.files = module_files(py);
+            application
+        }
+        (Ok(application), _) => application,
+        // Development reload: serve the error until a change fixes it.
+        (Err(failure), Some(spec)) if plan.supervise.reload => {
+            log_error!("{}", failure.error);
+            let (stand_in, files) = app::stand_in(py, &failure)
+                .map_err(|e| Error::runtime(format!("cannot serve the import error: {e}")))?;
+            spec.files = files;
+            spec.broken = Some(failure.error.to_string());
+            stand_in
+        }
+        (Err(failure), _) => return Err(failure.error),
+    };
+    let loaded = (application, target.describe());
     // After the import: the application's logging configuration (Django's LOGGING) is in
     // place, so our default handlers are added only where it configured none, and
     // `disable_existing_loggers` cannot silence loggers we made too early.
@@ -260,12 +279,7 @@ fn announce(
             plan.pool.max_threads,
             std::process::id()
         );
-        tokio::spawn(supervise::worker::control_loop(
-            socket,
-            Vec::new(),
-            None,
-            serving,
-        ));
+        tokio::spawn(supervise::worker::control_loop(socket, serving));
     } else {
         for url in urls {
             log_info!("Listening at: {url}");
@@ -279,6 +293,17 @@ fn announce(
         let stats = Arc::clone(&serving.stats);
         notifier.spawn_heartbeat(move || stats.pulse().to_string());
     }
+}
+
+/// The source files of the modules imported so far, for the master's reload watcher.
+fn module_files(py: Python<'_>) -> Vec<String> {
+    py.import("ferrule._reload")
+        .and_then(|m| m.call_method0("module_files"))
+        .and_then(|files| files.extract())
+        .unwrap_or_else(|e| {
+            log_warn!("cannot list the imported modules for the reload watcher: {e}");
+            Vec::new()
+        })
 }
 
 /// The listeners, the admin listener and (a worker) the control socket.
@@ -388,6 +413,8 @@ fn serve(
                 second: Arc::clone(&second),
                 stopping: Arc::clone(&stopping),
                 max_requests: worker.as_ref().and_then(|w| w.max_requests),
+                files: worker.as_ref().map(|w| w.files.clone()).unwrap_or_default(),
+                broken: worker.as_ref().and_then(|w| w.broken.clone()),
             };
             announce(plan, &described, &urls, control, serving, &notifier);
             let (f, s) = (Arc::clone(&first), Arc::clone(&second));
@@ -409,7 +436,7 @@ fn serve(
             Ok(drained)
         })
     });
-    let (outcome, drained) = served.inspect_err(|_| event_loop.stop(py))?;
+    let (outcome, drained) = served.inspect_err(|_: &Error| event_loop.stop(py))?;
     py.detach(|| runtime.shutdown_timeout(Duration::from_millis(100)));
     // The runtime's signal handlers outlive it; without resetting, a Ctrl-C while the
     // interpreter finalizes (joining the application's own threads, say) would do nothing.

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 
 use super::control::{Pulse, ToWorker};
 use super::process::{Event, Order, Spawner, WorkerHandle};
+use super::watch::Watcher;
 use crate::config::Plan;
 use crate::error::Error;
 use crate::{log_error, log_info, log_warn, logging};
@@ -127,6 +128,10 @@ pub struct Master {
     urls: Vec<String>,
     roster: Roster,
     hooks: Hooks,
+    /// `--reload`: the files whose change restarts the workers.
+    watcher: Option<Watcher>,
+    /// Boot failures were reported; in reload mode the master waits for a change.
+    waiting_for_change: bool,
 }
 
 /// What the master tells the outside world about its progress (systemd, the log).
@@ -169,6 +174,7 @@ impl Master {
         described: String,
         urls: Vec<String>,
         hooks: Hooks,
+        watcher: Option<Watcher>,
     ) -> Self {
         let (events_tx, events) = mpsc::channel(256);
         Self {
@@ -189,6 +195,8 @@ impl Master {
             urls,
             roster: Roster::default(),
             hooks,
+            watcher,
+            waiting_for_change: false,
         }
     }
 
@@ -223,6 +231,7 @@ impl Master {
                     }
                 }
                 Some(()) = signals.usr1.recv() => self.on_reopen().await,
+                changed = next_change(self.watcher.as_mut()) => self.on_change(&changed),
             }
             if let Some(end) = self.reconcile() {
                 break end;
@@ -304,6 +313,11 @@ impl Master {
                     log_info!("Worker process {pid} is ready");
                 }
                 w.broken = broken;
+                if let Some(watcher) = &mut self.watcher {
+                    let files: Vec<std::path::PathBuf> =
+                        w.files.iter().map(std::path::PathBuf::from).collect();
+                    watcher.watch_files(&files);
+                }
                 self.ever_ready = true;
                 self.boot_failures = 0;
             }
@@ -371,27 +385,48 @@ impl Master {
         }
     }
 
+    /// `--reload`: a watched file changed.
+    fn on_change(&mut self, changed: &[std::path::PathBuf]) {
+        if self.stopping.is_some() || changed.is_empty() {
+            return;
+        }
+        let more = match changed.len() {
+            1 => String::new(),
+            n => format!(" and {} more", n - 1),
+        };
+        log_info!(
+            "{}{more} changed: restarting the worker processes",
+            changed[0].display()
+        );
+        self.replace_all();
+    }
+
     fn on_reload(&mut self) {
         if self.stopping.is_some() {
             return;
         }
-        let replaced = self
-            .workers
-            .values_mut()
-            .filter(|w| w.state != State::Draining)
-            .map(|w| w.retiring = true)
-            .count();
         log_info!(
-            "Received SIGHUP: starting {} new worker processes, then stopping the {replaced} current ones",
+            "Received SIGHUP: starting {} new worker processes, then stopping the current ones",
             self.target
         );
-        self.reloading = true;
-        self.boot_failures = 0;
-        self.crashes = 0;
-        self.next_spawn = Instant::now();
+        self.replace_all();
         if let Some(hook) = &self.hooks.reloading {
             hook();
         }
+    }
+
+    /// Start a new generation of workers; the current ones stop as the new ones are ready.
+    fn replace_all(&mut self) {
+        for w in self.workers.values_mut() {
+            if w.state != State::Draining {
+                w.retiring = true;
+            }
+        }
+        self.reloading = true;
+        self.boot_failures = 0;
+        self.crashes = 0;
+        self.waiting_for_change = false;
+        self.next_spawn = Instant::now();
     }
 
     async fn on_stop(&mut self, name: &str) {
@@ -512,7 +547,16 @@ impl Master {
         if self.boot_failures >= BOOT_FAILURES
             && !self.workers.values().any(|w| w.state == State::Ready)
         {
-            return Some(End::BootFailed);
+            if self.watcher.is_none() {
+                return Some(End::BootFailed);
+            }
+            if !self.waiting_for_change {
+                self.waiting_for_change = true;
+                log_error!(
+                    "worker processes keep failing to start (see the errors above); retrying every {}s and at the next change",
+                    MAX_BACKOFF.as_secs()
+                );
+            }
         }
         let fresh: Vec<u32> = self
             .workers
@@ -636,6 +680,14 @@ impl Master {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .values()
             .any(|w| w.state == "ready")
+    }
+}
+
+/// The next batch of changed files, or never without a watcher.
+async fn next_change(watcher: Option<&mut Watcher>) -> Vec<std::path::PathBuf> {
+    match watcher {
+        Some(w) => w.changed().await,
+        None => std::future::pending().await,
     }
 }
 

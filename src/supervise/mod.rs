@@ -70,12 +70,22 @@ fn supervise(py: Python<'_>, plan: &Arc<Plan>, described: &str) -> Result<i32, E
         .enable_all()
         .build()
         .map_err(|e| Error::runtime(format!("cannot start the master's runtime: {e}")))?;
+    let watcher = if plan.supervise.reload {
+        Some(watch::Watcher::new(
+            std::path::Path::new("."),
+            &plan.supervise.reload_include,
+            &plan.supervise.reload_exclude,
+        )?)
+    } else {
+        None
+    };
     let master = master::Master::new(
         Arc::clone(plan),
         spawner,
         described.to_owned(),
         urls,
         hooks(&notifier),
+        watcher,
     );
     let roster = master.roster();
     let code = py.detach(|| {

@@ -27,6 +27,10 @@ pub struct Spec {
     pub listeners: Vec<RawFd>,
     /// `--max-requests` with this worker's jitter.
     pub max_requests: Option<u64>,
+    /// Filled in once the application is loaded, for the ready message: the source files it
+    /// imported (reload only) and, if the import failed (reload only), the error.
+    pub files: Vec<String>,
+    pub broken: Option<String>,
 }
 
 impl Spec {
@@ -66,6 +70,8 @@ impl Spec {
             control: control?,
             listeners,
             max_requests,
+            files: Vec::new(),
+            broken: None,
         })
     }
 
@@ -101,16 +107,13 @@ pub struct Serving {
     pub second: Arc<Notify>,
     pub stopping: Arc<OnceLock<Instant>>,
     pub max_requests: Option<u64>,
+    pub files: Vec<String>,
+    pub broken: Option<String>,
 }
 
 /// Tell the master this worker is ready, then answer it until the process ends. If the
 /// master goes away, the worker stops gracefully: nobody would restart or stop it.
-pub async fn control_loop(
-    socket: std::os::unix::net::UnixStream,
-    files: Vec<String>,
-    broken: Option<String>,
-    serving: Serving,
-) {
+pub async fn control_loop(socket: std::os::unix::net::UnixStream, mut serving: Serving) {
     let socket = match UnixStream::from_std(socket) {
         Ok(s) => s,
         Err(e) => {
@@ -122,8 +125,8 @@ pub async fn control_loop(
     let (mut rx, mut tx) = control::split(socket);
     let ready = ToMaster::Ready {
         pid: std::process::id(),
-        files,
-        broken,
+        files: std::mem::take(&mut serving.files),
+        broken: serving.broken.take(),
     };
     if tx.send(&ready).await.is_err() {
         log_warn!("the master process is gone; stopping");
@@ -225,7 +228,9 @@ mod tests {
             Some(Spec {
                 control: 7,
                 listeners: vec![3, 4],
-                max_requests: Some(100)
+                max_requests: Some(100),
+                files: vec![],
+                broken: None,
             })
         );
         assert_eq!(
@@ -233,7 +238,9 @@ mod tests {
             Some(Spec {
                 control: 7,
                 listeners: vec![],
-                max_requests: None
+                max_requests: None,
+                files: vec![],
+                broken: None,
             })
         );
         for bad in [
