@@ -112,6 +112,7 @@ pub fn filled() -> Snapshot {
         ],
         in_flight: vec![
             InFlight {
+                pid: 4243,
                 id: "abc123".into(),
                 label: "api:users".into(),
                 method: "GET".into(),
@@ -121,6 +122,7 @@ pub fn filled() -> Snapshot {
                 asleep: 0.75,
             },
             InFlight {
+                pid: 4243,
                 id: "<b>id</b>".into(),
                 label: "<script>alert(2)</script>".into(),
                 method: "P\"OST".into(),
@@ -132,6 +134,7 @@ pub fn filled() -> Snapshot {
         ],
         seconds,
         minutes,
+        workers: vec![],
     }
 }
 
@@ -149,5 +152,6 @@ pub fn empty() -> Snapshot {
         in_flight: vec![],
         seconds: vec![],
         minutes: vec![],
+        workers: vec![],
     }
 }
