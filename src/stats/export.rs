@@ -357,4 +357,3 @@ fn trim_front<T>(ring: &mut Vec<T>, cap: usize, oldest: i64, key: impl Fn(&T) ->
     let over = ring.len().saturating_sub(cap);
     ring.drain(..old.max(over));
 }
-

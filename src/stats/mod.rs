@@ -22,6 +22,8 @@ mod histogram;
 mod history;
 pub mod json;
 mod labels;
+#[cfg(test)]
+mod merge_tests;
 pub mod prometheus;
 mod record;
 mod series;

@@ -175,7 +175,7 @@ pub struct Totals {
 }
 
 /// Everything recorded under one label.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct View {
     pub label: String,
     /// Per request method, only methods that were seen; in [`METHODS`] order.
@@ -217,7 +217,7 @@ pub struct Histogram {
 }
 
 /// One view over a recent window.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Window {
     pub minutes: u32,
     pub requests: u64,
