@@ -31,7 +31,7 @@ fn stats(threads: usize) -> Arc<Stats> {
 
 /// The `i`-th request of the simulation: spread over labels, methods, statuses, cancellations
 /// and latencies from 30 µs to 40 s.
-fn record(stats: &Stats, i: u64) {
+fn record(into: &Stats, i: u64) {
     let methods = [http::Method::GET, http::Method::POST, http::Method::PATCH];
     let labels = ["/api", "/users", "checkout", "static"];
     let status = [200, 200, 201, 304, 404, 500, 503, 499][(i % 8) as usize];
@@ -40,7 +40,7 @@ fn record(stats: &Stats, i: u64) {
         503 => Some(Reason::Shutdown),
         _ => None,
     };
-    stats.record(&Finished {
+    into.record(&Finished {
         label: labels[(i % 4) as usize],
         method: &methods[(i % 3) as usize],
         status,
