@@ -304,3 +304,28 @@ fn an_export_survives_a_json_round_trip() {
     assert!(text.len() < 300, "{text}");
     assert_eq!(serde_json::from_str::<Export>(&text).unwrap(), idle);
 }
+
+#[test]
+fn a_scrape_moves_only_what_changed() {
+    // An hour of traffic on 4 labels × 3 methods, then a scrape every 5 s (the
+    // dashboard's refresh): each answer carries 5 seconds of points and at most one closed
+    // slot per view, whatever the history holds.
+    let mut sim = Simulation::new();
+    sim.run(START, 3600);
+    let w = Arc::clone(&sim.workers[0]);
+    let full = export(&w, &Since::ALL, 2, 0.0);
+    let full_bytes = serde_json::to_string(&full).unwrap().len();
+    let mut held = full;
+    let mut from = START + 3600;
+    let mut largest = 0;
+    for _ in 0..12 {
+        sim.run(from, 5);
+        from += 5;
+        let next = export(&w, &held.since(), 2, from as f64 - 0.5);
+        largest = largest.max(serde_json::to_string(&next).unwrap().len());
+        held.update(next);
+    }
+    eprintln!("full export {full_bytes} bytes, a 5-second increment at most {largest} bytes");
+    assert!(largest < full_bytes / 20, "{largest} of {full_bytes}");
+    assert!(largest < 24 * 1024, "{largest}");
+}
