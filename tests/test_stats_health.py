@@ -29,12 +29,12 @@ def statsapp(serve, transport, tmp_path):
     return _start
 
 
-def probe(admin: Admin, path: str, method: str = "GET") -> tuple[int, str, dict]:
+def probe(admin: Admin, path: str, method: str = "GET"):
     conn = admin.connection()
     try:
         conn.request(method, path)
         resp = conn.getresponse()
-        return resp.status, resp.read().decode(), dict(resp.headers)
+        return resp.status, resp.read().decode(), resp.headers
     finally:
         conn.close()
 
