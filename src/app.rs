@@ -123,14 +123,13 @@ pub fn load_django(py: Python<'_>) -> Result<Py<PyAny>, Failure> {
 pub fn stand_in(py: Python<'_>, failure: &Failure) -> PyResult<(Py<PyAny>, Vec<String>)> {
     let reload = py.import("ferrule._reload")?;
     let mut files: Vec<String> = reload.call_method0("module_files")?.extract()?;
-    let exc = match &failure.exception {
-        Some(e) => e.value(py).clone().into_any(),
-        None => {
-            let message = failure.error.to_string();
-            py.import("builtins")?
-                .getattr("RuntimeError")?
-                .call1((message,))?
-        }
+    let exc = if let Some(e) = &failure.exception {
+        e.value(py).clone().into_any()
+    } else {
+        let message = failure.error.to_string();
+        py.import("builtins")?
+            .getattr("RuntimeError")?
+            .call1((message,))?
     };
     let named: Vec<String> = reload.call_method1("error_files", (&exc,))?.extract()?;
     files.extend(named);

@@ -243,19 +243,26 @@ pub(crate) fn leave_signals_to_the_runtime(py: Python<'_>) -> Result<(), Error> 
 }
 
 /// Serve the statistics on the admin listener, if there is one, until the token is
-/// cancelled. Call within the runtime.
+/// cancelled: ready (`/readyz`) from now until a signal starts the drain. Call within the
+/// runtime.
 fn start_admin(
     admin: Option<listen::Bound>,
     stats: &Arc<Stats>,
+    stopping: &Arc<OnceLock<Instant>>,
 ) -> (CancellationToken, Option<tokio::task::JoinHandle<()>>) {
     let stop = CancellationToken::new();
     let task = admin.map(|bound| {
         log_info!("Statistics at: {}", bound.url("http"));
-        let source = Arc::clone(stats);
+        let stopping = Arc::clone(stopping);
+        let health: stats::HealthFn = Arc::new(move || match stopping.get() {
+            None => stats::Health::Ready,
+            Some(_) => stats::Health::NotReady("draining: the server is shutting down".into()),
+        });
         let stopped = stop.clone();
         tokio::spawn(stats::admin::serve(
             bound,
-            Arc::new(move || source.snapshot()),
+            stats::admin::local(Arc::clone(stats)),
+            health,
             async move { stopped.cancelled().await },
         ))
     });
@@ -403,7 +410,7 @@ fn serve(
             if let Err(e) = stats.start_ticker() {
                 log_warn!("cannot start the statistics thread; the timeline stays empty: {e}");
             }
-            let (admin_stop, admin_task) = start_admin(admin, &stats);
+            let (admin_stop, admin_task) = start_admin(admin, &stats, &stopping);
             // Only now, with the signal handlers in place: a test or a supervisor may signal
             // as soon as it reads this.
             let serving = Serving {

@@ -1,11 +1,13 @@
-//! The admin listener (`--stats-bind`): `/metrics`, `/stats.json` and the dashboard at `/`.
+//! The admin listener (`--stats-bind`): `/metrics`, `/stats.json`, the dashboard at `/`, and
+//! the probes `/healthz` and `/readyz`.
 //!
 //! Owns its accept loop, its own connection limit and timeouts, the routing and the response
 //! headers. It is apart from the application's listeners on purpose: its connections do not
 //! count against `--max-connections`, a saturated application does not stop a scrape, and it
 //! speaks plain HTTP/1.1 only (no TLS: keep it on localhost or a Unix socket). What the pages
 //! say is `prometheus.rs`'s, `json.rs`'s and `dashboard.rs`'s business; where the
-//! [`Snapshot`] comes from is the caller's (`Stats::snapshot`).
+//! [`Snapshot`] comes from, and whether the server is ready, are the caller's: one process's
+//! [`super::Stats`] ([`local`]), or a master gathering its workers' (`cluster.rs`).
 //!
 //! Building a snapshot and rendering it take a few milliseconds with many labels, so both run
 //! on tokio's blocking pool: the one or two runtime threads that move the application's bytes
@@ -13,6 +15,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,13 +32,42 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{dashboard, json, prometheus, Snapshot};
+use super::{dashboard, json, prometheus, Snapshot, Stats};
 use crate::listen::deadline::{Deadline, Socket};
 use crate::listen::{Bound, Peer};
 use crate::{log_debug, log_warn};
 
-/// Builds a snapshot of the statistics; called once per request to the admin listener.
-pub type SnapshotFn = Arc<dyn Fn() -> Snapshot + Send + Sync>;
+/// Builds a snapshot of the statistics; called once per page asked for (not for the probes).
+/// A future: a master asks its workers first.
+pub type SnapshotFn = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Snapshot> + Send>> + Send + Sync>;
+
+/// Says whether the server is ready; called once per `/readyz`. Must not block.
+pub type HealthFn = Arc<dyn Fn() -> Health + Send + Sync>;
+
+/// What `/readyz` answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// 200 `ready`: send traffic here.
+    Ready,
+    /// 503 `not ready: REASON`: starting, draining, no worker ready…
+    NotReady(String),
+}
+
+/// The snapshot source of one server process: its own statistics, built on the blocking
+/// pool.
+pub fn local(stats: Arc<Stats>) -> SnapshotFn {
+    Arc::new(move || {
+        let stats = Arc::clone(&stats);
+        Box::pin(async move {
+            match tokio::task::spawn_blocking(move || stats.snapshot()).await {
+                Ok(snapshot) => snapshot,
+                // Building a snapshot does not panic; if it ever did, the task's panic is
+                // the server's bug and the page shows it.
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
+        })
+    })
+}
 
 /// Admin connections open at once; more wait in the listen backlog. Arbitrary: a Prometheus
 /// server or two and a few browser tabs need a handful, and 64 bounds what a misbehaving
@@ -51,12 +83,18 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// milliseconds, and shutdown should not wait on a scraper.
 const DRAIN: Duration = Duration::from_secs(1);
 
-/// Serve the statistics on `listener` until `shutdown` resolves; then stop accepting (removing
-/// a Unix socket file), close idle connections, and give requests being answered a second.
-/// Returns at once, after logging why, if the listener cannot be registered with the runtime.
-pub async fn serve(listener: Bound, snapshot: SnapshotFn, shutdown: impl Future<Output = ()>) {
+/// Serve the statistics and probes on `listener` until `shutdown` resolves; then stop
+/// accepting (removing a Unix socket file), close idle connections, and give requests being
+/// answered a second. Returns at once, after logging why, if the listener cannot be
+/// registered with the runtime.
+pub async fn serve(
+    listener: Bound,
+    snapshot: SnapshotFn,
+    health: HealthFn,
+    shutdown: impl Future<Output = ()>,
+) {
     let admin = Admin {
-        snapshot,
+        sources: Sources { snapshot, health },
         stop: CancellationToken::new(),
         tracker: TaskTracker::new(),
         permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
@@ -71,8 +109,14 @@ pub async fn serve(listener: Bound, snapshot: SnapshotFn, shutdown: impl Future<
 }
 
 #[derive(Clone)]
-struct Admin {
+struct Sources {
     snapshot: SnapshotFn,
+    health: HealthFn,
+}
+
+#[derive(Clone)]
+struct Admin {
+    sources: Sources,
     stop: CancellationToken,
     tracker: TaskTracker,
     permits: Arc<Semaphore>,
@@ -143,8 +187,8 @@ impl Admin {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let snapshot = self.snapshot;
-        let service = service_fn(move |req| respond(req, Arc::clone(&snapshot)));
+        let sources = self.sources;
+        let service = service_fn(move |req| respond(req, sources.clone()));
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEAD_TIMEOUT)
@@ -171,16 +215,27 @@ enum Page {
     Dashboard,
 }
 
-impl Page {
-    fn for_path(path: &str) -> Option<Page> {
+/// What a path asks for.
+enum Route {
+    Page(Page),
+    Alive,
+    Ready,
+}
+
+impl Route {
+    fn for_path(path: &str) -> Option<Route> {
         match path {
-            "/metrics" => Some(Page::Metrics),
-            "/stats.json" => Some(Page::Json),
-            "/" => Some(Page::Dashboard),
+            "/metrics" => Some(Route::Page(Page::Metrics)),
+            "/stats.json" => Some(Route::Page(Page::Json)),
+            "/" => Some(Route::Page(Page::Dashboard)),
+            "/healthz" => Some(Route::Alive),
+            "/readyz" => Some(Route::Ready),
             _ => None,
         }
     }
+}
 
+impl Page {
     fn content_type(self) -> &'static str {
         match self {
             Page::Metrics => "text/plain; version=0.0.4; charset=utf-8",
@@ -205,7 +260,7 @@ const DASHBOARD_CSP: &str =
 
 async fn respond(
     req: Request<Incoming>,
-    snapshot: SnapshotFn,
+    sources: Sources,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut resp = plain(
@@ -219,17 +274,32 @@ async fn respond(
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return Ok(resp);
     }
-    let Some(page) = Page::for_path(req.uri().path()) else {
-        return Ok(plain(
-            StatusCode::NOT_FOUND,
-            format!(
-                "not found: {}; the admin listener serves /metrics, /stats.json and the dashboard at /\n",
-                req.uri().path()
-            ),
-        ));
+    let page = match Route::for_path(req.uri().path()) {
+        Some(Route::Page(page)) => page,
+        // The process answers: it is alive (a master answers for itself, whatever its
+        // workers do).
+        Some(Route::Alive) => return Ok(plain(StatusCode::OK, "ok\n".into())),
+        Some(Route::Ready) => {
+            return Ok(match (sources.health)() {
+                Health::Ready => plain(StatusCode::OK, "ready\n".into()),
+                Health::NotReady(why) => {
+                    plain(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n"))
+                }
+            })
+        }
+        None => {
+            return Ok(plain(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "not found: {}; the admin listener serves /metrics, /stats.json, the dashboard at /, /healthz and /readyz\n",
+                    req.uri().path()
+                ),
+            ))
+        }
     };
+    let snapshot = (sources.snapshot)().await;
     // HEAD is rendered too, so its Content-Length is the GET's; hyper sends no body for it.
-    let rendered = tokio::task::spawn_blocking(move || page.render(&snapshot())).await;
+    let rendered = tokio::task::spawn_blocking(move || page.render(&snapshot)).await;
     let body = match rendered {
         Ok(body) => body,
         Err(e) => {
@@ -277,7 +347,7 @@ mod tests {
 
     use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-    use super::{serve, SnapshotFn};
+    use super::{serve, Health, HealthFn, SnapshotFn};
     use crate::config::BindAddr;
     use crate::listen::{bind_all, Bound};
     use crate::stats::fixtures::filled;
@@ -303,9 +373,21 @@ mod tests {
         let counted = Arc::clone(&calls);
         let f: SnapshotFn = Arc::new(move || {
             counted.fetch_add(1, Ordering::Relaxed);
-            filled()
+            Box::pin(async { filled() })
         });
         (f, calls)
+    }
+
+    /// Ready until the flag is set, then draining.
+    fn health(draining: &Arc<std::sync::atomic::AtomicBool>) -> HealthFn {
+        let draining = Arc::clone(draining);
+        Arc::new(move || {
+            if draining.load(Ordering::Relaxed) {
+                Health::NotReady("draining".into())
+            } else {
+                Health::Ready
+            }
+        })
     }
 
     #[tokio::test]
@@ -317,8 +399,9 @@ mod tests {
         };
         let addr = l.local_addr().unwrap();
         let (snapshot, calls) = counting_snapshot();
+        let draining = Arc::default();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(bound.remove(0), snapshot, async {
+        let server = tokio::spawn(serve(bound.remove(0), snapshot, health(&draining), async {
             let _ = stopped.await;
         }));
         let ask = |request: String| async move {
@@ -380,8 +463,32 @@ mod tests {
         s.read_to_string(&mut out).await.unwrap();
         assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 2);
 
-        // A snapshot per page asked for; none for 404 and 405.
-        assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 6);
+        // The probes: alive, ready, then not ready while draining; HEAD too.
+        let r = ask(get("GET", "/healthz")).await;
+        assert!(
+            r.starts_with("HTTP/1.1 200 OK\r\n") && r.ends_with("\r\n\r\nok\n"),
+            "{r}"
+        );
+        let r = ask(get("GET", "/readyz?verbose")).await;
+        assert!(
+            r.starts_with("HTTP/1.1 200 OK\r\n") && r.ends_with("\r\n\r\nready\n"),
+            "{r}"
+        );
+        draining.store(true, Ordering::Relaxed);
+        let r = ask(get("GET", "/readyz")).await;
+        assert!(r.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{r}");
+        assert!(r.ends_with("\r\n\r\nnot ready: draining\n"), "{r}");
+        assert!(r.contains("cache-control: no-store"));
+        let r = ask(get("HEAD", "/healthz")).await;
+        assert!(
+            r.starts_with("HTTP/1.1 200 OK\r\n") && r.ends_with("\r\n\r\n"),
+            "{r}"
+        );
+        let r = ask(get("GET", "/healthz")).await;
+        assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
+
+        // A snapshot per page asked for; none for the probes, 404 and 405.
+        assert_eq!(calls.load(Ordering::Relaxed), 6);
         stop.send(()).unwrap();
         server.await.unwrap();
         assert!(tokio::net::TcpStream::connect(addr).await.is_err());
@@ -394,12 +501,20 @@ mod tests {
         let mut bound = bind_all(&[BindAddr::Unix(path.clone())], 0o600).unwrap();
         let (snapshot, _) = counting_snapshot();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(bound.remove(0), snapshot, async {
-            let _ = stopped.await;
-        }));
+        let server = tokio::spawn(serve(
+            bound.remove(0),
+            snapshot,
+            health(&Arc::default()),
+            async {
+                let _ = stopped.await;
+            },
+        ));
         let s = tokio::net::UnixStream::connect(&path).await.unwrap();
         let r = exchange(s, &get("GET", "/metrics")).await;
         assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
+        let s = tokio::net::UnixStream::connect(&path).await.unwrap();
+        let r = exchange(s, &get("GET", "/readyz")).await;
+        assert!(r.ends_with("\r\n\r\nready\n"), "{r}");
 
         // An idle keep-alive connection does not hold shutdown up.
         let mut idle = tokio::net::UnixStream::connect(&path).await.unwrap();

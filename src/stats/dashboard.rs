@@ -1,8 +1,9 @@
 //! `/`: the dashboard, one self-contained HTML page built from a [`Snapshot`].
 //!
-//! Owns what the page shows and in which order: the gauges, the timelines (last 15 minutes
-//! from `seconds`, last 24 hours from `minutes`), thread-pool utilization, a latency
-//! histogram per busy view, the slowest-views and in-flight tables. The charts themselves
+//! Owns what the page shows and in which order: the gauges, the worker processes (with
+//! `--workers`), the timelines (last 15 minutes from `seconds`, last 24 hours from
+//! `minutes`), thread-pool utilization, a latency histogram per busy view, the slowest-views
+//! and in-flight tables. The charts themselves
 //! (geometry, colours, escaping) are `svg.rs`'s; serving the page is `admin.rs`'s.
 //!
 //! No script, no external asset: the page refreshes itself every 5 seconds and works
@@ -54,6 +55,7 @@ pub fn render(s: &Snapshot) -> String {
         clock(s.time)
     );
     gauges(&mut page, s);
+    workers(&mut page, s);
     timelines(&mut page, s);
     histograms(&mut page, s);
     slowest(&mut page, s);
@@ -69,6 +71,16 @@ fn gauges(page: &mut String, s: &Snapshot) {
         format!("{} past the label limit", s.totals.labels_overflowed)
     } else {
         "since start".into()
+    };
+    let memory = if s.workers.is_empty() {
+        ("memory", bytes(s.rss_bytes), "resident".into())
+    } else {
+        let all = s.rss_bytes + s.workers.iter().map(|w| w.rss_bytes).sum::<u64>();
+        (
+            "memory",
+            bytes(all),
+            format!("resident, {} processes", s.workers.len() + 1),
+        )
     };
     page.push_str(r#"<section class="gauges" id="gauges">"#);
     for (name, value, note) in [
@@ -87,7 +99,7 @@ fn gauges(page: &mut String, s: &Snapshot) {
         ("work : sleep", ratio, "last minute".into()),
         ("requests", s.totals.requests.to_string(), overflowed),
         ("uptime", uptime(s.uptime), String::new()),
-        ("memory", bytes(s.rss_bytes), "resident".into()),
+        memory,
     ] {
         let _ = write!(
             page,
@@ -97,6 +109,30 @@ fn gauges(page: &mut String, s: &Snapshot) {
         );
     }
     page.push_str("</section>");
+}
+
+/// With `--workers`: a row per worker process.
+fn workers(page: &mut String, s: &Snapshot) {
+    if s.workers.is_empty() {
+        return;
+    }
+    page.push_str(r#"<h2>Workers</h2><table id="workers"><tr><th>pid</th><th class="l">state</th><th>up</th><th>requests</th><th>requests/s</th><th>threads busy</th><th>memory</th><th>restarts</th></tr>"#);
+    for w in &s.workers {
+        let _ = write!(
+            page,
+            r#"<tr><td>{}</td><td class="l">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td><td>{}</td><td>{}</td></tr>"#,
+            w.pid,
+            w.state.name(),
+            uptime(s.time - w.started_unix),
+            w.requests,
+            number(w.requests_per_second),
+            w.busy_threads,
+            w.threads,
+            bytes(w.rss_bytes),
+            w.restarts,
+        );
+    }
+    page.push_str("</table>");
 }
 
 /// The 15-minute and 24-hour timelines and the thread-pool chart.
@@ -357,15 +393,25 @@ fn in_flight(page: &mut String, s: &Snapshot) {
         page.push_str(r#"<p class="empty" id="in-flight">No requests in flight.</p>"#);
         return;
     }
-    page.push_str(r#"<table id="in-flight"><tr><th class="l">id</th><th class="l">view</th><th class="l">method</th><th class="l">path</th><th class="l">state</th><th>elapsed</th><th>asleep</th></tr>"#);
+    let by_worker = !s.workers.is_empty();
+    page.push_str(r#"<table id="in-flight"><tr><th class="l">id</th>"#);
+    if by_worker {
+        page.push_str("<th>worker</th>");
+    }
+    page.push_str(r#"<th class="l">view</th><th class="l">method</th><th class="l">path</th><th class="l">state</th><th>elapsed</th><th>asleep</th></tr>"#);
     for r in s.in_flight.iter().take(IN_FLIGHT_ROWS) {
         let path: String = r.path.chars().take(PATH_CHARS).collect();
         let cut = if path.len() < r.path.len() { "…" } else { "" };
         let path = escape(&path);
         let _ = write!(
             page,
-            r#"<tr><td class="l">{}</td><td class="l">{}</td><td class="l">{}</td><td class="l" title="{path}">{path}{cut}</td><td class="l">{}</td><td>{}</td><td>{}</td></tr>"#,
+            r#"<tr><td class="l">{}</td>{}<td class="l">{}</td><td class="l">{}</td><td class="l" title="{path}">{path}{cut}</td><td class="l">{}</td><td>{}</td><td>{}</td></tr>"#,
             escape(&r.id),
+            if by_worker {
+                format!("<td>{}</td>", r.pid)
+            } else {
+                String::new()
+            },
             escape(&r.label),
             escape(&r.method),
             escape(r.state),
@@ -419,7 +465,7 @@ fn bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::{clock, display_bin, render, uptime};
-    use crate::stats::fixtures::{empty, filled};
+    use crate::stats::fixtures::{empty, filled, with_workers};
 
     fn clean(page: &str) {
         assert!(page.starts_with("<!DOCTYPE html>"));
@@ -480,6 +526,29 @@ mod tests {
         let slowest = page.split(r#"<table id="slowest">"#).nth(1).unwrap();
         let first = slowest.find("api:users").unwrap();
         assert!(first < slowest.find("static").unwrap());
+    }
+
+    #[test]
+    fn a_master_shows_its_workers() {
+        let page = render(&filled());
+        assert!(!page.contains("Workers") && !page.contains("<th>worker</th>"));
+        let page = render(&with_workers());
+        clean(&page);
+        let table = page.split(r#"<table id="workers">"#).nth(1).unwrap();
+        let table = table.split("</table>").next().unwrap();
+        assert_eq!(table.matches("<tr>").count(), 4);
+        for needle in [
+            r#"<td>101</td><td class="l">ready</td><td>2 h 46 min</td><td>9000</td><td>9</td>"#,
+            r#"<td class="l">draining</td>"#,
+            r#"<td class="l">starting</td>"#,
+            "<td>3 / 8</td><td>70 MiB</td><td>0</td>",
+            "<td>1</td></tr>",
+        ] {
+            assert!(table.contains(needle), "missing {needle} in {table}");
+        }
+        // The in-flight table says which worker runs each request; memory is every process's.
+        assert!(page.contains("<th>worker</th>") && page.contains("<td>4243</td>"));
+        assert!(page.contains("200 MiB") && page.contains("resident, 4 processes"));
     }
 
     #[test]

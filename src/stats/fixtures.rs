@@ -1,8 +1,9 @@
 //! Snapshots for the exports' tests: one full of data (with every character that needs
-//! escaping), one of a server that has just started.
+//! escaping), one of a server that has just started, one of a master with three workers.
 
 use super::snapshot::{
     Gauges, Histogram, InFlight, MethodStats, Point, Quantiles, Snapshot, Totals, View, Window,
+    WorkerRow, WorkerState,
 };
 
 fn histogram(buckets: &[(usize, u64)], sum: f64) -> Histogram {
@@ -112,6 +113,7 @@ pub fn filled() -> Snapshot {
         ],
         in_flight: vec![
             InFlight {
+                pid: 4243,
                 id: "abc123".into(),
                 label: "api:users".into(),
                 method: "GET".into(),
@@ -121,6 +123,7 @@ pub fn filled() -> Snapshot {
                 asleep: 0.75,
             },
             InFlight {
+                pid: 4243,
                 id: "<b>id</b>".into(),
                 label: "<script>alert(2)</script>".into(),
                 method: "P\"OST".into(),
@@ -132,6 +135,7 @@ pub fn filled() -> Snapshot {
         ],
         seconds,
         minutes,
+        workers: vec![],
     }
 }
 
@@ -149,5 +153,29 @@ pub fn empty() -> Snapshot {
         in_flight: vec![],
         seconds: vec![],
         minutes: vec![],
+        workers: vec![],
+    }
+}
+
+/// A master's: `filled()`'s numbers, and three workers, one in each state.
+pub fn with_workers() -> Snapshot {
+    let row = |pid, state, requests, rss_bytes| WorkerRow {
+        pid,
+        state,
+        started_unix: 1_699_990_000.5,
+        requests,
+        requests_per_second: requests as f64 / 1000.0,
+        busy_threads: 3,
+        threads: 8,
+        rss_bytes,
+        restarts: u32::from(pid == 103),
+    };
+    Snapshot {
+        workers: vec![
+            row(101, WorkerState::Ready, 9000, 62_914_560),
+            row(102, WorkerState::Draining, 3345, 73_400_320),
+            row(103, WorkerState::Starting, 0, 20_971_520),
+        ],
+        ..filled()
     }
 }

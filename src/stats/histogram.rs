@@ -9,6 +9,8 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use serde::{Deserialize, Serialize};
+
 use super::snapshot::{self, Quantiles, PROM_BUCKETS};
 
 /// Bins of a fine histogram: values below 8 µs get one bin each, then eight per power of two
@@ -128,10 +130,6 @@ impl Default for Counts {
 }
 
 impl Counts {
-    pub fn total(&self) -> u64 {
-        self.bins.iter().sum()
-    }
-
     pub fn add(&mut self, other: &Counts) {
         for (a, b) in self.bins.iter_mut().zip(&other.bins) {
             *a += b;
@@ -144,39 +142,6 @@ impl Counts {
             self.bins[usize::from(bin)] += u64::from(n);
         }
         self.max_us = self.max_us.max(other.max_us);
-    }
-
-    /// The value below which a fraction `q` of the observations fall, in seconds: the bin
-    /// holding that rank, interpolated linearly inside it, and never above the maximum seen.
-    pub fn quantile(&self, q: f64) -> f64 {
-        let total = self.total();
-        if total == 0 {
-            return 0.0;
-        }
-        let rank = (q * total as f64).ceil().max(1.0);
-        let mut below = 0u64;
-        for (bin, &n) in self.bins.iter().enumerate() {
-            if n == 0 {
-                continue;
-            }
-            if (below + n) as f64 >= rank {
-                let (low, high) = fine_range(bin);
-                let within = (rank - below as f64) / n as f64;
-                let us = low as f64 + within * (high - low) as f64;
-                return us.min(self.max_us as f64) / 1e6;
-            }
-            below += n;
-        }
-        self.max_us as f64 / 1e6
-    }
-
-    pub fn quantiles(&self) -> Quantiles {
-        Quantiles {
-            p50: self.quantile(0.5),
-            p90: self.quantile(0.9),
-            p99: self.quantile(0.99),
-            max: self.max_us as f64 / 1e6,
-        }
     }
 
     /// The non-empty bins, for keeping in a ring.
@@ -192,27 +157,122 @@ impl Counts {
             max_us: self.max_us,
         }
     }
+}
 
-    /// (upper bound in seconds, count) of every non-empty bin.
-    pub fn bins_in_seconds(&self) -> Vec<(f64, u64)> {
-        self.bins
-            .iter()
-            .enumerate()
-            .filter(|(_, &n)| n > 0)
-            .map(|(bin, &n)| (fine_range(bin).1 as f64 / 1e6, n))
-            .collect()
+/// The value below which a fraction `q` of the observations in `bins` (bin, count) fall, in
+/// seconds: the bin holding that rank, interpolated linearly inside it, and never above the
+/// maximum seen. `bins` is called twice (a total, then the walk), lowest bin first.
+fn quantile<I: Iterator<Item = (usize, u64)>>(bins: impl Fn() -> I, max_us: u64, q: f64) -> f64 {
+    let total: u64 = bins().map(|(_, n)| n).sum();
+    if total == 0 {
+        return 0.0;
+    }
+    let rank = (q * total as f64).ceil().max(1.0);
+    let mut below = 0u64;
+    for (bin, n) in bins() {
+        if n == 0 {
+            continue;
+        }
+        if (below + n) as f64 >= rank {
+            let (low, high) = fine_range(bin);
+            let within = (rank - below as f64) / n as f64;
+            let us = low as f64 + within * (high - low) as f64;
+            return us.min(max_us as f64) / 1e6;
+        }
+        below += n;
+    }
+    max_us as f64 / 1e6
+}
+
+fn quantiles<I: Iterator<Item = (usize, u64)>>(bins: impl Fn() -> I, max_us: u64) -> Quantiles {
+    Quantiles {
+        p50: quantile(&bins, max_us, 0.5),
+        p90: quantile(&bins, max_us, 0.9),
+        p99: quantile(&bins, max_us, 0.99),
+        max: max_us as f64 / 1e6,
     }
 }
 
-/// A fine histogram's non-empty bins; what a history slot keeps (most views' latencies
-/// cluster in a few bins).
-#[derive(Clone, Default, Debug)]
+/// A fine histogram's non-empty bins, lowest first; what a history slot and a timeline point
+/// keep (most views' latencies cluster in a few bins), and what an export carries to the
+/// master (serialized as `[[bin, count], …]`).
+#[derive(Clone, Default, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sparse {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     bins: Vec<(u8, u32)>,
+    #[serde(default, skip_serializing_if = "is_zero")]
     max_us: u64,
 }
 
+// serde's `skip_serializing_if` takes a reference.
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 impl Sparse {
+    pub fn total(&self) -> u64 {
+        self.bins.iter().map(|&(_, n)| u64::from(n)).sum()
+    }
+
+    fn pairs(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        self.bins
+            .iter()
+            .map(|&(bin, n)| (usize::from(bin), u64::from(n)))
+    }
+
+    pub fn quantile(&self, q: f64) -> f64 {
+        quantile(|| self.pairs(), self.max_us, q)
+    }
+
+    pub fn quantiles(&self) -> Quantiles {
+        quantiles(|| self.pairs(), self.max_us)
+    }
+
+    /// Add `other`'s counts (a merge of two sorted lists; counts saturate).
+    pub fn add(&mut self, other: &Sparse) {
+        self.max_us = self.max_us.max(other.max_us);
+        if other.bins.is_empty() {
+            return;
+        }
+        let mut out = Vec::with_capacity(self.bins.len() + other.bins.len());
+        let (mut a, mut b) = (
+            self.bins.iter().copied().peekable(),
+            other.bins.iter().copied().peekable(),
+        );
+        loop {
+            let next = match (a.peek().copied(), b.peek().copied()) {
+                (Some(x), Some(y)) if x.0 == y.0 => {
+                    a.next();
+                    b.next();
+                    (x.0, x.1.saturating_add(y.1))
+                }
+                (Some(x), Some(y)) if x.0 < y.0 => {
+                    a.next();
+                    x
+                }
+                (_, Some(y)) => {
+                    b.next();
+                    y
+                }
+                (Some(x), None) => {
+                    a.next();
+                    x
+                }
+                (None, None) => break,
+            };
+            out.push(next);
+        }
+        self.bins = out;
+    }
+
+    /// (upper bound in seconds, count) of every non-empty bin.
+    pub fn bins_in_seconds(&self) -> Vec<(f64, u64)> {
+        self.pairs()
+            .map(|(bin, n)| (fine_range(bin).1 as f64 / 1e6, n))
+            .collect()
+    }
+
     #[cfg(test)]
     /// Heap bytes held, for the memory bound.
     pub fn heap_bytes(&self) -> usize {
@@ -271,6 +331,7 @@ mod tests {
         }
         let mut counts = Counts::default();
         fine.drain_into(&mut counts);
+        let counts = counts.sparse();
         for (q, want) in [(0.5, 0.5), (0.9, 0.9), (0.99, 0.99)] {
             let got = counts.quantile(q);
             assert!((got - want).abs() / want < 1.0 / 16.0, "q{q}: {got}");
@@ -279,7 +340,7 @@ mod tests {
         // Drained: the atomic side is empty again.
         let mut again = Counts::default();
         fine.drain_into(&mut again);
-        assert_eq!(again.total(), 0);
+        assert_eq!(again.sparse().total(), 0);
     }
 
     #[test]
@@ -287,12 +348,26 @@ mod tests {
         let mut counts = Counts::default();
         counts.bins[fine_bin(50_000)] = 20;
         counts.max_us = 50_400;
-        let q = counts.quantiles();
+        let q = counts.sparse().quantiles();
         assert!(q.p50 > 0.0466 && q.p50 <= 0.0504, "{q:?}");
         assert!(q.p99 <= 0.0504);
         let mut merged = Counts::default();
         merged.add_sparse(&counts.sparse());
         assert_eq!(merged, counts);
-        assert!(Counts::default().quantiles().p99.abs() < f64::EPSILON);
+        assert!(Sparse::default().quantiles().p99.abs() < f64::EPSILON);
+        // Sparse sums: disjoint and shared bins, and the larger maximum.
+        let mut a = Counts::default();
+        a.bins[3] = 2;
+        a.bins[40] = 1;
+        a.max_us = 10;
+        let mut b = Counts::default();
+        b.bins[40] = 5;
+        b.bins[41] = 1;
+        b.bins[0] = 7;
+        b.max_us = 99;
+        let mut sum = a.sparse();
+        sum.add(&b.sparse());
+        a.add(&b);
+        assert_eq!(sum, a.sparse());
     }
 }

@@ -2,15 +2,19 @@
 //! second.
 //!
 //! Each tick receives what every series recorded since the previous one ([`Tick`]) and
-//! folds it into: a point per second for the last 15 minutes; a point per minute for the last
-//! 24 hours (percentiles computed from the minute's merged histogram, not averaged); and per
-//! view, 10-second slots of sparse fine histograms for the last 15 minutes, from which the 1,
-//! 5 and 15 minute windows are read. Every ring has a fixed capacity, so memory stays bounded
-//! however long the server runs. Time is passed in (Unix seconds), never read here, so the
-//! bounds are tested with a simulated clock.
+//! folds it into: an [`Interval`] per second for the last 15 minutes; one per minute for the
+//! last 24 hours; and per view, 10-second [`Slot`]s of sparse fine histograms for the last
+//! 15 minutes, from which the 1, 5 and 15 minute windows are read. Intervals and slots keep
+//! histograms, not percentiles, so those of several worker processes add up exactly
+//! (`export.rs`), and a minute's percentiles come from its merged histogram, not from
+//! averaged seconds. Every ring has a fixed capacity, so memory stays bounded however long
+//! the server runs. Time is passed in (Unix seconds), never read here, so the bounds are
+//! tested with a simulated clock.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 use super::histogram::{Counts, Sparse};
 use super::series::TickCounts;
@@ -23,7 +27,7 @@ pub const MINUTES_KEPT: usize = 24 * 60;
 /// Length of a view's window slot, in seconds: windows are this coarse at their old end.
 pub const SLOT: i64 = 10;
 /// Slots kept per view: 15 minutes.
-const SLOTS_KEPT: usize = (15 * 60 / SLOT) as usize;
+pub const SLOTS_KEPT: usize = (15 * 60 / SLOT) as usize;
 
 /// What one tick brings.
 pub struct Tick {
@@ -41,11 +45,70 @@ pub struct Tick {
 
 #[derive(Default)]
 pub struct History {
-    seconds: VecDeque<Point>,
-    minutes: VecDeque<Point>,
+    seconds: VecDeque<Interval>,
+    minutes: VecDeque<Interval>,
     minute: Option<Accumulator>,
     views: HashMap<Arc<str>, ViewRing>,
     last: Option<(i64, f64, f64)>,
+}
+
+/// One second or minute of the timeline, in a form that adds up across processes: counts and
+/// histograms rather than percentiles. [`Interval::point`] is what the exports show.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    /// Unix time of the interval's start, in seconds.
+    pub time: i64,
+    pub requests: u64,
+    pub errors: u64,
+    pub cancelled: u64,
+    /// Average worker threads holding a request over the interval.
+    pub busy: f64,
+    /// Average worker threads asleep in async waits over the interval.
+    pub asleep: f64,
+    /// At the end of the interval.
+    pub threads: usize,
+    pub queue_depth: usize,
+    pub processing: Sparse,
+    pub queue: Sparse,
+}
+
+impl Interval {
+    fn empty(time: i64, threads: usize, queue_depth: usize) -> Self {
+        Self {
+            time,
+            threads,
+            queue_depth,
+            ..Self::default()
+        }
+    }
+
+    /// Add another process's interval of the same time.
+    pub fn add(&mut self, other: &Interval) {
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.cancelled += other.cancelled;
+        self.busy += other.busy;
+        self.asleep += other.asleep;
+        self.threads += other.threads;
+        self.queue_depth += other.queue_depth;
+        self.processing.add(&other.processing);
+        self.queue.add(&other.queue);
+    }
+
+    pub fn point(&self) -> Point {
+        Point {
+            time: self.time,
+            requests: self.requests,
+            errors: self.errors,
+            cancelled: self.cancelled,
+            processing: self.processing.quantiles(),
+            queue_p99: self.queue.quantile(0.99),
+            busy: self.busy,
+            asleep: self.asleep,
+            threads: self.threads,
+            queue_depth: self.queue_depth,
+        }
+    }
 }
 
 /// The minute in progress.
@@ -80,19 +143,19 @@ impl Accumulator {
         }
     }
 
-    fn point(&self) -> Point {
+    fn interval(&self) -> Interval {
         let seconds = f64::from(self.seconds.max(1));
-        Point {
+        Interval {
             time: self.start,
             requests: self.requests,
             errors: self.errors,
             cancelled: self.cancelled,
-            processing: self.processing.quantiles(),
-            queue_p99: self.queue.quantile(0.99),
             busy: self.busy / seconds,
             asleep: self.asleep / seconds,
             threads: self.threads,
             queue_depth: self.queue_depth,
+            processing: self.processing.sparse(),
+            queue: self.queue.sparse(),
         }
     }
 }
@@ -104,26 +167,20 @@ struct ViewRing {
     current: Option<(i64, TickCounts)>,
 }
 
-struct Slot {
-    start: i64,
-    queue: Sparse,
-    processing: Sparse,
-    asleep: Sparse,
-    requests: u64,
-    errors: u64,
-    cancelled: u64,
+/// Ten seconds of one view: what its windows are read from.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Slot {
+    /// Unix time of the slot's start, a multiple of [`SLOT`].
+    pub start: i64,
+    pub queue: Sparse,
+    pub processing: Sparse,
+    pub asleep: Sparse,
+    pub requests: u64,
+    pub errors: u64,
+    pub cancelled: u64,
 }
 
 impl Slot {
-    fn add_to(&self, acc: &mut TickCounts) {
-        acc.queue.add_sparse(&self.queue);
-        acc.processing.add_sparse(&self.processing);
-        acc.asleep.add_sparse(&self.asleep);
-        acc.requests += self.requests;
-        acc.errors += self.errors;
-        acc.cancelled += self.cancelled;
-    }
-
     fn new(start: i64, counts: &TickCounts) -> Self {
         Self {
             start,
@@ -135,12 +192,76 @@ impl Slot {
             cancelled: counts.cancelled,
         }
     }
+
+    /// Add another process's slot of the same start.
+    pub fn add(&mut self, other: &Slot) {
+        self.queue.add(&other.queue);
+        self.processing.add(&other.processing);
+        self.asleep.add(&other.asleep);
+        self.requests += other.requests;
+        self.errors += other.errors;
+        self.cancelled += other.cancelled;
+    }
 }
 
 /// A view's windows and its processing-time distribution over 15 minutes.
 pub struct ViewWindows {
     pub windows: [Window; 3],
     pub histogram: Vec<(f64, u64)>,
+}
+
+/// The windows ending at `now` of a view's slots, given newest first.
+pub fn windows<'a>(newest_first: impl Iterator<Item = &'a Slot>, now: i64) -> ViewWindows {
+    let mut acc = Slot::default();
+    let mut windows = [Window::default(); 3];
+    let mut slots = newest_first.peekable();
+    for (window, minutes) in windows.iter_mut().zip(WINDOWS) {
+        let since = now - i64::from(minutes) * 60;
+        while let Some(slot) = slots.next_if(|s| s.start + SLOT > since) {
+            acc.add(slot);
+        }
+        *window = Window {
+            minutes,
+            requests: acc.requests,
+            errors: acc.errors,
+            cancelled: acc.cancelled,
+            queue: acc.queue.quantiles(),
+            processing: acc.processing.quantiles(),
+            asleep: acc.asleep.quantiles(),
+        };
+    }
+    ViewWindows {
+        windows,
+        histogram: acc.processing.bins_in_seconds(),
+    }
+}
+
+/// Where an export starts: it carries only the timeline points and closed slots newer than
+/// these (points and closed slots never change once made, so the master asks each worker
+/// only for what it has not seen). [`Since::ALL`] asks for everything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Since {
+    /// The newest one-second point already held.
+    pub seconds: i64,
+    /// The newest one-minute point already held.
+    pub minutes: i64,
+    /// The start of the newest closed slot already held (slots close in order of start,
+    /// across every view).
+    pub slots: i64,
+}
+
+impl Since {
+    pub const ALL: Since = Since {
+        seconds: i64::MIN,
+        minutes: i64::MIN,
+        slots: i64::MIN,
+    };
+}
+
+impl Default for Since {
+    fn default() -> Self {
+        Self::ALL
+    }
 }
 
 impl History {
@@ -163,12 +284,7 @@ impl History {
         // empty points, at most a ring's worth.
         for missed in (now - elapsed..now - 1).skip((elapsed as usize).saturating_sub(SECONDS_KEPT))
         {
-            self.push_second(Point {
-                time: missed,
-                threads,
-                queue_depth,
-                ..Point::default()
-            });
+            self.push_second(Interval::empty(missed, threads, queue_depth));
         }
         let mut all = TickCounts::default();
         for (label, counts) in labels {
@@ -176,46 +292,38 @@ impl History {
             self.views.entry(label).or_default().add(now, &counts);
         }
         let interval = elapsed as f64;
-        let point = Point {
+        self.push_second(Interval {
             time: now - 1,
             requests: all.requests,
             errors: all.errors,
             cancelled: all.cancelled,
-            processing: all.processing.quantiles(),
-            queue_p99: all.queue.quantile(0.99),
             busy: (busy_seconds - last_busy).max(0.0) / interval,
             asleep: (asleep_seconds - last_asleep).max(0.0) / interval,
             threads,
             queue_depth,
-        };
-        self.push_second(point);
-        if let Some(acc) = &mut self.minute {
-            acc.processing.add(&all.processing);
-            acc.queue.add(&all.queue);
-        }
+            processing: all.processing.sparse(),
+            queue: all.queue.sparse(),
+        });
         for ring in self.views.values_mut() {
             ring.roll(now);
         }
     }
 
-    fn push_second(&mut self, point: Point) {
-        let start = point.time - point.time.rem_euclid(60);
+    fn push_second(&mut self, second: Interval) {
+        let start = second.time - second.time.rem_euclid(60);
         match &self.minute {
             Some(acc) if acc.start == start => {}
             _ => {
                 if let Some(done) = self.minute.take() {
                     let done_start = done.start;
-                    push_bounded(&mut self.minutes, done.point(), MINUTES_KEPT);
+                    push_bounded(&mut self.minutes, done.interval(), MINUTES_KEPT);
                     // Minutes with no tick at all (the server stalled) get empty points, the
                     // last day's worth at most.
                     let first = (done_start + 60).max(start - 60 * MINUTES_KEPT as i64);
                     for missed in (first..start).step_by(60) {
                         push_bounded(
                             &mut self.minutes,
-                            Point {
-                                time: missed,
-                                ..Point::default()
-                            },
+                            Interval::empty(missed, 0, 0),
                             MINUTES_KEPT,
                         );
                     }
@@ -224,24 +332,29 @@ impl History {
             }
         }
         if let Some(acc) = &mut self.minute {
-            acc.requests += point.requests;
-            acc.errors += point.errors;
-            acc.cancelled += point.cancelled;
-            acc.busy += point.busy;
-            acc.asleep += point.asleep;
+            acc.requests += second.requests;
+            acc.errors += second.errors;
+            acc.cancelled += second.cancelled;
+            acc.busy += second.busy;
+            acc.asleep += second.asleep;
             acc.seconds += 1;
-            acc.threads = point.threads;
-            acc.queue_depth = point.queue_depth;
+            acc.threads = second.threads;
+            acc.queue_depth = second.queue_depth;
+            acc.processing.add_sparse(&second.processing);
+            acc.queue.add_sparse(&second.queue);
         }
-        push_bounded(&mut self.seconds, point, SECONDS_KEPT);
+        push_bounded(&mut self.seconds, second, SECONDS_KEPT);
     }
 
-    pub fn seconds(&self) -> Vec<Point> {
-        self.seconds.iter().copied().collect()
+    /// The one-second intervals newer than `after`, oldest first.
+    pub fn seconds(&self, after: i64) -> Vec<Interval> {
+        newer(&self.seconds, after)
     }
 
-    pub fn minutes(&self) -> Vec<Point> {
-        self.minutes.iter().copied().collect()
+    /// The one-minute intervals newer than `after`, oldest first (the minute in progress is
+    /// not included).
+    pub fn minutes(&self, after: i64) -> Vec<Interval> {
+        newer(&self.minutes, after)
     }
 
     /// Requests finished over the last `seconds` one-second points, and how many points
@@ -254,60 +367,34 @@ impl History {
             .fold((0, 0), |(r, n), p| (r + p.requests, n + 1))
     }
 
-    /// The last 60 one-second points: (busy thread-seconds, asleep thread-seconds).
-    pub fn last_minute_busy_asleep(&self) -> (f64, f64) {
-        self.seconds
-            .iter()
-            .rev()
-            .take(60)
-            .fold((0.0, 0.0), |(b, a), p| (b + p.busy, a + p.asleep))
+    /// A view's closed slots that started after `after`, oldest first, and the slot being
+    /// filled.
+    pub fn slots(&self, label: &str, after: i64) -> (Vec<Slot>, Option<Slot>) {
+        let Some(ring) = self.views.get(label) else {
+            return (Vec::new(), None);
+        };
+        let skip = ring.slots.partition_point(|s| s.start <= after);
+        let closed = ring.slots.range(skip..).cloned().collect();
+        let current = ring
+            .current
+            .as_ref()
+            .map(|(start, counts)| Slot::new(*start, counts));
+        (closed, current)
     }
 
-    /// A view's windows as of `now`; `None` for a label with nothing in 15 minutes.
+    #[cfg(test)]
+    /// A view's windows as of `now`; `None` for a label never seen.
     pub fn windows(&self, label: &str, now: i64) -> Option<ViewWindows> {
         let ring = self.views.get(label)?;
-        let mut acc = TickCounts::default();
-        let mut windows = [Window::default(); 3];
-        // Newest first: the slot being filled, then the closed ones.
-        let mut slots = ring
-            .current
-            .iter()
-            .map(|(start, counts)| (*start, Some(counts), None))
-            .chain(ring.slots.iter().rev().map(|s| (s.start, None, Some(s))))
-            .peekable();
-        for (window, minutes) in windows.iter_mut().zip(WINDOWS) {
-            let since = now - i64::from(minutes) * 60;
-            while let Some((_, current, closed)) =
-                slots.next_if(|(start, ..)| *start + SLOT > since)
-            {
-                if let Some(counts) = current {
-                    acc.add(counts);
-                }
-                if let Some(slot) = closed {
-                    slot.add_to(&mut acc);
-                }
-            }
-            *window = Window {
-                minutes,
-                requests: acc.requests,
-                errors: acc.errors,
-                cancelled: acc.cancelled,
-                queue: acc.queue.quantiles(),
-                processing: acc.processing.quantiles(),
-                asleep: acc.asleep.quantiles(),
-            };
-        }
-        Some(ViewWindows {
-            windows,
-            histogram: acc.processing.bins_in_seconds(),
-        })
+        let current = ring.current.as_ref().map(|(s, c)| Slot::new(*s, c));
+        Some(windows(current.iter().chain(ring.slots.iter().rev()), now))
     }
 
     #[cfg(test)]
     /// Bytes held by the rings, for the memory bound (an estimate: capacities, not the
     /// allocator's real footprint).
     pub fn heap_bytes(&self) -> usize {
-        let point = std::mem::size_of::<Point>();
+        let interval = |i: &Interval| i.processing.heap_bytes() + i.queue.heap_bytes();
         let views: usize = self
             .views
             .values()
@@ -326,8 +413,20 @@ impl History {
                         .map_or(0, |_| std::mem::size_of::<TickCounts>())
             })
             .sum();
-        (self.seconds.capacity() + self.minutes.capacity()) * point + views
+        (self.seconds.capacity() + self.minutes.capacity()) * std::mem::size_of::<Interval>()
+            + self
+                .seconds
+                .iter()
+                .chain(&self.minutes)
+                .map(interval)
+                .sum::<usize>()
+            + views
     }
+}
+
+fn newer(ring: &VecDeque<Interval>, after: i64) -> Vec<Interval> {
+    let skip = ring.partition_point(|i| i.time <= after);
+    ring.range(skip..).cloned().collect()
 }
 
 impl ViewRing {
@@ -465,25 +564,29 @@ mod tests {
                 vec![(Arc::from("v"), counts(20, 2))],
             );
         }
-        let last = history.seconds().last().copied().unwrap();
+        let last = history.seconds(i64::MIN).last().unwrap().point();
         assert_eq!((last.requests, last.threads), (2, 4));
         assert!((last.busy - 0.5).abs() < 1e-9 && (last.asleep - 0.25).abs() < 1e-9);
         // The first tick's point belongs to the minute before `start`; the minute from
         // `start + 120` is still in progress.
-        let minutes = history.minutes();
+        let minutes: Vec<Point> = history
+            .minutes(i64::MIN)
+            .iter()
+            .map(Interval::point)
+            .collect();
         assert_eq!(minutes.len(), 3);
         assert_eq!(minutes[2].time, start + 60);
         assert_eq!(minutes[2].requests, 120);
         assert!((minutes[2].processing.p50 - 0.02).abs() < 0.002);
         // A stall of 100 s leaves empty points, not a hole.
         tick(&mut history, start + 225, vec![]);
-        let seconds = history.seconds();
+        let seconds = history.seconds(i64::MIN);
         assert_eq!(seconds.len(), 226);
         assert!(seconds.windows(2).all(|p| p[1].time == p[0].time + 1));
         // An hour's stall: the minutes stay in order, one a minute.
         tick(&mut history, start + 225 + 3600, vec![]);
         tick(&mut history, start + 225 + 3660, vec![]);
-        let minutes = history.minutes();
+        let minutes = history.minutes(i64::MIN);
         assert!(
             minutes.windows(2).all(|p| p[1].time == p[0].time + 60),
             "{minutes:?}"

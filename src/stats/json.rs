@@ -17,7 +17,7 @@ mod tests {
     use serde_json::Value;
 
     use super::render;
-    use crate::stats::fixtures::{empty, filled};
+    use crate::stats::fixtures::{empty, filled, with_workers};
 
     #[test]
     fn parses_back_with_every_key() {
@@ -34,6 +34,7 @@ mod tests {
             "in_flight",
             "seconds",
             "minutes",
+            "workers",
         ] {
             assert!(v.get(key).is_some(), "missing {key}");
         }
@@ -50,6 +51,29 @@ mod tests {
         assert_eq!(v["seconds"].as_array().unwrap().len(), 300);
         // Strings from clients come back as they were.
         assert_eq!(v["in_flight"][1]["path"], "/x?<img src=x onerror=alert(3)>");
+    }
+
+    #[test]
+    fn a_master_lists_its_workers() {
+        let v: Value = serde_json::from_str(&render(&filled())).unwrap();
+        assert_eq!(v["workers"], serde_json::json!([]));
+        assert_eq!(v["in_flight"][0]["pid"], 4243);
+        let v: Value = serde_json::from_str(&render(&with_workers())).unwrap();
+        assert_eq!(
+            v["workers"][0],
+            serde_json::json!({
+                "pid": 101,
+                "state": "ready",
+                "started_unix": 1_699_990_000.5,
+                "requests": 9000,
+                "requests_per_second": 9.0,
+                "busy_threads": 3,
+                "threads": 8,
+                "rss_bytes": 62_914_560,
+                "restarts": 0,
+            })
+        );
+        assert_eq!(v["workers"][2]["state"], "starting");
     }
 
     #[test]

@@ -3,21 +3,27 @@
 //! Recording (`record.rs`, `series.rs`, `histogram.rs`, `labels.rs`) happens on the request
 //! path and is lock-light: atomics, a read lock to find a label's series, a sharded set of the
 //! requests in flight. Once a second (the `ferrule-stats` thread) `history.rs` folds what was
-//! recorded into bounded rings (the timeline and the per-view windows). The exports read a
-//! [`Snapshot`] built on demand:
-//! Prometheus text (`prometheus.rs`), JSON (`json.rs`) and an HTML dashboard with
-//! server-rendered SVG charts (`dashboard.rs`, `svg.rs`), served by the admin listener
-//! (`admin.rs`). Nothing here touches Python; the pool's gauges come in through
+//! recorded into bounded rings (the timeline and the per-view windows). On demand, the
+//! statistics are read out as an [`Export`] (`export.rs`: mergeable data), from which the
+//! exports' [`Snapshot`] is built: Prometheus text (`prometheus.rs`), JSON (`json.rs`) and an
+//! HTML dashboard with server-rendered SVG charts (`dashboard.rs`, `svg.rs`), served by the
+//! admin listener (`admin.rs`) with `/healthz` and `/readyz`. With `--workers`, each worker
+//! sends its master an [`Export`]; the master sums them, keeping the totals of retired
+//! workers (`cluster.rs`). Nothing here touches Python; the pool's gauges come in through
 //! [`Stats::set_pool`].
 
 pub mod admin;
+pub mod cluster;
 pub mod dashboard;
+pub mod export;
 #[cfg(test)]
 mod fixtures;
 mod histogram;
 mod history;
 pub mod json;
 mod labels;
+#[cfg(test)]
+mod merge_tests;
 pub mod prometheus;
 mod record;
 mod series;
@@ -31,9 +37,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::cancel::Reason;
 use crate::config::StatsPlan;
 
+pub use admin::{Health, HealthFn, SnapshotFn};
+pub use cluster::{Cluster, WorkerStatus};
+pub use export::Export;
+pub use history::Since;
 pub use labels::{Fallback, SERVER, STATIC};
 pub use record::{Trace, WorkerHold};
-pub use snapshot::Snapshot;
+pub use snapshot::{Snapshot, WorkerRow, WorkerState};
 
 use history::{History, Tick};
 use record::InFlightSet;
@@ -230,59 +240,51 @@ impl Stats {
 
     /// Everything, now.
     pub fn snapshot(&self) -> Snapshot {
+        self.export(&Since::ALL).snapshot(Vec::new())
+    }
+
+    /// Everything, now, as mergeable data; only the timeline points and closed slots newer
+    /// than `since` (a worker's master asks for what it has not seen yet).
+    pub fn export(&self, since: &Since) -> Export {
         let time = self.now();
-        let now = time as i64;
         let pool = self.pool_gauges();
         let series = self.labels.all();
         let history = self.lock_history();
-        let mut views = Vec::with_capacity(series.len());
-        let mut requests = 0;
-        for s in &series {
-            let methods = s.methods();
-            requests += methods.iter().map(|m| m.processing.count).sum::<u64>();
-            let windows = history.windows(&s.label, now);
-            views.push(snapshot::View {
-                label: s.label.to_string(),
-                methods,
-                windows: windows.as_ref().map_or_else(
-                    || {
-                        snapshot::WINDOWS.map(|minutes| snapshot::Window {
-                            minutes,
-                            ..snapshot::Window::default()
-                        })
-                    },
-                    |w| w.windows,
-                ),
-                histogram: windows.map(|w| w.histogram).unwrap_or_default(),
-            });
-        }
-        let (busy, asleep) = history.last_minute_busy_asleep();
-        let (seconds, minutes) = (history.seconds(), history.minutes());
+        let views = series
+            .iter()
+            .map(|s| {
+                let (slots, current) = history.slots(&s.label, since.slots);
+                export::ExportView {
+                    label: s.label.to_string(),
+                    methods: s.methods(),
+                    slots,
+                    current,
+                }
+            })
+            .collect();
+        let (seconds, minutes) = (
+            history.seconds(since.seconds),
+            history.minutes(since.minutes),
+        );
         drop(history);
         let in_flight = self
             .in_flight
             .list(|t| self.fallback.label(&t.path).to_owned());
-        Snapshot {
-            version: env!("CARGO_PKG_VERSION"),
+        Export {
             pid: std::process::id(),
             time,
-            uptime: self.started.elapsed().as_secs_f64(),
+            started: self.started_unix,
             rss_bytes: rss_bytes(),
-            gauges: snapshot::Gauges {
+            gauges: export::Live {
                 threads: pool.threads,
                 busy_threads: pool.busy,
                 max_threads: pool.max_threads,
                 queue_depth: pool.queue_depth,
                 connections: self.connections.load(Ordering::Relaxed),
-                in_flight: in_flight.len(),
-                work_sleep_ratio: (asleep > 0.0).then(|| (busy - asleep).max(0.0) / asleep),
             },
-            totals: snapshot::Totals {
-                requests,
-                busy_seconds: pool.busy_time.as_secs_f64(),
-                asleep_seconds: crate::cancel::asleep_total().as_secs_f64(),
-                labels_overflowed: self.labels.overflowed(),
-            },
+            busy_seconds: pool.busy_time.as_secs_f64(),
+            asleep_seconds: crate::cancel::asleep_total().as_secs_f64(),
+            labels_overflowed: self.labels.overflowed(),
             views,
             in_flight,
             seconds,
@@ -325,7 +327,7 @@ impl Drop for ConnectionGuard {
 }
 
 /// Resident set size from `/proc/self/statm` (0 where it cannot be read).
-fn rss_bytes() -> u64 {
+pub fn rss_bytes() -> u64 {
     let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
         return 0;
     };

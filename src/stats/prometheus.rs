@@ -12,7 +12,8 @@
 use std::fmt::Write;
 
 use super::snapshot::{
-    Histogram, MethodStats, Snapshot, View, CANCEL_REASONS, PROM_BUCKETS, STATUS_CLASSES,
+    Histogram, MethodStats, Snapshot, View, WorkerRow, WorkerState, CANCEL_REASONS, PROM_BUCKETS,
+    STATUS_CLASSES,
 };
 
 /// The three latency histograms: (name, help, which one of a [`MethodStats`]).
@@ -42,7 +43,64 @@ pub fn render(s: &Snapshot) -> String {
     let mut out = Out(String::with_capacity(4096 + pairs * 5000));
     per_view(&mut out, s);
     process(&mut out, s);
+    if !s.workers.is_empty() {
+        workers(&mut out, s);
+    }
     out.0
+}
+
+/// With `--workers`: how many workers are in each state, and per worker (label `worker`, its
+/// pid) what tells one apart from the others. The per-view families above are the sum over
+/// every worker, those retired included.
+fn workers(out: &mut Out, s: &Snapshot) {
+    type Of = fn(&WorkerRow) -> String;
+    out.family(
+        "ferrule_workers",
+        "Worker processes, by state (starting, ready, draining).",
+        "gauge",
+    );
+    for state in WorkerState::ALL {
+        let n = s.workers.iter().filter(|w| w.state == state).count();
+        out.sample("ferrule_workers", &[("state", state.name())], n);
+    }
+    let families: [(&str, &str, &str, Of); 5] = [
+        (
+            "ferrule_worker_requests_total",
+            "Requests a worker process finished since it started.",
+            "counter",
+            |w| w.requests.to_string(),
+        ),
+        (
+            "ferrule_worker_threads",
+            "A worker process's live worker threads.",
+            "gauge",
+            |w| w.threads.to_string(),
+        ),
+        (
+            "ferrule_worker_threads_busy",
+            "A worker process's worker threads running a request.",
+            "gauge",
+            |w| w.busy_threads.to_string(),
+        ),
+        (
+            "ferrule_worker_resident_memory_bytes",
+            "A worker process's resident memory size in bytes.",
+            "gauge",
+            |w| w.rss_bytes.to_string(),
+        ),
+        (
+            "ferrule_worker_start_time_seconds",
+            "Start time of a worker process since unix epoch in seconds.",
+            "gauge",
+            |w| Float(w.started_unix).to_string(),
+        ),
+    ];
+    for (name, help, kind, value) in families {
+        out.family(name, help, kind);
+        for w in &s.workers {
+            out.sample(name, &[("worker", &w.pid.to_string())], value(w));
+        }
+    }
 }
 
 /// The histograms and counters by view and method.
@@ -311,7 +369,7 @@ impl std::fmt::Display for Float {
 #[cfg(test)]
 mod tests {
     use super::render;
-    use crate::stats::fixtures::{empty, filled};
+    use crate::stats::fixtures::{empty, filled, with_workers};
 
     #[test]
     fn histogram_buckets_are_cumulative_and_end_with_inf() {
@@ -406,6 +464,26 @@ mod tests {
         assert_eq!(super::Float(3.0).to_string(), "3");
     }
 
+    #[test]
+    fn worker_rows_only_with_workers() {
+        assert!(!render(&filled()).contains("ferrule_worker"));
+        let text = render(&with_workers());
+        for line in [
+            r#"ferrule_workers{state="starting"} 1"#,
+            r#"ferrule_workers{state="ready"} 1"#,
+            r#"ferrule_workers{state="draining"} 1"#,
+            r#"ferrule_worker_requests_total{worker="101"} 9000"#,
+            r#"ferrule_worker_requests_total{worker="103"} 0"#,
+            r#"ferrule_worker_threads{worker="102"} 8"#,
+            r#"ferrule_worker_threads_busy{worker="101"} 3"#,
+            r#"ferrule_worker_resident_memory_bytes{worker="102"} 73400320"#,
+            r#"ferrule_worker_start_time_seconds{worker="101"} 1699990000.5"#,
+            "# TYPE ferrule_worker_requests_total counter",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}");
+        }
+    }
+
     /// `promtool check metrics` (Debian's prometheus package; `.ci/run` installs it) accepts
     /// the text and finds nothing to lint. Skipped where promtool is not installed.
     #[test]
@@ -413,7 +491,7 @@ mod tests {
         use std::io::Write;
         use std::process::{Command, Stdio};
 
-        for snapshot in [filled(), empty()] {
+        for snapshot in [filled(), empty(), with_workers()] {
             let child = Command::new("promtool")
                 .args(["check", "metrics"])
                 .stdin(Stdio::piped())

@@ -134,6 +134,7 @@ impl Trace {
 
     fn describe(&self, fallback: &str) -> InFlight {
         InFlight {
+            pid: std::process::id(),
             id: self.id.to_string(),
             label: self
                 .label()

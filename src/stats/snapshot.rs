@@ -3,9 +3,10 @@
 //! Built by [`super::Stats::snapshot`] when the admin listener is asked (a scrape, a page
 //! load), never on the request path. The exports — Prometheus text (`prometheus.rs`), JSON
 //! (`json.rs`), the dashboard (`dashboard.rs`) — only read it; keeping them apart from the
-//! recording structures is what lets the supervisor merge several workers' snapshots later.
+//! recording structures is what lets the master of several worker processes serve one built
+//! from their merged exports (`export.rs`, `cluster.rs`), with a row per worker.
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// The request methods counted apart; anything else is counted as `OTHER`.
 pub const METHODS: [&str; 8] = [
@@ -29,7 +30,46 @@ pub const CANCEL_REASONS: [&str; 3] = ["disconnected", "timeout", "shutdown"];
 /// The lengths, in minutes, of the windows [`View::windows`] covers.
 pub const WINDOWS: [u32; 3] = [1, 5, 15];
 
-/// Every statistic of one server process at one instant.
+/// The states of a request in flight ([`InFlight::state`]).
+pub const IN_FLIGHT_STATES: [&str; 6] = [
+    "queued",
+    "running",
+    "asleep",
+    "sending",
+    "cancelled",
+    "closing",
+];
+
+/// One of `names`, as a static string: the exports keep these as `&'static str`, and a
+/// worker's export is read back by the master. A name not in the list (a newer worker's)
+/// reads as the last one.
+fn one_of<'de, D: Deserializer<'de>>(
+    d: D,
+    names: &'static [&'static str],
+) -> Result<&'static str, D::Error> {
+    let name = String::deserialize(d)?;
+    Ok(names
+        .iter()
+        .find(|n| **n == name)
+        .or(names.last())
+        .copied()
+        .unwrap_or_default())
+}
+
+/// A name from a fixed list. (An alias: serde would otherwise borrow a `&'static str` field
+/// from the input it reads, which a worker's export, read from a buffer, cannot lend.)
+pub type StaticName = &'static str;
+
+fn method_name<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    one_of(d, &METHODS)
+}
+
+fn in_flight_state<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    one_of(d, &IN_FLIGHT_STATES)
+}
+
+/// Every statistic of one server process — or of the worker processes of a master, merged —
+/// at one instant.
 #[derive(Debug, Clone, Serialize)]
 pub struct Snapshot {
     /// `ferrule.__version__`.
@@ -53,6 +93,52 @@ pub struct Snapshot {
     /// The last 24 hours, one point per minute, oldest first (the minute in progress is not
     /// included).
     pub minutes: Vec<Point>,
+    /// With `--workers`: one row per worker process, by pid; empty for a single process.
+    pub workers: Vec<WorkerRow>,
+}
+
+/// Where a worker process is in its life, as its master sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerState {
+    /// Spawned, importing the application; not serving yet.
+    Starting,
+    /// Serving requests.
+    Ready,
+    /// Finishing its requests before it exits (a reload, a recycle, a stop).
+    Draining,
+}
+
+impl WorkerState {
+    pub const ALL: [WorkerState; 3] = [Self::Starting, Self::Ready, Self::Draining];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Ready => "ready",
+            Self::Draining => "draining",
+        }
+    }
+}
+
+/// One worker process of a master.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerRow {
+    pub pid: u32,
+    pub state: WorkerState,
+    /// Unix time the worker process was started, in seconds.
+    pub started_unix: f64,
+    /// Requests it finished, since it started.
+    pub requests: u64,
+    /// Requests it finished per second, over the last 10 seconds.
+    pub requests_per_second: f64,
+    /// Its worker threads running a request, and live.
+    pub busy_threads: usize,
+    pub threads: usize,
+    /// Its resident set size, in bytes.
+    pub rss_bytes: u64,
+    /// How many times the master restarted a worker in this one's place after it died.
+    pub restarts: u32,
 }
 
 /// Values that go up and down.
@@ -89,7 +175,7 @@ pub struct Totals {
 }
 
 /// Everything recorded under one label.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct View {
     pub label: String,
     /// Per request method, only methods that were seen; in [`METHODS`] order.
@@ -102,9 +188,10 @@ pub struct View {
 }
 
 /// One view's counters and histograms for one method, since start.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MethodStats {
-    pub method: &'static str,
+    #[serde(deserialize_with = "method_name")]
+    pub method: StaticName,
     /// Admitted → a worker thread started it.
     pub queue: Histogram,
     /// Started → the response was complete.
@@ -122,7 +209,7 @@ pub struct MethodStats {
 
 /// A Prometheus histogram: observations per bucket of [`PROM_BUCKETS`] (not cumulative; the
 /// last entry is above the last bound), their count and their sum in seconds.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Histogram {
     pub buckets: [u64; 17],
     pub count: u64,
@@ -130,7 +217,7 @@ pub struct Histogram {
 }
 
 /// One view over a recent window.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Window {
     pub minutes: u32,
     pub requests: u64,
@@ -143,7 +230,7 @@ pub struct Window {
 }
 
 /// Percentiles and maximum in seconds; all zero when there were no requests.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Quantiles {
     pub p50: f64,
     pub p90: f64,
@@ -152,8 +239,10 @@ pub struct Quantiles {
 }
 
 /// A request not finished yet.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InFlight {
+    /// The process running it (a worker's, with `--workers`).
+    pub pid: u32,
     /// The request id (`X-Request-ID`).
     pub id: String,
     pub label: String,
@@ -163,7 +252,8 @@ pub struct InFlight {
     /// `queued`, `running`, `asleep` (in an async wait), `sending` (the worker is done, the
     /// response is still being written), `cancelled` (answered 504, or its client left, while
     /// the view still runs) or `closing` (answered; the application's `close()` still runs).
-    pub state: &'static str,
+    #[serde(deserialize_with = "in_flight_state")]
+    pub state: StaticName,
     /// Seconds since the request was admitted.
     pub elapsed: f64,
     /// Seconds asleep in async waits so far.
@@ -171,7 +261,7 @@ pub struct InFlight {
 }
 
 /// One interval of the timeline (a second or a minute).
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Point {
     /// Unix time of the interval's start, in seconds.
     pub time: i64,

@@ -30,8 +30,8 @@ pub enum ToWorker {
     StopNow,
     /// Reopen the log file (SIGUSR1 at the master).
     Reopen,
-    /// Answer with [`ToMaster::Stats`].
-    Stats,
+    /// Answer with [`ToMaster::Stats`]: what is newer than `since`.
+    Stats { since: crate::stats::Since },
 }
 
 /// From a worker to the master.
@@ -52,8 +52,8 @@ pub enum ToMaster {
     Pong(Pulse),
     /// The worker reached `--max-requests`: replace it.
     Recycle { served: u64 },
-    /// A statistics export (`stats::Export`), as JSON.
-    Stats { export: serde_json::Value },
+    /// A statistics export.
+    Stats { export: Box<crate::stats::Export> },
 }
 
 /// What a worker says about itself in each heartbeat.

@@ -10,6 +10,7 @@
 //! workers' (the ordinary server in `run.rs`, started in worker mode by `worker.rs`).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ use super::process::{Event, Order, Spawner, WorkerHandle};
 use super::watch::Watcher;
 use crate::config::Plan;
 use crate::error::Error;
+use crate::stats::Cluster;
 use crate::{log_error, log_info, log_warn, logging};
 
 /// Consecutive workers dying before they are ready, with none ready in between, after which
@@ -81,6 +83,8 @@ pub struct Worker {
     /// The import failed; the worker serves an error page (development reload only).
     pub broken: Option<String>,
     pub rss: u64,
+    /// How many workers in this one's place died before it.
+    pub restarts: u32,
     handle: WorkerHandle,
 }
 
@@ -90,10 +94,11 @@ pub type Roster = Arc<Mutex<BTreeMap<u32, WorkerView>>>;
 /// One worker as the admin listener sees it.
 #[derive(Clone)]
 pub struct WorkerView {
-    pub state: &'static str,
+    pub state: State,
     pub started_unix: f64,
     pub served: u64,
     pub rss: u64,
+    pub restarts: u32,
     pub orders: mpsc::Sender<Order>,
 }
 
@@ -115,10 +120,10 @@ pub struct Master {
     events: mpsc::Receiver<Event>,
     /// Deaths soon after starting, for the backoff.
     crashes: u32,
+    /// The restart counts of workers that died and are not replaced yet.
+    replacing: Vec<u32>,
     boot_failures: u32,
     next_spawn: Instant,
-    /// A worker has been ready at some point (the application can start).
-    ever_ready: bool,
     /// The announcement after the first workers are ready is done.
     announced: bool,
     /// SIGHUP in progress.
@@ -127,6 +132,11 @@ pub struct Master {
     described: String,
     urls: Vec<String>,
     roster: Roster,
+    /// The workers' statistics, merged for the admin listener.
+    cluster: Arc<Mutex<Cluster>>,
+    /// For `/readyz`: stopping, and the first workers announced ready.
+    draining: Arc<AtomicBool>,
+    announced_flag: Arc<AtomicBool>,
     hooks: Hooks,
     /// `--reload`: the files whose change restarts the workers.
     watcher: Option<Watcher>,
@@ -185,15 +195,18 @@ impl Master {
             events_tx,
             events,
             crashes: 0,
+            replacing: Vec::new(),
             boot_failures: 0,
             next_spawn: Instant::now(),
-            ever_ready: false,
             announced: false,
             reloading: false,
             stopping: None,
             described,
             urls,
             roster: Roster::default(),
+            cluster: Arc::new(Mutex::new(Cluster::new())),
+            draining: Arc::default(),
+            announced_flag: Arc::default(),
             hooks,
             watcher,
             waiting_for_change: false,
@@ -272,6 +285,7 @@ impl Master {
                         files: Vec::new(),
                         broken: None,
                         rss: 0,
+                        restarts: self.replacing.pop().unwrap_or(0),
                         handle,
                     },
                 );
@@ -318,7 +332,6 @@ impl Master {
                         w.files.iter().map(std::path::PathBuf::from).collect();
                     watcher.watch_files(&files);
                 }
-                self.ever_ready = true;
                 self.boot_failures = 0;
             }
             Event::Pong { pid, pulse } => {
@@ -350,6 +363,7 @@ impl Master {
             log_info!("Worker process {pid} exited ({status})");
             return;
         }
+        self.replacing.push(w.restarts + 1);
         if w.killed {
             log_info!("Worker process {pid} was killed ({status}); starting another");
             return;
@@ -442,6 +456,7 @@ impl Master {
             hook();
         }
         self.stopping = Some(Instant::now());
+        self.draining.store(true, Ordering::Relaxed);
         for w in self.workers.values_mut() {
             if w.state == State::Starting {
                 w.handle.order(Order::Kill).await;
@@ -614,6 +629,7 @@ impl Master {
         }
         if !self.announced && fresh_ready >= self.target {
             self.announced = true;
+            self.announced_flag.store(true, Ordering::Relaxed);
             for url in &self.urls {
                 log_info!("Listening at: {url}");
             }
@@ -656,10 +672,11 @@ impl Master {
             roster.insert(
                 w.pid,
                 WorkerView {
-                    state: w.state.as_str(),
+                    state: w.state,
                     started_unix: w.started_unix,
                     served: w.pulse.served,
                     rss: w.rss,
+                    restarts: w.restarts,
                     orders: w.handle.orders(),
                 },
             );
@@ -671,15 +688,21 @@ impl Master {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&pid);
-    }
-
-    /// Whether at least one worker serves and the master is not stopping: `/readyz`.
-    pub fn ready(roster: &Roster) -> bool {
-        roster
+        // Its counters stay in the totals; its gauges and requests in flight go.
+        self.cluster
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .values()
-            .any(|w| w.state == "ready")
+            .retire(pid);
+    }
+
+    /// The merged statistics, for the admin listener.
+    pub fn cluster(&self) -> Arc<Mutex<Cluster>> {
+        Arc::clone(&self.cluster)
+    }
+
+    /// `/readyz`'s view of the master: (stopping, announced ready).
+    pub fn flags(&self) -> (Arc<AtomicBool>, Arc<AtomicBool>) {
+        (Arc::clone(&self.draining), Arc::clone(&self.announced_flag))
     }
 }
 

@@ -6,6 +6,7 @@
 //! then runs N copies of its own command line as workers that inherit the listeners, and
 //! never imports the application itself.
 
+pub mod admin;
 pub mod control;
 pub mod master;
 pub mod notify;
@@ -52,7 +53,7 @@ fn supervise(py: Python<'_>, plan: &Arc<Plan>, described: &str) -> Result<i32, E
     let tls = Tls::load(&plan.tls)?;
     // systemd's sockets instead of --bind when socket-activated; the admin listener is the
     // master's (merged statistics, health).
-    let (listeners, _admin) =
+    let (listeners, admin_listener) =
         listen::systemd::listeners(&plan.binds, plan.stats.bind.as_ref(), plan.unix_socket_mode)?;
     let notifier = Arc::new(notify::Notifier::from_env());
     crate::run::forget_variables(py, &[&listen::systemd::VARIABLES, &notify::VARIABLES]);
@@ -88,10 +89,36 @@ fn supervise(py: Python<'_>, plan: &Arc<Plan>, described: &str) -> Result<i32, E
         watcher,
     );
     let roster = master.roster();
+    let cluster = master.cluster();
+    let (draining, announced) = master.flags();
     let code = py.detach(|| {
         runtime.block_on(async {
-            notifier.spawn_heartbeat(status(roster));
-            master.run().await
+            notifier.spawn_heartbeat(status(Arc::clone(&roster)));
+            let stop = tokio_util::sync::CancellationToken::new();
+            if let Some(bound) = admin_listener {
+                crate::log_info!("Statistics at: {}", bound.url("http"));
+                let stopped = stop.clone();
+                tokio::spawn(crate::stats::admin::serve(
+                    bound,
+                    admin::snapshots(Arc::clone(&roster), Arc::clone(&cluster)),
+                    admin::health(Arc::clone(&roster), draining, announced),
+                    async move { stopped.cancelled().await },
+                ));
+                // Between scrapes too: a worker that dies takes little of its counts along.
+                let (roster, cluster, stopped) = (Arc::clone(&roster), cluster, stop.clone());
+                tokio::spawn(async move {
+                    let mut every = tokio::time::interval(admin::COLLECT_EVERY);
+                    loop {
+                        tokio::select! {
+                            () = stopped.cancelled() => return,
+                            _ = every.tick() => admin::collect(&roster, &cluster).await,
+                        }
+                    }
+                });
+            }
+            let code = master.run().await;
+            stop.cancel();
+            code
         })
     });
     // SAFETY: restoring the default disposition of signals has no preconditions.
@@ -127,7 +154,10 @@ fn status(roster: master::Roster) -> impl Fn() -> String + Send + 'static {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             (
-                roster.values().filter(|w| w.state == "ready").count(),
+                roster
+                    .values()
+                    .filter(|w| w.state == master::State::Ready)
+                    .count(),
                 roster.values().map(|w| w.served).sum::<u64>(),
             )
         };

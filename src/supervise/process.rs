@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::control::{self, Pulse, ToMaster, ToWorker, WORKER_ENV};
 use crate::log_debug;
+use crate::stats::{Export, Since};
 
 /// What a worker's task reports to the master.
 #[derive(Debug)]
@@ -44,9 +45,9 @@ pub enum Event {
 #[derive(Debug)]
 pub enum Order {
     Send(ToWorker),
-    /// Ask for a statistics export; the answer (or `None` if the worker is gone) comes back
-    /// on the channel.
-    Stats(oneshot::Sender<Option<serde_json::Value>>),
+    /// Ask for a statistics export newer than the cursor; the answer (or `None` if the
+    /// worker is gone) comes back on the channel.
+    Stats(Since, oneshot::Sender<Option<Box<Export>>>),
     /// SIGKILL.
     Kill,
 }
@@ -148,7 +149,7 @@ async fn run(
 ) {
     let (mut rx, mut tx) = control::split(control);
     let mut open = true;
-    let mut waiting: Vec<oneshot::Sender<Option<serde_json::Value>>> = Vec::new();
+    let mut waiting: Vec<oneshot::Sender<Option<Box<Export>>>> = Vec::new();
     let status = loop {
         tokio::select! {
             status = child.wait() => break status,
@@ -179,8 +180,8 @@ async fn run(
                         open = false;
                     }
                 }
-                Order::Stats(reply) => {
-                    if open && tx.send(&ToWorker::Stats).await.is_ok() {
+                Order::Stats(since, reply) => {
+                    if open && tx.send(&ToWorker::Stats { since }).await.is_ok() {
                         waiting.push(reply);
                     } else {
                         let _ = reply.send(None);

@@ -155,9 +155,8 @@ pub async fn control_loop(socket: std::os::unix::net::UnixStream, mut serving: S
                         }
                         None
                     }
-                    Ok(Some(ToWorker::Stats)) => Some(ToMaster::Stats {
-                        export: serde_json::to_value(serving.stats.snapshot())
-                            .unwrap_or(serde_json::Value::Null),
+                    Ok(Some(ToWorker::Stats { since })) => Some(ToMaster::Stats {
+                        export: Box::new(serving.stats.export(&since)),
                     }),
                     Ok(None) | Err(_) => {
                         if serving.stopping.get().is_none() {
