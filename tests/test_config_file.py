@@ -198,12 +198,15 @@ def test_working_dir_env_and_python_path_apply_before_the_import(transport, tmp_
     write(
         project / "probe.py",
         """
-        import json, os, sys
+        import json
+        import os
+
         import helper  # from python_path
 
         def app(environ, start_response):
             start_response("200 OK", [("Content-Type", "application/json")])
-            body = {"cwd": os.getcwd(), "greeting": os.environ.get("GREETING"), "helper": helper.NAME}
+            greeting = os.environ.get("GREETING")
+            body = {"cwd": os.getcwd(), "greeting": greeting, "helper": helper.NAME}
             return [json.dumps(body).encode()]
         """,
     )
@@ -304,7 +307,10 @@ def test_the_addrport_argument_replaces_the_settings_bind(tmp_path):
     ("ferrule", "message"),
     [
         ({"threads": "x"}, "invalid value 'x' for settings.FERRULE['threads']"),
-        ({"keepalive": 5}, "unknown key settings.FERRULE['keepalive'] (did you mean 'keep_alive'?)"),
+        (
+            {"keepalive": 5},
+            "unknown key settings.FERRULE['keepalive'] (did you mean 'keep_alive'?)",
+        ),
         ({"app": "echo:app"}, "settings.FERRULE['app'] has no place in settings.FERRULE"),
         ({"workers": 0}, "invalid value '0' for settings.FERRULE['workers']"),
         ([1], "settings.FERRULE must be a dict, not list"),
@@ -337,4 +343,3 @@ def start_managed(argv: list[str], env: dict):
     proc.kill()
     proc.wait()
     raise AssertionError("manage.py server did not become ready:\n" + "".join(server.lines))
-

@@ -468,10 +468,10 @@ fn env_table(desc: &Descriptor, entry: &Entry) -> Result<Vec<(String, String)>, 
         if name.is_empty() || name.contains(['=', '\0']) {
             return Err(bad("a variable name cannot be empty or hold '=' or NUL"));
         }
-        if name.starts_with("FERRULE_") {
+        if let Some(option) = name.strip_prefix("FERRULE_") {
             return Err(bad(&format!(
                 "it is read before this file; set the option with its key instead ({})",
-                name["FERRULE_".len()..].to_ascii_lowercase()
+                option.to_ascii_lowercase()
             )));
         }
         let value = match value {
@@ -511,7 +511,7 @@ fn working_dir(desc: &Descriptor, entry: &Entry) -> Result<PathBuf, Error> {
 /// ` (did you mean 'keep_alive'?)` when a known key is close to `key`, else nothing.
 pub fn suggest(key: &str, keys: &[String]) -> String {
     let normal = key.to_ascii_lowercase().replace('-', "_");
-    if keys.iter().any(|k| *k == normal) {
+    if keys.contains(&normal) {
         return format!(" (did you mean '{normal}'? keys are written with '_' for '-')");
     }
     // 3 edits: a missing `_` plus a typo or two; further than that is a different word.

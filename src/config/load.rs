@@ -30,7 +30,10 @@ const STATIC_ENV: &str = "FERRULE_STATIC";
 pub enum Loaded {
     /// Serve `plan`. `app` is `module:callable`, or `None` for the Django project's
     /// `WSGI_APPLICATION` (`manage.py server`, or `django_settings` in the file).
-    Serve { plan: Plan, app: Option<String> },
+    Serve {
+        plan: Box<Plan>,
+        app: Option<String>,
+    },
     /// Exit with this code; what there was to say (help, version, a report) is printed.
     Exit(i32),
 }
@@ -129,7 +132,10 @@ pub fn load(
         );
         return Ok(Loaded::Exit(0));
     }
-    Ok(Loaded::Serve { plan, app })
+    Ok(Loaded::Serve {
+        plan: Box::new(plan),
+        app,
+    })
 }
 
 /// `ferrule check-config FILE [OPTIONS]` as `ferrule --config FILE [OPTIONS]`.

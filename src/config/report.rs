@@ -24,29 +24,18 @@ pub fn resolved(
     extras: &Extras,
     app: Option<&str>,
 ) -> String {
+    let report = Report {
+        matches,
+        desc,
+        applied,
+    };
     let mut lines: Vec<(String, String)> = Vec::new();
-    let from_file = |key: &str| {
-        let d = desc?;
-        let entry = d
-            .entries
-            .iter()
-            .find(|e| e.key == key || (key == "pythonpath" && e.key == "python_path"))?;
-        Some(format!("file {}", d.place(entry)))
-    };
-    let source_of = |id: &str, key: &str, env: Option<&str>| match matches.value_source(id) {
-        Some(ValueSource::CommandLine) => "cli".to_owned(),
-        Some(ValueSource::EnvVariable) => format!("env {}", env.unwrap_or_default()),
-        Some(ValueSource::DefaultValue) if applied.iter().any(|v| v.id == id) => {
-            from_file(key).unwrap_or_else(|| "file".to_owned())
-        }
-        _ => "default".to_owned(),
-    };
     match app {
         Some(app) => {
             let source = match matches.value_source("app") {
                 Some(ValueSource::CommandLine) => "cli".to_owned(),
                 Some(ValueSource::EnvVariable) => "env FERRULE_APP".to_owned(),
-                _ => from_file("app").unwrap_or_default(),
+                _ => report.file_place("app"),
             };
             lines.push((format!("app = {}", quote(app)), source));
         }
@@ -56,16 +45,12 @@ pub fn resolved(
         )),
     }
     if let Some(module) = &extras.django_settings {
-        lines.push((
-            format!("django_settings = {}", quote(module)),
-            from_file("django_settings").unwrap_or_default(),
-        ));
+        let line = format!("django_settings = {}", quote(module));
+        lines.push((line, report.file_place("django_settings")));
     }
     if let Some(dir) = &extras.working_dir {
-        lines.push((
-            format!("working_dir = {}", quote(&dir.display().to_string())),
-            from_file("working_dir").unwrap_or_default(),
-        ));
+        let line = format!("working_dir = {}", quote(&dir.display().to_string()));
+        lines.push((line, report.file_place("working_dir")));
     }
     let mut heading = None;
     for arg in cmd.get_arguments() {
@@ -77,16 +62,76 @@ pub fn resolved(
             lines.push((String::new(), String::new()));
             lines.push((format!("# {}", heading.unwrap_or("Other")), String::new()));
         }
+        lines.push(report.option(arg, &key));
+    }
+    if !extras.env.is_empty() {
+        lines.push((String::new(), String::new()));
+        lines.push(("[env]".into(), report.file_place("env")));
+        for (name, value) in &extras.env {
+            lines.push((format!("{name} = {}", quote(value)), String::new()));
+        }
+    }
+    let title = desc.map_or("the configuration".to_owned(), |d| {
+        format!("{} is valid; the configuration it resolves to", d.shown())
+    });
+    let mut out = format!("# {title}, with where each value comes from\n");
+    let width = lines
+        .iter()
+        .filter(|(_, s)| !s.is_empty())
+        .map(|(l, _)| l.len())
+        .max()
+        .unwrap_or(0);
+    for (line, source) in lines {
+        if source.is_empty() {
+            let _ = writeln!(out, "{line}");
+        } else {
+            let _ = writeln!(out, "{line:width$}  # {source}");
+        }
+    }
+    out
+}
+
+/// What `check-config` knows about where values came from.
+struct Report<'a> {
+    matches: &'a ArgMatches,
+    desc: Option<&'a Descriptor>,
+    applied: &'a [OptionValue],
+}
+
+impl Report<'_> {
+    /// `file ferrule.toml:7` for a key the descriptor gave.
+    fn file_place(&self, key: &str) -> String {
+        let Some(desc) = self.desc else {
+            return "file".to_owned();
+        };
+        desc.entries
+            .iter()
+            .find(|e| e.key == key || (key == "pythonpath" && e.key == "python_path"))
+            .map_or_else(|| "file".to_owned(), |e| format!("file {}", desc.place(e)))
+    }
+
+    /// One option's line and its source.
+    fn option(&self, arg: &Arg, key: &str) -> (String, String) {
         let id = arg.get_id().as_str();
-        let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
-        let mut raw: Vec<String> = matches
+        let mut raw: Vec<String> = self
+            .matches
             .get_raw(id)
             .map(|vals| vals.map(|v| v.to_string_lossy().into_owned()).collect())
             .unwrap_or_default();
-        let mut source = source_of(id, &key, env.as_deref());
+        let mut source = match self.matches.value_source(id) {
+            Some(ValueSource::CommandLine) => "cli".to_owned(),
+            Some(ValueSource::EnvVariable) => format!(
+                "env {}",
+                arg.get_env().unwrap_or_default().to_string_lossy()
+            ),
+            Some(ValueSource::DefaultValue) if self.applied.iter().any(|v| v.id == id) => {
+                self.file_place(key)
+            }
+            _ => "default".to_owned(),
+        };
         if id == "statics" && raw.is_empty() {
             if let Some(value) = std::env::var_os("FERRULE_STATIC") {
-                let value = value.to_string_lossy().into_owned();
+                let value = value.to_string_lossy();
                 raw = value
                     .split(',')
                     .map(str::trim)
@@ -97,51 +142,20 @@ pub fn resolved(
             }
         }
         if raw.is_empty() && !file::is_list(arg) {
-            lines.push((format!("# {key} ="), "not set".into()));
-            continue;
+            return (format!("# {key} ="), "not set".into());
         }
-        let value = if SECRETS.contains(&key.as_str()) {
+        let value = if SECRETS.contains(&key) {
             quote("********")
         } else if file::is_flag(arg) {
             raw.first().map_or("false".into(), Clone::clone)
         } else if file::is_list(arg) {
-            format!(
-                "[{}]",
-                raw.iter().map(|v| scalar(v)).collect::<Vec<_>>().join(", ")
-            )
+            let items: Vec<String> = raw.iter().map(|v| scalar(v)).collect();
+            format!("[{}]", items.join(", "))
         } else {
             scalar(&raw[0])
         };
-        lines.push((format!("{key} = {value}"), source));
+        (format!("{key} = {value}"), source)
     }
-    if !extras.env.is_empty() {
-        lines.push((String::new(), String::new()));
-        lines.push(("[env]".into(), from_file("env").unwrap_or_default()));
-        for (name, value) in &extras.env {
-            lines.push((format!("{name} = {}", quote(value)), String::new()));
-        }
-    }
-    let width = lines
-        .iter()
-        .filter(|(_, s)| !s.is_empty())
-        .map(|(l, _)| l.len())
-        .max()
-        .unwrap_or(0);
-    let mut out = match desc {
-        Some(d) => format!(
-            "# {} is valid; the configuration it resolves to, with where each value comes from\n",
-            d.shown()
-        ),
-        None => "# the configuration, with where each value comes from\n".to_owned(),
-    };
-    for (line, source) in lines {
-        if source.is_empty() {
-            let _ = writeln!(out, "{line}");
-        } else {
-            let _ = writeln!(out, "{line:width$}  # {source}");
-        }
-    }
-    out
 }
 
 /// A TOML string.
@@ -318,11 +332,7 @@ mod tests {
         let cmd = Cli::command();
         let text = reference(&cmd);
         for key in file::all_keys(&cmd) {
-            assert_eq!(
-                text.matches(&format!("`{key}`")).count() >= 1,
-                true,
-                "{key}"
-            );
+            assert!(text.contains(&format!("`{key}`")), "{key}");
         }
         assert!(text.contains("#### `keep_alive`\n\n`keep_alive = SECONDS` · flag `--keep-alive` · env `FERRULE_KEEP_ALIVE` · default `5`"), "{text}");
     }
