@@ -243,3 +243,68 @@ impl OptionValue {
         self.key.replace('_', "-")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_values(text: &str) -> (Descriptor, Vec<OptionValue>) {
+        let desc = Descriptor::parse_toml("f.toml", std::env::temp_dir(), text).unwrap();
+        let (values, _) = file::check(&desc, &Cli::command()).unwrap();
+        (desc, values)
+    }
+
+    #[test]
+    fn the_command_line_and_the_environment_win_over_the_file() {
+        let (_, values) = file_values("threads = 2\nkeep_alive = 3\nmax_queue = 4\n");
+        let argv = ["ferrule", "--threads", "5", "a:b"];
+        let matches = Cli::command().try_get_matches_from(argv).unwrap();
+        let wins: Vec<&str> = values
+            .iter()
+            .filter(|v| file_wins(&matches, v, false))
+            .map(|v| v.key.as_str())
+            .collect();
+        assert_eq!(wins, ["keep_alive", "max_queue"]);
+        // `manage.py server ADDRPORT` replaces the settings' `bind`.
+        let (_, values) = file_values("bind = ['unix:/tmp/x']");
+        let with = DjangoCli::command()
+            .try_get_matches_from(["server", "9000"])
+            .unwrap();
+        let without = DjangoCli::command()
+            .try_get_matches_from(["server"])
+            .unwrap();
+        assert!(!file_wins(&with, &values[0], true));
+        assert!(file_wins(&without, &values[0], true));
+    }
+
+    #[test]
+    fn resolution_errors_blame_the_line_that_gave_the_value() {
+        let (desc, values) = file_values("threads = 2\n\nmin_threads = 3\n");
+        let e = Error::config("invalid value '3' for '--min-threads': it exceeds --threads (2)");
+        assert_eq!(
+            blame(&e, &desc, &values).to_string(),
+            "f.toml:3: invalid value '3' for 'min_threads': it exceeds --threads (2)"
+        );
+        // A value from elsewhere keeps its message.
+        let e = Error::config("invalid value '0' for '--workers': at least 1");
+        assert_eq!(blame(&e, &desc, &values).to_string(), e.to_string());
+    }
+
+    #[test]
+    fn check_config_takes_a_file_and_options() {
+        let argv = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            check_config_argv(&argv(&[
+                "ferrule",
+                "check-config",
+                "f.toml",
+                "--threads",
+                "2"
+            ]))
+            .unwrap(),
+            argv(&["ferrule", "--config", "f.toml", "--threads", "2"])
+        );
+        assert!(check_config_argv(&argv(&["ferrule", "check-config"])).is_err());
+        assert!(check_config_argv(&argv(&["ferrule", "check-config", "--threads"])).is_err());
+    }
+}
