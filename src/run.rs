@@ -65,7 +65,7 @@ pub fn main(
 ) -> PyResult<i32> {
     let (plan, target) = match config::load(py, &argv, django, config.as_deref()) {
         Ok(Loaded::Serve { plan, app }) => {
-            (Arc::from(plan), app.map_or(Target::Django, Target::Spec))
+            (Arc::<Plan>::from(plan), app.map_or(Target::Django, Target::Spec))
         }
         Ok(Loaded::Exit(code)) => return Ok(code),
         Err(e) => {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -192,7 +193,10 @@ def test_check_config_fails_like_the_server(tmp_path):
 # --- the keys that are no option ------------------------------------------------------------
 
 
-def test_working_dir_env_and_python_path_apply_before_the_import(transport, tmp_path, launched):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_working_dir_env_and_python_path_apply_before_the_import(
+    transport, tmp_path, launched, workers
+):
     project = tmp_path / "project"
     (project / "lib").mkdir(parents=True)
     write(
@@ -218,12 +222,14 @@ def test_working_dir_env_and_python_path_apply_before_the_import(transport, tmp_
         working_dir = "."
         python_path = ["lib"]
         bind = ["{bind_for(transport, tmp_path)}"]
+        workers = {workers}
 
         [env]
         GREETING = "hello from the file"
         """,
     )
-    # Started elsewhere, with the file named relative to where it started.
+    # Started elsewhere, with the file named relative to where it started: worker processes,
+    # started in working_dir, read it too.
     server = launched(["--config", os.path.relpath(path, tmp_path)], cwd=tmp_path)
     resp, data = server.request("GET", "/")
     assert resp.status == 200, data
@@ -232,6 +238,16 @@ def test_working_dir_env_and_python_path_apply_before_the_import(transport, tmp_
         "greeting": "hello from the file",
         "helper": "helper",
     }
+
+
+def test_worker_processes_read_the_file_again_on_reload(config, launched):
+    path = config('prefix = "/before"\nworkers = 2\n')
+    server = launched(["--config", str(path)])
+    assert echo(server, path="/before/x")["environ"]["SCRIPT_NAME"] == "/before"
+    path.write_text(path.read_text().replace("/before", "/after"))
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_for_output("Reload complete", timeout=60)
+    assert echo(server, path="/after/x")["environ"]["SCRIPT_NAME"] == "/after"
 
 
 def test_django_settings_serves_the_project(transport, tmp_path, launched):
