@@ -64,9 +64,10 @@ pub fn main(
     config: Option<String>,
 ) -> PyResult<i32> {
     let (plan, target) = match config::load(py, &argv, django, config.as_deref()) {
-        Ok(Loaded::Serve { plan, app }) => {
-            (Arc::<Plan>::from(plan), app.map_or(Target::Django, Target::Spec))
-        }
+        Ok(Loaded::Serve { plan, app }) => (
+            Arc::<Plan>::from(plan),
+            app.map_or(Target::Django, Target::Spec),
+        ),
         Ok(Loaded::Exit(code)) => return Ok(code),
         Err(e) => {
             eprintln!("error: {e}");
