@@ -8,14 +8,13 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use pyo3::prelude::*;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::cancel::Reason;
-use crate::config::{Cli, DjangoCli, Plan};
+use crate::config::{self, Loaded, Plan};
 use crate::error::Error;
 use crate::http::proxy::Proxy;
 use crate::http::App;
@@ -54,29 +53,22 @@ impl Target {
 /// Django project's; Django must already be configured (`manage.py` does that).
 /// `before_serve` is called once the options are known to be valid and before the
 /// application is loaded (Django's system checks run there); an exception it raises
-/// propagates.
+/// propagates. `config` is `settings.FERRULE` as JSON (`manage.py server`).
 #[pyfunction]
-#[pyo3(signature = (argv, django=false, before_serve=None))]
+#[pyo3(signature = (argv, django=false, before_serve=None, config=None))]
 pub fn main(
     py: Python<'_>,
     argv: Vec<String>,
     django: bool,
     before_serve: Option<Bound<'_, PyAny>>,
+    config: Option<String>,
 ) -> PyResult<i32> {
-    let parsed = if django {
-        DjangoCli::try_parse_from(&argv).map(|c| (c.options, c.addrport, Target::Django))
-    } else {
-        Cli::try_parse_from(&argv).map(|c| (c.options, None, Target::Spec(c.app)))
-    };
-    let (options, addrport, target) = match parsed {
-        Ok(p) => p,
-        Err(e) => {
-            let _ = e.print();
-            return Ok(e.exit_code());
-        }
-    };
-    let plan = match options.resolve_for(addrport.as_deref(), django) {
-        Ok(plan) => Arc::new(plan),
+    let (plan, target) = match config::load(py, &argv, django, config.as_deref()) {
+        Ok(Loaded::Serve { plan, app }) => (
+            Arc::<Plan>::from(plan),
+            app.map_or(Target::Django, Target::Spec),
+        ),
+        Ok(Loaded::Exit(code)) => return Ok(code),
         Err(e) => {
             eprintln!("error: {e}");
             return Ok(e.exit_code());

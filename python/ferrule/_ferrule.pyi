@@ -15,12 +15,14 @@ def main(
     argv: list[str],
     django: bool = False,
     before_serve: Callable[[], object] | None = None,
+    config: str | None = None,
 ) -> int:
     """Run ferrule with `argv` (argv[0] is the program name); return the exit code.
 
     With `django=True` the positional argument is `[addr:]port` and the application is the
     Django project's `WSGI_APPLICATION`. `before_serve` runs once the options are valid and
-    before the application is loaded; an exception it raises propagates.
+    before the application is loaded; an exception it raises propagates. `config` is
+    `settings.FERRULE` as a JSON object: values for the options argv leaves unset.
     """
 
 @final

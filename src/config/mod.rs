@@ -5,10 +5,15 @@
 //! and Django's `manage.py server [addr:]port`) parse the same [`Options`], so an option is
 //! never declared twice. Parsing is stage one; [`Options::resolve`] validates and turns the raw
 //! values into a [`Plan`] (stage two), naming the option and the value when one is wrong.
+//! The application descriptor (`--config FILE`, Django's `settings.FERRULE`) supplies values
+//! for the options argv and the environment leave unset (`load.rs`, `file.rs`).
 //! Binding, importing and serving are left to `server.rs`.
 
+pub mod file;
+mod load;
 mod parse;
 mod proxy;
+mod report;
 mod statics;
 mod stats;
 mod supervise;
@@ -23,6 +28,7 @@ use clap::{Args, Parser};
 use crate::error::Error;
 use crate::http::AccessFormat as Format;
 
+pub use load::{load, Loaded, STARTED_IN};
 pub use parse::{parse_addrport, parse_bind, parse_size};
 use parse::{positive_seconds, seconds};
 pub use proxy::{ForwardedHeaders, ProxyOptions, ProxyPlan};
@@ -44,9 +50,23 @@ pub struct Cli {
     pub options: Options,
 
     /// The WSGI application: `module:callable` (`module` alone means `module:application`),
-    /// or `module:factory()` to call an application factory.
+    /// or `module:factory()` to call an application factory. Required unless the `--config`
+    /// file names one (`app`, or `django_settings` for a Django project).
     #[arg(value_name = "APP", env = "FERRULE_APP")]
-    pub app: String,
+    pub app: Option<String>,
+
+    /// A TOML file describing the application and its options: each option's long name with
+    /// `_` for `-` (`keep_alive = 10`), plus `app`, `django_settings`, `python_path`, `env`
+    /// and `working_dir` (see docs/configuration.md). The command line and `FERRULE_*`
+    /// variables override it. `ferrule check-config FILE` validates a file and prints what it
+    /// resolves to. Default is none.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "FERRULE_CONFIG",
+        help_heading = "Configuration"
+    )]
+    pub config: Option<PathBuf>,
 }
 
 /// `manage.py server [addr:]port [OPTIONS]`: the Django management command.

@@ -3,14 +3,17 @@
 Every server option is defined once, in Rust; this command declares none. It strips Django's
 own base options, runs the system checks as `runserver` does, and hands the rest of the
 command line to `ferrule._ferrule.main`, which takes the WSGI application from
-`WSGI_APPLICATION`.
+`WSGI_APPLICATION`. `settings.FERRULE`, when present, goes along as JSON: ferrule checks its
+keys against the options and uses its values for those the command line leaves unset.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, SystemCheckError
 from django.core.management.color import color_style, no_style
 from django.db import connections
@@ -88,8 +91,25 @@ class Command(BaseCommand):
         # ferrule validates the options first, then calls back for the checks, so a bad
         # option is reported before (and without) a page of check output.
         return _ferrule.main(
-            [prog, *args], django=True, before_serve=self.run_checks if checks else None
+            [prog, *args],
+            django=True,
+            before_serve=self.run_checks if checks else None,
+            config=self.ferrule_settings(),
         )
+
+    @staticmethod
+    def ferrule_settings() -> str | None:
+        """`settings.FERRULE` as JSON, or None when the project has none."""
+        value = getattr(settings, "FERRULE", None)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise CommandError(
+                f"settings.FERRULE must be a dict, not {type(value).__name__}", returncode=2
+            )
+        # Paths (BASE_DIR / "static") and other objects become their str(); ferrule judges
+        # the values.
+        return json.dumps(value, default=str)
 
     def run_checks(self) -> None:
         self.stdout.write("Performing system checks...\n\n")
