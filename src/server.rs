@@ -18,6 +18,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::header::CONNECTION;
+use http::HeaderValue;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -245,17 +247,43 @@ impl Accepting {
                 .serve_connection(TokioIo::new(io), service);
             drive_h2(connection, &self.stop, watch, peer, plan.send_timeout).await;
         } else {
+            let stop = self.stop.clone();
             let service = service_fn(move |req| {
-                crate::http::handle(req, Arc::clone(&app), Arc::clone(&conn))
+                let handled = crate::http::handle(req, Arc::clone(&app), Arc::clone(&conn));
+                let stop = stop.clone();
+                async move {
+                    let mut resp = handled.await?;
+                    // Draining: this response is the connection's last (see `drive`).
+                    if stop.is_cancelled() {
+                        resp.headers_mut()
+                            .insert(CONNECTION, HeaderValue::from_static("close"));
+                    }
+                    Ok::<_, Infallible>(resp)
+                }
             });
             let connection = http1_builder(plan).serve_connection(TokioIo::new(io), service);
-            drive(connection, &self.stop).await;
+            drive(
+                connection,
+                &self.stop,
+                plan.keep_alive.min(LAST_REQUEST_GRACE),
+            )
+            .await;
         }
     }
 }
 
-/// Run an HTTP/1 connection until it ends, asking it to finish gracefully on shutdown.
-async fn drive<C>(connection: C, stop: &CancellationToken)
+/// How long, at most, a keep-alive connection gets after shutdown begins to send one more
+/// request (answered with `Connection: close`) before it is closed. Closing an idle
+/// connection at once races with a request the client is sending at that moment, which the
+/// client then sees fail; a client that keeps its connection busy (a load balancer, a
+/// benchmark) sends its next request well within this. Arbitrary: short next to
+/// `--graceful-timeout`, long next to a client's turnaround.
+const LAST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+
+/// Run an HTTP/1 connection until it ends. On shutdown, its responses say `Connection:
+/// close` (the client reconnects, to a server that is not stopping), and after `grace` it is
+/// asked to finish gracefully: closed if idle, else after the response in progress.
+async fn drive<C>(connection: C, stop: &CancellationToken, grace: Duration)
 where
     C: GracefulConnection,
     C::Error: std::fmt::Display,
@@ -264,8 +292,13 @@ where
     let result = tokio::select! {
         r = connection.as_mut() => r,
         () = stop.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
+            match tokio::time::timeout(grace, connection.as_mut()).await {
+                Ok(r) => r,
+                Err(_) => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            }
         }
     };
     ended(result);
