@@ -81,6 +81,8 @@ struct Shared {
     run: Box<Runner>,
     /// Jobs run to the end (the supervisor's `--max-requests`).
     completed: std::sync::atomic::AtomicU64,
+    /// Woken when `completed` reaches the count.
+    milestone: Mutex<Option<(u64, Arc<tokio::sync::Notify>)>>,
 }
 
 #[derive(Default)]
@@ -213,6 +215,7 @@ impl Pool {
             plan,
             run,
             completed: std::sync::atomic::AtomicU64::new(0),
+            milestone: Mutex::new(None),
         });
         {
             let mut st = shared.lock();
@@ -260,6 +263,19 @@ impl Pool {
     pub fn threads(&self) -> (usize, usize) {
         let st = self.shared.lock();
         (st.workers.len(), st.busy)
+    }
+
+    /// Wake `notify` once `count` jobs have run to the end (at once if they have).
+    pub fn notify_at(&self, count: u64, notify: Arc<tokio::sync::Notify>) {
+        *self
+            .shared
+            .milestone
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((count, Arc::clone(&notify)));
+        if self.completed() >= count {
+            notify.notify_one();
+        }
     }
 
     /// Jobs run to the end since the pool started.
@@ -331,6 +347,18 @@ impl Pool {
 }
 
 impl Shared {
+    fn milestone_reached(&self, done: u64) {
+        let milestone = self
+            .milestone
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((count, notify)) = milestone.as_ref() {
+            if done == *count {
+                notify.notify_one();
+            }
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic never happens while the lock is held (jobs run outside it), but if one did,
         // the counters are still consistent enough to keep serving.
@@ -395,9 +423,11 @@ fn worker_main(shared: &Arc<Shared>, slot: &Arc<Slot>) {
                 log_error!("a worker thread panicked while running a request; the thread goes on");
             }
             *slot.running() = None;
-            shared
+            let done = shared
                 .completed
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                + 1;
+            shared.milestone_reached(done);
             // A thread that finishes a job while others wait takes the next one without
             // letting go of the GIL: releasing and re-taking it per request is a hand-off in
             // which any other thread may grab the GIL first.

@@ -4,7 +4,7 @@
 
 use std::os::fd::{FromRawFd, RawFd};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::net::UnixStream;
 use tokio::sync::Notify;
@@ -15,8 +15,6 @@ use crate::pool::Pool;
 use crate::stats::Stats;
 use crate::{log_error, log_info, log_warn, logging};
 
-/// How often the worker checks `--max-requests`.
-const RECYCLE_CHECK: Duration = Duration::from_millis(200);
 /// Most in-flight requests a heartbeat carries (the kill log line names them).
 const IN_FLIGHT_REPORTED: usize = 32;
 
@@ -133,7 +131,10 @@ pub async fn control_loop(socket: std::os::unix::net::UnixStream, mut serving: S
         stop(&serving);
         return;
     }
-    let mut recycle = tokio::time::interval(RECYCLE_CHECK);
+    let milestone = Arc::new(Notify::new());
+    if let Some(max) = serving.max_requests {
+        serving.pool.notify_at(max, Arc::clone(&milestone));
+    }
     let mut recycling = serving.max_requests.is_none();
     loop {
         tokio::select! {
@@ -173,15 +174,13 @@ pub async fn control_loop(socket: std::os::unix::net::UnixStream, mut serving: S
                     }
                 }
             }
-            _ = recycle.tick(), if !recycling => {
+            () = milestone.notified(), if !recycling => {
+                recycling = true;
                 let served = serving.pool.completed();
-                if serving.max_requests.is_some_and(|max| served >= max) {
-                    recycling = true;
-                    log_info!("Served {served} requests (--max-requests): asking to be replaced");
-                    if tx.send(&ToMaster::Recycle { served }).await.is_err() {
-                        stop(&serving);
-                        return;
-                    }
+                log_info!("Served {served} requests (--max-requests): asking to be replaced");
+                if tx.send(&ToMaster::Recycle { served }).await.is_err() {
+                    stop(&serving);
+                    return;
                 }
             }
         }

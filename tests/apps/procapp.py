@@ -1,0 +1,42 @@
+"""A fixture for the supervisor tests: says which process answered, and misbehaves on demand.
+
+  /            "pid PID VERSION" (VERSION from the file in $PROCAPP_VERSION_FILE, read at import)
+  /slow?secs=S sleeps S seconds in small steps (cancellable), then answers
+  /leak?mb=N   keeps N more megabytes alive for the life of the process
+  /stuck       sleeps an hour in one C call that cancellation cannot interrupt
+
+With PROCAPP_FAIL_IMPORT=1 the module raises at import; with PROCAPP_SLOW_IMPORT=S it sleeps
+S seconds at import.
+"""
+
+import os
+import time
+from urllib.parse import parse_qs
+
+if os.environ.get("PROCAPP_FAIL_IMPORT") == "1":
+    raise RuntimeError("procapp was told to fail at import")
+if os.environ.get("PROCAPP_SLOW_IMPORT"):
+    time.sleep(float(os.environ["PROCAPP_SLOW_IMPORT"]))
+
+_version_file = os.environ.get("PROCAPP_VERSION_FILE")
+VERSION = open(_version_file).read().strip() if _version_file else "v0"  # noqa: SIM115
+_kept: list[bytearray] = []
+
+
+def application(environ, start_response):
+    path = environ["PATH_INFO"]
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    if path == "/slow":
+        deadline = time.monotonic() + float(query.get("secs", ["1"])[0])
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+    elif path == "/leak":
+        block = bytearray(int(query.get("mb", ["1"])[0]) << 20)
+        for i in range(0, len(block), 4096):
+            block[i] = 1  # touch every page so it is resident
+        _kept.append(block)
+    elif path == "/stuck":
+        time.sleep(3600)
+    body = f"pid {os.getpid()} {VERSION}".encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]

@@ -1,0 +1,361 @@
+"""The supervisor (issue 6): a master process running `--workers N` worker processes on the
+listeners it bound, over TCP and a Unix socket.
+
+Workers that die are replaced and the others are untouched; SIGHUP replaces every worker
+without failing a request under load (wrk); SIGTERM stops gracefully; SIGTTIN/SIGTTOU change
+the count; `--max-requests` (with jitter), `--max-rss` and `--worker-timeout` replace workers;
+workers that cannot start make the master give up with exit code 3; the statistics of all
+workers are merged on the master's admin listener, with `/healthz` and `/readyz`.
+
+The fixture app (`tests/apps/procapp.py`) answers with its pid. Process ids come from the
+master's log lines. No timing assertions beyond generous liveness bounds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import UnixHTTPConnection, start
+from helpers import wait_until
+
+LIVENESS = 30
+READY = re.compile(r"Worker process (\d+) is ready")
+
+
+def pids_ready(server) -> list[int]:
+    """Worker pids the master has announced ready, in order."""
+    server.output()
+    return [int(m.group(1)) for line in server.lines if (m := READY.search(line))]
+
+
+def wait_ready_count(server, count: int) -> list[int]:
+    return wait_until(
+        lambda: (p := pids_ready(server)) and len(p) >= count and p,
+        LIVENESS,
+        what=f"{count} workers ready",
+    )
+
+
+def answer(server, path: str = "/") -> tuple[int, str]:
+    resp, body = server.request("GET", path)
+    return resp.status, body.decode()
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead too (the master reaps it shortly).
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def workers(serve):
+    """workers(*args, env=None) -> a master with 2 workers of procapp (or --workers N)."""
+
+    def _start(*args: str, env: dict | None = None):
+        argv = list(args)
+        if not any(a.startswith("--workers") for a in argv):
+            argv = ["--workers", "2", *argv]
+        server = serve("procapp:application", *argv, env=env)
+        return server
+
+    return _start
+
+
+class Load:
+    """Requests on fresh connections from a thread until stopped; counts what failed."""
+
+    def __init__(self, server, path: str = "/"):
+        self.server, self.path = server, path
+        self.ok, self.failed, self.pids = 0, [], set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                status, body = answer(self.server, self.path)
+                if status == 200:
+                    self.ok += 1
+                    self.pids.add(int(body.split()[1]))
+                else:
+                    self.failed.append(status)
+            except OSError as e:
+                self.failed.append(repr(e))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(LIVENESS)
+
+
+# -- workers share the listeners --------------------------------------------------------------
+
+
+def test_workers_serve_the_listener_the_master_bound(workers):
+    server = workers()
+    pids = wait_ready_count(server, 2)
+    assert len(set(pids)) == 2 and os.getpid() not in pids
+    assert server.proc.pid not in pids, "the master does not serve"
+    for _ in range(20):
+        status, body = answer(server)
+        assert status == 200 and int(body.split()[1]) in pids
+    # The master never imported the application.
+    assert "procapp" not in Path(f"/proc/{server.proc.pid}/maps").read_text()
+    assert server.wait_for_output(r"Ready to accept requests: 2 worker processes serving")
+
+
+def test_a_worker_killed_under_load_is_replaced_and_the_rest_unaffected(workers):
+    server = workers()
+    first, second = wait_ready_count(server, 2)
+    with Load(server) as load:
+        wait_until(lambda: load.ok > 20, LIVENESS, what="load running")
+        os.kill(first, signal.SIGKILL)
+        server.wait_for_output(rf"Worker process {first} died \(killed by signal 9\)", LIVENESS)
+        replacement = wait_ready_count(server, 3)[2]
+        served_before = load.ok
+        wait_until(lambda: load.ok > served_before + 20, LIVENESS, what="load goes on")
+    assert alive(second) and server.proc.poll() is None
+    assert replacement not in (first, second)
+    # Only requests the killed worker had in hand can fail.
+    assert len(load.failed) <= 4, load.failed
+    after = {int(answer(server)[1].split()[1]) for _ in range(10)}
+    assert after <= {second, replacement}
+
+
+def test_sigterm_lets_a_request_in_progress_finish(workers):
+    server = workers()
+    wait_ready_count(server, 2)
+    result = {}
+
+    def slow():
+        result["answer"] = answer(server, "/slow?secs=1.5")
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(0.5)  # the request is under way (not a synchronization: the test holds either way)
+    assert server.stop(signal.SIGTERM, LIVENESS) == 0
+    t.join(LIVENESS)
+    assert result["answer"][0] == 200
+    assert "Shutdown complete" in server.output()
+
+
+# -- reload --------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+@pytest.mark.parametrize("transport", ["tcp"], indirect=True)
+def test_sighup_under_wrk_load_fails_no_request(workers, tmp_path):
+    version = tmp_path / "version"
+    version.write_text("old")
+    server = workers(env={"PROCAPP_VERSION_FILE": str(version)})
+    old = wait_ready_count(server, 2)
+    host, port = server.address
+    wrk = subprocess.Popen(
+        ["wrk", "-t2", "-c16", "-d6s", "--latency", f"http://{host}:{port}/"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        time.sleep(1.5)  # wrk is under way
+        version.write_text("new")
+        server.proc.send_signal(signal.SIGHUP)
+        server.wait_for_output(r"Reload complete", LIVENESS)
+        out, _ = wrk.communicate(timeout=LIVENESS)
+    finally:
+        if wrk.poll() is None:
+            wrk.kill()
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    assert requests > 100, out
+    assert "Socket errors" not in out, out
+    assert "Non-2xx" not in out, out
+    for pid in old:
+        wait_until(lambda pid=pid: not alive(pid), LIVENESS, what=f"old worker {pid} gone")
+    status, body = answer(server)
+    assert status == 200 and body.endswith(" new")
+
+
+def test_a_reload_whose_workers_cannot_start_keeps_the_old_ones(workers, tmp_path):
+    flag = tmp_path / "fail"
+    flag.write_text("ok")
+    # procapp reads the file at import: once it is a directory, every new import fails.
+    server = workers(env={"PROCAPP_VERSION_FILE": str(flag)})
+    old = wait_ready_count(server, 2)
+    flag.unlink()
+    flag.mkdir()
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_for_output(r"Reload abandoned", 90)
+    assert all(alive(pid) for pid in old)
+    assert answer(server)[0] == 200
+    assert server.proc.poll() is None
+
+
+def test_ttin_and_ttou_add_and_remove_a_worker(workers):
+    server = workers()
+    wait_ready_count(server, 2)
+    server.proc.send_signal(signal.SIGTTIN)
+    server.wait_for_output(r"now 3 worker processes", LIVENESS)
+    third = wait_ready_count(server, 3)[2]
+    server.proc.send_signal(signal.SIGTTOU)
+    server.wait_for_output(r"now 2 worker processes", LIVENESS)
+    server.wait_for_output(rf"Worker process {third} exited", LIVENESS)
+    assert answer(server)[0] == 200
+
+
+# -- recycling -----------------------------------------------------------------------------
+
+
+def test_max_requests_with_jitter_replaces_a_worker_without_failing_requests(workers):
+    server = workers("--max-requests", "10", "--max-requests-jitter", "5")
+    wait_ready_count(server, 2)
+    for _ in range(80):
+        assert answer(server)[0] == 200
+    m = server.wait_for_output(r"has served (\d+) requests \(--max-requests\): replacing it")
+    assert 10 <= int(m.group(1)) <= 15
+    wait_ready_count(server, 3)
+
+
+def test_max_rss_replaces_a_worker_that_grows(workers):
+    server = workers("--max-rss", "150")
+    wait_ready_count(server, 2)
+    status, body = answer(server, "/leak?mb=200")
+    assert status == 200
+    leaky = int(body.split()[1])
+    server.wait_for_output(rf"Worker process {leaky} uses \d+ MB, over --max-rss \(150 MB\)", LIVENESS)
+    server.wait_for_output(rf"Worker process {leaky} exited", LIVENESS)
+    wait_ready_count(server, 3)
+    assert answer(server)[0] == 200
+
+
+def test_worker_timeout_kills_a_worker_stuck_in_a_c_call(workers):
+    server = workers("--timeout", "1", "--cancel-grace", "0.3", "--worker-timeout", "2")
+    wait_ready_count(server, 2)
+    status, body = answer(server, "/stuck")
+    assert status == 504
+    m = server.wait_for_output(
+        r"Worker process (\d+) has kept a request running [\d.]+s after it was cancelled "
+        r"\(--worker-timeout\): killing it\. Requests in flight: GET /stuck \(id \w+, cancelled",
+        LIVENESS,
+    )
+    stuck = int(m.group(1))
+    wait_until(lambda: not alive(stuck), LIVENESS, what="the stuck worker killed")
+    wait_ready_count(server, 3)
+    assert answer(server)[0] == 200
+
+
+# -- start-up failures ---------------------------------------------------------------------
+
+
+def test_workers_that_keep_failing_to_start_make_the_master_give_up(tmp_path):
+    server = start(
+        ["--workers", "2", "--bind", f"unix:{tmp_path / 's.sock'}", "procapp:application"],
+        env={"PROCAPP_FAIL_IMPORT": "1"},
+        expect_ready=False,
+    )
+    assert server.proc.wait(90) == 3
+    out = server.output()
+    assert "procapp was told to fail at import" in out
+    assert "failed to start 5 times in a row" in out
+    assert not (tmp_path / "s.sock").exists(), "the master removes its socket"
+
+
+# -- statistics and health -----------------------------------------------------------------
+
+
+def admin_get(admin: Path, path: str) -> tuple[int, bytes]:
+    conn = UnixHTTPConnection(str(admin))
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def view_requests(snap: dict, label: str) -> int:
+    """Requests finished under `label` in a /stats.json snapshot."""
+    return sum(
+        sum(m["status"]) for v in snap["views"] if v["label"] == label for m in v["methods"]
+    )
+
+
+def test_statistics_are_merged_across_workers(workers, tmp_path):
+    admin = tmp_path / "admin.sock"
+    server = workers("--stats-bind", f"unix:{admin}")
+    pids = wait_ready_count(server, 2)
+    served = set()
+    for _ in range(60):
+        status, body = answer(server, "/merged")
+        served.add(int(body.split()[1]))
+    snap = wait_until(
+        lambda: (s := json.loads(admin_get(admin, "/stats.json")[1]))
+        and view_requests(s, "/merged") == 60
+        and s,
+        LIVENESS,
+        what="60 requests in the merged statistics",
+    )
+    rows = {w["pid"]: w for w in snap["workers"]}
+    assert set(rows) == set(pids)
+    assert sum(rows[p]["requests"] for p in rows) >= 60
+    status, metrics = admin_get(admin, "/metrics")
+    text = metrics.decode()
+    for pid in pids:
+        assert f'ferrule_worker_requests_total{{worker="{pid}"}}' in text
+    # Counters survive a worker's replacement.
+    os.kill(pids[0], signal.SIGKILL)
+    wait_ready_count(server, 3)
+    snap = json.loads(admin_get(admin, "/stats.json")[1])
+    assert view_requests(snap, "/merged") == 60, "the killed worker's requests stay counted"
+    assert served <= set(pids)
+
+
+def test_healthz_and_readyz_during_start_run_and_drain(tmp_path):
+    admin = tmp_path / "admin.sock"
+    server = start(
+        [
+            "--workers", "2", "--bind", f"unix:{tmp_path / 's.sock'}",
+            "--stats-bind", f"unix:{admin}", "procapp:application",
+        ],
+        env={"PROCAPP_SLOW_IMPORT": "3"},
+        expect_ready=False,
+    )
+    try:
+        wait_until(lambda: admin.exists(), LIVENESS, what="the admin socket")
+        status, body = wait_until(
+            lambda: (r := _try(admin, "/readyz")) and r, LIVENESS, what="/readyz answers"
+        )
+        assert status == 503 and body.startswith(b"not ready: starting"), body
+        assert _try(admin, "/healthz")[0] == 200
+        assert server.wait_ready(LIVENESS)
+        assert admin_get(admin, "/readyz")[0] == 200
+        server.proc.send_signal(signal.SIGTERM)
+        wait_until(
+            lambda: (r := _try(admin, "/readyz")) is None or r[0] == 503, LIVENESS, what="draining"
+        )
+    finally:
+        server.stop(signal.SIGTERM, LIVENESS)
+
+
+def _try(admin: Path, path: str):
+    try:
+        return admin_get(admin, path)
+    except OSError:
+        return None
