@@ -409,10 +409,26 @@ def test_failing_system_check_stops_the_command(data_dir):
 
 
 def test_bad_wsgi_application_exits_nonzero_with_a_clear_message(data_dir):
-    args = ["server", "--settings", "django_site.settings_bad_wsgi", "127.0.0.1:0"]
+    args = ["server", "--noreload", "--settings", "django_site.settings_bad_wsgi", "127.0.0.1:0"]
     done = manage(args, site_env(data_dir))
     assert done.returncode == 2, done.stdout
     assert "Ready to accept requests" not in done.stdout
     # A traceback may come first; the last line, where people look, names the problem.
     last = done.stdout.strip().splitlines()[-1]
     assert "WSGI application 'django_site.wsgi.no_such_application' could not be loaded" in last
+
+
+def test_with_reload_a_bad_wsgi_application_is_served_as_an_error_until_fixed(data_dir):
+    # manage.py server reloads by default, as runserver does: an application that cannot be
+    # loaded keeps the server up, answering 500, so the next save can fix it.
+    server = start_server(
+        ["--settings", "django_site.settings_bad_wsgi", "127.0.0.1:0"], site_env(data_dir)
+    )
+    try:
+        server.wait_for_output(r"could not import the application; it answers every request")
+        resp, body = server.request("GET", "/")
+        assert resp.status == 500
+        assert b"Traceback" not in body, "DEBUG is off: no traceback to the client"
+        assert server.proc.poll() is None
+    finally:
+        assert server.finish() == 0

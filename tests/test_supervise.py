@@ -239,7 +239,9 @@ def test_max_rss_replaces_a_worker_that_grows(workers):
     status, body = answer(server, "/leak?mb=200")
     assert status == 200
     leaky = int(body.split()[1])
-    server.wait_for_output(rf"Worker process {leaky} uses \d+ MB, over --max-rss \(150 MB\)", LIVENESS)
+    server.wait_for_output(
+        rf"Worker process {leaky} uses \d+ MB, over --max-rss \(150 MB\)", LIVENESS
+    )
     server.wait_for_output(rf"Worker process {leaky} exited", LIVENESS)
     wait_ready_count(server, 3)
     assert answer(server)[0] == 200
@@ -292,9 +294,7 @@ def admin_get(admin: Path, path: str) -> tuple[int, bytes]:
 
 def view_requests(snap: dict, label: str) -> int:
     """Requests finished under `label` in a /stats.json snapshot."""
-    return sum(
-        sum(m["status"]) for v in snap["views"] if v["label"] == label for m in v["methods"]
-    )
+    return sum(sum(m["status"]) for v in snap["views"] if v["label"] == label for m in v["methods"])
 
 
 def test_statistics_are_merged_across_workers(workers, tmp_path):
@@ -306,9 +306,11 @@ def test_statistics_are_merged_across_workers(workers, tmp_path):
         status, body = answer(server, "/merged")
         served.add(int(body.split()[1]))
     snap = wait_until(
-        lambda: (s := json.loads(admin_get(admin, "/stats.json")[1]))
-        and view_requests(s, "/merged") == 60
-        and s,
+        lambda: (
+            (s := json.loads(admin_get(admin, "/stats.json")[1]))
+            and view_requests(s, "/merged") == 60
+            and s
+        ),
         LIVENESS,
         what="60 requests in the merged statistics",
     )
@@ -331,8 +333,13 @@ def test_healthz_and_readyz_during_start_run_and_drain(tmp_path):
     admin = tmp_path / "admin.sock"
     server = start(
         [
-            "--workers", "2", "--bind", f"unix:{tmp_path / 's.sock'}",
-            "--stats-bind", f"unix:{admin}", "procapp:application",
+            "--workers",
+            "2",
+            "--bind",
+            f"unix:{tmp_path / 's.sock'}",
+            "--stats-bind",
+            f"unix:{admin}",
+            "procapp:application",
         ],
         env={"PROCAPP_SLOW_IMPORT": "3"},
         expect_ready=False,

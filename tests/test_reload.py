@@ -1,0 +1,185 @@
+"""Development reload (issue 6): `ferrule --reload APP` and `manage.py server` (reloading by
+default) restart the worker when a file changes — a module it imported, a template under the
+project directory — with the new worker ready before the old one goes; a save that breaks
+the import keeps the master up and answers 500 until the next good save.
+
+Each test works on its own copy of a small project in tmp_path (the server's working
+directory), so the repository's files are never touched. No timing assertions: the restart
+latency is measured by bench/reload.py.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import TESTS, Server, ferrule_env
+from helpers import wait_until
+
+LIVENESS = 30
+
+APP = """
+from pathlib import Path
+
+import helper
+
+TEMPLATE = (Path(__file__).parent / "templates" / "page.html").read_text().strip()
+
+
+def application(environ, start_response):
+    body = f"{helper.VERSION} {TEMPLATE}".encode()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
+"""
+
+
+def save(path: Path, text: str) -> None:
+    """Write as an editor does: a new file renamed over the old one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+@pytest.fixture
+def project(tmp_path):
+    root = tmp_path / "proj"
+    (root / "templates").mkdir(parents=True)
+    (root / "reloadapp.py").write_text(APP)
+    (root / "helper.py").write_text('VERSION = "v1"\n')
+    (root / "templates" / "page.html").write_text("<p>first</p>\n")
+    return root
+
+
+@pytest.fixture
+def reloading(project, tmp_path, launched):
+    def _start(*args: str):
+        sock = tmp_path / "s.sock"
+        return launched(
+            ["--reload", "--bind", f"unix:{sock}", *args, "reloadapp:application"], cwd=project
+        )
+
+    return _start
+
+
+def body(server) -> tuple[int, str]:
+    resp, data = server.request("GET", "/")
+    return resp.status, data.decode()
+
+
+def wait_body(server, want: str) -> None:
+    wait_until(lambda: body(server) == (200, want), LIVENESS, what=f"the body {want!r}")
+
+
+def test_a_changed_module_restarts_the_worker(reloading, project):
+    server = reloading()
+    assert body(server) == (200, "v1 <p>first</p>")
+    first = int(server.wait_for_output(r"Worker process (\d+) is ready").group(1))
+    save(project / "helper.py", 'VERSION = "v2"\n')
+    server.wait_for_output(r"helper\.py changed: restarting the worker processes", LIVENESS)
+    wait_body(server, "v2 <p>first</p>")
+    server.wait_for_output(rf"Worker process {first} exited", LIVENESS)
+
+
+def test_a_changed_template_restarts_the_worker(reloading, project):
+    server = reloading()
+    save(project / "templates" / "page.html", "<p>second</p>\n")
+    server.wait_for_output(r"page\.html changed", LIVENESS)
+    wait_body(server, "v1 <p>second</p>")
+
+
+def test_excluded_and_unrelated_files_do_not_restart(reloading, project):
+    server = reloading("--reload-exclude", "notes/**")
+    (project / "notes").mkdir()
+    (project / "notes" / "todo.py").write_text("x = 1\n")
+    (project / "data.bin").write_bytes(b"\0")
+    # A change that does restart, to know the two above were seen and ignored by then.
+    save(project / "helper.py", 'VERSION = "v3"\n')
+    wait_body(server, "v3 <p>first</p>")
+    out = server.output()
+    assert "todo.py" not in out and "data.bin" not in out
+    assert len(re.findall(r"changed: restarting", out)) == 1, out
+
+
+def test_a_syntax_error_keeps_the_master_up_until_the_fix(reloading, project):
+    server = reloading()
+    save(project / "helper.py", "VERSION = (\n")
+    server.wait_for_output(r"could not import the application", LIVENESS)
+    status, text = wait_until(
+        lambda: (r := body(server))[0] == 500 and r, LIVENESS, what="the 500 page"
+    )
+    assert "failed to import" in text and "SyntaxError" not in text, text
+    assert server.proc.poll() is None
+    save(project / "helper.py", 'VERSION = "fixed"\n')
+    wait_body(server, "fixed <p>first</p>")
+
+
+def test_a_broken_import_at_start_is_served_as_500_not_an_exit(reloading, project):
+    (project / "helper.py").write_text("raise ImportError('not yet')\n")
+    server = reloading()
+    assert body(server)[0] == 500
+    save(project / "helper.py", 'VERSION = "later"\n')
+    wait_body(server, "later <p>first</p>")
+
+
+# -- manage.py server ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def site_copy(tmp_path):
+    site = tmp_path / "site"
+    shutil.copytree(
+        TESTS / "django_site", site, ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3")
+    )
+    return site
+
+
+def manage_server(site: Path, data: Path, *args: str) -> Server:
+    """`manage.py server` on the copy, with its database migrated, once ready."""
+    env = ferrule_env(
+        {"DJANGO_SETTINGS_MODULE": "django_site.settings", "DJANGO_SITE_DATA_DIR": str(data)}
+    )
+    data.mkdir(exist_ok=True)
+    manage = [sys.executable, "manage.py"]
+    subprocess.run([*manage, "migrate", "--noinput", "-v0"], cwd=site, env=env, check=True)
+    proc = subprocess.Popen(
+        [*manage, "server", "127.0.0.1:0", *args],
+        cwd=site,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+    )
+    server = Server(proc)
+    if not server.wait_ready(LIVENESS * 2):
+        proc.kill()
+        proc.wait()
+        raise AssertionError("manage.py server did not start:\n" + "".join(server.lines))
+    return server
+
+
+def test_manage_py_server_reloads_by_default_and_noreload_turns_it_off(site_copy, tmp_path):
+    data = tmp_path / "data"
+    server = manage_server(site_copy, data)
+    try:
+        assert server.request("GET", "/notes/")[0].status == 200
+        first = int(server.wait_for_output(r"Worker process (\d+) is ready").group(1))
+        views = site_copy / "django_site" / "views.py"
+        save(views, views.read_text() + "\nRELOADED = True\n")
+        server.wait_for_output(r"views\.py changed: restarting the worker processes", LIVENESS)
+        server.wait_for_output(rf"Worker process {first} exited", LIVENESS)
+        assert server.request("GET", "/notes/")[0].status == 200
+    finally:
+        assert server.stop(signal.SIGTERM, LIVENESS) == 0
+    plain = manage_server(site_copy, data, "--noreload")
+    try:
+        assert plain.request("GET", "/notes/")[0].status == 200
+        assert "Worker process" not in plain.output()
+    finally:
+        assert plain.stop(signal.SIGTERM, LIVENESS) == 0
