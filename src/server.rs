@@ -292,12 +292,11 @@ where
     let result = tokio::select! {
         r = connection.as_mut() => r,
         () = stop.cancelled() => {
-            match tokio::time::timeout(grace, connection.as_mut()).await {
-                Ok(r) => r,
-                Err(_) => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
+            if let Ok(r) = tokio::time::timeout(grace, connection.as_mut()).await {
+                r
+            } else {
+                connection.as_mut().graceful_shutdown();
+                connection.await
             }
         }
     };
