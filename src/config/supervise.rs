@@ -49,7 +49,7 @@ pub struct SuperviseOptions {
     pub max_requests_jitter: u64,
 
     /// Replace a worker process whose resident memory exceeds this many megabytes (sampled
-    /// every second; the new one is serving before the old one stops). 0 never does.
+    /// twice a second; the new one is serving before the old one stops). 0 never does.
     /// Default is 0.
     #[arg(
         long,
@@ -91,7 +91,6 @@ pub struct SuperviseOptions {
         long,
         value_name = "GLOB",
         env = "FERRULE_RELOAD_INCLUDE",
-        value_delimiter = ',',
         help_heading = "Processes"
     )]
     pub reload_include: Vec<String>,
@@ -102,7 +101,6 @@ pub struct SuperviseOptions {
         long,
         value_name = "GLOB",
         env = "FERRULE_RELOAD_EXCLUDE",
-        value_delimiter = ',',
         help_heading = "Processes"
     )]
     pub reload_exclude: Vec<String>,
@@ -139,6 +137,8 @@ impl SuperviseOptions {
                 "invalid value '0' for '--workers': at least 1 worker process is needed",
             ));
         }
+        // Checked here so a bad glob stops ferrule before anything binds.
+        crate::supervise::watch::Filter::new(&self.reload_include, &self.reload_exclude)?;
         if self.reload && self.noreload {
             return Err(Error::config(
                 "'--reload' and '--noreload' cannot be used together",
