@@ -355,7 +355,7 @@ fn serve(
     let (listeners, admin, control) = sockets(plan, worker.as_ref())?;
     // systemd's notification socket (a worker's master has taken it).
     let notifier = Arc::new(Notifier::from_env());
-    forget_variables(py, &[&listen::systemd::VARIABLES, &notify::VARIABLES]);
+    forget_handed_over(py);
     leave_signals_to_the_runtime(py)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(plan.io_threads)
@@ -447,7 +447,9 @@ fn serve(
     }
     if !drained {
         let (threads, busy) = pool.threads();
-        log_warn!("Exiting with {busy} of {threads} worker threads still running a request");
+        if busy > 0 {
+            log_warn!("Exiting with {busy} of {threads} worker threads still running a request");
+        }
         return Ok(Exit::Immediate(i32::from(outcome == Outcome::Forced)));
     }
     // The pool has drained: no request waits on the loop any more.
@@ -596,6 +598,18 @@ async fn reload_tls(tls: Option<&Arc<Tls>>) {
             "Received SIGHUP: the reload failed ({e}); still serving the previous certificate"
         ),
     }
+}
+
+/// Forget the variables that handed this process its sockets: systemd's, and the master's.
+fn forget_handed_over(py: Python<'_>) {
+    forget_variables(
+        py,
+        &[
+            &listen::systemd::VARIABLES,
+            &notify::VARIABLES,
+            &[supervise::control::WORKER_ENV],
+        ],
+    );
 }
 
 /// Remove the variables addressed to this process (systemd's `LISTEN_*`, `NOTIFY_SOCKET`...)

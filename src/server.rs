@@ -183,9 +183,8 @@ impl Accepting {
         };
         // The handshake is part of what a client must send promptly, like a request head.
         let handshake = tokio::time::timeout(self.app.plan.header_timeout, tls.accept(stream));
-        let accepted = tokio::select! {
-            () = self.stop.cancelled() => return,
-            r = handshake => r,
+        let Some(accepted) = unless_stopped(&self.stop, handshake).await else {
+            return;
         };
         match accepted {
             Ok(Ok((stream, info, alpn))) => {
@@ -215,9 +214,9 @@ impl Accepting {
             (HttpMode::Two, _) | (HttpMode::Auto, Some(Alpn::H2)) => (true, Rewind::new(stream)),
             // Cleartext, or TLS without ALPN: HTTP/2 only with prior knowledge.
             (HttpMode::Auto, None) => {
-                let sniffed = tokio::select! {
-                    () = self.stop.cancelled() => return,
-                    r = tokio::time::timeout(head_timeout(plan), sniff::sniff(stream)) => r,
+                let sniff = tokio::time::timeout(head_timeout(plan), sniff::sniff(stream));
+                let Some(sniffed) = unless_stopped(&self.stop, sniff).await else {
+                    return;
                 };
                 match sniffed {
                     Ok(Ok(found)) => found,
@@ -279,6 +278,18 @@ impl Accepting {
 /// benchmark) sends its next request well within this. Arbitrary: short next to
 /// `--graceful-timeout`, long next to a client's turnaround.
 const LAST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+
+/// `work` (a new connection's handshake or first bytes), given at most
+/// [`LAST_REQUEST_GRACE`] more once shutdown begins: a client whose connection was accepted
+/// just before must still get its request answered (reloading workers stop often).
+async fn unless_stopped<F: Future>(stop: &CancellationToken, work: F) -> Option<F::Output> {
+    tokio::pin!(work);
+    tokio::select! {
+        r = &mut work => return Some(r),
+        () = stop.cancelled() => {}
+    }
+    tokio::time::timeout(LAST_REQUEST_GRACE, work).await.ok()
+}
 
 /// Run an HTTP/1 connection until it ends. On shutdown, its responses say `Connection:
 /// close` (the client reconnects, to a server that is not stopping), and after `grace` it is

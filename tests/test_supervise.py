@@ -169,7 +169,7 @@ def test_sighup_under_wrk_load_fails_no_request(workers, tmp_path):
     old = wait_ready_count(server, 2)
     host, port = server.address
     wrk = subprocess.Popen(
-        ["wrk", "-t2", "-c16", "-d6s", "--latency", f"http://{host}:{port}/"],
+        ["wrk", "-t2", "-c16", "-d15s", "--latency", f"http://{host}:{port}/"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -179,6 +179,10 @@ def test_sighup_under_wrk_load_fails_no_request(workers, tmp_path):
         version.write_text("new")
         server.proc.send_signal(signal.SIGHUP)
         server.wait_for_output(r"Reload complete", LIVENESS)
+        # The whole reload happened under load (and the old workers' exits too).
+        for pid in old:
+            wait_until(lambda pid=pid: not alive(pid), LIVENESS, what=f"old worker {pid} gone")
+        assert wrk.poll() is None, "wrk ended before the reload did: the test proves nothing"
         out, _ = wrk.communicate(timeout=LIVENESS)
     finally:
         if wrk.poll() is None:
@@ -187,8 +191,6 @@ def test_sighup_under_wrk_load_fails_no_request(workers, tmp_path):
     assert requests > 100, out
     assert "Socket errors" not in out, out
     assert "Non-2xx" not in out, out
-    for pid in old:
-        wait_until(lambda pid=pid: not alive(pid), LIVENESS, what=f"old worker {pid} gone")
     status, body = answer(server)
     assert status == 200 and body.endswith(" new")
 

@@ -27,7 +27,8 @@ pub struct SuperviseOptions {
     pub workers: usize,
 
     /// Replace a worker process after it has served this many requests (the new one is
-    /// serving before the old one stops). 0 never does. Default is 0.
+    /// serving before the old one stops; with a single worker this starts a master to do
+    /// it). 0 never does. Default is 0.
     #[arg(
         long,
         value_name = "N",
@@ -49,7 +50,8 @@ pub struct SuperviseOptions {
     pub max_requests_jitter: u64,
 
     /// Replace a worker process whose resident memory exceeds this many megabytes (sampled
-    /// twice a second; the new one is serving before the old one stops). 0 never does.
+    /// twice a second; the new one is serving before the old one stops; with a single worker
+    /// this starts a master to do it). 0 never does.
     /// Default is 0.
     #[arg(
         long,
@@ -123,9 +125,10 @@ pub struct SupervisePlan {
 }
 
 impl SupervisePlan {
-    /// Whether a master process runs the workers (rather than one process serving alone).
+    /// Whether a master process runs the workers (rather than one process serving alone):
+    /// several workers, reloading, or recycling (which replaces the one worker).
     pub fn master(&self) -> bool {
-        self.workers > 1 || self.reload
+        self.workers > 1 || self.reload || self.max_requests.is_some() || self.max_rss.is_some()
     }
 }
 

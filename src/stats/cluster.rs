@@ -38,6 +38,9 @@ pub struct Cluster {
     live: BTreeMap<u32, Export>,
     /// The sum of every retired worker's last export, without gauges or requests in flight.
     retired: Export,
+    /// Pids already retired: an export of theirs that arrives late (a scrape in progress when
+    /// the worker exited) must not bring them back and count them twice.
+    gone: std::collections::HashSet<u32>,
     started: Instant,
     started_unix: f64,
 }
@@ -54,6 +57,7 @@ impl Cluster {
         Self {
             live: BTreeMap::new(),
             retired: Export::default(),
+            gone: std::collections::HashSet::new(),
             started: Instant::now(),
             started_unix: super::unix_now(),
         }
@@ -68,6 +72,9 @@ impl Cluster {
     /// Fold in a worker's answer (its pid is in it). Idempotent: the same answer twice, or
     /// an older one after a newer (two scrapes crossing), changes nothing.
     pub fn update(&mut self, export: Export) {
+        if self.gone.contains(&export.pid) {
+            return;
+        }
         match self.live.get_mut(&export.pid) {
             Some(held) => held.update(export),
             None => {
@@ -81,6 +88,7 @@ impl Cluster {
     /// nothing to keep. (Ask it for a last export and [`Cluster::update`] first, if it can
     /// still answer: what it served since the last scrape is otherwise not counted.)
     pub fn retire(&mut self, pid: u32) {
+        self.gone.insert(pid);
         let Some(mut gone) = self.live.remove(&pid) else {
             return;
         };
@@ -88,6 +96,11 @@ impl Cluster {
         gone.in_flight.clear();
         self.retired.absorb(&gone);
         self.retired.trim(self.now() as i64);
+    }
+
+    /// A new worker `pid` (a pid the system reused after a retired worker's is a new worker).
+    pub fn welcome(&mut self, pid: u32) {
+        self.gone.remove(&pid);
     }
 
     /// Pids of the workers whose statistics are held and not retired.

@@ -124,8 +124,6 @@ pub struct Master {
     replacing: Vec<u32>,
     boot_failures: u32,
     next_spawn: Instant,
-    /// The announcement after the first workers are ready is done.
-    announced: bool,
     /// SIGHUP in progress.
     reloading: bool,
     stopping: Option<Instant>,
@@ -134,7 +132,8 @@ pub struct Master {
     roster: Roster,
     /// The workers' statistics, merged for the admin listener.
     cluster: Arc<Mutex<Cluster>>,
-    /// For `/readyz`: stopping, and the first workers announced ready.
+    /// For `/readyz`: stopping, and the first workers announced ready (the master's log
+    /// line and systemd's READY=1 are made once).
     draining: Arc<AtomicBool>,
     announced_flag: Arc<AtomicBool>,
     hooks: Hooks,
@@ -142,6 +141,8 @@ pub struct Master {
     watcher: Option<Watcher>,
     /// Boot failures were reported; in reload mode the master waits for a change.
     waiting_for_change: bool,
+    /// Workers keep failing to start: the master kills what is left and exits.
+    giving_up: bool,
 }
 
 /// What the master tells the outside world about its progress (systemd, the log).
@@ -198,7 +199,6 @@ impl Master {
             replacing: Vec::new(),
             boot_failures: 0,
             next_spawn: Instant::now(),
-            announced: false,
             reloading: false,
             stopping: None,
             described,
@@ -210,6 +210,7 @@ impl Master {
             hooks,
             watcher,
             waiting_for_change: false,
+            giving_up: false,
         }
     }
 
@@ -227,9 +228,9 @@ impl Master {
         let end = loop {
             tokio::select! {
                 Some(event) = self.events.recv() => self.on_event(event),
-                _ = tick.tick() => self.on_tick().await,
-                Some(()) = signals.term.recv() => self.on_stop("SIGTERM").await,
-                Some(()) = signals.int.recv() => self.on_stop("SIGINT").await,
+                _ = tick.tick() => self.on_tick(),
+                Some(()) = signals.term.recv() => self.on_stop("SIGTERM"),
+                Some(()) = signals.int.recv() => self.on_stop("SIGINT"),
                 Some(()) = signals.hup.recv() => self.on_reload(),
                 Some(()) = signals.ttin.recv() => {
                     self.target += 1;
@@ -243,7 +244,7 @@ impl Master {
                         log_info!("Received SIGTTOU: keeping the last worker process");
                     }
                 }
-                Some(()) = signals.usr1.recv() => self.on_reopen().await,
+                Some(()) = signals.usr1.recv() => self.on_reopen(),
                 changed = next_change(self.watcher.as_mut()) => self.on_change(&changed),
             }
             if let Some(end) = self.reconcile() {
@@ -264,11 +265,16 @@ impl Master {
         })
     }
 
-    fn spawn(&mut self) {
+    /// Start a worker; false if it could not be started.
+    fn spawn(&mut self) -> bool {
         match self.spawner.spawn(self.events_tx.clone()) {
             Ok(handle) => {
                 let pid = handle.pid;
                 log_info!("Started worker process {pid}");
+                self.cluster
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .welcome(pid);
                 self.workers.insert(
                     pid,
                     Worker {
@@ -289,10 +295,17 @@ impl Master {
                         handle,
                     },
                 );
+                true
             }
             Err(e) => {
-                log_error!("cannot start a worker process: {e}");
+                log_error!(
+                    "cannot start a worker process ({}): {e}",
+                    self.spawner.program.display()
+                );
+                self.boot_failures += 1;
                 self.crash();
+                self.abandon_reload_if_hopeless();
+                false
             }
         }
     }
@@ -363,30 +376,25 @@ impl Master {
             log_info!("Worker process {pid} exited ({status})");
             return;
         }
-        self.replacing.push(w.restarts + 1);
         if w.killed {
+            // Counted as a restart when it was killed.
             log_info!("Worker process {pid} was killed ({status}); starting another");
+            return;
+        }
+        if w.retiring {
+            // Its replacement is on its way already.
+            log_error!("Worker process {pid}, which was being replaced, died ({status})");
             return;
         }
         if w.ready_at.is_none() {
             log_error!("Worker process {pid} exited before it was ready ({status})");
+            self.replacing.push(w.restarts + 1);
             self.boot_failures += 1;
             self.crash();
-            if self.reloading && self.boot_failures >= BOOT_FAILURES {
-                // The new code does not start: keep serving with the old workers.
-                log_error!(
-                    "Reload abandoned: the new worker processes keep failing to start; still serving with the previous ones"
-                );
-                for w in self.workers.values_mut() {
-                    if w.state == State::Ready {
-                        w.retiring = false;
-                    }
-                }
-                self.reloading = false;
-                self.boot_failures = 0;
-            }
+            self.abandon_reload_if_hopeless();
             return;
         }
+        self.replacing.push(w.restarts + 1);
         let served_for = w.ready_at.map_or(Duration::ZERO, |t| t.elapsed());
         log_error!(
             "Worker process {pid} died ({status}) after {:.1}s; starting another",
@@ -413,6 +421,26 @@ impl Master {
             changed[0].display()
         );
         self.replace_all();
+    }
+
+    /// During a reload, new workers that keep failing to start: keep serving with the old.
+    fn abandon_reload_if_hopeless(&mut self) {
+        if !self.reloading || self.boot_failures < BOOT_FAILURES {
+            return;
+        }
+        log_error!(
+            "Reload abandoned: the new worker processes keep failing to start; still serving with the previous ones"
+        );
+        for w in self.workers.values_mut() {
+            if w.state == State::Ready {
+                w.retiring = false;
+            }
+        }
+        self.reloading = false;
+        self.boot_failures = 0;
+        if let Some(hook) = &self.hooks.ready {
+            hook();
+        }
     }
 
     fn on_reload(&mut self) {
@@ -443,11 +471,11 @@ impl Master {
         self.next_spawn = Instant::now();
     }
 
-    async fn on_stop(&mut self, name: &str) {
+    fn on_stop(&mut self, name: &str) {
         if self.stopping.is_some() {
             log_warn!("Received {name} again: stopping the worker processes now");
             for w in self.workers.values() {
-                w.handle.order(Order::Send(ToWorker::StopNow)).await;
+                w.handle.try_order(Order::Send(ToWorker::StopNow));
             }
             return;
         }
@@ -459,28 +487,36 @@ impl Master {
         self.draining.store(true, Ordering::Relaxed);
         for w in self.workers.values_mut() {
             if w.state == State::Starting {
-                w.handle.order(Order::Kill).await;
+                w.handle.kill();
                 w.killed = true;
             } else if w.state == State::Ready {
-                w.handle.order(Order::Send(ToWorker::Stop)).await;
+                w.handle.try_order(Order::Send(ToWorker::Stop));
             }
             w.state = State::Draining;
             w.draining_since.get_or_insert_with(Instant::now);
         }
     }
 
-    async fn on_reopen(&mut self) {
+    fn on_reopen(&mut self) {
         match logging::reopen() {
             Ok(true) => log_info!("Received SIGUSR1: reopened the log file"),
             Ok(false) => log_info!("Received SIGUSR1: asking the workers to reopen their logs"),
             Err(e) => log_error!("Received SIGUSR1: {e}"),
         }
         for w in self.workers.values() {
-            w.handle.order(Order::Send(ToWorker::Reopen)).await;
+            w.handle.try_order(Order::Send(ToWorker::Reopen));
         }
     }
 
-    async fn on_tick(&mut self) {
+    fn on_tick(&mut self) {
+        // Workers serve again: the next death starts the backoff afresh.
+        if self.crashes > 0
+            && self.workers.values().any(|w| {
+                w.state == State::Ready && w.ready_at.is_some_and(|t| t.elapsed() >= HEALTHY_RUN)
+            })
+        {
+            self.crashes = 0;
+        }
         let timeout = self.plan.supervise.worker_timeout;
         let max_rss = self.plan.supervise.max_rss;
         let graceful = self.plan.graceful_timeout + EXIT_MARGIN;
@@ -489,8 +525,9 @@ impl Master {
             w.rss = resident_bytes(w.pid).unwrap_or(0);
             match w.state {
                 State::Starting => {}
+                State::Ready if w.killed => {}
                 State::Ready => {
-                    w.handle.order(Order::Send(ToWorker::Ping)).await;
+                    w.handle.try_order(Order::Send(ToWorker::Ping));
                     if let (Some(limit), false) = (max_rss, w.retiring) {
                         if w.rss > limit {
                             log_info!(
@@ -549,13 +586,20 @@ impl Master {
             };
             log_error!("Worker process {pid} {why}: killing it. Requests in flight: {in_flight}");
             w.killed = true;
-            w.handle.order(Order::Kill).await;
+            w.handle.kill();
+            let restarts = w.restarts + 1;
+            if w.state == State::Ready && !w.retiring {
+                self.replacing.push(restarts);
+            }
         }
         self.publish();
     }
 
     /// Bring the workers towards what is wanted. Returns how the master ends, if it does.
     fn reconcile(&mut self) -> Option<End> {
+        if self.giving_up {
+            return self.workers.is_empty().then_some(End::BootFailed);
+        }
         if self.stopping.is_some() {
             return self.workers.is_empty().then_some(End::Stopped);
         }
@@ -563,7 +607,14 @@ impl Master {
             && !self.workers.values().any(|w| w.state == State::Ready)
         {
             if self.watcher.is_none() {
-                return Some(End::BootFailed);
+                // Workers still importing would outlive the master, holding the listeners.
+                self.giving_up = true;
+                for w in self.workers.values_mut() {
+                    w.handle.kill();
+                    w.killed = true;
+                    w.state = State::Draining;
+                }
+                return self.workers.is_empty().then_some(End::BootFailed);
             }
             if !self.waiting_for_change {
                 self.waiting_for_change = true;
@@ -573,12 +624,14 @@ impl Master {
                 );
             }
         }
-        let fresh: Vec<u32> = self
+        // Oldest first; a worker still starting counts as newer than any serving one.
+        let mut fresh: Vec<&Worker> = self
             .workers
             .values()
             .filter(|w| !w.retiring && w.state != State::Draining && !w.killed)
-            .map(|w| w.pid)
             .collect();
+        fresh.sort_by_key(|w| (w.state == State::Starting, w.started));
+        let fresh: Vec<u32> = fresh.iter().map(|w| w.pid).collect();
         // Too few: start more (one at a time while backing off).
         if fresh.len() < self.target && Instant::now() >= self.next_spawn {
             let wanted = if self.crashes > 0 {
@@ -587,7 +640,9 @@ impl Master {
                 self.target - fresh.len()
             };
             for _ in 0..wanted {
-                self.spawn();
+                if !self.spawn() {
+                    break;
+                }
             }
         }
         // Too many (SIGTTOU): stop the newest.
@@ -616,6 +671,7 @@ impl Master {
             serving -= 1;
         }
         if self.reloading
+            && fresh_ready > 0
             && !self
                 .workers
                 .values()
@@ -627,8 +683,7 @@ impl Master {
                 hook();
             }
         }
-        if !self.announced && fresh_ready >= self.target {
-            self.announced = true;
+        if !self.announced_flag.load(Ordering::Relaxed) && fresh_ready >= self.target {
             self.announced_flag.store(true, Ordering::Relaxed);
             for url in &self.urls {
                 log_info!("Listening at: {url}");
@@ -654,7 +709,7 @@ impl Master {
         };
         if w.state == State::Starting {
             w.killed = true;
-            w.handle.try_order(Order::Kill);
+            w.handle.kill();
         } else {
             w.handle.try_order(Order::Send(ToWorker::Stop));
         }

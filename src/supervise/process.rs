@@ -48,8 +48,6 @@ pub enum Order {
     /// Ask for a statistics export newer than the cursor; the answer (or `None` if the
     /// worker is gone) comes back on the channel.
     Stats(Since, oneshot::Sender<Option<Box<Export>>>),
-    /// SIGKILL.
-    Kill,
 }
 
 /// The master's end of a worker's task.
@@ -68,6 +66,19 @@ impl WorkerHandle {
     /// long enough that this only fails when the task is gone).
     pub fn try_order(&self, order: Order) {
         let _ = self.orders.try_send(order);
+    }
+
+    /// SIGKILL the process, directly rather than through the task, which may be waiting on
+    /// a worker that does not read its control socket. The master forgets a worker as soon
+    /// as its task reports it reaped, so the pid is still the worker's, but for the moment
+    /// between the reaping and the report.
+    pub fn kill(&self) {
+        if let Ok(pid) = libc::pid_t::try_from(self.pid) {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
     }
 
     pub fn orders(&self) -> mpsc::Sender<Order> {
@@ -108,7 +119,10 @@ impl Spawner {
         let mut inherit: Vec<RawFd> = self.listeners.clone();
         inherit.push(control_fd);
         let mut cmd = Command::new(&self.program);
-        cmd.args(&self.args).env(WORKER_ENV, spec);
+        // If the master itself is dropped without reaping (a panic), its workers go with it.
+        cmd.args(&self.args)
+            .env(WORKER_ENV, spec)
+            .kill_on_drop(true);
         // SAFETY: the closure runs in the child between fork and exec and only calls fcntl,
         // which is async-signal-safe; the fds are the master's open listeners and the
         // socketpair end, valid in the child as in the parent.
@@ -186,9 +200,6 @@ async fn run(
                     } else {
                         let _ = reply.send(None);
                     }
-                }
-                Order::Kill => {
-                    let _ = child.start_kill();
                 }
             },
         }

@@ -40,11 +40,16 @@ impl Spec {
         };
         std::env::remove_var(WORKER_ENV);
         let value = value.to_string_lossy();
-        Self::parse(&value).map(Some).ok_or_else(|| {
+        let spec = Self::parse(&value).ok_or_else(|| {
             Error::config(format!(
                 "invalid {WORKER_ENV}='{value}': this variable is set by the ferrule master process for its workers"
             ))
-        })
+        })?;
+        // Before the application is imported: a process it starts must not inherit them.
+        for fd in spec.listeners.iter().chain([&spec.control]) {
+            set_cloexec(*fd);
+        }
+        Ok(Some(spec))
     }
 
     fn parse(value: &str) -> Option<Spec> {
