@@ -281,6 +281,22 @@ def test_workers_that_keep_failing_to_start_make_the_master_give_up(tmp_path):
     assert not (tmp_path / "s.sock").exists(), "the master removes its socket"
 
 
+def test_giving_up_leaves_no_worker_behind(tmp_path):
+    # One worker hangs in its import while the others fail: the master must not exit and
+    # leave it holding the listener.
+    sock = tmp_path / "s.sock"
+    server = start(
+        ["--workers", "2", "--bind", f"unix:{sock}", "procapp:application"],
+        env={"PROCAPP_FIRST_HANGS": str(tmp_path / "first")},
+        expect_ready=False,
+    )
+    assert server.proc.wait(90) == 3
+    started = [int(p) for p in re.findall(r"Started worker process (\d+)", server.output())]
+    assert len(started) >= 6
+    for pid in started:
+        wait_until(lambda pid=pid: not alive(pid), LIVENESS, what=f"worker {pid} gone")
+
+
 # -- statistics and health -----------------------------------------------------------------
 
 

@@ -6,7 +6,8 @@
   /stuck       sleeps an hour in one C call that cancellation cannot interrupt
 
 With PROCAPP_FAIL_IMPORT=1 the module raises at import; with PROCAPP_SLOW_IMPORT=S it sleeps
-S seconds at import.
+S seconds at import; with PROCAPP_FIRST_HANGS=PATH the first process to import hangs there and
+the others raise.
 """
 
 import os
@@ -15,6 +16,13 @@ from urllib.parse import parse_qs
 
 if os.environ.get("PROCAPP_FAIL_IMPORT") == "1":
     raise RuntimeError("procapp was told to fail at import")
+if _first := os.environ.get("PROCAPP_FIRST_HANGS"):
+    # The first process to import hangs in its import; every later one fails.
+    try:
+        os.close(os.open(_first, os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        raise RuntimeError("procapp was told to fail at import") from None
+    time.sleep(3600)
 if os.environ.get("PROCAPP_SLOW_IMPORT"):
     time.sleep(float(os.environ["PROCAPP_SLOW_IMPORT"]))
 
