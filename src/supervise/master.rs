@@ -234,12 +234,12 @@ impl Master {
                 Some(()) = signals.hup.recv() => self.on_reload(),
                 Some(()) = signals.ttin.recv() => {
                     self.target += 1;
-                    log_info!("Received SIGTTIN: now {} worker processes", self.target);
+                    log_info!("Received SIGTTIN: now {}", processes(self.target));
                 }
                 Some(()) = signals.ttou.recv() => {
                     if self.target > 1 {
                         self.target -= 1;
-                        log_info!("Received SIGTTOU: now {} worker processes", self.target);
+                        log_info!("Received SIGTTOU: now {}", processes(self.target));
                     } else {
                         log_info!("Received SIGTTOU: keeping the last worker process");
                     }
@@ -678,7 +678,7 @@ impl Master {
                 .any(|w| w.retiring && w.state != State::Draining)
         {
             self.reloading = false;
-            log_info!("Reload complete: {fresh_ready} worker processes serving");
+            log_info!("Reload complete: {} serving", processes(fresh_ready));
             if let Some(hook) = &self.hooks.ready {
                 hook();
             }
@@ -689,8 +689,8 @@ impl Master {
                 log_info!("Listening at: {url}");
             }
             log_info!(
-                "Ready to accept requests: {} worker processes serving {} (master pid {})",
-                self.target,
+                "Ready to accept requests: {} serving {} (master pid {})",
+                processes(self.target),
                 self.described,
                 std::process::id()
             );
@@ -758,6 +758,15 @@ impl Master {
     /// `/readyz`'s view of the master: (stopping, announced ready).
     pub fn flags(&self) -> (Arc<AtomicBool>, Arc<AtomicBool>) {
         (Arc::clone(&self.draining), Arc::clone(&self.announced_flag))
+    }
+}
+
+/// "1 worker process", "2 worker processes".
+fn processes(n: usize) -> String {
+    if n == 1 {
+        "1 worker process".to_owned()
+    } else {
+        format!("{n} worker processes")
     }
 }
 
