@@ -164,6 +164,11 @@ impl Accepting {
                 ctx.connection(stream, peer, local).await;
                 drop((permit, counted));
             });
+            // Worker processes share the listening socket and are all woken by a burst of
+            // connections; one that accepted until the backlog was empty would take the whole
+            // burst (and, with keep-alive, its load for good). Letting the runtime turn over
+            // between accepts lets the others take their share.
+            tokio::task::yield_now().await;
         }
     }
 
