@@ -170,6 +170,9 @@ class Result:
     errors: int = 0  # wrk connect/read/write errors + non-2xx/3xx responses
     timeouts: int = 0
     peak_rss: int | None = None  # bytes, summed over the process tree
+    # With several worker processes: how wrk's connections were split between them, sampled
+    # once halfway through the run (e.g. "40/24"; one entry per round when summarized).
+    split: str = ""
     note: str = ""
     # Over the rounds, when this Result summarizes several runs (rps and p99_ms are medians).
     runs: int = 1
@@ -200,6 +203,7 @@ def summarize(runs: list[Result]) -> Result:
         runs=len(runs),
         rps_min=min(rps) if rps else None,
         rps_max=max(rps) if rps else None,
+        split=" · ".join(r.split for r in runs if r.split),
     )
 
 
@@ -359,6 +363,41 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def connection_split(root: int, port: int) -> list[int]:
+    """How many established TCP connections to `port` each process of root's tree holds, most
+    first (processes with none left out). From /proc: the socket inodes in each process's fd
+    table, matched against /proc/net/tcp{,6} rows whose local port is `port`. Threads of one
+    process share its fd table; the listening socket is not counted (not established)."""
+    established = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for row in f:
+                    cols = row.split()
+                    local, state, inode = cols[1], cols[3], cols[9]
+                    if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
+                        established.add(inode)
+        except OSError:
+            continue
+    counts = []
+    for pid in process_tree(root):
+        held = set()
+        try:
+            for fd in os.scandir(f"/proc/{pid}/fd"):
+                try:
+                    target = os.readlink(fd.path)
+                except OSError:
+                    continue
+                if target.startswith("socket:[") and target[8:-1] in established:
+                    held.add(target[8:-1])
+        except OSError:
+            continue
+        if held:
+            counts.append(len(held))
+    return sorted(counts, reverse=True)
+
+
 class RssSampler(threading.Thread):
     """The peak of the summed VmRSS of a process tree, sampled every 100 ms."""
 
@@ -480,7 +519,17 @@ def run_one(
             return result
         subprocess.run(wrk_argv(port, w, 1), capture_output=True, timeout=60)  # warm-up
         cmd = wrk_argv(port, w, seconds)
+        splitter = None
+        if workers > 1:
+
+            def sample_split() -> None:
+                result.split = "/".join(map(str, connection_split(proc.pid, port))) or "none"
+
+            splitter = threading.Timer(seconds / 2, sample_split)
+            splitter.start()
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+        if splitter is not None:
+            splitter.join()
         (WORK / "logs" / f"{stem}.wrk").write_text(done.stdout + done.stderr)
         parse_wrk(done.stdout, result)
         if proc.poll() is not None:
@@ -552,11 +601,15 @@ def table(
     rps_head, p99_head = ("req/s", "p99")
     if rounds > 1:
         rps_head, p99_head = "req/s median (min–max)", "p99 median"
+    split_head, split_rule = ("", "")
+    if workers > 1:
+        split_head, split_rule = " connections per worker |", "---|"
     lines = [
         f"### /{w.name} — {w.description} (wrk -t2 -c{w.connections} -d{seconds:g}s{over})",
         "",
-        f"| server | {rps_head} | {p99_head} | errors | timeouts | peak RSS | ferrule ÷ this |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        f"| server | {rps_head} | {p99_head} | errors | timeouts | peak RSS | ferrule ÷ this "
+        f"|{split_head}",
+        f"|---|---:|---:|---:|---:|---:|---:|{split_rule}",
     ]
     for r in results:
         label = SERVERS[r.server].describe(workers)
@@ -564,16 +617,18 @@ def table(
             label += f" ({r.note})"
         rss = f"{r.peak_rss / 2**20:,.0f} MiB" if r.peak_rss else "—"
         ratio = "—" if r.server == "ferrule" else fmt_ratio(ours, r.rps)
+        split = f" {r.split or '—'} |" if workers > 1 else ""
         lines.append(
             f"| {label} | {fmt_rps_spread(r)} | {fmt_ms(r.p99_ms)} | {r.errors:,} | {r.timeouts:,} "
-            f"| {rss} | {ratio} |"
+            f"| {rss} | {ratio} |{split}"
         )
     if reference is not None:
         label = "in-process reference (1 thread, no sockets)"
         if reference.note:
             label += f" ({reference.note})"
         ratio = fmt_ratio(ours, reference.rps)
-        lines.append(f"| {label} | {fmt_rps(reference.rps)} | — | — | — | — | {ratio} |")
+        split = " — |" if workers > 1 else ""
+        lines.append(f"| {label} | {fmt_rps(reference.rps)} | — | — | — | — | {ratio} |{split}")
     return "\n".join(lines) + "\n"
 
 
