@@ -10,8 +10,9 @@ fresh connection, until the answer is "version N". It prints the time from the r
 answer (median, p90, max), and where the time went, from the server's log lines as they
 arrive: the watcher noticing the change and the master starting new workers, the new worker
 becoming ready, and its first answer. Last, the cost of starting a worker measured apart: a
-bare `python -c pass`, and a Python process that imports Django and loads the demo's WSGI
-application (what a worker does before it serves), each --imports times.
+bare `python -c pass`, a Python process that imports Django and loads the demo's WSGI
+application (what a worker does before it serves), and `manage.py check` (Django's setup and
+system checks, which `manage.py server` runs before serving), each --imports times.
 
 The issue's target: under 1 s. The report also goes to bench/_work/reload.md.
 """
@@ -145,12 +146,16 @@ def boot_costs(site: Path, runs: int) -> dict[str, list[float]]:
         "from django.core.wsgi import get_wsgi_application; get_wsgi_application(); "
         "from django.urls import resolve; resolve('/version/'); import ferrule._ferrule"
     )
-    commands = {"python -c pass": [PY, "-c", "pass"], "python: Django + WSGI app": [PY, "-c", load]}
+    commands = {
+        "python -c pass": [PY, "-c", "pass"],
+        "python: Django + WSGI app": [PY, "-c", load],
+        "python manage.py check (setup + system checks)": [PY, "manage.py", "check", "-v0"],
+    }
     times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(runs):
         for name, argv in commands.items():
             t0 = time.monotonic()
-            subprocess.run(argv, cwd=site, env=env, check=True)
+            subprocess.run(argv, cwd=site, env=env, check=True, capture_output=True)
             times[name].append(time.monotonic() - t0)
     return times
 
