@@ -82,6 +82,14 @@ bench-async: $(PY)  ## ferrule.gather vs async_to_sync, and clients that abandon
 bench-stats: $(PY)  ## what statistics cost: /plain with the admin listener scraped vs off
 	$(PY) bench/stats.py
 
+.PHONY: bench-workers
+bench-workers: $(PY)  ## /plain and /template with 2 worker processes per server (issue 6)
+	$(PY) bench/run.py --workers 2 --only plain,template
+
+.PHONY: bench-reload
+bench-reload: $(PY)  ## development reload: from saving a view to the first new response
+	$(PY) bench/reload.py
+
 .PHONY: clean
 clean:  ## remove build outputs and virtualenvs
 	cargo clean

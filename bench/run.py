@@ -1,13 +1,13 @@
-"""Benchmark ferrule against gunicorn and granian on the same Django app, in one run.
+"""Benchmark ferrule against gunicorn, granian and uWSGI on the same Django app, in one run.
 
 `make bench` (or `.venv/bin/python bench/run.py --help`). For every workload and every server
-config it starts a fresh server (one process/worker each) on the app in bench/app, waits for the
-port, warms up for 1 s, loads it with wrk, samples the peak RSS of the server's process tree and
-kills it. It does so for --rounds rounds, interleaving the servers and rotating their order each
-round, and prints one markdown table per workload with each server's median req/s (and min–max),
-and ferrule's ratio to each peer and to the in-process reference (the app called in a loop, no
-sockets). The same text goes to bench/_work/last.md. See bench/README.md for what each number
-means.
+config it starts a fresh server (one process/worker each, or --workers N each) on the app in
+bench/app, waits for the port, warms up for 1 s, loads it with wrk, samples the peak RSS of the
+server's process tree (master and workers) and kills it. It does so for --rounds rounds,
+interleaving the servers and rotating their order each round, and prints one markdown table
+per workload with each server's median req/s (and min–max), and ferrule's ratio to each peer
+and to the in-process reference (the app called in a loop, no sockets). The same text goes to
+bench/_work/last.md. See bench/README.md for what each number means.
 """
 
 from __future__ import annotations
@@ -81,8 +81,24 @@ WORKLOADS = {
 @dataclasses.dataclass(frozen=True)
 class ServerConfig:
     name: str
-    label: str
-    argv: list[str]  # "{port}" is replaced by the port
+    label: str  # "{workers}" is replaced by the number of processes
+    argv: list[str]  # "{port}" and "{workers}" are replaced by the port and the processes
+    # Inserted before the application argument when --workers is more than 1.
+    workers_argv: tuple[str, ...] = ()
+    # The pip distribution that provides it.
+    dist: str = ""
+
+    def command(self, port: int, workers: int) -> list[str]:
+        argv = list(self.argv)
+        if workers > 1 and self.workers_argv:
+            argv[-1:-1] = self.workers_argv
+        return [a.replace("{port}", str(port)).replace("{workers}", str(workers)) for a in argv]
+
+    def describe(self, workers: int) -> str:
+        label = self.label.replace("{workers}", str(workers))
+        if workers > 1 and self.workers_argv:
+            label += " " + " ".join(self.workers_argv).replace("{workers}", str(workers))
+        return label
 
 
 SERVERS = {
@@ -92,30 +108,54 @@ SERVERS = {
             "ferrule",
             "ferrule (defaults)",
             [PY, "-m", "ferrule", "--bind", "127.0.0.1:{port}", APP],
+            # One process is ferrule without --workers (no master); N > 1: a master and N workers.
+            workers_argv=("--workers", "{workers}"),
         ),
         ServerConfig(
             "gunicorn-sync",
-            "gunicorn sync -w 1",
-            [PY, "-m", "gunicorn", "-w", "1", "-k", "sync", "-b", "127.0.0.1:{port}", APP],
+            "gunicorn sync -w {workers}",
+            [PY, "-m", "gunicorn", "-w", "{workers}", "-k", "sync", "-b", "127.0.0.1:{port}", APP],
+            dist="gunicorn",
         ),
         ServerConfig(
             "gunicorn-gthread",
-            "gunicorn gthread -w 1 --threads 32",
-            [PY, "-m", "gunicorn", "-w", "1", "-k", "gthread", "--threads", "32"]
+            "gunicorn gthread -w {workers} --threads 32",
+            [PY, "-m", "gunicorn", "-w", "{workers}", "-k", "gthread", "--threads", "32"]
             + ["-b", "127.0.0.1:{port}", APP],
+            dist="gunicorn",
         ),
     ]
     + [
         ServerConfig(
             name,
-            "granian --interface wsgi" + "".join(f" {a}" for a in extra),
-            [PY, "-m", "granian", "--interface", "wsgi", "--workers", "1"]
+            "granian --interface wsgi --workers {workers}" + "".join(f" {a}" for a in extra),
+            [PY, "-m", "granian", "--interface", "wsgi", "--workers", "{workers}"]
             + ["--host", "127.0.0.1", "--port", "{port}", *extra, APP],
+            dist="granian",
         )
         for name, extra in [
             ("granian", []),
             ("granian-bt1", ["--blocking-threads", "1"]),
             ("granian-bt32", ["--blocking-threads", "32"]),
+        ]
+    ]
+    + [
+        # uWSGI's own HTTP parser on the socket (--http11-socket: keep-alive, as the others do;
+        # no separate router process), a master (as in production), --die-on-term so that
+        # SIGTERM stops it rather than reloading, no per-request log line (the others log none
+        # by default either), and the app imported in the master before the fork (uWSGI's
+        # default; --lazy-apps would not).
+        ServerConfig(
+            name,
+            "uWSGI --http11-socket --processes {workers}" + "".join(f" {a}" for a in extra),
+            [str(Path(PY).parent / "uwsgi"), "--master", "--processes", "{workers}", *extra]
+            + ["--http11-socket", "127.0.0.1:{port}", "--listen", "1024", "--die-on-term"]
+            + ["--disable-logging", "--need-app", "--virtualenv", sys.prefix, "--module", APP],
+            dist="uwsgi",
+        )
+        for name, extra in [
+            ("uwsgi", []),
+            ("uwsgi-t32", ["--threads", "32"]),
         ]
     ]
 }
@@ -130,6 +170,9 @@ class Result:
     errors: int = 0  # wrk connect/read/write errors + non-2xx/3xx responses
     timeouts: int = 0
     peak_rss: int | None = None  # bytes, summed over the process tree
+    # With several worker processes: how wrk's connections were split between them, sampled
+    # once halfway through the run (e.g. "40/24"; one entry per round when summarized).
+    split: str = ""
     note: str = ""
     # Over the rounds, when this Result summarizes several runs (rps and p99_ms are medians).
     runs: int = 1
@@ -160,6 +203,7 @@ def summarize(runs: list[Result]) -> Result:
         runs=len(runs),
         rps_min=min(rps) if rps else None,
         rps_max=max(rps) if rps else None,
+        split=" · ".join(r.split for r in runs if r.split),
     )
 
 
@@ -176,8 +220,15 @@ def log(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
-def ensure_peers() -> None:
-    missing = [m for m in ("gunicorn", "granian") if not _installed(m)]
+def ensure_peers(servers: list[str] | None = None) -> None:
+    """pip-install the peers among `servers` that are missing (gunicorn and granian when not
+    given). uWSGI builds from source: about a minute on 2 cores, with a C compiler and the
+    Python headers."""
+    if servers is None:
+        wanted = {"gunicorn", "granian"}
+    else:
+        wanted = {SERVERS[s].dist for s in servers if SERVERS[s].dist}
+    missing = sorted(d for d in wanted if not _installed(d))
     if missing:
         log(f"installing {' '.join(missing)} into {sys.prefix}")
         subprocess.run([PY, "-m", "pip", "install", "-q", *missing], check=True)
@@ -312,6 +363,41 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def connection_split(root: int, port: int) -> list[int]:
+    """How many established TCP connections to `port` each process of root's tree holds, most
+    first (processes with none left out). From /proc: the socket inodes in each process's fd
+    table, matched against /proc/net/tcp{,6} rows whose local port is `port`. Threads of one
+    process share its fd table; the listening socket is not counted (not established)."""
+    established = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for row in f:
+                    cols = row.split()
+                    local, state, inode = cols[1], cols[3], cols[9]
+                    if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
+                        established.add(inode)
+        except OSError:
+            continue
+    counts = []
+    for pid in process_tree(root):
+        held = set()
+        try:
+            for fd in os.scandir(f"/proc/{pid}/fd"):
+                try:
+                    target = os.readlink(fd.path)
+                except OSError:
+                    continue
+                if target.startswith("socket:[") and target[8:-1] in established:
+                    held.add(target[8:-1])
+        except OSError:
+            continue
+        if held:
+            counts.append(len(held))
+    return sorted(counts, reverse=True)
+
+
 class RssSampler(threading.Thread):
     """The peak of the summed VmRSS of a process tree, sampled every 100 ms."""
 
@@ -412,10 +498,11 @@ def run_one(
     env: dict[str, str],
     tag: str = "",
     port: int | None = None,
+    workers: int = 1,
 ) -> Result:
     result = Result(server.name, w.name)
     port = port or free_port()
-    argv = [a.replace("{port}", str(port)) for a in server.argv]
+    argv = server.command(port, workers)
     stem = f"{w.name}-{server.name}{tag}"
     logfile = WORK / "logs" / f"{stem}.log"
     with open(logfile, "wb") as out:
@@ -432,7 +519,17 @@ def run_one(
             return result
         subprocess.run(wrk_argv(port, w, 1), capture_output=True, timeout=60)  # warm-up
         cmd = wrk_argv(port, w, seconds)
+        splitter = None
+        if workers > 1:
+
+            def sample_split() -> None:
+                result.split = "/".join(map(str, connection_split(proc.pid, port))) or "none"
+
+            splitter = threading.Timer(seconds / 2, sample_split)
+            splitter.start()
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+        if splitter is not None:
+            splitter.join()
         (WORK / "logs" / f"{stem}.wrk").write_text(done.stdout + done.stderr)
         parse_wrk(done.stdout, result)
         if proc.poll() is not None:
@@ -492,45 +589,58 @@ def fmt_ratio(ours: float | None, theirs: float | None) -> str:
 
 
 def table(
-    w: Workload, seconds: float, rounds: int, results: list[Result], reference: Result | None
+    w: Workload,
+    seconds: float,
+    rounds: int,
+    results: list[Result],
+    reference: Result | None,
+    workers: int = 1,
 ) -> str:
     ours = next((r.rps for r in results if r.server == "ferrule"), None)
     over = f", {rounds} rounds" if rounds > 1 else ""
     rps_head, p99_head = ("req/s", "p99")
     if rounds > 1:
         rps_head, p99_head = "req/s median (min–max)", "p99 median"
+    split_head, split_rule = ("", "")
+    if workers > 1:
+        split_head, split_rule = " connections per worker |", "---|"
     lines = [
         f"### /{w.name} — {w.description} (wrk -t2 -c{w.connections} -d{seconds:g}s{over})",
         "",
-        f"| server | {rps_head} | {p99_head} | errors | timeouts | peak RSS | ferrule ÷ this |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        f"| server | {rps_head} | {p99_head} | errors | timeouts | peak RSS | ferrule ÷ this "
+        f"|{split_head}",
+        f"|---|---:|---:|---:|---:|---:|---:|{split_rule}",
     ]
     for r in results:
-        label = SERVERS[r.server].label
+        label = SERVERS[r.server].describe(workers)
         if r.note:
             label += f" ({r.note})"
         rss = f"{r.peak_rss / 2**20:,.0f} MiB" if r.peak_rss else "—"
         ratio = "—" if r.server == "ferrule" else fmt_ratio(ours, r.rps)
+        split = f" {r.split or '—'} |" if workers > 1 else ""
         lines.append(
             f"| {label} | {fmt_rps_spread(r)} | {fmt_ms(r.p99_ms)} | {r.errors:,} | {r.timeouts:,} "
-            f"| {rss} | {ratio} |"
+            f"| {rss} | {ratio} |{split}"
         )
     if reference is not None:
         label = "in-process reference (1 thread, no sockets)"
         if reference.note:
             label += f" ({reference.note})"
         ratio = fmt_ratio(ours, reference.rps)
-        lines.append(f"| {label} | {fmt_rps(reference.rps)} | — | — | — | — | {ratio} |")
+        split = " — |" if workers > 1 else ""
+        lines.append(f"| {label} | {fmt_rps(reference.rps)} | — | — | — | — | {ratio} |{split}")
     return "\n".join(lines) + "\n"
 
 
-def target_checks(all_results: dict[str, list[Result]]) -> str:
+def target_checks(all_results: dict[str, list[Result]], workers: int = 1) -> str:
     def rps(workload: str, server: str) -> float | None:
         for r in all_results.get(workload, []):
             if r.server == server:
                 return r.rps
         return None
 
+    if workers > 1:
+        return worker_target_checks(all_results, workers)
     rows = []
     for workload in ("plain", "template"):
         ours, peer = rps(workload, "ferrule"), rps(workload, "granian-bt1")
@@ -555,6 +665,38 @@ def target_checks(all_results: dict[str, list[Result]]) -> str:
     return "\n".join(head + rows) + "\n"
 
 
+def worker_target_checks(all_results: dict[str, list[Result]], workers: int) -> str:
+    """Issue 6's goal with N processes each: ferrule ahead of every peer on /plain and
+    /template, and at least 1.2x the best granian configuration."""
+    rows = []
+    for workload in ("plain", "template"):
+        results = [r for r in all_results.get(workload, []) if r.rps is not None]
+        ours = next((r.rps for r in results if r.server == "ferrule"), None)
+        for check, target, peers in (
+            ("best peer", 1.0, [r for r in results if r.server != "ferrule"]),
+            ("best granian", 1.2, [r for r in results if r.server.startswith("granian")]),
+        ):
+            if ours is None or not peers:
+                rows.append(
+                    f"| /{workload}: ferrule ÷ {check} | ≥ {target:.2f}× | — | not measured |"
+                )
+                continue
+            best = max(peers, key=lambda r: r.rps or 0.0)
+            ratio = ours / best.rps if best.rps else float("inf")
+            measured = f"{ratio:.2f}× ({fmt_rps(ours)} vs {best.server} {fmt_rps(best.rps)})"
+            verdict = "PASS" if ratio >= target else "MISS"
+            rows.append(
+                f"| /{workload}: ferrule ÷ {check} | ≥ {target:.2f}× | {measured} | {verdict} |"
+            )
+    head = [
+        f"### Targets ({workers} processes each)",
+        "",
+        "| check | target | measured | result |",
+        "|---|---|---|---|",
+    ]
+    return "\n".join(head + rows) + "\n"
+
+
 def header(args: argparse.Namespace, seconds: float, rounds: int) -> str:
     def version(dist: str) -> str:
         try:
@@ -574,6 +716,13 @@ def header(args: argparse.Namespace, seconds: float, rounds: int) -> str:
     wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split()
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     argv = " ".join(sys.argv[1:])
+    workers = getattr(args, "workers", 1)
+    processes = (
+        "one process/worker each"
+        if workers == 1
+        else f"{workers} worker processes each (plus the master where the server has one)"
+    )
+    load = load_average()
     return "\n".join(
         [
             f"## ferrule benchmark, {now}",
@@ -583,10 +732,12 @@ def header(args: argparse.Namespace, seconds: float, rounds: int) -> str:
             f"- machine: {os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}",
             f"- Python {platform.python_version()}, Django {version('django')}, "
             f"ferrule {version('ferrule')}, gunicorn {version('gunicorn')}, "
-            f"granian {version('granian')}, wrk {wrk[1] if len(wrk) > 1 else '?'}",
+            f"granian {version('granian')}, uWSGI {version('uwsgi')}, "
+            f"wrk {wrk[1] if len(wrk) > 1 else '?'}",
             f"- load: wrk -t2 --latency, {seconds:g} s per run after a 1 s warm-up, a fresh server "
-            "per run, one process/worker each; req/s counts 2xx/3xx responses only; peak RSS is "
-            "the summed VmRSS of the server's process tree",
+            f"per run, {processes}; req/s counts 2xx/3xx responses only; peak RSS is "
+            "the summed VmRSS of the server's process tree (master and workers)",
+            f"- load average at the start: {load}",
             f"- {rounds} round{'s' if rounds != 1 else ''} per workload, the servers interleaved "
             "and their order rotated each round; req/s and p99 are the medians over the rounds, "
             "errors and timeouts their sums, peak RSS the largest; the in-process reference "
@@ -596,6 +747,15 @@ def header(args: argparse.Namespace, seconds: float, rounds: int) -> str:
             "",
         ]
     )
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, as `uptime` prints them."""
+    try:
+        with open("/proc/loadavg") as f:
+            return ", ".join(f.read().split()[:3])
+    except OSError:
+        return "unknown"
 
 
 # --- main --------------------------------------------------------------------------------------
@@ -622,9 +782,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--no-build", action="store_true", help="use the ferrule already in the venv as it is"
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes per server: ferrule --workers N, gunicorn -w N, granian --workers "
+        "N, uWSGI --processes N (default 1; ferrule then runs without a master)",
+    )
     args = p.parse_args(argv)
     if args.rounds is not None and args.rounds < 1:
         p.error("--rounds: must be at least 1")
+    if args.workers < 1:
+        p.error("--workers: must be at least 1")
     for attr, known in (("only", WORKLOADS), ("servers", SERVERS)):
         value = getattr(args, attr)
         names = value.split(",") if value else list(known)
@@ -641,7 +811,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (1 if args.quick else 3)
     (WORK / "logs").mkdir(parents=True, exist_ok=True)
     ensure_wrk()
-    ensure_peers()
+    ensure_peers(args.servers)
     if "ferrule" in args.servers and not args.no_build:
         build_ferrule()
 
@@ -657,15 +827,15 @@ def main(argv: list[str] | None = None) -> int:
                 tag = f"-r{i + 1}" if rounds > 1 else ""
                 for server in round_order(args.servers, i):
                     log(f"{where}: {server}")
-                    r = run_one(SERVERS[server], w, seconds, env, tag)
+                    r = run_one(SERVERS[server], w, seconds, env, tag, workers=args.workers)
                     log(f"{where}: {server}: {fmt_rps(r.rps)} req/s {r.note}".rstrip())
                     runs[server].append(r)
             results = [summarize(runs[server]) for server in args.servers]
             log(f"/{w.name}: in-process reference")
             reference = run_inprocess(w, seconds, env)
             all_results[name] = results
-            report.append(table(w, seconds, rounds, results, reference))
-        report.append(target_checks(all_results))
+            report.append(table(w, seconds, rounds, results, reference, args.workers))
+        report.append(target_checks(all_results, args.workers))
 
     text = "\n".join(report)
     print(text)
