@@ -195,12 +195,26 @@ def start(
     timeout: float = 60,
 ) -> Server:
     """Start `python -m ferrule ARGS` and wait for its readiness line."""
-    proc = subprocess.Popen(
+    return start_command(
         [sys.executable, "-m", "ferrule", *args],
+        ferrule_env(env),
+        cwd=cwd,
+        expect_ready=expect_ready,
+        timeout=timeout,
+    )
+
+
+def start_command(
+    argv: list[str], env: dict, cwd=None, expect_ready: bool = True, timeout: float = 60
+) -> Server:
+    """Start a server command (`python -m ferrule`, `manage.py server`) with exactly `env`,
+    and wait for its readiness line."""
+    proc = subprocess.Popen(
+        argv,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
-        env=ferrule_env(env),
+        env=env,
         cwd=cwd,
         text=True,
         errors="replace",
@@ -210,7 +224,7 @@ def start(
         return server
     proc.kill()
     proc.wait()
-    raise AssertionError("ferrule did not become ready:\n" + "".join(server.lines))
+    raise AssertionError(f"{argv[1]} did not become ready:\n" + "".join(server.lines))
 
 
 @pytest.fixture(params=["tcp", "unix"])

@@ -16,7 +16,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import TESTS, Server, ferrule_env
+from conftest import TESTS, ferrule_env, start_command
 from helpers import echo, wait_until
 
 SITE = TESTS / "django_site"
@@ -348,19 +348,4 @@ def test_a_bad_settings_ferrule_names_the_setting(tmp_path, ferrule, message):
 
 def start_managed(argv: list[str], env: dict):
     """`manage.py server` in the site directory, ready, as conftest's `start()` does."""
-    proc = subprocess.Popen(
-        argv,
-        cwd=SITE,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-    )
-    server = Server(proc)
-    if server.wait_ready(60):
-        return server
-    proc.kill()
-    proc.wait()
-    raise AssertionError("manage.py server did not become ready:\n" + "".join(server.lines))
+    return start_command(argv, env, cwd=SITE)

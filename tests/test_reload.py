@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TESTS, Server, ferrule_env
+from conftest import TESTS, Server, ferrule_env, start_command
 from helpers import wait_until
 
 LIVENESS = 30
@@ -152,22 +152,9 @@ def manage_server(site: Path, data: Path, *args: str) -> Server:
     data.mkdir(exist_ok=True)
     manage = [sys.executable, "manage.py"]
     subprocess.run([*manage, "migrate", "--noinput", "-v0"], cwd=site, env=env, check=True)
-    proc = subprocess.Popen(
-        [*manage, "server", "127.0.0.1:0", *args],
-        cwd=site,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
+    return start_command(
+        [*manage, "server", "127.0.0.1:0", *args], env, cwd=site, timeout=LIVENESS * 2
     )
-    server = Server(proc)
-    if not server.wait_ready(LIVENESS * 2):
-        proc.kill()
-        proc.wait()
-        raise AssertionError("manage.py server did not start:\n" + "".join(server.lines))
-    return server
 
 
 def test_manage_py_server_reloads_by_default_and_noreload_turns_it_off(site_copy, tmp_path):
