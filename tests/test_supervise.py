@@ -265,6 +265,64 @@ def test_worker_timeout_kills_a_worker_stuck_in_a_c_call(workers):
     assert answer(server)[0] == 200
 
 
+# -- logs ----------------------------------------------------------------------------------
+
+
+def test_sigusr1_reopens_the_log_file_in_the_master_and_the_workers(tmp_path):
+    # As logrotate does: move the file away, then SIGUSR1; the master and the workers that
+    # were already running write to a new file at the old path.
+    log = tmp_path / "ferrule.log"
+    sock = tmp_path / "s.sock"
+    server = start(
+        [
+            "--workers",
+            "2",
+            "--bind",
+            f"unix:{sock}",
+            "--log-file",
+            str(log),
+            "--access-log",
+            "procapp:application",
+        ],
+        expect_ready=False,
+    )
+    try:
+        wait_until(
+            lambda: log.exists() and "Ready to accept requests" in log.read_text(),
+            LIVENESS,
+            what="the ready line in the log file",
+        )
+        before = pids_in(log.read_text())
+        log.rename(tmp_path / "ferrule.log.1")
+        server.proc.send_signal(signal.SIGUSR1)
+        wait_until(
+            lambda: log.exists() and "reopened the log file" in log.read_text(),
+            LIVENESS,
+            what="the master's line in the new file",
+        )
+        conn_ok = set()
+        for _ in range(20):
+            # The log goes to the file, so the server object never saw its address.
+            status, body = unix_get(sock, "/")
+            assert status == 200
+            conn_ok.add(int(body.split()[1]))
+        # Every access line of these requests, from workers started before the rotation, is
+        # in the new file.
+        wait_until(
+            lambda: log.read_text().count('"GET / HTTP/1.1" 200') >= 20,
+            LIVENESS,
+            what="20 access lines in the new file",
+        )
+        assert conn_ok <= before
+        assert "GET / HTTP/1.1" not in (tmp_path / "ferrule.log.1").read_text()
+    finally:
+        server.stop(signal.SIGTERM, LIVENESS)
+
+
+def pids_in(log_text: str) -> set[int]:
+    return {int(p) for p in re.findall(r"Worker process (\d+) is ready", log_text)}
+
+
 # -- start-up failures ---------------------------------------------------------------------
 
 
@@ -300,8 +358,9 @@ def test_giving_up_leaves_no_worker_behind(tmp_path):
 # -- statistics and health -----------------------------------------------------------------
 
 
-def admin_get(admin: Path, path: str) -> tuple[int, bytes]:
-    conn = UnixHTTPConnection(str(admin))
+def unix_get(sock: Path, path: str) -> tuple[int, bytes]:
+    """GET `path` over the Unix socket `sock` (an admin listener, or a server's)."""
+    conn = UnixHTTPConnection(str(sock))
     try:
         conn.request("GET", path)
         resp = conn.getresponse()
@@ -325,7 +384,7 @@ def test_statistics_are_merged_across_workers(workers, tmp_path):
         served.add(int(body.split()[1]))
     snap = wait_until(
         lambda: (
-            (s := json.loads(admin_get(admin, "/stats.json")[1]))
+            (s := json.loads(unix_get(admin, "/stats.json")[1]))
             and view_requests(s, "/merged") == 60
             and s
         ),
@@ -335,14 +394,14 @@ def test_statistics_are_merged_across_workers(workers, tmp_path):
     rows = {w["pid"]: w for w in snap["workers"]}
     assert set(rows) == set(pids)
     assert sum(rows[p]["requests"] for p in rows) >= 60
-    status, metrics = admin_get(admin, "/metrics")
+    status, metrics = unix_get(admin, "/metrics")
     text = metrics.decode()
     for pid in pids:
         assert f'ferrule_worker_requests_total{{worker="{pid}"}}' in text
     # Counters survive a worker's replacement.
     os.kill(pids[0], signal.SIGKILL)
     wait_ready_count(server, 3)
-    snap = json.loads(admin_get(admin, "/stats.json")[1])
+    snap = json.loads(unix_get(admin, "/stats.json")[1])
     assert view_requests(snap, "/merged") == 60, "the killed worker's requests stay counted"
     assert served <= set(pids)
 
@@ -370,7 +429,7 @@ def test_healthz_and_readyz_during_start_run_and_drain(tmp_path):
         assert status == 503 and body.startswith(b"not ready: starting"), body
         assert _try(admin, "/healthz")[0] == 200
         assert server.wait_ready(LIVENESS)
-        assert admin_get(admin, "/readyz")[0] == 200
+        assert unix_get(admin, "/readyz")[0] == 200
         server.proc.send_signal(signal.SIGTERM)
         wait_until(
             lambda: (r := _try(admin, "/readyz")) is None or r[0] == 503, LIVENESS, what="draining"
@@ -381,6 +440,6 @@ def test_healthz_and_readyz_during_start_run_and_drain(tmp_path):
 
 def _try(admin: Path, path: str):
     try:
-        return admin_get(admin, path)
+        return unix_get(admin, path)
     except OSError:
         return None
