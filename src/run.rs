@@ -1,9 +1,12 @@
-//! `main()`: the whole life of a single-process server, from argv to exit code.
+//! `main()`: the whole life of a serving process, from argv to exit code.
 //!
-//! Parse (exit 2 on a bad option), set up logging, import the application (exit 2 if it
-//! cannot be imported, before anything binds), read the TLS files (exit 2 naming the file),
-//! bind (exit 1 naming the address), start the asyncio loop, the pool and the runtime, serve
-//! until a signal (SIGHUP reloads the TLS files), drain, stop the loop, exit 0.
+//! Parse (exit 2 on a bad option or config file), then either hand over to the master
+//! (`supervise::master`, when there are worker processes to supervise) or serve: set up
+//! logging, import the application (exit 2 if it cannot be imported, before anything binds;
+//! a reloading worker serves the error instead), read the TLS files (exit 2 naming the file),
+//! bind — or, in a worker, adopt the master's listeners — (exit 1 naming the address), start
+//! the asyncio loop, the pool and the runtime, serve until a signal or the master's stop
+//! (SIGHUP reloads the TLS files), drain, stop the loop, exit 0.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -128,7 +131,8 @@ fn run(
             let (stand_in, files) = app::stand_in(py, &failure)
                 .map_err(|e| Error::runtime(format!("cannot serve the import error: {e}")))?;
             spec.files = files;
-            spec.broken = Some(failure.error.to_string());
+            // The traceback is in this worker's log already; the master names the error.
+            spec.broken = Some(summary(&failure.error.to_string()));
             stand_in
         }
         (Err(failure), _) => return Err(failure.error),
@@ -291,6 +295,17 @@ fn announce(
         notifier.ready();
         let stats = Arc::clone(&serving.stats);
         notifier.spawn_heartbeat(move || stats.pulse().to_string());
+    }
+}
+
+/// An error message without its traceback: its first line and, if there is a traceback, the
+/// exception at its end (`cannot import 'app' …: SyntaxError: invalid syntax`).
+fn summary(message: &str) -> String {
+    let mut lines = message.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or_default();
+    match lines.next_back() {
+        Some(last) => format!("{}: {last}", first.trim_end_matches(':')),
+        None => first.to_owned(),
     }
 }
 
@@ -621,5 +636,18 @@ pub(crate) fn forget_variables(py: Python<'_>, lists: &[&[&str]]) {
     };
     for name in lists.iter().flat_map(|list| list.iter()) {
         let _ = environ.call_method1("pop", (*name, py.None()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_error_summary_keeps_the_first_line_and_the_exception() {
+        let traceback = "cannot import 'app' for application 'app:application':\nTraceback (most recent call last):\n  File \"app.py\", line 1\nSyntaxError: invalid syntax\n";
+        assert_eq!(
+            super::summary(traceback),
+            "cannot import 'app' for application 'app:application': SyntaxError: invalid syntax"
+        );
+        assert_eq!(super::summary("no traceback here"), "no traceback here");
     }
 }
