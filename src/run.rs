@@ -454,12 +454,7 @@ fn serve(
     py.detach(|| runtime.shutdown_timeout(Duration::from_millis(100)));
     // The runtime's signal handlers outlive it; without resetting, a Ctrl-C while the
     // interpreter finalizes (joining the application's own threads, say) would do nothing.
-    // SAFETY: restoring the default disposition of two signals has no preconditions.
-    unsafe {
-        libc::signal(libc::SIGINT, libc::SIG_DFL);
-        libc::signal(libc::SIGTERM, libc::SIG_DFL);
-        libc::signal(libc::SIGHUP, libc::SIG_DFL);
-    }
+    restore_default_signals();
     if !drained {
         let (threads, busy) = pool.threads();
         if busy > 0 {
@@ -471,6 +466,17 @@ fn serve(
     event_loop.stop(py);
     log_info!("Shutdown complete");
     Ok(Exit::Clean(0))
+}
+
+/// Give SIGINT, SIGTERM and SIGHUP their default action back. The runtime's handlers outlive
+/// it; without this a Ctrl-C while the interpreter finalizes would do nothing.
+pub(crate) fn restore_default_signals() {
+    // SAFETY: restoring the default disposition of signals has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+        libc::signal(libc::SIGTERM, libc::SIG_DFL);
+        libc::signal(libc::SIGHUP, libc::SIG_DFL);
+    }
 }
 
 /// After the server stopped with `outcome`: let the pool finish by `deadline` (the graceful

@@ -75,7 +75,8 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn random_seed() -> (u64, u64) {
+/// 128 random bits (from `getrandom`, mixed with the time and pid if that fails).
+pub(crate) fn random_seed() -> (u64, u64) {
     let mut buf = [0u8; 16];
     // SAFETY: `buf` is a valid 16-byte buffer; a short or failed read leaves zeros, mixed below
     // with the time and pid so two processes still differ.

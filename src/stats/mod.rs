@@ -239,6 +239,12 @@ impl Stats {
     }
 
     /// Everything, now.
+    /// The requests in flight, without building a whole export (the supervisor's heartbeat).
+    pub fn in_flight(&self) -> Vec<snapshot::InFlight> {
+        self.in_flight
+            .list(|t| self.fallback.label(&t.path).to_owned())
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         self.export(&Since::ALL).snapshot(Vec::new())
     }
@@ -267,9 +273,7 @@ impl Stats {
             history.minutes(since.minutes),
         );
         drop(history);
-        let in_flight = self
-            .in_flight
-            .list(|t| self.fallback.label(&t.path).to_owned());
+        let in_flight = self.in_flight();
         Export {
             pid: std::process::id(),
             time,

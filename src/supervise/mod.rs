@@ -121,12 +121,7 @@ fn supervise(py: Python<'_>, plan: &Arc<Plan>, described: &str) -> Result<i32, E
             code
         })
     });
-    // SAFETY: restoring the default disposition of signals has no preconditions.
-    unsafe {
-        libc::signal(libc::SIGINT, libc::SIG_DFL);
-        libc::signal(libc::SIGTERM, libc::SIG_DFL);
-        libc::signal(libc::SIGHUP, libc::SIG_DFL);
-    }
+    crate::run::restore_default_signals();
     drop(listeners);
     code
 }

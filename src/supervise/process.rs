@@ -112,7 +112,7 @@ impl Spawner {
         if let Some(max) = self.max_requests {
             let jitter = match self.jitter {
                 0 => 0,
-                j => random_u64() % (j + 1),
+                j => crate::http::request_id::random_seed().0 % (j + 1),
             };
             let _ = write!(spec, ";max_requests={}", max + jitter);
         }
@@ -217,23 +217,6 @@ async fn run(
         Err(e) => format!("cannot tell how: {e}"),
     };
     let _ = events.send(Event::Exited { pid, status }).await;
-}
-
-/// A random number for the jitter (the modulo bias of a 64-bit draw is irrelevant here).
-fn random_u64() -> u64 {
-    let mut buf = [0u8; 8];
-    // SAFETY: getrandom writes at most buf.len() bytes into buf.
-    let got = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if got == 8 {
-        u64::from_ne_bytes(buf)
-    } else {
-        u64::from(std::process::id())
-            ^ u64::from(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.subsec_nanos()),
-            )
-    }
 }
 
 fn describe(status: ExitStatus) -> String {

@@ -201,8 +201,7 @@ fn stop(serving: &Serving) {
 fn pulse(serving: &Serving) -> Pulse {
     let in_flight = serving
         .stats
-        .snapshot()
-        .in_flight
+        .in_flight()
         .into_iter()
         .take(IN_FLIGHT_REPORTED)
         .map(|f| InFlight {
