@@ -368,6 +368,11 @@ fn serve(
     // exit code 2 and the port still free.
     let tls = Tls::load(&plan.tls)?;
     let (listeners, admin, control) = sockets(plan, worker.as_ref())?;
+    let share = worker.as_ref().and_then(|w| w.board).and_then(|(fd, seat)| {
+        listen::share::Share::join(fd, seat)
+            .inspect_err(|e| log_warn!("cannot use the master's connection board ({e}); accepting without looking at the other workers"))
+            .ok()
+    });
     // systemd's notification socket (a worker's master has taken it).
     let notifier = Arc::new(Notifier::from_env());
     forget_handed_over(py);
@@ -436,6 +441,7 @@ fn serve(
                 listeners,
                 app_state,
                 tls,
+                share,
                 async move { f.notified().await },
                 async move { s.notified().await },
             )

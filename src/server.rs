@@ -33,6 +33,7 @@ use crate::config::{HttpMode, Plan};
 use crate::http::App;
 use crate::job::ConnInfo;
 use crate::listen::deadline::{Deadline, Socket};
+use crate::listen::share::{self, Share};
 use crate::listen::sniff::{self, Rewind};
 use crate::listen::tls::{Alpn, Tls};
 use crate::listen::{Bound, Peer};
@@ -60,12 +61,14 @@ pub async fn serve(
     listeners: Vec<Bound>,
     app: Arc<App>,
     tls: Option<Arc<Tls>>,
+    share: Option<Arc<Share>>,
     shutdown: impl Future<Output = ()>,
     force: impl Future<Output = ()>,
 ) -> Outcome {
     let ctx = Accepting {
         app: Arc::clone(&app),
         tls,
+        share,
         stop: CancellationToken::new(),
         tracker: TaskTracker::new(),
         permits: Arc::new(Semaphore::new(app.plan.max_connections)),
@@ -79,6 +82,9 @@ pub async fn serve(
     ctx.stop.cancel();
     for l in accept_loops {
         let _ = l.await;
+    }
+    if let Some(share) = &ctx.share {
+        share.leave();
     }
     ctx.tracker.close();
     let open = ctx.tracker.len();
@@ -101,6 +107,8 @@ pub async fn serve(
 struct Accepting {
     app: Arc<App>,
     tls: Option<Arc<Tls>>,
+    /// A worker process's seat on the master's board (`listen/share.rs`).
+    share: Option<Arc<Share>>,
     stop: CancellationToken,
     tracker: TaskTracker,
     permits: Arc<Semaphore>,
@@ -110,6 +118,9 @@ impl Accepting {
     /// Accept on one listener until stopped. A Unix socket file is removed when its loop ends,
     /// so no new client can find the server.
     async fn listen(self, bound: Bound) {
+        if let Some(share) = self.share.clone() {
+            return self.listen_shared(bound, &share).await;
+        }
         match bound {
             Bound::Tcp(std) => match tokio::net::TcpListener::from_std(std) {
                 Ok(l) => {
@@ -128,6 +139,29 @@ impl Accepting {
                     let accept = || async { l.accept().await.map(|(s, _)| (s, Peer::Unix)) };
                     self.accept_loop(accept, None).await;
                 }
+                Err(e) => log_warn!("cannot register a Unix listener with the runtime: {e}"),
+            },
+        }
+    }
+
+    /// [`Accepting::listen`] for a worker process, which leaves a connection to a worker
+    /// with fewer when it can (`listen/share.rs`).
+    async fn listen_shared(self, bound: Bound, share: &Share) {
+        match bound {
+            Bound::Tcp(std) => match share::register(std) {
+                Ok(l) => {
+                    let local = l.get_ref().local_addr().ok();
+                    let accept = || async {
+                        let (s, peer) = share.accept(&l).await?;
+                        let _ = s.set_nodelay(true);
+                        Ok((s, peer))
+                    };
+                    self.accept_loop(accept, local).await;
+                }
+                Err(e) => log_warn!("cannot register a TCP listener with the runtime: {e}"),
+            },
+            Bound::Unix(std, _socket_file) => match share::register(std) {
+                Ok(l) => self.accept_loop(|| share.accept(&l), None).await,
                 Err(e) => log_warn!("cannot register a Unix listener with the runtime: {e}"),
             },
         }
@@ -159,16 +193,14 @@ impl Accepting {
             // Under everything else, TLS included: see listen/deadline.rs.
             let stream = Deadline::new(stream, peer, self.app.plan.send_timeout);
             let ctx = self.clone();
-            let counted = self.app.stats.connection();
+            let counted = (
+                self.app.stats.connection(),
+                self.share.as_ref().map(Share::opened),
+            );
             self.tracker.spawn(async move {
                 ctx.connection(stream, peer, local).await;
                 drop((permit, counted));
             });
-            // Worker processes share the listening socket and are all woken by a burst of
-            // connections; one that accepted until the backlog was empty would take the whole
-            // burst (and, with keep-alive, its load for good). Letting the runtime turn over
-            // between accepts lets the others take their share.
-            tokio::task::yield_now().await;
         }
     }
 

@@ -6,12 +6,14 @@
 //! accepted socket (`deadline.rs`, `--send-timeout`), TLS (`tls.rs`, with the PEM files in
 //! `pem.rs`) and telling HTTP/2 prior knowledge from HTTP/1 (`sniff.rs`). Sockets inherited
 //! instead of bound (from the master process, or systemd's socket activation) are taken over in
-//! `adopt.rs`, and systemd's `LISTEN_FDS` protocol is read in `systemd.rs`. What happens on an
+//! `adopt.rs`, and systemd's `LISTEN_FDS` protocol is read in `systemd.rs`; worker processes
+//! sharing a listener balance their connections through `share.rs`. What happens on an
 //! accepted connection belongs to `server.rs` and `http/`.
 
 pub mod adopt;
 pub mod deadline;
 mod pem;
+pub mod share;
 pub mod sniff;
 pub mod systemd;
 pub mod tls;

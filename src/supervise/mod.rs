@@ -65,6 +65,11 @@ fn supervise(py: Python<'_>, plan: &Arc<Plan>, described: &str) -> Result<i32, E
         listeners: listeners.iter().map(listen::Bound::as_raw_fd).collect(),
         max_requests: plan.supervise.max_requests,
         jitter: plan.supervise.max_requests_jitter,
+        board: listen::share::Board::create()
+            .inspect_err(|e| {
+                crate::log_warn!("cannot share a connection board with the workers ({e}); each accepts without looking at the others' load");
+            })
+            .ok(),
     };
     crate::run::leave_signals_to_the_runtime(py)?;
     let runtime = tokio::runtime::Builder::new_current_thread()

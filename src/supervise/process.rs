@@ -9,12 +9,14 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::ExitStatus;
+use std::sync::Arc;
 
 use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 
 use super::control::{self, Pulse, ToMaster, ToWorker, WORKER_ENV};
+use crate::listen::share::Board;
 use crate::log_debug;
 use crate::stats::{Export, Since};
 
@@ -95,6 +97,9 @@ pub struct Spawner {
     /// `--max-requests` and `--max-requests-jitter`.
     pub max_requests: Option<u64>,
     pub jitter: u64,
+    /// Where workers count their connections (`listen/share.rs`); `None` if it could not be
+    /// made, and workers then accept without looking.
+    pub board: Option<Arc<Board>>,
 }
 
 impl Spawner {
@@ -118,6 +123,14 @@ impl Spawner {
         }
         let mut inherit: Vec<RawFd> = self.listeners.clone();
         inherit.push(control_fd);
+        let seat = self.board.as_ref().and_then(|board| {
+            let seat = board.take_seat()?;
+            let _ = write!(spec, ";board={}:{seat}", board.fd());
+            inherit.push(board.fd());
+            Some((Arc::clone(board), seat))
+        });
+        // Whatever happens to the worker, or to its start, its seat is freed.
+        let seat = seat.map(|(board, seat)| Seated(board, seat));
         let mut cmd = Command::new(&self.program);
         // If the master itself is dropped without reaping (a panic), its workers go with it.
         cmd.args(&self.args)
@@ -145,7 +158,7 @@ impl Spawner {
         ours.set_nonblocking(true)?;
         let control = UnixStream::from_std(ours)?;
         let (orders_tx, orders) = mpsc::channel(64);
-        tokio::spawn(run(pid, child, control, events, orders));
+        tokio::spawn(run(pid, child, control, events, orders, seat));
         Ok(WorkerHandle {
             pid,
             orders: orders_tx,
@@ -160,6 +173,7 @@ async fn run(
     control: UnixStream,
     events: mpsc::Sender<Event>,
     mut orders: mpsc::Receiver<Order>,
+    seat: Option<Seated>,
 ) {
     let (mut rx, mut tx) = control::split(control);
     let mut open = true;
@@ -216,7 +230,19 @@ async fn run(
         Ok(status) => describe(status),
         Err(e) => format!("cannot tell how: {e}"),
     };
+    // Before the master hears of it: the replacement may take this seat.
+    drop(seat);
     let _ = events.send(Event::Exited { pid, status }).await;
+}
+
+/// A worker's seat on the board, freed when dropped: when the process has ended, or when it
+/// could not be started.
+struct Seated(Arc<Board>, usize);
+
+impl Drop for Seated {
+    fn drop(&mut self) {
+        self.0.free_seat(self.1);
+    }
 }
 
 fn describe(status: ExitStatus) -> String {

@@ -25,6 +25,8 @@ pub struct Spec {
     pub listeners: Vec<RawFd>,
     /// `--max-requests` with this worker's jitter.
     pub max_requests: Option<u64>,
+    /// The master's connection board and this worker's seat on it (`listen/share.rs`).
+    pub board: Option<(RawFd, usize)>,
     /// Filled in once the application is loaded, for the ready message: the source files it
     /// imported (reload only) and, if the import failed (reload only), the error.
     pub files: Vec<String>,
@@ -46,7 +48,13 @@ impl Spec {
             ))
         })?;
         // Before the application is imported: a process it starts must not inherit them.
-        for fd in spec.listeners.iter().chain([&spec.control]) {
+        let board = spec.board.map(|(fd, _)| fd);
+        for fd in spec
+            .listeners
+            .iter()
+            .chain([&spec.control])
+            .chain(board.as_ref())
+        {
             set_cloexec(*fd);
         }
         Ok(Some(spec))
@@ -56,6 +64,7 @@ impl Spec {
         let mut control = None;
         let mut listeners = Vec::new();
         let mut max_requests = None;
+        let mut board = None;
         for part in value.split(';') {
             let (key, v) = part.split_once('=')?;
             match key {
@@ -66,6 +75,10 @@ impl Spec {
                     }
                 }
                 "max_requests" => max_requests = Some(v.parse().ok()?),
+                "board" => {
+                    let (fd, seat) = v.split_once(':')?;
+                    board = Some((fd.parse().ok()?, seat.parse().ok()?));
+                }
                 _ => return None,
             }
         }
@@ -73,6 +86,7 @@ impl Spec {
             control: control?,
             listeners,
             max_requests,
+            board,
             files: Vec::new(),
             broken: None,
         })
@@ -226,11 +240,12 @@ mod tests {
     #[test]
     fn the_spec_parses_or_is_refused() {
         assert_eq!(
-            Spec::parse("control=7;listeners=3,4;max_requests=100"),
+            Spec::parse("control=7;listeners=3,4;max_requests=100;board=9:2"),
             Some(Spec {
                 control: 7,
                 listeners: vec![3, 4],
                 max_requests: Some(100),
+                board: Some((9, 2)),
                 files: vec![],
                 broken: None,
             })
@@ -241,6 +256,7 @@ mod tests {
                 control: 7,
                 listeners: vec![],
                 max_requests: None,
+                board: None,
                 files: vec![],
                 broken: None,
             })
@@ -251,6 +267,7 @@ mod tests {
             "control=x",
             "control=3;what=1",
             "control",
+            "control=3;board=9",
         ] {
             assert_eq!(Spec::parse(bad), None, "{bad}");
         }
