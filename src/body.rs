@@ -45,6 +45,8 @@ pub enum BodyError {
     Spool(io::Error),
     /// The client paused longer than `--body-timeout`: answer 408.
     Timeout,
+    /// The chunked body's trailer carries a field admission forbids there: answer 400.
+    Trailer(crate::http::admission::Refusal),
 }
 
 /// A declared length sizes the first buffer, but only up to this much: a client must send
@@ -76,9 +78,16 @@ pub async fn read(
         };
         let Some(frame) = frame else { break };
         let frame = frame.map_err(BodyError::Client)?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        }; // trailers carry no body bytes
+        let data = match frame.into_data() {
+            Ok(data) => data,
+            // Trailers carry no body bytes; they are checked, then dropped.
+            Err(frame) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    crate::http::admission::check_trailers(trailers).map_err(BodyError::Trailer)?;
+                }
+                continue;
+            }
+        };
         total += data.len() as u64;
         if total > max {
             return Err(BodyError::TooLarge);

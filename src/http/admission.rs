@@ -2,15 +2,24 @@
 //!
 //! hyper has parsed the head already and refused what it cannot parse (400), an over-long
 //! head (431) and a too-long target (414). What is left to us: the configured request-line
-//! and header limits, `Host` rules and the transfer codings we do not implement. A refused
-//! request gets its status here and never reaches Python. Turning a refusal into a response
-//! is `http/respond.rs`'s job.
+//! and header limits, the method and target-form rules, `Host`, `Content-Length` and
+//! `Transfer-Encoding` rules, and the transfer codings we do not implement; then, once the
+//! body is read, the fields a chunked body's trailer must not carry. A refused request gets
+//! its status here and never reaches Python. Turning a refusal into a response is
+//! `http/respond.rs`'s job.
+//!
+//! What hyper normalises away before we see the head (a `Content-Length` it dropped because
+//! `Transfer-Encoding` came too, identical duplicate lengths it merged, a `#fragment`,
+//! whitespace after a chunk size) cannot be checked here; `tests/conformance/divergences.md`
+//! lists those with the hyper source that does it.
 
-use http::header::{HOST, TRANSFER_ENCODING};
+use http::header::{
+    AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, EXPECT, HOST,
+    PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+};
 use http::request::Parts;
+use http::{HeaderMap, HeaderName, Method, StatusCode, Version};
 use std::borrow::Cow;
-
-use http::{StatusCode, Version};
 
 use crate::config::Limits;
 
@@ -72,14 +81,21 @@ pub fn admit(parts: &Parts, limits: &Limits) -> Result<(), Refusal> {
             "the request has more header fields than --limit-request-fields",
         ));
     }
-    for (name, value) in &parts.headers {
-        // "Name: value" without the CRLF, as gunicorn counts it.
-        if name.as_str().len() + 2 + value.len() > limits.field_size {
+    for name in parts.headers.keys() {
+        // "Name: value\r\n", as gunicorn counts it (its corpus refuses an 8189-byte line
+        // under the default 8190). A repeated field counts as the one environ value it
+        // becomes (values joined by a separator), so splitting a field over many lines does
+        // not get around the limit.
+        let values = parts.headers.get_all(name).iter();
+        let size = values.fold(name.as_str().len() + 3, |n, v| n + 1 + v.len());
+        if size > limits.field_size {
             return Err(Refusal::HeadersTooLarge(
-                "a header field is larger than --limit-request-field-size",
+                "a header field is larger than --limit-request-field-size (repeated fields count together)",
             ));
         }
     }
+    check_method(&parts.method)?;
+    check_target(parts)?;
     let hosts = parts.headers.get_all(HOST).iter().count();
     if hosts > 1 {
         return Err(Refusal::BadRequest(
@@ -91,32 +107,159 @@ pub fn admit(parts: &Parts, limits: &Limits) -> Result<(), Refusal> {
             "an HTTP/1.1 request must have a Host header",
         ));
     }
+    if parts.headers.get_all(CONTENT_TYPE).iter().count() > 1 {
+        return Err(Refusal::BadRequest(
+            "the request has more than one Content-Type header",
+        ));
+    }
+    check_content_length(&parts.headers)?;
     check_transfer_encoding(parts)
 }
 
-/// hyper accepts any coding list that ends in `chunked` and decodes only the chunking; a body
-/// in any other coding would reach the application still encoded.
+/// Methods as gunicorn takes them: 3 to 20 token characters, no lowercase letters (methods
+/// are case-sensitive and every registered one is uppercase, so `get` is not `GET`: a front
+/// end that folds case and an application that does not would disagree) and no `#`. CONNECT
+/// asks for a tunnel, which no WSGI application can give; hyper would also take a 2xx answer
+/// as the tunnel's start and drop its body.
+fn check_method(method: &Method) -> Result<(), Refusal> {
+    let m = method.as_str();
+    if !(3..=20).contains(&m.len()) {
+        return Err(Refusal::BadRequest(
+            "the request method must be 3 to 20 characters long",
+        ));
+    }
+    if m.bytes().any(|b| b.is_ascii_lowercase() || b == b'#') {
+        return Err(Refusal::BadRequest(
+            "the request method has a lowercase letter or '#'; methods are uppercase (GET, POST, ...)",
+        ));
+    }
+    if *method == Method::CONNECT {
+        return Err(Refusal::NotImplemented(
+            "CONNECT is not supported: this server runs an application, it is not a forward proxy",
+        ));
+    }
+    Ok(())
+}
+
+/// RFC 9112 §3.2: `*` (asterisk form) is for OPTIONS only, `host:port` (authority form) for
+/// CONNECT only. HTTP/2 has no target forms: hyper builds the URI from the pseudo-headers.
+fn check_target(parts: &Parts) -> Result<(), Refusal> {
+    if parts.version == Version::HTTP_2 {
+        return Ok(());
+    }
+    let uri = &parts.uri;
+    if uri.scheme().is_none() && uri.authority().is_some() {
+        return Err(Refusal::BadRequest(
+            "a host:port request target is only for CONNECT; send a path such as /",
+        ));
+    }
+    if uri.scheme().is_none() && uri.path() == "*" && parts.method != Method::OPTIONS {
+        return Err(Refusal::BadRequest(
+            "the request target * is only for OPTIONS",
+        ));
+    }
+    Ok(())
+}
+
+/// One `Content-Length`, all digits. hyper refuses differing values and anything but digits
+/// on HTTP/1 already (and merges identical duplicates before we see them); this covers
+/// HTTP/2 and keeps the rule in one place. With `Transfer-Encoding` too the length is
+/// ambiguous: a request smuggling attempt.
+fn check_content_length(headers: &HeaderMap) -> Result<(), Refusal> {
+    let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
+    let Some(length) = lengths.next() else {
+        return Ok(());
+    };
+    if lengths.next().is_some() {
+        return Err(Refusal::BadRequest(
+            "the request has more than one Content-Length header",
+        ));
+    }
+    let digits = length.as_bytes();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(Refusal::BadRequest(
+            "the Content-Length header is not a number",
+        ));
+    }
+    if headers.contains_key(TRANSFER_ENCODING) {
+        return Err(Refusal::BadRequest(
+            "the request has both Content-Length and Transfer-Encoding",
+        ));
+    }
+    Ok(())
+}
+
+/// hyper decodes only the chunking and accepts any coding list that ends in `chunked`; a body
+/// in any other coding would reach the application still encoded (501). `identity` (no
+/// coding; dropped from the registry but still sent) is ignored. `chunked` must be the last
+/// coding and appear once (RFC 9112 §6.1), and HTTP/1.0 has no chunked coding (hyper refuses
+/// that already).
 fn check_transfer_encoding(parts: &Parts) -> Result<(), Refusal> {
-    let mut chunked = 0;
+    let mut codings = Vec::new();
     for value in parts.headers.get_all(TRANSFER_ENCODING) {
         let Ok(value) = value.to_str() else {
             return Err(Refusal::BadRequest(
                 "the Transfer-Encoding header is not ASCII",
             ));
         };
-        for coding in value.split(',').map(str::trim).filter(|c| !c.is_empty()) {
-            if coding.eq_ignore_ascii_case("chunked") {
-                chunked += 1;
-            } else {
-                return Err(Refusal::NotImplemented(
-                    "the request uses a transfer coding other than chunked",
-                ));
-            }
-        }
+        codings.extend(value.split(',').map(str::trim).filter(|c| !c.is_empty()));
     }
-    if chunked > 1 {
+    if codings.is_empty() {
+        return Ok(());
+    }
+    if parts.version == Version::HTTP_10 {
+        return Err(Refusal::BadRequest(
+            "an HTTP/1.0 request cannot have a Transfer-Encoding",
+        ));
+    }
+    let chunked = |c: &&str| c.eq_ignore_ascii_case("chunked");
+    if codings.iter().filter(|c| chunked(c)).count() > 1 {
         return Err(Refusal::BadRequest(
             "chunked is listed more than once in Transfer-Encoding",
+        ));
+    }
+    if !codings.last().is_some_and(chunked) {
+        return Err(Refusal::BadRequest(
+            "chunked must be the last coding in Transfer-Encoding",
+        ));
+    }
+    if codings
+        .iter()
+        .any(|c| !chunked(c) && !c.eq_ignore_ascii_case("identity"))
+    {
+        return Err(Refusal::NotImplemented(
+            "the request uses a transfer coding other than chunked",
+        ));
+    }
+    Ok(())
+}
+
+/// Fields a chunked body's trailer must not carry (RFC 9110 §6.5.1): framing, routing,
+/// connection control and credentials. ferrule hands trailers to no one, but a request that
+/// tries these is an attempt to make some other party in the chain read the message
+/// differently.
+const FORBIDDEN_TRAILERS: [HeaderName; 11] = [
+    CONTENT_LENGTH,
+    TRANSFER_ENCODING,
+    TRAILER,
+    HOST,
+    CONNECTION,
+    TE,
+    UPGRADE,
+    EXPECT,
+    AUTHORIZATION,
+    PROXY_AUTHORIZATION,
+    COOKIE,
+];
+
+/// Check the trailer fields of a chunked request body.
+pub fn check_trailers(trailers: &HeaderMap) -> Result<(), Refusal> {
+    if FORBIDDEN_TRAILERS
+        .iter()
+        .any(|name| trailers.contains_key(name))
+    {
+        return Err(Refusal::BadRequest(
+            "the chunked body's trailer has a field that belongs in the head (Content-Length, Host, Transfer-Encoding, ...)",
         ));
     }
     Ok(())
@@ -175,7 +318,7 @@ mod tests {
                 "big field",
                 parts("/", &[("host", "x"), ("x-big", &big)]),
                 Err(Refusal::HeadersTooLarge(
-                    "a header field is larger than --limit-request-field-size",
+                    "a header field is larger than --limit-request-field-size (repeated fields count together)",
                 )),
             ),
             (
@@ -223,5 +366,85 @@ mod tests {
             admit(&p, &limits()).unwrap_err().status(),
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
         );
+    }
+    fn head(method: &str, target: &str, version: Version, headers: &[(&str, &str)]) -> Parts {
+        let mut p = parts(target, headers);
+        p.method = Method::from_bytes(method.as_bytes()).unwrap();
+        p.version = version;
+        p
+    }
+
+    /// The rules the conformance corpus (tests/test_conformance.py) exercises, by status.
+    #[test]
+    fn method_target_and_framing_rules() {
+        use Version as V;
+        let h = ("host", "x");
+        let te = |v| ("transfer-encoding", v);
+        // "x-a: " + two of these joined by one byte + CRLF is 8190, the default limit.
+        let half = "a".repeat((8190 - 5 - 1 - 2) / 2);
+        let half = half.as_str();
+        let cl = |v| ("content-length", v);
+        let cases: &[(&str, &str, &str, V, &[(&str, &str)], u16)] = &[
+            ("custom uppercase method", "-BLARGH", "/", V::HTTP_11, &[h], 200),
+            ("lowercase method", "get", "/", V::HTTP_11, &[h], 400),
+            ("method with #", "GE#T", "/", V::HTTP_11, &[h], 400),
+            ("two-letter method", "GE", "/", V::HTTP_11, &[h], 400),
+            ("21-letter method", "ABCDEFGHIJKLMNOPQRSTU", "/", V::HTTP_11, &[h], 400),
+            ("OPTIONS *", "OPTIONS", "*", V::HTTP_11, &[h], 200),
+            ("GET *", "GET", "*", V::HTTP_11, &[h], 400),
+            ("authority form on GET", "GET", "example.com:443", V::HTTP_11, &[h], 400),
+            ("CONNECT", "CONNECT", "example.com:443", V::HTTP_11, &[h], 501),
+            ("absolute form", "GET", "http://example.com/a?b", V::HTTP_11, &[h], 200),
+            ("HTTP/1.0 without Host", "GET", "/", V::HTTP_10, &[], 200),
+            ("two Content-Types", "POST", "/", V::HTTP_11, &[h, ("content-type", "a/b"), ("content-type", "c/d")], 400),
+            ("Content-Length", "POST", "/", V::HTTP_11, &[h, cl("12")], 200),
+            ("repeated field under the size limit", "GET", "/", V::HTTP_11, &[h, ("x-a", half), ("x-a", half)], 200),
+            ("repeated field over the size limit", "GET", "/", V::HTTP_11, &[h, ("x-a", half), ("x-a", half), ("x-a", "b")], 431),
+            ("two Content-Lengths", "POST", "/", V::HTTP_11, &[h, cl("5"), cl("5")], 400),
+            ("Content-Length list", "POST", "/", V::HTTP_11, &[h, cl("5, 5")], 400),
+            ("signed Content-Length", "POST", "/", V::HTTP_11, &[h, cl("+5")], 400),
+            ("Content-Length and chunked", "POST", "/", V::HTTP_11, &[h, cl("3"), te("chunked")], 400),
+            ("identity, chunked", "POST", "/", V::HTTP_11, &[h, te("identity, chunked")], 200),
+            ("identity then chunked", "POST", "/", V::HTTP_11, &[h, te("identity"), te("chunked")], 200),
+            ("chunked twice in a list", "POST", "/", V::HTTP_11, &[h, te("identity, chunked, identity, chunked")], 400),
+            ("chunked not last", "POST", "/", V::HTTP_11, &[h, te("chunked"), te("identity")], 400),
+            ("identity alone", "POST", "/", V::HTTP_11, &[h, te("identity")], 400),
+            ("gzip, chunked", "POST", "/", V::HTTP_11, &[h, te("gzip, chunked")], 501),
+            ("chunked on HTTP/1.0", "POST", "/", V::HTTP_10, &[te("chunked")], 400),
+        ];
+        for (name, method, target, version, headers, want) in cases {
+            let got = match admit(&head(method, target, *version, headers), &limits()) {
+                Ok(()) => 200,
+                Err(r) => r.status().as_u16(),
+            };
+            assert_eq!(got, *want, "{name}");
+        }
+        let mut h2 = head("OPTIONS", "https://example.com/", Version::HTTP_2, &[]);
+        assert_eq!(admit(&h2, &limits()), Ok(()), "HTTP/2 has no target forms");
+        h2.method = Method::CONNECT;
+        assert_eq!(admit(&h2, &limits()).unwrap_err().status(), StatusCode::NOT_IMPLEMENTED);
+    }
+
+    #[test]
+    fn forbidden_trailer_fields() {
+        let map = |pairs: &[(&str, &str)]| {
+            let mut m = HeaderMap::new();
+            for (n, v) in pairs {
+                m.append(HeaderName::from_bytes(n.as_bytes()).unwrap(), v.parse().unwrap());
+            }
+            m
+        };
+        let cases: &[(&[(&str, &str)], bool)] = &[
+            (&[], true),
+            (&[("vary", "*"), ("content-type", "text/plain")], true),
+            (&[("x-checksum", "abc")], true),
+            (&[("content-length", "99")], false),
+            (&[("host", "evil.example.com")], false),
+            (&[("transfer-encoding", "chunked")], false),
+            (&[("x-ok", "1"), ("authorization", "Basic x")], false),
+        ];
+        for (fields, ok) in cases {
+            assert_eq!(check_trailers(&map(fields)).is_ok(), *ok, "{fields:?}");
+        }
     }
 }

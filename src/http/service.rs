@@ -299,6 +299,15 @@ async fn read_body(
                 true,
             ))
         }
+        Err(BodyError::Trailer(refusal)) => {
+            log_debug!(
+                "refused {} {}: {}",
+                parts.method,
+                parts.uri,
+                refusal.reason()
+            );
+            Err(respond::text(refusal.status(), refusal.reason(), true))
+        }
         Err(BodyError::Timeout) => Err(respond::text(
             StatusCode::REQUEST_TIMEOUT,
             "The request body did not arrive in time (--body-timeout).",
