@@ -206,7 +206,8 @@ pub struct Options {
     )]
     pub limit_request_fields: usize,
 
-    /// Largest header field (name and value) in bytes; larger gets 431.
+    /// Largest header field in bytes, counted as `Name: value` plus CRLF (a field repeated on
+    /// several lines counts as its joined value); larger gets 431.
     #[arg(
         long,
         value_name = "BYTES",
