@@ -1,7 +1,8 @@
 //! The HTTP side of a request: admission, the hyper service, and the responses the server
 //! makes itself.
 //!
-//! - `admission.rs`: limits and rules checked before anything else;
+//! - `admission.rs`: limits and rules checked before anything else, with `host.rs` (the
+//!   syntax of `Host` and of the target's authority);
 //! - `service.rs`: one request from head to response;
 //! - `out_body.rs`: the response body type and its completion hook;
 //! - `respond.rs`: server-made responses (4xx, 5xx);
@@ -15,6 +16,7 @@ mod access;
 pub mod admission;
 mod exchange;
 mod forwarded;
+mod host;
 mod out_body;
 pub mod prefix;
 pub mod proxy;

@@ -1,6 +1,6 @@
 //! The hyper service: one request from head to response.
 //!
-//! Admission (`admission.rs`), the body read into memory or a spool file (`body.rs`), the job
+//! Admission (`admission.rs`, and `host.rs` for the Host syntax), the body read into memory or a spool file (`body.rs`), the job
 //! handed to the pool (`pool.rs`), and the application's reply turned into a hyper response.
 //! Connection handling — accepting, timeouts, shutdown — is `server.rs`'s.
 //!
@@ -24,6 +24,7 @@ use tokio::sync::oneshot;
 use super::access::Format;
 use super::admission;
 use super::exchange::Exchange;
+use super::host;
 use super::out_body::OutBody;
 use super::proxy::Proxy;
 use super::request_id;
@@ -118,7 +119,7 @@ async fn respond(
     exchange: &mut Exchange,
 ) -> Response<OutBody> {
     let limits = &app.plan.limits;
-    if let Err(refusal) = admission::admit(&parts, limits) {
+    if let Err(refusal) = admission::admit(&parts, limits).and_then(|()| host::check(&parts)) {
         log_debug!(
             "refused {} {}: {}",
             parts.method,

@@ -1,0 +1,162 @@
+//! Host syntax: whether a request's `Host` header, and the authority of its target (an
+//! absolute-form HTTP/1 target, an HTTP/2 `:authority`), is `uri-host [ ":" port ]`
+//! (RFC 9110 §7.2, RFC 3986 §3.2.2).
+//!
+//! hyper passes any field value through, so a `Host` with a space, a path, user information
+//! or an unclosed IPv6 literal would reach the application, which builds URLs from it (a
+//! redirect, a password-reset link) and may cache them. This file only says what a
+//! well-formed host is; whether a well-formed host is *allowed* is the application's business
+//! (Django's `ALLOWED_HOSTS`). The check runs with admission (`admission.rs`), before Python.
+
+use http::header::HOST;
+use http::request::Parts;
+
+use super::admission::Refusal;
+
+/// Refuse a request whose `Host` header or target authority is not a host.
+pub fn check(parts: &Parts) -> Result<(), Refusal> {
+    for value in parts.headers.get_all(HOST) {
+        if malformed(value.as_bytes()).is_some() {
+            return Err(Refusal::BadRequest(
+                "the Host header is not a host name or address with an optional port",
+            ));
+        }
+    }
+    if let Some(authority) = parts.uri.authority() {
+        if malformed(authority.as_str().as_bytes()).is_some() {
+            return Err(Refusal::BadRequest(
+                "the authority of the request target is not a host name or address with an optional port",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Why `value` is not `uri-host [ ":" port ]`, or `None` when it is. Empty is a host: RFC
+/// 9112 §3.2 allows an empty `Host` for a target without an authority.
+fn malformed(value: &[u8]) -> Option<&'static str> {
+    let (host, port) = if let Some(literal) = value.strip_prefix(b"[") {
+        let Some(end) = literal.iter().position(|&b| b == b']') else {
+            return Some("an IP literal without its closing bracket");
+        };
+        let inside = &literal[..end];
+        if inside.is_empty() || !inside.iter().all(|&b| ip_literal(b)) {
+            return Some("an IP literal with a character no address has");
+        }
+        (&[][..], &literal[end + 1..])
+    } else {
+        match value.iter().position(|&b| b == b':') {
+            Some(colon) => (&value[..colon], &value[colon..]),
+            None => (value, &[][..]),
+        }
+    };
+    if !reg_name(host) {
+        return Some("a host name with a character RFC 3986 does not allow");
+    }
+    match port.split_first() {
+        None => None,
+        Some((b':', digits)) if digits.iter().all(u8::is_ascii_digit) => None,
+        Some((b':', _)) => Some("a port that is not a number"),
+        Some(_) => Some("something after an IP literal other than a port"),
+    }
+}
+
+/// RFC 3986 `reg-name` (which covers IPv4 addresses): unreserved characters, sub-delims and
+/// percent-encodings.
+fn reg_name(name: &[u8]) -> bool {
+    let mut i = 0;
+    while i < name.len() {
+        match name[i] {
+            b'%' => {
+                let hex = name.get(i + 1..i + 3);
+                if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                    return false;
+                }
+                i += 3;
+            }
+            b if unreserved(b) || sub_delim(b) => i += 1,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// What may stand between the brackets of an IP literal: an IPv6 address (with an RFC 6874
+/// zone, `%25` and unreserved characters) or an RFC 3986 `IPvFuture`.
+fn ip_literal(b: u8) -> bool {
+    unreserved(b) || sub_delim(b) || b == b':' || b == b'%'
+}
+
+fn unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn sub_delim(b: u8) -> bool {
+    matches!(
+        b,
+        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        for good in [
+            "",
+            "localhost",
+            "example.com:8080",
+            "example.com:",
+            "127.0.0.1",
+            "127.0.0.1:1",
+            "[::1]",
+            "[::1]:80",
+            "[fe80::1%25eth0]:8000",
+            "[v1.fe]",
+            "xn--bcher-kva.example",
+            "under_score.example.",
+            "caf%C3%A9.example",
+        ] {
+            assert_eq!(malformed(good.as_bytes()), None, "{good:?}");
+        }
+        for bad in [
+            "a b",
+            "[::1",
+            "[::1]x",
+            "[]",
+            "[::1]:8o",
+            "::1",
+            "example.com/path",
+            "example.com?q",
+            "example.com#f",
+            "user@example.com",
+            "a\\b",
+            "a:1:2",
+            "a:b",
+            "a\tb",
+            "%zz.example",
+            "caf\u{e9}.example",
+        ] {
+            assert!(malformed(bad.as_bytes()).is_some(), "{bad:?}");
+        }
+    }
+
+    fn parts(target: &str, host: Option<&str>) -> Parts {
+        let mut b = http::Request::builder().uri(target);
+        if let Some(h) = host {
+            b = b.header(HOST, h);
+        }
+        b.body(()).expect("a valid test request").into_parts().0
+    }
+
+    #[test]
+    fn check_looks_at_the_header_and_the_authority() {
+        assert!(check(&parts("/", Some("example.com"))).is_ok());
+        assert!(check(&parts("/", None)).is_ok());
+        assert!(check(&parts("/", Some("a/b"))).is_err());
+        assert!(check(&parts("http://example.com/", Some("example.com"))).is_ok());
+        assert!(check(&parts("http://user@example.com/", Some("example.com"))).is_err());
+    }
+}
