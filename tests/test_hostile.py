@@ -200,7 +200,7 @@ class Dribblers:
 @pytest.mark.timeout(90)
 def test_slowloris_dribblers_are_closed_and_do_not_starve_an_honest_client(serve):
     raise_fd_limit(2 * DRIBBLERS + 1024)
-    server = serve("echo:app", "--header-timeout", "2", env={"ECHO_TRACE": "1"})
+    server = serve("echo:app", "--header-timeout", "3", env={"ECHO_TRACE": "1"})
     head = f"GET /slow HTTP/1.1\r\nHost: {host_header(server)}\r\nX-Slow: ".encode()
     socks: list[socket.socket] = []
     dribblers = None
@@ -784,7 +784,15 @@ BAD_HOSTS = {
     "a bare IPv6 address": "::1",
     "a tab": "a\tb",
 }
-GOOD_HOSTS = ["example.com", "example.com:8080", "127.0.0.1:80", "[::1]", "[::1]:8000", ""]
+GOOD_HOSTS = [
+    "example.com",
+    "example.com:8080",
+    "127.0.0.1:80",
+    "[::1]",
+    "[::1]:8000",
+    "",  # RFC 9112 §3.2
+    "%2Frun%2Fapp.sock",  # requests-unixsocket: the socket's path, percent-encoded
+]
 
 
 def test_a_host_that_is_not_a_host_gets_400_before_the_app(serve):

@@ -7,6 +7,11 @@
 //! redirect, a password-reset link) and may cache them. This file only says what a
 //! well-formed host is; whether a well-formed host is *allowed* is the application's business
 //! (Django's `ALLOWED_HOSTS`). The check runs with admission (`admission.rs`), before Python.
+//!
+//! Looser than `forwarded::valid_host` on purpose: that one vets a host a proxy hands over
+//! to stand in for the client's, this one only refuses what RFC 3986 does not allow. Clients
+//! of a Unix socket send what is not a DNS name but is a `reg-name`: requests-unixsocket
+//! sends the socket's path percent-encoded (`Host: %2Frun%2Fapp.sock`).
 
 use http::header::HOST;
 use http::request::Parts;
@@ -118,6 +123,7 @@ mod tests {
             "xn--bcher-kva.example",
             "under_score.example.",
             "caf%C3%A9.example",
+            "%2Frun%2Fapp.sock",
         ] {
             assert_eq!(malformed(good.as_bytes()), None, "{good:?}");
         }
