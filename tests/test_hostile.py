@@ -31,7 +31,15 @@ import h2.events
 import hpack
 import pytest
 from conftest import TESTS
-from helpers import Conn, Truncated, build_request, host_header, try_connect, vm_rss
+from helpers import (
+    Conn,
+    Truncated,
+    build_request,
+    host_header,
+    try_connect,
+    vm_rss,
+    wait_until,
+)
 from hyperframe.frame import (
     ContinuationFrame,
     DataFrame,
@@ -258,6 +266,10 @@ def test_a_trickled_body_holds_no_thread_and_a_stopped_one_is_cut_off(serve, tra
                     "POST", path, host=host, headers=[("Content-Length", str(len(payload)))]
                 )
             )
+        # Both are accepted (and counted) before the first look at the gauges.
+        wait_until(
+            lambda: admin.snapshot()["gauges"]["connections"] >= 2, LIVENESS, what="accepted"
+        )
         for i, byte in enumerate(payload):  # 3 s, three times --body-timeout
             moving.send(bytes([byte]))
             if i < 10:
