@@ -15,6 +15,7 @@
 
 use http::header::HOST;
 use http::request::Parts;
+use http::Version;
 
 use super::admission::Refusal;
 
@@ -28,7 +29,16 @@ pub fn check(parts: &Parts) -> Result<(), Refusal> {
         }
     }
     if let Some(authority) = parts.uri.authority() {
-        if malformed(authority.as_str().as_bytes()).is_some() {
+        let authority = authority.as_str();
+        // An absolute-form HTTP/1 target may carry user information (`http://u:p@host/`,
+        // valid in gunicorn's corpus); an HTTP/2 `:authority` must not (RFC 9113 §8.3.1).
+        let host = match parts.version {
+            Version::HTTP_2 => authority,
+            _ => authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host),
+        };
+        if malformed(host.as_bytes()).is_some() {
             return Err(Refusal::BadRequest(
                 "the authority of the request target is not a host name or address with an optional port",
             ));
@@ -163,6 +173,9 @@ mod tests {
         assert!(check(&parts("/", None)).is_ok());
         assert!(check(&parts("/", Some("a/b"))).is_err());
         assert!(check(&parts("http://example.com/", Some("example.com"))).is_ok());
-        assert!(check(&parts("http://user@example.com/", Some("example.com"))).is_err());
+        assert!(check(&parts("http://user@example.com/", Some("example.com"))).is_ok());
+        let mut h2 = parts("http://user@example.com/", None);
+        h2.version = Version::HTTP_2;
+        assert!(check(&h2).is_err());
     }
 }
