@@ -98,3 +98,10 @@ bench-reload: $(PY)  ## development reload: from saving a view to the first new 
 clean:  ## remove build outputs and virtualenvs
 	cargo clean
 	rm -rf $(VENV) $(VENV313)
+
+# Seconds each fuzz target runs; FUZZ_TARGETS picks some of them (docs/fuzzing.md).
+FUZZ_SECONDS ?= 60
+
+.PHONY: fuzz
+fuzz:  ## run each cargo-fuzz target FUZZ_SECONDS (default 60) from fuzz/seeds (nightly features)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh

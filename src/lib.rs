@@ -7,6 +7,7 @@
 //! | `lib.rs` | the `ferrule._ferrule` module and `main()`: parse, load, bind, serve | yes |
 //! | `config.rs` | every option (clap), validation into a `Plan` | no |
 //! | `error.rs` | the start-up error type and exit codes | no |
+//! | `fuzzing.rs` | with the `fuzzing` feature only: what the `fuzz/` targets call | no |
 //! | `app.rs` | importing the application | yes |
 //! | `listen/` | TCP and Unix listeners (bound, inherited, or systemd-activated), the write deadline, TLS (rustls), HTTP/2 preface detection | no |
 //! | `server.rs` | accept loops, connections, graceful shutdown; `server/streams.rs` watches HTTP/2 streams | no |
@@ -33,6 +34,8 @@ pub mod bridge;
 pub mod cancel;
 pub mod config;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod http;
 pub mod job;
 pub mod listen;

@@ -27,8 +27,8 @@ pub mod django;
 mod encoding;
 mod lookups;
 mod mime;
-mod range;
-mod resolve;
+pub(crate) mod range;
+pub(crate) mod resolve;
 mod resource;
 mod response;
 

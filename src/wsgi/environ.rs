@@ -128,9 +128,10 @@ fn host_name_port(parts: &Parts, conn: &ConnInfo, origin: &Origin) -> (String, S
         if let Some(rest) = host.strip_prefix('[') {
             // [v6]:port
             if let Some((addr, after)) = rest.split_once(']') {
+                // Digits only, as below: `[::1]:80:` is no port (found by fuzzing).
                 let port = after
                     .strip_prefix(':')
-                    .filter(|p| !p.is_empty())
+                    .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
                     .unwrap_or(default_port);
                 return (addr.to_owned(), port.to_owned());
             }
@@ -363,6 +364,8 @@ mod tests {
             (Some("[::1]:9000"), ("::1", "9000")),
             (Some("[::1]"), ("::1", "80")),
             (None, ("10.0.0.1", "8000")),
+            (Some("example.com:"), ("example.com:", "80")),
+            (Some("[::1]junk"), ("::1", "80")),
         ];
         for (host, (name, port)) in cases {
             assert_eq!(
@@ -370,6 +373,17 @@ mod tests {
                 (name.to_owned(), port.to_owned()),
                 "{host:?}"
             );
+        }
+    }
+
+    /// Inputs the `environ` fuzz target (fuzz/fuzz_targets/environ.rs) found, through the same
+    /// function: each must give a `SERVER_PORT` of digits.
+    #[test]
+    fn fuzz_regressions() {
+        // crash-a09f720a: `GET /a HTTP/1.1\r\nHost: [::1]:80: \r\n…` gave SERVER_PORT `80:`.
+        for host in ["[::1]:80:", "[::1]:x", "[::1]:80:80"] {
+            let (name, port) = server_name_port(&parts(Some(host)), &conn(), &Origin::default());
+            assert_eq!((name.as_str(), port.as_str()), ("::1", "80"), "{host}");
         }
     }
 }

@@ -11,7 +11,7 @@
 //!
 //! Threads and queueing are `pool.rs`'s; the network side is `http/`.
 
-mod environ;
+pub(crate) mod environ;
 mod errors;
 mod file_wrapper;
 mod input;
