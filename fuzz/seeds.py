@@ -5,8 +5,9 @@ admission and environ: the raw bytes of the 137 gunicorn request cases
 (shared/conformance/gunicorn-requests/cases.json, `raw_b64`), plus a few heads with the
 forwarding headers the environ target's trusted peer reads. range, static_path and config:
 hand-written inputs below. Inputs that once crashed a target are kept beside them as
-`regression-*` (the script leaves those alone). Each seed is named after what it is; the script is idempotent and
-the output is committed, so `make fuzz` needs neither the shared folder nor Python.
+`regression-*` (the script leaves those alone). Each seed is named after what it is; the
+script is idempotent and the output is committed, so `make fuzz` needs neither the shared
+folder nor Python.
 
     python3 fuzz/seeds.py [path/to/cases.json]
 """

@@ -376,7 +376,7 @@ mod tests {
         }
     }
 
-    /// Inputs the `environ` fuzz target (fuzz/fuzz_targets/environ.rs) found, through the same
+    /// Inputs the `environ` fuzz target (`fuzz/fuzz_targets/environ.rs`) found, through the same
     /// function: each must give a `SERVER_PORT` of digits.
     #[test]
     fn fuzz_regressions() {
