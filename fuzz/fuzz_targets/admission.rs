@@ -2,14 +2,17 @@
 //!
 //! Invariants: `admit` never panics; a refusal has a 4xx/501 status and a reason; limits are
 //! monotone (a head admitted under tight limits is admitted under the defaults); an admitted
-//! head has at most one `Host` (exactly one for HTTP/1.1) and no transfer coding but a single
-//! `chunked`.
+//! head has at most one `Host` (exactly one for HTTP/1.1), at most one `Content-Type`, an
+//! uppercase method of 3 or more characters other than CONNECT, no transfer coding but a single
+//! `chunked` (and `identity`), and one all-digit `Content-Length` without `Transfer-Encoding`
+//! if any. The same headers as a chunked body's trailer (`check_trailers`) pass only without
+//! `Host`, `Content-Length`, `Transfer-Encoding` and `Cookie`.
 #![no_main]
 
-use _ferrule::fuzzing::{admit, request_target_of, Limits};
+use _ferrule::fuzzing::{admit, check_trailers, request_target_of, Limits};
 use ferrule_fuzz::{default_limits, head};
-use http::header::{HOST, TRANSFER_ENCODING};
-use http::Version;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST, TRANSFER_ENCODING};
+use http::{Method, Version};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -40,23 +43,48 @@ fuzz_target!(|data: &[u8]| {
             "admitted under tight limits but not the defaults"
         );
     }
+    let trailers = check_trailers(&parts.headers);
+    if trailers.is_ok() {
+        for name in [HOST, CONTENT_LENGTH, TRANSFER_ENCODING, COOKIE] {
+            assert!(!parts.headers.contains_key(&name), "trailer {name} passed");
+        }
+    }
     if wide.is_ok() {
-        let hosts = parts.headers.get_all(HOST).iter().count();
+        let count = |name| parts.headers.get_all(name).iter().count();
+        let hosts = count(HOST);
         assert!(hosts <= 1, "admitted with {hosts} Host headers");
         if parts.version == Version::HTTP_11 {
             assert_eq!(hosts, 1, "admitted an HTTP/1.1 request without Host");
         }
+        assert!(count(CONTENT_TYPE) <= 1, "admitted two Content-Types");
+        let method = parts.method.as_str();
+        assert!(
+            method.len() >= 3 && !method.bytes().any(|b| b.is_ascii_lowercase()),
+            "admitted method {method:?}"
+        );
+        assert_ne!(parts.method, Method::CONNECT);
         let codings: Vec<String> = parts
             .headers
             .get_all(TRANSFER_ENCODING)
             .iter()
             .flat_map(|v| v.to_str().expect("admitted, so ASCII").split(','))
             .map(|c| c.trim().to_ascii_lowercase())
-            .filter(|c| !c.is_empty())
+            .filter(|c| !c.is_empty() && c != "identity")
             .collect();
         assert!(
             codings.is_empty() || codings == ["chunked"],
             "admitted Transfer-Encoding {codings:?}"
         );
+        if let Some(length) = parts.headers.get(CONTENT_LENGTH) {
+            assert_eq!(count(CONTENT_LENGTH), 1, "admitted two Content-Lengths");
+            assert!(
+                length.as_bytes().iter().all(u8::is_ascii_digit),
+                "admitted Content-Length {length:?}"
+            );
+            assert!(
+                !parts.headers.contains_key(TRANSFER_ENCODING),
+                "admitted Content-Length with Transfer-Encoding"
+            );
+        }
     }
 });
