@@ -9,6 +9,7 @@
 pub use crate::config::file::{check as check_descriptor, Descriptor};
 pub use crate::config::{parse_size, Cli, DjangoCli, ForwardedHeaders, Limits, ProxyPlan};
 pub use crate::http::admission::{admit, check_trailers, request_target_of, Refusal};
+pub use crate::http::host::check as check_host;
 pub use crate::http::proxy::Proxy;
 pub use crate::http::trust::AllowList;
 pub use crate::http::Part;

@@ -1,4 +1,5 @@
-//! The admission layer on raw request heads: bytes → httparse (as hyper) → `admit`.
+//! The admission layer on raw request heads: bytes → httparse (as hyper) → `admit`, and the
+//! `Host` syntax check (`http/host.rs`) that runs with it.
 //!
 //! Invariants: `admit` never panics; a refusal has a 4xx/501 status and a reason; limits are
 //! monotone (a head admitted under tight limits is admitted under the defaults); an admitted
@@ -9,7 +10,7 @@
 //! `Host`, `Content-Length`, `Transfer-Encoding` and `Cookie`.
 #![no_main]
 
-use _ferrule::fuzzing::{admit, check_trailers, request_target_of, Limits};
+use _ferrule::fuzzing::{admit, check_host, check_trailers, request_target_of, Limits};
 use ferrule_fuzz::{default_limits, head};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HOST, TRANSFER_ENCODING};
 use http::{Method, Version};
@@ -42,6 +43,11 @@ fuzz_target!(|data: &[u8]| {
             Ok(()),
             "admitted under tight limits but not the defaults"
         );
+    }
+    // What http/service.rs runs after `admit`: the Host syntax (http/host.rs).
+    if let Err(refusal) = check_host(&parts) {
+        assert_eq!(refusal.status().as_u16(), 400, "{refusal:?}");
+        assert!(!refusal.reason().is_empty());
     }
     let trailers = check_trailers(&parts.headers);
     if trailers.is_ok() {

@@ -1,6 +1,6 @@
-//! The WSGI environ builder, with Python: bytes → httparse (as hyper) → admission → trusted
-//! proxy headers and `--prefix` (`http/proxy.rs`) → `wsgi/environ.rs`'s `build`, in an
-//! embedded interpreter.
+//! The WSGI environ builder, with Python: bytes → httparse (as hyper) → admission and the
+//! `Host` check → trusted proxy headers and `--prefix` (`http/proxy.rs`) → `wsgi/environ.rs`'s
+//! `build`, in an embedded interpreter.
 //!
 //! Invariants: no panic and no Python error; `REQUEST_METHOD`, `QUERY_STRING` as sent;
 //! `SCRIPT_NAME` + `PATH_INFO` is the decoded path (the `--prefix` moved from one to the
@@ -12,8 +12,8 @@
 use std::sync::OnceLock;
 
 use _ferrule::fuzzing::{
-    admit, build_environ, AllowList, ConnInfo, Constants, ForwardedHeaders, Peer, Proxy, ProxyPlan,
-    Streams,
+    admit, build_environ, check_host, AllowList, ConnInfo, Constants, ForwardedHeaders, Peer,
+    Proxy, ProxyPlan, Streams,
 };
 use ferrule_fuzz::{default_limits, head};
 use libfuzzer_sys::fuzz_target;
@@ -92,7 +92,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((parts, head_len)) = head(data) else {
         return;
     };
-    if admit(&parts, &default_limits()).is_err() {
+    if admit(&parts, &default_limits()).is_err() || check_host(&parts).is_err() {
         return;
     }
     let fx = fixture();

@@ -16,7 +16,7 @@ mod access;
 pub mod admission;
 mod exchange;
 mod forwarded;
-mod host;
+pub(crate) mod host;
 mod out_body;
 pub mod prefix;
 pub mod proxy;
