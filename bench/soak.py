@@ -22,6 +22,9 @@ requests served, the errors, the summed RSS and open fds of the master and worke
 prints a line a minute. The verdict compares the peaks of the first and last quarters of the
 samples after --warmup minutes (default 5): RSS may rise at most 10% (or 20 MiB), fds at most 8.
 The report also goes to bench/_work/soak.md.
+
+To find what moves a number, `SOAK_KINDS=upload,stream` runs only those kinds of the mix, and
+`SOAK_SQLITE_CACHE=-64` sets SQLite's page cache (`PRAGMA cache_size`) of every connection.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 STATIC_ROOT = BASE_DIR / "static-root"  # noqa: F405
 DB = BASE_DIR / "soak.sqlite3"  # noqa: F405
-DATABASES = {{"default": {{"ENGINE": "django.db.backends.sqlite3", "NAME": DB}}}}
+DATABASES = {{"default": {{"ENGINE": "django.db.backends.sqlite3", "NAME": DB{options}}}}}
 '''
 CSRF = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
 
@@ -263,8 +266,10 @@ MIX = [
 
 def client_loop(port: int, until: float, tally: Tally, seed: int) -> None:
     rng = random.Random(seed)
-    kinds = [k for k, _ in MIX]
-    weights = [w for _, w in MIX]
+    only = os.environ.get("SOAK_KINDS", "").split(",")
+    mix = [(k, w) for k, w in MIX if only == [""] or k.__name__ in only]
+    kinds = [k for k, _ in mix]
+    weights = [w for _, w in mix]
     c = Client(port)
     while time.monotonic() < until:
         kind = rng.choices(kinds, weights)[0]
@@ -316,7 +321,11 @@ def sample(root: int, started: float, tally: Tally) -> Sample:
 def prepare_site(tmp: Path) -> Path:
     site = tmp / "demo"
     shutil.copytree(DEMO, site, ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3", "*.pyc"))
-    (site / "soaksettings.py").write_text(SETTINGS.format())
+    options = ""
+    if os.environ.get("SOAK_SQLITE_CACHE"):
+        pragma = f"PRAGMA cache_size={int(os.environ['SOAK_SQLITE_CACHE'])}"
+        options = f', "OPTIONS": {{"init_command": "{pragma}"}}'
+    (site / "soaksettings.py").write_text(SETTINGS.format(options=options))
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="soaksettings")
     subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v0"], cwd=site, env=env, check=True)
     subprocess.run(
