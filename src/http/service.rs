@@ -1,7 +1,8 @@
 //! The hyper service: one request from head to response.
 //!
-//! Admission (`admission.rs`, and `host.rs` for the Host syntax), the body read into memory or a spool file (`body.rs`), the job
-//! handed to the pool (`pool.rs`), and the application's reply turned into a hyper response.
+//! Admission (`admission.rs`, and `host.rs` for the Host syntax), the body read into memory or
+//! a spool file (`body.rs`), the job handed to the pool (`pool.rs`), and the application's
+//! reply turned into a hyper response.
 //! Connection handling — accepting, timeouts, shutdown — is `server.rs`'s.
 //!
 //! An application request gets a [`Flight`] here. Its disconnect guard lives in this future
