@@ -247,3 +247,20 @@ def echo(server, method="GET", path="/", body=None, headers=None) -> dict:
     resp, data = server.request(method, path, body=body, headers=headers)
     assert resp.status == 200, (resp.status, data[:500])
     return json.loads(data)
+
+
+def small_window_socket(server, rcvbuf: int = 4096) -> socket.socket:
+    """A connected socket whose receive buffer was shrunk before connecting (TCP sizes its
+    window from it)."""
+    if server.is_unix:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    else:
+        s = socket.socket(socket.AF_INET6 if ":" in server.address[0] else socket.AF_INET)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        s.settimeout(30)
+        s.connect(server.address)
+    except BaseException:
+        s.close()
+        raise
+    return s

@@ -36,6 +36,7 @@ from helpers import (
     Truncated,
     build_request,
     host_header,
+    small_window_socket,
     try_connect,
     vm_rss,
     wait_until,
@@ -444,20 +445,6 @@ def test_an_endless_chunked_body_gets_413_and_is_cut_off(serve):
         assert sent[0] < 256 * MIB, "the server kept taking the body"
         honest(server)
     assert not [c for c in app_calls(server) if "/endless" in c]
-
-
-def small_window_socket(server, rcvbuf: int = 4096) -> socket.socket:
-    """A connected socket whose receive buffer was shrunk before connecting."""
-    family = socket.AF_UNIX if server.is_unix else socket.AF_INET
-    s = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        s.settimeout(10)
-        s.connect(server.address)
-    except BaseException:
-        s.close()
-        raise
-    return s
 
 
 def hung_up(sock: socket.socket, timeout: float) -> bool:

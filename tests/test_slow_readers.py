@@ -25,7 +25,7 @@ import h2.connection
 import h2.events
 import h2.settings
 import pytest
-from helpers import Conn, wait_until
+from helpers import Conn, small_window_socket, wait_until
 from tls_helpers import Pki, TlsView, tls_args
 
 MIB = 1 << 20
@@ -65,26 +65,9 @@ def start(serve, files, *args: str):
     )
 
 
-def client_socket(server, rcvbuf: int) -> socket.socket:
-    """A connected socket whose receive buffer was shrunk before connecting (TCP sizes its
-    window from it)."""
-    if server.is_unix:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    else:
-        s = socket.socket(socket.AF_INET6 if ":" in server.address[0] else socket.AF_INET)
-    try:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        s.settimeout(30)
-        s.connect(server.address)
-    except BaseException:
-        s.close()
-        raise
-    return s
-
-
 def stall(server, target: str, wrap=None) -> socket.socket:
     """Ask for `target`, then never read."""
-    s = client_socket(server, 4096)
+    s = small_window_socket(server, 4096)
     if wrap is not None:
         s = wrap(s)
     s.sendall(f"GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
@@ -164,7 +147,7 @@ def test_a_slow_but_steady_reader_gets_the_whole_body(serve, files):
     # server's socket buffer grows to megabytes, and the kernel wakes a writer only once a
     # third of it is free: its writes wait several seconds at a time, though the client
     # never stops.
-    with client_socket(server, 64 * 1024) as s:
+    with small_window_socket(server, 64 * 1024) as s:
         s.sendall(b"GET /static/steady.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
         received = bytearray()
         while b"\r\n\r\n" not in received:
@@ -222,7 +205,7 @@ class H2Client:
     pings, and grants flow-control window only for the data it says it has taken."""
 
     def __init__(self, server, rcvbuf: int = 64 * 1024, window: int | None = None):
-        self.sock = client_socket(server, rcvbuf)
+        self.sock = small_window_socket(server, rcvbuf)
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         self.conn.initiate_connection()
         if window is not None:
