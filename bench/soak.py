@@ -167,15 +167,19 @@ def raw_status(port: int, data: bytes) -> int:
 # -- the mix ---------------------------------------------------------------------------------
 
 
-def page(c: Client, port: int) -> None:
-    status, _, body = c.request("GET", "/")
+def form_token(c: Client, path: str) -> str:
+    """GET the form at path (200) and return its CSRF token."""
+    status, _, body = c.request("GET", path)
     expect(status, 200)
     token = CSRF.search(body)
     if not token:
-        raise Unexpected("no CSRF token in the page")
-    form = (
-        f"csrfmiddlewaretoken={token.group(1).decode()}&name=soak&message=hello+{random.random()}"
-    )
+        raise Unexpected(f"no CSRF token in {path}")
+    return token.group(1).decode()
+
+
+def page(c: Client, port: int) -> None:
+    token = form_token(c, "/")
+    form = f"csrfmiddlewaretoken={token}&name=soak&message=hello+{random.random()}"
     status, _, _ = c.request(
         "POST",
         "/",
@@ -189,13 +193,8 @@ def page(c: Client, port: int) -> None:
 
 
 def upload(c: Client, port: int) -> None:
-    status, _, body = c.request("GET", "/upload/")
-    expect(status, 200)
-    token = CSRF.search(body)
-    if not token:
-        raise Unexpected("no CSRF token in the upload page")
     size = random.choice([100_000, 3_000_000])
-    data, ctype = multipart(token.group(1).decode(), size)
+    data, ctype = multipart(form_token(c, "/upload/"), size)
     status, _, _ = c.request("POST", "/upload/", body=data, headers={"Content-Type": ctype})
     expect(status, 302)
 

@@ -238,13 +238,13 @@ impl Stats {
         }
     }
 
-    /// Everything, now.
     /// The requests in flight, without building a whole export (the supervisor's heartbeat).
     pub fn in_flight(&self) -> Vec<snapshot::InFlight> {
         self.in_flight
             .list(|t| self.fallback.label(&t.path).to_owned())
     }
 
+    /// Everything, now.
     pub fn snapshot(&self) -> Snapshot {
         self.export(&Since::ALL).snapshot(Vec::new())
     }

@@ -123,14 +123,13 @@ impl Spawner {
         }
         let mut inherit: Vec<RawFd> = self.listeners.clone();
         inherit.push(control_fd);
+        // Whatever happens to the worker, or to its start, its seat is freed (`Seated`).
         let seat = self.board.as_ref().and_then(|board| {
             let seat = board.take_seat()?;
             let _ = write!(spec, ";board={}:{seat}", board.fd());
             inherit.push(board.fd());
-            Some((Arc::clone(board), seat))
+            Some(Seated(Arc::clone(board), seat))
         });
-        // Whatever happens to the worker, or to its start, its seat is freed.
-        let seat = seat.map(|(board, seat)| Seated(board, seat));
         let mut cmd = Command::new(&self.program);
         // If the master itself is dropped without reaping (a panic), its workers go with it.
         cmd.args(&self.args)
