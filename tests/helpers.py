@@ -229,16 +229,34 @@ def vm_rss(pid: int) -> int:
     raise AssertionError(f"no VmRSS for pid {pid}")
 
 
+class Unmet:
+    """What a `wait_until` predicate returns while its condition does not hold: falsy, and
+    shown in the timeout message, so a test that times out says what it last saw."""
+
+    def __init__(self, seen):
+        self.seen = seen
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return repr(self.seen)
+
+
 def wait_until(predicate, timeout: float, interval: float = 0.02, what: str = "condition"):
     """Poll `predicate` until it returns a truthy value. For state with no event to wait on
-    (a listener closing, a file appearing); readiness uses wait_for_output instead."""
+    (a listener closing, a file appearing); readiness uses wait_for_output instead. On
+    timeout the error names `what` and the predicate's last value (return `Unmet(state)` to
+    show the state that fell short)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {what}; last saw {value!r}"
+            )
         time.sleep(interval)
 
 

@@ -88,12 +88,14 @@ class Admin:
         A request is recorded once its response is complete, which may be a moment after the
         client has read it; the windows and the timeline are fed by a once-a-second tick, so
         a request shows in them up to a second later still."""
-        from helpers import wait_until
+        from helpers import Unmet, wait_until
 
         def ready():
             snap = self.snapshot()
             have = {label: (snap.requests(label), snap.window_requests(label)) for label in counts}
-            return snap if have == {k: (n, n) for k, n in counts.items()} else None
+            if have == {k: (n, n) for k, n in counts.items()}:
+                return snap
+            return Unmet({"(since start, 1-minute window)": have, "labels": snap.labels})
 
         return wait_until(ready, timeout, interval=0.1, what=f"the stats to hold {counts}")
 
