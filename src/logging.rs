@@ -17,6 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
 /// Python's numeric levels, so a cached threshold compares directly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -78,6 +79,9 @@ enum Sink {
 
 enum Message {
     Record(Target, Level, String),
+    /// An access line and its status, which Python's record carries as `status_code` (as
+    /// Django's `django.server` records do), so a handler can colour by it.
+    Access(u16, String),
     Stop,
 }
 
@@ -101,6 +105,9 @@ pub fn emit(target: Target, level: Level, message: String) {
                 DROPPED.fetch_add(1, Ordering::Relaxed);
             }
             Err(TrySendError::Disconnected(Message::Record(t, l, m))) => write_stderr(t, l, &m),
+            Err(TrySendError::Disconnected(Message::Access(_, m))) => {
+                write_stderr(Target::Access, Level::Info, &m);
+            }
         },
         Some(Sink::File(file)) => {
             let line = format_line(target, level, &message);
@@ -109,6 +116,24 @@ pub fn emit(target: Target, level: Level, message: String) {
             }
         }
         None => write_stderr(target, level, &message),
+    }
+}
+
+/// Log an access line (which already passed [`enabled`]) for a response with `status`.
+pub fn emit_access(status: u16, line: String) {
+    match SINK.get() {
+        Some(Sink::Python(tx)) => match tx.try_send(Message::Access(status, line)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                DROPPED.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Disconnected(message)) => {
+                if let Message::Access(_, m) = message {
+                    write_stderr(Target::Access, Level::Info, &m);
+                }
+            }
+        },
+        _ => emit(Target::Access, Level::Info, line),
     }
 }
 
@@ -214,10 +239,11 @@ pub fn reopen() -> Result<bool, String> {
 }
 
 /// Route logs into Python `logging`, adding default stderr handlers when the application
-/// configured none, and start the log thread.
-pub fn init_python(py: Python<'_>) -> PyResult<LogThread> {
+/// configured none (`dev`: access lines with the time of day, coloured on a terminal), and
+/// start the log thread.
+pub fn init_python(py: Python<'_>, dev: bool) -> PyResult<LogThread> {
     py.import("ferrule._logging")?
-        .call_method0("ensure_handlers")?;
+        .call_method1("ensure_handlers", (dev,))?;
     let logging = py.import("logging")?;
     let server = logging
         .call_method1("getLogger", (Target::Server.logger_name(),))?
@@ -293,13 +319,30 @@ fn python_log_loop(
                         Target::Server => server,
                         Target::Access => access,
                     };
-                    if logger
-                        .bind(py)
-                        .call_method1("log", (level as u8, text))
-                        .is_err()
-                    {
-                        // A broken handler must not take logging down with it; Python's
-                        // logging already printed the handler's error to stderr.
+                    let result = logger.bind(py).call_method1("log", (level as u8, text));
+                    // A broken handler must not take logging down with it; Python's
+                    // logging already printed the handler's error to stderr.
+                    if result.is_err() {
+                        PyErr::fetch(py);
+                    }
+                }
+                Message::Access(status, text) => {
+                    let extra = PyDict::new(py);
+                    let result = extra
+                        .set_item("status_code", status)
+                        .and_then(|()| {
+                            let kwargs = PyDict::new(py);
+                            kwargs.set_item("extra", extra)?;
+                            Ok(kwargs)
+                        })
+                        .and_then(|kwargs| {
+                            access.bind(py).call_method(
+                                "log",
+                                (Level::Info as u8, text),
+                                Some(&kwargs),
+                            )
+                        });
+                    if result.is_err() {
                         PyErr::fetch(py);
                     }
                 }

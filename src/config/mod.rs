@@ -317,15 +317,22 @@ pub struct Options {
     pub cancel_grace: f64,
 
     /// Log one line per request (Apache combined format plus the duration in microseconds)
-    /// to the `ferrule.access` logger.
+    /// to the `ferrule.access` logger. Reloading on changes (`--reload`, `manage.py
+    /// server`), a short line per request is logged anyway, as `runserver` does.
     #[arg(long, env = "FERRULE_ACCESS_LOG", help_heading = "Logging")]
     pub access_log: bool,
 
+    /// Log no line per request, not even the short one of development reload; wins over
+    /// `--access-log` and `--access-log-format`.
+    #[arg(long, env = "FERRULE_NO_ACCESS_LOG", help_heading = "Logging")]
+    pub no_access_log: bool,
+
     /// The access log line: `combined` (Apache combined plus the duration in microseconds),
     /// `json` (one object per line with the request id, view label, queue, processing and
-    /// asleep times), or a template such as `'{client} {method} {path} {status} {duration_ms}'`
+    /// asleep times), `dev` (method, path, status, size and time, coloured by status on a
+    /// terminal), or a template such as `'{client} {method} {path} {status} {duration_ms}'`
     /// (fields are listed in the README). Giving it turns the access log on. Default is
-    /// combined.
+    /// combined, and dev when reloading on changes.
     #[arg(
         long,
         value_name = "FORMAT",
@@ -436,6 +443,7 @@ impl Options {
     /// [`Options::resolve`], saying whether this is `manage.py server` (`django`), whose
     /// defaults differ (it reloads unless `--noreload`).
     pub fn resolve_for(&self, extra_bind: Option<&str>, django: bool) -> Result<Plan, Error> {
+        let supervise = self.supervise.resolve(django)?;
         let mut binds = Vec::new();
         if let Some(addrport) = extra_bind {
             binds.push(parse_addrport(addrport)?);
@@ -510,19 +518,24 @@ impl Options {
             timeout: Some(seconds("--timeout", self.timeout)?).filter(|d| !d.is_zero()),
             cancel_grace: Some(seconds("--cancel-grace", self.cancel_grace)?)
                 .filter(|d| !d.is_zero()),
-            access_log: self.access_log || self.access_log_format.is_some(),
-            access_log_format: Format::parse(self.access_log_format.as_deref()).map_err(|why| {
-                Error::config(format!(
-                    "invalid value '{}' for '--access-log-format': {why}",
-                    self.access_log_format.as_deref().unwrap_or_default()
-                ))
-            })?,
+            access_log: !self.no_access_log
+                && (self.access_log || self.access_log_format.is_some() || supervise.reload),
+            access_log_format: match (&self.access_log_format, self.access_log) {
+                // Development reload, and no line asked for: runserver's kind of line.
+                (None, false) if supervise.reload => Format::Dev,
+                (format, _) => Format::parse(format.as_deref()).map_err(|why| {
+                    Error::config(format!(
+                        "invalid value '{}' for '--access-log-format': {why}",
+                        format.as_deref().unwrap_or_default()
+                    ))
+                })?,
+            },
             log_file: self.log_file.clone(),
             statics: self.statics.resolve()?,
             proxy: self.proxy.resolve()?,
             tls: self.tls.resolve()?,
             stats: self.stats.resolve()?,
-            supervise: self.supervise.resolve(django)?,
+            supervise,
         })
     }
 }

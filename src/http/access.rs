@@ -87,6 +87,7 @@ impl Pending {
         let line = match format {
             Format::Combined => self.combined(outcome),
             Format::Json => self.json(outcome),
+            Format::Dev => self.dev(outcome),
             Format::Template(pieces) => {
                 let mut line = String::new();
                 for piece in pieces {
@@ -100,7 +101,26 @@ impl Pending {
                 line
             }
         };
-        logging::emit(Target::Access, Level::Info, line);
+        logging::emit_access(outcome.status, line);
+    }
+
+    /// `GET /notes/?page=2 200 1.2 KB 3.1 ms`: what a developer watches for (the time of day
+    /// and the colour by status are the log handler's, `ferrule/_logging.py`).
+    fn dev(&self, o: &Outcome<'_>) -> String {
+        let mut line = format!(
+            "{} {}{}{} {} {} {}",
+            self.method,
+            escape(&self.path),
+            if self.query.is_empty() { "" } else { "?" },
+            escape(&self.query),
+            o.status,
+            human_bytes(o.bytes_out),
+            human_duration(self.started.elapsed())
+        );
+        if let Some(reason) = o.cancelled {
+            let _ = write!(line, " (cancelled: {})", reason.as_str());
+        }
+        line
     }
 
     fn combined(&self, o: &Outcome<'_>) -> String {
@@ -175,6 +195,36 @@ impl Pending {
     }
 }
 
+/// `512 B`, `1.2 KB`, `3.4 MB` (powers of 1024, as file managers show sizes).
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KB", "MB", "GB", "TB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if value < 10.0 {
+        format!("{value:.1} {}", UNITS[unit])
+    } else {
+        format!("{value:.0} {}", UNITS[unit])
+    }
+}
+
+/// `850 µs`, `3.1 ms`, `42 ms`, `1.25 s`.
+fn human_duration(d: Duration) -> String {
+    let micros = d.as_micros();
+    match micros {
+        0..=999 => format!("{micros} µs"),
+        1_000..=9_999 => format!("{:.1} ms", micros as f64 / 1e3),
+        10_000..=999_999 => format!("{} ms", micros / 1_000),
+        _ => format!("{:.2} s", d.as_secs_f64()),
+    }
+}
+
 fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
@@ -228,5 +278,30 @@ mod tests {
         let t = UNIX_EPOCH + Duration::from_millis(1_795_704_736_042);
         assert_eq!(super::clf_time(t), "26/Nov/2026:14:52:16 +0000");
         assert_eq!(super::iso_time(t), "2026-11-26T14:52:16.042Z");
+    }
+
+    #[test]
+    fn sizes_and_durations_read_as_a_person_would_say_them() {
+        let sizes = [
+            (0, "0 B"),
+            (1023, "1023 B"),
+            (1024, "1.0 KB"),
+            (1280, "1.2 KB"),
+            (200_000, "195 KB"),
+            (3 << 20, "3.0 MB"),
+            (5 << 40, "5.0 TB"),
+        ];
+        for (n, want) in sizes {
+            assert_eq!(super::human_bytes(n), want, "{n} bytes");
+        }
+        let durations = [
+            (Duration::from_micros(850), "850 µs"),
+            (Duration::from_micros(3_140), "3.1 ms"),
+            (Duration::from_micros(42_900), "42 ms"),
+            (Duration::from_millis(1_250), "1.25 s"),
+        ];
+        for (d, want) in durations {
+            assert_eq!(super::human_duration(d), want, "{d:?}");
+        }
     }
 }

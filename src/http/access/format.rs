@@ -1,4 +1,4 @@
-//! `--access-log-format`: `combined`, `json`, or a template of `{field}`s.
+//! `--access-log-format`: `combined`, `json`, `dev`, or a template of `{field}`s.
 //!
 //! Parsed once at start-up, so an unknown field is an error (exit 2) naming it, not a line
 //! with a hole in it.
@@ -8,6 +8,8 @@
 pub enum Format {
     Combined,
     Json,
+    /// Development: method, path, status, size and time, as short as `runserver`'s line.
+    Dev,
     Template(Vec<Piece>),
 }
 
@@ -73,6 +75,7 @@ impl Format {
         match value {
             None | Some("combined") => Ok(Format::Combined),
             Some("json") => Ok(Format::Json),
+            Some("dev") => Ok(Format::Dev),
             Some(template) => parse_template(template).map(Format::Template),
         }
     }
@@ -106,7 +109,7 @@ fn parse_template(template: &str) -> Result<Vec<Piece>, String> {
                 .ok_or_else(|| {
                     let names: Vec<&str> = FIELDS.iter().map(|(n, _)| *n).collect();
                     format!(
-                        "unknown field '{{{name}}}'; the fields are {}, or use 'combined' or 'json'",
+                        "unknown field '{{{name}}}'; the fields are {}, or use 'combined', 'json' or 'dev'",
                         names.join(", ")
                     )
                 })?;
@@ -123,7 +126,7 @@ fn parse_template(template: &str) -> Result<Vec<Piece>, String> {
         pieces.push(Piece::Text(text));
     }
     if !any_field {
-        return Err("expected 'combined', 'json' or a template with {fields}".to_owned());
+        return Err("expected 'combined', 'json', 'dev' or a template with {fields}".to_owned());
     }
     Ok(pieces)
 }
