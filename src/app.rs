@@ -53,11 +53,30 @@ impl From<Error> for Failure {
 }
 
 impl Failure {
-    fn raised(py: Python<'_>, what: String, e: PyErr) -> Self {
+    pub fn raised(py: Python<'_>, what: String, e: PyErr) -> Self {
         Failure {
             error: Error::app(format!("{what}:\n{}", traceback(py, &e))),
             exception: Some(e),
         }
+    }
+
+    /// The error in one line, for the master's log and `/readyz`: the message's first line
+    /// and the exception (`cannot import …: SyntaxError: invalid syntax (views.py, line 5)`).
+    pub fn summary(&self, py: Python<'_>) -> String {
+        let message = self.error.to_string();
+        let first = message
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches(':');
+        let Some(e) = &self.exception else {
+            return first.to_owned();
+        };
+        let kind = e
+            .get_type(py)
+            .name()
+            .map_or_else(|_| "Exception".to_owned(), |n| n.to_string());
+        format!("{first}: {kind}: {}", e.value(py))
     }
 }
 
@@ -115,6 +134,26 @@ pub fn load_django(py: Python<'_>) -> Result<Py<PyAny>, Failure> {
         .and_then(|m| m.call_method0("get_internal_wsgi_application"))
         .map(Bound::unbind)
         .map_err(|e| Failure::raised(py, "cannot load the Django WSGI application".to_owned(), e))
+}
+
+/// For a Django project, import its `URLconf` (and so its views) now, as Django's system
+/// checks do: an error there then stops the start (or, reloading, is served as the error
+/// page) instead of failing every request with an error Django cannot even render, since its
+/// debug page resolves the URL again.
+pub fn import_urlconf(py: Python<'_>) -> Result<(), Failure> {
+    if !django_configured(py) {
+        return Ok(());
+    }
+    py.import("ferrule._django")
+        .and_then(|m| m.call_method0("import_urlconf"))
+        .map(drop)
+        .map_err(|e| {
+            Failure::raised(
+                py,
+                "cannot import the Django project's URLconf".to_owned(),
+                e,
+            )
+        })
 }
 
 /// Development reload: what a worker whose application failed to import serves instead

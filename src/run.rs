@@ -38,6 +38,9 @@ enum Target {
     Spec(String),
     /// `manage.py server`: Django's `WSGI_APPLICATION`.
     Django,
+    /// A `manage.py server` worker whose project failed before the server command ran
+    /// (`ferrule._manage`): the exception to report or, reloading, to serve as a page.
+    Failed(PyErr),
 }
 
 impl Target {
@@ -45,7 +48,7 @@ impl Target {
     fn describe(&self) -> String {
         match self {
             Target::Spec(spec) => spec.clone(),
-            Target::Django => "the Django project".to_owned(),
+            Target::Django | Target::Failed(_) => "the Django project".to_owned(),
         }
     }
 }
@@ -54,22 +57,31 @@ impl Target {
 ///
 /// With `django=True` the positional argument is `[addr:]port` and the application is the
 /// Django project's; Django must already be configured (`manage.py` does that).
-/// `before_serve` is called once the options are known to be valid and before the
-/// application is loaded (Django's system checks run there); an exception it raises
-/// propagates. `config` is `settings.FERRULE` as JSON (`manage.py server`).
+/// `before_serve` is called with whether the server reloads on changes, once the options are
+/// known to be valid and before the application is loaded (Django's system checks run
+/// there); an exception it raises propagates. `config` is `settings.FERRULE` as JSON
+/// (`manage.py server`). `worker_command` is the command line that starts a worker process
+/// (instead of this process's own); `failure`, in such a worker, the exception that kept
+/// the project from starting.
 #[pyfunction]
-#[pyo3(signature = (argv, django=false, before_serve=None, config=None))]
+#[pyo3(signature = (argv, django=false, before_serve=None, config=None, worker_command=None, failure=None))]
 pub fn main(
     py: Python<'_>,
     argv: Vec<String>,
     django: bool,
     before_serve: Option<Bound<'_, PyAny>>,
     config: Option<String>,
+    worker_command: Option<Vec<std::ffi::OsString>>,
+    failure: Option<Bound<'_, pyo3::exceptions::PyBaseException>>,
 ) -> PyResult<i32> {
     let (plan, target) = match config::load(py, &argv, django, config.as_deref()) {
         Ok(Loaded::Serve { plan, app }) => (
             Arc::<Plan>::from(plan),
-            app.map_or(Target::Django, Target::Spec),
+            match (failure, app) {
+                (Some(e), _) => Target::Failed(PyErr::from_value(e.into_any())),
+                (None, Some(spec)) => Target::Spec(spec),
+                (None, None) => Target::Django,
+            },
         ),
         Ok(Loaded::Exit(code)) => return Ok(code),
         Err(e) => {
@@ -86,10 +98,10 @@ pub fn main(
         }
     };
     if let (Some(callback), None) = (before_serve, &worker) {
-        callback.call0()?;
+        callback.call1((plan.supervise.reload,))?;
     }
     let result = if worker.is_none() && plan.supervise.master() {
-        supervise::master(py, &plan, &target.describe())
+        supervise::master(py, &plan, &target.describe(), worker_command)
     } else {
         run(py, &plan, &target, worker)
     };
@@ -118,7 +130,16 @@ fn run(
     let loaded = match target {
         Target::Spec(spec) => app::load(py, spec),
         Target::Django => app::load_django(py),
-    };
+        Target::Failed(e) => Err(app::Failure::raised(
+            py,
+            "cannot start the Django project".to_owned(),
+            e.clone_ref(py),
+        )),
+    }
+    .and_then(|application| {
+        app::import_urlconf(py)?;
+        Ok(application)
+    });
     let application = match (loaded, worker.as_mut()) {
         (Ok(application), Some(spec)) if plan.supervise.reload => {
             spec.files = module_files(py);
@@ -132,10 +153,15 @@ fn run(
                 .map_err(|e| Error::runtime(format!("cannot serve the import error: {e}")))?;
             spec.files = files;
             // The traceback is in this worker's log already; the master names the error.
-            spec.broken = Some(summary(&failure.error.to_string()));
+            spec.broken = Some(failure.summary(py));
             stand_in
         }
-        (Err(failure), _) => return Err(failure.error),
+        (Err(failure), worker) => {
+            if let Some(spec) = worker {
+                spec.report_failure(&failure.summary(py));
+            }
+            return Err(failure.error);
+        }
     };
     let loaded = (application, target.describe());
     // After the import: the application's logging configuration (Django's LOGGING) is in
@@ -144,7 +170,7 @@ fn run(
     let log_thread: Option<LogThread> = match &plan.log_file {
         Some(_) => None,
         None => Some(
-            logging::init_python(py)
+            logging::init_python(py, plan.access_log_format == crate::http::AccessFormat::Dev)
                 .map_err(|e| Error::runtime(format!("cannot set up logging: {e}")))?,
         ),
     };
@@ -295,17 +321,6 @@ fn announce(
         notifier.ready();
         let stats = Arc::clone(&serving.stats);
         notifier.spawn_heartbeat(move || stats.pulse().to_string());
-    }
-}
-
-/// An error message without its traceback: its first line and, if there is a traceback, the
-/// exception at its end (`cannot import 'app' …: SyntaxError: invalid syntax`).
-fn summary(message: &str) -> String {
-    let mut lines = message.lines().map(str::trim).filter(|l| !l.is_empty());
-    let first = lines.next().unwrap_or_default();
-    match lines.next_back() {
-        Some(last) => format!("{}: {last}", first.trim_end_matches(':')),
-        None => first.to_owned(),
     }
 }
 
@@ -656,7 +671,10 @@ fn forget_handed_over(py: Python<'_>) {
         &[
             &listen::systemd::VARIABLES,
             &notify::VARIABLES,
-            &[supervise::control::WORKER_ENV],
+            &[
+                supervise::control::WORKER_ENV,
+                supervise::control::DJANGO_DEBUG_ENV,
+            ],
         ],
     );
 }
@@ -670,18 +688,5 @@ pub(crate) fn forget_variables(py: Python<'_>, lists: &[&[&str]]) {
     };
     for name in lists.iter().flat_map(|list| list.iter()) {
         let _ = environ.call_method1("pop", (*name, py.None()));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn an_error_summary_keeps_the_first_line_and_the_exception() {
-        let traceback = "cannot import 'app' for application 'app:application':\nTraceback (most recent call last):\n  File \"app.py\", line 1\nSyntaxError: invalid syntax\n";
-        assert_eq!(
-            super::summary(traceback),
-            "cannot import 'app' for application 'app:application': SyntaxError: invalid syntax"
-        );
-        assert_eq!(super::summary("no traceback here"), "no traceback here");
     }
 }

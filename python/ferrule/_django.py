@@ -1,4 +1,5 @@
-"""Label each Django request with its view for ferrule's statistics.
+"""Label each Django request with its view for ferrule's statistics, and import the URLconf
+before serving.
 
 ferrule calls :func:`install` when it serves a Django project (``manage.py server`` or
 ``ferrule mysite.wsgi``). It wraps ``BaseHandler.resolve_request``, the one place Django
@@ -38,3 +39,18 @@ def install() -> bool:
     resolve_and_label.__doc__ = resolve_request.__doc__
     BaseHandler.resolve_request = resolve_and_label  # type: ignore[method-assign]
     return True
+
+
+def import_urlconf() -> None:
+    """Import ``ROOT_URLCONF`` and what it imports (views, included URLconfs), as Django's
+    system checks do. Django imports it lazily, at the first request, and a URLconf that
+    fails to import then fails every request: ferrule calls this after loading the
+    application so the error stops the start instead, or, reloading, is served once as the
+    error page."""
+    from django.conf import settings
+
+    if not getattr(settings, "ROOT_URLCONF", None):
+        return
+    from django.urls import get_resolver
+
+    get_resolver().url_patterns  # noqa: B018 - reading it imports the URLconf

@@ -14,15 +14,19 @@ __version__: str
 def main(
     argv: list[str],
     django: bool = False,
-    before_serve: Callable[[], object] | None = None,
+    before_serve: Callable[[bool], object] | None = None,
     config: str | None = None,
+    worker_command: list[str] | None = None,
+    failure: BaseException | None = None,
 ) -> int:
     """Run ferrule with `argv` (argv[0] is the program name); return the exit code.
 
     With `django=True` the positional argument is `[addr:]port` and the application is the
-    Django project's `WSGI_APPLICATION`. `before_serve` runs once the options are valid and
-    before the application is loaded; an exception it raises propagates. `config` is
-    `settings.FERRULE` as a JSON object: values for the options argv leaves unset.
+    Django project's `WSGI_APPLICATION`. `before_serve(reload)` runs once the options are
+    valid and before the application is loaded; an exception it raises propagates. `config`
+    is `settings.FERRULE` as a JSON object: values for the options argv leaves unset.
+    `worker_command` starts a worker process instead of this process's command line;
+    `failure`, in a worker, is the exception that kept the project from starting.
     """
 
 @final

@@ -132,8 +132,9 @@ def error_files(exc: BaseException) -> list[str]:
 
 
 def _django_debug() -> bool:
-    """Whether Django is configured with DEBUG on; False when there is no Django, no
-    settings, or the settings themselves fail to import."""
+    """Whether Django is configured with DEBUG on; False when there is no Django. When the
+    settings themselves fail to import, the DEBUG of the settings ``manage.py server``
+    started with (its master passes it down in the environment)."""
     if "django" not in sys.modules and not os.environ.get("DJANGO_SETTINGS_MODULE"):
         return False
     try:
@@ -141,7 +142,27 @@ def _django_debug() -> bool:
 
         return bool(settings.DEBUG)
     except Exception:
+        from ferrule._manage import DEBUG_ENV
+
+        return os.environ.get(DEBUG_ENV) == "1"
+
+
+def _settings_configured() -> bool:
+    try:
+        from django.conf import settings
+
+        settings.DEBUG  # noqa: B018 - reading a setting imports the settings module
+    except Exception:
         return False
+    return True
+
+
+class _NoMatch:
+    """A stand-in for ``request.resolver_match``. Django's debug page names the view that
+    raised, resolving the path when the request has none; with the URLconf itself failing to
+    import, that raises the same error again and Django's page fails too."""
+
+    _func_path = ""
 
 
 def _technical_500(exc: BaseException, environ: dict[str, Any]) -> tuple[bytes, str]:
@@ -152,6 +173,7 @@ def _technical_500(exc: BaseException, environ: dict[str, Any]) -> tuple[bytes, 
         from django.core.handlers.wsgi import WSGIRequest
 
         request = WSGIRequest(environ)
+        request.resolver_match = _NoMatch()
         response = debug.technical_500_response(request, type(exc), exc, exc.__traceback__)
         return response.content, response["Content-Type"]
     except Exception:
@@ -161,18 +183,69 @@ def _technical_500(exc: BaseException, environ: dict[str, Any]) -> tuple[bytes, 
         return reporter.get_traceback_html().encode(), "text/html; charset=utf-8"
 
 
+_TRACEBACK_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="robots" content="noindex">
+<title>{title}</title>
+<style>
+body{{font:14px/1.45 system-ui,sans-serif;margin:0;color:#1e293b;background:#fff}}
+header{{background:#fde68a;padding:12px 24px;border-bottom:1px solid #e2c25a}}
+h1{{font-size:20px;margin:0 0 4px}}header p{{margin:2px 0;color:#57420b}}
+main{{padding:12px 24px}}pre{{background:#f8fafc;border:1px solid #e2e8f0;padding:10px;
+overflow:auto;font:12px/1.4 ui-monospace,monospace}}.where{{font-weight:600}}
+</style></head><body>
+<header><h1>{title}</h1><p>{message}</p>{where}</header>
+<main>{source}<h2>Traceback</h2><pre>{traceback}</pre>
+<p>You see this page because the project could not start while the server reloads on
+changes, and <code>DEBUG</code> was on in the settings the server started with. Fix the error
+and save: the server restarts by itself.</p></main></body></html>
+"""
+
+
+def traceback_page(exc: BaseException) -> bytes:
+    """ferrule's own page for an error that keeps the project from starting, where Django
+    cannot render its own (the settings do not import): the exception, where it happened
+    (for a syntax error, the line and a caret under the offending place) and the traceback.
+    Everything from the error is escaped."""
+    where, source = "", ""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        where = f"<p class='where'>{html.escape(exc.filename)}, line {exc.lineno}</p>"
+        if exc.text:
+            caret = " " * max((exc.offset or 1) - 1, 0) + "^"
+            source = f"<pre>{html.escape(exc.text.rstrip())}\n{caret}</pre>"
+    else:
+        frames = traceback.extract_tb(exc.__traceback__)
+        if frames:
+            last = frames[-1]
+            where = (
+                f"<p class='where'>{html.escape(last.filename)}, line {last.lineno}, "
+                f"in {html.escape(last.name)}</p>"
+            )
+    message = str(exc) if not isinstance(exc, SyntaxError) else (exc.msg or str(exc))
+    lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    return _TRACEBACK_PAGE.format(
+        title=html.escape(type(exc).__name__),
+        message=html.escape(message),
+        where=where,
+        source=source,
+        traceback=html.escape("".join(lines)),
+    ).encode()
+
+
 def error_app(exc: BaseException) -> WSGIApp:
     """A WSGI application answering every request with a 500, for a worker whose application
     failed to import during development. With Django's DEBUG on the page is Django's
-    technical 500 page for `exc`; otherwise (DEBUG off, or not Django) it only says that the
-    application failed to import and to see the server log: the traceback is never shown."""
+    technical 500 page for `exc`, or ferrule's own page with the traceback when the settings
+    cannot be imported (Django cannot render its page without them); otherwise (DEBUG off,
+    or not Django) it only says that the application failed to import and to see the server
+    log: the traceback is never shown."""
     debug = _django_debug()
+    django_page = debug and _settings_configured()
 
     def failed_to_import(
         environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
         body, content_type = _PLAIN_500, "text/html; charset=utf-8"
-        if debug:
+        if django_page:
             try:
                 body, content_type = _technical_500(exc, environ)
             except Exception as render_error:
@@ -182,6 +255,8 @@ def error_app(exc: BaseException) -> WSGIApp:
                     + html.escape(repr(render_error)).encode()
                     + b")</p>",
                 )
+        elif debug:
+            body = traceback_page(exc)
         start_response(
             "500 Internal Server Error",
             [

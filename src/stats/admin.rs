@@ -49,6 +49,10 @@ pub type HealthFn = Arc<dyn Fn() -> Health + Send + Sync>;
 pub enum Health {
     /// 200 `ready`: send traffic here.
     Ready,
+    /// 200 `ready, but REASON`: serving, with code older than the code on disk (a reload
+    /// failed). Still ready: taking every instance out of a load balancer because a deploy
+    /// failed would turn a failed deploy into an outage.
+    Stale(String),
     /// 503 `not ready: REASON`: starting, draining, no worker ready…
     NotReady(String),
 }
@@ -282,6 +286,7 @@ async fn respond(
         Some(Route::Ready) => {
             return Ok(match (sources.health)() {
                 Health::Ready => plain(StatusCode::OK, "ready\n".into()),
+                Health::Stale(why) => plain(StatusCode::OK, format!("ready, but {why}\n")),
                 Health::NotReady(why) => {
                     plain(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n"))
                 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::master::{Roster, State};
+use super::master::{unix_now, Roster, Staleness, State};
 use super::process::Order;
 use crate::stats::{Cluster, Health, HealthFn, Snapshot, SnapshotFn, WorkerState, WorkerStatus};
 
@@ -63,8 +63,14 @@ pub fn snapshots(roster: Roster, cluster: Arc<Mutex<Cluster>>) -> SnapshotFn {
     })
 }
 
-/// `/readyz`: ready while a worker serves and the master is not stopping.
-pub fn health(roster: Roster, draining: Arc<AtomicBool>, announced: Arc<AtomicBool>) -> HealthFn {
+/// `/readyz`: ready while a worker serves and the master is not stopping; it says so when
+/// the workers run stale code.
+pub fn health(
+    roster: Roster,
+    draining: Arc<AtomicBool>,
+    announced: Arc<AtomicBool>,
+    stale: Staleness,
+) -> HealthFn {
     Arc::new(move || {
         if draining.load(Ordering::Relaxed) {
             return Health::NotReady("draining: the server is shutting down".into());
@@ -79,10 +85,20 @@ pub fn health(roster: Roster, draining: Arc<AtomicBool>, announced: Arc<AtomicBo
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .values()
             .any(|w| w.state == State::Ready);
-        if ready {
-            Health::Ready
-        } else {
-            Health::NotReady("no worker process is ready".into())
+        if !ready {
+            return Health::NotReady("no worker process is ready".into());
+        }
+        let stale = stale
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        match stale {
+            None => Health::Ready,
+            Some(s) => Health::Stale(format!(
+                "the workers run code older than the code on disk: a reload failed {}s ago ({})",
+                (unix_now() - s.since_unix).max(0.0).round(),
+                s.reason
+            )),
         }
     })
 }

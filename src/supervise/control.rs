@@ -15,6 +15,10 @@ use tokio::net::UnixStream;
 /// The environment variable that makes a process a worker, and tells it its fds.
 pub const WORKER_ENV: &str = "FERRULE_WORKER";
 
+/// Set by `manage.py server` to the `DEBUG` of the settings it started with, for workers
+/// whose settings no longer import (`ferrule._manage.DEBUG_ENV`).
+pub const DJANGO_DEBUG_ENV: &str = "FERRULE_DJANGO_DEBUG";
+
 /// Longest message accepted; a statistics export of a busy worker is the largest.
 const MAX_LINE: usize = 64 << 20;
 
@@ -54,6 +58,8 @@ pub enum ToMaster {
     Recycle { served: u64 },
     /// A statistics export.
     Stats { export: Box<crate::stats::Export> },
+    /// The application could not be loaded (the error, in one line); the worker exits.
+    Failed { error: String },
 }
 
 /// What a worker says about itself in each heartbeat.

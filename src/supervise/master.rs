@@ -82,11 +82,26 @@ pub struct Worker {
     pub files: Vec<String>,
     /// The import failed; the worker serves an error page (development reload only).
     pub broken: Option<String>,
+    /// Why the worker cannot serve, as it reported before exiting.
+    failure: Option<String>,
     pub rss: u64,
     /// How many workers in this one's place died before it.
     pub restarts: u32,
     handle: WorkerHandle,
 }
+
+/// The workers run code older than the code on disk: a reload was abandoned because the new
+/// workers kept failing to start. Cleared by the next reload that completes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StaleCode {
+    /// Unix time the reload was abandoned.
+    pub since_unix: f64,
+    /// The new workers' error, in one line.
+    pub reason: String,
+}
+
+/// Whether the running code is stale, for the admin listener.
+pub type Staleness = Arc<Mutex<Option<StaleCode>>>;
 
 /// What the rest of the master (the admin listener) may read about the workers.
 pub type Roster = Arc<Mutex<BTreeMap<u32, WorkerView>>>;
@@ -143,6 +158,9 @@ pub struct Master {
     waiting_for_change: bool,
     /// Workers keep failing to start: the master kills what is left and exits.
     giving_up: bool,
+    /// What the last worker that failed to start said.
+    last_failure: Option<String>,
+    stale: Staleness,
 }
 
 /// What the master tells the outside world about its progress (systemd, the log).
@@ -211,7 +229,15 @@ impl Master {
             watcher,
             waiting_for_change: false,
             giving_up: false,
+            last_failure: None,
+            stale: Staleness::default(),
         }
+    }
+
+    /// Whether the running code is stale (a reload was abandoned), for `/readyz` and the
+    /// dashboard.
+    pub fn staleness(&self) -> Staleness {
+        Arc::clone(&self.stale)
     }
 
     /// The live view of the workers, for the admin listener.
@@ -290,6 +316,7 @@ impl Master {
                         pulse: Pulse::default(),
                         files: Vec::new(),
                         broken: None,
+                        failure: None,
                         rss: 0,
                         restarts: self.replacing.pop().unwrap_or(0),
                         handle,
@@ -298,10 +325,12 @@ impl Master {
                 true
             }
             Err(e) => {
-                log_error!(
+                let why = format!(
                     "cannot start a worker process ({}): {e}",
                     self.spawner.program.display()
                 );
+                log_error!("{why}");
+                self.last_failure = Some(why);
                 self.boot_failures += 1;
                 self.crash();
                 self.abandon_reload_if_hopeless();
@@ -363,6 +392,11 @@ impl Master {
                     }
                 }
             }
+            Event::Failed { pid, error } => {
+                if let Some(w) = self.workers.get_mut(&pid) {
+                    w.failure = Some(error);
+                }
+            }
             Event::Exited { pid, status } => self.on_exit(pid, &status),
         }
     }
@@ -387,7 +421,15 @@ impl Master {
             return;
         }
         if w.ready_at.is_none() {
-            log_error!("Worker process {pid} exited before it was ready ({status})");
+            match &w.failure {
+                Some(why) => {
+                    log_error!("Worker process {pid} exited before it was ready ({status}): {why}");
+                }
+                None => log_error!("Worker process {pid} exited before it was ready ({status})"),
+            }
+            self.last_failure = Some(w.failure.unwrap_or_else(|| {
+                format!("a worker process exited before it was ready ({status})")
+            }));
             self.replacing.push(w.restarts + 1);
             self.boot_failures += 1;
             self.crash();
@@ -428,9 +470,17 @@ impl Master {
         if !self.reloading || self.boot_failures < BOOT_FAILURES {
             return;
         }
+        let reason = self
+            .last_failure
+            .clone()
+            .unwrap_or_else(|| "the new worker processes could not be started".to_owned());
         log_error!(
-            "Reload abandoned: the new worker processes keep failing to start; still serving with the previous ones"
+            "Reload abandoned: the new worker processes keep failing to start ({reason}); still serving with the previous ones, whose code is not the code on disk"
         );
+        *lock(&self.stale) = Some(StaleCode {
+            since_unix: unix_now(),
+            reason,
+        });
         for w in self.workers.values_mut() {
             if w.state == State::Ready {
                 w.retiring = false;
@@ -670,19 +720,7 @@ impl Master {
             self.stop(pid);
             serving -= 1;
         }
-        if self.reloading
-            && fresh_ready > 0
-            && !self
-                .workers
-                .values()
-                .any(|w| w.retiring && w.state != State::Draining)
-        {
-            self.reloading = false;
-            log_info!("Reload complete: {} serving", processes(fresh_ready));
-            if let Some(hook) = &self.hooks.ready {
-                hook();
-            }
-        }
+        self.finish_reload(fresh_ready);
         if !self.announced_flag.load(Ordering::Relaxed) && fresh_ready >= self.target {
             self.announced_flag.store(true, Ordering::Relaxed);
             for url in &self.urls {
@@ -700,6 +738,27 @@ impl Master {
         }
         self.publish();
         None
+    }
+
+    /// A reload is complete once fresh workers serve and no retiring one is left.
+    fn finish_reload(&mut self, fresh_ready: usize) {
+        if !self.reloading
+            || fresh_ready == 0
+            || self
+                .workers
+                .values()
+                .any(|w| w.retiring && w.state != State::Draining)
+        {
+            return;
+        }
+        self.reloading = false;
+        log_info!("Reload complete: {} serving", processes(fresh_ready));
+        if lock(&self.stale).take().is_some() {
+            log_info!("The workers run the code on disk again");
+        }
+        if let Some(hook) = &self.hooks.ready {
+            hook();
+        }
     }
 
     /// Tell a worker to finish and exit (it stops accepting at once).
@@ -778,7 +837,11 @@ async fn next_change(watcher: Option<&mut Watcher>) -> Vec<std::path::PathBuf> {
     }
 }
 
-fn unix_now() -> f64 {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+pub(crate) fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())

@@ -27,8 +27,14 @@ use crate::logging;
 
 /// Run as the master process until stopped; returns the exit code. Binds the listeners
 /// (reporting a bad address or TLS file before any worker starts), then supervises workers
-/// that re-run this process's command line.
-pub fn master(py: Python<'_>, plan: &Arc<Plan>, described: &str) -> Result<i32, Error> {
+/// that run `worker_command` (`manage.py server`'s, see `ferrule._manage`), else this
+/// process's own command line again.
+pub fn master(
+    py: Python<'_>,
+    plan: &Arc<Plan>,
+    described: &str,
+    worker_command: Option<Vec<OsString>>,
+) -> Result<i32, Error> {
     logging::set_access_log(plan.access_log);
     if let Some(path) = &plan.log_file {
         logging::init_file(path).map_err(Error::config)?;
@@ -36,19 +42,30 @@ pub fn master(py: Python<'_>, plan: &Arc<Plan>, described: &str) -> Result<i32, 
     let log_thread = match &plan.log_file {
         Some(_) => None,
         None => Some(
-            logging::init_python(py)
+            logging::init_python(py, false)
                 .map_err(|e| Error::runtime(format!("cannot set up logging: {e}")))?,
         ),
     };
-    let result = supervise(py, plan, described);
+    let result = supervise(py, plan, described, worker_command);
     if let Some(t) = log_thread {
         py.detach(|| t.stop());
     }
     result
 }
 
-fn supervise(py: Python<'_>, plan: &Arc<Plan>, described: &str) -> Result<i32, Error> {
-    let (program, args) = command_line(py)?;
+fn supervise(
+    py: Python<'_>,
+    plan: &Arc<Plan>,
+    described: &str,
+    worker_command: Option<Vec<OsString>>,
+) -> Result<i32, Error> {
+    let (program, args) = match worker_command {
+        Some(mut argv) if !argv.is_empty() => {
+            let program = PathBuf::from(argv.remove(0));
+            (program, argv)
+        }
+        _ => command_line(py)?,
+    };
     // Read here so that a bad file is reported once, before any worker starts.
     let tls = Tls::load(&plan.tls)?;
     // systemd's sockets instead of --bind when socket-activated; the admin listener is the
@@ -94,6 +111,7 @@ fn supervise(py: Python<'_>, plan: &Arc<Plan>, described: &str) -> Result<i32, E
         watcher,
     );
     let roster = master.roster();
+    let stale = master.staleness();
     let cluster = master.cluster();
     let (draining, announced) = master.flags();
     let code = py.detach(|| {
@@ -106,7 +124,7 @@ fn supervise(py: Python<'_>, plan: &Arc<Plan>, described: &str) -> Result<i32, E
                 tokio::spawn(crate::stats::admin::serve(
                     bound,
                     admin::snapshots(Arc::clone(&roster), Arc::clone(&cluster)),
-                    admin::health(Arc::clone(&roster), draining, announced),
+                    admin::health(Arc::clone(&roster), draining, announced, stale),
                     async move { stopped.cancelled().await },
                 ));
                 // Between scrapes too: a worker that dies takes little of its counts along.

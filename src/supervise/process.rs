@@ -36,6 +36,11 @@ pub enum Event {
         pid: u32,
         served: u64,
     },
+    /// The application could not be loaded; the process is exiting.
+    Failed {
+        pid: u32,
+        error: String,
+    },
     /// The process ended; `status` describes how (`exit code 1`, `killed by signal 9`).
     Exited {
         pid: u32,
@@ -186,6 +191,7 @@ async fn run(
                         ToMaster::Ready { files, broken, .. } => Event::Ready { pid, files, broken },
                         ToMaster::Pong(pulse) => Event::Pong { pid, pulse },
                         ToMaster::Recycle { served } => Event::Recycle { pid, served },
+                        ToMaster::Failed { error } => Event::Failed { pid, error },
                         ToMaster::Stats { export } => {
                             if !waiting.is_empty() {
                                 let _ = waiting.remove(0).send(Some(export));

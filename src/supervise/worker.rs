@@ -92,6 +92,22 @@ impl Spec {
         })
     }
 
+    /// Tell the master why this worker cannot serve (the application failed to load), before
+    /// it exits: the master's log, `/readyz` and dashboard name the error rather than only an
+    /// exit code. Best effort: the master may be gone.
+    pub fn report_failure(&self, error: &str) {
+        let Ok(socket) = self.control_socket() else {
+            return;
+        };
+        let mut line = serde_json::to_vec(&ToMaster::Failed {
+            error: error.to_owned(),
+        })
+        .unwrap_or_default();
+        line.push(b'\n');
+        let _ = socket.set_nonblocking(false);
+        let _ = std::io::Write::write_all(&mut &socket, &line);
+    }
+
     /// The control socket, taken over from its fd. Call once.
     pub fn control_socket(&self) -> Result<std::os::unix::net::UnixStream, Error> {
         // SAFETY: the master passed this fd open for this process alone, and `take` is the

@@ -4,7 +4,9 @@ Every server option is defined once, in Rust; this command declares none. It str
 own base options, runs the system checks as `runserver` does, and hands the rest of the
 command line to `ferrule._ferrule.main`, which takes the WSGI application from
 `WSGI_APPLICATION`. `settings.FERRULE`, when present, goes along as JSON: ferrule checks its
-keys against the options and uses its values for those the command line leaves unset.
+keys against the options and uses its values for those the command line leaves unset. Worker
+processes run `manage.py` again through `ferrule._manage`, which catches what fails before
+this command is reached (broken settings).
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+import traceback
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, SystemCheckError
 from django.core.management.color import color_style, no_style
 from django.db import connections
 
-from ferrule import _ferrule
+from ferrule import _ferrule, _logging, _manage
 
 # Django's base options (see BaseCommand.create_parser); --settings and --pythonpath have
 # already been applied by manage.py by the time a command runs.
@@ -62,9 +65,11 @@ class Command(BaseCommand):
         base, rest = split_base_options(argv[2:])
         if base.get("--force-color"):
             self.style = color_style(force_color=True)
+            _logging.colour = True
         elif base.get("--no-color"):
             self.style = no_style()
             self.stderr.style_func = None
+            _logging.colour = False
         try:
             code = self.serve(self._prog(argv), rest, checks=not base.get("--skip-checks"))
         except CommandError as e:
@@ -75,7 +80,8 @@ class Command(BaseCommand):
                 self.stderr.write(str(e), lambda x: x)
             else:
                 self.stderr.write(f"{e.__class__.__name__}: {e}")
-            sys.exit(e.returncode)
+            # Each is a start-up failure, which ferrule ends with 2 wherever it is found.
+            sys.exit(2)
         sys.exit(code)
 
     def print_help(self, prog_name: str, subcommand: str) -> None:
@@ -90,11 +96,16 @@ class Command(BaseCommand):
     def serve(self, prog: str, args: list[str], checks: bool) -> int:
         # ferrule validates the options first, then calls back for the checks, so a bad
         # option is reported before (and without) a page of check output.
+        _manage.server_started()
+        # A worker whose settings no longer import shows the traceback only if the settings
+        # the server started with had DEBUG on.
+        os.environ[_manage.DEBUG_ENV] = "1" if settings.DEBUG else "0"
         return _ferrule.main(
             [prog, *args],
             django=True,
             before_serve=self.run_checks if checks else None,
             config=self.ferrule_settings(),
+            worker_command=_manage.worker_command(),
         )
 
     @staticmethod
@@ -111,13 +122,29 @@ class Command(BaseCommand):
         # the values.
         return json.dumps(value, default=str)
 
-    def run_checks(self) -> None:
+    def run_checks(self, reload: bool) -> None:
         self.stdout.write("Performing system checks...\n\n")
-        self.check(display_num_errors=True)
-        self.check_migrations()
-        # The checks may have connected; the server's threads open their own.
-        for conn in connections.all(initialized_only=True):
-            conn.close()
+        try:
+            self.check(display_num_errors=True)
+            self.check_migrations()
+        except CommandError:
+            raise
+        except Exception as e:
+            if not reload:
+                self.stderr.write(traceback.format_exc(), lambda x: x)
+                raise CommandError(
+                    f"the system checks could not run: {_summary(e)} (the traceback is above)"
+                ) from e
+            # The checks import the URLconf and its views: the workers will show the same
+            # error as a page, and the next save that fixes it restarts them.
+            self.stderr.write(
+                f"The system checks could not run: {_summary(e)}\n"
+                "Serving the error until a change fixes it."
+            )
+        finally:
+            # The checks may have connected; the server's threads open their own.
+            for conn in connections.all(initialized_only=True):
+                conn.close()
         self.stdout.flush()
 
     @staticmethod
@@ -126,3 +153,8 @@ class Command(BaseCommand):
         if prog == "__main__.py":
             prog = "python -m django"
         return f"{prog} {argv[1]}"
+
+
+def _summary(e: BaseException) -> str:
+    """`SyntaxError: invalid syntax (views.py, line 5)`: an exception in one line."""
+    return f"{type(e).__name__}: {e}"
