@@ -43,6 +43,7 @@ fn view(label: &str, n: u64) -> View {
     let window = |minutes| Window {
         minutes,
         requests: n * u64::from(minutes),
+        client_errors: 4,
         errors: 3,
         cancelled: 3,
         queue: quantiles(0.1),

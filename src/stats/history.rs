@@ -176,6 +176,10 @@ pub struct Slot {
     pub processing: Sparse,
     pub asleep: Sparse,
     pub requests: u64,
+    /// 4xx responses. (Defaulted: a worker started from an older install sends none.)
+    #[serde(default)]
+    pub client_errors: u64,
+    /// 5xx responses.
     pub errors: u64,
     pub cancelled: u64,
 }
@@ -188,6 +192,7 @@ impl Slot {
             processing: counts.processing.sparse(),
             asleep: counts.asleep.sparse(),
             requests: counts.requests,
+            client_errors: counts.client_errors,
             errors: counts.errors,
             cancelled: counts.cancelled,
         }
@@ -199,6 +204,7 @@ impl Slot {
         self.processing.add(&other.processing);
         self.asleep.add(&other.asleep);
         self.requests += other.requests;
+        self.client_errors += other.client_errors;
         self.errors += other.errors;
         self.cancelled += other.cancelled;
     }
@@ -223,6 +229,7 @@ pub fn windows<'a>(newest_first: impl Iterator<Item = &'a Slot>, now: i64) -> Vi
         *window = Window {
             minutes,
             requests: acc.requests,
+            client_errors: acc.client_errors,
             errors: acc.errors,
             cancelled: acc.cancelled,
             queue: acc.queue.quantiles(),
@@ -551,6 +558,32 @@ mod tests {
         assert!(w[2].requests >= 720 - 10);
         assert!((w[2].processing.p50 - 0.1).abs() < 0.01, "{:?}", w[2]);
         assert!(history.windows("nothing", start + 720).is_none());
+    }
+
+    #[test]
+    fn windows_count_4xx_and_5xx_apart() {
+        let mut history = History::default();
+        let view: Arc<str> = Arc::from("v");
+        let start = 1_800_000_000;
+        let mut c = counts(10, 5);
+        c.client_errors = 2;
+        c.errors = 1;
+        // One tick 3 minutes ago, one now: both in the 5-minute window, one in the 1-minute.
+        tick(&mut history, start, vec![(Arc::clone(&view), c.clone())]);
+        tick(&mut history, start + 180, vec![(Arc::clone(&view), c)]);
+        let w = history.windows("v", start + 181).unwrap().windows;
+        let counted = |w: &Window| (w.requests, w.client_errors, w.errors);
+        assert_eq!(counted(&w[0]), (5, 2, 1));
+        assert_eq!(counted(&w[1]), (10, 4, 2));
+    }
+
+    #[test]
+    fn a_slot_from_an_older_worker_has_no_4xx() {
+        let slot: Slot = serde_json::from_str(
+            r#"{"start":10,"queue":{},"processing":{},"asleep":{},"requests":3,"errors":1,"cancelled":0}"#,
+        )
+        .unwrap();
+        assert_eq!((slot.requests, slot.client_errors, slot.errors), (3, 0, 1));
     }
 
     #[test]

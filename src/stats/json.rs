@@ -43,6 +43,8 @@ mod tests {
         let view = &v["views"][0];
         assert_eq!(view["label"], "api:users");
         assert_eq!(view["windows"][1]["minutes"], 5);
+        assert_eq!(view["windows"][1]["client_errors"], 4);
+        assert_eq!(view["windows"][1]["errors"], 3);
         assert_eq!(view["windows"][1]["processing"]["p99"], 0.09);
         assert_eq!(view["methods"][0]["method"], "GET");
         assert_eq!(view["methods"][0]["processing"]["buckets"][4], 40);

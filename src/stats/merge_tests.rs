@@ -171,6 +171,12 @@ fn two_workers_add_up_to_one_process() {
     let merged = sum.snapshot(vec![]);
     assert!(one.totals.requests > 5000 && one.minutes.len() == 30);
     assert!(one.views.iter().all(|v| v.windows[2].requests > 0));
+    // 404s go to `/api`, 499s to `static`: the windows compared below count them.
+    let client_errors = |label: &str| {
+        let view = one.views.iter().find(|v| v.label == label);
+        view.map_or(0, |v| v.windows[2].client_errors)
+    };
+    assert!(client_errors("/api") > 0 && client_errors("static") > 0);
     assert_same(&merged, &one);
     // Absorbing in the other order, or into an empty sum, changes nothing.
     let mut other = Export {

@@ -45,6 +45,9 @@ pub struct TickCounts {
     pub processing: Counts,
     pub asleep: Counts,
     pub requests: u64,
+    /// Of them, with a 4xx status.
+    pub client_errors: u64,
+    /// Of them, with a 5xx status.
     pub errors: u64,
     pub cancelled: u64,
 }
@@ -55,6 +58,7 @@ impl TickCounts {
         self.processing.add(&other.processing);
         self.asleep.add(&other.asleep);
         self.requests += other.requests;
+        self.client_errors += other.client_errors;
         self.errors += other.errors;
         self.cancelled += other.cancelled;
     }
@@ -67,6 +71,7 @@ pub struct Series {
     processing: Fine,
     asleep: Fine,
     requests: AtomicU64,
+    client_errors: AtomicU64,
     errors: AtomicU64,
     cancelled: AtomicU64,
 }
@@ -84,6 +89,7 @@ impl Series {
             processing: Fine::default(),
             asleep: Fine::default(),
             requests: AtomicU64::new(0),
+            client_errors: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
         }
@@ -108,8 +114,13 @@ impl Series {
         self.queue.observe(queue);
         self.processing.observe(processing);
         self.asleep.observe(asleep);
-        if class == 4 {
-            self.errors.fetch_add(1, Ordering::Relaxed);
+        let class_count = match class {
+            3 => Some(&self.client_errors),
+            4 => Some(&self.errors),
+            _ => None,
+        };
+        if let Some(n) = class_count {
+            n.fetch_add(1, Ordering::Relaxed);
         }
         // Last: a tick that sees no new request skips the histograms.
         self.requests.fetch_add(1, Ordering::Release);
@@ -123,6 +134,7 @@ impl Series {
             return false;
         }
         into.requests += requests;
+        into.client_errors += self.client_errors.swap(0, Ordering::Relaxed);
         into.errors += self.errors.swap(0, Ordering::Relaxed);
         into.cancelled += self.cancelled.swap(0, Ordering::Relaxed);
         self.queue.drain_into(&mut into.queue);
@@ -156,5 +168,55 @@ impl Series {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{Series, TickCounts};
+    use crate::cancel::Reason;
+    use crate::stats::Finished;
+
+    #[test]
+    fn a_tick_counts_4xx_and_5xx_apart() {
+        let series = Series::new(Arc::from("v"));
+        for (status, cancelled) in [
+            (200, None),
+            (404, None),
+            (499, Some(Reason::Disconnected)),
+            (500, None),
+            (504, Some(Reason::Timeout)),
+            (302, None),
+        ] {
+            series.record(&Finished {
+                label: "v",
+                method: &http::Method::GET,
+                status,
+                cancelled,
+                queue: Duration::ZERO,
+                processing: Duration::from_millis(3),
+                asleep: Duration::ZERO,
+                bytes_in: 0,
+                bytes_out: 10,
+                from_path: false,
+            });
+        }
+        let mut tick = TickCounts::default();
+        assert!(series.drain_into(&mut tick));
+        assert_eq!(
+            (
+                tick.requests,
+                tick.client_errors,
+                tick.errors,
+                tick.cancelled
+            ),
+            (6, 2, 2, 2)
+        );
+        // Drained: the next tick starts from nothing.
+        assert!(!series.drain_into(&mut TickCounts::default()));
+        assert_eq!(series.methods()[0].status, [0, 1, 1, 2, 2]);
     }
 }

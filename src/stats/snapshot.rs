@@ -221,6 +221,8 @@ pub struct Histogram {
 pub struct Window {
     pub minutes: u32,
     pub requests: u64,
+    /// Responses with a 4xx status (a request whose client left counts here, as 499).
+    pub client_errors: u64,
     /// Responses with a 5xx status.
     pub errors: u64,
     pub cancelled: u64,
