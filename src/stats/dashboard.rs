@@ -3,8 +3,8 @@
 //! Owns what the page shows and in which order: the gauges, the worker processes (with
 //! `--workers`), the timelines (last 15 minutes from `seconds`, last 24 hours from
 //! `minutes`), thread-pool utilization, a latency histogram per busy view, the slowest-views
-//! and in-flight tables. The charts themselves
-//! (geometry, colours, escaping) are `svg.rs`'s; serving the page is `admin.rs`'s.
+//! and in-flight tables. The charts themselves (geometry, colours, escaping) are `svg.rs`'s;
+//! the columns they sit in are `dashboard.css`'s; serving the page is `admin.rs`'s.
 //!
 //! No script, no external asset: the page refreshes itself every 5 seconds and works
 //! offline. Labels and paths come from clients, so every string from the snapshot is escaped;
@@ -15,7 +15,7 @@ use std::fmt::Write;
 use super::snapshot::{Point, Snapshot, View};
 use super::svg::{colour, duration, escape, number, BarChart, LineChart, Series, Unit};
 
-/// How many views get a histogram: the busiest ones (arbitrary; two rows on a wide screen).
+/// How many views get a histogram: the busiest ones (arbitrary; two rows at 1280 px).
 const HISTOGRAM_VIEWS: usize = 8;
 /// Rows of the slowest-views table (arbitrary; the JSON has them all).
 const SLOWEST_ROWS: usize = 25;
@@ -24,25 +24,8 @@ const IN_FLIGHT_ROWS: usize = 50;
 /// Paths longer than this are cut in the in-flight table.
 const PATH_CHARS: usize = 160;
 
-const STYLE: &str = "\
-body{font:13px/1.4 system-ui,sans-serif;margin:0;color:#0f172a;background:#f8fafc}\
-header{display:flex;flex-wrap:wrap;gap:4px 16px;align-items:baseline;padding:8px 16px;background:#0f172a;color:#f8fafc}\
-header h1{font-size:16px;margin:0}header span{color:#cbd5e1}\
-main{padding:8px 16px 24px}\
-h2{font-size:14px;margin:18px 0 6px}\
-.gauges{display:flex;flex-wrap:wrap;gap:8px}\
-.gauge{background:#fff;border:1px solid #e2e8f0;border-radius:6px;padding:6px 12px;min-width:90px}\
-.gauge b{display:block;font-size:20px;font-weight:600}.gauge small{color:#64748b}\
-.charts{display:flex;flex-wrap:wrap;gap:10px}\
-figure{margin:0;background:#fff;border:1px solid #e2e8f0;border-radius:6px;padding:6px 8px}\
-figcaption{font-size:12px;margin-bottom:2px;max-width:600px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}\
-.view figcaption{max-width:300px}figcaption small{display:block;color:#64748b}\
-.key{margin-left:10px;color:#64748b}.key i{display:inline-block;width:14px;height:3px;vertical-align:middle;margin-right:4px}\
-svg{display:block;max-width:100%;height:auto}.tick{font-size:10px;fill:#64748b}\
-table{border-collapse:collapse;background:#fff;border:1px solid #e2e8f0;font-variant-numeric:tabular-nums}\
-th,td{padding:3px 10px;border-bottom:1px solid #e2e8f0;text-align:right;white-space:nowrap}\
-th{background:#f1f5f9;font-weight:600}.l{text-align:left;max-width:32em;overflow:hidden;text-overflow:ellipsis}\
-.empty,.more{color:#64748b}";
+// Layout and colours; the file says how the columns are chosen.
+const STYLE: &str = include_str!("dashboard.css");
 
 /// The page for `/`.
 pub fn render(s: &Snapshot) -> String {
@@ -116,7 +99,7 @@ fn workers(page: &mut String, s: &Snapshot) {
     if s.workers.is_empty() {
         return;
     }
-    page.push_str(r#"<h2>Workers</h2><table id="workers"><tr><th>pid</th><th class="l">state</th><th>up</th><th>requests</th><th>requests/s</th><th>threads busy</th><th>memory</th><th>restarts</th></tr>"#);
+    page.push_str(r#"<h2>Workers</h2><div class="scroll"><table id="workers"><tr><th>pid</th><th class="l">state</th><th>up</th><th>requests</th><th>requests/s</th><th>threads busy</th><th>memory</th><th>restarts</th></tr>"#);
     for w in &s.workers {
         let _ = write!(
             page,
@@ -132,7 +115,7 @@ fn workers(page: &mut String, s: &Snapshot) {
             w.restarts,
         );
     }
-    page.push_str("</table>");
+    page.push_str("</table></div>");
 }
 
 /// The 15-minute and 24-hour timelines and the thread-pool chart.
@@ -312,7 +295,7 @@ fn histograms(page: &mut String, s: &Snapshot) {
         .filter(|v| v.1 > 0)
         .collect();
     views.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.label.cmp(&b.0.label)));
-    page.push_str(r#"<h2>Processing time by view, last 15 minutes</h2><section class="charts" id="histograms">"#);
+    page.push_str(r#"<h2>Processing time by view, last 15 minutes</h2><section class="charts views" id="histograms">"#);
     if views.is_empty() {
         page.push_str(r#"<p class="empty">No requests in the last 15 minutes.</p>"#);
     }
@@ -365,7 +348,7 @@ fn slowest(page: &mut String, s: &Snapshot) {
         page.push_str(r#"<p class="empty" id="slowest">No requests in the last 5 minutes.</p>"#);
         return;
     }
-    page.push_str(r#"<table id="slowest"><tr><th class="l">view</th><th>requests</th><th>p50</th><th>p90</th><th>p99</th><th>max</th><th>5xx</th><th>cancelled</th><th>queue p99</th><th>asleep p99</th></tr>"#);
+    page.push_str(r#"<div class="scroll"><table id="slowest"><tr><th class="l">view</th><th>requests</th><th>p50</th><th>p90</th><th>p99</th><th>max</th><th>5xx</th><th>cancelled</th><th>queue p99</th><th>asleep p99</th></tr>"#);
     for v in views.iter().take(SLOWEST_ROWS) {
         let w = &v.windows[1];
         let label = escape(&v.label);
@@ -383,7 +366,7 @@ fn slowest(page: &mut String, s: &Snapshot) {
             duration(w.asleep.p99),
         );
     }
-    page.push_str("</table>");
+    page.push_str("</table></div>");
     more(page, views.len(), SLOWEST_ROWS, "views");
 }
 
@@ -394,7 +377,7 @@ fn in_flight(page: &mut String, s: &Snapshot) {
         return;
     }
     let by_worker = !s.workers.is_empty();
-    page.push_str(r#"<table id="in-flight"><tr><th class="l">id</th>"#);
+    page.push_str(r#"<div class="scroll"><table id="in-flight"><tr><th class="l">id</th>"#);
     if by_worker {
         page.push_str("<th>worker</th>");
     }
@@ -419,7 +402,7 @@ fn in_flight(page: &mut String, s: &Snapshot) {
             duration(r.asleep),
         );
     }
-    page.push_str("</table>");
+    page.push_str("</table></div>");
     more(page, s.in_flight.len(), IN_FLIGHT_ROWS, "requests");
 }
 

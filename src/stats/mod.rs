@@ -6,11 +6,11 @@
 //! recorded into bounded rings (the timeline and the per-view windows). On demand, the
 //! statistics are read out as an [`Export`] (`export.rs`: mergeable data), from which the
 //! exports' [`Snapshot`] is built: Prometheus text (`prometheus.rs`), JSON (`json.rs`) and an
-//! HTML dashboard with server-rendered SVG charts (`dashboard.rs`, `svg.rs`), served by the
-//! admin listener (`admin.rs`) with `/healthz` and `/readyz`. With `--workers`, each worker
-//! sends its master an [`Export`]; the master sums them, keeping the totals of retired
-//! workers (`cluster.rs`). Nothing here touches Python; the pool's gauges come in through
-//! [`Stats::set_pool`].
+//! HTML dashboard with server-rendered SVG charts (`dashboard.rs`, `svg.rs`, its style in
+//! `dashboard.css`), served by the admin listener (`admin.rs`) with `/healthz` and `/readyz`.
+//! With `--workers`, each worker sends its master an [`Export`]; the master sums them, keeping
+//! the totals of retired workers (`cluster.rs`). Nothing here touches Python; the pool's
+//! gauges come in through [`Stats::set_pool`].
 
 pub mod admin;
 pub mod cluster;
