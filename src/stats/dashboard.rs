@@ -3,8 +3,9 @@
 //! Owns what the page shows and in which order: the gauges, the worker processes (with
 //! `--workers`), the timelines (last 15 minutes from `seconds`, last 24 hours from
 //! `minutes`), thread-pool utilization, a latency histogram per busy view, the slowest-views
-//! and in-flight tables. The charts themselves (geometry, colours, escaping) are `svg.rs`'s;
-//! the columns they sit in are `dashboard.css`'s; serving the page is `admin.rs`'s.
+//! and in-flight tables, and how counts read ("1 request"). The charts themselves (geometry,
+//! colours, escaping) are `svg.rs`'s; the columns they sit in are `dashboard.css`'s; serving
+//! the page is `admin.rs`'s.
 //!
 //! No script, no external asset: the page refreshes itself every 5 seconds and works
 //! offline. Labels and paths come from clients, so every string from the snapshot is escaped;
@@ -47,9 +48,16 @@ pub fn render(s: &Snapshot) -> String {
     page
 }
 
+/// What the work : sleep gauge shows when nothing waited: there is no ratio, and a dash
+/// would not say why.
+const NO_WAITS: &str = "no async waits";
+
 fn gauges(page: &mut String, s: &Snapshot) {
     let g = &s.gauges;
-    let ratio = g.work_sleep_ratio.map_or_else(|| "–".into(), number);
+    let (ratio, ratio_note) = g.work_sleep_ratio.map_or_else(
+        || (NO_WAITS.into(), "in the last minute"),
+        |r| (number(r), "last minute"),
+    );
     let overflowed = if s.totals.labels_overflowed > 0 {
         format!("{} past the label limit", s.totals.labels_overflowed)
     } else {
@@ -59,10 +67,14 @@ fn gauges(page: &mut String, s: &Snapshot) {
         ("memory", bytes(s.rss_bytes), "resident".into())
     } else {
         let all = s.rss_bytes + s.workers.iter().map(|w| w.rss_bytes).sum::<u64>();
+        let processes = s.workers.len() + 1;
         (
             "memory",
             bytes(all),
-            format!("resident, {} processes", s.workers.len() + 1),
+            format!(
+                "resident, {processes} {}",
+                noun(processes, "process", "processes")
+            ),
         )
     };
     page.push_str(r#"<section class="gauges" id="gauges">"#);
@@ -77,16 +89,26 @@ fn gauges(page: &mut String, s: &Snapshot) {
             g.queue_depth.to_string(),
             "waiting for a thread".into(),
         ),
-        ("in flight", g.in_flight.to_string(), "requests".into()),
+        (
+            "in flight",
+            g.in_flight.to_string(),
+            noun(g.in_flight, "request", "requests").into(),
+        ),
         ("connections", g.connections.to_string(), "open".into()),
-        ("work : sleep", ratio, "last minute".into()),
+        ("work : sleep", ratio, ratio_note.into()),
         ("requests", s.totals.requests.to_string(), overflowed),
         ("uptime", uptime(s.uptime), String::new()),
         memory,
     ] {
+        // Words where a number goes are greyed, so they do not read as one.
+        let class = if value == NO_WAITS {
+            r#" class="none""#
+        } else {
+            ""
+        };
         let _ = write!(
             page,
-            r#"<div class="gauge"><small>{name}</small><b>{}</b><small>{}</small></div>"#,
+            r#"<div class="gauge"><small>{name}</small><b{class}>{}</b><small>{}</small></div>"#,
             escape(&value),
             escape(&note)
         );
@@ -313,7 +335,8 @@ fn histograms(page: &mut String, s: &Snapshot) {
         }
         let q = view.windows[2].processing;
         let note = format!(
-            "{count} requests · p50 {} · p99 {}",
+            "{count} {} · p50 {} · p99 {}",
+            noun(count, "request", "requests"),
             duration(q.p50),
             duration(q.p99)
         );
@@ -348,18 +371,19 @@ fn slowest(page: &mut String, s: &Snapshot) {
         page.push_str(r#"<p class="empty" id="slowest">No requests in the last 5 minutes.</p>"#);
         return;
     }
-    page.push_str(r#"<div class="scroll"><table id="slowest"><tr><th class="l">view</th><th>requests</th><th>p50</th><th>p90</th><th>p99</th><th>max</th><th>5xx</th><th>cancelled</th><th>queue p99</th><th>asleep p99</th></tr>"#);
+    page.push_str(r#"<div class="scroll"><table id="slowest"><tr><th class="l">view</th><th>requests</th><th>p50</th><th>p90</th><th>p99</th><th>max</th><th>4xx</th><th>5xx</th><th>cancelled</th><th>queue p99</th><th>asleep p99</th></tr>"#);
     for v in views.iter().take(SLOWEST_ROWS) {
         let w = &v.windows[1];
         let label = escape(&v.label);
         let _ = write!(
             page,
-            r#"<tr><td class="l" title="{label}">{label}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+            r#"<tr><td class="l" title="{label}">{label}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
             w.requests,
             duration(w.processing.p50),
             duration(w.processing.p90),
             duration(w.processing.p99),
             duration(w.processing.max),
+            w.client_errors,
             w.errors,
             w.cancelled,
             duration(w.queue.p99),
@@ -367,7 +391,7 @@ fn slowest(page: &mut String, s: &Snapshot) {
         );
     }
     page.push_str("</table></div>");
-    more(page, views.len(), SLOWEST_ROWS, "views");
+    more(page, views.len(), SLOWEST_ROWS, ("view", "views"));
 }
 
 fn in_flight(page: &mut String, s: &Snapshot) {
@@ -403,16 +427,31 @@ fn in_flight(page: &mut String, s: &Snapshot) {
         );
     }
     page.push_str("</table></div>");
-    more(page, s.in_flight.len(), IN_FLIGHT_ROWS, "requests");
+    more(
+        page,
+        s.in_flight.len(),
+        IN_FLIGHT_ROWS,
+        ("request", "requests"),
+    );
 }
 
-fn more(page: &mut String, len: usize, shown: usize, what: &str) {
+fn more(page: &mut String, len: usize, shown: usize, (one, many): (&str, &str)) {
     if len > shown {
+        let left = len - shown;
         let _ = write!(
             page,
-            r#"<p class="more">{} more {what} in /stats.json.</p>"#,
-            len - shown
+            r#"<p class="more">{left} more {} in /stats.json.</p>"#,
+            noun(left, one, many)
         );
+    }
+}
+
+/// `one` or `many`, as a count of `n` takes: "1 request", "0 requests", "2 requests".
+fn noun<'a>(n: impl TryInto<u64>, one: &'a str, many: &'a str) -> &'a str {
+    if n.try_into().is_ok_and(|n| n == 1) {
+        one
+    } else {
+        many
     }
 }
 
@@ -447,7 +486,7 @@ fn bytes(n: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{clock, display_bin, render, uptime};
+    use super::{clock, display_bin, more, render, uptime};
     use crate::stats::fixtures::{empty, filled, with_workers};
 
     fn clean(page: &str) {
@@ -532,6 +571,55 @@ mod tests {
         // The in-flight table says which worker runs each request; memory is every process's.
         assert!(page.contains("<th>worker</th>") && page.contains("<td>4243</td>"));
         assert!(page.contains("200 MiB") && page.contains("resident, 4 processes"));
+    }
+
+    #[test]
+    fn counts_of_one_are_singular() {
+        let mut s = filled();
+        s.gauges.in_flight = 1;
+        s.views[1].histogram = vec![(0.012, 1)];
+        let page = render(&s);
+        assert!(page.contains("<b>1</b><small>request</small>"));
+        assert!(page.contains("<small>1 request · p50"));
+        assert!(page.contains("<small>48 requests · p50"));
+        assert!(!page.contains(" 1 requests"));
+        let page = render(&with_workers());
+        assert!(page.contains("resident, 4 processes"));
+    }
+
+    #[test]
+    fn the_rows_left_out_are_counted() {
+        let mut page = String::new();
+        more(&mut page, 26, 25, ("view", "views"));
+        more(&mut page, 27, 25, ("view", "views"));
+        more(&mut page, 25, 25, ("view", "views"));
+        assert_eq!(
+            page,
+            r#"<p class="more">1 more view in /stats.json.</p><p class="more">2 more views in /stats.json.</p>"#
+        );
+    }
+
+    #[test]
+    fn the_slowest_views_count_4xx_beside_5xx() {
+        let page = render(&filled());
+        let table = page.split(r#"<table id="slowest">"#).nth(1).unwrap();
+        assert!(table.contains("<th>max</th><th>4xx</th><th>5xx</th><th>cancelled</th>"));
+        // The fixture's 5-minute window: 4 client errors, 3 server errors, 3 cancelled.
+        assert!(
+            table.contains("<td>200 ms</td><td>4</td><td>3</td><td>3</td>"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn the_ratio_gauge_says_when_nothing_waited() {
+        let page = render(&filled());
+        assert!(page.contains("<small>work : sleep</small><b>2.5</b><small>last minute</small>"));
+        let page = render(&empty());
+        assert!(page.contains(
+            r#"<small>work : sleep</small><b class="none">no async waits</b><small>in the last minute</small>"#
+        ));
+        assert!(!page.contains("–"));
     }
 
     #[test]
