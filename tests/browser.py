@@ -49,7 +49,9 @@ class BrowserError(Exception):
 class Browser:
     """One headless Chromium process; `page()` opens a tab in it."""
 
-    def __init__(self, width: int = 1400, height: int = 2000):
+    def __init__(self, width: int = 1400, height: int = 2000, scrollbars: bool = False):
+        """`scrollbars`: draw them, and let them take their width from the page as a
+        desktop browser's do (hidden by default, so screenshots show only the page)."""
         binary = chromium_path()
         if binary is None:
             raise BrowserError("chromium is not installed (apt-get install chromium)")
@@ -68,13 +70,14 @@ class Browser:
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
-            "--hide-scrollbars",
             "--mute-audio",
             "--remote-debugging-port=0",
             f"--user-data-dir={self.profile}",
             f"--window-size={width},{height}",
             "about:blank",
         ]
+        if not scrollbars:
+            argv.insert(-1, "--hide-scrollbars")
         with open(self.log_path, "wb") as log:
             # A session (process group) of its own, so that close() reaches every helper
             # process Chromium starts (zygote, renderer, GPU, network service).
@@ -117,14 +120,15 @@ class Browser:
         except FileNotFoundError:
             return ""
 
-    def page(self) -> Page:
-        """A new tab showing about:blank, with the viewport at the browser's size."""
+    def page(self, width: int | None = None, height: int | None = None) -> Page:
+        """A new tab showing about:blank, with a viewport of `width` × `height` (by default
+        the browser's size): one browser can show a page at several screen widths."""
         req = urllib.request.Request(
             f"http://127.0.0.1:{self.port}/json/new?about:blank", method="PUT"
         )
         with urllib.request.urlopen(req, timeout=START_TIMEOUT) as resp:
             target = json.load(resp)
-        return Page(target["webSocketDebuggerUrl"], self.width, self.height)
+        return Page(target["webSocketDebuggerUrl"], width or self.width, height or self.height)
 
     def close(self) -> None:
         """Kill every Chromium process and remove the profile."""
@@ -295,11 +299,19 @@ class Page:
         self.close()
 
 
-def count_pixels(png: bytes, rgb: tuple[int, int, int], tolerance: int = 0) -> int:
-    """How many pixels of the image are `rgb`, each channel within ±`tolerance`."""
+def count_pixels(
+    png: bytes,
+    rgb: tuple[int, int, int],
+    tolerance: int = 0,
+    box: tuple[int, int, int, int] | None = None,
+) -> int:
+    """How many pixels of the image are `rgb`, each channel within ±`tolerance`; only those
+    inside `box` (left, top, right, bottom) if given."""
     from PIL import Image, ImageChops
 
     image = Image.open(io.BytesIO(png)).convert("RGB")
+    if box is not None:
+        image = image.crop(box)
     mask = None
     for band, want in zip(image.split(), rgb, strict=True):
         lo, hi = want - tolerance, want + tolerance
