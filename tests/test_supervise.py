@@ -218,18 +218,43 @@ def test_sighup_under_wrk_load_fails_no_request(workers, tmp_path):
 
 
 def test_a_reload_whose_workers_cannot_start_keeps_the_old_ones(workers, tmp_path):
+    # Issue 12: the old workers go on serving, and the log, /readyz, the statistics and the
+    # dashboard say that the code they run is not the code on disk, until a reload succeeds.
     flag = tmp_path / "fail"
     flag.write_text("ok")
+    admin = tmp_path / "admin.sock"
     # procapp reads the file at import: once it is a directory, every new import fails.
-    server = workers(env={"PROCAPP_VERSION_FILE": str(flag)})
+    server = workers("--stats-bind", f"unix:{admin}", env={"PROCAPP_VERSION_FILE": str(flag)})
     old = wait_ready_count(server, 2)
+    assert unix_get(admin, "/readyz") == (200, b"ready\n")
     flag.unlink()
     flag.mkdir()
     server.proc.send_signal(signal.SIGHUP)
-    server.wait_for_output(r"Reload abandoned", 90)
+    line = server.wait_for_output(r"Reload abandoned.*", 90).group(0)
+    assert "IsADirectoryError" in line and "not the code on disk" in line, line
     assert all(alive(pid) for pid in old)
-    assert answer(server)[0] == 200
+    status, body = answer(server)
+    assert status == 200 and body.endswith(" ok"), (status, body)
     assert server.proc.poll() is None
+
+    status, body = unix_get(admin, "/readyz")
+    assert status == 200, "a failed deploy must not take the instance out of rotation"
+    assert body.startswith(b"ready, but the workers run code older than the code on disk"), body
+    assert b"IsADirectoryError" in body, body
+    stale = json.loads(unix_get(admin, "/stats.json")[1])["stale"]
+    assert stale and "IsADirectoryError" in stale["reason"], stale
+    assert "ferrule_code_stale 1" in unix_get(admin, "/metrics")[1].decode().splitlines()
+    page = unix_get(admin, "/")[1].decode()
+    assert 'class="stale"' in page and "older than the code on disk" in page
+
+    flag.rmdir()
+    flag.write_text("fixed")
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_for_output(r"The workers run the code on disk again", LIVENESS)
+    assert unix_get(admin, "/readyz") == (200, b"ready\n")
+    assert json.loads(unix_get(admin, "/stats.json")[1])["stale"] is None
+    assert "ferrule_code_stale 0" in unix_get(admin, "/metrics")[1].decode().splitlines()
+    assert answer(server)[1].endswith(" fixed")
 
 
 def test_ttin_and_ttou_add_and_remove_a_worker(workers):

@@ -258,6 +258,7 @@ impl Export {
             seconds: self.seconds.iter().map(Interval::point).collect(),
             minutes: self.minutes.iter().map(Interval::point).collect(),
             workers,
+            stale: None,
         }
     }
 

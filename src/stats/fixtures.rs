@@ -1,9 +1,10 @@
 //! Snapshots for the exports' tests: one full of data (with every character that needs
-//! escaping), one of a server that has just started, one of a master with three workers.
+//! escaping), one of a server that has just started, one of a master with three workers, and
+//! one of a master whose last reload failed.
 
 use super::snapshot::{
-    Gauges, Histogram, InFlight, MethodStats, Point, Quantiles, Snapshot, Totals, View, Window,
-    WorkerRow, WorkerState,
+    Gauges, Histogram, InFlight, MethodStats, Point, Quantiles, Snapshot, Stale, Totals, View,
+    Window, WorkerRow, WorkerState,
 };
 
 fn histogram(buckets: &[(usize, u64)], sum: f64) -> Histogram {
@@ -137,6 +138,7 @@ pub fn filled() -> Snapshot {
         seconds,
         minutes,
         workers: vec![],
+        stale: None,
     }
 }
 
@@ -155,6 +157,7 @@ pub fn empty() -> Snapshot {
         seconds: vec![],
         minutes: vec![],
         workers: vec![],
+        stale: None,
     }
 }
 
@@ -178,5 +181,17 @@ pub fn with_workers() -> Snapshot {
             row(103, WorkerState::Starting, 0, 20_971_520),
         ],
         ..filled()
+    }
+}
+
+/// A master whose last reload failed: its workers run stale code. The reason comes from an
+/// exception message, so it may hold anything.
+pub fn stale() -> Snapshot {
+    Snapshot {
+        stale: Some(Stale {
+            since: 1_699_999_400.0,
+            reason: "cannot import 'site.wsgi': SyntaxError: <script>alert(4)</script>".into(),
+        }),
+        ..with_workers()
     }
 }

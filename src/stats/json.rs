@@ -35,6 +35,7 @@ mod tests {
             "seconds",
             "minutes",
             "workers",
+            "stale",
         ] {
             assert!(v.get(key).is_some(), "missing {key}");
         }
@@ -53,6 +54,18 @@ mod tests {
         assert_eq!(v["seconds"].as_array().unwrap().len(), 300);
         // Strings from clients come back as they were.
         assert_eq!(v["in_flight"][1]["path"], "/x?<img src=x onerror=alert(3)>");
+    }
+
+    #[test]
+    fn a_failed_reload_is_reported_with_its_reason() {
+        let v: Value = serde_json::from_str(&render(&filled())).unwrap();
+        assert_eq!(v["stale"], Value::Null);
+        let v: Value = serde_json::from_str(&render(&crate::stats::fixtures::stale())).unwrap();
+        assert_eq!(v["stale"]["since"], 1_699_999_400.0);
+        assert!(v["stale"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("cannot import"));
     }
 
     #[test]

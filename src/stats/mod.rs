@@ -43,7 +43,7 @@ pub use export::Export;
 pub use history::Since;
 pub use labels::{Fallback, SERVER, STATIC};
 pub use record::{Trace, WorkerHold};
-pub use snapshot::{Snapshot, WorkerRow, WorkerState};
+pub use snapshot::{Snapshot, Stale, WorkerRow, WorkerState};
 
 use history::{History, Tick};
 use record::InFlightSet;

@@ -221,6 +221,12 @@ fn process(out: &mut Out, s: &Snapshot) {
         "gauge",
     );
     out.sample("ferrule_uptime_seconds", &[], Float(s.uptime));
+    out.family(
+        "ferrule_code_stale",
+        "1 while the worker processes run code older than the code on disk because the last reload failed, else 0.",
+        "gauge",
+    );
+    out.sample("ferrule_code_stale", &[], usize::from(s.stale.is_some()));
 
     let t = &s.totals;
     for (name, help, value) in [
@@ -437,6 +443,7 @@ mod tests {
             "ferrule_requests_in_flight 5",
             "ferrule_work_sleep_ratio 2.5",
             "ferrule_uptime_seconds 5500.5",
+            "ferrule_code_stale 0",
             "ferrule_thread_busy_seconds_total 321.5",
             "ferrule_thread_asleep_seconds_total 12.25",
             "ferrule_stats_labels_overflowed_total 7",
@@ -449,6 +456,9 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}");
         }
+        assert!(render(&crate::stats::fixtures::stale())
+            .lines()
+            .any(|l| l == "ferrule_code_stale 1"));
         let text = render(&empty());
         assert!(!text.contains("\nferrule_work_sleep_ratio "));
         assert!(text.contains("# TYPE ferrule_work_sleep_ratio gauge"));

@@ -95,6 +95,19 @@ pub struct Snapshot {
     pub minutes: Vec<Point>,
     /// With `--workers`: one row per worker process, by pid; empty for a single process.
     pub workers: Vec<WorkerRow>,
+    /// Set by a master whose last reload was abandoned: the workers run code older than the
+    /// code on disk. `null` otherwise.
+    pub stale: Option<Stale>,
+}
+
+/// The running code is older than the code on disk: a reload was abandoned because the new
+/// worker processes kept failing to start.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stale {
+    /// Unix time the reload was abandoned, in seconds.
+    pub since: f64,
+    /// Why the new workers failed, in one line.
+    pub reason: String,
 }
 
 /// Where a worker process is in its life, as its master sees it.

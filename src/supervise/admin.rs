@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::master::{unix_now, Roster, Staleness, State};
+use super::master::{lock, unix_now, Roster, Staleness, State};
 use super::process::Order;
-use crate::stats::{Cluster, Health, HealthFn, Snapshot, SnapshotFn, WorkerState, WorkerStatus};
+use crate::stats::{
+    Cluster, Health, HealthFn, Snapshot, SnapshotFn, Stale, WorkerState, WorkerStatus,
+};
 
 /// How long a scrape waits for a worker's export; a worker that does not answer in time
 /// (stuck, or exiting) is shown with what it last sent.
@@ -47,14 +49,22 @@ pub async fn collect(roster: &Roster, cluster: &Arc<Mutex<Cluster>>) {
 }
 
 /// The snapshot source of the master's admin listener.
-pub fn snapshots(roster: Roster, cluster: Arc<Mutex<Cluster>>) -> SnapshotFn {
+pub fn snapshots(roster: Roster, cluster: Arc<Mutex<Cluster>>, stale: Staleness) -> SnapshotFn {
     Arc::new(move || {
         let (roster, cluster) = (Arc::clone(&roster), Arc::clone(&cluster));
+        let stale = lock(&stale).clone().map(|s| Stale {
+            since: s.since_unix,
+            reason: s.reason,
+        });
         Box::pin(async move {
             collect(&roster, &cluster).await;
             let statuses = statuses(&roster);
             let merged = Arc::clone(&cluster);
-            match tokio::task::spawn_blocking(move || lock(&merged).snapshot(&statuses)).await {
+            let build = move || Snapshot {
+                stale,
+                ..lock(&merged).snapshot(&statuses)
+            };
+            match tokio::task::spawn_blocking(build).await {
                 Ok(snapshot) => snapshot,
                 // Building a snapshot does not panic; if it ever did, it is the server's bug.
                 Err(e) => std::panic::resume_unwind(e.into_panic()),
@@ -88,11 +98,7 @@ pub fn health(
         if !ready {
             return Health::NotReady("no worker process is ready".into());
         }
-        let stale = stale
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        match stale {
+        match lock(&stale).clone() {
             None => Health::Ready,
             Some(s) => Health::Stale(format!(
                 "the workers run code older than the code on disk: a reload failed {}s ago ({})",
@@ -120,10 +126,4 @@ fn statuses(roster: &Roster) -> Vec<WorkerStatus> {
             rss_bytes: Some(w.rss).filter(|r| *r > 0),
         })
         .collect()
-}
-
-fn lock(cluster: &Mutex<Cluster>) -> std::sync::MutexGuard<'_, Cluster> {
-    cluster
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -837,7 +837,8 @@ async fn next_change(watcher: Option<&mut Watcher>) -> Vec<std::path::PathBuf> {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// A lock whose holder cannot leave the data half-changed: a poisoned one is used as is.
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 

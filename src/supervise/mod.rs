@@ -123,7 +123,11 @@ fn supervise(
                 let stopped = stop.clone();
                 tokio::spawn(crate::stats::admin::serve(
                     bound,
-                    admin::snapshots(Arc::clone(&roster), Arc::clone(&cluster)),
+                    admin::snapshots(
+                        Arc::clone(&roster),
+                        Arc::clone(&cluster),
+                        Arc::clone(&stale),
+                    ),
                     admin::health(Arc::clone(&roster), draining, announced, stale),
                     async move { stopped.cancelled().await },
                 ));
