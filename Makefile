@@ -83,14 +83,14 @@ bench-stats: $(PY)  ## what statistics cost: /plain with the admin listener scra
 	$(PY) bench/stats.py
 
 .PHONY: bench-workers
-bench-workers: $(PY)  ## /plain and /template with 2 worker processes per server (issue 6)
+bench-workers: $(PY)  ## /plain and /template with 2 worker processes per server
 	$(PY) bench/run.py --workers 2 --only plain,template
 
-.PHONY: bench-reload
 .PHONY: soak
 soak: $(PY)  ## 30 minutes of mixed traffic on 2 workers: errors, RSS and fds over time
 	$(PY) bench/soak.py
 
+.PHONY: bench-reload
 bench-reload: $(PY)  ## development reload: from saving a view to the first new response
 	$(PY) bench/reload.py
 

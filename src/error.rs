@@ -19,9 +19,10 @@ enum Kind {
     Config,
     /// The application could not be imported: exit code 2, before anything binds.
     App,
-    /// A listener could not be set up: exit code 1.
+    /// A listener could not be set up: exit code 2, as for any failure to start.
     Listen,
-    /// Anything else at run time: exit code 1.
+    /// Anything else, at run time or a failure of the machine rather than of the
+    /// configuration (no thread, no runtime): exit code 1.
     Runtime,
 }
 
@@ -57,8 +58,8 @@ impl Error {
     /// The process exit code this error ends ferrule with.
     pub fn exit_code(&self) -> i32 {
         match self.kind {
-            Kind::Config | Kind::App => 2,
-            Kind::Listen | Kind::Runtime => 1,
+            Kind::Config | Kind::App | Kind::Listen => 2,
+            Kind::Runtime => 1,
         }
     }
 }

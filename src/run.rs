@@ -4,7 +4,7 @@
 //! (`supervise::master`, when there are worker processes to supervise) or serve: set up
 //! logging, import the application (exit 2 if it cannot be imported, before anything binds;
 //! a reloading worker serves the error instead), read the TLS files (exit 2 naming the file),
-//! bind — or, in a worker, adopt the master's listeners — (exit 1 naming the address), start
+//! bind — or, in a worker, adopt the master's listeners — (exit 2 naming the address), start
 //! the asyncio loop, the pool and the runtime, serve until a signal or the master's stop
 //! (SIGHUP reloads the TLS files), drain, stop the loop, exit 0.
 

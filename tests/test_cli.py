@@ -157,6 +157,46 @@ def test_bad_option_value_exits_2_naming_the_option(option, value):
     assert "Listening at" not in out, out
 
 
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        ("--threads", "expected a whole number, such as 8"),
+        ("--max-requests", "expected a whole number, such as 8"),
+        ("--timeout", "expected a number of seconds, such as 30 or 0.5"),
+    ],
+)
+def test_a_number_that_is_not_one_is_explained(option, expected):
+    # Issue 12: "invalid digit found in string" is Rust's wording, not a user's.
+    code, out = run_ferrule(f"{option}=abc", "echo:app")
+    assert code == 2, out
+    assert f"invalid value 'abc' for '{option} <" in out and expected in out, out
+    assert "invalid digit" not in out and "float literal" not in out, out
+
+
+def test_no_app_in_a_django_project_says_what_to_type(tmp_path):
+    (tmp_path / "manage.py").write_text(
+        'import os\nos.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")\n'
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "ferrule"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=ferrule_env(),
+        timeout=30,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "python manage.py server" in proc.stderr, proc.stderr
+    assert '"ferrule" to INSTALLED_APPS' in proc.stderr
+    assert "ferrule shop.wsgi" in proc.stderr
+
+
+def test_help_says_how_to_enable_manage_py_server():
+    code, out = run_ferrule("--help")
+    assert code == 0
+    assert 'add "ferrule" to INSTALLED_APPS' in " ".join(out.split()), out[-600:]
+
+
 def test_unknown_option_exits_2():
     code, out = run_ferrule("--no-such-option", "echo:app")
     assert code == 2, out
@@ -172,16 +212,17 @@ def test_bad_environment_value_exits_2_naming_the_option():
 # -- binding ------------------------------------------------------------------------------
 
 
-def test_port_in_use_exits_1_with_one_line_naming_the_address():
+def test_port_in_use_exits_2_with_one_line_naming_the_address():
+    # Issue 12: it exited 1 where every other start-up failure exits 2.
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         code, out = run_ferrule("--bind", f"127.0.0.1:{port}", "echo:app")
-    assert code == 1, out
+    assert code == 2, out
     lines = [line for line in out.splitlines() if f"127.0.0.1:{port}" in line]
     assert len(lines) == 1, out
-    assert re.search(r"(?i)in use", lines[0]), out
+    assert f"another process is listening on port {port}" in lines[0], out
     assert "Traceback" not in out and "Listening at" not in out, out
 
 
@@ -267,7 +308,7 @@ def test_unix_socket_in_use_by_a_live_server_is_not_stolen(tmp_path):
         live.bind(str(path))
         live.listen()
         code, out = run_ferrule("--bind", f"unix:{path}", "echo:app")
-        assert code == 1, out
+        assert code == 2, out
         assert str(path) in out, out
         with socket.socket(socket.AF_UNIX) as probe:
             probe.settimeout(5)
@@ -278,7 +319,7 @@ def test_regular_file_at_the_socket_path_is_refused_and_left_alone(tmp_path):
     path = tmp_path / "not-a-socket"
     path.write_text("precious data\n")
     code, out = run_ferrule("--bind", f"unix:{path}", "echo:app")
-    assert code == 1, out
+    assert code == 2, out
     assert str(path) in out, out
     assert "Listening at" not in out, out
     assert path.read_text() == "precious data\n"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TESTS, Server, ferrule_env, start_command
-from helpers import wait_until
+from helpers import Unmet, wait_until
 
 LIVENESS = 30
 
@@ -144,10 +144,14 @@ def site_copy(tmp_path):
     return site
 
 
-def manage_server(site: Path, data: Path, *args: str) -> Server:
+def manage_server(site: Path, data: Path, *args: str, env: dict | None = None) -> Server:
     """`manage.py server` on the copy, with its database migrated, once ready."""
     env = ferrule_env(
-        {"DJANGO_SETTINGS_MODULE": "django_site.settings", "DJANGO_SITE_DATA_DIR": str(data)}
+        {
+            "DJANGO_SETTINGS_MODULE": "django_site.settings",
+            "DJANGO_SITE_DATA_DIR": str(data),
+            **(env or {}),
+        }
     )
     data.mkdir(exist_ok=True)
     manage = [sys.executable, "manage.py"]
@@ -176,3 +180,103 @@ def test_manage_py_server_reloads_by_default_and_noreload_turns_it_off(site_copy
         assert "Worker process" not in plain.output()
     finally:
         assert plain.stop(signal.SIGTERM, LIVENESS) == 0
+
+
+# -- issue 12: a development server as kind as runserver ----------------------------------
+
+
+def get(server, path: str) -> tuple[int, str]:
+    resp, data = server.request("GET", path)
+    return resp.status, data.decode(errors="replace")
+
+
+def broken_page(server, marker: str) -> str:
+    """Wait for the restarted worker to answer 500 (the old one answers 200 until then);
+    the page."""
+
+    def failing():
+        status, text = get(server, "/notes/")
+        return text if status == 500 else Unmet((status, text[:200]))
+
+    return wait_until(failing, LIVENESS, what=f"a 500 after the {marker} error")
+
+
+def logged_once_per_start(server, marker: str) -> None:
+    """The error was logged when the worker started, and three requests since logged none
+    of it: the count of `marker` stays that of the start."""
+    at_start = server.output().count(marker)
+    assert at_start >= 1, f"{marker!r} was never logged:\n{server.output()}"
+    for _ in range(3):
+        assert get(server, "/notes/")[0] == 500
+    # Access lines come through the same log thread after each response: once this one is
+    # out, whatever the three requests logged is too.
+    get(server, "/notes/?flushed")
+    server.wait_for_output(r"GET /notes/\?flushed 500", LIVENESS)
+    assert server.output().count(marker) == at_start, server.output()
+
+
+@pytest.mark.parametrize("debug", [True, False], ids=["debug", "no-debug"])
+def test_manage_py_server_serves_a_settings_or_view_syntax_error_until_the_fix(
+    site_copy, tmp_path, debug
+):
+    server = manage_server(
+        site_copy, tmp_path / "data", env={"DJANGO_SITE_DEBUG": "1" if debug else "0"}
+    )
+    settings = site_copy / "django_site" / "settings.py"
+    views = site_copy / "django_site" / "views.py"
+    good_settings, good_views = settings.read_text(), views.read_text()
+    try:
+        assert get(server, "/notes/")[0] == 200
+        # settings.py: Django cannot start at all, so the page is ferrule's own.
+        save(settings, good_settings + "\nBROKEN = (\n")
+        page = broken_page(server, "settings")
+        if debug:
+            assert "<title>SyntaxError</title>" in page, page[:500]
+            assert "settings.py" in page and "was never closed" in page, page[:2000]
+            assert "Traceback" in page
+        else:
+            assert "failed to import" in page and "Traceback" not in page, page
+            assert "SyntaxError" not in page and "settings.py" not in page, page
+        logged_once_per_start(server, "was never closed")
+        assert server.proc.poll() is None
+        save(settings, good_settings)
+        wait_until(lambda: get(server, "/notes/")[0] == 200, LIVENESS, what="settings fixed")
+
+        # A view module: Django starts, and with DEBUG its own error page shows the error.
+        save(views, good_views + "\ndef broken(:\n")
+        page = broken_page(server, "view")
+        if debug:
+            assert 'id="summary"' in page, "Django's technical 500 page: " + page[:500]
+            assert "SyntaxError" in page and "views.py" in page
+        else:
+            assert "failed to import" in page and "Traceback" not in page, page
+            assert "SyntaxError" not in page, page
+        logged_once_per_start(server, "def broken(:")
+        save(views, good_views)
+        wait_until(lambda: get(server, "/notes/")[0] == 200, LIVENESS, what="view fixed")
+    finally:
+        assert server.stop(signal.SIGTERM, LIVENESS) == 0
+    assert "Reload abandoned" not in server.output()
+
+
+def test_development_prints_a_line_per_request_and_no_access_log_silences_it(site_copy, tmp_path):
+    data = tmp_path / "data"
+    server = manage_server(site_copy, data, "--force-color")
+    try:
+        assert get(server, "/notes/")[0] == 200
+        assert get(server, "/nope/")[0] == 404
+        assert get(server, "/redirect/")[0] == 302
+        line = r"\[\d\d:\d\d:\d\d\] GET {} {} \d+(\.\d)? (B|KB) \d+(\.\d+)? (µs|ms|s)"
+        server.wait_for_output(line.format("/notes/", 200), LIVENESS)
+        # Coloured as runserver colours them: a 404 yellow, a redirect green.
+        server.wait_for_output("\x1b\\[33m" + line.format("/nope/", 404), LIVENESS)
+        server.wait_for_output("\x1b\\[32m" + line.format("/redirect/", 302), LIVENESS)
+    finally:
+        assert server.stop(signal.SIGTERM, LIVENESS) == 0
+    quiet = manage_server(site_copy, data, "--no-access-log")
+    try:
+        assert get(quiet, "/nope/")[0] == 404
+        assert get(quiet, "/notes/?last")[0] == 200
+    finally:
+        assert quiet.stop(signal.SIGTERM, LIVENESS) == 0
+    assert "GET /" not in quiet.output(), quiet.output()

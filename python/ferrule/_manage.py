@@ -121,8 +121,17 @@ def main() -> None:
     except BaseException as e:
         if _started or isinstance(e, KeyboardInterrupt):
             raise
-        failure = e
+        failure = _from_manage_py(e)
     sys.exit(_serve_failure(args, failure))
+
+
+def _from_manage_py(e: BaseException) -> BaseException:
+    """`e` with its traceback starting in manage.py: this module's frames and runpy's are
+    not the user's business."""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_frame.f_globals.get("__name__") in (__name__, "runpy"):
+        tb = tb.tb_next
+    return e.with_traceback(tb)
 
 
 def _serve_failure(args: list[str], failure: BaseException) -> int:

@@ -104,7 +104,7 @@ pub fn load(
         if app.is_none() && extras.django_settings.is_none() {
             let e = cmd.clone().error(
                 clap::error::ErrorKind::MissingRequiredArgument,
-                "no application: give APP, or 'app' or 'django_settings' in the --config file",
+                no_application(Path::new(".")),
             );
             let _ = e.print();
             return Ok(Loaded::Exit(e.exit_code()));
@@ -136,6 +136,32 @@ pub fn load(
         plan: Box::new(plan),
         app,
     })
+}
+
+/// What to say when no application was given; in a Django project's directory, the two
+/// commands that would serve it.
+fn no_application(dir: &Path) -> String {
+    let general = "no application: give APP (module:callable), or 'app' or 'django_settings' in the --config file";
+    let Ok(manage) = std::fs::read_to_string(dir.join("manage.py")) else {
+        return general.to_owned();
+    };
+    // manage.py names its settings: os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+    let project = manage
+        .split("DJANGO_SETTINGS_MODULE")
+        .nth(1)
+        .and_then(|rest| rest.split(['"', '\'']).nth(2))
+        .and_then(|settings| settings.rsplit_once('.'))
+        .map(|(package, _)| package.to_owned());
+    let wsgi = project.map_or_else(
+        || "ferrule PROJECT.wsgi".to_owned(),
+        |p| format!("ferrule {p}.wsgi"),
+    );
+    format!(
+        "no application given; this directory holds a Django project (manage.py). Serve it with\n\n  \
+         python manage.py server       (add \"ferrule\" to INSTALLED_APPS first; reloads on changes)\n  \
+         {wsgi}{}(any WSGI application: module:callable)",
+        " ".repeat(30usize.saturating_sub(wsgi.len()).max(1))
+    )
 }
 
 /// `ferrule check-config FILE [OPTIONS]` as `ferrule --config FILE [OPTIONS]`.
@@ -252,6 +278,23 @@ mod tests {
         let desc = Descriptor::parse_toml("f.toml", std::env::temp_dir(), text).unwrap();
         let (values, _) = file::check(&desc, &Cli::command()).unwrap();
         (desc, values)
+    }
+
+    #[test]
+    fn no_application_in_a_django_project_says_what_to_type() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(no_application(dir.path()).starts_with("no application: give APP"));
+        std::fs::write(
+            dir.path().join("manage.py"),
+            "import os\nos.environ.setdefault('DJANGO_SETTINGS_MODULE', 'mysite.settings')\n",
+        )
+        .unwrap();
+        let said = no_application(dir.path());
+        assert!(said.contains("python manage.py server"), "{said}");
+        assert!(said.contains("\"ferrule\" to INSTALLED_APPS"), "{said}");
+        assert!(said.contains("ferrule mysite.wsgi "), "{said}");
+        std::fs::write(dir.path().join("manage.py"), "print('custom')\n").unwrap();
+        assert!(no_application(dir.path()).contains("ferrule PROJECT.wsgi"));
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 pub mod file;
 mod load;
-mod parse;
+pub(crate) mod parse;
 mod proxy;
 mod report;
 mod statics;
@@ -43,6 +43,9 @@ pub use tls::{ClientCert, H2Limits, HttpMode, TlsFiles, TlsOptions, TlsPlan, Tls
     name = "ferrule",
     version,
     about = "Serve Django or any WSGI application from a Rust core.",
+    after_help = "Django: add \"ferrule\" to INSTALLED_APPS, then `python manage.py server \
+                  [addr:]port` serves the project (WSGI_APPLICATION) with these options and \
+                  reloads on changes, as runserver does. `ferrule mysite.wsgi` serves it too.",
     max_term_width = 100
 )]
 pub struct Cli {
@@ -114,6 +117,7 @@ pub struct Options {
 
     /// Most connections served at once; further connections wait in the listen backlog.
     #[arg(
+        value_parser = crate::config::parse::whole::<usize>,
         long,
         value_name = "N",
         default_value_t = 10_000,
@@ -124,6 +128,7 @@ pub struct Options {
 
     /// Seconds an idle keep-alive connection is kept open waiting for its next request.
     #[arg(
+        value_parser = crate::config::parse::seconds_value,
         long,
         value_name = "SECONDS",
         default_value_t = 5.0,
@@ -134,6 +139,7 @@ pub struct Options {
 
     /// Seconds a client has to send a complete request head before the connection is closed.
     #[arg(
+        value_parser = crate::config::parse::seconds_value,
         long,
         value_name = "SECONDS",
         default_value_t = 10.0,
@@ -146,6 +152,7 @@ pub struct Options {
     /// static file, a whole body, a stream); then its connection is closed, freeing the
     /// connection slot and, for a streamed response, the worker thread.
     #[arg(
+        value_parser = crate::config::parse::seconds_value,
         long,
         value_name = "SECONDS",
         default_value_t = 60.0,
@@ -157,6 +164,7 @@ pub struct Options {
     /// Seconds a client may pause while sending a request body; then it gets 408 and the
     /// connection is closed.
     #[arg(
+        value_parser = crate::config::parse::seconds_value,
         long,
         value_name = "SECONDS",
         default_value_t = 30.0,
@@ -188,6 +196,7 @@ pub struct Options {
 
     /// Longest request line (method, target, version) in bytes; longer gets 414.
     #[arg(
+        value_parser = crate::config::parse::whole::<usize>,
         long,
         value_name = "BYTES",
         default_value_t = 4094,
@@ -198,6 +207,7 @@ pub struct Options {
 
     /// Most header fields in a request; more gets 431.
     #[arg(
+        value_parser = crate::config::parse::whole::<usize>,
         long,
         value_name = "N",
         default_value_t = 100,
@@ -209,6 +219,7 @@ pub struct Options {
     /// Largest header field in bytes, counted as `Name: value` plus CRLF (a field repeated on
     /// several lines counts as its joined value); larger gets 431.
     #[arg(
+        value_parser = crate::config::parse::whole::<usize>,
         long,
         value_name = "BYTES",
         default_value_t = 8190,
@@ -221,6 +232,7 @@ pub struct Options {
     /// while the running ones are blocked (I/O, sleep, database), so CPU-bound views keep one
     /// hot thread and I/O-bound views get up to this many.
     #[arg(
+        value_parser = crate::config::parse::whole::<usize>,
         long,
         value_name = "N",
         default_value_t = 32,
@@ -231,6 +243,7 @@ pub struct Options {
 
     /// Threads kept alive even when idle.
     #[arg(
+        value_parser = crate::config::parse::whole::<usize>,
         long,
         value_name = "N",
         default_value_t = 1,
@@ -241,6 +254,7 @@ pub struct Options {
 
     /// Seconds an idle thread above `--min-threads` lives before it exits.
     #[arg(
+        value_parser = crate::config::parse::seconds_value,
         long,
         value_name = "SECONDS",
         default_value_t = 60.0,
@@ -251,6 +265,7 @@ pub struct Options {
 
     /// Most requests waiting for a thread; beyond it clients get 503 with Retry-After.
     #[arg(
+        value_parser = crate::config::parse::whole::<usize>,
         long,
         value_name = "N",
         default_value_t = 1024,
@@ -261,6 +276,7 @@ pub struct Options {
 
     /// Threads running the network core (accepting, parsing, sending).
     #[arg(
+        value_parser = crate::config::parse::whole::<usize>,
         long,
         value_name = "N",
         default_value_t = 1,
@@ -282,6 +298,7 @@ pub struct Options {
     /// Seconds in-flight requests get to finish after SIGTERM or SIGINT before ferrule exits
     /// anyway. A second signal exits at once.
     #[arg(
+        value_parser = crate::config::parse::seconds_value,
         long,
         value_name = "SECONDS",
         default_value_t = 30.0,
@@ -295,6 +312,7 @@ pub struct Options {
     /// head gets 504 at once, a response already streaming is cut short, and the application
     /// sees the cancellation (see `--cancel-grace`). 0 turns it off. Default is 0 (off).
     #[arg(
+        value_parser = crate::config::parse::seconds_value,
         long,
         value_name = "SECONDS",
         default_value_t = 0.0,
@@ -308,6 +326,7 @@ pub struct Options {
     /// it; the exception lands at the next Python bytecode, not inside a blocking C call. 0
     /// never raises it. Default is 5.
     #[arg(
+        value_parser = crate::config::parse::seconds_value,
         long,
         value_name = "SECONDS",
         default_value_t = 5.0,

@@ -10,6 +10,29 @@ use std::time::Duration;
 use super::BindAddr;
 use crate::error::Error;
 
+/// clap's parser for a whole-number option: its message says what is expected, where Rust's
+/// says "invalid digit found in string".
+pub fn whole<T: std::str::FromStr<Err = std::num::ParseIntError>>(
+    value: &str,
+) -> Result<T, String> {
+    value
+        .trim()
+        .parse()
+        .map_err(|e: std::num::ParseIntError| match e.kind() {
+            std::num::IntErrorKind::PosOverflow => "the number is too large".to_owned(),
+            _ => "expected a whole number, such as 8".to_owned(),
+        })
+}
+
+/// clap's parser for an option in seconds (`30`, `0.5`); the range is checked with the
+/// plan ([`seconds`]).
+pub fn seconds_value(value: &str) -> Result<f64, String> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| "expected a number of seconds, such as 30 or 0.5".to_owned())
+}
+
 pub fn positive_seconds(option: &str, value: f64) -> Result<Duration, Error> {
     seconds(option, value)?;
     if value > 0.0 {

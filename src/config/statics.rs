@@ -57,6 +57,7 @@ pub struct StaticOptions {
     /// hash; names with one (Django's `ManifestStaticFilesStorage`) get a year and
     /// `immutable`. Default is 3600, or 0 for Django's mounts while `DEBUG` is on.
     #[arg(
+        value_parser = crate::config::parse::whole::<u64>,
         long,
         value_name = "SECONDS",
         env = "FERRULE_STATIC_MAX_AGE",

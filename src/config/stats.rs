@@ -39,6 +39,7 @@ pub struct StatsOptions {
     /// At most this many distinct labels are kept; requests with further labels are counted
     /// under `other`, so a scanner requesting random paths cannot grow memory. Default is 200.
     #[arg(
+        value_parser = crate::config::parse::whole::<usize>,
         long,
         value_name = "N",
         default_value_t = 200,

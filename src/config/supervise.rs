@@ -17,6 +17,7 @@ pub struct SuperviseOptions {
     /// the workers, restarts those that die, and reloads them on SIGHUP; it never imports the
     /// application. Default is 1: a single process, no master.
     #[arg(
+        value_parser = crate::config::parse::whole::<usize>,
         short,
         long,
         value_name = "N",
@@ -30,6 +31,7 @@ pub struct SuperviseOptions {
     /// serving before the old one stops; with a single worker this starts a master to do
     /// it). 0 never does. Default is 0.
     #[arg(
+        value_parser = crate::config::parse::whole::<u64>,
         long,
         value_name = "N",
         default_value_t = 0,
@@ -41,6 +43,7 @@ pub struct SuperviseOptions {
     /// Add a random 0..=J to each worker's `--max-requests`, so workers started together are
     /// not all replaced at once. Default is 0.
     #[arg(
+        value_parser = crate::config::parse::whole::<u64>,
         long,
         value_name = "J",
         default_value_t = 0,
@@ -54,6 +57,7 @@ pub struct SuperviseOptions {
     /// this starts a master to do it). 0 never does.
     /// Default is 0.
     #[arg(
+        value_parser = crate::config::parse::whole::<u64>,
         long,
         value_name = "MB",
         default_value_t = 0,
@@ -68,6 +72,7 @@ pub struct SuperviseOptions {
     /// worker is killed and replaced, and the requests it had in flight are logged. 0 turns
     /// it off. Default is 30.
     #[arg(
+        value_parser = crate::config::parse::seconds_value,
         long,
         value_name = "SECONDS",
         default_value_t = 30.0,

@@ -71,8 +71,25 @@ fn bind(addr: &BindAddr, unix_mode: u32) -> Result<Bound, Error> {
     match addr {
         BindAddr::Tcp(sa) => bind_tcp(*sa)
             .map(Bound::Tcp)
-            .map_err(|e| Error::listen(format!("cannot listen on {sa}: {e}"))),
+            .map_err(|e| Error::listen(format!("cannot listen on {sa}: {}", why_not(&e, sa)))),
         BindAddr::Unix(path) => unix::bind(path, unix_mode).map(|(l, f)| Bound::Unix(l, f)),
+    }
+}
+
+/// What a user should know about a failed bind, with what to do about it.
+fn why_not(e: &io::Error, addr: &SocketAddr) -> String {
+    match e.kind() {
+        io::ErrorKind::AddrInUse => format!(
+            "another process is listening on port {} (stop it, or choose another port)",
+            addr.port()
+        ),
+        io::ErrorKind::AddrNotAvailable => {
+            format!("{} is not an address of this machine", addr.ip())
+        }
+        io::ErrorKind::PermissionDenied if addr.port() < 1024 => {
+            format!("ports below 1024 need root or CAP_NET_BIND_SERVICE ({e})")
+        }
+        _ => e.to_string(),
     }
 }
 

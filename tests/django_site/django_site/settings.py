@@ -8,7 +8,8 @@ from pathlib import Path
 DATA_DIR = Path(os.environ.get("DJANGO_SITE_DATA_DIR", tempfile.gettempdir()))
 
 SECRET_KEY = "ferrule-tests-not-a-secret"
-DEBUG = False
+# The development-mode tests turn it on.
+DEBUG = os.environ.get("DJANGO_SITE_DEBUG") == "1"
 ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]", "testserver"]
 
 INSTALLED_APPS = [
