@@ -607,7 +607,7 @@ mod tests {
             ("nonsense = 1", "f.toml:1: unknown key 'nonsense'"),
             (
                 "\nthreads = 'many'",
-                "f.toml:2: invalid value 'many' for 'threads': invalid digit found in string",
+                "f.toml:2: invalid value 'many' for 'threads': expected a whole number, such as 8",
             ),
             (
                 "threads = [1]",
@@ -655,7 +655,7 @@ mod tests {
         };
         assert_eq!(
             check_json(r#"{"threads": "x"}"#),
-            "invalid value 'x' for settings.FERRULE['threads']: invalid digit found in string"
+            "invalid value 'x' for settings.FERRULE['threads']: expected a whole number, such as 8"
         );
         assert!(check_json(r#"{"keepalive": 1}"#)
             .starts_with("unknown key settings.FERRULE['keepalive'] (did you mean"));
