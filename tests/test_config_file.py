@@ -109,7 +109,10 @@ def test_a_list_gives_a_repeatable_option_several_values(launched, tmp_path):
     ("line", "message"),
     [
         ("keepalive = 5", "unknown key 'keepalive' (did you mean 'keep_alive'?)"),
-        ("threads = 'many'", "invalid value 'many' for 'threads': expected a whole number, such as 8"),
+        (
+            "threads = 'many'",
+            "invalid value 'many' for 'threads': expected a whole number, such as 8",
+        ),
         ("access_log = 'yes'", "invalid type for 'access_log': expected true or false"),
         # Rejected when the plan is resolved rather than by clap: still the key and line.
         ("keep_alive = -1", "invalid value '-1' for 'keep_alive'"),
