@@ -484,6 +484,14 @@ fn next_job(shared: &Arc<Shared>, slot: &Arc<Slot>) -> Option<Job> {
         }
         if !st.idle.iter().any(|s| Arc::ptr_eq(s, slot)) {
             st.idle.push(Arc::clone(slot));
+            if !st.queue.is_empty() {
+                // Jobs wait and this thread is not allowed to take one: the monitor, which
+                // may be waiting for a thread to become available, should decide whether
+                // it is wanted. (A thread started with the pool that reaches this point
+                // after a request has woken another one used to leave the second request
+                // waiting for the first to finish.)
+                shared.monitor.notify_one();
+            }
         }
         let (guard, waited) = slot
             .wake
