@@ -1,8 +1,9 @@
 //! What crosses between the network core and a worker thread: a [`Job`] going in, a
 //! [`Reply`] coming back.
 //!
-//! The http layer builds jobs (`http/service.rs`), the pool queues them (`pool.rs`), and the
-//! WSGI layer turns them into replies (`wsgi/`). Nothing here touches Python.
+//! The http layer builds jobs (`http/queued.rs`), the pool queues them (`pool.rs`, through
+//! [`Jobs`]), and the WSGI layer turns them into replies (`wsgi/`). Nothing here touches
+//! Python.
 
 use std::io;
 use std::net::SocketAddr;
@@ -80,6 +81,23 @@ pub struct Job {
     /// dropped when the worker is done with it.
     pub trace: WorkerHold,
     pub reply: oneshot::Sender<Reply>,
+}
+
+/// Why a job was not queued.
+pub enum Rejected {
+    /// The queue holds `--max-queue` jobs already.
+    Full { depth: usize },
+    /// The pool is shutting down.
+    Closing,
+}
+
+/// Where jobs wait for a thread: the pool (`pool.rs`); a stand-in in tests. What
+/// `http/queued.rs` hands a request to, so the HTTP core never names the pool.
+pub trait Jobs: Send + Sync + 'static {
+    /// Queue `job`, or give it back with the reason it cannot be queued.
+    fn submit(&self, job: Job) -> Result<(), (Rejected, Box<Job>)>;
+    /// (live threads, threads running a job), for the message of a full queue.
+    fn threads(&self) -> (usize, usize);
 }
 
 impl Job {

@@ -57,13 +57,7 @@ const STACK_SIZE: usize = 8 << 20;
 /// Runs one job on a worker thread that holds the GIL.
 pub type Runner = dyn Fn(Python<'_>, Job) + Send + Sync;
 
-/// Why a job was not queued.
-pub enum Rejected {
-    /// The queue holds `--max-queue` jobs already.
-    Full { depth: usize },
-    /// The pool is shutting down.
-    Closing,
-}
+pub use crate::job::Rejected;
 
 /// The worker threads; cheap to clone.
 #[derive(Clone)]
@@ -343,6 +337,16 @@ impl Pool {
                 .0;
         }
         true
+    }
+}
+
+impl crate::job::Jobs for Pool {
+    fn submit(&self, job: Job) -> Result<(), (Rejected, Box<Job>)> {
+        Pool::submit(self, job)
+    }
+
+    fn threads(&self) -> (usize, usize) {
+        Pool::threads(self)
     }
 }
 

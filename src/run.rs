@@ -438,7 +438,7 @@ fn serve(
     stats.set_pool(Box::new(move || gauges.gauges()));
     let app_state = Arc::new(App {
         plan: Arc::clone(plan),
-        pool: pool.clone(),
+        dispatch: Arc::new(crate::http::Queued(pool.clone())),
         statics,
         proxy,
         stats: Arc::clone(&stats),

@@ -11,6 +11,8 @@
 //! second signal. What a connection does with a request is `http/`'s business.
 
 mod streams;
+#[cfg(test)]
+mod tests;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -32,8 +34,9 @@ use tokio_util::task::TaskTracker;
 use crate::config::{HttpMode, Plan};
 use crate::http::App;
 use crate::job::ConnInfo;
-use crate::listen::deadline::{Deadline, Socket};
-use crate::listen::share::{self, Share};
+use crate::listen::accept::{Accepted, Acceptor};
+use crate::listen::deadline::Deadline;
+use crate::listen::share::Share;
 use crate::listen::sniff::{self, Rewind};
 use crate::listen::tls::{Alpn, Tls};
 use crate::listen::{Bound, Peer};
@@ -50,10 +53,6 @@ pub enum Outcome {
     /// A second signal asked to stop at once.
     Forced,
 }
-
-/// After a failed accept (out of file descriptors, usually), wait this long before the next
-/// try instead of spinning; in-flight connections closing is what frees descriptors.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Serve until `shutdown` resolves, then drain until `force` resolves or the graceful
 /// timeout passes.
@@ -75,7 +74,15 @@ pub async fn serve(
     };
     let accept_loops: Vec<_> = listeners
         .into_iter()
-        .map(|bound| tokio::spawn(ctx.clone().listen(bound)))
+        .filter_map(
+            |bound| match Acceptor::new(bound, ctx.share.clone(), "--bind") {
+                Ok(acceptor) => Some(tokio::spawn(ctx.clone().listen(acceptor))),
+                Err(e) => {
+                    log_warn!("cannot register a listener with the runtime: {e}");
+                    None
+                }
+            },
+        )
         .collect();
 
     shutdown.await;
@@ -115,80 +122,22 @@ struct Accepting {
 }
 
 impl Accepting {
-    /// Accept on one listener until stopped. A Unix socket file is removed when its loop ends,
-    /// so no new client can find the server.
-    async fn listen(self, bound: Bound) {
-        if let Some(share) = self.share.clone() {
-            return self.listen_shared(bound, &share).await;
-        }
-        match bound {
-            Bound::Tcp(std) => match tokio::net::TcpListener::from_std(std) {
-                Ok(l) => {
-                    let local = l.local_addr().ok();
-                    let accept = || async {
-                        let (s, peer) = l.accept().await?;
-                        let _ = s.set_nodelay(true);
-                        Ok((s, Peer::Tcp(peer)))
-                    };
-                    self.accept_loop(accept, local).await;
-                }
-                Err(e) => log_warn!("cannot register a TCP listener with the runtime: {e}"),
-            },
-            Bound::Unix(std, _socket_file) => match tokio::net::UnixListener::from_std(std) {
-                Ok(l) => {
-                    let accept = || async { l.accept().await.map(|(s, _)| (s, Peer::Unix)) };
-                    self.accept_loop(accept, None).await;
-                }
-                Err(e) => log_warn!("cannot register a Unix listener with the runtime: {e}"),
-            },
-        }
-    }
-
-    /// [`Accepting::listen`] for a worker process, which leaves a connection to a worker
-    /// with fewer when it can (`listen/share.rs`).
-    async fn listen_shared(self, bound: Bound, share: &Share) {
-        match bound {
-            Bound::Tcp(std) => match share::register(std) {
-                Ok(l) => {
-                    let local = l.get_ref().local_addr().ok();
-                    let accept = || async {
-                        let (s, peer) = share.accept(&l).await?;
-                        let _ = s.set_nodelay(true);
-                        Ok((s, peer))
-                    };
-                    self.accept_loop(accept, local).await;
-                }
-                Err(e) => log_warn!("cannot register a TCP listener with the runtime: {e}"),
-            },
-            Bound::Unix(std, _socket_file) => match share::register(std) {
-                Ok(l) => self.accept_loop(|| share.accept(&l), None).await,
-                Err(e) => log_warn!("cannot register a Unix listener with the runtime: {e}"),
-            },
-        }
-    }
-
-    async fn accept_loop<S, F, Fut>(&self, mut accept: F, local: Option<std::net::SocketAddr>)
-    where
-        S: AsyncRead + AsyncWrite + Socket + Unpin + Send + 'static,
-        F: FnMut() -> Fut,
-        Fut: Future<Output = std::io::Result<(S, Peer)>>,
-    {
+    /// Accept on one listener until stopped. A Unix socket file is removed when its loop ends
+    /// (with the acceptor), so no new client can find the server.
+    async fn listen(self, acceptor: Acceptor) {
+        let local = acceptor.local_addr();
         loop {
-            let permit = tokio::select! {
-                () = self.stop.cancelled() => return,
-                p = Arc::clone(&self.permits).acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            };
             let accepted = tokio::select! {
                 () = self.stop.cancelled() => return,
-                r = accept() => r,
+                a = acceptor.next(&self.permits) => a,
             };
-            let (stream, peer) = match accepted {
-                Ok(x) => x,
-                Err(e) => {
-                    log_warn!("accept failed: {e}; retrying");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
-                }
+            let Some(Accepted {
+                stream,
+                peer,
+                permit,
+            }) = accepted
+            else {
+                return;
             };
             // Under everything else, TLS included: see listen/deadline.rs.
             let stream = Deadline::new(stream, peer, self.app.plan.send_timeout);

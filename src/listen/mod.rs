@@ -10,6 +10,7 @@
 //! sharing a listener balance their connections through `share.rs`. What happens on an
 //! accepted connection belongs to `server.rs` and `http/`.
 
+pub mod accept;
 pub mod adopt;
 pub mod deadline;
 mod pem;

@@ -35,9 +35,6 @@ pub const SEATS: usize = 1024;
 /// Longest a connection waits for a worker with fewer connections to take it.
 const MAX_DEFER: Duration = Duration::from_millis(20);
 
-/// How often a deferring worker looks again.
-const RECHECK: Duration = Duration::from_millis(1);
-
 /// One worker's place on the board. `pid` is 0 while no worker accepts from this seat.
 #[repr(C)]
 struct Seat {
@@ -204,27 +201,27 @@ impl Share {
 
     /// Accept the next connection, leaving it first to a worker with fewer (see the module
     /// documentation).
+    ///
+    /// A deferring worker sleeps until its deadline and no longer: the socket stays readable
+    /// while the connection waits (readiness is cleared only when an accept finds the queue
+    /// empty), so waiting on readiness would return at once, and nothing announces another
+    /// worker taking the connection. At the deadline it accepts what is still there; if
+    /// another worker took it, the accept finds the queue empty and it waits for the next.
     pub async fn accept<L: Accept>(&self, listener: &AsyncFd<L>) -> io::Result<L::Accepted> {
         let mut deferred: Option<Instant> = None;
         loop {
             let mut ready = listener.readable().await?;
             if self.others_have_fewer() {
-                let since = *deferred.get_or_insert_with(Instant::now);
-                if since.elapsed() < MAX_DEFER {
-                    if !pending(listener.as_raw_fd()) {
-                        // Taken by another worker: wait for the next one.
-                        ready.clear_ready();
-                        deferred = None;
-                        continue;
-                    }
+                let until = *deferred.get_or_insert_with(|| Instant::now() + MAX_DEFER);
+                if Instant::now() < until {
                     drop(ready);
-                    tokio::time::sleep(RECHECK).await;
+                    tokio::time::sleep_until(until).await;
                     continue;
                 }
             }
             match ready.try_io(|l| l.get_ref().accept_one()) {
                 Ok(accepted) => return accepted,
-                // Another worker took it first.
+                // Another worker took it first: readiness is cleared, wait for the next.
                 Err(_would_block) => deferred = None,
             }
         }
@@ -238,19 +235,6 @@ impl Drop for Opened {
     fn drop(&mut self) {
         self.0.mine().open.fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-/// Whether a connection waits in the listening socket's queue.
-fn pending(fd: RawFd) -> bool {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, zero timeout.
-    let n = unsafe { libc::poll(&raw mut pfd, 1, 0) };
-    // On an error, say yes: the accept that follows reports it.
-    n != 0 && (n < 0 || pfd.revents & libc::POLLIN != 0)
 }
 
 /// Register a listener (non-blocking) with the runtime, for [`Share::accept`].

@@ -33,8 +33,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{dashboard, json, prometheus, Snapshot, Stats};
-use crate::listen::deadline::{Deadline, Socket};
-use crate::listen::{Bound, Peer};
+use crate::listen::accept::{Accepted, Acceptor};
+use crate::listen::deadline::Deadline;
+use crate::listen::Bound;
 use crate::{log_debug, log_warn};
 
 /// Builds a snapshot of the statistics; called once per page asked for (not for the probes).
@@ -127,57 +128,23 @@ struct Admin {
 }
 
 impl Admin {
-    /// Accept until the caller stops polling (on shutdown); holds the Unix socket file until
-    /// then, so it is removed when accepting ends. Returns early only if the listener cannot
-    /// be registered with the runtime.
+    /// Accept until the caller stops polling (on shutdown); the acceptor holds the Unix
+    /// socket file until then, so it is removed when accepting ends. Returns early only if
+    /// the listener cannot be registered with the runtime.
     async fn listen(&self, bound: Bound) {
-        match bound {
-            Bound::Tcp(std) => match tokio::net::TcpListener::from_std(std) {
-                Ok(l) => {
-                    let accept = || async {
-                        let (s, peer) = l.accept().await?;
-                        let _ = s.set_nodelay(true);
-                        Ok((s, Peer::Tcp(peer)))
-                    };
-                    self.accept_loop(accept).await;
-                }
-                Err(e) => {
-                    log_warn!(
-                        "cannot register the --stats-bind TCP listener with the runtime: {e}"
-                    );
-                }
-            },
-            Bound::Unix(std, _socket_file) => match tokio::net::UnixListener::from_std(std) {
-                Ok(l) => {
-                    let accept = || async { l.accept().await.map(|(s, _)| (s, Peer::Unix)) };
-                    self.accept_loop(accept).await;
-                }
-                Err(e) => log_warn!(
-                    "cannot register the --stats-bind Unix listener with the runtime: {e}"
-                ),
-            },
-        }
-    }
-
-    async fn accept_loop<S, F, Fut>(&self, mut accept: F)
-    where
-        S: AsyncRead + AsyncWrite + Socket + Unpin + Send + 'static,
-        F: FnMut() -> Fut,
-        Fut: Future<Output = std::io::Result<(S, Peer)>>,
-    {
-        loop {
-            let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
+        let acceptor = match Acceptor::new(bound, None, "--stats-bind") {
+            Ok(acceptor) => acceptor,
+            Err(e) => {
+                log_warn!("cannot register the --stats-bind listener with the runtime: {e}");
                 return;
-            };
-            let (stream, peer) = match accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    log_warn!("accept on the --stats-bind listener failed: {e}; retrying");
-                    // Out of file descriptors, usually: closing connections frees them.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
+            }
+        };
+        while let Some(Accepted {
+            stream,
+            peer,
+            permit,
+        }) = acceptor.next(&self.permits).await
+        {
             let stream = Deadline::new(stream, peer, SEND_TIMEOUT);
             let admin = self.clone();
             self.tracker.spawn(async move {

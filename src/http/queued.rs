@@ -1,0 +1,264 @@
+//! The thread pool's dispatcher ([`Queued`]): the whole body is read first (into memory,
+//! then a spool file: `body.rs`), so a slow client never holds a thread and hyper notices a
+//! client that leaves; then the request becomes a [`Job`] on a queue of [`Jobs`] (the pool),
+//! and the application's [`Reply`] becomes the response.
+//!
+//! An application request gets a [`Flight`] here. Its disconnect guard lives in this future
+//! until the reply arrives, then in the response body until the last frame is handed out:
+//! hyper drops one or the other when the client closes or resets the connection (HTTP/1: it
+//! reads the socket while a request is in flight and sees the EOF or the reset) or resets the
+//! stream (HTTP/2). `--timeout` starts when the request is queued; if it expires before the
+//! reply, the client gets 504 at once.
+
+use std::io::SeekFrom;
+use std::sync::Arc;
+
+use http::header::CONTENT_LENGTH;
+use http::{Response, StatusCode};
+use hyper::body::Incoming;
+use tokio::io::AsyncSeekExt;
+use tokio::sync::oneshot;
+
+use super::dispatch::{Admitted, Answer, Dispatch};
+use super::exchange::Exchange;
+use super::out_body::OutBody;
+use super::respond;
+use super::App;
+use crate::body::{self, BodyError};
+use crate::cancel::{Deadline, DisconnectGuard, Flight, Reason};
+use crate::job::{Job, Jobs, Rejected, Reply, ReplyBody};
+use crate::{log_debug, log_error, log_warn};
+
+/// Application requests run by threads taking jobs from `J`.
+pub struct Queued<J: Jobs>(pub J);
+
+impl<J: Jobs> Dispatch for Queued<J> {
+    fn dispatch<'a>(
+        &'a self,
+        request: Admitted,
+        app: &'a App,
+        exchange: &'a mut Exchange,
+    ) -> Answer<'a> {
+        Box::pin(async move {
+            let (request, incoming) = request.take_body();
+            let body = match read_body(&request.parts, incoming, app).await {
+                Ok(body) => body,
+                Err(resp) => return resp,
+            };
+            run(&self.0, request, body, app, exchange).await
+        })
+    }
+}
+
+/// Queue the request with its body on `jobs` and wait for the application's reply (or the
+/// request's cancellation).
+async fn run<J: Jobs>(
+    jobs: &J,
+    Admitted {
+        parts,
+        body: (),
+        conn,
+        origin,
+    }: Admitted<()>,
+    body: body::Body,
+    app: &App,
+    exchange: &mut Exchange,
+) -> Response<OutBody> {
+    let (reply_tx, reply_rx) = oneshot::channel();
+    let flight = Flight::new();
+    // Dropped with this future when hyper gives up on the request (the client left): the
+    // flight fires, so a queued job is skipped and a running one sees it.
+    let mut guard = DisconnectGuard::new(&flight);
+    let deadline = app.plan.timeout.map(|after| {
+        let (method, uri) = (parts.method.clone(), parts.uri.clone());
+        Deadline::start(&flight, after, move || {
+            log_warn!(
+                "{method} {uri} ran longer than --timeout ({}s) and was cancelled",
+                after.as_secs_f64()
+            );
+        })
+    });
+    let (trace, hold) = app.stats.admit(
+        Arc::clone(exchange.id()),
+        parts.method.clone(),
+        parts.uri.path(),
+        Arc::clone(&flight),
+    );
+    exchange.is_app(trace, body.len());
+    let job = Job {
+        head: parts,
+        body,
+        conn,
+        origin,
+        trace: hold,
+        reply: reply_tx,
+    };
+    if let Err((why, job)) = jobs.submit(job) {
+        guard.disarm();
+        exchange.not_queued();
+        return match why {
+            Rejected::Full { depth } => {
+                let (threads, busy) = jobs.threads();
+                log_warn!(
+                    "Task queue depth is {depth} ({busy} of {threads} threads busy); answered 503 to {} {}",
+                    job.head.method,
+                    job.head.uri
+                );
+                respond::queue_full()
+            }
+            Rejected::Closing => respond::text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The server is shutting down.",
+                true,
+            ),
+        };
+    }
+    let reply = tokio::select! {
+        biased;
+        reply = reply_rx => reply,
+        reason = flight.fired() => {
+            // The worker's reply, if it ever comes, is discarded with the channel.
+            guard.disarm();
+            return cancelled(reason, app);
+        }
+    };
+    let Ok(reply) = reply else {
+        guard.disarm();
+        // A worker that saw the flight fire first (a `ferrule.wait` wakes at once) drops its
+        // reply: the answer is the cancellation's, as if the select had seen the flight first.
+        if let Some(reason) = flight.reason() {
+            return cancelled(reason, app);
+        }
+        // The worker dropped the job without replying; it logged why.
+        return respond::internal_error();
+    };
+    // Only a body the worker is still producing can be cut by the timeout; a whole body or a
+    // file is the application's finished work.
+    let streamed = matches!(reply.body, ReplyBody::Stream(..));
+    let deadline = deadline.filter(|_| streamed);
+    into_response(reply)
+        .await
+        .map(|body| body.watched(flight, guard, deadline, streamed))
+}
+
+/// The answer to a request cancelled before the application replied.
+fn cancelled(reason: Reason, app: &App) -> Response<OutBody> {
+    match reason {
+        Reason::Timeout => respond::text(
+            StatusCode::GATEWAY_TIMEOUT,
+            &format!(
+                "The application did not answer within {}s (--timeout).",
+                app.plan.timeout.unwrap_or_default().as_secs_f64()
+            ),
+            false,
+        ),
+        // A forced shutdown; a client that left reads nothing.
+        Reason::Shutdown | Reason::Disconnected => respond::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The server is shutting down.",
+            true,
+        ),
+    }
+}
+
+/// Read the whole request body before the application runs, or the response refusing it.
+async fn read_body(
+    parts: &http::request::Parts,
+    incoming: Incoming,
+    app: &App,
+) -> Result<body::Body, Response<OutBody>> {
+    let limits = &app.plan.limits;
+    let declared = content_length(&parts.headers);
+    if declared.is_some_and(|len| len > limits.max_body) {
+        return Err(too_large(limits.max_body));
+    }
+    match body::read(
+        incoming,
+        declared,
+        limits.body_buffer,
+        limits.max_body,
+        app.plan.body_timeout,
+    )
+    .await
+    {
+        Ok(body) => Ok(body),
+        Err(BodyError::TooLarge) => Err(too_large(limits.max_body)),
+        Err(BodyError::Client(e)) => {
+            log_debug!(
+                "could not read the body of {} {}: {e}",
+                parts.method,
+                parts.uri
+            );
+            Err(respond::text(
+                StatusCode::BAD_REQUEST,
+                "The request body could not be read.",
+                true,
+            ))
+        }
+        Err(BodyError::Trailer(refusal)) => {
+            log_debug!(
+                "refused {} {}: {}",
+                parts.method,
+                parts.uri,
+                refusal.reason()
+            );
+            Err(respond::text(refusal.status(), refusal.reason(), true))
+        }
+        Err(BodyError::Timeout) => Err(respond::text(
+            StatusCode::REQUEST_TIMEOUT,
+            "The request body did not arrive in time (--body-timeout).",
+            true,
+        )),
+        Err(BodyError::Spool(e)) => {
+            log_error!("cannot spool a request body to a temporary file (check TMPDIR): {e}");
+            Err(respond::text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The request body could not be stored.",
+                true,
+            ))
+        }
+    }
+}
+
+fn too_large(max: u64) -> Response<OutBody> {
+    respond::text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("The request body is larger than this server accepts ({max} bytes)."),
+        true,
+    )
+}
+
+/// A Content-Length header's value, when it is one number.
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+async fn into_response(reply: Reply) -> Response<OutBody> {
+    let body = match reply.body {
+        ReplyBody::Full(bytes) => OutBody::full(bytes),
+        ReplyBody::Stream(rx, aborted) => {
+            let body = OutBody::stream(rx, aborted);
+            // The application's Content-Length (already checked by the WSGI layer): hyper
+            // stops polling once that many bytes are out, and the body must know it is done.
+            match content_length(&reply.headers) {
+                Some(len) => body.with_length(len),
+                None => body,
+            }
+        }
+        ReplyBody::File { file, offset, len } => {
+            let mut file = tokio::fs::File::from_std(file);
+            if let Err(e) = file.seek(SeekFrom::Start(offset)).await {
+                log_error!("cannot seek in the file given to wsgi.file_wrapper: {e}");
+                return respond::internal_error();
+            }
+            OutBody::file(file, len)
+        }
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = reply.status;
+    *resp.headers_mut() = reply.headers;
+    resp
+}
