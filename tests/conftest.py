@@ -47,6 +47,7 @@ class Server:
         self.urls = urls if urls is not None else []
         self.lines: list[str] = []
         self._lines_q: queue.Queue[str | None] = queue.Queue()
+        self._ended = False
         self.pump = threading.Thread(target=self._pump, daemon=True)
         self.pump.start()
 
@@ -138,7 +139,13 @@ class Server:
             s.close()
 
     def output(self) -> str:
-        """Everything the server printed so far (stderr and stdout)."""
+        """Everything the server printed so far (stderr and stdout); once the process has
+        exited, everything it printed (the reader is given time to reach the end)."""
+        if self.proc.poll() is not None and not self._ended:
+            # Exited: its last lines may still be in the pipe (or in processes it started,
+            # which hold the pipe open; hence the bound, waited once).
+            self.pump.join(timeout=10)
+            self._ended = True
         while True:
             try:
                 line = self._lines_q.get_nowait()

@@ -682,6 +682,6 @@ def test_an_admin_address_in_use_stops_start_up():
             env=ferrule_env(),
             stdin=subprocess.DEVNULL,
         )
-    assert done.returncode != 0, done.stdout + done.stderr
+    assert done.returncode == 2, done.stdout + done.stderr
     assert address in done.stderr and "in use" in done.stderr, done.stderr
     assert "Ready to accept requests" not in done.stdout + done.stderr

@@ -81,7 +81,7 @@ fn bind(addr: &BindAddr, unix_mode: u32) -> Result<Bound, Error> {
 fn why_not(e: &io::Error, addr: &SocketAddr) -> String {
     match e.kind() {
         io::ErrorKind::AddrInUse => format!(
-            "another process is listening on port {} (stop it, or choose another port)",
+            "the address is in use: another process is listening on port {} (stop it, or choose another port)",
             addr.port()
         ),
         io::ErrorKind::AddrNotAvailable => {
