@@ -34,9 +34,9 @@ impl Body {
     }
 }
 
-/// Why a body could not be read.
+/// Why a body could not be read; `R` is the trailer check's refusal.
 #[derive(Debug)]
-pub enum BodyError {
+pub enum BodyError<R> {
     /// More than `--max-body-size` bytes: answer 413.
     TooLarge,
     /// The client sent a broken body or went away: nothing to answer.
@@ -45,8 +45,9 @@ pub enum BodyError {
     Spool(io::Error),
     /// The client paused longer than `--body-timeout`: answer 408.
     Timeout,
-    /// The chunked body's trailer carries a field admission forbids there: answer 400.
-    Trailer(crate::http::admission::Refusal),
+    /// The chunked body's trailer failed the caller's check (a field that belongs in a
+    /// head): answer what the refusal says.
+    Trailer(R),
 }
 
 /// A declared length sizes the first buffer, but only up to this much: a client must send
@@ -55,14 +56,16 @@ const FIRST_BUFFER: usize = 64 * 1024;
 
 /// Read the whole body, spooling past `buffer` bytes and refusing more than `max` bytes.
 /// `declared` is the Content-Length, if any: it sizes the first buffer. A pause longer than
-/// `idle` between two pieces of the body ends the read.
-pub async fn read(
+/// `idle` between two pieces of the body ends the read. A chunked body's trailer must pass
+/// `check_trailers` (the rule is admission's), and is then dropped.
+pub async fn read<R>(
     mut incoming: Incoming,
     declared: Option<u64>,
     buffer: usize,
     max: u64,
     idle: Duration,
-) -> Result<Body, BodyError> {
+    check_trailers: impl Fn(&http::HeaderMap) -> Result<(), R>,
+) -> Result<Body, BodyError<R>> {
     let expected = declared.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
     let first = if expected <= buffer {
         expected.min(FIRST_BUFFER)
@@ -83,7 +86,7 @@ pub async fn read(
             // Trailers carry no body bytes; they are checked, then dropped.
             Err(frame) => {
                 if let Some(trailers) = frame.trailers_ref() {
-                    crate::http::admission::check_trailers(trailers).map_err(BodyError::Trailer)?;
+                    check_trailers(trailers).map_err(BodyError::Trailer)?;
                 }
                 continue;
             }

@@ -7,11 +7,11 @@
 //! `fuzz/`'s; docs/fuzzing.md says how to run them.
 
 pub use crate::config::file::{check as check_descriptor, Descriptor};
+pub use crate::config::trust::AllowList;
 pub use crate::config::{parse_size, Cli, DjangoCli, ForwardedHeaders, Limits, ProxyPlan};
 pub use crate::http::admission::{admit, check_trailers, request_target_of, Refusal};
 pub use crate::http::host::check as check_host;
 pub use crate::http::proxy::Proxy;
-pub use crate::http::trust::AllowList;
 pub use crate::http::Part;
 pub use crate::job::{ConnInfo, Origin};
 pub use crate::listen::Peer;

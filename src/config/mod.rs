@@ -9,15 +9,19 @@
 //! for the options argv and the environment leave unset (`load.rs`, `file.rs`).
 //! Binding, importing and serving are left to `server.rs`.
 
+pub mod access_format;
 pub mod file;
 mod load;
 pub(crate) mod parse;
+pub mod prefix;
 mod proxy;
+pub mod reload;
 mod report;
 mod statics;
 mod stats;
 mod supervise;
 mod tls;
+pub mod trust;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,7 +30,7 @@ use std::time::Duration;
 use clap::{Args, Parser};
 
 use crate::error::Error;
-use crate::http::AccessFormat as Format;
+use access_format::Format;
 
 pub use load::{load, Loaded, STARTED_IN};
 pub use parse::{parse_addrport, parse_bind, parse_size};

@@ -5,9 +5,9 @@
 
 use clap::{Args, ValueEnum};
 
+use super::prefix;
+use super::trust::AllowList;
 use crate::error::Error;
-use crate::http::prefix;
-use crate::http::trust::AllowList;
 
 /// "Proxies and URL prefix" options (flattened into [`super::Options`]).
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 //!
 //! Validation only: starting, watching and replacing worker processes is `supervise/`'s job.
 
+use super::reload::Filter;
 use std::time::Duration;
 
 use clap::Args;
@@ -125,8 +126,8 @@ pub struct SupervisePlan {
     /// `--worker-timeout`; `None` when off.
     pub worker_timeout: Option<Duration>,
     pub reload: bool,
-    pub reload_include: Vec<String>,
-    pub reload_exclude: Vec<String>,
+    /// `--reload-include` and `--reload-exclude` with the defaults.
+    pub reload_filter: Filter,
 }
 
 impl SupervisePlan {
@@ -145,8 +146,8 @@ impl SuperviseOptions {
                 "invalid value '0' for '--workers': at least 1 worker process is needed",
             ));
         }
-        // Checked here so a bad glob stops ferrule before anything binds.
-        crate::supervise::watch::Filter::new(&self.reload_include, &self.reload_exclude)?;
+        // Compiled here so a bad glob stops ferrule before anything binds.
+        let reload_filter = Filter::new(&self.reload_include, &self.reload_exclude)?;
         if self.reload && self.noreload {
             return Err(Error::config(
                 "'--reload' and '--noreload' cannot be used together",
@@ -162,8 +163,7 @@ impl SuperviseOptions {
             worker_timeout: Some(seconds("--worker-timeout", self.worker_timeout)?)
                 .filter(|d| !d.is_zero()),
             reload: self.reload || (django && !self.noreload),
-            reload_include: self.reload_include.clone(),
-            reload_exclude: self.reload_exclude.clone(),
+            reload_filter,
         })
     }
 }

@@ -7,16 +7,14 @@
 //! proxy named (`service.rs` passes it on once `proxy.rs` has read the forwarding headers),
 //! else the peer's address (`-` on a Unix socket).
 
-mod format;
-
 use std::fmt::Write;
 use std::time::{Duration, Instant, SystemTime};
 
 use http::header::{REFERER, USER_AGENT};
 use http::request::Parts;
 
-use format::Field;
-pub use format::Format;
+pub use crate::config::access_format::Format;
+use crate::config::access_format::{Field, Piece};
 
 use crate::cancel::Reason;
 use crate::listen::Peer;
@@ -92,8 +90,8 @@ impl Pending {
                 let mut line = String::new();
                 for piece in pieces {
                     match piece {
-                        format::Piece::Text(text) => line.push_str(text),
-                        format::Piece::Field(field) => {
+                        Piece::Text(text) => line.push_str(text),
+                        Piece::Field(field) => {
                             line.push_str(&escape(&self.field(*field, outcome)));
                         }
                     }

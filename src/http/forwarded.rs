@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use super::trust::AllowList;
+use crate::config::trust::AllowList;
 
 /// One hop of a forwarding chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,8 @@
 //! - `out_body.rs`: the response body type and its completion hook;
 //! - `respond.rs`: server-made responses (4xx, 5xx);
 //! - `proxy.rs`: trusted forwarding headers and the URL prefix, built on `forwarded.rs`
-//!   (header syntax), `trust.rs` (`--forwarded-allow-ips`) and `prefix.rs` (the prefix rules);
+//!   (header syntax), `config/trust.rs` (`--forwarded-allow-ips`) and `prefix.rs` (splitting
+//!   a path at the prefix);
 //! - `access.rs`: access log lines.
 //!
 //! Accepting connections and shutting down is `server.rs`'s.
@@ -27,7 +28,6 @@ mod queued;
 pub mod request_id;
 pub mod respond;
 mod service;
-pub mod trust;
 
 pub use access::Format as AccessFormat;
 pub use exchange::Exchange;

@@ -1,9 +1,8 @@
-//! The URL prefix: validating it, splitting a path at it, and the answer to a request outside.
+//! The URL prefix at run time: splitting a path at it, and the answer to a request outside.
 //!
 //! A prefix (`--prefix`, Django's `FORCE_SCRIPT_NAME`, a trusted `X-Forwarded-Prefix`) is
-//! kept in one normal form: empty for none, else `/seg/seg` with no trailing slash, made only of
-//! characters a URL path may carry unencoded, so the same string is the decoded `SCRIPT_NAME`
-//! and the start of an encoded URL. Which prefix applies to a request is `proxy.rs`'s call.
+//! kept in the normal form `config/prefix.rs` checks. Which prefix applies to a request is
+//! `proxy.rs`'s call.
 
 use std::fmt::Write as _;
 
@@ -14,41 +13,6 @@ use http::{HeaderValue, Response, StatusCode};
 
 use super::out_body::OutBody;
 use super::respond::{self, html_escape};
-
-/// `s` in normal form (trailing slashes dropped; `""` and `"/"` are no prefix), or why it is
-/// not a usable prefix.
-pub fn normalize(s: &str) -> Result<&str, &'static str> {
-    let trimmed = s.trim_end_matches('/');
-    if trimmed.is_empty() {
-        return if s.is_empty() || s.starts_with('/') {
-            Ok("")
-        } else {
-            Err("it must start with '/'")
-        };
-    }
-    if !trimmed.starts_with('/') {
-        return Err("it must start with '/'");
-    }
-    if trimmed.contains('%') {
-        return Err("it must not be percent-encoded; write the characters themselves");
-    }
-    if !trimmed.bytes().all(path_char) {
-        return Err("it may only contain letters, digits, '/' and -._~!$&'()*+,;=:@");
-    }
-    for segment in trimmed[1..].split('/') {
-        match segment {
-            "" => return Err("it must not contain '//'"),
-            "." | ".." => return Err("it must not contain '.' or '..' segments"),
-            _ => {}
-        }
-    }
-    Ok(trimmed)
-}
-
-/// RFC 3986 `pchar` minus percent-encoding, plus `/`.
-fn path_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b)
-}
 
 /// What follows `prefix` in the decoded `path`, if the path is the prefix itself or lies under
 /// it: `/app` → `""`, `/app/x` → `/x`, `/application` → no match.
@@ -120,51 +84,6 @@ fn page(site: &str, target: &str, moved: bool) -> String {
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
-
-    #[test]
-    fn normal_forms() {
-        let cases: &[(&str, Result<&str, &str>)] = &[
-            ("", Ok("")),
-            ("/", Ok("")),
-            ("//", Ok("")),
-            ("/app", Ok("/app")),
-            ("/app/", Ok("/app")),
-            ("/app//", Ok("/app")),
-            ("/a/b-c_d.e~f", Ok("/a/b-c_d.e~f")),
-            ("/v1;x=1", Ok("/v1;x=1")),
-            ("app", Err("it must start with '/'")),
-            ("app/", Err("it must start with '/'")),
-            (
-                "/a%20b",
-                Err("it must not be percent-encoded; write the characters themselves"),
-            ),
-            ("/a/../b", Err("it must not contain '.' or '..' segments")),
-            ("/..", Err("it must not contain '.' or '..' segments")),
-            ("/a/./b", Err("it must not contain '.' or '..' segments")),
-            ("/a//b", Err("it must not contain '//'")),
-            (
-                "/a b",
-                Err("it may only contain letters, digits, '/' and -._~!$&'()*+,;=:@"),
-            ),
-            (
-                "/a?b",
-                Err("it may only contain letters, digits, '/' and -._~!$&'()*+,;=:@"),
-            ),
-            (
-                "/é",
-                Err("it may only contain letters, digits, '/' and -._~!$&'()*+,;=:@"),
-            ),
-            (
-                "/<x>",
-                Err("it may only contain letters, digits, '/' and -._~!$&'()*+,;=:@"),
-            ),
-        ];
-        for (s, want) in cases {
-            assert_eq!(normalize(s), *want, "{s:?}");
-        }
-        // `..` inside a segment name is only a name.
-        assert_eq!(normalize("/a..b"), Ok("/a..b"));
-    }
 
     #[test]
     fn splitting() {

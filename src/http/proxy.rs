@@ -27,7 +27,7 @@ use super::admission::Refusal;
 use super::forwarded::{self, Element, Node};
 use super::out_body::OutBody;
 use super::prefix;
-use super::trust::AllowList;
+use crate::config::trust::AllowList;
 use crate::config::{ForwardedHeaders, ProxyPlan};
 use crate::error::Error;
 use crate::job::{ConnInfo, Origin};
@@ -168,7 +168,7 @@ impl Proxy {
     pub fn new(plan: &ProxyPlan, force_script_name: Option<String>) -> Result<Self, Error> {
         let prefix = match (&plan.prefix, force_script_name) {
             (Some(p), _) => p.clone(),
-            (None, Some(f)) => prefix::normalize(&f)
+            (None, Some(f)) => crate::config::prefix::normalize(&f)
                 .map_err(|why| {
                     Error::config(format!(
                         "invalid FORCE_SCRIPT_NAME '{f}' in the Django settings: {why} (ferrule splits request paths at it; --prefix overrides it)"
@@ -306,7 +306,7 @@ fn read(found: &Found<'_>, allow: &AllowList) -> Result<Origin, Refusal> {
 
     let xfprefix = found.values(Fwd::Prefix)?;
     if let Some(p) = forwarded::last_entry(xfprefix.into_iter()) {
-        let p = prefix::normalize(p).map_err(|_| {
+        let p = crate::config::prefix::normalize(p).map_err(|_| {
             Refusal::BadRequest(
                 "the X-Forwarded-Prefix header is not a valid path prefix (it must start with '/' and have no '%', '//' or '..')",
             )

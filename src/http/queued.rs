@@ -178,6 +178,7 @@ async fn read_body(
         limits.body_buffer,
         limits.max_body,
         app.plan.body_timeout,
+        super::admission::check_trailers,
     )
     .await
     {

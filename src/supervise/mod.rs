@@ -96,8 +96,7 @@ fn supervise(
     let watcher = if plan.supervise.reload {
         Some(watch::Watcher::new(
             std::path::Path::new("."),
-            &plan.supervise.reload_include,
-            &plan.supervise.reload_exclude,
+            plan.supervise.reload_filter.clone(),
         )?)
     } else {
         None

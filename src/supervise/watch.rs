@@ -3,7 +3,7 @@
 //! [`Watcher`] puts an inotify watch (through the `notify` crate, no polling) on every
 //! directory under the project root that the exclude globs do not prune, plus the directory
 //! of each file given to [`Watcher::watch_files`] (the source files of the modules a worker
-//! imported, wherever they live). Events are filtered by [`Filter`] (`watch/filter.rs`) and
+//! imported, wherever they live). Events are filtered by [`Filter`] (`config/reload.rs`) and
 //! gathered until the burst has been quiet for [`QUIET`], then handed out as one batch by
 //! [`Watcher::changed`]. Deciding what a batch means (restarting the worker) is the master's
 //! job; which modules a worker imported is `python/ferrule/_reload.py`'s.
@@ -17,9 +17,7 @@ use notify::{Event, RecommendedWatcher, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use tokio::time::Instant;
 
-mod filter;
-
-pub use filter::{Filter, DEFAULT_EXCLUDE, DEFAULT_INCLUDE};
+pub use crate::config::reload::{Filter, DEFAULT_EXCLUDE, DEFAULT_INCLUDE};
 
 use crate::error::Error;
 use crate::{log_debug, log_warn};
@@ -60,8 +58,7 @@ pub struct Watcher {
 impl Watcher {
     /// Watch `root` recursively for files matching `include` but not `exclude` (globs relative
     /// to `root`, `--reload-include`/`--reload-exclude` syntax; both are added to the defaults).
-    pub fn new(root: &Path, include: &[String], exclude: &[String]) -> Result<Watcher, Error> {
-        let filter = Filter::new(include, exclude)?;
+    pub fn new(root: &Path, filter: Filter) -> Result<Watcher, Error> {
         let root = root.canonicalize().map_err(|e| {
             Error::config(format!(
                 "cannot watch '{}' for reloading: {e}",

@@ -30,7 +30,11 @@ impl Site {
             write(&dir.path().join(file), "x = 1\n");
         }
         let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-        let watcher = Watcher::new(dir.path(), &owned(include), &owned(exclude)).unwrap();
+        let watcher = Watcher::new(
+            dir.path(),
+            Filter::new(&owned(include), &owned(exclude)).unwrap(),
+        )
+        .unwrap();
         Site { dir, watcher }
     }
 
@@ -222,10 +226,13 @@ async fn a_cancelled_wait_keeps_its_events() {
 
 #[test]
 fn a_missing_root_is_an_error_naming_it() {
-    let err = Watcher::new(Path::new("/nonexistent/ferrule"), &[], &[])
-        .err()
-        .unwrap()
-        .to_string();
+    let err = Watcher::new(
+        Path::new("/nonexistent/ferrule"),
+        Filter::new(&[], &[]).unwrap(),
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(
         err.starts_with("cannot watch '/nonexistent/ferrule' for reloading"),
         "{err}"
@@ -259,7 +266,7 @@ async fn reload_latency() {
 fn watch_setup_cost() {
     let root = std::env::var("FERRULE_WATCH_ROOT").unwrap_or_else(|_| ".".to_owned());
     let start = std::time::Instant::now();
-    let watcher = Watcher::new(Path::new(&root), &[], &[]).unwrap();
+    let watcher = Watcher::new(Path::new(&root), Filter::new(&[], &[]).unwrap()).unwrap();
     println!(
         "watching {}: {} directories in {:?}",
         watcher.root().display(),

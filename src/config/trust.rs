@@ -3,7 +3,7 @@
 //! Owns parsing the list (addresses, CIDR blocks, `*`) and matching an address against it.
 //! IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`, what a dual-stack socket reports for an IPv4
 //! peer) are matched as the IPv4 address they carry, on both sides. What trust means for a
-//! request is `proxy.rs`'s business.
+//! request is `http/proxy.rs`'s business.
 
 use std::net::IpAddr;
 

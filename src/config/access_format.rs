@@ -1,4 +1,5 @@
-//! `--access-log-format`: `combined`, `json`, `dev`, or a template of `{field}`s.
+//! `--access-log-format`: `combined`, `json`, `dev`, or a template of `{field}`s. Writing a
+//! line in the format is `http/access.rs`'s.
 //!
 //! Parsed once at start-up, so an unknown field is an error (exit 2) naming it, not a line
 //! with a hole in it.

@@ -1,10 +1,11 @@
 //! Which paths under the project root the reload watcher cares about: the include and exclude
-//! globs of `--reload-include`/`--reload-exclude`, added to the defaults.
+//! globs of `--reload-include`/`--reload-exclude`, added to the defaults, compiled when the
+//! options are resolved (a bad glob stops ferrule before anything binds).
 //!
 //! Globs are matched against paths relative to the root with `globset`'s defaults: `*` also
 //! matches `/`, so `*.html` matches at any depth, like `**/*.html`. An exclude glob that
 //! matches a directory prunes it: it is not watched at all (which keeps `node_modules` from
-//! eating the inotify watch limit). Walking and watching are `watch.rs`'s job.
+//! eating the inotify watch limit). Walking and watching are `supervise/watch.rs`'s job.
 
 use std::path::Path;
 
@@ -52,7 +53,7 @@ pub const DEFAULT_EXCLUDE: &[&str] = &[
 ];
 
 /// Compiled include and exclude globs.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Filter {
     include: GlobSet,
     exclude: GlobSet,
