@@ -230,7 +230,9 @@ class Page:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise BrowserError(f"no answer to {method} within {timeout}s")
+                raise BrowserError(
+                    f"no answer to {method} within {timeout}s; last events {self.last_events()}"
+                )
             try:
                 msg = self._receive(left)
             except TimeoutError:
@@ -252,11 +254,17 @@ class Page:
             seen = len(self.events)
             left = deadline - time.monotonic()
             if left <= 0:
-                raise BrowserError(f"no {method} within {timeout}s")
+                raise BrowserError(
+                    f"no {method} within {timeout}s; last events {self.last_events(since)}"
+                )
             try:
                 self._receive(left)
             except TimeoutError:
                 continue
+
+    def last_events(self, since: int = 0, count: int = 5) -> list[str]:
+        """The names of the last `count` events noted from index `since` on."""
+        return [event["method"] for event in self.events[since:][-count:]]
 
     def settle(self, seconds: float) -> None:
         """Take in events for `seconds` (late console errors, requests after load)."""

@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import wait_until
+from helpers import Unmet, wait_until
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
@@ -79,7 +79,11 @@ def running_nginx(tmp_path: Path, http_block: str):
     )
     try:
         wait_until(
-            lambda: nginx.poll() is not None or port_open(port),
+            lambda: (
+                nginx.poll() is not None
+                or port_open(port)
+                or Unmet(f"nginx running, nothing listening on port {port}")
+            ),
             timeout=10,
             what="nginx to listen",
         )

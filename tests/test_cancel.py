@@ -25,7 +25,7 @@ import h2.errors
 import h2.events
 import pytest
 from conftest import start
-from helpers import Conn, Truncated, build_request, host_header, vm_rss, wait_until
+from helpers import Conn, Truncated, Unmet, build_request, host_header, vm_rss, wait_until
 from nginx_helpers import proxy_to_unix, running_nginx
 from tls_helpers import Pki, TlsView, tls_args
 
@@ -52,7 +52,14 @@ class Events:
 
     def wait(self, pattern: str, timeout: float = LIVENESS) -> str:
         """The first event matching `pattern`, once it has happened."""
-        return wait_until(lambda: next(iter(self.matching(pattern)), None), timeout, what=pattern)
+        rx = re.compile(pattern)
+
+        def first():
+            lines = self.lines()
+            hit = next((line for line in lines if rx.search(line)), None)
+            return hit or Unmet({"events": len(lines), "last": lines[-5:]})
+
+        return wait_until(first, timeout, what=pattern)
 
 
 @pytest.fixture
@@ -257,7 +264,12 @@ class H2:
     def response(self, stream: int) -> tuple[str, bytes]:
         """Read until `stream` has ended; its status and body."""
         while stream not in self.ended:
-            data = self.sock.recv(65536)
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                raise AssertionError(
+                    f"stream {stream} did not end; status {self.status}, ended {self.ended}"
+                ) from None
             if not data:
                 raise AssertionError("the server closed the connection")
             for e in self.conn.receive_data(data):
@@ -383,11 +395,12 @@ def storm(server, events: Events, n: int, batch: int = 50) -> None:
     for first in range(0, n, batch):
         running = len(events.matching("started tag=storm"))
         conns = [send(server, "/poll?tag=storm") for _ in range(min(batch, n - first))]
-        wait_until(
-            lambda running=running: len(events.matching("started tag=storm")) > running,
-            LIVENESS,
-            what="a request of the batch running",
-        )
+
+        def one_more(running=running):
+            now = len(events.matching("started tag=storm"))
+            return now > running or Unmet(f"{now} started, {running} before the batch")
+
+        wait_until(one_more, LIVENESS, what="a request of the batch running")
         for c in conns:
             c.close()
 
@@ -406,22 +419,34 @@ def test_a_storm_of_cancelled_requests_leaks_nothing(cancelapp):
             started = len(events.matching("started tag=storm"))
             saw = len(events.matching("saw cancel tag=storm reason=disconnected"))
             finished = len(events.matching("request_finished tag=storm"))
-            return started == saw == finished
+            counts = f"{started} started, {saw} saw the cancel, {finished} finished"
+            return started == saw == finished or Unmet(counts)
 
         wait_until(done, LIVENESS, what="cancelled requests to finish")
         assert server.request("GET", "/quick?tag=alive")[0].status == 200
+
+    def at_most(count, limit: int, unit: str):
+        """For wait_until: `count(pid)` is down to `limit`."""
+        n = count(pid)
+        return n <= limit or Unmet(f"{n} {unit}, want <= {limit}")
 
     # Warm up (imports, allocator arenas, the threads' first start), then take the baseline
     # once the extra threads have gone idle and exited.
     storm(server, events, 200)
     settled()
-    wait_until(lambda: threads(pid) <= started_with, LIVENESS, what="extra threads to exit")
+    wait_until(
+        lambda: at_most(threads, started_with, "threads"), LIVENESS, what="extra threads to exit"
+    )
     base_fds, base_rss = fds(pid), vm_rss(pid)
 
     storm(server, events, 1000)
     settled()
-    wait_until(lambda: threads(pid) <= started_with, LIVENESS, what="threads back to baseline")
-    wait_until(lambda: fds(pid) <= base_fds, LIVENESS, what="fds back to baseline")
+    wait_until(
+        lambda: at_most(threads, started_with, "threads"),
+        LIVENESS,
+        what="threads back to baseline",
+    )
+    wait_until(lambda: at_most(fds, base_fds, "fds"), LIVENESS, what="fds back to baseline")
     # Generous: the allocator keeps what it likes; a leak of even 1 KiB per request would
     # still show over a few storms, but one storm must not grow the process by much.
     assert vm_rss(pid) - base_rss < 32 << 20, (base_rss, vm_rss(pid))

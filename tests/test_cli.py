@@ -19,6 +19,7 @@ import pytest
 from conftest import TESTS, UnixHTTPConnection, ferrule_env
 from helpers import (
     Conn,
+    Unmet,
     build_request,
     host_header,
     wait_until,
@@ -379,7 +380,13 @@ def test_threads_1_runs_requests_one_at_a_time(serve):
     for t in threads:
         t.join(timeout=30)
     assert results == [200, 200]
-    wait_until(lambda: server.output().count("slow finished") == 2, 5, what="both finished")
+
+    def both_finished():
+        out = server.output()
+        slow = [line for line in out.splitlines() if "fixture: slow" in line]
+        return out.count("slow finished") == 2 or Unmet(slow)
+
+    wait_until(both_finished, 5, what="both finished")
     out = [
         line.split("fixture: ")[1].split(" tag=")[0]
         for line in server.output().splitlines()

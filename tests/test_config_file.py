@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TESTS, ferrule_env, start_command
-from helpers import echo, wait_until
+from helpers import Unmet, echo, wait_until
 
 SITE = TESTS / "django_site"
 
@@ -250,12 +250,13 @@ def test_worker_processes_read_the_file_again_on_reload(config, launched):
     path.write_text(path.read_text().replace("/before", "/after"))
     server.proc.send_signal(signal.SIGHUP)
     server.wait_for_output("Reload complete", timeout=60)
+
+    def new_prefix():
+        resp, data = server.request("GET", "/after/x")
+        return resp.status == 200 or Unmet(f"{resp.status} {data[:200]!r}")
+
     # An old worker may take a connection or two before it reads its order to stop.
-    wait_until(
-        lambda: server.request("GET", "/after/x")[0].status == 200,
-        timeout=30,
-        what="the new workers' prefix",
-    )
+    wait_until(new_prefix, timeout=30, what="the new workers' prefix")
 
 
 def test_django_settings_serves_the_project(transport, tmp_path, launched):

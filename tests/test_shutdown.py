@@ -12,6 +12,7 @@ import pytest
 from helpers import (
     Conn,
     Truncated,
+    Unmet,
     build_request,
     host_header,
     try_connect,
@@ -19,14 +20,14 @@ from helpers import (
 )
 
 
-def refuses_connections(server) -> bool:
+def refuses_connections(server) -> bool | Unmet:
     try:
         s = try_connect(server, timeout=2)
     except (ConnectionRefusedError, ConnectionResetError, FileNotFoundError):
         # A reset: the connection reached the backlog just as the listener closed.
         return True
     s.close()
-    return False
+    return Unmet(f"a connection to {server.url} was accepted")
 
 
 def assert_cut_off(c: Conn) -> None:

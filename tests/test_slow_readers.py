@@ -25,7 +25,7 @@ import h2.connection
 import h2.events
 import h2.settings
 import pytest
-from helpers import Conn, small_window_socket, wait_until
+from helpers import Conn, Unmet, small_window_socket, wait_until
 from tls_helpers import Pki, TlsView, tls_args
 
 MIB = 1 << 20
@@ -97,6 +97,12 @@ def open_fds(server) -> int:
     return len(os.listdir(f"/proc/{server.proc.pid}/fd"))
 
 
+def fds_back_to(server, baseline: int):
+    """For wait_until: the server holds no more descriptors than `baseline`."""
+    n = open_fds(server)
+    return n <= baseline or Unmet(f"{n} descriptors open, want <= {baseline}")
+
+
 def peer_name(server, sock: socket.socket) -> str:
     """How the server's log names this client."""
     if server.is_unix:
@@ -134,7 +140,7 @@ def test_clients_that_stop_reading_are_cut_off_and_release_their_permits(serve, 
     finally:
         for s in stalled:
             s.close()
-    wait_until(lambda: open_fds(server) <= baseline, LIVENESS, what="descriptors released")
+    wait_until(lambda: fds_back_to(server, baseline), LIVENESS, what="descriptors released")
     # And the server is as good as new.
     resp, data = server.request("GET", target)
     assert resp.status == 200 and len(data) == length
@@ -194,7 +200,7 @@ def test_over_tls_a_client_that_stops_reading_is_cut_off(serve, files, pki):
     finally:
         for s in stalled:
             s.close()
-    wait_until(lambda: open_fds(server) <= baseline, LIVENESS, what="descriptors released")
+    wait_until(lambda: fds_back_to(server, baseline), LIVENESS, what="descriptors released")
 
 
 # -- HTTP/2 -------------------------------------------------------------------------------
@@ -219,6 +225,12 @@ class H2Client:
         self.ended = False
         self.goaway = False
         self.closed = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<H2Client {self.data} bytes of data, ended={self.ended}, goaway={self.goaway}, "
+            f"closed={self.closed}>"
+        )
 
     def flush(self) -> None:
         if out := self.conn.data_to_send():
@@ -282,7 +294,10 @@ def read_until_closed(client: H2Client) -> None:
     """Keep reading and answering pings, granting no window, until the server closes."""
     deadline = time.monotonic() + LIVENESS
     while not client.closed and time.monotonic() < deadline:
-        client.read(take=False, timeout=max(0.1, deadline - time.monotonic()))
+        try:
+            client.read(take=False, timeout=max(0.1, deadline - time.monotonic()))
+        except TimeoutError:
+            return  # the caller's assertion shows what the client last saw
 
 
 @pytest.mark.parametrize("kind", ["static", "app-list"])
@@ -308,7 +323,7 @@ def test_http2_clients_that_grant_no_window_are_cut_off(serve, files, kind):
         for r in readers:
             r.join()
         for c in stalled:
-            assert c.closed, "the server still holds an HTTP/2 connection that takes nothing"
+            assert c.closed, f"the server still holds an HTTP/2 connection that takes nothing: {c}"
             assert not c.ended and c.data < length
             server.wait_for_output(
                 f"closing the HTTP/2 connection to {peer_name(server, c.sock)}: a response has "
@@ -317,7 +332,7 @@ def test_http2_clients_that_grant_no_window_are_cut_off(serve, files, kind):
     finally:
         for c in stalled:
             c.close()
-    wait_until(lambda: open_fds(server) <= baseline, LIVENESS, what="descriptors released")
+    wait_until(lambda: fds_back_to(server, baseline), LIVENESS, what="descriptors released")
 
 
 @pytest.mark.parametrize(
@@ -336,7 +351,7 @@ def test_http2_clients_with_a_tiny_window_are_cut_off(serve, files, window, reas
     with client:
         client.get("/")
         read_until_closed(client)
-        assert client.closed and not client.ended
+        assert client.closed and not client.ended, client
         server.wait_for_output(f"connection to {peer_name(server, client.sock)}: {reason}")
 
 

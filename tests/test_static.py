@@ -25,7 +25,7 @@ import httpx
 import pytest
 import requests
 from conftest import ferrule_env
-from helpers import Conn, wait_until
+from helpers import Conn, Unmet, wait_until
 
 APP = "staticprobe:app"
 NOT_FOUND_TEXT = b"There is no file at this URL."
@@ -100,6 +100,12 @@ def get(server, path: str, headers: dict | None = None, method: str = "GET"):
     """(status, headers as a case-insensitive dict, body) over a fresh connection."""
     resp, body = server.request(method, path, headers=headers)
     return resp.status, resp.headers, body
+
+
+def unmet(answer) -> Unmet:
+    """For wait_until: a `get` answer that is not the one awaited, in short."""
+    status, headers, body = answer
+    return Unmet(f"{status}, Content-Encoding {headers.get('Content-Encoding')}, {body[:80]!r}")
 
 
 def curl(server, path: str, *args: str) -> tuple[int, dict[str, str], bytes]:
@@ -571,22 +577,21 @@ def test_a_sibling_older_than_its_file_is_not_served(serve, tree):
     # The next look-ups still leave it out, without saying so again: wait for one that
     # notices a change to the file's .br sibling.
     (tree.root / "app.css.br").write_bytes(b"NEW-BR")
-    wait_until(
-        lambda: get(server, "/static/app.css", {"Accept-Encoding": "br"})[2] == b"NEW-BR",
-        timeout=10,
-        what="the new .br sibling",
-    )
+
+    def new_br():
+        answer = get(server, "/static/app.css", {"Accept-Encoding": "br"})
+        return answer[2] == b"NEW-BR" or unmet(answer)
+
+    wait_until(new_br, timeout=10, what="the new .br sibling")
     assert server.output().count(warning) == 1
     # Given the file's time again, it is served.
     os.utime(stale, ns=(mtime, mtime))
-    wait_until(
-        lambda: (
-            get(server, "/static/app.css", {"Accept-Encoding": "gzip"})[1].get("Content-Encoding")
-            == "gzip"
-        ),
-        timeout=10,
-        what="the .gz sibling to be served",
-    )
+
+    def gzip_served():
+        answer = get(server, "/static/app.css", {"Accept-Encoding": "gzip"})
+        return answer[1].get("Content-Encoding") == "gzip" or unmet(answer)
+
+    wait_until(gzip_served, timeout=10, what="the .gz sibling to be served")
 
 
 # --- caching ------------------------------------------------------------------------------
@@ -623,14 +628,18 @@ def test_a_changed_file_is_served_fresh_after_revalidation(serve, tree):
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 5_000_000_000))
     # The cache trusts an entry for up to a second; then the change shows.
     wait_until(
-        lambda: get(server, "/static/hello.txt")[2] == b"changed content\n",
+        lambda: (a := get(server, "/static/hello.txt"))[2] == b"changed content\n" or unmet(a),
         timeout=10,
         what="the new content",
     )
     _, h, _ = get(server, "/static/hello.txt")
     assert h["ETag"] != old_tag and h["Content-Length"] == "16"
     path.unlink()
-    wait_until(lambda: get(server, "/static/hello.txt")[0] == 404, timeout=10, what="a 404")
+    wait_until(
+        lambda: (a := get(server, "/static/hello.txt"))[0] == 404 or unmet(a),
+        timeout=10,
+        what="a 404",
+    )
 
 
 def test_a_file_created_after_a_404_is_served_after_revalidation(serve, tree):
@@ -639,7 +648,7 @@ def test_a_file_created_after_a_404_is_served_after_revalidation(serve, tree):
     assert get(server, "/static/later.txt")[0] == 404  # remembered as missing for a second
     (tree.root / "later.txt").write_bytes(b"here now")
     wait_until(
-        lambda: get(server, "/static/later.txt")[::2] == (200, b"here now"),
+        lambda: (a := get(server, "/static/later.txt"))[::2] == (200, b"here now") or unmet(a),
         timeout=10,
         what="the new file",
     )
@@ -756,7 +765,7 @@ def test_static_index_serves_index_html_and_adds_the_slash(serve, tree):
     (tree.root / "index.html").write_bytes(b"root index")
     # A 404 is remembered for a second, like any look-up.
     wait_until(
-        lambda: get(server, "/static/")[::2] == (200, b"root index"),
+        lambda: (a := get(server, "/static/"))[::2] == (200, b"root index") or unmet(a),
         timeout=10,
         what="the new index.html",
     )
@@ -902,9 +911,9 @@ def test_no_file_descriptor_leaks_under_load(serve, tree):
         t.join(120)
     assert not errors, errors[:3]
     wait_until(
-        lambda: fd_count(pid) <= baseline,
+        lambda: (n := fd_count(pid)) <= baseline or Unmet(f"{n} descriptors open"),
         timeout=30,
-        what=f"the server's descriptors to return to {baseline} (now {fd_count(pid)})",
+        what=f"the server's descriptors to return to {baseline}",
     )
     assert get(server, "/static/big.bin")[0] == 200
 

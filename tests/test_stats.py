@@ -328,7 +328,7 @@ def test_in_flight_lists_a_running_request_and_the_gauges_show_it(statsapp):
             found = [f for f in snap["in_flight"] if f["path"] == "/block"]
             if found and found[0]["state"] == "running" and found[0]["elapsed"] > 0:
                 return snap, found[0]
-            return None
+            return Unmet({"in_flight": snap["in_flight"]})
 
         snap, flight = wait_until(running, LIVENESS, what="/block running in in_flight")
         assert flight["label"] == "/block" and flight["method"] == "GET"
@@ -385,7 +385,8 @@ def test_a_request_answered_504_stays_in_flight_while_its_view_runs(statsapp):
 
     def gone():
         snap = admin.snapshot()
-        return snap if not [f for f in snap["in_flight"] if f["path"] == "/block"] else None
+        left = [f for f in snap["in_flight"] if f["path"] == "/block"]
+        return snap if not left else Unmet({"in_flight": left})
 
     wait_until(gone, LIVENESS, what="/block gone from in_flight once its view returned")
     snap = admin.settled({"/block": 1})
@@ -401,7 +402,7 @@ def test_in_flight_shows_a_request_asleep_in_an_async_wait(statsapp):
 
         def half_a_second_in():
             found = [f for f in admin.snapshot()["in_flight"] if f["path"] == "/wait"]
-            return found[0] if found and found[0]["elapsed"] >= 0.5 else None
+            return found[0] if found and found[0]["elapsed"] >= 0.5 else Unmet({"in_flight": found})
 
         # The view went to sleep at once: half a second in, it has been asleep most of that.
         flight = wait_until(half_a_second_in, LIVENESS, what="/wait 0.5 s in flight")
@@ -418,13 +419,20 @@ def test_the_timeline_counts_threads_asleep_while_they_sleep(statsapp):
     # One request asleep for 2.5 s on one thread: each second of it has about one thread
     # busy and one asleep; a thread asleep holds its request, so asleep never exceeds busy.
     server, admin = statsapp()
+
+    def ticked():
+        snap = admin.snapshot()
+        return snap["seconds"] or Unmet({"seconds": snap["seconds"], "uptime": snap["uptime"]})
+
     # After the first tick: the timeline starts there.
-    wait_until(lambda: admin.snapshot()["seconds"], LIVENESS, what="the first tick")
+    wait_until(ticked, LIVENESS, what="the first tick")
     assert server.request("GET", "/wait?ms=2500")[0].status == 200
 
     def quiet_after():
         snap = admin.settled({"/wait": 1})
-        return snap if snap["seconds"] and snap["seconds"][-1]["busy"] == 0 else None
+        if snap["seconds"] and snap["seconds"][-1]["busy"] == 0:
+            return snap
+        return Unmet({"last seconds": snap["seconds"][-3:]})
 
     points = wait_until(quiet_after, LIVENESS, what="a quiet second after /wait")["seconds"]
     seen = [(p["busy"], p["asleep"]) for p in points]
@@ -577,10 +585,11 @@ def json_lines(server) -> list[dict]:
 
 def wait_json_line(server, **match) -> dict:
     def find():
-        for entry in json_lines(server):
+        entries = json_lines(server)
+        for entry in entries:
             if all(entry.get(k) == v for k, v in match.items()):
                 return entry
-        return None
+        return Unmet({"last json lines": entries[-3:]})
 
     return wait_until(find, LIVENESS, what=f"a json access-log line with {match}")
 

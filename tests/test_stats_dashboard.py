@@ -95,8 +95,11 @@ def dashboard(browser):
         # rate line ends with a drop to zero, a long vertical stroke of its colour.
         def timeline_done():
             seconds = admin.snapshot()["seconds"]
-            done = sum(p["requests"] for p in seconds) == sent
-            return done and seconds[-1]["requests"] == 0
+            held = sum(p["requests"] for p in seconds)
+            if held == sent and seconds[-1]["requests"] == 0:
+                return True
+            last = [p["requests"] for p in seconds[-3:]]
+            return Unmet(f"{held} of {sent} requests; the last seconds had {last}")
 
         wait_until(timeline_done, 20, interval=0.2, what="the timeline to hold the traffic")
         page = browser.page()

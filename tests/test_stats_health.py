@@ -11,7 +11,7 @@ from __future__ import annotations
 import signal
 
 import pytest
-from helpers import Conn, Truncated, build_request, host_header, wait_until
+from helpers import Conn, Truncated, Unmet, build_request, host_header, wait_until
 from stats_helpers import Admin, admin_bind
 
 LIVENESS = 20
@@ -65,10 +65,13 @@ def test_readyz_says_draining_while_shutdown_waits_for_a_request(statsapp):
         server.wait_for_output(r"fixture: wait started tag=held", LIVENESS)
         assert probe(admin, "/readyz")[0] == 200
         server.proc.send_signal(signal.SIGTERM)
+
+        def not_ready():
+            p = probe(admin, "/readyz")
+            return p if p[0] != 200 else Unmet(p[:2])
+
         status, body, _ = wait_until(
-            lambda: (p := probe(admin, "/readyz"))[0] != 200 and p,
-            LIVENESS,
-            what="/readyz to stop answering 200 after SIGTERM",
+            not_ready, LIVENESS, what="/readyz to stop answering 200 after SIGTERM"
         )
         assert status == 503, (status, body)
         assert body.startswith("not ready: draining"), body

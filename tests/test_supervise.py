@@ -39,11 +39,19 @@ def pids_ready(server) -> list[int]:
 
 
 def wait_ready_count(server, count: int) -> list[int]:
-    return wait_until(
-        lambda: (p := pids_ready(server)) and len(p) >= count and p,
-        LIVENESS,
-        what=f"{count} workers ready",
-    )
+    def ready():
+        p = pids_ready(server)
+        if len(p) >= count:
+            return p
+        return Unmet({"ready": p, "last worker lines": worker_lines(server)[-3:]})
+
+    return wait_until(ready, LIVENESS, what=f"{count} workers ready")
+
+
+def worker_lines(server) -> list[str]:
+    """The master's lines about its workers so far."""
+    server.output()
+    return [line.rstrip() for line in server.lines if "worker process" in line.lower()]
 
 
 def answer(server, path: str = "/") -> tuple[int, str]:
@@ -61,6 +69,17 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except OSError:
         return False
+
+
+def gone(pid: int):
+    """For wait_until: process `pid` has exited (or is a zombie)."""
+    if not alive(pid):
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        state = "?"
+    return Unmet(f"process {pid} alive, state {state}")
 
 
 @pytest.fixture
@@ -148,12 +167,23 @@ def test_a_worker_killed_under_load_is_replaced_and_the_rest_unaffected(workers)
     server = workers()
     first, second = wait_ready_count(server, 2)
     with Load(server) as load:
-        wait_until(lambda: load.ok > 20, LIVENESS, what="load running")
+        wait_until(
+            lambda: load.ok > 20 or Unmet(f"{load.ok} ok, failed {load.failed[-3:]}"),
+            LIVENESS,
+            what="load running",
+        )
         os.kill(first, signal.SIGKILL)
         server.wait_for_output(rf"Worker process {first} died \(killed by signal 9\)", LIVENESS)
         replacement = wait_ready_count(server, 3)[2]
         served_before = load.ok
-        wait_until(lambda: load.ok > served_before + 20, LIVENESS, what="load goes on")
+        wait_until(
+            lambda: (
+                load.ok > served_before + 20
+                or Unmet(f"{load.ok} ok ({served_before} before), failed {load.failed[-3:]}")
+            ),
+            LIVENESS,
+            what="load goes on",
+        )
     assert alive(second) and server.proc.poll() is None
     assert replacement not in (first, second)
     # Only requests the killed worker had in hand can fail.
@@ -203,7 +233,7 @@ def test_sighup_under_wrk_load_fails_no_request(workers, tmp_path):
         server.wait_for_output(r"Reload complete", LIVENESS)
         # The whole reload happened under load (and the old workers' exits too).
         for pid in old:
-            wait_until(lambda pid=pid: not alive(pid), LIVENESS, what=f"old worker {pid} gone")
+            wait_until(lambda pid=pid: gone(pid), LIVENESS, what=f"old worker {pid} gone")
         assert wrk.poll() is None, "wrk ended before the reload did: the test proves nothing"
         out, _ = wrk.communicate(timeout=LIVENESS)
     finally:
@@ -312,7 +342,7 @@ def test_worker_timeout_kills_a_worker_stuck_in_a_c_call(workers):
         LIVENESS,
     )
     stuck = int(m.group(1))
-    wait_until(lambda: not alive(stuck), LIVENESS, what="the stuck worker killed")
+    wait_until(lambda: gone(stuck), LIVENESS, what="the stuck worker killed")
     wait_ready_count(server, 3)
     assert answer(server)[0] == 200
 
@@ -338,9 +368,17 @@ def test_sigusr1_reopens_the_log_file_in_the_master_and_the_workers(tmp_path):
         ],
         expect_ready=False,
     )
+
+    def logged(text: str):
+        """For wait_until: the log file holds `text`."""
+        if not log.exists():
+            return Unmet(f"no {log}")
+        held = log.read_text()
+        return text in held or Unmet({"last lines": held.splitlines()[-3:]})
+
     try:
         wait_until(
-            lambda: log.exists() and "Ready to accept requests" in log.read_text(),
+            lambda: logged("Ready to accept requests"),
             LIVENESS,
             what="the ready line in the log file",
         )
@@ -348,7 +386,7 @@ def test_sigusr1_reopens_the_log_file_in_the_master_and_the_workers(tmp_path):
         log.rename(tmp_path / "ferrule.log.1")
         server.proc.send_signal(signal.SIGUSR1)
         wait_until(
-            lambda: log.exists() and "reopened the log file" in log.read_text(),
+            lambda: logged("reopened the log file"),
             LIVENESS,
             what="the master's line in the new file",
         )
@@ -358,13 +396,15 @@ def test_sigusr1_reopens_the_log_file_in_the_master_and_the_workers(tmp_path):
             status, body = unix_get(sock, "/")
             assert status == 200
             conn_ok.add(int(body.split()[1]))
+
+        def access_lines():
+            text = log.read_text()
+            n = text.count('"GET / HTTP/1.1" 200')
+            return n >= 20 or Unmet({"access lines": n, "last lines": text.splitlines()[-3:]})
+
         # Every access line of these requests, from workers started before the rotation, is
         # in the new file.
-        wait_until(
-            lambda: log.read_text().count('"GET / HTTP/1.1" 200') >= 20,
-            LIVENESS,
-            what="20 access lines in the new file",
-        )
+        wait_until(access_lines, LIVENESS, what="20 access lines in the new file")
         assert conn_ok <= before
         assert "GET / HTTP/1.1" not in (tmp_path / "ferrule.log.1").read_text()
     finally:
@@ -404,7 +444,7 @@ def test_giving_up_leaves_no_worker_behind(tmp_path):
     started = [int(p) for p in re.findall(r"Started worker process (\d+)", server.output())]
     assert len(started) >= 6
     for pid in started:
-        wait_until(lambda pid=pid: not alive(pid), LIVENESS, what=f"worker {pid} gone")
+        wait_until(lambda pid=pid: gone(pid), LIVENESS, what=f"worker {pid} gone")
 
 
 # -- statistics and health -----------------------------------------------------------------
@@ -434,15 +474,16 @@ def test_statistics_are_merged_across_workers(workers, tmp_path):
     for _ in range(60):
         status, body = answer(server, "/merged")
         served.add(int(body.split()[1]))
-    snap = wait_until(
-        lambda: (
-            (s := json.loads(unix_get(admin, "/stats.json")[1]))
-            and view_requests(s, "/merged") == 60
-            and s
-        ),
-        LIVENESS,
-        what="60 requests in the merged statistics",
-    )
+
+    def merged():
+        snap = json.loads(unix_get(admin, "/stats.json")[1])
+        n = view_requests(snap, "/merged") if snap else None
+        if n == 60:
+            return snap
+        by_worker = {w.get("pid"): w.get("requests") for w in snap.get("workers") or []}
+        return Unmet({"/merged": n, "requests by worker": by_worker})
+
+    snap = wait_until(merged, LIVENESS, what="60 requests in the merged statistics")
     rows = {w["pid"]: w for w in snap["workers"]}
     assert set(rows) == set(pids)
     assert sum(rows[p]["requests"] for p in rows) >= 60
@@ -474,17 +515,28 @@ def test_healthz_and_readyz_during_start_run_and_drain(tmp_path):
         expect_ready=False,
     )
     try:
-        wait_until(lambda: admin.exists(), LIVENESS, what="the admin socket")
-        status, body = wait_until(
-            lambda: (r := _try(admin, "/readyz")) and r, LIVENESS, what="/readyz answers"
+        wait_until(
+            lambda: admin.exists() or Unmet({"last lines": server.output().splitlines()[-3:]}),
+            LIVENESS,
+            what="the admin socket",
         )
+
+        def answers():
+            try:
+                return unix_get(admin, "/readyz")
+            except OSError as e:
+                return Unmet(e)
+
+        status, body = wait_until(answers, LIVENESS, what="/readyz answers")
         assert status == 503 and body.startswith(b"not ready: starting"), body
         assert _try(admin, "/healthz")[0] == 200
         assert server.wait_ready(LIVENESS)
         assert unix_get(admin, "/readyz")[0] == 200
         server.proc.send_signal(signal.SIGTERM)
         wait_until(
-            lambda: (r := _try(admin, "/readyz")) is None or r[0] == 503, LIVENESS, what="draining"
+            lambda: (r := _try(admin, "/readyz")) is None or r[0] == 503 or Unmet(r),
+            LIVENESS,
+            what="draining",
         )
     finally:
         server.stop(signal.SIGTERM, LIVENESS)

@@ -12,6 +12,7 @@ import pytest
 from helpers import (
     Conn,
     Truncated,
+    Unmet,
     build_request,
     echo,
     host_header,
@@ -44,7 +45,9 @@ def wait_for_new_output(server, pattern: str, start: int, timeout: float = 10) -
 
     def find():
         server.output()
-        return next((line for line in server.lines[start:] if rx.search(line)), None)
+        new = server.lines[start:]
+        hit = next((line for line in new if rx.search(line)), None)
+        return hit or Unmet({"new lines": [line.rstrip() for line in new[-3:]]})
 
     return wait_until(find, timeout, what=f"a log line matching {pattern!r}")
 
