@@ -2,7 +2,8 @@
 //!
 //! - `environ.rs`: the environ dict, built in Rust with interned keys;
 //! - `input.rs` / `errors.rs`: `wsgi.input` and `wsgi.errors`;
-//! - `start_response.rs`: `start_response`, `write()`, and the response's state;
+//! - `start_response.rs`: `start_response`, `write()`, and the response's state, with the
+//!   head's rules as pure functions in `head.rs`;
 //! - `file_wrapper.rs`: `wsgi.file_wrapper`, sent by tokio;
 //! - `lend.rs`: Python `bytes` handed to the network core without a copy;
 //! - `request.rs`: `ferrule.request` and `ferrule.disconnected`;
@@ -14,6 +15,7 @@
 pub(crate) mod environ;
 mod errors;
 mod file_wrapper;
+mod head;
 mod input;
 mod interrupt;
 mod lend;

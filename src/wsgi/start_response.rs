@@ -16,12 +16,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
 use tokio::sync::{mpsc, oneshot};
 
+use super::head::{parse_content_length, parse_header, parse_status, permits_body};
 use crate::cancel::{Flight, Reason};
 use crate::job::{Chunk, Reply, ReplyBody};
 
@@ -29,18 +30,6 @@ use crate::job::{Chunk, Reply, ReplyBody};
 /// with the application's chunk size this bounds the memory a slow client can pin.
 /// 8 was chosen to keep a fast client's socket busy while the thread produces the next one.
 const STREAM_DEPTH: usize = 8;
-
-/// Headers that describe the connection, not the response; PEP 3333 forbids them.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailers",
-    "transfer-encoding",
-    "upgrade",
-];
 
 /// The head given by the application's last `start_response` call.
 pub struct Head {
@@ -212,12 +201,6 @@ impl Responder {
         self.stream = Some(tx.clone());
         Ok(Some(tx))
     }
-}
-
-fn permits_body(status: StatusCode) -> bool {
-    !(status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED)
 }
 
 /// The `start_response` callable of one request.
@@ -480,17 +463,7 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
         let (name, value) = (name.to_cow()?, value.to_cow()?);
         let (header, value) = parse_header(&name, &value).map_err(PyValueError::new_err)?;
         if header == CONTENT_LENGTH {
-            let len = value
-                .to_str()
-                .ok()
-                .map(str::trim)
-                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|v| v.parse::<u64>().ok())
-                .ok_or_else(|| {
-                    PyValueError::new_err(format!(
-                        "invalid Content-Length header value {value:?} from the application"
-                    ))
-                })?;
+            let len = parse_content_length(&value).map_err(PyValueError::new_err)?;
             match content_length {
                 Some(prev) if prev != len => {
                     return Err(PyValueError::new_err(format!(
@@ -511,83 +484,4 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
         headers: map,
         content_length,
     })
-}
-
-pub fn parse_status(s: &str) -> Result<StatusCode, String> {
-    let bytes = s.as_bytes();
-    let ok_shape =
-        bytes.len() >= 4 && bytes[..3].iter().all(u8::is_ascii_digit) && bytes[3] == b' ';
-    if !ok_shape {
-        return Err(format!("invalid status {s:?}: expected a three-digit code, a space and a reason phrase such as '200 OK' (see PEP 3333)"));
-    }
-    if s.chars().any(char::is_control) {
-        return Err(format!(
-            "invalid status {s:?}: it contains a control character (see PEP 3333)"
-        ));
-    }
-    StatusCode::from_bytes(&bytes[..3])
-        .map_err(|_| format!("invalid status {s:?}: the code must be between 100 and 999"))
-}
-
-pub fn parse_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
-    let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-        format!("invalid response header name {name:?}: it must be an HTTP token (see PEP 3333)")
-    })?;
-    if HOP_BY_HOP.contains(&header.as_str()) {
-        return Err(format!("{name:?} is a hop-by-hop header; it cannot be used by a WSGI application (see PEP 3333)"));
-    }
-    let latin1: Option<Vec<u8>> = value
-        .chars()
-        .map(|c| u8::try_from(u32::from(c)).ok())
-        .collect();
-    let value_bytes = latin1.ok_or_else(|| {
-        format!("invalid value {value:?} for response header {name:?}: it must be encodable as latin-1 (see PEP 3333)")
-    })?;
-    let value = HeaderValue::from_bytes(&value_bytes).map_err(|_| {
-        format!("invalid value {value:?} for response header {name:?}: it contains a control character (see PEP 3333)")
-    })?;
-    Ok((header, value))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn statuses() {
-        assert_eq!(parse_status("200 OK").unwrap(), StatusCode::OK);
-        assert_eq!(parse_status("599 Custom thing").unwrap().as_u16(), 599);
-        assert_eq!(parse_status("204 ").unwrap(), StatusCode::NO_CONTENT);
-        for bad in [
-            "200",
-            "abc",
-            "20 OK",
-            "2000 OK",
-            "200 OK\r\nX: y",
-            "099 Low",
-        ] {
-            assert!(
-                parse_status(bad).unwrap_err().contains("invalid status"),
-                "{bad}"
-            );
-        }
-    }
-
-    #[test]
-    fn headers() {
-        assert!(parse_header("Content-Type", "text/html").is_ok());
-        assert!(parse_header("X-Latin", "caf\u{e9}").is_ok());
-        assert!(parse_header("Connection", "close")
-            .unwrap_err()
-            .contains("hop-by-hop"));
-        assert!(parse_header("Bad Name", "x")
-            .unwrap_err()
-            .contains("HTTP token"));
-        assert!(parse_header("X-Split", "a\r\nInjected: 1")
-            .unwrap_err()
-            .contains("control character"));
-        assert!(parse_header("X-Wide", "\u{263a}")
-            .unwrap_err()
-            .contains("latin-1"));
-    }
 }
