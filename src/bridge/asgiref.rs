@@ -23,7 +23,7 @@
 
 use std::cell::RefCell;
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 
 use pyo3::exceptions::{PyIndexError, PyValueError};
 use pyo3::intern;
@@ -32,10 +32,10 @@ use pyo3::prelude::*;
 use super::event_loop::{shared, Shared};
 use super::{cancelled_error, helpers};
 use crate::cancel::{Flight, Reason};
-use crate::log_debug;
+use crate::{log_debug, log_warn};
 
 /// A request whose flight fired while it had `async_to_sync` tasks, on its way to the loop.
-pub(crate) struct Cancel {
+struct Cancel {
     // Weak: the flight holds the hook that holds this, and the thread's list holds the flight.
     tasks: Weak<Tasks>,
     flight: Weak<Flight>,
@@ -112,13 +112,28 @@ fn thread_state(py: Python<'_>) -> PyResult<Option<ThreadState>> {
     }))
 }
 
-/// Start the thread that turns fired flights into cancellations on the loop.
-pub(crate) fn spawn_canceller() -> std::io::Result<Sender<Cancel>> {
+/// The way to the thread that turns fired flights into cancellations on the loop, started
+/// by the first request that uses `async_to_sync`; `None` if it could not be started (then
+/// such a request's tasks are not cancelled, and the log says so once).
+fn canceller() -> Option<&'static Sender<Cancel>> {
+    static CANCELLER: OnceLock<Option<Sender<Cancel>>> = OnceLock::new();
+    CANCELLER
+        .get_or_init(|| {
+            spawn_canceller()
+                .inspect_err(|e| {
+                    log_warn!("cannot start the ferrule-cancel thread ({e}); a cancelled request's async_to_sync tasks run on");
+                })
+                .ok()
+        })
+        .as_ref()
+}
+
+fn spawn_canceller() -> std::io::Result<Sender<Cancel>> {
     let (tx, rx) = mpsc::channel::<Cancel>();
     std::thread::Builder::new()
         .name("ferrule-cancel".into())
         .spawn(move || {
-            // Ends when the loop is stopped and the last flight holding a sender is gone.
+            // Lives as long as the process; a cancel that finds no loop (stopped) is dropped.
             while let Ok(cancel) = rx.recv() {
                 let Some(shared) = shared() else { continue };
                 Python::attach(|py| {
@@ -199,9 +214,9 @@ impl TaskContext {
             return cancel_task(py, &task, call_result.as_ref(), reason);
         }
         if first {
-            if let Some(shared) = shared() {
+            if let Some(cancels) = canceller() {
                 let (cancels, tasks, weak) = (
-                    shared.cancels.clone(),
+                    cancels.clone(),
                     Arc::downgrade(tasks),
                     Arc::downgrade(&flight),
                 );

@@ -7,14 +7,12 @@
 //! [`STOP_GRACE`] to finish, and closes the loop. Between two servers in one process (tests)
 //! there is no loop, and waits fall back to a private one.
 
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use pyo3::exceptions::PyImportError;
 use pyo3::prelude::*;
 
-use super::asgiref::{self, Cancel};
 use super::helpers;
 use crate::{log_debug, log_warn};
 
@@ -29,8 +27,6 @@ pub(crate) struct Shared {
     pub call_soon_threadsafe: Py<PyAny>,
     /// asgiref's `SyncToAsync.threadlocal`, when asgiref is installed.
     pub asgiref_local: Option<Py<PyAny>>,
-    /// To the thread that turns a fired flight into task cancellations on the loop.
-    pub cancels: Sender<Cancel>,
 }
 
 // A RwLock rather than a Mutex: every wait reads it, and only start and stop write.
@@ -66,13 +62,10 @@ impl EventLoop {
             Err(e) if e.is_instance_of::<PyImportError>(py) => None,
             Err(e) => return Err(e),
         };
-        let cancels = asgiref::spawn_canceller()
-            .map_err(|e| PyErr::new::<pyo3::exceptions::PyOSError, _>(e.to_string()))?;
         let shared = Shared {
             call_soon_threadsafe: event_loop.getattr("call_soon_threadsafe")?.unbind(),
             event_loop: event_loop.unbind(),
             asgiref_local,
-            cancels,
         };
         *SHARED.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(shared));
         log_debug!("started the asyncio event loop thread (ferrule-loop)");
