@@ -144,10 +144,13 @@ def test_time_blocked_counts_as_the_request_asleep(serve, via):
 
 
 def test_many_threads_wait_at_once(serve):
+    # Each wait returns only once all 20 are waiting at the same moment: waits that ran one
+    # after another would each give up after 30 s and answer false (issue 13: this test
+    # used to pass whatever the overlap).
     server = serve("asyncapp:app", "--threads", "32")
     with ThreadPoolExecutor(20) as pool:
-        results = list(pool.map(lambda _: get(server, "/sleep?s=0.2"), range(20)))
-    assert results == [{"slept": True}] * 20
+        results = list(pool.map(lambda _: get(server, "/together?n=20&tag=t"), range(20)))
+    assert results == [{"together": True}] * 20
 
 
 def test_wait_and_async_to_sync_share_one_loop_across_requests(serve):

@@ -9,6 +9,8 @@ Routes (query parameters in brackets):
   /gather [exc]        three coroutines finishing in reverse order; exc=1: one raises, returned
   /gather-fail [tag]   one coroutine raises while another sleeps
   /sleep [s]           ferrule.wait(asyncio.sleep(s))
+  /together [n, tag]   wait on a coroutine that returns once n requests with this tag wait at
+                       the same time (false if they never do within 30 s)
   /loop                the loop and thread that ferrule.wait and async_to_sync run on
   /hang [via, tag]     wait (via=wait, gather or a2s) on a 30 s sleep, for a client to leave
   /cancelled           ferrule.cancelled() in a request nobody cancelled
@@ -28,6 +30,19 @@ from asgiref.sync import async_to_sync, sync_to_async
 
 # Tasks left running on the loop by /background (asyncio keeps only weak references).
 BACKGROUND: set = set()
+# /together: requests waiting right now, per tag (touched only on the loop thread).
+WAITING: dict = {}
+
+
+async def together(n: int, tag: str) -> bool:
+    """Wait until `n` requests tagged `tag` are waiting at once: true only if their waits
+    overlap, which one thread waiting after another could never make happen."""
+    WAITING[tag] = WAITING.get(tag, 0) + 1
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while WAITING[tag] < n and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+    return WAITING[tag] >= n
 
 
 def where() -> dict:
@@ -109,6 +124,9 @@ def view(environ) -> object:
         except KeyError as e:
             return {"type": type(e).__name__}
         return {"type": None}
+    if path == "/together":
+        n, tag = int(param(environ, "n", "2")), param(environ, "tag", "-")
+        return {"together": ferrule.wait(together(n, tag))}
     if path == "/sleep":
         ferrule.wait(asyncio.sleep(float(param(environ, "s", "0.2"))))
         return {"slept": True}
