@@ -783,6 +783,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--no-build", action="store_true", help="use the ferrule already in the venv as it is"
     )
     p.add_argument(
+        "--baseline",
+        metavar="PYTHON",
+        help="also run ferrule from another checkout's virtualenv (its python), as the server "
+        "'ferrule-baseline', to compare two versions in one run",
+    )
+    p.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -791,6 +797,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "N, uWSGI --processes N (default 1; ferrule then runs without a master)",
     )
     args = p.parse_args(argv)
+    if args.baseline:
+        SERVERS["ferrule-baseline"] = ServerConfig(
+            "ferrule-baseline",
+            f"ferrule (baseline: {args.baseline})",
+            [args.baseline, "-m", "ferrule", "--bind", "127.0.0.1:{port}", APP],
+            workers_argv=("--workers", "{workers}"),
+        )
     if args.rounds is not None and args.rounds < 1:
         p.error("--rounds: must be at least 1")
     if args.workers < 1:
