@@ -1,7 +1,7 @@
 //! What crosses between the network core and a worker thread: a [`Job`] going in, a
 //! [`Reply`] coming back.
 //!
-//! The http layer builds jobs (`http/queued.rs`), the pool queues them (`pool.rs`, through
+//! The http layer builds jobs (`http/queued.rs`), the pool queues them (`pool/`, through
 //! [`Jobs`]), and the WSGI layer turns them into replies (`wsgi/`). Nothing here touches
 //! Python.
 
@@ -91,7 +91,7 @@ pub enum Rejected {
     Closing,
 }
 
-/// Where jobs wait for a thread: the pool (`pool.rs`); a stand-in in tests. What
+/// Where jobs wait for a thread: the pool (`pool/`); a stand-in in tests. What
 /// `http/queued.rs` hands a request to, so the HTTP core never names the pool.
 pub trait Jobs: Send + Sync + 'static {
     /// Queue `job`, or give it back with the reason it cannot be queued.

@@ -19,12 +19,12 @@
 //! | `bridge/` | the asyncio loop thread, `wait`/`gather`, asgiref, cancellation exceptions | yes |
 //! | `cancel.rs` | per-request cancellation (`Flight`), the disconnect guard, async-wait time | no |
 //! | `job.rs` | what crosses between the core and a worker thread | no |
-//! | `pool.rs` | Python worker threads, the job queue, the hand-off policy | yes |
+//! | `pool/` | Python worker threads, the job queue, the hand-off monitor; its policy is pure (`policy.rs`) | yes |
 //! | `wsgi/` | PEP 3333: environ, input, `start_response`, `file_wrapper`, responses | yes |
 //! | `logging.rs` | server and access logs into Python `logging` or a file | small |
 //! | `supervise/` | the master process and its workers; systemd notifications (`notify.rs`) | no |
 //!
-//! A request: `server.rs` accepts → `http/service.rs` admits and reads the body → `pool.rs`
+//! A request: `server.rs` accepts → `http/service.rs` admits and reads the body → `pool/`
 //! queues the job → a worker thread runs `wsgi/` → the reply goes back through a channel and
 //! hyper sends it.
 

@@ -10,7 +10,7 @@
 //! - `interrupt.rs`: the cancellation exception raised in a request's thread after the grace;
 //! - `response.rs`: calling the application and delivering its result.
 //!
-//! Threads and queueing are `pool.rs`'s; the network side is `http/`.
+//! Threads and queueing are `pool/`'s; the network side is `http/`.
 
 pub(crate) mod environ;
 mod errors;

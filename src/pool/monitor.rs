@@ -1,0 +1,101 @@
+//! The `ferrule-handoff` thread: it samples the busy threads over a tick and acts on what
+//! `policy.rs` decides — waits to be told of a change, wakes a thread, or moves the
+//! allowance. It decides nothing itself; the CPU clock and scheduler state are read through
+//! `sample.rs`, and threads are woken through `threads.rs`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::policy::{self, Books, Look, Sampled, Step, TICK};
+use super::queue::Shared;
+use super::threads::{wake_one, Slot};
+
+pub(super) fn monitor_loop(shared: &Arc<Shared>) {
+    let max_threads = shared.plan.max_threads;
+    let mut st = shared.lock();
+    let mut blocked_ticks = 0u32;
+    loop {
+        let room = !st.idle.is_empty() || st.workers.len() < max_threads;
+        let books = Books {
+            closing: st.closing,
+            queued: st.queue.len(),
+            busy: st.busy,
+            waking: st.waking,
+            room,
+        };
+        let tick = match policy::look(&books) {
+            Look::Stop => return,
+            Look::Wait => {
+                st = shared
+                    .monitor
+                    .wait(st)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                continue;
+            }
+            Look::WakeFirst => {
+                wake_one(shared, &mut st);
+                if st.waking == 0 {
+                    // Nothing could be woken: the threads are between states (starting, going
+                    // idle). Look again shortly rather than spin.
+                    st = shared
+                        .monitor
+                        .wait_timeout(st, TICK)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0;
+                }
+                continue;
+            }
+            Look::Measure(tick) => tick,
+        };
+        // Threads woken but not yet running a job are not busy, so not measured: they will be
+        // by the next look.
+        let sample: Vec<(Arc<Slot>, Duration)> = st
+            .workers
+            .iter()
+            .filter(|s| s.flags().busy)
+            .map(|s| (Arc::clone(s), s.probe.cpu_time()))
+            .collect();
+        let started = Instant::now();
+        drop(st);
+        std::thread::sleep(tick);
+        let used: Duration = sample
+            .iter()
+            .map(|(s, before)| s.probe.cpu_time().saturating_sub(*before))
+            .sum();
+        let load = used.as_secs_f64() / started.elapsed().as_secs_f64();
+        let runnable = sample.iter().any(|(s, _)| s.probe.is_runnable());
+        st = shared.lock();
+        let decision = policy::judge(&Sampled {
+            measured: sample.len(),
+            load,
+            runnable,
+            room,
+            queued: st.queue.len(),
+            busy: st.busy,
+            waking: st.waking,
+            allowed: st.allowed,
+            max_threads,
+            blocked_ticks,
+        });
+        blocked_ticks = decision.blocked_ticks;
+        st.allowed = decision.allowed;
+        match decision.step {
+            Step::Grow => {
+                crate::log_debug!(
+                    "{} busy thread(s) used {:.0}% of a core and none is runnable; waking another for {} queued request(s)",
+                    sample.len(),
+                    100.0 * load,
+                    st.queue.len()
+                );
+                wake_one(shared, &mut st);
+            }
+            Step::Shrink => crate::log_debug!(
+                "{} busy thread(s) used {:.0}% of a core, one runnable: allowing {}",
+                sample.len(),
+                100.0 * load,
+                st.allowed
+            ),
+            Step::Keep => {}
+        }
+    }
+}

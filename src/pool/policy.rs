@@ -1,0 +1,156 @@
+//! The hand-off policy, as pure functions of what the monitor sampled: [`look`] says whether
+//! there is anything to measure, [`judge`] what one measured tick means for the pool (grow,
+//! keep or shrink, the next allowance and the count of blocked ticks). Sampling the threads
+//! is `sample.rs`'s; waiting, waking and logging are the monitor's (`monitor.rs`).
+
+use std::time::Duration;
+
+/// How long the monitor watches the busy threads before deciding. Short enough that an
+/// I/O-bound pool reaches 32 threads in well under 100 ms; long enough that a CPU-bound
+/// thread's usage is measured over many scheduler slices. Chosen by measurement (bench/).
+pub(super) const TICK: Duration = Duration::from_millis(2);
+
+/// With no room to grow, only shrinking is left to judge, and the monitor looks this many
+/// times less often. 10 was chosen arbitrarily: shrinking is not urgent.
+const SLOW_TICK_FACTOR: u32 = 10;
+
+/// Busy threads that used less than this fraction of one core during a tick are blocked,
+/// and the GIL has room for another thread.
+const BLOCKED_BELOW: f64 = 0.75;
+
+/// Busy threads that used more than this fraction of one core, one of them runnable, are
+/// competing for a saturated GIL: the pool steps down by one thread. Well above what a pool
+/// of I/O-bound threads uses (32 threads each running 0.5 ms of Python per 50 ms request use
+/// about a third of a core), below what two CPU-bound threads use even when other processes
+/// take some of the CPU.
+const CONTENDED_ABOVE: f64 = 0.8;
+
+/// Blocked ticks in a row before another thread is woken: a single one may catch the busy
+/// threads waiting out a short GIL hold by another thread (logging, say) rather than blocked
+/// in I/O.
+const BLOCKED_TICKS: u32 = 2;
+
+/// The pool's books as the monitor reads them under the lock, before a tick.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Books {
+    pub closing: bool,
+    /// Jobs waiting.
+    pub queued: usize,
+    /// Threads running a job.
+    pub busy: usize,
+    /// Threads woken (or being started) that have not picked a job yet.
+    pub waking: usize,
+    /// An idle thread to wake, or room under `--threads` to start one.
+    pub room: bool,
+}
+
+/// What the monitor does next, before measuring anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Look {
+    /// The pool is closing: the monitor ends.
+    Stop,
+    /// Nothing to decide (no job waits, or the pool can neither grow nor shrink): wait to
+    /// be told of a change.
+    Wait,
+    /// Jobs wait and no thread runs or is about to: wake one at once, no measuring needed.
+    WakeFirst,
+    /// Measure the busy threads over this long, then [`judge`].
+    Measure(Duration),
+}
+
+/// Whether the monitor has anything to measure.
+pub(super) fn look(books: &Books) -> Look {
+    if books.closing {
+        Look::Stop
+    } else if books.queued == 0 || !(books.room || books.busy > 1) {
+        Look::Wait
+    } else if books.busy + books.waking == 0 {
+        Look::WakeFirst
+    } else if books.room {
+        Look::Measure(TICK)
+    } else {
+        Look::Measure(TICK * SLOW_TICK_FACTOR)
+    }
+}
+
+/// One measured tick, and the books around it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Sampled {
+    /// Busy threads measured (none when every thread counted busy had only been woken).
+    pub measured: usize,
+    /// The CPU time they used over the tick, as a fraction of one core.
+    pub load: f64,
+    /// Whether any of them was runnable (running or waiting for a CPU) at the end.
+    pub runnable: bool,
+    /// Whether there was room to grow when the tick began.
+    pub room: bool,
+    /// Jobs waiting at the end of the tick.
+    pub queued: usize,
+    /// Threads running a job at the end of the tick.
+    pub busy: usize,
+    /// Threads woken that had not picked a job yet at the end of the tick.
+    pub waking: usize,
+    /// The allowance before this tick (how many threads may run jobs at once).
+    pub allowed: usize,
+    /// `--threads`.
+    pub max_threads: usize,
+    /// Blocked ticks in a row before this one.
+    pub blocked_ticks: u32,
+}
+
+/// What a tick means for the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Step {
+    /// The busy threads are blocked: wake (or start) another thread.
+    Grow,
+    /// Nothing to change.
+    Keep,
+    /// The busy threads compete for the GIL: the next one to finish a job steps back.
+    Shrink,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Decision {
+    pub step: Step,
+    /// The allowance from now on.
+    pub allowed: usize,
+    /// Blocked ticks in a row, this one included, for the next call.
+    pub blocked_ticks: u32,
+}
+
+/// What a measured tick means: grow when the busy threads were blocked (below
+/// [`BLOCKED_BELOW`] of a core, none runnable) for [`BLOCKED_TICKS`] ticks in a row and there
+/// is room; shrink when they saturate a core (from [`CONTENDED_ABOVE`], one runnable) and
+/// more than one is busy; keep otherwise. A runnable thread is never blocked, however little
+/// CPU it got: it is starved by other processes, not waiting on I/O.
+pub(super) fn judge(s: &Sampled) -> Decision {
+    let keep = |blocked_ticks| Decision {
+        step: Step::Keep,
+        allowed: s.allowed,
+        blocked_ticks,
+    };
+    if s.measured == 0 || s.queued == 0 || s.waking > 0 {
+        // Nothing measured, nothing waits any more, or a thread is already on its way: no
+        // verdict, and the count of blocked ticks stands.
+        return keep(s.blocked_ticks);
+    }
+    if s.load < BLOCKED_BELOW && !s.runnable {
+        let blocked_ticks = s.blocked_ticks + 1;
+        if s.room && blocked_ticks >= BLOCKED_TICKS {
+            return Decision {
+                step: Step::Grow,
+                allowed: (s.busy + 1).min(s.max_threads).max(s.allowed),
+                blocked_ticks: 0,
+            };
+        }
+        return keep(blocked_ticks);
+    }
+    if s.load >= CONTENDED_ABOVE && s.runnable && s.busy > 1 {
+        return Decision {
+            step: Step::Shrink,
+            allowed: s.busy - 1,
+            blocked_ticks: 0,
+        };
+    }
+    keep(0)
+}
