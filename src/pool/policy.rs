@@ -154,3 +154,160 @@ pub(super) fn judge(s: &Sampled) -> Decision {
     }
     keep(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn books(queued: usize, busy: usize, waking: usize, room: bool) -> Books {
+        Books {
+            closing: false,
+            queued,
+            busy,
+            waking,
+            room,
+        }
+    }
+
+    #[test]
+    fn look_table() {
+        let closing = Books {
+            closing: true,
+            ..books(3, 1, 0, true)
+        };
+        let rows: &[(&str, Books, Look)] = &[
+            ("closing ends the monitor", closing, Look::Stop),
+            ("no job waits", books(0, 2, 0, true), Look::Wait),
+            (
+                "no room and one busy: nothing to grow or shrink",
+                books(3, 1, 0, false),
+                Look::Wait,
+            ),
+            ("no room, none busy", books(3, 0, 0, false), Look::Wait),
+            (
+                "jobs wait, no thread runs or wakes",
+                books(1, 0, 0, true),
+                Look::WakeFirst,
+            ),
+            (
+                "no room but two busy: shrinking to judge",
+                books(1, 2, 0, false),
+                Look::Measure(TICK * 10),
+            ),
+            (
+                "a thread is waking: measure the busy ones",
+                books(1, 0, 1, true),
+                Look::Measure(TICK),
+            ),
+            (
+                "jobs wait behind a busy thread",
+                books(1, 1, 0, true),
+                Look::Measure(TICK),
+            ),
+        ];
+        for (rule, books, want) in rows {
+            assert_eq!(look(books), *want, "{rule}");
+        }
+    }
+
+    /// A measured tick: two busy threads sampled, a job still waiting, no thread waking,
+    /// `--threads 8`.
+    fn tick(
+        load: f64,
+        runnable: bool,
+        room: bool,
+        busy: usize,
+        allowed: usize,
+        blocked_ticks: u32,
+    ) -> Sampled {
+        Sampled {
+            measured: 2,
+            load,
+            runnable,
+            room,
+            queued: 1,
+            busy,
+            waking: 0,
+            allowed,
+            max_threads: 8,
+            blocked_ticks,
+        }
+    }
+
+    /// (load, runnable, room, busy, allowed, blocked ticks before)
+    type Given = (f64, bool, bool, usize, usize, u32);
+    /// (step, allowed, blocked ticks after)
+    type Want = (Step, usize, u32);
+
+    #[test]
+    fn judge_table() {
+        use Step::{Grow, Keep, Shrink};
+        #[rustfmt::skip]
+        let rows: &[(&str, Given, Want)] = &[
+            // rule                                                   (load, runnable, room, busy, allowed, ticks)  (step, allowed, ticks)
+            ("blocked once: wait for a second look",                  (0.1,  false, true,  2, 2, 0), (Keep,   2, 1)),
+            ("blocked twice in a row: grow",                          (0.1,  false, true,  2, 2, 1), (Grow,   3, 0)),
+            ("no growth without room",                                (0.1,  false, false, 2, 2, 1), (Keep,   2, 2)),
+            ("blocked again without room: keep counting",             (0.1,  false, false, 2, 2, 2), (Keep,   2, 3)),
+            ("growth stops at --threads",                             (0.1,  false, true,  8, 8, 1), (Grow,   8, 0)),
+            ("growth never lowers the allowance",                     (0.1,  false, true,  2, 5, 1), (Grow,   5, 0)),
+            ("just under the blocked line",                           (0.74, false, true,  2, 2, 1), (Grow,   3, 0)),
+            ("at the blocked line: not blocked, the streak ends",     (0.75, false, true,  2, 2, 1), (Keep,   2, 0)),
+            ("a CPU-starved runnable thread is not blocked",          (0.1,  true,  true,  2, 2, 1), (Keep,   2, 0)),
+            ("contended, one runnable, two busy: shrink",             (0.95, true,  true,  2, 2, 0), (Shrink, 1, 0)),
+            ("at the contended line: shrink",                         (0.8,  true,  true,  2, 2, 0), (Shrink, 1, 0)),
+            ("contended without room: shrink all the same",           (0.95, true,  false, 3, 3, 0), (Shrink, 2, 0)),
+            ("shrinking sets the allowance one below the busy",       (1.9,  true,  true,  4, 2, 0), (Shrink, 3, 0)),
+            ("contended with one busy: keep the one",                 (1.0,  true,  true,  1, 1, 0), (Keep,   1, 0)),
+            ("saturated but none runnable: keep",                     (0.95, false, true,  2, 2, 0), (Keep,   2, 0)),
+            ("between the lines: keep, and a blocked streak ends",    (0.78, true,  true,  2, 2, 1), (Keep,   2, 0)),
+        ];
+        for &(rule, given, (step, allowed, blocked_ticks)) in rows {
+            let (load, runnable, room, busy, allowed_before, ticks_before) = given;
+            let sampled = tick(load, runnable, room, busy, allowed_before, ticks_before);
+            let want = Decision {
+                step,
+                allowed,
+                blocked_ticks,
+            };
+            assert_eq!(judge(&sampled), want, "{rule}");
+        }
+    }
+
+    #[test]
+    fn judge_keeps_the_streak_when_the_tick_says_nothing() {
+        let blocked_again = tick(0.1, false, true, 2, 2, 1);
+        let rows: &[(&str, Sampled)] = &[
+            (
+                "nothing measured (only woken threads were busy)",
+                Sampled {
+                    measured: 0,
+                    load: 0.0,
+                    ..blocked_again
+                },
+            ),
+            (
+                "the queue emptied during the tick",
+                Sampled {
+                    queued: 0,
+                    ..blocked_again
+                },
+            ),
+            (
+                "a thread was woken during the tick",
+                Sampled {
+                    waking: 1,
+                    ..blocked_again
+                },
+            ),
+        ];
+        for (rule, sampled) in rows {
+            let want = Decision {
+                step: Step::Keep,
+                allowed: 2,
+                blocked_ticks: 1,
+            };
+            assert_eq!(judge(sampled), want, "{rule}: keep, and the streak stands");
+        }
+    }
+}
