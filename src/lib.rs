@@ -14,7 +14,7 @@
 //! | `http/` | admission, proxies and prefix, request ids, the hyper service, server-made responses, access log | no |
 //! | `static_files/` | static mounts, path safety, conditional/range/precompressed responses | `django.rs` only |
 //! | `stats/` | per-view statistics: recording, history rings, Prometheus/JSON/dashboard, the admin listener | no |
-//! | `supervise/` | the master process and its workers; `watch.rs` watches files for `--reload` | no |
+//! | `supervise/` | the master process (`master/`: its loop acts on `decide.rs`, a pure function of its state) and its workers; `watch.rs` watches files for `--reload`; systemd notifications (`notify.rs`) | no |
 //! | `body.rs` | request bodies, buffered or spooled before dispatch | no |
 //! | `bridge/` | the asyncio loop thread, `wait`/`gather`, asgiref, cancellation exceptions | yes |
 //! | `cancel.rs` | per-request cancellation (`Flight`), the disconnect guard, async-wait time | no |
@@ -22,7 +22,6 @@
 //! | `pool/` | Python worker threads, the job queue, the hand-off monitor; its policy is pure (`policy.rs`) | yes |
 //! | `wsgi/` | PEP 3333: environ, input, `start_response`, `file_wrapper`, responses | yes |
 //! | `logging.rs` | server and access logs into Python `logging` or a file | small |
-//! | `supervise/` | the master process and its workers; systemd notifications (`notify.rs`) | no |
 //!
 //! A request: `server.rs` accepts → `http/service.rs` admits and reads the body → `pool/`
 //! queues the job → a worker thread runs `wsgi/` → the reply goes back through a channel and

@@ -2,7 +2,7 @@
 //! master creates and the worker inherits, carrying one JSON message per line.
 //!
 //! The master asks ([`ToWorker`]); the worker answers and reports ([`ToMaster`]). What either
-//! side does with a message is `master.rs`'s and `worker.rs`'s business; this file only says
+//! side does with a message is `master/`'s and `worker.rs`'s business; this file only says
 //! what the messages are and moves them.
 
 use std::io;

@@ -1,6 +1,7 @@
-//! The supervisor: the master process (`master.rs`) and its worker processes (`process.rs`
-//! on the master's side, `worker.rs` on the worker's), the control channel between them
-//! (`control.rs`), signals, the reload watcher and systemd notification.
+//! The supervisor: the master process (`master/`, whose next step is decided by a pure
+//! function in `master/decide.rs`) and its worker processes (`process.rs` on the master's
+//! side, `worker.rs` on the worker's), the control channel between them (`control.rs`),
+//! signals, the reload watcher and systemd notification.
 //!
 //! `--workers N` (N > 1) or `--reload` makes `ferrule` a master: it binds every listener once,
 //! then runs N copies of its own command line as workers that inherit the listeners, and

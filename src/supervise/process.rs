@@ -1,7 +1,7 @@
 //! One worker process as the master handles it: spawning it (the same command line as the
 //! master, with `FERRULE_WORKER` naming the inherited listener fds and control socket), and a
 //! task that owns the child and its control channel, turning what happens into [`Event`]s for
-//! the master's loop and carrying out its [`Order`]s. Policy is `master.rs`'s.
+//! the master's loop and carrying out its [`Order`]s. Policy is the master's (`master/decide.rs`).
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
