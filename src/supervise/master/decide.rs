@@ -212,3 +212,183 @@ fn stop(workers: &mut [Seen], pid: u32, actions: &mut Vec<Action>) {
     }
     w.state = State::Draining;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::LazyLock;
+
+    use super::Action::{
+        AnnounceReady, End as Ended, GiveUp, Kill, ReloadComplete, Spawn, Stop, WaitForChange,
+    };
+    use super::*;
+
+    static T0: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+    /// A worker started `pid` seconds after T0, so higher pids are newer.
+    fn worker(pid: u32, state: State) -> Seen {
+        Seen {
+            pid,
+            state,
+            retiring: false,
+            killed: false,
+            started: *T0 + Duration::from_secs(pid.into()),
+        }
+    }
+    fn ready(pid: u32) -> Seen {
+        worker(pid, State::Ready)
+    }
+    fn starting(pid: u32) -> Seen {
+        worker(pid, State::Starting)
+    }
+    fn draining(pid: u32) -> Seen {
+        worker(pid, State::Draining)
+    }
+    fn retiring(w: Seen) -> Seen {
+        Seen {
+            retiring: true,
+            ..w
+        }
+    }
+    fn killed(w: Seen) -> Seen {
+        Seen { killed: true, ..w }
+    }
+
+    /// Two workers wanted, spawning allowed now, no crash, already announced, nothing in
+    /// progress: each row sets what its rule is about.
+    fn with(workers: Vec<Seen>) -> Situation {
+        let now = *T0 + Duration::from_secs(100);
+        Situation {
+            now,
+            workers,
+            target: 2,
+            crashes: 0,
+            next_spawn: now,
+            boot_failures: 0,
+            reloading: false,
+            stopping: false,
+            watching: false,
+            waiting_for_change: false,
+            giving_up: false,
+            announced: true,
+        }
+    }
+
+    fn check(rows: Vec<(&str, Situation, Vec<Action>)>) {
+        for (rule, situation, want) in rows {
+            assert_eq!(decide(&situation), want, "{rule}");
+        }
+    }
+
+    #[test]
+    fn spawning_table() {
+        let later = *T0 + Duration::from_secs(101);
+        #[rustfmt::skip]
+        check(vec![
+            ("none yet: start the target at once", with(vec![]), vec![Spawn(2)]),
+            ("one short: start one", with(vec![ready(1)]), vec![Spawn(1)]),
+            ("backing off: one at a time",
+                Situation { crashes: 1, ..with(vec![]) }, vec![Spawn(1)]),
+            ("none before next_spawn",
+                Situation { next_spawn: later, ..with(vec![ready(1)]) }, vec![]),
+            ("a worker still starting counts", with(vec![ready(1), starting(2)]), vec![]),
+            ("a killed worker does not count",
+                with(vec![ready(1), killed(ready(2))]), vec![Spawn(1)]),
+            ("a draining worker does not count", with(vec![ready(1), draining(2)]), vec![Spawn(1)]),
+            ("a retiring worker does not count: its replacement starts",
+                with(vec![retiring(ready(1)), ready(2)]), vec![Spawn(1)]),
+            ("enough: nothing to do", with(vec![ready(1), ready(2)]), vec![]),
+        ]);
+    }
+
+    #[test]
+    fn stopping_and_reloading_table() {
+        let reloading = |workers: Vec<Seen>| Situation {
+            reloading: true,
+            target: 1,
+            ..with(workers)
+        };
+        #[rustfmt::skip]
+        check(vec![
+            ("too many (SIGTTOU): stop the newest",
+                Situation { target: 1, ..with(vec![ready(1), ready(2)]) }, vec![Stop(2)]),
+            ("too many by two: the two newest",
+                Situation { target: 1, ..with(vec![ready(1), ready(2), ready(3)]) }, vec![Stop(3), Stop(2)]),
+            ("a starting worker is newer than any serving one, and is killed",
+                Situation { target: 1, ..with(vec![starting(1), ready(2)]) }, vec![Kill(1)]),
+            ("retiring workers serve until a fresh one is ready",
+                reloading(vec![retiring(ready(1)), starting(2)]), vec![]),
+            ("a fresh one ready: the retiring one stops, the reload completes",
+                reloading(vec![retiring(ready(1)), ready(2)]), vec![Stop(1), ReloadComplete { serving: 1 }]),
+            ("one retiring stops per fresh one ready, newest first",
+                Situation { target: 2, ..reloading(vec![retiring(ready(1)), retiring(ready(2)), ready(3), starting(4)]) }, vec![Stop(2)]),
+            ("a killed fresh worker is not ready to take over",
+                reloading(vec![retiring(ready(1)), killed(ready(2))]), vec![Spawn(1)]),
+            ("a retiring worker still starting is killed",
+                reloading(vec![retiring(starting(1)), ready(2)]), vec![Kill(1), ReloadComplete { serving: 1 }]),
+            ("recycled, not reloading: stopped, no reload to complete",
+                Situation { target: 1, ..with(vec![retiring(ready(1)), ready(2)]) }, vec![Stop(1)]),
+            ("the reload completes once no retiring one is left",
+                reloading(vec![draining(1), ready(2)]), vec![ReloadComplete { serving: 1 }]),
+            ("no reload completes with no fresh one ready",
+                reloading(vec![draining(1), starting(2)]), vec![]),
+            ("a fresh worker stopped as one too many does not count as serving",
+                Situation { target: 2, ..reloading(vec![ready(2), ready(3), ready(4)]) }, vec![Stop(4), ReloadComplete { serving: 2 }]),
+        ]);
+    }
+
+    #[test]
+    fn announcing_and_ending_table() {
+        let failing = |workers: Vec<Seen>| Situation {
+            boot_failures: BOOT_FAILURES,
+            crashes: 5,
+            ..with(workers)
+        };
+        #[rustfmt::skip]
+        check(vec![
+            ("announce once the target is ready",
+                Situation { announced: false, ..with(vec![ready(1), ready(2)]) }, vec![AnnounceReady]),
+            ("no announcement short of the target",
+                Situation { announced: false, ..with(vec![ready(1), starting(2)]) }, vec![]),
+            ("announced once only", with(vec![ready(1), ready(2)]), vec![]),
+            ("stopping: wait for the workers to go, start none",
+                Situation { stopping: true, ..with(vec![draining(1)]) }, vec![]),
+            ("stopping, none left: end",
+                Situation { stopping: true, ..with(vec![]) }, vec![Ended(End::Stopped)]),
+            ("giving up: wait for the workers to go",
+                Situation { giving_up: true, ..with(vec![draining(1)]) }, vec![]),
+            ("giving up, none left: end",
+                Situation { giving_up: true, ..with(vec![]) }, vec![Ended(End::BootFailed)]),
+            ("giving up comes before stopping",
+                Situation { giving_up: true, stopping: true, ..with(vec![]) }, vec![Ended(End::BootFailed)]),
+            ("failing to start, no watcher: give up, kill the rest",
+                failing(vec![starting(1), draining(2)]), vec![GiveUp, Kill(1), Kill(2)]),
+            ("failing to start, no watcher, none left: give up and end",
+                failing(vec![]), vec![GiveUp, Ended(End::BootFailed)]),
+            ("one failure short: keep trying, one at a time",
+                Situation { boot_failures: BOOT_FAILURES - 1, ..failing(vec![]) }, vec![Spawn(1)]),
+            ("failing, but one worker is ready: keep trying",
+                failing(vec![ready(1)]), vec![Spawn(1)]),
+            ("failing with a watcher: say it waits for a change, keep trying",
+                Situation { watching: true, ..failing(vec![]) }, vec![WaitForChange, Spawn(1)]),
+            ("waiting for a change already: said once",
+                Situation { watching: true, waiting_for_change: true, ..failing(vec![]) }, vec![Spawn(1)]),
+        ]);
+    }
+
+    #[test]
+    fn backoff_table() {
+        let ms = Duration::from_millis;
+        let rows = [
+            (1, ms(100)),
+            (2, ms(200)),
+            (3, ms(400)),
+            (7, ms(6400)),
+            (8, MAX_BACKOFF),
+            (17, MAX_BACKOFF),
+            (u32::MAX, MAX_BACKOFF),
+        ];
+        for (crashes, want) in rows {
+            assert_eq!(backoff(crashes), want, "after {crashes} crash(es)");
+        }
+    }
+}
