@@ -184,7 +184,9 @@ async fn run(
     let mut waiting: Vec<oneshot::Sender<Option<Box<Export>>>> = Vec::new();
     let status = loop {
         tokio::select! {
-            status = child.wait() => break status,
+            // Messages first: a worker that cannot load its application says why and exits
+            // at once, and its last message must not lose the race with its exit.
+            biased;
             message = rx.recv::<ToMaster>(), if open => match message {
                 Ok(Some(message)) => {
                     let event = match message {
@@ -207,6 +209,7 @@ async fn run(
                     open = false;
                 }
             },
+            status = child.wait() => break status,
             Some(order) = orders.recv() => match order {
                 Order::Send(message) => {
                     if open && tx.send(&message).await.is_err() {
