@@ -220,6 +220,15 @@ def try_connect(server, timeout: float = 5) -> socket.socket:
     return s
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on `host` (an IPv4 or IPv6 literal) that nobody listens on, for a listener
+    whose address the test must know before it starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 def vm_rss(pid: int) -> int:
     """Resident set size of a process, in bytes."""
     with open(f"/proc/{pid}/status") as f:

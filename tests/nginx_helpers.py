@@ -11,15 +11,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import Unmet, wait_until
+from helpers import Unmet, free_port, wait_until
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def port_open(port: int) -> bool:

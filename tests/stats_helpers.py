@@ -10,10 +10,10 @@ from __future__ import annotations
 import http.client
 import json
 import re
-import socket
 from concurrent.futures import ThreadPoolExecutor
 
 from conftest import UnixHTTPConnection
+from helpers import free_port
 
 METRIC_TYPES = {
     "ferrule_request_queue_seconds": "histogram",
@@ -31,14 +31,6 @@ METRIC_TYPES = {
     "ferrule_uptime_seconds": "gauge",
     "process_resident_memory_bytes": "gauge",
 }
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on (for the admin listener, whose address the
-    test must know before the server starts)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def admin_bind(transport: str, tmp_path) -> str:

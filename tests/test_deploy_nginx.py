@@ -21,7 +21,8 @@ import urllib.parse
 
 import pytest
 from conftest import ROOT, TESTS, start
-from nginx_helpers import NGINX, free_port, running_nginx
+from helpers import free_port
+from nginx_helpers import NGINX, running_nginx
 from test_django import multipart
 from tls_helpers import Pki
 

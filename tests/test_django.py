@@ -12,7 +12,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import urllib.parse
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TESTS, Server
+from helpers import free_port
 
 SITE = TESTS / "django_site"
 MANAGE = [sys.executable, str(SITE / "manage.py")]
@@ -89,13 +89,6 @@ def start_server(args: list[str], env: dict[str, str], timeout: float = 60) -> M
         return server
     server.finish()
     raise AssertionError("manage.py server did not become ready:\n" + "".join(server.lines))
-
-
-def free_port(host: str) -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 # --- fixtures ---------------------------------------------------------------------------------

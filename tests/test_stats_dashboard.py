@@ -24,8 +24,8 @@ import urllib.parse
 
 import pytest
 from browser import Browser, BrowserError, chromium_path, count_pixels
-from helpers import Unmet, wait_until
-from stats_helpers import Admin, free_port
+from helpers import Unmet, free_port, wait_until
+from stats_helpers import Admin
 
 if chromium_path() is None:
     if os.environ.get("CI"):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, Server, UnixHTTPConnection, ferrule_env
-from nginx_helpers import free_port
+from helpers import free_port
 
 DOC = ROOT / "docs" / "deploy-systemd.md"
 # The virtualenv's `ferrule` script, standing for /srv/mysite/.venv/bin/ferrule.
