@@ -276,7 +276,7 @@ def echo(server, method="GET", path="/", body=None, headers=None) -> dict:
     return json.loads(data)
 
 
-def small_window_socket(server, rcvbuf: int = 4096) -> socket.socket:
+def small_window_socket(server, rcvbuf: int = 4096, timeout: float = 30) -> socket.socket:
     """A connected socket whose receive buffer was shrunk before connecting (TCP sizes its
     window from it)."""
     if server.is_unix:
@@ -285,7 +285,7 @@ def small_window_socket(server, rcvbuf: int = 4096) -> socket.socket:
         s = socket.socket(socket.AF_INET6 if ":" in server.address[0] else socket.AF_INET)
     try:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        s.settimeout(30)
+        s.settimeout(timeout)
         s.connect(server.address)
     except BaseException:
         s.close()

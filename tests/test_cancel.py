@@ -19,12 +19,9 @@ import signal
 import socket
 from pathlib import Path
 
-import h2.config
-import h2.connection
-import h2.errors
-import h2.events
 import pytest
 from conftest import start
+from h2_helpers import H2
 from helpers import Conn, Truncated, Unmet, build_request, host_header, vm_rss, wait_until
 from nginx_helpers import proxy_to_unix, running_nginx
 from tls_helpers import Pki, TlsView, tls_args
@@ -235,81 +232,31 @@ def test_a_client_leaving_nginx_cancels_the_request_behind_it(tmp_path):
 # -- HTTP/2 ------------------------------------------------------------------------------------
 
 
-class H2:
-    """An HTTP/2 client (prior knowledge) from the `h2` package."""
-
-    def __init__(self, sock: socket.socket):
-        self.sock = sock
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-        self.conn.initiate_connection()
-        self.flush()
-        self.data: dict[int, bytes] = {}
-        self.ended: set[int] = set()
-        self.status: dict[int, str] = {}
-
-    def flush(self) -> None:
-        self.sock.sendall(self.conn.data_to_send())
-
-    def get(self, path: str) -> int:
-        stream = self.conn.get_next_available_stream_id()
-        headers = [(":method", "GET"), (":scheme", "http"), (":authority", "localhost")]
-        self.conn.send_headers(stream, [*headers, (":path", path)], end_stream=True)
-        self.flush()
-        return stream
-
-    def reset(self, stream: int) -> None:
-        self.conn.reset_stream(stream, h2.errors.ErrorCodes.CANCEL)
-        self.flush()
-
-    def response(self, stream: int) -> tuple[str, bytes]:
-        """Read until `stream` has ended; its status and body."""
-        while stream not in self.ended:
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                raise AssertionError(
-                    f"stream {stream} did not end; status {self.status}, ended {self.ended}"
-                ) from None
-            if not data:
-                raise AssertionError("the server closed the connection")
-            for e in self.conn.receive_data(data):
-                if isinstance(e, h2.events.ResponseReceived):
-                    self.status[e.stream_id] = dict(e.headers)[b":status"].decode()
-                elif isinstance(e, h2.events.DataReceived):
-                    self.data[e.stream_id] = self.data.get(e.stream_id, b"") + e.data
-                    self.conn.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
-                elif isinstance(e, h2.events.StreamEnded | h2.events.StreamReset):
-                    self.ended.add(e.stream_id)
-            self.flush()
-        return self.status.get(stream, ""), self.data.get(stream, b"")
-
-
 def test_an_http2_stream_reset_cancels_only_that_request(cancelapp):
     server, events = cancelapp("--access-log")
-    client = H2(server.connect(30))
+    client = H2(server)
     try:
-        polling = client.get("/poll?tag=reset")
+        polling = client.request("/poll?tag=reset")
         events.wait("started tag=reset")
-        other = client.get("/quick?tag=other")
+        other = client.request("/quick?tag=other")
         client.reset(polling)
-        status, body = client.response(other)
-        assert status == "200" and json.loads(body)["cancelled"] is None
+        response = client.response(other, timeout=30)
+        assert response.status == "200" and json.loads(response.body)["cancelled"] is None
         events.wait("saw cancel tag=reset reason=disconnected")
         events.wait("request_finished tag=reset")
         # The connection is still good for more streams.
-        status, _ = client.response(client.get("/quick?tag=later"))
-        assert status == "200"
+        assert client.response(client.request("/quick?tag=later"), timeout=30).status == "200"
     finally:
-        client.sock.close()
+        client.close()
     server.wait_for_output(re.escape('"GET /poll?tag=reset HTTP/2.0" 499 '))
 
 
 def test_losing_an_http2_connection_cancels_its_requests(cancelapp):
     server, events = cancelapp()
-    client = H2(server.connect(30))
-    client.get("/poll?tag=h2gone")
+    client = H2(server)
+    client.request("/poll?tag=h2gone")
     events.wait("started tag=h2gone")
-    client.sock.close()
+    client.close()
     events.wait("saw cancel tag=h2gone reason=disconnected")
     events.wait("request_finished tag=h2gone")
 

@@ -24,13 +24,10 @@ import threading
 import time
 from contextlib import contextmanager
 
-import h2.config
-import h2.connection
 import h2.errors
-import h2.events
-import hpack
 import pytest
 from conftest import TESTS
+from h2_helpers import H2
 from helpers import (
     Conn,
     Truncated,
@@ -62,7 +59,6 @@ LIVENESS = 5
 # How much the server's resident memory may grow under an attack. Generous: what matters is
 # that it is bounded, not by how much.
 RSS_GROWTH = 100 * MIB
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
 # -- shared checks ------------------------------------------------------------------------
@@ -485,102 +481,19 @@ def test_clients_that_never_read_a_large_response_keep_memory_bounded(serve):
 tcp_only = pytest.mark.parametrize("transport", ["tcp"])
 
 
-def get_headers(path: str, authority: str = "localhost") -> list[tuple[str, str]]:
-    return [(":method", "GET"), (":scheme", "http"), (":authority", authority), (":path", path)]
-
-
 def h2_honest(server, path: str = "/h2-honest?s=0") -> None:
     """An honest HTTP/2 request (h2c, prior knowledge) on its own connection, answered 200
     within LIVENESS."""
     t0 = time.monotonic()
-    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-    with server.connect(LIVENESS) as sock:
-        conn.initiate_connection()
-        stream = conn.get_next_available_stream_id()
-        conn.send_headers(stream, get_headers(path), end_stream=True)
-        sock.sendall(conn.data_to_send())
-        status = None
-        while True:
-            data = sock.recv(65536)
-            assert data, "the server closed an honest HTTP/2 connection"
-            for e in conn.receive_data(data):
-                if isinstance(e, h2.events.ResponseReceived):
-                    status = dict(e.headers)[b":status"]
-                elif isinstance(e, h2.events.DataReceived):
-                    conn.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
-                elif isinstance(e, h2.events.StreamEnded):
-                    assert status == b"200", status
-                    assert time.monotonic() - t0 < LIVENESS
-                    return
-            if out := conn.data_to_send():
-                sock.sendall(out)
+    with H2(server, timeout=LIVENESS) as client:
+        response = client.response(client.request(path), timeout=LIVENESS)
+    assert response.status == "200", response
+    assert time.monotonic() - t0 < LIVENESS
 
 
 def both_honest(server) -> None:
     honest(server)
     h2_honest(server)
-
-
-class Frames:
-    """A raw h2c connection: frames crafted with `hyperframe` go out as they are (no client
-    state machine to refuse them), and frames from the server are parsed one at a time."""
-
-    def __init__(self, server, rcvbuf: int | None = None):
-        self.sock = small_window_socket(server, rcvbuf) if rcvbuf else server.connect(10)
-        self.buf = b""
-        self.encoder = hpack.Encoder()
-        self.sock.sendall(PREFACE + SettingsFrame(0).serialize())
-
-    def send(self, *frames: Frame) -> bool:
-        """False once the server has closed the connection."""
-        try:
-            self.sock.sendall(b"".join(f.serialize() for f in frames))
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
-            return False  # closed, or no longer read
-        return True
-
-    def headers(self, stream: int, path: str, end_headers: bool = True, **kw) -> HeadersFrame:
-        flags = ["END_STREAM"] + (["END_HEADERS"] if end_headers else [])
-        block = self.encoder.encode(get_headers(path, **kw))
-        return HeadersFrame(stream, data=block, flags=flags)
-
-    def next(self, timeout: float = 10) -> Frame | None:
-        """The next frame, or None once the server has closed."""
-        self.sock.settimeout(timeout)
-        while True:
-            if len(self.buf) >= 9:
-                size = 9 + int.from_bytes(self.buf[:3], "big")
-                if len(self.buf) >= size:
-                    raw, self.buf = self.buf[:size], self.buf[size:]
-                    frame, _ = Frame.parse_frame_header(memoryview(raw[:9]))
-                    frame.parse_body(memoryview(raw[9:]))
-                    return frame
-            try:
-                data = self.sock.recv(65536)
-            except ConnectionResetError:
-                return None
-            if not data:
-                return None
-            self.buf += data
-
-    def until(self, predicate, timeout: float = 15) -> tuple[Frame | None, list[Frame]]:
-        """Read until a frame matches (it, and all read) or the server closes (None, all)."""
-        seen = []
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                frame = self.next(left)
-            except TimeoutError:
-                break  # the server went quiet: say what it sent before
-            if frame is None:
-                return None, seen
-            seen.append(frame)
-            if predicate(frame):
-                return frame, seen
-        raise AssertionError(f"no matching frame within {timeout}s; saw {seen[-10:]}")
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def goaway(frame: Frame) -> bool:
@@ -594,14 +507,14 @@ def test_http2_rapid_reset_from_connection_after_connection(serve):
     server = serve("echo:app", "--threads", "2")
     with bounded_memory(server):
         for attacker in range(20):
-            raw = Frames(server)
+            raw = H2(server, timeout=10, raw=True)
             try:
                 frames = []
                 for i in range(300):
                     stream = 2 * i + 1
-                    frames += [raw.headers(stream, "/"), RstStreamFrame(stream, error_code=8)]
+                    frames += [raw.headers_frame(stream, "/"), RstStreamFrame(stream, error_code=8)]
                 raw.send(*frames)
-                ended, _ = raw.until(goaway)
+                ended = raw.until(goaway)
                 assert ended is None or ended.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
             finally:
                 raw.close()
@@ -612,11 +525,11 @@ def test_http2_rapid_reset_from_connection_after_connection(serve):
 @tcp_only
 def test_http2_streams_beyond_the_limit_are_refused_and_a_flood_of_them_gets_goaway(serve):
     server = serve("slow:app", "--h2-max-concurrent-streams", "4", "--threads", "8")
-    raw = Frames(server)
+    raw = H2(server, timeout=10, raw=True)
     try:
         with bounded_memory(server):
             # Sent before the server's SETTINGS could be seen: 4 run, the next 4 are refused.
-            raw.send(*(raw.headers(2 * i + 1, f"/?s=1.5&tag=h{i}") for i in range(8)))
+            raw.send(*(raw.headers_frame(2 * i + 1, f"/?s=1.5&tag=h{i}") for i in range(8)))
             both_honest(server)
             refused, ended = set(), set()
 
@@ -633,10 +546,10 @@ def test_http2_streams_beyond_the_limit_are_refused_and_a_flood_of_them_gets_goa
             assert ended == {1, 3, 5, 7} and refused == {9, 11, 13, 15}
             # A client that keeps opening streams beyond the limit is told to go away. The
             # first four keep their slots meanwhile.
-            raw.send(*(raw.headers(2 * i + 1, "/?s=3") for i in range(8, 12)))
-            flood = [raw.headers(2 * i + 1, "/?s=0") for i in range(12, 2012)]
+            raw.send(*(raw.headers_frame(2 * i + 1, "/?s=3") for i in range(8, 12)))
+            flood = [raw.headers_frame(2 * i + 1, "/?s=0") for i in range(12, 2012)]
             raw.send(*flood)
-            ended_with, _ = raw.until(goaway, timeout=30)
+            ended_with = raw.until(goaway, timeout=30)
             assert ended_with is None or ended_with.error_code in (
                 h2.errors.ErrorCodes.ENHANCE_YOUR_CALM,
                 h2.errors.ErrorCodes.PROTOCOL_ERROR,
@@ -652,16 +565,16 @@ def test_http2_continuation_flood_gets_goaway(serve, size):
     # CONTINUATION frames without END_HEADERS, big or tiny: a header block that never ends
     # (CVE-2024-27316 and kin).
     server = serve("echo:app")
-    raw = Frames(server)
+    raw = H2(server, timeout=10, raw=True)
     try:
         with bounded_memory(server):
-            first = raw.headers(1, "/", end_headers=False)
+            first = raw.headers_frame(1, "/", end_headers=False)
             sent = raw.send(first)
             frames = 0
             while sent and frames < 20000 and frames * size < 64 * MIB:
                 sent = raw.send(*[ContinuationFrame(1, data=b"\x00" * size)] * 50)
                 frames += 50
-            ended, _ = raw.until(goaway)
+            ended = raw.until(goaway)
             assert ended is None or ended.error_code in (
                 h2.errors.ErrorCodes.ENHANCE_YOUR_CALM,
                 h2.errors.ErrorCodes.COMPRESSION_ERROR,
@@ -678,20 +591,20 @@ def test_http2_window_update_overflow_is_a_flow_control_error(serve):
     server = serve("slow:app", "--threads", "4")
     with bounded_memory(server):
         # On a stream: the stream is reset (or the connection ended), the server lives.
-        raw = Frames(server)
+        raw = H2(server, timeout=10, raw=True)
         try:
-            raw.send(raw.headers(1, "/?s=1&tag=w"))
+            raw.send(raw.headers_frame(1, "/?s=1&tag=w"))
             server.wait_for_output("slow started tag=w")
             raw.send(WindowUpdateFrame(1, window_increment=2**31 - 1))
-            hit, _ = raw.until(lambda f: isinstance(f, (RstStreamFrame, GoAwayFrame)))
+            hit = raw.until(lambda f: isinstance(f, (RstStreamFrame, GoAwayFrame)))
             assert hit is not None and hit.error_code == h2.errors.ErrorCodes.FLOW_CONTROL_ERROR
         finally:
             raw.close()
         # On the connection: 65,535 + 2^31 - 1 overflows the connection's window.
-        raw = Frames(server)
+        raw = H2(server, timeout=10, raw=True)
         try:
             raw.send(WindowUpdateFrame(0, window_increment=2**31 - 1))
-            ended, _ = raw.until(goaway)
+            ended = raw.until(goaway)
             assert ended is not None
             assert ended.error_code == h2.errors.ErrorCodes.FLOW_CONTROL_ERROR
         finally:
@@ -717,7 +630,7 @@ def test_http2_ping_and_settings_floods_from_a_reader_are_answered_in_turn(serve
     # and reads no further until it is written (CVE-2019-9512, -9515: the answers queued
     # without end), so a client that reads gets them all and costs what it sends.
     server = serve("echo:app")
-    raw = Frames(server)
+    raw = H2(server, timeout=10, raw=True)
     count = 20000
     acks = [0]
     try:
@@ -751,7 +664,7 @@ def test_http2_ping_and_settings_floods_from_a_reader_are_answered_in_turn(serve
 def test_http2_ping_and_settings_floods_from_a_client_that_never_reads_are_cut_off(serve, kind):
     # The answers back up, the server stops reading, and --send-timeout ends the connection.
     server = serve("echo:app", "--send-timeout", "1")
-    raw = Frames(server, rcvbuf=4096)
+    raw = H2(server, timeout=10, rcvbuf=4096, raw=True)
     try:
         with bounded_memory(server):
             raw.sock.setblocking(False)
@@ -821,10 +734,10 @@ def test_a_host_that_is_not_a_host_gets_400_before_the_app(serve):
 @tcp_only
 def test_an_http2_authority_that_is_not_a_host_is_refused_before_the_app(serve):
     server = serve("echo:app", env={"ECHO_TRACE": "1"})
-    raw = Frames(server)
+    raw = H2(server, timeout=10, raw=True)
     try:
-        raw.send(raw.headers(1, "/bad-authority", authority="user@example.com"))
-        hit, seen = raw.until(
+        raw.send(raw.headers_frame(1, "/bad-authority", authority="user@example.com"))
+        hit = raw.until(
             lambda f: (
                 isinstance(f, (RstStreamFrame, GoAwayFrame))
                 or (isinstance(f, HeadersFrame) and f.stream_id == 1)
@@ -833,8 +746,7 @@ def test_an_http2_authority_that_is_not_a_host_is_refused_before_the_app(serve):
     finally:
         raw.close()
     if isinstance(hit, HeadersFrame):
-        status = dict(hpack.Decoder().decode(hit.data))[":status"]
-        assert status == "400", status
+        assert raw.streams[1].status == "400", raw.streams[1]
     h2_honest(server)
     assert not [c for c in app_calls(server) if "/bad-authority" in c]
 

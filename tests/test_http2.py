@@ -8,19 +8,14 @@ connections and graceful shutdown. Over TCP and a Unix socket where the client c
 import hashlib
 import re
 import signal
-import socket
 import ssl
 import subprocess
-from dataclasses import dataclass
 
-import h2.config
-import h2.connection
 import h2.errors
-import h2.events
 import h2.settings
 import httpx
-import hyperframe.frame
 import pytest
+from h2_helpers import H2
 from helpers import Conn, Unmet, wait_until
 from tls_helpers import Pki, TlsView, tls_args
 
@@ -199,117 +194,8 @@ def test_h2load_all_requests_succeed(launched, cert, scheme):
 # -- frames: SETTINGS, GOAWAY, rapid reset ------------------------------------------------
 
 
-def get(path: str) -> list[tuple[str, str]]:
-    return [(":method", "GET"), (":scheme", "http"), (":authority", "localhost"), (":path", path)]
-
-
-@dataclass
-class Late:
-    """A frame received after GOAWAY."""
-
-    kind: str
-    stream_id: int
-    value: object
-    end_stream: bool
-
-
-class RawH2:
-    """An HTTP/2 client connection from the `h2` package, for tests that look at frames."""
-
-    def __init__(self, sock: socket.socket):
-        self.sock = sock
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-        self.conn.initiate_connection()
-        self.flush()
-        self.seen: list = []
-        self.buf = b""
-        self.terminated = False
-
-    def flush(self) -> None:
-        data = self.conn.data_to_send()
-        if data:
-            try:
-                self.sock.sendall(data)
-            except (BrokenPipeError, ConnectionResetError):
-                # The server closed after its GOAWAY; what it sent is still to be read.
-                pass
-
-    def request(self, path: str, end_stream: bool = True) -> int:
-        stream = self.conn.get_next_available_stream_id()
-        headers = [
-            (":method", "GET"),
-            (":scheme", "http"),
-            (":authority", "localhost"),
-            (":path", path),
-        ]
-        self.conn.send_headers(stream, headers, end_stream=end_stream)
-        self.flush()
-        return stream
-
-    def wait_for(self, predicate, timeout: float = 15):
-        """Read until an event matches `predicate`; returns it. Fails on EOF or timeout."""
-        self.sock.settimeout(timeout)
-        while True:
-            for e in self.seen:
-                if predicate(e):
-                    return e
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                raise AssertionError(
-                    f"nothing for {timeout}s; events so far: {self.seen}"
-                ) from None
-            if not data:
-                raise AssertionError(f"connection closed; events so far: {self.seen}")
-            self.buf += data
-            # One frame at a time, and none to `h2` after GOAWAY: it closes its state machine
-            # on the first GOAWAY and raises on the PING and second GOAWAY of a graceful
-            # shutdown (RFC 9113 §6.8), though streams still finish.
-            while len(self.buf) >= 9:
-                size = 9 + int.from_bytes(self.buf[:3], "big")
-                if len(self.buf) < size:
-                    break
-                frame, self.buf = self.buf[:size], self.buf[size:]
-                if self.terminated:
-                    self.after_goaway(frame)
-                    continue
-                events = self.conn.receive_data(frame)
-                self.seen.extend(events)
-                self.terminated = any(isinstance(e, h2.events.ConnectionTerminated) for e in events)
-                self.flush()
-
-    def after_goaway(self, raw: bytes) -> None:
-        """Frames after GOAWAY, which `h2` refuses: answer PINGs, record the rest as `Late`."""
-        frame, _ = hyperframe.frame.Frame.parse_frame_header(memoryview(raw[:9]))
-        frame.parse_body(memoryview(raw[9:]))
-        end = "END_STREAM" in frame.flags
-        if isinstance(frame, hyperframe.frame.PingFrame) and "ACK" not in frame.flags:
-            ack = hyperframe.frame.PingFrame(0, opaque_data=frame.opaque_data, flags=["ACK"])
-            self.sock.sendall(ack.serialize())
-        elif isinstance(frame, hyperframe.frame.HeadersFrame):
-            headers = dict(self.conn.decoder.decode(frame.data))
-            self.seen.append(Late("headers", frame.stream_id, headers, end))
-        elif isinstance(frame, hyperframe.frame.DataFrame):
-            self.seen.append(Late("data", frame.stream_id, frame.data, end))
-        elif isinstance(frame, hyperframe.frame.GoAwayFrame):
-            self.seen.append(Late("goaway", 0, frame.error_code, True))
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def raw_h2(server, ctx: ssl.SSLContext | None = None) -> RawH2:
-    sock = server.connect(15)
-    if ctx is not None:
-        ctx.set_alpn_protocols(["h2"])
-        sock = ctx.wrap_socket(sock, server_hostname="localhost")
-        assert sock.selected_alpn_protocol() == "h2"
-    return RawH2(sock)
-
-
-def settings_of(raw: RawH2) -> dict:
-    e = raw.wait_for(lambda e: isinstance(e, h2.events.RemoteSettingsChanged))
-    return {k: v.new_value for k, v in e.changed_settings.items()}
+def settings_of(raw: H2) -> dict:
+    return raw.wait(lambda: raw.settings, what="the server's SETTINGS")
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["h2c", "tls"])
@@ -318,7 +204,7 @@ def test_settings_advertise_the_limits(serve, pki, cert, tls):
     server = serve(
         "echo:app", *args, "--h2-max-concurrent-streams", "7", "--h2-max-header-list-size", "32K"
     )
-    raw = raw_h2(server, pki.context() if tls else None)
+    raw = H2(server, pki.context() if tls else None, timeout=15)
     try:
         got = settings_of(raw)
     finally:
@@ -328,7 +214,7 @@ def test_settings_advertise_the_limits(serve, pki, cert, tls):
 
 
 def test_default_limits(serve):
-    raw = raw_h2(serve("echo:app"))
+    raw = H2(serve("echo:app"), timeout=15)
     try:
         got = settings_of(raw)
     finally:
@@ -339,20 +225,15 @@ def test_default_limits(serve):
 
 def test_rapid_reset_gets_goaway(serve):
     server = serve("echo:app")
-    raw = raw_h2(server)
+    raw = H2(server, timeout=15)
     try:
         # Open and cancel streams in one burst, faster than the server accepts them
         # (CVE-2023-44487); past 20 such streams the server gives up on the connection.
         for _ in range(200):
-            stream = raw.conn.get_next_available_stream_id()
-            raw.conn.send_headers(
-                stream,
-                [(":method", "GET"), (":scheme", "http"), (":authority", "x"), (":path", "/")],
-                end_stream=True,
-            )
-            raw.conn.reset_stream(stream)
+            stream = raw.request("/", authority="x", flush=False)
+            raw.reset(stream, h2.errors.ErrorCodes.NO_ERROR, flush=False)
         raw.flush()
-        ended = raw.wait_for(lambda e: isinstance(e, h2.events.ConnectionTerminated))
+        ended = raw.wait(lambda: raw.goaway, what="GOAWAY")
     finally:
         raw.close()
     assert ended.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
@@ -361,11 +242,10 @@ def test_rapid_reset_gets_goaway(serve):
 
 def test_idle_connection_gets_goaway(serve):
     server = serve("echo:app", "--keep-alive", "1")
-    raw = raw_h2(server)
+    raw = H2(server, timeout=15)
     try:
-        stream = raw.request("/")
-        raw.wait_for(lambda e: isinstance(e, h2.events.StreamEnded) and e.stream_id == stream)
-        ended = raw.wait_for(lambda e: isinstance(e, h2.events.ConnectionTerminated))
+        assert raw.response(raw.request("/")).ended
+        ended = raw.wait(lambda: raw.goaway, what="GOAWAY")
     finally:
         raw.close()
     assert ended.error_code == h2.errors.ErrorCodes.NO_ERROR
@@ -373,19 +253,19 @@ def test_idle_connection_gets_goaway(serve):
 
 def test_graceful_shutdown_sends_goaway_and_finishes_the_stream(serve):
     server = serve("slow:app")
-    raw = raw_h2(server)
+    raw = H2(server, timeout=15)
     try:
         stream = raw.request("/?s=1&tag=h2")
         server.wait_for_output("slow started tag=h2")
         server.proc.send_signal(signal.SIGTERM)
-        raw.wait_for(lambda e: isinstance(e, h2.events.ConnectionTerminated))
-        raw.wait_for(lambda e: isinstance(e, Late) and e.stream_id == stream and e.end_stream)
-        late = [e for e in raw.seen if isinstance(e, Late) and e.stream_id == stream]
-        status = next(e.value[":status"] for e in late if e.kind == "headers")
-        body = b"".join(e.value for e in late if e.kind == "data")
+        raw.wait(lambda: raw.goaway, what="GOAWAY")
+        # All of the response comes after the GOAWAY.
+        assert raw.streams[stream].status is None, raw
+        response = raw.response(stream)
+        assert response.ended, raw
     finally:
         raw.close()
-    assert (status, body) == ("200", b"slept 1")
+    assert (response.status, response.body) == ("200", b"slept 1")
     assert server.proc.wait(30) == 0
 
 
@@ -449,24 +329,14 @@ def test_concurrent_streams_on_one_connection(serve, pki, cert, mode):
     # send ids out of order, which RFC 9113 makes a connection error; seen as a flaky GOAWAY).
     args = tls_args(cert) if mode == "tls" else []
     server = serve("slow:app", *args, "--threads", "8")
-    raw = raw_h2(server, pki.context() if mode == "tls" else None)
+    raw = H2(server, pki.context() if mode == "tls" else None, timeout=15)
     try:
         streams = [raw.request(f"/?s=0.2&tag=c{i}") for i in range(8)]
-        bodies = {s: b"" for s in streams}
-        ended = set()
-
-        def all_ended(e) -> bool:
-            if isinstance(e, h2.events.StreamEnded):
-                ended.add(e.stream_id)
-            return ended == set(streams)
-
-        raw.wait_for(all_ended, timeout=30)
-        for e in raw.seen:
-            if isinstance(e, h2.events.DataReceived):
-                bodies[e.stream_id] += e.data
+        raw.wait(lambda: all(raw.streams[s].ended for s in streams), timeout=30, what="eight ends")
+        bodies = [raw.streams[s].body for s in streams]
     finally:
         raw.close()
-    assert list(bodies.values()) == [b"slept 0.2"] * 8
+    assert bodies == [b"slept 0.2"] * 8
 
     def all_finished():
         out = server.output()

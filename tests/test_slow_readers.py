@@ -13,6 +13,7 @@ above `--send-timeout 1`, not timing assertions.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import select
@@ -20,11 +21,8 @@ import socket
 import threading
 import time
 
-import h2.config
-import h2.connection
-import h2.events
-import h2.settings
 import pytest
+from h2_helpers import H2
 from helpers import Conn, Unmet, small_window_socket, wait_until
 from tls_helpers import Pki, TlsView, tls_args
 
@@ -206,98 +204,11 @@ def test_over_tls_a_client_that_stops_reading_is_cut_off(serve, files, pki):
 # -- HTTP/2 -------------------------------------------------------------------------------
 
 
-class H2Client:
-    """An h2c client (prior knowledge) from the `h2` package: it reads every frame and answers
-    pings, and grants flow-control window only for the data it says it has taken."""
-
-    def __init__(self, server, rcvbuf: int = 64 * 1024, window: int | None = None):
-        self.sock = small_window_socket(server, rcvbuf)
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-        self.conn.initiate_connection()
-        if window is not None:
-            # The streams' window; the connection's starts at 65,535 and can only grow.
-            self.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
-            if window > 65535:
-                self.conn.increment_flow_control_window(window - 65535)
-        self.flush()
-        self.data = 0
-        self.buf = b""
-        self.ended = False
-        self.goaway = False
-        self.closed = False
-
-    def __repr__(self) -> str:
-        return (
-            f"<H2Client {self.data} bytes of data, ended={self.ended}, goaway={self.goaway}, "
-            f"closed={self.closed}>"
-        )
-
-    def flush(self) -> None:
-        if out := self.conn.data_to_send():
-            self.sock.sendall(out)
-
-    def get(self, path: str) -> int:
-        stream = self.conn.get_next_available_stream_id()
-        headers = [(":method", "GET"), (":scheme", "http"), (":authority", "localhost")]
-        self.conn.send_headers(stream, [*headers, (":path", path)], end_stream=True)
-        self.flush()
-        return stream
-
-    def read(self, take: bool, timeout: float = LIVENESS) -> None:
-        """Read once and answer; with `take`, grant window for the data received."""
-        self.sock.settimeout(timeout)
-        try:
-            data = self.sock.recv(MIB)
-        except ConnectionResetError:
-            data = b""
-        if not data:
-            self.closed = True
-            return
-        self.buf += data
-        # One frame at a time, and none after GOAWAY: `h2` closes its state machine on the
-        # first GOAWAY and refuses the PING a graceful shutdown sends after it.
-        while not self.goaway and len(self.buf) >= 9:
-            size = 9 + int.from_bytes(self.buf[:3], "big")
-            if len(self.buf) < size:
-                break
-            frame, self.buf = self.buf[:size], self.buf[size:]
-            self.events(self.conn.receive_data(frame), take)
-        try:
-            self.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            self.closed = True
-
-    def events(self, events: list, take: bool) -> None:
-        for event in events:
-            if isinstance(event, h2.events.DataReceived):
-                self.data += len(event.data)
-                if take:
-                    self.conn.acknowledge_received_data(
-                        event.flow_controlled_length, event.stream_id
-                    )
-            elif isinstance(event, h2.events.StreamEnded):
-                self.ended = True
-            elif isinstance(event, h2.events.ConnectionTerminated):
-                self.goaway = True
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self) -> H2Client:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def read_until_closed(client: H2Client) -> None:
-    """Keep reading and answering pings, granting no window, until the server closes."""
-    deadline = time.monotonic() + LIVENESS
-    while not client.closed and time.monotonic() < deadline:
-        try:
-            client.read(take=False, timeout=max(0.1, deadline - time.monotonic()))
-        except TimeoutError:
-            return  # the caller's assertion shows what the client last saw
+def read_until_closed(client: H2) -> None:
+    """Keep reading and answering pings, granting no window, until the server closes (or
+    LIVENESS passes: the caller's assertion then shows what the client last saw)."""
+    with contextlib.suppress(AssertionError):
+        client.wait(lambda: client.closed, LIVENESS, what="the server to close")
 
 
 @pytest.mark.parametrize("kind", ["static", "app-list"])
@@ -310,10 +221,9 @@ def test_http2_clients_that_grant_no_window_are_cut_off(serve, files, kind):
     assert resp.status == 200 and len(data) == length
     baseline = open_fds(server)
 
-    stalled = [H2Client(server) for _ in range(2)]
+    stalled = [H2(server, rcvbuf=64 * 1024, grant=False) for _ in range(2)]
     try:
-        for c in stalled:
-            c.get(target)
+        responses = [c.streams[c.request(target)] for c in stalled]
         readers = [threading.Thread(target=read_until_closed, args=(c,)) for c in stalled]
         for r in readers:
             r.start()
@@ -322,9 +232,9 @@ def test_http2_clients_that_grant_no_window_are_cut_off(serve, files, kind):
             assert resp.status == 200 and resp.body == b"ok"
         for r in readers:
             r.join()
-        for c in stalled:
+        for c, response in zip(stalled, responses, strict=True):
             assert c.closed, f"the server still holds an HTTP/2 connection that takes nothing: {c}"
-            assert not c.ended and c.data < length
+            assert not response.ended and len(response.body) < length
             server.wait_for_output(
                 f"closing the HTTP/2 connection to {peer_name(server, c.sock)}: a response has "
                 r"waited for the client's flow-control window for 1s \(--send-timeout\)"
@@ -347,20 +257,20 @@ def test_http2_clients_that_grant_no_window_are_cut_off(serve, files, kind):
 )
 def test_http2_clients_with_a_tiny_window_are_cut_off(serve, files, window, reason):
     server = start(serve, files, "--keep-alive", "1")
-    client = H2Client(server, window=window)
+    client = H2(server, rcvbuf=64 * 1024, window=window, grant=False)
     with client:
-        client.get("/")
+        stream = client.request("/")
         read_until_closed(client)
-        assert client.closed and not client.ended, client
+        assert client.closed and not client.streams[stream].ended, client
         server.wait_for_output(f"connection to {peer_name(server, client.sock)}: {reason}")
 
 
 def test_an_http2_client_that_stops_reading_the_socket_is_cut_off(serve, files):
     # Windows wide open and the socket not read at all: the write deadline's case.
     server = start(serve, files)
-    client = H2Client(server, rcvbuf=4096, window=2**31 - 1)
+    client = H2(server, rcvbuf=4096, window=2**31 - 1)
     with client:
-        client.get("/list?mb=16")
+        client.request("/list?mb=16")
         assert hung_up(client.sock)
         # The write deadline, or the stream waiting on a window the full socket cannot move:
         # whichever runs out first, the connection is reset.
@@ -371,16 +281,16 @@ def test_an_http2_client_that_stops_reading_the_socket_is_cut_off(serve, files):
 
 def test_a_slow_but_steady_http2_reader_gets_the_whole_body(serve, files):
     server = start(serve, files)
-    client = H2Client(server)
+    client = H2(server, rcvbuf=64 * 1024)
     with client:
         # One piece of 1 MiB from the application: the server hands it to HTTP/2 a window's
         # worth at a time, so each window the client grants is progress.
-        client.get("/list?mb=1")
+        response = client.streams[client.request("/list?mb=1")]
         # The client grants what it read every 0.25 s, a quarter of --send-timeout; at the
         # default window of 64 KiB that takes 4 s.
-        while not client.ended:
-            assert not client.closed, f"the server closed after {client.data} bytes"
+        while not response.ended:
+            assert not client.closed, f"the server closed after {len(response.body)} bytes"
             time.sleep(0.25)
-            client.read(take=True)
-    assert client.data == MIB
+            client.read(LIVENESS)
+    assert len(response.body) == MIB
     assert "flow-control window" not in server.output()
