@@ -121,6 +121,12 @@ pub fn activated() -> Result<Option<Activated>, Error> {
 
 /// The descriptors the variables describe for process `me`; `None` when they are not for it
 /// (unset, or `LISTEN_PID` names another process, as `sd_listen_fds` does).
+// Not `sd_notify::listen_fds_with_names()`, which parses the same variables: its errors do
+// not say what the value was ("invalid LISTEN_FDS"), it takes LISTEN_PID=0 for another
+// process's, and it sets close-on-exec on every descriptor first, so one that is not open
+// fails as a bare EBADF before `adopt` can name it ("cannot listen on inherited fd 4: the
+// descriptor is not open"). Those messages are what a user fixing a unit file reads, and
+// test_systemd.py holds them.
 fn parse(
     me: u32,
     pid: Option<&str>,

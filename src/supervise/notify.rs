@@ -6,12 +6,22 @@
 //! the task that sends STATUS and WATCHDOG=1 periodically. When to say what is the caller's:
 //! the single-process server (`run.rs`) or the master process. Without `NOTIFY_SOCKET` every
 //! call is a no-op; a failed send is logged at debug level and never stops the server.
+//!
+//! The messages and the monotonic clock are the `sd-notify` crate's ([`NotifyState`]). Its
+//! `notify()` is not used: it reads `NOTIFY_SOCKET` at every call (we remove it at start-up so
+//! workers and the application never see it), cannot reach an abstract `@name` socket (which
+//! `sd_notify(3)` accepts), and sends on a blocking socket, which would stall a network thread
+//! when the manager stops reading. Nor is its `watchdog_enabled()`: it turns the watchdog on
+//! for `WATCHDOG_USEC=0` and for a `WATCHDOG_PID` that is not a number, where
+//! `sd_watchdog_enabled(3)` refuses both.
 
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::sync::Arc;
 use std::time::Duration;
+
+use sd_notify::NotifyState;
 
 use crate::{log_debug, log_warn};
 
@@ -73,29 +83,33 @@ impl Notifier {
 
     /// The service is up: every listener accepts (`READY=1`). Sent again after a reload.
     pub fn ready(&self) {
-        self.send("READY=1");
+        self.send(&[NotifyState::Ready]);
     }
 
     /// A reload began (`Type=notify-reload` wants the monotonic time with it); `ready()` ends
     /// it.
     pub fn reloading(&self) {
-        self.send(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
+        match NotifyState::monotonic_usec_now() {
+            Ok(now) => self.send(&[NotifyState::Reloading, now]),
+            // CLOCK_MONOTONIC cannot fail on Linux; systemd before 253 takes RELOADING=1 alone.
+            Err(_) => self.send(&[NotifyState::Reloading]),
+        }
     }
 
     /// The service is shutting down.
     pub fn stopping(&self) {
-        self.send("STOPPING=1");
+        self.send(&[NotifyState::Stopping]);
     }
 
     /// A one-line status for `systemctl status`.
     pub fn status(&self, status: &str) {
         // A newline would end the field and start a bogus assignment.
-        self.send(&format!("STATUS={}", status.replace('\n', " ")));
+        self.send(&[NotifyState::Status(&status.replace('\n', " "))]);
     }
 
     /// The keep-alive of `WatchdogSec=`.
     pub fn watchdog(&self) {
-        self.send("WATCHDOG=1");
+        self.send(&[NotifyState::Watchdog]);
     }
 
     /// How often systemd expects `watchdog()` (`WATCHDOG_USEC`), when it does.
@@ -129,10 +143,16 @@ impl Notifier {
         });
     }
 
-    fn send(&self, message: &str) {
+    /// One datagram: the assignments, one a line.
+    fn send(&self, states: &[NotifyState]) {
         let Some((socket, addr)) = &self.target else {
             return;
         };
+        let message = states
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
         if let Err(e) = socket.send_to_addr(message.as_bytes(), addr) {
             log_debug!("cannot notify systemd of '{message}': {e}");
         }
@@ -176,17 +196,6 @@ fn watchdog_interval(usec: Option<&str>, pid: Option<&str>, me: u32) -> Option<D
             None
         }
     }
-}
-
-/// `CLOCK_MONOTONIC` in microseconds, the clock systemd compares `MONOTONIC_USEC` with.
-fn monotonic_usec() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec to write to; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
-    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
 }
 
 #[cfg(test)]
