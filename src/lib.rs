@@ -21,7 +21,7 @@
 //! | `job.rs` | what crosses between the core and a worker thread | no |
 //! | `pool/` | Python worker threads, the job queue, the hand-off monitor; its policy is pure (`policy.rs`) | yes |
 //! | `wsgi/` | PEP 3333: environ, input, `start_response`, `file_wrapper`, responses | yes |
-//! | `logging.rs` | server and access logs into Python `logging` or a file | small |
+//! | `logging.rs` | server and access logs into Python `logging` or a file; `logging/facade.rs` is the `tracing`/`log` subscriber that takes our records and our dependencies' | small |
 //!
 //! A request: `server.rs` accepts → `http/service.rs` admits and reads the body → `pool/`
 //! queues the job → a worker thread runs `wsgi/` → the reply goes back through a channel and
@@ -48,10 +48,15 @@ pub mod wsgi;
 
 mod run;
 
+// The server's log macros: `tracing`'s, under the names the call sites use (logging/facade.rs).
+pub use logging::facade::{log_debug, log_error, log_info, log_warn};
+
 use pyo3::prelude::*;
 
 #[pymodule]
 fn _ferrule(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // First, so that every record from here on has somewhere to go.
+    logging::facade::install();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(run::main, m)?)?;
     m.add_class::<wsgi::FileWrapper>()?;

@@ -1,12 +1,28 @@
 //! Server and access logs, into Python `logging` or straight into a file.
 //!
+//! Server records are `tracing` events (`log_info!` and the like are `tracing`'s macros, see
+//! `facade.rs`), and so are the records of our dependencies, whether they speak `tracing`
+//! (h2) or `log` (rustls, mio, globset, notify): `facade.rs` is the process's subscriber and
+//! decides what is kept. Access lines do not go through the facade: `http/access.rs` formats
+//! them and hands them to [`emit_access`] with their status.
+//!
 //! Records are filtered against a cached level before anything is formatted, so a filtered
 //! record costs one atomic load and never touches the GIL. Accepted records go through a
-//! bounded channel to one log thread that stays attached to the interpreter and calls
-//! `logging.getLogger(name).log(...)`, so tokio threads never wait for the GIL. With
+//! bounded channel to one log thread (`ferrule-log`) that stays attached to the interpreter
+//! and calls `logging.getLogger(name).log(...)`, so tokio threads never wait for the GIL:
+//! `ferrule` for the server, `ferrule.access` for access lines, `ferrule.<crate>` for a
+//! dependency (`ferrule.rustls`, `ferrule.h2`), which propagates to `ferrule`'s handlers. With
 //! `--log-file` the same records are written to the file instead, at the verbosity of
-//! `FERRULE_DEBUG`. Formatting access lines belongs to `http/access.rs`.
+//! `FERRULE_DEBUG`. Before [`init_python`] or [`init_file`], server records at INFO and above
+//! go to stderr.
+//!
+//! The level that matters is the `ferrule` logger's (or `FERRULE_DEBUG`'s): a dependency's
+//! records are kept only while it is DEBUG or TRACE. Setting `ferrule.h2` to WARNING silences
+//! h2 (Python filters again); setting it to DEBUG while `ferrule` is at INFO does not turn it on.
 
+pub mod facade;
+
+use std::collections::hash_map::{Entry, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{LineWriter, Write};
 use std::path::Path;
@@ -60,7 +76,8 @@ impl Target {
 }
 
 /// Lowest level that passes, per target; 0 lets everything through. Before `init`, server
-/// records at INFO and above go to stderr so start-up errors are never lost.
+/// records at INFO and above go to stderr so start-up errors are never lost. Changed only
+/// through [`set_server_threshold`], which tells the facade.
 static SERVER_THRESHOLD: AtomicU8 = AtomicU8::new(Level::Info as u8);
 static ACCESS_THRESHOLD: AtomicU8 = AtomicU8::new(Level::Info as u8);
 /// `--access-log`: access lines are only made when it is on, whatever the logger's level.
@@ -79,6 +96,8 @@ enum Sink {
 
 enum Message {
     Record(Target, Level, String),
+    /// A dependency's record, for the `ferrule.<crate>` logger.
+    Dependency(Box<str>, Level, String),
     /// An access line and its status, which Python's record carries as `status_code` (as
     /// Django's `django.server` records do), so a handler can colour by it.
     Access(u16, String),
@@ -96,44 +115,69 @@ pub fn enabled(target: Target, level: Level) -> bool {
     level as u8 >= threshold.load(Ordering::Relaxed)
 }
 
+/// The `ferrule` logger's level, which the facade filters against.
+#[inline]
+fn server_threshold() -> u8 {
+    SERVER_THRESHOLD.load(Ordering::Relaxed)
+}
+
+fn set_server_threshold(level: u8) {
+    if SERVER_THRESHOLD.swap(level, Ordering::Relaxed) != level {
+        facade::level_changed();
+    }
+}
+
 /// Log a record that already passed [`enabled`].
 pub fn emit(target: Target, level: Level, message: String) {
     match SINK.get() {
-        Some(Sink::Python(tx)) => match tx.try_send(Message::Record(target, level, message)) {
-            Ok(()) | Err(TrySendError::Disconnected(Message::Stop)) => {}
-            Err(TrySendError::Full(_)) => {
-                DROPPED.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(TrySendError::Disconnected(Message::Record(t, l, m))) => write_stderr(t, l, &m),
-            Err(TrySendError::Disconnected(Message::Access(_, m))) => {
-                write_stderr(Target::Access, Level::Info, &m);
-            }
-        },
-        Some(Sink::File(file)) => {
-            let line = format_line(target, level, &message);
-            if let Ok(mut f) = file.lock() {
-                let _ = f.write_all(line.as_bytes());
-            }
-        }
+        Some(Sink::Python(tx)) => send(tx, Message::Record(target, level, message)),
+        Some(Sink::File(file)) => write_file(file, target, level, &message),
         None => write_stderr(target, level, &message),
+    }
+}
+
+/// Log the record of dependency `krate` (its line already names its target), which already
+/// passed the facade's filter.
+fn emit_dependency(krate: &str, level: Level, line: String) {
+    match SINK.get() {
+        Some(Sink::Python(tx)) => send(tx, Message::Dependency(krate.into(), level, line)),
+        Some(Sink::File(file)) => write_file(file, Target::Server, level, &line),
+        None => write_stderr(Target::Server, level, &line),
     }
 }
 
 /// Log an access line (which already passed [`enabled`]) for a response with `status`.
 pub fn emit_access(status: u16, line: String) {
     match SINK.get() {
-        Some(Sink::Python(tx)) => match tx.try_send(Message::Access(status, line)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                DROPPED.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(TrySendError::Disconnected(message)) => {
-                if let Message::Access(_, m) = message {
-                    write_stderr(Target::Access, Level::Info, &m);
-                }
-            }
-        },
+        Some(Sink::Python(tx)) => send(tx, Message::Access(status, line)),
         _ => emit(Target::Access, Level::Info, line),
+    }
+}
+
+/// Queue a message for the log thread: dropped and counted when the queue is full, written
+/// to stderr when the thread has stopped.
+fn send(tx: &SyncSender<Message>, message: Message) {
+    match tx.try_send(message) {
+        Ok(()) | Err(TrySendError::Disconnected(Message::Stop)) => {}
+        Err(TrySendError::Full(_)) => {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(TrySendError::Disconnected(Message::Record(target, level, m))) => {
+            write_stderr(target, level, &m);
+        }
+        Err(TrySendError::Disconnected(Message::Dependency(_, level, m))) => {
+            write_stderr(Target::Server, level, &m);
+        }
+        Err(TrySendError::Disconnected(Message::Access(_, m))) => {
+            write_stderr(Target::Access, Level::Info, &m);
+        }
+    }
+}
+
+fn write_file(file: &Mutex<LineWriter<File>>, target: Target, level: Level, message: &str) {
+    let line = format_line(target, level, message);
+    if let Ok(mut f) = file.lock() {
+        let _ = f.write_all(line.as_bytes());
     }
 }
 
@@ -152,23 +196,6 @@ fn format_line(target: Target, level: Level, message: &str) -> String {
         level.name()
     )
 }
-
-#[macro_export]
-macro_rules! log_at {
-    ($target:expr, $level:expr, $($arg:tt)+) => {
-        if $crate::logging::enabled($target, $level) {
-            $crate::logging::emit($target, $level, format!($($arg)+));
-        }
-    };
-}
-#[macro_export]
-macro_rules! log_error { ($($arg:tt)+) => { $crate::log_at!($crate::logging::Target::Server, $crate::logging::Level::Error, $($arg)+) }; }
-#[macro_export]
-macro_rules! log_warn { ($($arg:tt)+) => { $crate::log_at!($crate::logging::Target::Server, $crate::logging::Level::Warn, $($arg)+) }; }
-#[macro_export]
-macro_rules! log_info { ($($arg:tt)+) => { $crate::log_at!($crate::logging::Target::Server, $crate::logging::Level::Info, $($arg)+) }; }
-#[macro_export]
-macro_rules! log_debug { ($($arg:tt)+) => { $crate::log_at!($crate::logging::Target::Server, $crate::logging::Level::Debug, $($arg)+) }; }
 
 /// The running log thread, stopped (after writing what is queued) by [`LogThread::stop`].
 pub struct LogThread {
@@ -209,7 +236,7 @@ pub fn init_file(path: &Path) -> Result<(), String> {
         Some("5") => Level::Trace,
         _ => Level::Info,
     };
-    SERVER_THRESHOLD.store(level as u8, Ordering::Relaxed);
+    set_server_threshold(level as u8);
     ACCESS_THRESHOLD.store(level as u8, Ordering::Relaxed);
     let _ = SINK.set(Sink::File(Mutex::new(LineWriter::new(file))));
     let _ = LOG_PATH.set(path.to_path_buf());
@@ -251,12 +278,17 @@ pub fn init_python(py: Python<'_>, dev: bool) -> PyResult<LogThread> {
     let access = logging
         .call_method1("getLogger", (Target::Access.logger_name(),))?
         .unbind();
+    let logging = logging.unbind();
     refresh_thresholds(py, &server, &access);
     let (tx, rx) = mpsc::sync_channel(QUEUE);
     let _ = SINK.set(Sink::Python(tx.clone()));
     let handle = std::thread::Builder::new()
         .name("ferrule-log".into())
-        .spawn(move || Python::attach(|py| python_log_loop(py, &Mutex::new(rx), &server, &access)))
+        .spawn(move || {
+            Python::attach(|py| {
+                python_log_loop(py, &Mutex::new(rx), &logging, &server, &access);
+            });
+        })
         .map_err(|e| {
             pyo3::exceptions::PyRuntimeError::new_err(format!("cannot start the log thread: {e}"))
         })?;
@@ -268,10 +300,9 @@ pub fn init_python(py: Python<'_>, dev: bool) -> PyResult<LogThread> {
 
 /// Re-read the effective levels, which the application may change at any time.
 fn refresh_thresholds(py: Python<'_>, server: &Py<PyAny>, access: &Py<PyAny>) {
-    for (logger, slot) in [(server, &SERVER_THRESHOLD), (access, &ACCESS_THRESHOLD)] {
-        let level = threshold_of(py, logger).unwrap_or(Level::Info as u8);
-        slot.store(level, Ordering::Relaxed);
-    }
+    set_server_threshold(threshold_of(py, server).unwrap_or(Level::Info as u8));
+    let access_level = threshold_of(py, access).unwrap_or(Level::Info as u8);
+    ACCESS_THRESHOLD.store(access_level, Ordering::Relaxed);
 }
 
 fn threshold_of(py: Python<'_>, logger: &Py<PyAny>) -> PyResult<u8> {
@@ -297,9 +328,12 @@ fn threshold_of(py: Python<'_>, logger: &Py<PyAny>) -> PyResult<u8> {
 fn python_log_loop(
     py: Python<'_>,
     rx: &Mutex<Receiver<Message>>,
+    logging: &Py<PyModule>,
     server: &Py<PyAny>,
     access: &Py<PyAny>,
 ) {
+    // `ferrule.<crate>` for each dependency that logged.
+    let mut children: HashMap<Box<str>, Py<PyAny>> = HashMap::new();
     // Levels are re-read after every batch. The thread never wakes on a timer: taking the
     // GIL on a schedule would stall the worker threads for nothing.
     loop {
@@ -322,6 +356,23 @@ fn python_log_loop(
                     let result = logger.bind(py).call_method1("log", (level as u8, text));
                     // A broken handler must not take logging down with it; Python's
                     // logging already printed the handler's error to stderr.
+                    if result.is_err() {
+                        PyErr::fetch(py);
+                    }
+                }
+                Message::Dependency(krate, level, text) => {
+                    let logger = match children.entry(krate) {
+                        Entry::Occupied(known) => Ok(known.into_mut()),
+                        Entry::Vacant(new) => {
+                            let name = format!("{}.{}", Target::Server.logger_name(), new.key());
+                            logging
+                                .bind(py)
+                                .call_method1("getLogger", (name,))
+                                .map(|logger| new.insert(logger.unbind()))
+                        }
+                    };
+                    let result =
+                        logger.and_then(|l| l.bind(py).call_method1("log", (level as u8, text)));
                     if result.is_err() {
                         PyErr::fetch(py);
                     }

@@ -57,24 +57,23 @@ pub fn mounts(py: Python<'_>, plan: &StaticPlan, script_name: &str) -> PyResult<
     if plan.media {
         let url = string_setting(&settings, "MEDIA_URL")?;
         let root = path_setting(&settings, "MEDIA_ROOT")?;
-        match (url, root) {
-            (Some(url), Some(root)) => {
-                if let Some(url) = mount_url("MEDIA_URL", &url, script_name) {
-                    mounts.push(Mount {
-                        url,
-                        dirs: vec![MountDir {
-                            dir: root,
-                            prefix: String::new(),
-                            source: "MEDIA_ROOT".to_owned(),
-                        }],
-                        max_age,
-                        // Uploads are named by users: a name that looks hashed is no promise,
-                        // and a page or SVG among them must not run script on the site.
-                        media: true,
-                    });
-                }
+        if let (Some(url), Some(root)) = (url, root) {
+            if let Some(url) = mount_url("MEDIA_URL", &url, script_name) {
+                mounts.push(Mount {
+                    url,
+                    dirs: vec![MountDir {
+                        dir: root,
+                        prefix: String::new(),
+                        source: "MEDIA_ROOT".to_owned(),
+                    }],
+                    max_age,
+                    // Uploads are named by users: a name that looks hashed is no promise,
+                    // and a page or SVG among them must not run script on the site.
+                    media: true,
+                });
             }
-            _ => log_warn!("--media: not serving media files, since MEDIA_URL or MEDIA_ROOT is not set in the Django settings"),
+        } else {
+            log_warn!("--media: not serving media files, since MEDIA_URL or MEDIA_ROOT is not set in the Django settings");
         }
     }
     Ok(mounts)

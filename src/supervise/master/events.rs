@@ -84,11 +84,10 @@ impl Master {
             return;
         }
         if w.ready_at.is_none() {
-            match &w.failure {
-                Some(why) => {
-                    log_error!("Worker process {pid} exited before it was ready ({status}): {why}");
-                }
-                None => log_error!("Worker process {pid} exited before it was ready ({status})"),
+            if let Some(why) = &w.failure {
+                log_error!("Worker process {pid} exited before it was ready ({status}): {why}");
+            } else {
+                log_error!("Worker process {pid} exited before it was ready ({status})");
             }
             self.last_failure = Some(w.failure.unwrap_or_else(|| {
                 format!("a worker process exited before it was ready ({status})")
