@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 
 use crate::error::Error;
+use crate::log_warn;
 use crate::wsgi::traceback;
 
 /// Put the working directory and `--pythonpath` entries at the front of `sys.path`, as
@@ -196,4 +197,15 @@ pub fn django_configured(py: Python<'_>) -> bool {
         .and_then(|s| s.getattr("configured"))
         .and_then(|c| c.is_truthy())
         .unwrap_or(false)
+}
+
+/// The source files of the modules imported so far, for the master's reload watcher.
+pub fn module_files(py: Python<'_>) -> Vec<String> {
+    py.import("ferrule._reload")
+        .and_then(|m| m.call_method0("module_files"))
+        .and_then(|files| files.extract())
+        .unwrap_or_else(|e| {
+            log_warn!("cannot list the imported modules for the reload watcher: {e}");
+            Vec::new()
+        })
 }

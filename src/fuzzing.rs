@@ -12,9 +12,9 @@ pub use crate::config::{parse_size, Cli, DjangoCli, ForwardedHeaders, Limits, Pr
 pub use crate::http::admission::{admit, check_trailers, request_target_of, Refusal};
 pub use crate::http::host::check as check_host;
 pub use crate::http::proxy::Proxy;
-pub use crate::http::Part;
 pub use crate::job::{ConnInfo, Origin};
 pub use crate::listen::Peer;
+pub use crate::response::Part;
 pub use crate::static_files::range::{content_range, multipart, parse as parse_range, Ranges};
 pub use crate::static_files::resolve::{find, relative, under, Found, RelPath, Root};
 pub use crate::wsgi::environ::{build as build_environ, Constants, Streams};

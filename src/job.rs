@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::body::Body;
 use crate::cancel::Flight;
+pub use crate::listen::tls::TlsInfo;
 use crate::listen::Peer;
 use crate::stats::WorkerHold;
 
@@ -29,24 +30,6 @@ pub struct ConnInfo {
     pub scheme: &'static str,
     /// The TLS session, on a TLS connection.
     pub tls: Option<TlsInfo>,
-}
-
-/// What a TLS connection tells the application (the `SSL_*` environ keys, as Apache's
-/// `mod_ssl` names them).
-#[derive(Debug, Clone, Default)]
-pub struct TlsInfo {
-    /// `TLSv1.2` or `TLSv1.3`.
-    pub protocol: &'static str,
-    /// The negotiated cipher suite, e.g. `TLS13_AES_256_GCM_SHA384`.
-    pub cipher: String,
-    /// The server name the client asked for (SNI).
-    pub server_name: Option<String>,
-    /// The verified client certificate's subject DN (RFC 4514), with mutual TLS.
-    pub client_subject: Option<String>,
-    /// The client certificate's issuer DN (RFC 4514), with mutual TLS.
-    pub client_issuer: Option<String>,
-    /// The client certificate in PEM, with mutual TLS.
-    pub client_cert_pem: Option<String>,
 }
 
 /// How the request looks to the application once trusted proxy headers and the URL prefix are

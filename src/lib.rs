@@ -35,17 +35,20 @@ pub mod config;
 pub mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod html;
 pub mod http;
 pub mod job;
 pub mod listen;
 pub mod logging;
 pub mod pool;
+pub mod response;
 pub mod server;
 pub mod static_files;
 pub mod stats;
 pub mod supervise;
 pub mod wsgi;
 
+mod process;
 mod run;
 
 // The server's log macros: `tracing`'s, under the names the call sites use (logging/facade.rs).

@@ -15,9 +15,9 @@ use http::Response;
 use hyper::body::Incoming;
 
 use super::exchange::Exchange;
-use super::out_body::OutBody;
 use super::App;
 use crate::job::{ConnInfo, Origin};
+use crate::response::OutBody;
 
 /// An application request, admitted: its head checked, the trusted proxy headers and the URL
 /// prefix applied (`origin`), its body `B` not read yet.

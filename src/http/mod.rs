@@ -6,8 +6,6 @@
 //! - `service.rs`: one request from head to response;
 //! - `dispatch.rs`: the seam to what runs applications, and `queued.rs`, the thread pool's
 //!   side of it (the body read first, then a job on the pool);
-//! - `out_body.rs`: the response body type and its completion hook;
-//! - `respond.rs`: server-made responses (4xx, 5xx);
 //! - `proxy.rs`: trusted forwarding headers and the URL prefix, built on `forwarded.rs`
 //!   (header syntax), `config/trust.rs` (`--forwarded-allow-ips`) and `prefix.rs` (splitting
 //!   a path at the prefix);
@@ -21,16 +19,13 @@ pub mod dispatch;
 mod exchange;
 mod forwarded;
 pub(crate) mod host;
-mod out_body;
 pub mod prefix;
 pub mod proxy;
 mod queued;
 pub mod request_id;
-pub mod respond;
 mod service;
 
 pub use access::Format as AccessFormat;
 pub use exchange::Exchange;
-pub use out_body::{OutBody, Part};
 pub use queued::Queued;
 pub use service::{handle, App};

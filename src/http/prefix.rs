@@ -11,8 +11,9 @@ use http::header::{CACHE_CONTROL, CONNECTION, CONTENT_TYPE, LOCATION};
 use http::request::Parts;
 use http::{HeaderValue, Response, StatusCode};
 
-use super::out_body::OutBody;
-use super::respond::{self, html_escape};
+use crate::html::escape as html_escape;
+use crate::response::respond;
+use crate::response::OutBody;
 
 /// What follows `prefix` in the decoded `path`, if the path is the prefix itself or lies under
 /// it: `/app` → `""`, `/app/x` → `/x`, `/application` → no match.

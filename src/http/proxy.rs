@@ -25,7 +25,6 @@ use percent_encoding::percent_decode_str;
 
 use super::admission::Refusal;
 use super::forwarded::{self, Element, Node};
-use super::out_body::OutBody;
 use super::prefix;
 use crate::config::trust::AllowList;
 use crate::config::{ForwardedHeaders, ProxyPlan};
@@ -33,6 +32,7 @@ use crate::error::Error;
 use crate::job::{ConnInfo, Origin};
 use crate::listen::Peer;
 use crate::log_debug;
+use crate::response::OutBody;
 
 /// The headers a proxy forwards; removed from an untrusted peer's request.
 #[derive(Debug, Clone, Copy)]

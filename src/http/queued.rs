@@ -21,12 +21,11 @@ use tokio::sync::oneshot;
 
 use super::dispatch::{Admitted, Answer, Dispatch};
 use super::exchange::Exchange;
-use super::out_body::OutBody;
-use super::respond;
 use super::App;
 use crate::body::{self, BodyError};
 use crate::cancel::{Deadline, DisconnectGuard, Flight, Reason};
 use crate::job::{Job, Jobs, Rejected, Reply, ReplyBody};
+use crate::response::{respond, OutBody};
 use crate::{log_debug, log_error, log_warn};
 
 /// Application requests run by threads taking jobs from `J`.

@@ -18,14 +18,14 @@ use super::admission;
 use super::dispatch::{Admitted, Dispatch};
 use super::exchange::Exchange;
 use super::host;
-use super::out_body::OutBody;
 use super::proxy::Proxy;
 use super::request_id;
-use super::respond;
 use crate::cancel::Reason;
 use crate::config::Plan;
 use crate::job::ConnInfo;
 use crate::log_debug;
+use crate::response::respond;
+use crate::response::OutBody;
 use crate::static_files::StaticFiles;
 use crate::stats::Stats;
 

@@ -29,7 +29,24 @@ use tokio_rustls::TlsAcceptor;
 use super::pem;
 use crate::config::{ClientCert, HttpMode, TlsFiles, TlsPlan, TlsVersion};
 use crate::error::Error;
-use crate::job::TlsInfo;
+
+/// What a TLS connection tells the application (the `SSL_*` environ keys, as Apache's
+/// `mod_ssl` names them).
+#[derive(Debug, Clone, Default)]
+pub struct TlsInfo {
+    /// `TLSv1.2` or `TLSv1.3`.
+    pub protocol: &'static str,
+    /// The negotiated cipher suite, e.g. `TLS13_AES_256_GCM_SHA384`.
+    pub cipher: String,
+    /// The server name the client asked for (SNI).
+    pub server_name: Option<String>,
+    /// The verified client certificate's subject DN (RFC 4514), with mutual TLS.
+    pub client_subject: Option<String>,
+    /// The client certificate's issuer DN (RFC 4514), with mutual TLS.
+    pub client_issuer: Option<String>,
+    /// The client certificate in PEM, with mutual TLS.
+    pub client_cert_pem: Option<String>,
+}
 
 /// The protocol ALPN settled on, if the client offered any.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -30,7 +30,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
-use crate::http::OutBody;
+use crate::response::OutBody;
 
 /// The most a response body hands hyper at once. One large piece (a 16 MiB `HttpResponse`)
 /// would go to `h2` whole at the first byte of window, and the body would be done while the

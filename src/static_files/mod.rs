@@ -45,7 +45,7 @@ use http::{HeaderValue, Method, Response, StatusCode};
 
 use crate::config::{StaticPlan, DEFAULT_MAX_AGE};
 use crate::error::Error;
-use crate::http::{respond, OutBody};
+use crate::response::{respond, OutBody};
 use crate::{log_debug, log_info, log_warn};
 use cache::Cache;
 use lookups::Lookups;

@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 
-use crate::http::Part;
+use crate::response::Part;
 
 /// More ranges than this in one request and the header is ignored (the whole file is sent,
 /// which RFC 9110 allows). Real clients ask for one, or a handful (PDF viewers); 64 is

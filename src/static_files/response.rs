@@ -16,7 +16,7 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use super::conditional::{self, Precondition};
 use super::range::{self, Ranges};
 use super::resource::{Rep, Resource};
-use crate::http::{respond, OutBody, Part};
+use crate::response::{respond, OutBody, Part};
 
 /// What to answer.
 #[derive(Debug, PartialEq, Eq)]

@@ -326,7 +326,7 @@ fn ticks(top: f64, step: f64) -> u32 {
     (top / step).round().clamp(1.0, 20.0) as u32
 }
 
-pub(super) use crate::http::respond::html_escape as escape;
+pub(super) use crate::html::escape;
 
 /// A number with at most two decimals, trailing zeros dropped: `0.25`, `12.5`, `300`.
 pub(super) fn number(v: f64) -> String {

@@ -24,7 +24,6 @@ use pyo3::prelude::*;
 use crate::config::Plan;
 use crate::error::Error;
 use crate::listen::{self, tls::Tls};
-use crate::logging;
 
 /// Run as the master process until stopped; returns the exit code. Binds the listeners
 /// (reporting a bad address or TLS file before any worker starts), then supervises workers
@@ -36,17 +35,8 @@ pub fn master(
     described: &str,
     worker_command: Option<Vec<OsString>>,
 ) -> Result<i32, Error> {
-    logging::set_access_log(plan.access_log);
-    if let Some(path) = &plan.log_file {
-        logging::init_file(path).map_err(Error::config)?;
-    }
-    let log_thread = match &plan.log_file {
-        Some(_) => None,
-        None => Some(
-            logging::init_python(py, false)
-                .map_err(|e| Error::runtime(format!("cannot set up logging: {e}")))?,
-        ),
-    };
+    crate::process::log_to_file(plan)?;
+    let log_thread = crate::process::log_to_python(py, plan, false)?;
     let result = supervise(py, plan, described, worker_command);
     if let Some(t) = log_thread {
         py.detach(|| t.stop());
@@ -74,7 +64,7 @@ fn supervise(
     let (listeners, admin_listener) =
         listen::systemd::listeners(&plan.binds, plan.stats.bind.as_ref(), plan.unix_socket_mode)?;
     let notifier = Arc::new(notify::Notifier::from_env());
-    crate::run::forget_variables(py, &[&listen::systemd::VARIABLES, &notify::VARIABLES]);
+    crate::process::forget_variables(py, &[&listen::systemd::VARIABLES, &notify::VARIABLES]);
     let scheme = if tls.is_some() { "https" } else { "http" };
     let urls = listeners.iter().map(|l| l.url(scheme)).collect();
     let spawner = process::Spawner {
@@ -89,7 +79,7 @@ fn supervise(
             })
             .ok(),
     };
-    crate::run::leave_signals_to_the_runtime(py)?;
+    crate::process::leave_signals_to_the_runtime(py)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -148,7 +138,7 @@ fn supervise(
             code
         })
     });
-    crate::run::restore_default_signals();
+    crate::process::restore_default_signals();
     drop(listeners);
     code
 }

@@ -8,24 +8,7 @@ use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, TRANSF
 use http::request::Parts;
 use http::{HeaderValue, Response, StatusCode};
 
-use super::out_body::OutBody;
-
-/// Text for HTML, as element content or a quoted attribute value (the prefix's 404 page, the
-/// statistics dashboard).
-pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
+use super::OutBody;
 
 /// A plain-text response from the server itself. `close` asks hyper to end the connection
 /// afterwards, for requests whose body was not (or could not be) read.

@@ -1,0 +1,332 @@
+//! Serving, once the application is loaded and its routes known: the TLS files and the
+//! listeners (bound here, or a worker's inherited from its master), the asyncio loop and the
+//! pool, the runtime with the accept loops and the admin listener, the announcement, and on
+//! the way out the drain: requests still running at `--graceful-timeout` are cancelled and
+//! given a moment to unwind.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use pyo3::prelude::*;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::routes::Routes;
+use super::signals::watch_signals;
+use crate::cancel::Reason;
+use crate::config::Plan;
+use crate::error::Error;
+use crate::http::App;
+use crate::job::Job;
+use crate::listen::tls::Tls;
+use crate::pool::Pool;
+use crate::server::{self, Outcome};
+use crate::stats::{self, Stats};
+use crate::supervise::notify::{self, Notifier};
+use crate::supervise::{self, worker::Serving, worker::Spec};
+use crate::wsgi::{Application, Interrupts, Sending};
+use crate::{bridge, listen, log_info, log_warn, process};
+
+/// How the process should end.
+pub(super) enum Exit {
+    /// Return the code to Python, which finalizes normally.
+    Clean(i32),
+    /// Leave at once: some worker threads are still running application code.
+    Immediate(i32),
+}
+
+pub(super) fn serve(
+    py: Python<'_>,
+    plan: &Arc<Plan>,
+    loaded: (Py<PyAny>, String),
+    Routes {
+        statics,
+        proxy,
+        django,
+    }: Routes,
+    worker: Option<Spec>,
+) -> Result<Exit, Error> {
+    let (application, described) = loaded;
+    // Certificate and key are read before anything binds: a bad file ends start-up with
+    // exit code 2 and the port still free.
+    let tls = Tls::load(&plan.tls)?;
+    let (listeners, admin, control) = sockets(plan, worker.as_ref())?;
+    let share = worker.as_ref().and_then(|w| w.board).and_then(|(fd, seat)| {
+        listen::share::Share::join(fd, seat)
+            .inspect_err(|e| log_warn!("cannot use the master's connection board ({e}); accepting without looking at the other workers"))
+            .ok()
+    });
+    // systemd's notification socket (a worker's master has taken it).
+    let notifier = Arc::new(Notifier::from_env());
+    forget_handed_over(py);
+    process::leave_signals_to_the_runtime(py)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(plan.io_threads)
+        .thread_name("ferrule-io")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::runtime(format!("cannot start the network runtime: {e}")))?;
+    let sending = Sending {
+        runtime: runtime.handle().clone(),
+        timeout: plan.send_timeout,
+    };
+    let interrupts = Interrupts {
+        runtime: runtime.handle().clone(),
+        grace: plan.cancel_grace,
+    };
+    let wsgi = Application::new(py, application, sending, interrupts)
+        .map_err(|e| Error::runtime(e.to_string()))?;
+    let (event_loop, pool) = start_workers(py, plan, wsgi)?;
+    statics.log_mounts();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let urls: Vec<String> = listeners.iter().map(|l| l.url(scheme)).collect();
+    let stats = Arc::new(Stats::new(&plan.stats, django));
+    let gauges = pool.clone();
+    stats.set_pool(Box::new(move || gauges.gauges()));
+    let app_state = Arc::new(App {
+        plan: Arc::clone(plan),
+        dispatch: Arc::new(crate::http::Queued(pool.clone())),
+        statics,
+        proxy,
+        stats: Arc::clone(&stats),
+        access_format: Arc::new(plan.access_log_format.clone()),
+    });
+    let stopping: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
+    let served = py.detach(|| {
+        runtime.block_on(async {
+            let (first, second) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+            watch_signals(
+                Arc::clone(&first),
+                Arc::clone(&second),
+                Arc::clone(&stopping),
+                tls.clone(),
+                Arc::clone(&notifier),
+            )?;
+            if let Err(e) = stats.start_ticker() {
+                log_warn!("cannot start the statistics thread; the timeline stays empty: {e}");
+            }
+            let (admin_stop, admin_task) = start_admin(admin, &stats, &stopping);
+            // Only now, with the signal handlers in place: a test or a supervisor may signal
+            // as soon as it reads this.
+            let serving = Serving {
+                pool: pool.clone(),
+                stats: Arc::clone(&stats),
+                first: Arc::clone(&first),
+                second: Arc::clone(&second),
+                stopping: Arc::clone(&stopping),
+                max_requests: worker.as_ref().and_then(|w| w.max_requests),
+                files: worker.as_ref().map(|w| w.files.clone()).unwrap_or_default(),
+                broken: worker.as_ref().and_then(|w| w.broken.clone()),
+            };
+            announce(plan, &described, &urls, control, serving, &notifier);
+            let (f, s) = (Arc::clone(&first), Arc::clone(&second));
+            let outcome = server::serve(
+                listeners,
+                app_state,
+                tls,
+                share,
+                async move { f.notified().await },
+                async move { s.notified().await },
+            )
+            .await;
+            let since = stopping.get().copied().unwrap_or_else(Instant::now);
+            let drained = drain(&pool, outcome, since + plan.graceful_timeout, &second).await;
+            // Statistics stay up while the server drains, and go last.
+            admin_stop.cancel();
+            if let Some(task) = admin_task {
+                let _ = task.await;
+            }
+            Ok(drained)
+        })
+    });
+    let (outcome, drained) = served.inspect_err(|_: &Error| event_loop.stop(py))?;
+    py.detach(|| runtime.shutdown_timeout(Duration::from_millis(100)));
+    // The runtime's signal handlers outlive it; without resetting, a Ctrl-C while the
+    // interpreter finalizes (joining the application's own threads, say) would do nothing.
+    process::restore_default_signals();
+    if !drained {
+        let (threads, busy) = pool.threads();
+        if busy > 0 {
+            log_warn!("Exiting with {busy} of {threads} worker threads still running a request");
+        }
+        return Ok(Exit::Immediate(i32::from(outcome == Outcome::Forced)));
+    }
+    // The pool has drained: no request waits on the loop any more.
+    event_loop.stop(py);
+    log_info!("Shutdown complete");
+    Ok(Exit::Clean(0))
+}
+
+/// Serve the statistics on the admin listener, if there is one, until the token is
+/// cancelled: ready (`/readyz`) from now until a signal starts the drain. Call within the
+/// runtime.
+fn start_admin(
+    admin: Option<listen::Bound>,
+    stats: &Arc<Stats>,
+    stopping: &Arc<OnceLock<Instant>>,
+) -> (CancellationToken, Option<tokio::task::JoinHandle<()>>) {
+    let stop = CancellationToken::new();
+    let task = admin.map(|bound| {
+        log_info!("Statistics at: {}", bound.url("http"));
+        let stopping = Arc::clone(stopping);
+        let health: stats::HealthFn = Arc::new(move || match stopping.get() {
+            None => stats::Health::Ready,
+            Some(_) => stats::Health::NotReady("draining: the server is shutting down".into()),
+        });
+        let stopped = stop.clone();
+        tokio::spawn(stats::admin::serve(
+            bound,
+            stats::admin::local(Arc::clone(stats)),
+            health,
+            async move { stopped.cancelled().await },
+        ))
+    });
+    (stop, task)
+}
+
+/// Say the server is ready: in the log, or (a worker) to the master, then answer the master
+/// from a task. Call within the runtime, once the signal handlers are in place: a test or a
+/// supervisor may signal as soon as it reads this.
+fn announce(
+    plan: &Plan,
+    described: &str,
+    urls: &[String],
+    control: Option<std::os::unix::net::UnixStream>,
+    serving: Serving,
+    notifier: &Arc<Notifier>,
+) {
+    if let Some(socket) = control {
+        log_info!(
+            "Worker ready: serving {described} with up to {} threads (pid {})",
+            plan.pool.max_threads,
+            std::process::id()
+        );
+        tokio::spawn(supervise::worker::control_loop(socket, serving));
+    } else {
+        for url in urls {
+            log_info!("Listening at: {url}");
+        }
+        log_info!(
+            "Ready to accept requests: serving {described} with up to {} threads (pid {})",
+            plan.pool.max_threads,
+            std::process::id()
+        );
+        notifier.ready();
+        let stats = Arc::clone(&serving.stats);
+        notifier.spawn_heartbeat(move || stats.pulse().to_string());
+    }
+}
+
+/// The listeners, the admin listener and (a worker) the control socket.
+type Sockets = (
+    Vec<listen::Bound>,
+    Option<listen::Bound>,
+    Option<std::os::unix::net::UnixStream>,
+);
+
+/// The listeners, the admin listener and (a worker) the control socket. A worker serves the
+/// listeners its master bound, and leaves the admin listener to it.
+fn sockets(plan: &Plan, worker: Option<&Spec>) -> Result<Sockets, Error> {
+    if let Some(spec) = worker {
+        let listeners = spec
+            .listeners
+            .iter()
+            .map(|fd| listen::adopt::adopt(*fd))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok((listeners, None, Some(spec.control_socket()?)));
+    }
+    // systemd's sockets instead of --bind when socket-activated.
+    let (listeners, admin) =
+        listen::systemd::listeners(&plan.binds, plan.stats.bind.as_ref(), plan.unix_socket_mode)?;
+    Ok((listeners, admin, None))
+}
+
+/// After the server stopped with `outcome`: let the pool finish by `deadline` (the graceful
+/// timeout counted from the signal, not from now: connections may have used most of it
+/// already), cancelling what still runs when the time is up or a second signal comes.
+/// Returns how the server stopped and whether every thread finished.
+async fn drain(
+    pool: &Pool,
+    outcome: Outcome,
+    deadline: Instant,
+    second: &Notify,
+) -> (Outcome, bool) {
+    if outcome != Outcome::Drained {
+        // Requests still running at the graceful timeout or a second signal are cancelled:
+        // a view that polls `ferrule.disconnected()` or waits in `ferrule.wait` stops, and
+        // its exception is raised in its thread shortly.
+        cancel_all(pool);
+    }
+    if outcome == Outcome::Forced {
+        return (outcome, false);
+    }
+    // Threads still running a job (their client gone, or a slow close()) get what is left,
+    // and at least time to unwind; a second signal still cuts it short.
+    let mut deadline = deadline.max(Instant::now() + UNWIND);
+    loop {
+        let draining = pool.clone();
+        let drain = tokio::task::spawn_blocking(move || draining.close(deadline));
+        let drained = tokio::select! {
+            done = drain => done.unwrap_or(false),
+            () = second.notified() => return (Outcome::Forced, false),
+        };
+        // Threads still running requests at the deadline are cancelled now and get a moment
+        // to unwind and run close(); those cancelled already have had theirs. A flight fires
+        // once and a closing pool takes no new jobs, so this goes round at most twice.
+        if drained || !cancel_all(pool) {
+            return (outcome, drained);
+        }
+        deadline = Instant::now() + UNWIND;
+    }
+}
+
+/// How long requests cancelled by a forced shutdown get to unwind (their exception raised,
+/// `close()` run) before the process exits anyway. Arbitrary: enough for Python to raise the
+/// exception at the next bytecode and run Django's `request_finished` handlers, short next
+/// to any `--graceful-timeout` worth setting.
+const UNWIND: Duration = Duration::from_millis(500);
+
+/// Cancel what the pool still holds for a forced shutdown; returns whether there was any.
+fn cancel_all(pool: &Pool) -> bool {
+    let cancelled = pool.cancel_all(Reason::Shutdown);
+    if cancelled > 0 {
+        log_warn!("Cancelling {cancelled} request(s) still in progress at shutdown");
+    }
+    cancelled > 0
+}
+
+/// The asyncio event loop, then the worker pool. The loop starts after the import (the
+/// application's settings and logging are in place) and before the pool, so the first
+/// request finds it running.
+fn start_workers(
+    py: Python<'_>,
+    plan: &Plan,
+    wsgi: Application,
+) -> Result<(bridge::EventLoop, Pool), Error> {
+    process::return_large_buffers();
+    let event_loop = bridge::EventLoop::start(py)
+        .map_err(|e| Error::runtime(format!("cannot start the asyncio event loop: {e}")))?;
+    let runner = move |py: Python<'_>, job: Job| wsgi.run(py, job);
+    match Pool::start(plan.pool, Box::new(runner)) {
+        Ok(pool) => Ok((event_loop, pool)),
+        Err(e) => {
+            event_loop.stop(py);
+            Err(Error::runtime(format!("cannot start the worker pool: {e}")))
+        }
+    }
+}
+
+/// Forget the variables that handed this process its sockets: systemd's, and the master's.
+fn forget_handed_over(py: Python<'_>) {
+    process::forget_variables(
+        py,
+        &[
+            &listen::systemd::VARIABLES,
+            &notify::VARIABLES,
+            &[
+                supervise::control::WORKER_ENV,
+                supervise::control::DJANGO_DEBUG_ENV,
+            ],
+        ],
+    );
+}
