@@ -4,7 +4,7 @@
 //! [`DisconnectGuard`]), `--timeout` expired, or a forced shutdown reached the request — and the
 //! worker side observes it: a queued job is skipped, `environ["ferrule.disconnected"]()` turns
 //! true, a thread blocked in `ferrule.wait` wakes at once. What a fired flight does to Python
-//! (exceptions, asyncio tasks, async exception injection) is `bridge.rs`'s and `wsgi/`'s.
+//! (exceptions, asyncio tasks, async exception injection) is `bridge/`'s and `wsgi/`'s.
 //!
 //! A flight also carries the time its thread spent asleep in async waits, for statistics, and
 //! which worker thread is running the request's application code (so that `wsgi/interrupt.rs`

@@ -1,6 +1,6 @@
 //! The one error type of the server's start-up and configuration paths.
 //!
-//! Opaque, with a private kind and `is_*` predicates; the message always names the option,
+//! Opaque, with a private kind that decides the exit code; the message always names the option,
 //! address or path that failed. Hot paths (admission, body reading) use plain enums of their
 //! own and never allocate one of these.
 

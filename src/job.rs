@@ -5,7 +5,6 @@
 //! [`Jobs`]), and the WSGI layer turns them into replies (`wsgi/`). Nothing here touches
 //! Python.
 
-use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -17,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::body::Body;
 use crate::cancel::Flight;
 pub use crate::listen::tls::TlsInfo;
+pub use crate::response::Chunk;
 use crate::listen::Peer;
 use crate::stats::WorkerHold;
 
@@ -96,10 +96,6 @@ pub struct Reply {
     pub headers: HeaderMap,
     pub body: ReplyBody,
 }
-
-/// A chunk of a streamed body, or the error that ends it early (the connection is then
-/// aborted so the client cannot mistake a truncated body for a complete one).
-pub type Chunk = Result<Bytes, io::Error>;
 
 pub enum ReplyBody {
     /// The whole body at once (a list returned by the app): the thread is free immediately.

@@ -1,31 +1,38 @@
 //! ferrule: an application server for Django and any WSGI app, with a Rust network core.
 //!
-//! The map (the living version is `docs/architecture.md`):
+//! The map (the living version, with a "where does X live" table, is
+//! `docs/architecture.md`). Each module depends only on those listed below it, except `run/`
+//! and `supervise/`, which put the rest together.
 //!
 //! | module | owns | Python? |
 //! |---|---|---|
-//! | `lib.rs` | the `ferrule._ferrule` module and `main()`: parse, load, bind, serve | yes |
-//! | `config.rs` | every option (clap), validation into a `Plan` | no |
+//! | `lib.rs` | this map; the `ferrule._ferrule` module | yes |
+//! | `run/` | `main()`: argv to exit code; loading the app, its routes (`routes.rs`), serving and draining (`serve.rs`), a serving process's signals (`signals.rs`) | yes |
+//! | `supervise/` | the master (`master/`, its decisions pure in `decide.rs`), worker processes, the control channel, the reload watcher, systemd notifications | argv only |
+//! | `process.rs` | what every process sets up about itself: signals, logging, environment, glibc's mmap threshold | small |
+//! | `app.rs` | importing the application (`module:callable`, a factory, Django's) | yes |
+//! | `wsgi/` | PEP 3333: environ, input, `start_response` (its rules pure in `head.rs`), `file_wrapper`, responses | yes |
+//! | `bridge/` | the asyncio loop thread, `wait`/`gather`, asgiref on the shared loop | yes |
+//! | `pool/` | Python worker threads, the job queue, the hand-off monitor (its policy pure in `policy.rs`) | yes |
+//! | `server.rs` | accept loops, connections, HTTP/1.1 and HTTP/2, graceful shutdown | no |
+//! | `http/` | the hyper service: admission, proxies and prefix, request ids, the access log, and the `Dispatch` seam (`dispatch.rs`; the pool's side is `queued.rs`) | no |
+//! | `static_files/` | static mounts, path safety, conditional/range/precompressed responses | `django.rs` only |
+//! | `job.rs` | what crosses between the core and a worker thread, and the `Jobs` queue it goes on | no |
+//! | `stats/` | per-view statistics: recording, history rings, Prometheus/JSON/dashboard, the admin listener | no |
+//! | `response/` | the response body type, and the responses the server makes itself | no |
+//! | `body.rs` | request bodies, buffered or spooled before dispatch | no |
+//! | `listen/` | binding, inheriting and accepting (`accept.rs`), the write deadline, TLS, HTTP/2 preface detection, the workers' connection board | no |
+//! | `cancel.rs` | per-request cancellation (`Flight`), the disconnect guard, async-wait time | no |
+//! | `config/` | every option (clap), validated into a `Plan`; the TOML file and `settings.FERRULE` | `load.rs` only |
+//! | `logging.rs` | server and access logs into Python `logging` or a file; the `tracing` facade | small |
+//! | `html.rs` | escaping text for HTML | no |
 //! | `error.rs` | the start-up error type and exit codes | no |
 //! | `fuzzing.rs` | with the `fuzzing` feature only: what the `fuzz/` targets call | no |
-//! | `app.rs` | importing the application | yes |
-//! | `listen/` | TCP and Unix listeners (bound, inherited, or systemd-activated), the write deadline, TLS (rustls), HTTP/2 preface detection | no |
-//! | `server.rs` | accept loops, connections, graceful shutdown; `server/streams.rs` watches HTTP/2 streams | no |
-//! | `http/` | admission, proxies and prefix, request ids, the hyper service, server-made responses, access log | no |
-//! | `static_files/` | static mounts, path safety, conditional/range/precompressed responses | `django.rs` only |
-//! | `stats/` | per-view statistics: recording, history rings, Prometheus/JSON/dashboard, the admin listener | no |
-//! | `supervise/` | the master process (`master/`: its loop acts on `decide.rs`, a pure function of its state) and its workers; `watch.rs` watches files for `--reload`; systemd notifications (`notify.rs`) | no |
-//! | `body.rs` | request bodies, buffered or spooled before dispatch | no |
-//! | `bridge/` | the asyncio loop thread, `wait`/`gather`, asgiref, cancellation exceptions | yes |
-//! | `cancel.rs` | per-request cancellation (`Flight`), the disconnect guard, async-wait time | no |
-//! | `job.rs` | what crosses between the core and a worker thread | no |
-//! | `pool/` | Python worker threads, the job queue, the hand-off monitor; its policy is pure (`policy.rs`) | yes |
-//! | `wsgi/` | PEP 3333: environ, input, `start_response`, `file_wrapper`, responses | yes |
-//! | `logging.rs` | server and access logs into Python `logging` or a file; `logging/facade.rs` is the `tracing`/`log` subscriber that takes our records and our dependencies' | small |
 //!
-//! A request: `server.rs` accepts → `http/service.rs` admits and reads the body → `pool/`
-//! queues the job → a worker thread runs `wsgi/` → the reply goes back through a channel and
-//! hyper sends it.
+//! A request: `listen/accept.rs` accepts → `server.rs` serves the connection →
+//! `http/service.rs` admits it (or `static_files/` answers) → `http/queued.rs` reads the body
+//! and queues a job on `pool/` → a worker thread runs `wsgi/` → the reply goes back through a
+//! channel, becomes a `response::OutBody`, and hyper sends it.
 
 pub mod app;
 pub mod body;

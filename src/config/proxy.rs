@@ -1,7 +1,7 @@
 //! Options under "Proxies and URL prefix", and their part of the plan.
 //!
 //! Validation only: the prefix's normal form and the allow-list's syntax belong to
-//! `http/prefix.rs` and `http/trust.rs`, and applying them to requests to `http/proxy.rs`.
+//! `prefix.rs` and `trust.rs`, and applying them to requests to `http/proxy.rs`.
 
 use clap::{Args, ValueEnum};
 

@@ -6,7 +6,7 @@
 //! `Transfer-Encoding` rules, and the transfer codings we do not implement; then, once the
 //! body is read, the fields a chunked body's trailer must not carry. A refused request gets
 //! its status here and never reaches Python. Turning a refusal into a response is
-//! `http/respond.rs`'s job.
+//! `response/respond.rs`'s job.
 //!
 //! What hyper normalises away before we see the head (a `Content-Length` it dropped because
 //! `Transfer-Encoding` came too, identical duplicate lengths it merged, a `#fragment`,

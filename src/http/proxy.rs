@@ -7,7 +7,7 @@
 //! the proxy did not write. `--prefix` (or Django's `FORCE_SCRIPT_NAME`) splits the path into
 //! `SCRIPT_NAME` and `PATH_INFO`. The result is a [`job::Origin`](crate::job::Origin); the
 //! environ is built from it in `wsgi/environ.rs`. Header syntax is `forwarded.rs`'s, the
-//! allow-list `trust.rs`'s and the prefix rules `prefix.rs`'s; this file decides what is read
+//! allow-list `config/trust.rs`'s and the prefix rules `config/prefix.rs`'s and `prefix.rs`'s; this file decides what is read
 //! and what wins.
 //!
 //! Lists: the client is found by the chain rule over `X-Forwarded-For` (or the `Forwarded`

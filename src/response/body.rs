@@ -11,7 +11,7 @@
 //! ([`OutBody::watched`]): the disconnect guard, armed until the last frame is handed out (a
 //! body dropped before that means the client left), and for a stream still being produced,
 //! the `--timeout` timer and a watch on the flight that cuts the stream when it fires.
-//! Reading the files (ranges, parts, recycled buffers) is `out_body/file.rs`'s.
+//! Reading the files (ranges, parts, recycled buffers) is `body/file.rs`'s.
 
 use std::fs::File;
 use std::future::Future;
@@ -28,11 +28,14 @@ use tokio::sync::mpsc;
 use tokio_util::io::ReaderStream;
 
 use crate::cancel::{Deadline, DisconnectGuard, Flight, Reason};
-use crate::job::Chunk;
 
 mod file;
 
 use file::{FileRange, Parts, FILE_CHUNK};
+
+/// A chunk of a streamed body, or the error that ends it early (the connection is then
+/// aborted so the client cannot mistake a truncated body for a complete one).
+pub type Chunk = Result<Bytes, io::Error>;
 
 /// Runs once when the response body is dropped, with the number of body bytes sent and, for
 /// an application response, why it was cancelled if it was.

@@ -2,7 +2,7 @@
 //!
 //! Parsing decides between "ignore the header" (send the whole file), "nothing satisfiable"
 //! (416) and a list of byte ranges. Whether the header applies at all (GET only, `If-Range`)
-//! is `conditional.rs`'s; sending the parts is `http/out_body.rs`'s.
+//! is `conditional.rs`'s; sending the parts is `response/body.rs`'s.
 
 use bytes::Bytes;
 

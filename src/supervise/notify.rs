@@ -4,7 +4,7 @@
 //! Owns reading `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID` (and removing them from the
 //! environment, so processes we start do not speak for the service), the message formats, and
 //! the task that sends STATUS and WATCHDOG=1 periodically. When to say what is the caller's:
-//! the single-process server (`run.rs`) or the master process. Without `NOTIFY_SOCKET` every
+//! the single-process server (`run/`) or the master process. Without `NOTIFY_SOCKET` every
 //! call is a no-op; a failed send is logged at debug level and never stops the server.
 //!
 //! The messages and the monotonic clock are the `sd-notify` crate's ([`NotifyState`]). Its

@@ -1,6 +1,6 @@
 //! The worker side of supervision: reading `FERRULE_WORKER` (the inherited listener fds and
 //! control socket), and the control loop that answers the master — the heartbeat, stop
-//! orders, statistics — while the ordinary server (`run.rs`) serves.
+//! orders, statistics — while the ordinary server (`run/`) serves.
 
 use std::os::fd::{FromRawFd, RawFd};
 use std::sync::{Arc, OnceLock};

@@ -11,7 +11,7 @@
 //! request. Python raises the exception at the thread's next bytecode: a thread blocked in C
 //! code (a socket read, `time.sleep`, a database driver) gets it when that call returns.
 //!
-//! What a fired flight means is `cancel.rs`'s; the exception classes are `bridge.rs`'s.
+//! What a fired flight means is `cancel.rs`'s; the exception classes are `bridge/`'s.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -25,7 +25,7 @@ use crate::log_warn;
 
 /// How long a request cancelled by a forced shutdown has before its exception is raised:
 /// time for a view that polls `ferrule.disconnected()` to stop by itself, well within the
-/// half second `run.rs` gives cancelled requests to unwind. Arbitrary.
+/// half second `run/serve.rs` gives cancelled requests to unwind. Arbitrary.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(100);
 
 /// How cancelled requests are interrupted: the runtime the timers run on, and

@@ -1,7 +1,7 @@
 //! Reading files for response bodies: a byte range of a file read a chunk at a time with
 //! positioned reads (static files), a sequence of parts mixing bytes and ranges of one file
 //! (`multipart/byteranges`), and the recycled read buffers. The body type that sends them is
-//! `out_body.rs`'s.
+//! `body.rs`'s.
 
 use std::collections::VecDeque;
 use std::fs::File;

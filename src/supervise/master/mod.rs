@@ -7,7 +7,7 @@
 //! One loop owns all the state ([`Master`], here); each worker has a task (`process.rs`) that
 //! owns its child process and control channel and reports [`Event`]s. After every event,
 //! signal and tick the loop asks one pure function what to do (`decide.rs`) and does it
-//! (`act.rs`). Serving requests is the workers' (the ordinary server in `run.rs`, started in
+//! (`act.rs`). Serving requests is the workers' (the ordinary server in `run/`, started in
 //! worker mode by `worker.rs`).
 //!
 //! | file | owns |
