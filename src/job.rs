@@ -16,8 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::body::Body;
 use crate::cancel::Flight;
 pub use crate::listen::tls::TlsInfo;
-pub use crate::response::Chunk;
 use crate::listen::Peer;
+pub use crate::response::Chunk;
 use crate::stats::WorkerHold;
 
 /// What the application needs to know about the connection a request came on.
