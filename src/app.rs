@@ -129,11 +129,35 @@ pub fn load(py: Python<'_>, spec: &str) -> Result<Py<PyAny>, Failure> {
     Ok(obj.unbind())
 }
 
-/// Django's WSGI application, as `runserver` finds it (`WSGI_APPLICATION`).
-pub fn load_django(py: Python<'_>) -> Result<Py<PyAny>, Failure> {
+/// The Django project's application and whether it is ASGI: `ASGI_APPLICATION` when the
+/// setting exists and `asgi` allows it (as daphne's `runserver` serves it), else
+/// `WSGI_APPLICATION` as `runserver` finds it.
+pub fn load_django(py: Python<'_>, asgi: bool) -> Result<(Py<PyAny>, bool), Failure> {
+    if asgi {
+        let path: Option<String> = py
+            .import("ferrule._django")
+            .and_then(|m| m.call_method0("asgi_application_setting"))
+            .and_then(|s| s.extract())
+            .map_err(|e| Failure::raised(py, "cannot read ASGI_APPLICATION".to_owned(), e))?;
+        if let Some(path) = path {
+            return py
+                .import("django.utils.module_loading")
+                .and_then(|m| m.call_method1("import_string", (path.as_str(),)))
+                .map(|app| (app.unbind(), true))
+                .map_err(|e| {
+                    Failure::raised(
+                        py,
+                        format!(
+                            "cannot load the Django ASGI application '{path}' (ASGI_APPLICATION)"
+                        ),
+                        e,
+                    )
+                });
+        }
+    }
     py.import("django.core.servers.basehttp")
         .and_then(|m| m.call_method0("get_internal_wsgi_application"))
-        .map(Bound::unbind)
+        .map(|app| (app.unbind(), false))
         .map_err(|e| Failure::raised(py, "cannot load the Django WSGI application".to_owned(), e))
 }
 

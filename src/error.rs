@@ -21,6 +21,9 @@ enum Kind {
     App,
     /// A listener could not be set up: exit code 2, as for any failure to start.
     Listen,
+    /// The application's own start-up failed (its ASGI lifespan startup): exit code 3, as
+    /// for worker processes that keep failing to start.
+    Startup,
     /// Anything else, at run time or a failure of the machine rather than of the
     /// configuration (no thread, no runtime): exit code 1.
     Runtime,
@@ -48,6 +51,13 @@ impl Error {
         }
     }
 
+    pub fn startup(message: impl Into<String>) -> Self {
+        Self {
+            kind: Kind::Startup,
+            message: message.into(),
+        }
+    }
+
     pub fn runtime(message: impl Into<String>) -> Self {
         Self {
             kind: Kind::Runtime,
@@ -59,6 +69,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self.kind {
             Kind::Config | Kind::App | Kind::Listen => 2,
+            Kind::Startup => 3,
             Kind::Runtime => 1,
         }
     }

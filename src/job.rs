@@ -26,6 +26,8 @@ pub struct ConnInfo {
     pub peer: Peer,
     /// The listener's address (`None` for a Unix socket); the fallback for `SERVER_NAME`.
     pub local: Option<SocketAddr>,
+    /// The listener's socket path, for a Unix socket (an ASGI scope's `server`).
+    pub unix_path: Option<Arc<str>>,
     /// `"https"` on a TLS connection, else `"http"`.
     pub scheme: &'static str,
     /// The TLS session, on a TLS connection.

@@ -35,6 +35,7 @@
 //! channel, becomes a `response::OutBody`, and hyper sends it.
 
 pub mod app;
+pub mod asgi;
 pub mod body;
 pub mod bridge;
 pub mod cancel;

@@ -126,6 +126,7 @@ impl Accepting {
     /// (with the acceptor), so no new client can find the server.
     async fn listen(self, acceptor: Acceptor) {
         let local = acceptor.local_addr();
+        let unix_path = acceptor.unix_path();
         loop {
             let accepted = tokio::select! {
                 () = self.stop.cancelled() => return,
@@ -142,26 +143,32 @@ impl Accepting {
             // Under everything else, TLS included: see listen/deadline.rs.
             let stream = Deadline::new(stream, peer, self.app.plan.send_timeout);
             let ctx = self.clone();
+            let unix_path = unix_path.clone();
             let counted = (
                 self.app.stats.connection(),
                 self.share.as_ref().map(Share::opened),
             );
             self.tracker.spawn(async move {
-                ctx.connection(stream, peer, local).await;
+                ctx.connection(stream, peer, (local, unix_path)).await;
                 drop((permit, counted));
             });
         }
     }
 
     /// One connection: the TLS handshake if there is one, then HTTP.
-    async fn connection<S>(self, stream: S, peer: Peer, local: Option<SocketAddr>)
-    where
+    async fn connection<S>(
+        self,
+        stream: S,
+        peer: Peer,
+        (local, unix_path): (Option<SocketAddr>, Option<Arc<str>>),
+    ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let Some(tls) = self.tls.clone() else {
             let conn = ConnInfo {
                 peer,
                 local,
+                unix_path,
                 scheme: "http",
                 tls: None,
             };
@@ -177,6 +184,7 @@ impl Accepting {
                 let conn = ConnInfo {
                     peer,
                     local,
+                    unix_path,
                     scheme: "https",
                     tls: Some(info),
                 };

@@ -170,12 +170,26 @@ def run_private(
     return asyncio.run(aw)
 
 
+def new_loop(kind: str) -> asyncio.AbstractEventLoop:
+    """A new loop of `kind` (`--loop`): `asyncio`, `uvloop`, or `auto` (uvloop when it is
+    installed). Asking for uvloop without it installed is an error that says so."""
+    if kind in ("uvloop", "auto"):
+        try:
+            import uvloop
+        except ImportError:
+            if kind == "uvloop":
+                raise RuntimeError("--loop uvloop: uvloop is not installed (pip install uvloop)")
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
 class EventLoop:
     """The process's event loop, run forever by the "ferrule-loop" thread."""
 
-    def __init__(self, name_thread: Callable[[str], None]) -> None:
+    def __init__(self, name_thread: Callable[[str], None], kind: str = "asyncio") -> None:
         self._name_thread = name_thread
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_loop(kind)
         self.grace = 0.0
         self.left: list[str] = []
         self._running = threading.Event()

@@ -54,3 +54,12 @@ def import_urlconf() -> None:
     from django.urls import get_resolver
 
     get_resolver().url_patterns  # noqa: B018 - reading it imports the URLconf
+
+
+def asgi_application_setting() -> str | None:
+    """`settings.ASGI_APPLICATION`, or None when the project has none (it then runs as WSGI).
+    Django itself never reads the setting; daphne's and Channels' `runserver` do, and so does
+    `manage.py server`."""
+    from django.conf import settings
+
+    return getattr(settings, "ASGI_APPLICATION", None) or None

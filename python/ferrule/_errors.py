@@ -7,9 +7,10 @@ class RequestCancelled(Exception):
     for the request, and injected into its thread after `--cancel-grace`."""
 
 
-class ClientDisconnected(RequestCancelled):
+class ClientDisconnected(RequestCancelled, ConnectionError):
     """The client closed the connection (or reset the HTTP/2 stream) before the response was
-    complete."""
+    complete. A `ConnectionError` (an `OSError`) too, as the ASGI spec asks of a `send()` to a
+    client that is gone."""
 
 
 class RequestTimeout(RequestCancelled):

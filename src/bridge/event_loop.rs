@@ -46,10 +46,13 @@ pub struct EventLoop {
 }
 
 impl EventLoop {
-    /// Start the loop thread and wait until the loop runs.
-    pub fn start(py: Python<'_>) -> PyResult<EventLoop> {
+    /// Start the loop thread with a loop of `kind` (`--loop`: asyncio, uvloop or auto) and
+    /// wait until the loop runs.
+    pub fn start(py: Python<'_>, kind: &str) -> PyResult<EventLoop> {
         let name_thread = wrap_pyfunction!(name_thread, py)?;
-        let handle = helpers(py)?.getattr("EventLoop")?.call1((name_thread,))?;
+        let handle = helpers(py)?
+            .getattr("EventLoop")?
+            .call1((name_thread, kind))?;
         // Waits on a threading.Event, which releases the GIL.
         handle.call_method0("start")?;
         let event_loop = handle.getattr("loop")?;
@@ -72,6 +75,11 @@ impl EventLoop {
         Ok(EventLoop {
             handle: handle.unbind(),
         })
+    }
+
+    /// The asyncio loop itself.
+    pub fn asyncio_loop<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.handle.bind(py).getattr("loop")
     }
 
     /// Stop the loop: new waits take a private loop from now on, the tasks left are

@@ -41,6 +41,34 @@ pub use stats::{StatsOptions, StatsPlan};
 pub use supervise::{SuperviseOptions, SupervisePlan};
 pub use tls::{ClientCert, H2Limits, HttpMode, TlsFiles, TlsOptions, TlsPlan, TlsVersion};
 
+/// `--interface`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Interface {
+    #[default]
+    Auto,
+    Wsgi,
+    Asgi,
+}
+
+/// `--loop`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LoopKind {
+    #[default]
+    Auto,
+    Asyncio,
+    Uvloop,
+}
+
+impl LoopKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoopKind::Auto => "auto",
+            LoopKind::Asyncio => "asyncio",
+            LoopKind::Uvloop => "uvloop",
+        }
+    }
+}
+
 /// `ferrule [OPTIONS] APP`: the standalone command.
 #[derive(Debug, Parser)]
 #[command(
@@ -339,6 +367,30 @@ pub struct Options {
     )]
     pub cancel_grace: f64,
 
+    /// The application's interface: `wsgi` (PEP 3333, on the thread pool), `asgi` (ASGI 3, on
+    /// the event loop, its sync parts on the pool), or `auto`: ASGI for a coroutine function
+    /// or an object whose `__call__` is one, else WSGI. `manage.py server` serves
+    /// `ASGI_APPLICATION` when the setting exists, unless this is `wsgi`. Default is auto.
+    #[arg(
+        long,
+        value_enum,
+        default_value_t = Interface::Auto,
+        env = "FERRULE_INTERFACE",
+        help_heading = "Application"
+    )]
+    pub interface: Interface,
+
+    /// The event loop: `asyncio`, `uvloop`, or `auto` (uvloop when it is installed, as
+    /// uvicorn does). Default is auto.
+    #[arg(
+        long = "loop",
+        value_enum,
+        default_value_t = LoopKind::Auto,
+        env = "FERRULE_LOOP",
+        help_heading = "Application"
+    )]
+    pub event_loop: LoopKind,
+
     /// Log one line per request (Apache combined format plus the duration in microseconds)
     /// to the `ferrule.access` logger. Reloading on changes (`--reload`, `manage.py
     /// server`), a short line per request is logged anyway, as `runserver` does.
@@ -444,6 +496,10 @@ pub struct Plan {
     pub timeout: Option<Duration>,
     /// `--cancel-grace`; `None` when exceptions are never raised in a cancelled request.
     pub cancel_grace: Option<Duration>,
+    /// `--interface`.
+    pub interface: Interface,
+    /// `--loop`.
+    pub event_loop: LoopKind,
     pub access_log: bool,
     /// `--access-log-format`.
     pub access_log_format: Format,
@@ -539,6 +595,8 @@ impl Options {
             pythonpath: self.pythonpath.clone(),
             graceful_timeout: seconds("--graceful-timeout", self.graceful_timeout)?,
             timeout: Some(seconds("--timeout", self.timeout)?).filter(|d| !d.is_zero()),
+            interface: self.interface,
+            event_loop: self.event_loop,
             cancel_grace: Some(seconds("--cancel-grace", self.cancel_grace)?)
                 .filter(|d| !d.is_zero()),
             access_log: !self.no_access_log

@@ -21,7 +21,7 @@ mod forwarded;
 pub(crate) mod host;
 pub mod prefix;
 pub mod proxy;
-mod queued;
+pub(crate) mod queued;
 pub mod request_id;
 mod service;
 

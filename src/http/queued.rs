@@ -141,7 +141,7 @@ async fn run<J: Jobs>(
 }
 
 /// The answer to a request cancelled before the application replied.
-fn cancelled(reason: Reason, app: &App) -> Response<OutBody> {
+pub(crate) fn cancelled(reason: Reason, app: &App) -> Response<OutBody> {
     match reason {
         Reason::Timeout => respond::text(
             StatusCode::GATEWAY_TIMEOUT,
@@ -220,7 +220,7 @@ async fn read_body(
     }
 }
 
-fn too_large(max: u64) -> Response<OutBody> {
+pub(crate) fn too_large(max: u64) -> Response<OutBody> {
     respond::text(
         StatusCode::PAYLOAD_TOO_LARGE,
         &format!("The request body is larger than this server accepts ({max} bytes)."),
@@ -229,14 +229,14 @@ fn too_large(max: u64) -> Response<OutBody> {
 }
 
 /// A Content-Length header's value, when it is one number.
-fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+pub(crate) fn content_length(headers: &http::HeaderMap) -> Option<u64> {
     headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
 }
 
-async fn into_response(reply: Reply) -> Response<OutBody> {
+pub(crate) async fn into_response(reply: Reply) -> Response<OutBody> {
     let body = match reply.body {
         ReplyBody::Full(bytes) => OutBody::full(bytes),
         ReplyBody::Stream(rx, aborted) => {

@@ -36,7 +36,7 @@ pub struct Acceptor {
     /// What the listener is for in messages (`--bind`, `--stats-bind`).
     what: &'static str,
     /// Removes the Unix socket file when accepting ends.
-    _socket_file: Option<UnixSocketFile>,
+    socket_file: Option<UnixSocketFile>,
 }
 
 enum Source {
@@ -69,7 +69,7 @@ impl Acceptor {
         Ok(Self {
             source,
             what,
-            _socket_file: socket_file,
+            socket_file,
         })
     }
 
@@ -80,6 +80,13 @@ impl Acceptor {
             Source::SharedTcp(l, _) => l.get_ref().local_addr().ok(),
             Source::Unix(_) | Source::SharedUnix(..) => None,
         }
+    }
+
+    /// The socket file's path, for a Unix socket bound here.
+    pub fn unix_path(&self) -> Option<Arc<str>> {
+        self.socket_file
+            .as_ref()
+            .map(|f| Arc::from(f.path().to_string_lossy().as_ref()))
     }
 
     /// The next connection, once one of `permits` is free; `None` if the permits are closed.

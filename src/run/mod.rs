@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 
-use crate::config::{self, Loaded, Plan};
+use crate::config::{self, Interface, Loaded, Plan};
 use crate::error::Error;
 use crate::supervise::{self, worker::Spec};
 use crate::{app, log_error, process};
@@ -103,6 +103,21 @@ pub fn main(
     })
 }
 
+/// Whether `app` is served as ASGI: `--interface`, or for `auto` what the application is.
+fn speaks_asgi(
+    py: Python<'_>,
+    interface: Interface,
+    app: &Py<PyAny>,
+) -> Result<bool, app::Failure> {
+    match interface {
+        Interface::Wsgi => Ok(false),
+        Interface::Asgi => Ok(true),
+        Interface::Auto => crate::asgi::is_asgi(py, app.bind(py)).map_err(|e| {
+            app::Failure::raised(py, "cannot tell the application's interface".to_owned(), e)
+        }),
+    }
+}
+
 fn run(
     py: Python<'_>,
     plan: &Arc<Plan>,
@@ -114,24 +129,27 @@ fn run(
         .map_err(|e| Error::runtime(format!("cannot extend sys.path: {e}")))?;
     let mut worker = worker;
     let loaded = match target {
-        Target::Spec(spec) => app::load(py, spec),
-        Target::Django => app::load_django(py),
+        Target::Spec(spec) => app::load(py, spec).and_then(|a| {
+            let asgi = speaks_asgi(py, plan.interface, &a)?;
+            Ok((a, asgi))
+        }),
+        Target::Django => app::load_django(py, plan.interface != Interface::Wsgi),
         Target::Failed(e) => Err(app::Failure::raised(
             py,
             "cannot start the Django project".to_owned(),
             e.clone_ref(py),
         )),
     }
-    .and_then(|application| {
+    .and_then(|loaded| {
         app::import_urlconf(py)?;
-        Ok(application)
+        Ok(loaded)
     });
-    let application = match (loaded, worker.as_mut()) {
-        (Ok(application), Some(spec)) if plan.supervise.reload => {
+    let (application, asgi) = match (loaded, worker.as_mut()) {
+        (Ok(loaded), Some(spec)) if plan.supervise.reload => {
             spec.files = app::module_files(py);
-            application
+            loaded
         }
-        (Ok(application), _) => application,
+        (Ok(loaded), _) => loaded,
         // Development reload: serve the error until a change fixes it.
         (Err(failure), Some(spec)) if plan.supervise.reload => {
             log_error!("{}", failure.error);
@@ -140,7 +158,8 @@ fn run(
             spec.files = files;
             // The traceback is in this worker's log already; the master names the error.
             spec.broken = Some(failure.summary(py));
-            stand_in
+            // The stand-in is a WSGI application, whatever the broken one spoke.
+            (stand_in, false)
         }
         (Err(failure), worker) => {
             if let Some(spec) = worker {
@@ -149,7 +168,11 @@ fn run(
             return Err(failure.error);
         }
     };
-    let loaded = (application, target.describe());
+    let loaded = serve::Loaded {
+        app: application,
+        asgi,
+        described: target.describe(),
+    };
     // After the import: the application's logging configuration (Django's LOGGING) is in
     // place, so our default handlers are added only where it configured none, and
     // `disable_existing_loggers` cannot silence loggers we made too early.

@@ -16,6 +16,7 @@ use super::signals::watch_signals;
 use crate::cancel::Reason;
 use crate::config::Plan;
 use crate::error::Error;
+use crate::http::dispatch::Dispatch;
 use crate::http::App;
 use crate::job::Job;
 use crate::listen::tls::Tls;
@@ -25,7 +26,7 @@ use crate::stats::{self, Stats};
 use crate::supervise::notify::{self, Notifier};
 use crate::supervise::{self, worker::Serving, worker::Spec};
 use crate::wsgi::{Application, Interrupts, Sending};
-use crate::{bridge, listen, log_info, log_warn, process};
+use crate::{asgi, bridge, listen, log_info, log_warn, process};
 
 /// How the process should end.
 pub(super) enum Exit {
@@ -35,10 +36,18 @@ pub(super) enum Exit {
     Immediate(i32),
 }
 
+/// A loaded application and the interface it speaks.
+pub(super) struct Loaded {
+    pub app: Py<PyAny>,
+    pub asgi: bool,
+    /// What the ready line says is served.
+    pub described: String,
+}
+
 pub(super) fn serve(
     py: Python<'_>,
     plan: &Arc<Plan>,
-    loaded: (Py<PyAny>, String),
+    loaded: Loaded,
     Routes {
         statics,
         proxy,
@@ -46,7 +55,11 @@ pub(super) fn serve(
     }: Routes,
     worker: Option<Spec>,
 ) -> Result<Exit, Error> {
-    let (application, described) = loaded;
+    let Loaded {
+        app: application,
+        asgi,
+        described,
+    } = loaded;
     // Certificate and key are read before anything binds: a bad file ends start-up with
     // exit code 2 and the port still free.
     let tls = Tls::load(&plan.tls)?;
@@ -60,23 +73,13 @@ pub(super) fn serve(
     let notifier = Arc::new(Notifier::from_env());
     forget_handed_over(py);
     process::leave_signals_to_the_runtime(py)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(plan.io_threads)
-        .thread_name("ferrule-io")
-        .enable_all()
-        .build()
-        .map_err(|e| Error::runtime(format!("cannot start the network runtime: {e}")))?;
-    let sending = Sending {
-        runtime: runtime.handle().clone(),
-        timeout: plan.send_timeout,
-    };
-    let interrupts = Interrupts {
-        runtime: runtime.handle().clone(),
-        grace: plan.cancel_grace,
-    };
-    let wsgi = Application::new(py, application, sending, interrupts)
-        .map_err(|e| Error::runtime(e.to_string()))?;
-    let (event_loop, pool) = start_workers(py, plan, wsgi)?;
+    let runtime = network_runtime(plan)?;
+    let Running {
+        event_loop,
+        pool,
+        dispatch,
+        asgi,
+    } = start_application(py, plan, application, asgi, runtime.handle())?;
     statics.log_mounts();
     let scheme = if tls.is_some() { "https" } else { "http" };
     let urls: Vec<String> = listeners.iter().map(|l| l.url(scheme)).collect();
@@ -85,7 +88,7 @@ pub(super) fn serve(
     stats.set_pool(Box::new(move || gauges.gauges()));
     let app_state = Arc::new(App {
         plan: Arc::clone(plan),
-        dispatch: Arc::new(crate::http::Queued(pool.clone())),
+        dispatch,
         statics,
         proxy,
         stats: Arc::clone(&stats),
@@ -151,7 +154,11 @@ pub(super) fn serve(
         }
         return Ok(Exit::Immediate(i32::from(outcome == Outcome::Forced)));
     }
-    // The pool has drained: no request waits on the loop any more.
+    // The pool has drained: no request waits on the loop any more. An ASGI application's
+    // lifespan ends first.
+    if let Some(server) = &asgi {
+        server.shutdown(py, plan.graceful_timeout);
+    }
     event_loop.stop(py);
     log_info!("Shutdown complete");
     Ok(Exit::Clean(0))
@@ -295,18 +302,82 @@ fn cancel_all(pool: &Pool) -> bool {
     cancelled > 0
 }
 
+fn network_runtime(plan: &Plan) -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(plan.io_threads)
+        .thread_name("ferrule-io")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::runtime(format!("cannot start the network runtime: {e}")))
+}
+
+/// What runs the application: the loop, the pool, and the dispatcher that hands requests to
+/// one of them; for ASGI, the application on the loop (its lifespan started).
+struct Running {
+    event_loop: bridge::EventLoop,
+    pool: Pool,
+    dispatch: Arc<dyn Dispatch>,
+    asgi: Option<asgi::Server>,
+}
+
+fn start_application(
+    py: Python<'_>,
+    plan: &Plan,
+    application: Py<PyAny>,
+    asgi: bool,
+    runtime: &tokio::runtime::Handle,
+) -> Result<Running, Error> {
+    if asgi {
+        let (event_loop, pool) = start_workers(py, plan, None)?;
+        let loop_object = event_loop
+            .asyncio_loop(py)
+            .map_err(|e| Error::runtime(format!("cannot use the event loop: {e}")))?;
+        let server = asgi::Server::start(py, application, &loop_object, plan.cancel_grace)
+            .inspect_err(|_| event_loop.stop(py))?;
+        let dispatch: Arc<dyn Dispatch> = Arc::clone(&server.dispatch) as Arc<dyn Dispatch>;
+        return Ok(Running {
+            event_loop,
+            pool,
+            dispatch,
+            asgi: Some(server),
+        });
+    }
+    let sending = Sending {
+        runtime: runtime.clone(),
+        timeout: plan.send_timeout,
+    };
+    let interrupts = Interrupts {
+        runtime: runtime.clone(),
+        grace: plan.cancel_grace,
+    };
+    let wsgi = Application::new(py, application, sending, interrupts)
+        .map_err(|e| Error::runtime(e.to_string()))?;
+    let (event_loop, pool) = start_workers(py, plan, Some(wsgi))?;
+    let dispatch: Arc<dyn Dispatch> = Arc::new(crate::http::Queued(pool.clone()));
+    Ok(Running {
+        event_loop,
+        pool,
+        dispatch,
+        asgi: None,
+    })
+}
+
 /// The asyncio event loop, then the worker pool. The loop starts after the import (the
 /// application's settings and logging are in place) and before the pool, so the first
 /// request finds it running.
 fn start_workers(
     py: Python<'_>,
     plan: &Plan,
-    wsgi: Application,
+    wsgi: Option<Application>,
 ) -> Result<(bridge::EventLoop, Pool), Error> {
     process::return_large_buffers();
-    let event_loop = bridge::EventLoop::start(py)
+    let event_loop = bridge::EventLoop::start(py, plan.event_loop.as_str())
         .map_err(|e| Error::runtime(format!("cannot start the asyncio event loop: {e}")))?;
-    let runner = move |py: Python<'_>, job: Job| wsgi.run(py, job);
+    // ASGI requests never become jobs; the pool runs their sync parts (asgiref's executor).
+    let runner = move |py: Python<'_>, job: Job| match &wsgi {
+        Some(wsgi) => wsgi.run(py, job),
+        None => drop(job),
+    };
     match Pool::start(plan.pool, Box::new(runner)) {
         Ok(pool) => Ok((event_loop, pool)),
         Err(e) => {

@@ -152,7 +152,7 @@ fn host_name_port(parts: &Parts, conn: &ConnInfo, origin: &Origin) -> (String, S
 /// `HTTP_HOST` when the `Host` header does not give it: a trusted forwarded host, or the
 /// `:authority` of an HTTP/2 request (applications such as Django's `get_host` read
 /// `HTTP_HOST`).
-fn host_override<'a>(parts: &'a Parts, origin: &'a Origin) -> Option<&'a str> {
+pub(crate) fn host_override<'a>(parts: &'a Parts, origin: &'a Origin) -> Option<&'a str> {
     origin.host.as_deref().or_else(|| {
         if parts.headers.contains_key(HOST) {
             None
@@ -340,6 +340,7 @@ mod tests {
 
     fn conn() -> ConnInfo {
         ConnInfo {
+            unix_path: None,
             peer: Peer::Unix,
             local: Some("10.0.0.1:8000".parse().unwrap()),
             scheme: "http",

@@ -9,6 +9,7 @@ mod origin;
 
 fn conn(peer: &str) -> ConnInfo {
     ConnInfo {
+        unix_path: None,
         peer: if peer == "unix" {
             Peer::Unix
         } else {

@@ -1,0 +1,618 @@
+//! One ASGI request between the network core and the event loop: the [`Call`] both sides
+//! share, and the `receive` and `send` callables the application awaits.
+//!
+//! The request body comes in from a tokio task (`dispatch.rs`) into a short queue, a few
+//! chunks deep: the task waits while it is full, so a slow application never makes the server
+//! buffer a fast client's upload, and a slow client never holds anything but its task. The
+//! response goes out through the same [`Reply`] a WSGI worker sends: the head (with the whole
+//! body when the first `http.response.body` is the last) through a oneshot, a longer body
+//! through a bounded channel whose fullness makes `send` wait. Every method here that touches
+//! Python runs on the loop thread, holding the GIL; the tokio side only posts [`Event`]s.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyTypeError, PyValueError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use super::inbox::{Event, Inbox};
+use crate::cancel::Flight;
+use crate::job::{Chunk, Reply, ReplyBody};
+use crate::log_error;
+use crate::stats::{Trace, WorkerHold};
+
+/// Body chunks queued between the client and `receive()`. Small: what matters is that the
+/// reader waits for the application, not how much it buffers. 4 was chosen arbitrarily.
+pub const BODY_DEPTH: usize = 4;
+/// Response chunks in flight between `send()` and the socket, as for WSGI streams.
+const STREAM_DEPTH: usize = 8;
+
+/// What both sides know of one request.
+pub struct Call {
+    me: Weak<Call>,
+    pub flight: Arc<Flight>,
+    pub trace: Arc<Trace>,
+    pub inbox: Arc<Inbox>,
+    runtime: tokio::runtime::Handle,
+    /// The request, until the loop builds its scope.
+    pub admitted: Mutex<Option<crate::http::dispatch::Admitted<()>>>,
+    body: Mutex<BodyIn>,
+    /// The body reader waits on this while the queue is full.
+    pub body_space: Notify,
+    out: Mutex<Out>,
+    waiting: Mutex<Waiting>,
+    /// The statistics' hold, let go when the application's task ends.
+    hold: Mutex<Option<WorkerHold>>,
+    /// The application's task, to cancel it after `--cancel-grace`.
+    task: Mutex<Option<Py<PyAny>>>,
+}
+
+#[derive(Default)]
+struct BodyIn {
+    chunks: VecDeque<Bytes>,
+    /// No more chunks will come.
+    done: bool,
+    /// The last `http.request` was handed out.
+    finished: bool,
+}
+
+struct Out {
+    head: Option<oneshot::Sender<Reply>>,
+    start: Option<(StatusCode, HeaderMap)>,
+    stream: Option<mpsc::Sender<Chunk>>,
+    aborted: Arc<AtomicBool>,
+    /// The last byte was handed to the core.
+    complete: bool,
+}
+
+#[derive(Default)]
+struct Waiting {
+    receive: Option<Py<PyAny>>,
+    send: Option<Py<PyAny>>,
+    /// The pending send went through (set by the tokio task that waited for room).
+    sent: Arc<AtomicBool>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Call {
+    #[allow(clippy::too_many_arguments)] // the parts of one request, named at the one call site
+    pub fn new(
+        admitted: crate::http::dispatch::Admitted<()>,
+        flight: Arc<Flight>,
+        trace: Arc<Trace>,
+        hold: WorkerHold,
+        head: oneshot::Sender<Reply>,
+        has_body: bool,
+        inbox: Arc<Inbox>,
+        runtime: tokio::runtime::Handle,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
+            me: me.clone(),
+            flight,
+            trace,
+            inbox,
+            runtime,
+            admitted: Mutex::new(Some(admitted)),
+            body: Mutex::new(BodyIn {
+                done: !has_body,
+                ..BodyIn::default()
+            }),
+            body_space: Notify::new(),
+            out: Mutex::new(Out {
+                head: Some(head),
+                start: None,
+                stream: None,
+                aborted: Arc::new(AtomicBool::new(false)),
+                complete: false,
+            }),
+            waiting: Mutex::new(Waiting::default()),
+            hold: Mutex::new(Some(hold)),
+            task: Mutex::new(None),
+        })
+    }
+
+    // -- the tokio side -------------------------------------------------------------------
+
+    /// Queue a body chunk; false while the queue is full (wait on `body_space`).
+    pub fn push_body(&self, chunk: &Bytes) -> bool {
+        let mut body = lock(&self.body);
+        if body.chunks.len() >= BODY_DEPTH {
+            return false;
+        }
+        body.chunks.push_back(chunk.clone());
+        true
+    }
+
+    /// The body is complete (or cut short: the client left, or it was refused).
+    pub fn end_body(&self) {
+        lock(&self.body).done = true;
+    }
+
+    /// Answer the request from the server itself (a body refused mid-way) if the
+    /// application has not started its response; true if it was answered.
+    pub fn answer(&self, reply: Reply) -> bool {
+        let head = lock(&self.out).head.take();
+        head.is_some_and(|head| head.send(reply).is_ok())
+    }
+
+    // -- the loop side --------------------------------------------------------------------
+
+    /// Remember the application's task, for [`Call::cancel`].
+    pub fn set_task(&self, task: Py<PyAny>) {
+        *lock(&self.task) = Some(task);
+    }
+
+    /// `--cancel-grace` after the request was cancelled: cancel the task if it still runs.
+    pub fn cancel(&self, py: Python<'_>) {
+        let task = lock(&self.task).as_ref().map(|t| t.clone_ref(py));
+        if let Some(task) = task {
+            if let Err(e) = task.bind(py).call_method0(intern!(py, "cancel")) {
+                e.print(py);
+            }
+        }
+    }
+
+    /// Wake what waits on this request: a `receive()` with a message now, a `send()` that
+    /// went through.
+    pub fn ready(&self, py: Python<'_>) {
+        let receive = lock(&self.waiting).receive.take();
+        if let Some(future) = receive {
+            match self.next_message(py) {
+                Ok(Some(message)) => resolve(py, &future, message.into_any()),
+                Ok(None) => lock(&self.waiting).receive = Some(future),
+                Err(e) => reject(py, &future, &e),
+            }
+        }
+        let mut waiting = lock(&self.waiting);
+        if waiting.send.is_some() && waiting.sent.swap(false, Ordering::AcqRel) {
+            let future = waiting.send.take();
+            drop(waiting);
+            if let Some(future) = future {
+                if self.flight.is_cancelled() {
+                    reject(py, &future, &client_gone(py));
+                } else {
+                    resolve(py, &future, py.None().into_bound(py));
+                }
+            }
+        }
+    }
+
+    /// The next message for `receive()`, if there is one now.
+    fn next_message<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let mut body = lock(&self.body);
+        if let Some(chunk) = body.chunks.pop_front() {
+            let was_full = body.chunks.len() + 1 >= BODY_DEPTH;
+            let last = body.done && body.chunks.is_empty();
+            body.finished = last;
+            drop(body);
+            if was_full {
+                self.body_space.notify_one();
+            }
+            return request_message(py, &chunk, !last).map(Some);
+        }
+        if body.done && !body.finished {
+            body.finished = true;
+            return request_message(py, b"", false).map(Some);
+        }
+        drop(body);
+        // After the body: nothing until the client leaves or the response is over.
+        if self.flight.is_cancelled() || lock(&self.out).complete {
+            let message = PyDict::new(py);
+            message.set_item(intern!(py, "type"), intern!(py, "http.disconnect"))?;
+            return Ok(Some(message));
+        }
+        Ok(None)
+    }
+
+    /// `receive()`: a message at once, or a future the loop resolves when one comes.
+    fn receive(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        if let Some(message) = self.next_message(py)? {
+            return Ready::now(py, message.into_any());
+        }
+        let future = super::new_future(py)?;
+        lock(&self.waiting).receive = Some(future.clone_ref(py));
+        Ok(future)
+    }
+
+    /// `send(message)`.
+    fn send(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let message = message
+            .cast::<PyDict>()
+            .map_err(|_| PyTypeError::new_err("an ASGI message must be a dict"))?;
+        let kind: String = message
+            .get_item(intern!(py, "type"))?
+            .ok_or_else(|| PyValueError::new_err("an ASGI message needs a 'type'"))?
+            .extract()?;
+        if self.flight.is_cancelled() {
+            return Err(client_gone(py));
+        }
+        match kind.as_str() {
+            "http.response.start" => {
+                self.start(py, message)?;
+                Ready::now(py, py.None().into_bound(py))
+            }
+            "http.response.body" => self.body(py, message),
+            "http.response.pathsend" => {
+                self.pathsend(py, message)?;
+                Ready::now(py, py.None().into_bound(py))
+            }
+            other => Err(PyValueError::new_err(format!(
+                "unknown ASGI message type {other:?} for an HTTP request (see asgiref's www spec)"
+            ))),
+        }
+    }
+
+    fn start(&self, py: Python<'_>, message: &Bound<'_, PyDict>) -> PyResult<()> {
+        let mut out = lock(&self.out);
+        if out.start.is_some() || out.head.is_none() {
+            return Err(PyRuntimeError::new_err(
+                "http.response.start was sent twice, or after the response (see asgiref's www spec)",
+            ));
+        }
+        let status: u16 = message
+            .get_item(intern!(py, "status"))?
+            .ok_or_else(|| PyValueError::new_err("http.response.start needs a 'status'"))?
+            .extract()?;
+        let status = StatusCode::from_u16(status).map_err(|_| {
+            PyValueError::new_err(format!("invalid status {status} in http.response.start"))
+        })?;
+        let mut headers = HeaderMap::new();
+        if let Some(list) = message.get_item(intern!(py, "headers"))? {
+            for item in list.try_iter()? {
+                let item = item?;
+                let (name, value): (Vec<u8>, Vec<u8>) = item.extract().map_err(|_| {
+                    PyTypeError::new_err(format!(
+                        "a response header must be a pair of bytes, not {}",
+                        item.repr().map_or_else(|_| "?".into(), |r| r.to_string())
+                    ))
+                })?;
+                let (name, value) = header(&name, &value).map_err(PyValueError::new_err)?;
+                headers.append(name, value);
+            }
+        }
+        out.start = Some((status, headers));
+        Ok(())
+    }
+
+    fn body(&self, py: Python<'_>, message: &Bound<'_, PyDict>) -> PyResult<Py<PyAny>> {
+        let data: Bytes = match message.get_item(intern!(py, "body"))? {
+            Some(b) => Bytes::from(b.extract::<Vec<u8>>()?),
+            None => Bytes::new(),
+        };
+        let more = match message.get_item(intern!(py, "more_body"))? {
+            Some(m) => m.is_truthy()?,
+            None => false,
+        };
+        let mut out = lock(&self.out);
+        if out.complete {
+            return Err(PyRuntimeError::new_err(
+                "http.response.body after the last one (more_body was false)",
+            ));
+        }
+        if let Some(head) = out.head.take() {
+            let (status, headers) = out.start.take().ok_or_else(|| {
+                PyRuntimeError::new_err("http.response.body before http.response.start")
+            })?;
+            if !more {
+                out.complete = true;
+                drop(out);
+                self.finished_response();
+                head.send(Reply::full(status, headers, data))
+                    .map_err(|_| client_gone(py))?;
+                return Ready::now(py, py.None().into_bound(py));
+            }
+            let (tx, rx) = mpsc::channel(STREAM_DEPTH);
+            let reply = Reply {
+                status,
+                headers,
+                body: ReplyBody::Stream(rx, Arc::clone(&out.aborted)),
+            };
+            head.send(reply).map_err(|_| client_gone(py))?;
+            out.stream = Some(tx);
+        }
+        let Some(stream) = out.stream.clone() else {
+            return Err(PyRuntimeError::new_err(
+                "http.response.body after http.response.pathsend",
+            ));
+        };
+        if !more {
+            out.complete = true;
+            out.stream = None;
+        }
+        drop(out);
+        if !more {
+            self.finished_response();
+        }
+        if data.is_empty() {
+            return Ready::now(py, py.None().into_bound(py));
+        }
+        match stream.try_send(Ok(data)) {
+            Ok(()) => Ready::now(py, py.None().into_bound(py)),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(client_gone(py)),
+            Err(mpsc::error::TrySendError::Full(chunk)) => {
+                // The client is slower than the application: wait for room.
+                let future = super::new_future(py)?;
+                let sent = {
+                    let mut waiting = lock(&self.waiting);
+                    waiting.send = Some(future.clone_ref(py));
+                    Arc::clone(&waiting.sent)
+                };
+                let (inbox, call) = (Arc::clone(&self.inbox), self.handle());
+                self.runtime.spawn(async move {
+                    if let Ok(permit) = stream.reserve().await {
+                        permit.send(chunk);
+                    }
+                    sent.store(true, Ordering::Release);
+                    if let Some(call) = call.upgrade() {
+                        inbox.post(Event::Ready(call));
+                    }
+                });
+                Ok(future)
+            }
+        }
+    }
+
+    fn pathsend(&self, py: Python<'_>, message: &Bound<'_, PyDict>) -> PyResult<()> {
+        let path: std::path::PathBuf = message
+            .get_item(intern!(py, "path"))?
+            .ok_or_else(|| PyValueError::new_err("http.response.pathsend needs a 'path'"))?
+            .extract()?;
+        let mut out = lock(&self.out);
+        let (Some(head), Some((status, mut headers))) = (out.head.take(), out.start.take()) else {
+            return Err(PyRuntimeError::new_err(
+                "http.response.pathsend must follow http.response.start, once",
+            ));
+        };
+        let file = std::fs::File::open(&path).map_err(|e| {
+            pyo3::exceptions::PyOSError::new_err(format!(
+                "cannot open {} for http.response.pathsend: {e}",
+                path.display()
+            ))
+        })?;
+        let len = file.metadata().map(|m| m.len())?;
+        if !headers.contains_key(http::header::CONTENT_LENGTH) {
+            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+        }
+        out.complete = true;
+        drop(out);
+        self.finished_response();
+        let reply = Reply {
+            status,
+            headers,
+            body: ReplyBody::File {
+                file,
+                offset: 0,
+                len,
+            },
+        };
+        head.send(reply).map_err(|_| client_gone(py))
+    }
+
+    /// The last of the response is out: a `receive()` waiting past the body now gets
+    /// `http.disconnect`.
+    fn finished_response(&self) {
+        if let Some(call) = self.handle_strong() {
+            self.inbox.post(Event::Ready(call));
+        }
+    }
+
+    /// The application's task ended: log its error, answer 500 if it never responded, cut a
+    /// stream it left open, and let the statistics go.
+    pub fn done(&self, py: Python<'_>, task: &Bound<'_, PyAny>) {
+        let cancelled = task
+            .call_method0(intern!(py, "cancelled"))
+            .and_then(|c| c.is_truthy())
+            .unwrap_or(true);
+        let error = if cancelled {
+            None
+        } else {
+            task.call_method0(intern!(py, "exception"))
+                .ok()
+                .filter(|e| !e.is_none())
+        };
+        let mut out = lock(&self.out);
+        let responded = out.head.is_none();
+        let open_stream = out.stream.take().is_some();
+        if open_stream {
+            // Not `complete`: the stream ended without its last chunk.
+            out.aborted.store(true, Ordering::Release);
+        }
+        let head = out.head.take();
+        out.complete = true;
+        drop(out);
+        if let Some(error) = &error {
+            let quiet = self.flight.is_cancelled();
+            if !quiet {
+                let err = PyErr::from_value(error.clone());
+                log_error!(
+                    "Error in the ASGI application for {} {}:\n{}",
+                    self.trace.method,
+                    self.trace.path,
+                    crate::wsgi::traceback(py, &err)
+                );
+            }
+        } else if !responded && !cancelled && !self.flight.is_cancelled() {
+            log_error!(
+                "The ASGI application returned without a response to {} {}",
+                self.trace.method,
+                self.trace.path
+            );
+        }
+        if let Some(head) = head {
+            let _ = head.send(internal_error());
+        }
+        drop(lock(&self.hold).take());
+        drop(lock(&self.task).take());
+    }
+
+    /// The application could not even be called: answer 500 and let the statistics go.
+    pub fn failed_to_start(&self) {
+        let head = {
+            let mut out = lock(&self.out);
+            out.complete = true;
+            out.head.take()
+        };
+        if let Some(head) = head {
+            let _ = head.send(internal_error());
+        }
+        drop(lock(&self.hold).take());
+    }
+
+    fn handle(&self) -> Weak<Call> {
+        self.me.clone()
+    }
+
+    fn handle_strong(&self) -> Option<Arc<Call>> {
+        self.me.upgrade()
+    }
+}
+
+/// The 500 of an application that raised, or returned, before responding.
+fn internal_error() -> Reply {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    Reply::full(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        headers,
+        Bytes::from_static(
+            b"500 Internal Server Error\n\nThe server could not complete this request.\n",
+        ),
+    )
+}
+
+/// `http.request` with `body`.
+fn request_message<'py>(py: Python<'py>, body: &[u8], more: bool) -> PyResult<Bound<'py, PyDict>> {
+    let message = PyDict::new(py);
+    message.set_item(intern!(py, "type"), intern!(py, "http.request"))?;
+    message.set_item(intern!(py, "body"), PyBytes::new(py, body))?;
+    message.set_item(intern!(py, "more_body"), more)?;
+    Ok(message)
+}
+
+/// A response header as the application gave it, checked: an HTTP token for a name, no
+/// control characters in a value.
+fn header(name: &[u8], value: &[u8]) -> Result<(HeaderName, HeaderValue), String> {
+    let name = HeaderName::from_bytes(name).map_err(|_| {
+        format!(
+            "invalid response header name {:?}: it must be an HTTP token",
+            String::from_utf8_lossy(name)
+        )
+    })?;
+    let value = HeaderValue::from_bytes(value).map_err(|_| {
+        format!("invalid value for response header {name:?}: it contains a control character")
+    })?;
+    Ok((name, value))
+}
+
+/// What `send()` raises once the client is gone: `ferrule.ClientDisconnected`, an `OSError`.
+fn client_gone(py: Python<'_>) -> PyErr {
+    crate::bridge::cancelled_error(py, crate::cancel::Reason::Disconnected)
+}
+
+fn resolve(py: Python<'_>, future: &Py<PyAny>, value: Bound<'_, PyAny>) {
+    let future = future.bind(py);
+    if future
+        .call_method0(intern!(py, "done"))
+        .and_then(|d| d.is_truthy())
+        .unwrap_or(true)
+    {
+        return;
+    }
+    if let Err(e) = future.call_method1(intern!(py, "set_result"), (value,)) {
+        e.print(py);
+    }
+}
+
+fn reject(py: Python<'_>, future: &Py<PyAny>, error: &PyErr) {
+    let future = future.bind(py);
+    if future
+        .call_method0(intern!(py, "done"))
+        .and_then(|d| d.is_truthy())
+        .unwrap_or(true)
+    {
+        return;
+    }
+    if let Err(e) = future.call_method1(intern!(py, "set_exception"), (error.value(py),)) {
+        e.print(py);
+    }
+}
+
+/// An awaitable that is done already: `await` returns `value` without a trip through the
+/// loop (most `send()` and `receive()` calls).
+#[pyclass(module = "ferrule", name = "Ready")]
+pub struct Ready {
+    value: Option<Py<PyAny>>,
+}
+
+impl Ready {
+    fn now(py: Python<'_>, value: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        Ok(Py::new(
+            py,
+            Ready {
+                value: Some(value.unbind()),
+            },
+        )?
+        .into_any())
+    }
+}
+
+#[pymethods]
+impl Ready {
+    fn __await__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<()> {
+        let value = self.value.take().unwrap_or_else(|| py.None());
+        Err(PyStopIteration::new_err((value,)))
+    }
+
+    fn send(&mut self, py: Python<'_>, _value: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.__next__(py)
+    }
+}
+
+/// `receive`, as the application calls it.
+#[pyclass(module = "ferrule", name = "Receive", frozen)]
+pub struct Receive(pub Arc<Call>);
+
+#[pymethods]
+impl Receive {
+    fn __call__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.0.receive(py)
+    }
+}
+
+/// `send`, as the application calls it.
+#[pyclass(module = "ferrule", name = "Send", frozen)]
+pub struct Send(pub Arc<Call>);
+
+#[pymethods]
+impl Send {
+    fn __call__(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        self.0.send(py, message)
+    }
+}
+
+/// Handed to the task's done-callback.
+#[pyclass(module = "ferrule", name = "CallDone", frozen)]
+pub struct CallDone(pub Arc<Call>);
+
+#[pymethods]
+impl CallDone {
+    fn __call__(&self, py: Python<'_>, task: &Bound<'_, PyAny>) {
+        self.0.done(py, task);
+    }
+}

@@ -1,0 +1,233 @@
+//! The event loop's side of the [`Dispatch`] seam: an admitted request becomes a [`Call`]
+//! posted to the loop, its body is read by a tokio task into the call's short queue as the
+//! application asks for it, and the response comes back as a [`Reply`] like a WSGI worker's.
+//! Cancellation is the same as for the thread pool: the client leaving, `--timeout` (504 if
+//! nothing was sent) or a forced shutdown fire the request's [`Flight`]; a waiting
+//! `receive()` then returns `http.disconnect` at once, and after `--cancel-grace` the
+//! application's task is cancelled.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::sync::oneshot;
+
+use super::call::Call;
+use super::inbox::{Event, Inbox};
+use crate::cancel::{Deadline, DisconnectGuard, Flight};
+use crate::http::dispatch::{Admitted, Answer, Dispatch};
+use crate::http::queued::{cancelled, content_length, into_response, too_large};
+use crate::http::{admission, App, Exchange};
+use crate::job::{Reply, ReplyBody};
+use crate::response::respond;
+use crate::{log_debug, log_warn};
+
+/// Application requests run as tasks on the event loop.
+pub struct Asgi {
+    pub(super) inbox: Arc<Inbox>,
+    /// `--cancel-grace`.
+    pub(super) grace: Option<Duration>,
+}
+
+impl Dispatch for Asgi {
+    fn dispatch<'a>(
+        &'a self,
+        request: Admitted,
+        app: &'a App,
+        exchange: &'a mut Exchange,
+    ) -> Answer<'a> {
+        Box::pin(self.run(request, app, exchange))
+    }
+}
+
+impl Asgi {
+    async fn run(
+        &self,
+        request: Admitted,
+        app: &App,
+        exchange: &mut Exchange,
+    ) -> http::Response<crate::response::OutBody> {
+        let (admitted, incoming) = request.take_body();
+        let limits = &app.plan.limits;
+        let declared = content_length(&admitted.parts.headers);
+        if declared.is_some_and(|len| len > limits.max_body) {
+            return too_large(limits.max_body);
+        }
+        let flight = Flight::new();
+        // Dropped with this future when hyper gives up on the request: the client left.
+        let mut guard = DisconnectGuard::new(&flight);
+        let deadline = app.plan.timeout.map(|after| {
+            let (method, uri) = (admitted.parts.method.clone(), admitted.parts.uri.clone());
+            Deadline::start(&flight, after, move || {
+                log_warn!(
+                    "{method} {uri} ran longer than --timeout ({}s) and was cancelled",
+                    after.as_secs_f64()
+                );
+            })
+        });
+        let (trace, hold) = app.stats.admit(
+            Arc::clone(exchange.id()),
+            admitted.parts.method.clone(),
+            admitted.parts.uri.path(),
+            Arc::clone(&flight),
+        );
+        exchange.is_app(Arc::clone(&trace), declared.unwrap_or(0));
+        let (head_tx, head_rx) = oneshot::channel();
+        let has_body = !hyper::body::Body::is_end_stream(&incoming);
+        let call = Call::new(
+            admitted,
+            Arc::clone(&flight),
+            trace,
+            hold,
+            head_tx,
+            has_body,
+            Arc::clone(&self.inbox),
+            tokio::runtime::Handle::current(),
+        );
+        self.watch(&call);
+        if has_body {
+            tokio::spawn(pump(
+                incoming,
+                Arc::clone(&call),
+                limits.max_body,
+                app.plan.body_timeout,
+            ));
+        }
+        self.inbox.post(Event::Start(Arc::clone(&call)));
+        drop(call);
+        let reply = tokio::select! {
+            biased;
+            reply = head_rx => reply,
+            reason = flight.fired() => {
+                guard.disarm();
+                return cancelled(reason, app);
+            }
+        };
+        let Ok(reply) = reply else {
+            guard.disarm();
+            return respond::internal_error();
+        };
+        let streamed = matches!(reply.body, ReplyBody::Stream(..));
+        let deadline = deadline.filter(|_| streamed);
+        into_response(reply)
+            .await
+            .map(|body| body.watched(flight, guard, deadline, streamed))
+    }
+
+    /// When the request is cancelled: wake a `receive()` that waits (it returns
+    /// `http.disconnect`), and after `--cancel-grace` cancel the task.
+    fn watch(&self, call: &Arc<Call>) {
+        let (weak, inbox, grace) = (Arc::downgrade(call), Arc::clone(&self.inbox), self.grace);
+        let runtime = tokio::runtime::Handle::current();
+        call.flight.on_fire(Box::new(move |_| {
+            let Some(call) = weak.upgrade() else { return };
+            inbox.post(Event::Ready(Arc::clone(&call)));
+            if let Some(grace) = grace {
+                let weak = Arc::downgrade(&call);
+                runtime.spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    if let Some(call) = weak.upgrade() {
+                        inbox.post(Event::Cancel(call));
+                    }
+                });
+            }
+        }));
+    }
+}
+
+/// Read the request body into the call's queue, waiting while it is full; refuse it (413,
+/// 408, 400) if it breaks the limits, and then the application sees the client gone.
+async fn pump(mut incoming: Incoming, call: Arc<Call>, max: u64, idle: Duration) {
+    let mut total: u64 = 0;
+    let refused = loop {
+        let frame = match tokio::time::timeout(idle, incoming.frame()).await {
+            Err(_) => {
+                break Some((
+                    StatusCode::REQUEST_TIMEOUT,
+                    "The request body did not arrive in time (--body-timeout).",
+                ))
+            }
+            Ok(None) => break None,
+            Ok(Some(Err(e))) => {
+                log_debug!(
+                    "could not read the body of {} {}: {e}",
+                    call.trace.method,
+                    call.trace.path
+                );
+                break Some((
+                    StatusCode::BAD_REQUEST,
+                    "The request body could not be read.",
+                ));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        match frame.into_data() {
+            Ok(data) => {
+                total += data.len() as u64;
+                if total > max {
+                    break Some((
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "The request body is larger than this server accepts.",
+                    ));
+                }
+                if !queue(&call, data).await {
+                    return;
+                }
+            }
+            Err(frame) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    if let Err(refusal) = admission::check_trailers(trailers) {
+                        break Some((refusal.status(), refusal.reason()));
+                    }
+                }
+            }
+        }
+    };
+    call.end_body();
+    if let Some((status, message)) = refused {
+        if call.answer(text(status, message)) {
+            log_debug!(
+                "refused the body of {} {}: {message}",
+                call.trace.method,
+                call.trace.path
+            );
+        }
+        // What the application would read next is gone: it sees the client leave.
+        call.flight.fire(crate::cancel::Reason::Disconnected);
+    }
+    let inbox = Arc::clone(&call.inbox);
+    inbox.post(Event::Ready(call));
+}
+
+/// Put `data` in the call's queue once there is room; false if the request was cancelled
+/// while waiting.
+async fn queue(call: &Arc<Call>, data: Bytes) -> bool {
+    loop {
+        if call.push_body(&data) {
+            call.inbox.post(Event::Ready(Arc::clone(call)));
+            return true;
+        }
+        tokio::select! {
+            () = call.body_space.notified() => {}
+            _ = call.flight.fired() => return false,
+        }
+    }
+}
+
+fn text(status: StatusCode, message: &str) -> Reply {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    let reason = status.canonical_reason().unwrap_or("Error");
+    Reply::full(
+        status,
+        headers,
+        Bytes::from(format!("{} {reason}\n\n{message}\n", status.as_u16())),
+    )
+}

@@ -1,0 +1,212 @@
+//! ASGI 3: applications that run as tasks on the process's event loop (`bridge/`), with their
+//! requests from the same network core as WSGI's.
+//!
+//! - `dispatch.rs`: the loop's side of the `Dispatch` seam (`http/dispatch.rs`): a request
+//!   becomes a [`call::Call`], its body read by a tokio task as the application asks for it;
+//! - `inbox.rs`: how tokio threads reach the loop without the GIL: a queue and an `eventfd`
+//!   the loop reads (`loop.add_reader`), drained in batches;
+//! - `call.rs`: one request between the two sides: `receive`, `send`, the response;
+//! - `scope.rs`: the `http` scope;
+//! - `ferrule/_asgi.py`: what runs on the loop in Python: starting the task, lifespan.
+//!
+//! Which interface an application speaks is decided when it is loaded (`run/`).
+
+mod call;
+mod dispatch;
+mod inbox;
+mod scope;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyModule};
+
+use crate::error::Error;
+use crate::log_error;
+pub use call::Ready;
+use call::{Call, CallDone, Receive, Send};
+pub use dispatch::Asgi;
+use inbox::{Event, Inbox};
+
+/// `ferrule._asgi`, the Python half.
+fn helpers(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
+    static HELPERS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+    HELPERS
+        .get_or_try_init(py, || py.import("ferrule._asgi").map(Bound::unbind))
+        .map(|m| m.bind(py))
+}
+
+/// The running loop's `create_future`, for what `receive()` and `send()` must wait for.
+static CREATE_FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+fn new_future(py: Python<'_>) -> PyResult<Py<PyAny>> {
+    let create = CREATE_FUTURE
+        .get(py)
+        .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("the ASGI loop is not set up"))?;
+    create.call0(py)
+}
+
+/// Whether `app` is an ASGI 3 application: a coroutine function, or an object whose
+/// `__call__` is one.
+pub fn is_asgi(py: Python<'_>, app: &Bound<'_, PyAny>) -> PyResult<bool> {
+    helpers(py)?.call_method1("is_asgi", (app,))?.is_truthy()
+}
+
+/// An ASGI application set up on the loop: the lifespan it ran (if it speaks the protocol)
+/// and the dispatcher for its requests.
+pub struct Server {
+    lifespan: Py<PyAny>,
+    pub dispatch: Arc<Asgi>,
+}
+
+impl Server {
+    /// Register the inbox with the loop, and run the application's lifespan startup; an
+    /// application that fails its startup stops ferrule with exit code 3.
+    pub fn start(
+        py: Python<'_>,
+        app: Py<PyAny>,
+        event_loop: &Bound<'_, PyAny>,
+        grace: Option<Duration>,
+    ) -> Result<Server, Error> {
+        let fail = |what: &str, e: PyErr| Error::runtime(format!("{what}: {e}"));
+        let inbox = Inbox::new().map_err(|e| {
+            Error::runtime(format!("cannot make the event loop's inbox (eventfd): {e}"))
+        })?;
+        let _ = CREATE_FUTURE.set(
+            py,
+            event_loop
+                .getattr("create_future")
+                .map_err(|e| fail("cannot use the event loop", e))?
+                .unbind(),
+        );
+        let helpers = helpers(py).map_err(|e| fail("cannot import ferrule._asgi", e))?;
+        let lifespan = helpers
+            .getattr("Lifespan")
+            .and_then(|l| l.call1((app.bind(py), event_loop)))
+            .map_err(|e| fail("cannot set up the lifespan protocol", e))?;
+        let (ok, message): (bool, Option<String>) = lifespan
+            .call_method0("startup")
+            .and_then(|r| r.extract())
+            .map_err(|e| fail("the lifespan startup failed", e))?;
+        if !ok {
+            return Err(Error::startup(format!(
+                "the application's lifespan startup failed: {}",
+                message.unwrap_or_else(|| "(no message)".into())
+            )));
+        }
+        let state: Option<Py<PyDict>> = lifespan
+            .getattr("state")
+            .ok()
+            .and_then(|s| s.cast_into::<PyDict>().ok())
+            .map(Bound::unbind);
+        let drain = Drain {
+            inbox: Arc::clone(&inbox),
+            app,
+            consts: scope::Constants::new(py)
+                .map_err(|e| fail("cannot build the scope constants", e))?,
+            state,
+            run: helpers
+                .getattr("run")
+                .map_err(|e| fail("cannot find ferrule._asgi.run", e))?
+                .unbind(),
+        };
+        helpers
+            .call_method1(
+                "install",
+                (
+                    event_loop,
+                    inbox.fd(),
+                    Py::new(py, drain).map_err(|e| fail("cannot install the inbox", e))?,
+                ),
+            )
+            .map_err(|e| fail("cannot watch the inbox from the event loop", e))?;
+        Ok(Server {
+            lifespan: lifespan.unbind(),
+            dispatch: Arc::new(Asgi { inbox, grace }),
+        })
+    }
+
+    /// Run the application's lifespan shutdown, waiting at most `within`.
+    pub fn shutdown(&self, py: Python<'_>, within: Duration) {
+        if let Err(e) = self
+            .lifespan
+            .call_method1(py, "shutdown", (within.as_secs_f64(),))
+        {
+            log_error!("the application's lifespan shutdown failed: {e}");
+        }
+    }
+}
+
+/// Called by the loop when the inbox's fd is readable.
+#[pyclass(module = "ferrule", name = "Drain", frozen)]
+struct Drain {
+    inbox: Arc<Inbox>,
+    app: Py<PyAny>,
+    consts: scope::Constants,
+    /// The lifespan state, copied into each request's scope.
+    state: Option<Py<PyDict>>,
+    /// `ferrule._asgi.run`.
+    run: Py<PyAny>,
+}
+
+#[pymethods]
+impl Drain {
+    fn __call__(&self, py: Python<'_>) {
+        for event in self.inbox.take() {
+            match event {
+                Event::Start(call) => self.start(py, &call),
+                Event::Ready(call) => call.ready(py),
+                Event::Cancel(call) => call.cancel(py),
+            }
+        }
+    }
+}
+
+impl Drain {
+    /// Call the application for a new request.
+    fn start(&self, py: Python<'_>, call: &Arc<Call>) {
+        let Some(admitted) = call
+            .admitted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        else {
+            return;
+        };
+        if call.flight.is_cancelled() {
+            return; // gone before it started: the answer is the cancellation's
+        }
+        let started = (|| -> PyResult<()> {
+            let request = Py::new(py, crate::wsgi::Request::new(Arc::clone(&call.trace)))?;
+            let scope = scope::http(
+                py,
+                &self.consts,
+                &admitted.parts,
+                &admitted.conn,
+                &admitted.origin,
+                self.state.as_ref().map(|s| s.bind(py)),
+                request.into_bound(py).into_any(),
+            )?;
+            let receive = Py::new(py, Receive(Arc::clone(call)))?;
+            let send = Py::new(py, Send(Arc::clone(call)))?;
+            let done = Py::new(py, CallDone(Arc::clone(call)))?;
+            call.trace.start();
+            let task = self
+                .run
+                .call1(py, (self.app.bind(py), scope, receive, send, done))?;
+            call.set_task(task);
+            Ok(())
+        })();
+        if let Err(e) = started {
+            log_error!(
+                "cannot start the ASGI application for {} {}:\n{}",
+                call.trace.method,
+                call.trace.path,
+                crate::wsgi::traceback(py, &e)
+            );
+            call.failed_to_start();
+        }
+    }
+}
