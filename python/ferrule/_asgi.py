@@ -12,7 +12,6 @@ import asyncio
 import concurrent.futures
 import inspect
 import logging
-import threading
 from typing import Any
 
 __all__ = ["Lifespan", "install", "is_asgi", "run"]

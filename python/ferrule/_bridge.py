@@ -176,9 +176,11 @@ def new_loop(kind: str) -> asyncio.AbstractEventLoop:
     if kind in ("uvloop", "auto"):
         try:
             import uvloop
-        except ImportError:
+        except ImportError as e:
             if kind == "uvloop":
-                raise RuntimeError("--loop uvloop: uvloop is not installed (pip install uvloop)")
+                raise RuntimeError(
+                    "--loop uvloop: uvloop is not installed (pip install uvloop)"
+                ) from e
         else:
             return uvloop.new_event_loop()
     return asyncio.new_event_loop()

@@ -136,7 +136,8 @@ async def app(scope, receive, send):
             }
         )
         for i in range(n):
-            await send({"type": "http.response.body", "body": f"data: {i}\n\n".encode(), "more_body": True})
+            event = f"data: {i}\n\n".encode()
+            await send({"type": "http.response.body", "body": event, "more_body": True})
             await asyncio.sleep(0.05)
         await send({"type": "http.response.body", "body": b""})
         return
