@@ -71,12 +71,13 @@ async def lifespan(scope, receive, send):
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
         return await lifespan(scope, receive, send)
-    path = scope["path"]
+    # Routed as frameworks do: without the root path the application is mounted at.
+    path = scope["path"].removeprefix(scope["root_path"])
     query = parse_qs(scope["query_string"].decode())
     tag = query.get("tag", ["-"])[0]
     if path == "/":
         return await respond(send, 200, b"hello")
-    if path == "/scope":
+    if path.startswith("/scope"):
         return await respond(send, 200, json.dumps(text(scope)).encode())
     if path == "/echo":
         chunks, messages = [], 0
