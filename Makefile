@@ -48,10 +48,10 @@ $(PY313):
 	$(PY313) -m pip install -q pytest pytest-timeout requests "django>=6,<7"
 
 .PHONY: test-py313
-test-py313: build  ## the Django tests on CPython 3.13 with Django 6, same abi3 build
+test-py313: build  ## the Django tests (WSGI and ASGI) on CPython 3.13 with Django 6, same abi3 build
 	@if [ -z "$(PYTHON313)" ]; then echo "SKIPPED: no CPython 3.13 found for the Django 6 run"; exit 0; fi; \
 	$(MAKE) --no-print-directory $(PY313) && \
-	PYTHONPATH=$(abspath python) $(PY313) -m pytest -q -p no:cacheprovider tests/test_django.py
+	PYTHONPATH=$(abspath python) $(PY313) -m pytest -q -p no:cacheprovider tests/test_django.py tests/test_django_asgi.py
 
 .PHONY: lint
 lint: build  ## rustfmt, clippy (-D warnings), ruff, stubtest for the .pyi

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import inspect
 import logging
 from typing import Any
 
-__all__ = ["Lifespan", "install", "is_asgi", "run"]
+__all__ = ["Call", "Lifespan", "install", "is_asgi", "run"]
 
 log = logging.getLogger("ferrule")
 
@@ -44,11 +45,46 @@ def install(loop: asyncio.AbstractEventLoop, fd: int, drain: Any) -> None:
     installed.result(timeout=30)
 
 
-def run(app: Any, scope: dict, receive: Any, send: Any, done: Any) -> asyncio.Task:
-    """On the loop: the application's task for one request."""
-    task = asyncio.ensure_future(app(scope, receive, send))
+def run(app: Any, scope: dict, receive: Any, send: Any, done: Any, executor: Any) -> asyncio.Task:
+    """On the loop: the application's task for one request, in a context where asgiref's
+    thread-sensitive calls go to `executor` (the request's pool thread) rather than to a
+    thread of asgiref's own."""
+    context = contextvars.copy_context()
+    if _executors is not None:
+        context.run(setattr, _executors, "current", executor)
+    task = context.run(asyncio.ensure_future, app(scope, receive, send))
     task.add_done_callback(done)
     return task
+
+
+def _asgiref_executors() -> Any:
+    try:
+        from asgiref.sync import AsyncToSync
+    except ImportError:
+        return None
+    return AsyncToSync.executors
+
+
+_executors = _asgiref_executors()
+
+
+class Call:
+    """One `Executor.submit` call, run on a pool thread."""
+
+    __slots__ = ("args", "fn", "future", "kwargs")
+
+    def __init__(self, future: Any, fn: Any, args: tuple, kwargs: dict | None) -> None:
+        self.future, self.fn, self.args, self.kwargs = future, fn, args, kwargs or {}
+
+    def run(self) -> None:
+        if not self.future.set_running_or_notify_cancel():
+            return
+        try:
+            result = self.fn(*self.args, **self.kwargs)
+        except BaseException as e:
+            self.future.set_exception(e)
+        else:
+            self.future.set_result(result)
 
 
 class Lifespan:

@@ -51,6 +51,8 @@ pub struct Call {
     hold: Mutex<Option<WorkerHold>>,
     /// The application's task, to cancel it after `--cancel-grace`.
     task: Mutex<Option<Py<PyAny>>>,
+    /// The pool thread its sync code runs on, given back when the task ends.
+    lease: Mutex<Option<Arc<super::executor::Lease>>>,
 }
 
 #[derive(Default)]
@@ -117,6 +119,7 @@ impl Call {
             waiting: Mutex::new(Waiting::default()),
             hold: Mutex::new(Some(hold)),
             task: Mutex::new(None),
+            lease: Mutex::new(None),
         })
     }
 
@@ -145,6 +148,10 @@ impl Call {
     }
 
     // -- the loop side --------------------------------------------------------------------
+
+    pub fn set_lease(&self, lease: Arc<super::executor::Lease>) {
+        *lock(&self.lease) = Some(lease);
+    }
 
     /// Remember the application's task, for [`Call::cancel`].
     pub fn set_task(&self, task: Py<PyAny>) {
@@ -450,6 +457,9 @@ impl Call {
         if let Some(head) = head {
             let _ = head.send(internal_error());
         }
+        if let Some(lease) = lock(&self.lease).take() {
+            lease.release();
+        }
         drop(lock(&self.hold).take());
         drop(lock(&self.task).take());
     }
@@ -463,6 +473,9 @@ impl Call {
         };
         if let Some(head) = head {
             let _ = head.send(internal_error());
+        }
+        if let Some(lease) = lock(&self.lease).take() {
+            lease.release();
         }
         drop(lock(&self.hold).take());
     }

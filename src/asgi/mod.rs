@@ -6,6 +6,7 @@
 //! - `inbox.rs`: how tokio threads reach the loop without the GIL: a queue and an `eventfd`
 //!   the loop reads (`loop.add_reader`), drained in batches;
 //! - `call.rs`: one request between the two sides: `receive`, `send`, the response;
+//! - `executor.rs`: asgiref's executor for a request's sync code, a leased pool thread;
 //! - `scope.rs`: the `http` scope;
 //! - `ferrule/_asgi.py`: what runs on the loop in Python: starting the task, lifespan.
 //!
@@ -13,6 +14,7 @@
 
 mod call;
 mod dispatch;
+mod executor;
 mod inbox;
 mod scope;
 
@@ -68,6 +70,7 @@ impl Server {
         py: Python<'_>,
         app: Py<PyAny>,
         event_loop: &Bound<'_, PyAny>,
+        pool: crate::pool::Pool,
         grace: Option<Duration>,
     ) -> Result<Server, Error> {
         let fail = |what: &str, e: PyErr| Error::runtime(format!("{what}: {e}"));
@@ -102,6 +105,7 @@ impl Server {
             .and_then(|s| s.cast_into::<PyDict>().ok())
             .map(Bound::unbind);
         let drain = Drain {
+            pool,
             inbox: Arc::clone(&inbox),
             app,
             consts: scope::Constants::new(py)
@@ -142,6 +146,8 @@ impl Server {
 /// Called by the loop when the inbox's fd is readable.
 #[pyclass(module = "ferrule", name = "Drain", frozen)]
 struct Drain {
+    /// Where the requests' sync code runs (`executor.rs`).
+    pool: crate::pool::Pool,
     inbox: Arc<Inbox>,
     app: Py<PyAny>,
     consts: scope::Constants,
@@ -192,10 +198,14 @@ impl Drain {
             let receive = Py::new(py, Receive(Arc::clone(call)))?;
             let send = Py::new(py, Send(Arc::clone(call)))?;
             let done = Py::new(py, CallDone(Arc::clone(call)))?;
+            let lease = executor::Lease::new(Arc::clone(&call.flight));
+            call.set_lease(Arc::clone(&lease));
+            let executor = Py::new(py, executor::Executor::new(py, self.pool.clone(), lease)?)?;
             call.trace.start();
-            let task = self
-                .run
-                .call1(py, (self.app.bind(py), scope, receive, send, done))?;
+            let task = self.run.call1(
+                py,
+                (self.app.bind(py), scope, receive, send, done, executor),
+            )?;
             call.set_task(task);
             Ok(())
         })();

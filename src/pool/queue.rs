@@ -18,6 +18,27 @@ use crate::job::Job;
 /// Runs one job on a worker thread that holds the GIL.
 pub type Runner = dyn Fn(Python<'_>, Job) + Send + Sync;
 
+/// What a pool thread runs: a WSGI request (handed to the [`Runner`]), or other Python work
+/// done for a request — an ASGI request's sync calls (`asgi/executor.rs`) — run as it is.
+pub enum Work {
+    // Boxed: a job is ~440 bytes, and the queue holds up to --max-queue of them.
+    Request(Box<Job>),
+    Call {
+        flight: Arc<Flight>,
+        run: Box<dyn FnOnce(Python<'_>) + Send>,
+    },
+}
+
+impl Work {
+    /// The flight of the request the work is for.
+    pub fn flight(&self) -> &Arc<Flight> {
+        match self {
+            Work::Request(job) => job.flight(),
+            Work::Call { flight, .. } => flight,
+        }
+    }
+}
+
 pub use crate::job::Rejected;
 
 /// The worker threads; cheap to clone.
@@ -42,7 +63,7 @@ pub(super) struct Shared {
 
 #[derive(Default)]
 pub(super) struct State {
-    pub(super) queue: VecDeque<Job>,
+    pub(super) queue: VecDeque<Work>,
     /// Idle threads, most recently idle last.
     pub(super) idle: Vec<Arc<Slot>>,
     /// Every live thread.
@@ -107,6 +128,25 @@ impl Pool {
 
     /// Queue a job, waking a thread if none is running one.
     pub fn submit(&self, job: Job) -> Result<(), (Rejected, Box<Job>)> {
+        self.queue(Work::Request(Box::new(job)))
+            .map_err(|(why, work)| match *work {
+                Work::Request(job) => (why, job),
+                Work::Call { .. } => unreachable!("the work given back is the work queued"),
+            })
+    }
+
+    /// Queue Python work done for the request of `flight` (it runs as a job does, under the
+    /// same bounds), waking a thread if none is running one.
+    pub fn call(
+        &self,
+        flight: Arc<Flight>,
+        run: Box<dyn FnOnce(Python<'_>) + Send>,
+    ) -> Result<(), Rejected> {
+        self.queue(Work::Call { flight, run })
+            .map_err(|(why, _)| why)
+    }
+
+    fn queue(&self, job: Work) -> Result<(), (Rejected, Box<Work>)> {
         let mut st = self.shared.lock();
         if st.closing {
             return Err((Rejected::Closing, Box::new(job)));

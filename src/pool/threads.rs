@@ -8,10 +8,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use pyo3::prelude::*;
 
+use super::queue::Work;
 use super::queue::{Shared, State};
 use super::sample::Probe;
 use crate::cancel::Flight;
-use crate::job::Job;
 use crate::log_error;
 
 /// Stack size of a worker thread: Python's recursion and Django's template engine expect the
@@ -101,7 +101,11 @@ fn worker_main(shared: &Arc<Shared>, slot: &Arc<Slot>) {
         let mut next = py.detach(|| next_job(shared, slot));
         while let Some(job) = next {
             *slot.running() = Some(Arc::clone(job.flight()));
-            if catch_unwind(AssertUnwindSafe(|| (shared.run)(py, job))).is_err() {
+            let ran = catch_unwind(AssertUnwindSafe(|| match job {
+                Work::Request(job) => (shared.run)(py, *job),
+                Work::Call { run, .. } => run(py),
+            }));
+            if ran.is_err() {
                 log_error!("a worker thread panicked while running a request; the thread goes on");
             }
             *slot.running() = None;
@@ -124,7 +128,7 @@ fn worker_main(shared: &Arc<Shared>, slot: &Arc<Slot>) {
 /// For a thread that has just finished a job (and so is still counted busy): the next queued
 /// job, if one waits and the allowance permits. Never blocks for long: the pool lock is only
 /// held for queue operations, never while waiting for the GIL.
-fn queued_job(shared: &Shared) -> Option<Job> {
+fn queued_job(shared: &Shared) -> Option<Work> {
     let mut st = shared.lock();
     if st.busy > st.allowed {
         return None; // too many threads compete for the GIL: this one steps back
@@ -133,7 +137,7 @@ fn queued_job(shared: &Shared) -> Option<Job> {
 }
 
 /// Block until there is a job for this thread, or return None when it should exit.
-fn next_job(shared: &Arc<Shared>, slot: &Arc<Slot>) -> Option<Job> {
+fn next_job(shared: &Arc<Shared>, slot: &Arc<Slot>) -> Option<Work> {
     let mut st = shared.lock();
     {
         let mut f = slot.flags();

@@ -332,8 +332,14 @@ fn start_application(
         let loop_object = event_loop
             .asyncio_loop(py)
             .map_err(|e| Error::runtime(format!("cannot use the event loop: {e}")))?;
-        let server = asgi::Server::start(py, application, &loop_object, plan.cancel_grace)
-            .inspect_err(|_| event_loop.stop(py))?;
+        let server = asgi::Server::start(
+            py,
+            application,
+            &loop_object,
+            pool.clone(),
+            plan.cancel_grace,
+        )
+        .inspect_err(|_| event_loop.stop(py))?;
         let dispatch: Arc<dyn Dispatch> = Arc::clone(&server.dispatch) as Arc<dyn Dispatch>;
         return Ok(Running {
             event_loop,

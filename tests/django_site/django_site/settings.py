@@ -28,6 +28,9 @@ ROOT_URLCONF = "django_site.urls"
 # The URL prefix tests set it; unset, Django's default (None) applies.
 FORCE_SCRIPT_NAME = os.environ.get("DJANGO_SITE_FORCE_SCRIPT_NAME")
 WSGI_APPLICATION = "django_site.wsgi.application"
+# The ASGI tests serve the project through Django's ASGI handler.
+if os.environ.get("DJANGO_SITE_ASGI") == "1":
+    ASGI_APPLICATION = "django_site.asgi.application"
 
 TEMPLATES = [
     {
@@ -41,7 +44,8 @@ DATABASES = {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": DATA_DIR / "django_site.sqlite3",
         # Close at the end of every request: the tests check that the server makes that happen.
-        "CONN_MAX_AGE": 0,
+        # The ASGI tests keep them (as WSGI deployments do) to see one reused per thread.
+        "CONN_MAX_AGE": int(os.environ.get("DJANGO_SITE_CONN_MAX_AGE", "0")),
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -17,4 +17,7 @@ urlpatterns = [
     path("to-whoami/", views.to_whoami),
     path("async-where/", views.async_where),
     path("wait-where/", views.wait_where),
+    path("thread/", views.thread),
+    path("async-sleep/", views.async_sleep),
+    path("async-events/", views.async_events),
 ]

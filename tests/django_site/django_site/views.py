@@ -181,3 +181,42 @@ def wait_where(request):
             "wsgi_thread": threading.get_ident(),
         }
     )
+
+
+def thread(request):
+    """A sync view: the thread it runs on and the database connection it used (under ASGI, a
+    ferrule pool thread leased for the request, and one connection per thread kept with
+    CONN_MAX_AGE)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return JsonResponse(
+        {
+            "asgi": hasattr(request, "scope"),
+            "thread": threading.current_thread().name,
+            "ident": threading.get_ident(),
+            "connection": id(connection.connection),
+        }
+    )
+
+
+async def async_sleep(request):
+    """An async view that sleeps ?s= seconds; says when it was cancelled (the client left)."""
+    tag = request.GET.get("tag", "-")
+    print(f"fixture: async view started tag={tag}", flush=True)
+    try:
+        await asyncio.sleep(float(request.GET.get("s", "1")))
+    except asyncio.CancelledError:
+        print(f"fixture: async view cancelled tag={tag}", flush=True)
+        raise
+    return JsonResponse({"slept": True, "thread": threading.current_thread().name})
+
+
+async def async_events(request):
+    """Server-sent events from an async iterator, 50 ms apart (?n= of them)."""
+
+    async def events():
+        for i in range(int(request.GET.get("n", "3"))):
+            yield f"data: {i}\n\n"
+            await asyncio.sleep(0.05)
+
+    return StreamingHttpResponse(events(), content_type="text/event-stream")

@@ -1,0 +1,102 @@
+"""Django under ASGI (issue 14): `manage.py server` serves `ASGI_APPLICATION`, async views run
+on the loop, and sync views and middleware run on ferrule's pool — one thread leased per
+request, so thread-locals and `CONN_MAX_AGE` connections behave as under WSGI — instead of a
+new thread per request (asgiref's `ThreadSensitiveContext`). Over TCP and a Unix socket.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from helpers import Conn, build_request, host_header
+from test_django import manage, site_env, start_server
+
+LIVENESS = 30
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("django_asgi")
+    done = manage(["migrate", "--noinput", "-v0"], site_env(path))
+    assert done.returncode == 0, done.stdout
+    return path
+
+
+@pytest.fixture(scope="module", params=["tcp", "unix"])
+def site(request, data_dir, tmp_path_factory):
+    if request.param == "tcp":
+        args = ["127.0.0.1:0"]
+    else:
+        args = ["--bind", f"unix:{tmp_path_factory.mktemp('sock') / 'django.sock'}"]
+    env = site_env(data_dir, DJANGO_SITE_ASGI="1", DJANGO_SITE_CONN_MAX_AGE="60")
+    server = start_server([*args, "--noreload", "--threads", "4"], env)
+    yield server
+    server.finish()
+
+
+def get_json(server, path: str) -> dict:
+    resp, body = server.request("GET", path)
+    assert resp.status == 200, (resp.status, body[:500])
+    return json.loads(body)
+
+
+def test_sync_views_run_on_pool_threads_that_keep_their_connection(site):
+    seen = [get_json(site, "/thread/") for _ in range(10)]
+    assert all(s["asgi"] for s in seen), "served through Django's ASGI handler"
+    for s in seen:
+        # Not asgiref's thread (ThreadPoolExecutor-…, "sync_to_async"): a thread of ferrule's
+        # pool, which Python sees as a thread it did not start.
+        assert s["thread"].startswith("Dummy-"), s
+    connections: dict[int, set[int]] = {}
+    for s in seen:
+        connections.setdefault(s["ident"], set()).add(s["connection"])
+    assert all(len(c) == 1 for c in connections.values()), connections
+
+
+def test_sync_views_under_load_use_at_most_the_pool_threads(site):
+    with ThreadPoolExecutor(16) as pool:
+        seen = list(pool.map(lambda _: get_json(site, "/thread/"), range(80)))
+    threads = {s["ident"] for s in seen}
+    # --threads 4: a new thread per request would have made up to 80.
+    assert len(threads) <= 4, threads
+
+
+def test_async_views_run_on_the_loop(site):
+    assert get_json(site, "/async-sleep/?s=0.01")["thread"] == "ferrule-loop"
+
+
+def test_an_async_iterator_streams_as_it_yields(site):
+    with Conn(site) as c:
+        c.send(build_request("GET", "/async-events/?n=3", host=host_header(site)))
+        seen = b""
+        while b"data: 0" not in seen:
+            chunk = c.sock.recv(4096)
+            assert chunk, seen
+            seen += chunk
+        assert b"data: 2" not in seen, "the first event came with the last"
+        while b"0\r\n\r\n" not in seen:
+            chunk = c.sock.recv(4096)
+            assert chunk, seen
+            seen += chunk
+    assert seen.count(b"data: ") == 3
+
+
+def test_a_client_that_leaves_cancels_the_async_view(site):
+    c = Conn(site)
+    c.send(build_request("GET", "/async-sleep/?s=30&tag=gone", host=host_header(site)))
+    site.wait_for_output(r"fixture: async view started tag=gone", LIVENESS)
+    c.sock.shutdown(socket.SHUT_RDWR)
+    c.close()
+    site.wait_for_output(r"fixture: async view cancelled tag=gone", LIVENESS)
+
+
+def test_interface_wsgi_serves_the_wsgi_application(data_dir):
+    env = site_env(data_dir, DJANGO_SITE_ASGI="1")
+    server = start_server(["127.0.0.1:0", "--noreload", "--interface", "wsgi"], env)
+    try:
+        assert get_json(server, "/thread/")["asgi"] is False
+    finally:
+        assert server.finish() == 0
