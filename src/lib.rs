@@ -71,6 +71,8 @@ fn _ferrule(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(run::main, m)?)?;
     m.add_class::<wsgi::FileWrapper>()?;
+    m.add_class::<asgi::Executor>()?;
+    m.add_class::<asgi::Ready>()?;
     m.add_function(wrap_pyfunction!(bridge::wait, m)?)?;
     m.add_function(wrap_pyfunction!(bridge::gather, m)?)?;
     m.add_function(wrap_pyfunction!(bridge::cancelled, m)?)?;

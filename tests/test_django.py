@@ -104,15 +104,20 @@ def data_dir(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module", params=["tcp", "unix"])
+@pytest.fixture(scope="module", params=["tcp", "unix", "asgi"])
 def site(request, data_dir, tmp_path_factory):
     """The project served by `manage.py server`: on the positional ADDRPORT (port 0) for TCP,
-    on `--bind unix:PATH` (which replaces the default address) for Unix."""
-    if request.param == "tcp":
-        args = ["127.0.0.1:0"]
-    else:
+    on `--bind unix:PATH` (which replaces the default address) for Unix; "asgi" is TCP with
+    the project's `ASGI_APPLICATION` (Django's ASGI handler), every test the same."""
+    extra = {}
+    if request.param == "unix":
         args = ["--bind", f"unix:{tmp_path_factory.mktemp('sock') / 'django.sock'}"]
-    server = start_server(args, site_env(data_dir))
+    else:
+        args = ["127.0.0.1:0"]
+    if request.param == "asgi":
+        extra["DJANGO_SITE_ASGI"] = "1"
+    server = start_server(args, site_env(data_dir, **extra))
+    server.interface = "asgi" if request.param == "asgi" else "wsgi"
     yield server
     server.finish()
 
@@ -319,10 +324,13 @@ def test_build_absolute_uri_reflects_host_and_port(site):
 
     resp, body = site.request("GET", "/uri/?q=2", headers={"Host": "localhost:8123"})
     assert resp.status == 200
+    # Django's get_port() reads SERVER_PORT: under WSGI the Host header's port, under ASGI
+    # the port of the socket (the scope's "server", as the ASGI spec defines it).
+    port = str(site.address[1]) if site.interface == "asgi" else "8123"
     assert json.loads(body) == {
         "uri": "http://localhost:8123/uri/?q=2",
         "host": "localhost:8123",
-        "port": "8123",
+        "port": port,
     }
 
 

@@ -24,12 +24,17 @@ def install() -> bool:
     resolve_request = getattr(BaseHandler, "resolve_request", None)
     if resolve_request is None:  # Django < 3.1
         return False
+    from ferrule import _django_asgi
+
+    _django_asgi.install()
     if getattr(resolve_request, _INSTALLED, False):
         return True
 
     def resolve_and_label(self: Any, request: Any) -> Any:
         match = resolve_request(self, request)
         server_request = request.META.get("ferrule.request")
+        if server_request is None:  # under ASGI, the scope carries it
+            server_request = getattr(request, "scope", {}).get("ferrule.request")
         if server_request is not None:
             server_request.label = match.view_name or match._func_path
         return match

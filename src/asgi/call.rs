@@ -428,11 +428,13 @@ impl Call {
         };
         let mut out = lock(&self.out);
         let responded = out.head.is_none();
-        let open_stream = out.stream.take().is_some();
-        if open_stream {
-            // Not `complete`: the stream ended without its last chunk.
+        let open_stream = out.stream.take();
+        if open_stream.is_some() {
+            // Not `complete`: the stream ended without its last chunk. Marked before the
+            // channel closes, or the body could end as if complete.
             out.aborted.store(true, Ordering::Release);
         }
+        drop(open_stream);
         let head = out.head.take();
         out.complete = true;
         drop(out);

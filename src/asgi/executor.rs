@@ -152,6 +152,14 @@ impl Executor {
         Ok(future)
     }
 
+    /// Give the thread back to the pool once the calls queued so far are done, before the
+    /// request ends: for a request whose sync code is over (Django's sync views, which
+    /// ferrule runs in one call), the thread then serves the next request while this one
+    /// finishes on the loop. A later call takes whichever pool thread is free.
+    fn release(&self) {
+        self.lease.release();
+    }
+
     /// `concurrent.futures.Executor.shutdown`: the lease ends with its request, not here.
     #[pyo3(signature = (wait=true, cancel_futures=false))]
     #[allow(clippy::unused_self)] // the executor protocol's method

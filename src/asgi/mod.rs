@@ -30,6 +30,7 @@ use crate::log_error;
 pub use call::Ready;
 use call::{Call, CallDone, Receive, Send};
 pub use dispatch::Asgi;
+pub use executor::Executor;
 use inbox::{Event, Inbox};
 
 /// `ferrule._asgi`, the Python half.

@@ -28,7 +28,9 @@ def _is_open(raw: sqlite3.Connection) -> bool:
     return True
 
 
-def db_connections(environ, start_response):
+def report() -> dict:
+    """How many connections were recorded and how many are still open, waiting up to a few
+    seconds for them to close; forgets them."""
     deadline = time.monotonic() + 5
     while True:
         with _lock:
@@ -39,6 +41,20 @@ def db_connections(environ, start_response):
         time.sleep(0.01)
     with _lock:
         _recorded.clear()
-    body = json.dumps({"recorded": recorded, "open": still_open}).encode()
+    return {"recorded": recorded, "open": still_open}
+
+
+def db_connections(environ, start_response):
+    body = json.dumps(report()).encode()
     start_response("200 OK", [("Content-Type", "application/json")])
     return [body]
+
+
+async def asgi_db_connections(send) -> None:
+    """The same probe for the ASGI application (in a thread: it may wait)."""
+    import asyncio
+
+    body = json.dumps(await asyncio.to_thread(report)).encode()
+    headers = [(b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

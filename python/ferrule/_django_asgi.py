@@ -1,0 +1,185 @@
+"""Django's sync views under ASGI at the speed of WSGI: one trip to a pool thread per request.
+
+Django's ``ASGIHandler`` runs its middleware chain in async mode: every middleware that is not
+async-native (``SessionMiddleware``, ``CsrfViewMiddleware``, most third-party ones) is called
+through ``sync_to_async`` twice, the view once more, the response's ``close()`` once more — a
+dozen trips between the event loop and a thread for one request, each a few dozen
+microseconds of asgiref's bookkeeping and two thread wake-ups. That, not the thread per
+request, is why a sync view under any ASGI server runs at a fraction of its WSGI speed.
+
+When ferrule serves a Django project as ASGI, a request whose view is sync runs the way WSGI
+runs it: the body is read on the loop (``receive``), then the request-started signal, the
+request object, the *sync* middleware chain (Django's own ``BaseHandler.load_middleware(
+is_async=False)``, which adapts async-only middleware with ``async_to_sync`` as under WSGI),
+the view, the response and its ``close()`` all run in one call on the request's pool thread.
+The response goes to the core from that thread (ferrule's ``send`` needs no loop for it), a
+sync streaming one as it is produced, the thread sleeping while the client is slower (Django's
+own ASGI path reads a sync iterator whole into a list before sending any of it); a response
+over an async iterator goes back to the loop for Django's ``send_response``. A request
+whose view is async (resolved from the URL before the body is read) takes Django's own
+path unchanged, so async views still run on the loop. Each path is Django's own code in one of
+the two modes Django supports for every middleware; only which one a request takes differs.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+__all__ = ["install"]
+
+_INSTALLED = "_ferrule_sync_path"
+
+
+def install() -> bool:
+    """Route sync views of ``ASGIHandler`` through one pool-thread call; idempotent."""
+    try:
+        from django.core.handlers.asgi import ASGIHandler
+    except ImportError:  # pragma: no cover - Django without its ASGI handler
+        return False
+    handle = ASGIHandler.handle
+    if getattr(handle, _INSTALLED, False):
+        return True
+
+    from asgiref.sync import AsyncToSync, sync_to_async
+    from django.core.exceptions import RequestAborted
+
+    executor_type = _executor_type()
+
+    async def handle_sync_on_pool(self: Any, scope: dict, receive: Any, send: Any) -> None:
+        current = getattr(AsyncToSync.executors, "current", None)
+        if type(current) is not executor_type or _view_is_async(_path_info(scope)):
+            return await handle(self, scope, receive, send)
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return None
+        try:
+            response = await sync_to_async(_serve, thread_sensitive=True)(
+                self, _sync_chain(self), scope, body_file, send, current
+            )
+            if response is not None:
+                # A streaming response: Django sends it from the loop, as it would.
+                try:
+                    await self.send_response(response, send)
+                finally:
+                    await sync_to_async(response.close)()
+        finally:
+            body_file.close()
+        return None
+
+    setattr(handle_sync_on_pool, _INSTALLED, True)
+    handle_sync_on_pool.__wrapped__ = handle  # type: ignore[attr-defined]
+    handle_sync_on_pool.__doc__ = handle.__doc__
+    ASGIHandler.handle = handle_sync_on_pool  # type: ignore[method-assign]
+    return True
+
+
+def _executor_type() -> type:
+    from ferrule import _ferrule
+
+    return _ferrule.Executor
+
+
+def _path_info(scope: dict) -> str:
+    """``request.path_info`` as ``ASGIRequest`` will compute it."""
+    from django.core.handlers.asgi import get_script_prefix
+
+    path = scope["path"]
+    script_name = get_script_prefix(scope)
+    if script_name:
+        path = path.removeprefix(script_name)
+    return path or "/"
+
+
+@functools.lru_cache(maxsize=4096)
+def _view_is_async(path_info: str) -> bool:
+    """Whether the project's URLconf sends ``path_info`` to an async view. A middleware that
+    sets ``request.urlconf`` may route elsewhere; the request is then served correctly by
+    whichever path it took, only not by the faster one."""
+    from asgiref.sync import iscoroutinefunction
+    from django.urls import Resolver404, get_resolver
+
+    try:
+        match = get_resolver().resolve(path_info)
+    except Resolver404:
+        return False
+    return iscoroutinefunction(match.func)
+
+
+def _sync_chain(handler: Any) -> Any:
+    """A handler with the project's middleware loaded in sync mode, one per ASGI handler."""
+    chain = handler.__dict__.get("_ferrule_sync_chain")
+    if chain is None:
+        from django.core.handlers.base import BaseHandler
+
+        chain = BaseHandler()
+        chain.load_middleware(is_async=False)
+        handler._ferrule_sync_chain = chain
+    return chain
+
+
+def _serve(handler: Any, chain: Any, scope: dict, body_file: Any, send: Any, executor: Any) -> Any:
+    """On the request's pool thread: what ``ASGIHandler.handle`` does, in sync mode. Returns
+    the response when its content is an async iterator (for the loop to send), None once it
+    was sent and closed — and then the thread goes back to the pool at once, while the
+    request's task finishes on the loop."""
+    from django.core import signals
+    from django.core.handlers.asgi import get_script_prefix
+    from django.http import FileResponse
+    from django.urls import set_script_prefix
+
+    set_script_prefix(get_script_prefix(scope))
+    signals.request_started.send(sender=handler.__class__, scope=scope)
+    request, response = handler.create_request(scope, body_file)
+    if request is not None:
+        response = chain.get_response(request)
+        response._handler_class = handler.__class__
+        if isinstance(response, FileResponse):
+            response.block_size = handler.chunk_size
+    if response.streaming and getattr(response, "is_async", False):
+        return response
+    from ferrule import ClientDisconnected
+
+    try:
+        _push(send, _start(response))
+        if response.streaming:
+            # A sync iterator streams from this thread as it yields, with the socket's
+            # backpressure, as under WSGI (Django's own ASGI path reads it all into a list).
+            for part in response.streaming_content:
+                if part:
+                    _push(send, {"type": "http.response.body", "body": part, "more_body": True})
+            _push(send, {"type": "http.response.body", "body": b"", "more_body": False})
+        else:
+            _push(send, {"type": "http.response.body", "body": response.content})
+    except ClientDisconnected:
+        pass  # as Django ignores a client that left while it responded
+    finally:
+        response.close()
+    executor.release()
+    return None
+
+
+def _start(response: Any) -> dict:
+    """``http.response.start`` for a Django response, its headers and cookies encoded as
+    ``ASGIHandler.send_response`` encodes them."""
+    headers = []
+    for name, value in response.items():
+        if isinstance(name, str):
+            name = name.encode("ascii")
+        if isinstance(value, str):
+            value = value.encode("latin1")
+        headers.append((bytes(name), bytes(value)))
+    for cookie in response.cookies.values():
+        headers.append((b"Set-Cookie", cookie.OutputString().encode("ascii")))
+    return {"type": "http.response.start", "status": response.status_code, "headers": headers}
+
+
+def _push(send: Any, message: dict) -> None:
+    """``send`` from a pool thread: ferrule's ``send`` completes at once unless the client
+    is slower than the response, and then this thread sleeps until there is room."""
+    from ferrule import _ferrule
+
+    sent = send(message)
+    if type(sent) is not _ferrule.Ready:
+        _ferrule.wait(sent)
