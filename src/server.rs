@@ -254,7 +254,11 @@ impl Accepting {
                     Ok::<_, Infallible>(resp)
                 }
             });
-            let connection = http1_builder(plan).serve_connection(TokioIo::new(io), service);
+            // With upgrades: an ASGI application's WebSocket takes the connection over
+            // (`asgi/websocket.rs`); for a WSGI one no response is a 101, so none happens.
+            let connection = http1_builder(plan)
+                .serve_connection(TokioIo::new(io), service)
+                .with_upgrades();
             drive(
                 connection,
                 &self.stop,
@@ -290,8 +294,7 @@ async fn unless_stopped<F: Future>(stop: &CancellationToken, work: F) -> Option<
 /// asked to finish gracefully: closed if idle, else after the response in progress.
 async fn drive<C>(connection: C, stop: &CancellationToken, grace: Duration)
 where
-    C: GracefulConnection,
-    C::Error: std::fmt::Display,
+    C: Graceful,
 {
     tokio::pin!(connection);
     let result = tokio::select! {
@@ -306,6 +309,25 @@ where
         }
     };
     ended(result);
+}
+
+/// An HTTP/1 connection that can be asked to finish gracefully: hyper's upgradeable one
+/// (hyper-util's `GracefulConnection` covers only the plain kind).
+trait Graceful: Future<Output = Result<(), hyper::Error>> {
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S, B> Graceful for hyper::server::conn::http1::UpgradeableConnection<I, S>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {
+        hyper::server::conn::http1::UpgradeableConnection::graceful_shutdown(self);
+    }
 }
 
 /// Run an HTTP/2 connection until it ends. On shutdown, or once it is idle, ask it to finish

@@ -492,7 +492,7 @@ impl Call {
 }
 
 /// The 500 of an application that raised, or returned, before responding.
-fn internal_error() -> Reply {
+pub(super) fn internal_error() -> Reply {
     let mut headers = HeaderMap::new();
     headers.insert(
         http::header::CONTENT_TYPE,
@@ -518,7 +518,7 @@ fn request_message<'py>(py: Python<'py>, body: &[u8], more: bool) -> PyResult<Bo
 
 /// A response header as the application gave it, checked: an HTTP token for a name, no
 /// control characters in a value.
-fn header(name: &[u8], value: &[u8]) -> Result<(HeaderName, HeaderValue), String> {
+pub(super) fn header(name: &[u8], value: &[u8]) -> Result<(HeaderName, HeaderValue), String> {
     let name = HeaderName::from_bytes(name).map_err(|_| {
         format!(
             "invalid response header name {:?}: it must be an HTTP token",
@@ -532,11 +532,11 @@ fn header(name: &[u8], value: &[u8]) -> Result<(HeaderName, HeaderValue), String
 }
 
 /// What `send()` raises once the client is gone: `ferrule.ClientDisconnected`, an `OSError`.
-fn client_gone(py: Python<'_>) -> PyErr {
+pub(super) fn client_gone(py: Python<'_>) -> PyErr {
     crate::bridge::cancelled_error(py, crate::cancel::Reason::Disconnected)
 }
 
-fn resolve(py: Python<'_>, future: &Py<PyAny>, value: Bound<'_, PyAny>) {
+pub(super) fn resolve(py: Python<'_>, future: &Py<PyAny>, value: Bound<'_, PyAny>) {
     let future = future.bind(py);
     if future
         .call_method0(intern!(py, "done"))
@@ -550,7 +550,7 @@ fn resolve(py: Python<'_>, future: &Py<PyAny>, value: Bound<'_, PyAny>) {
     }
 }
 
-fn reject(py: Python<'_>, future: &Py<PyAny>, error: &PyErr) {
+pub(super) fn reject(py: Python<'_>, future: &Py<PyAny>, error: &PyErr) {
     let future = future.bind(py);
     if future
         .call_method0(intern!(py, "done"))
@@ -572,7 +572,7 @@ pub struct Ready {
 }
 
 impl Ready {
-    fn now(py: Python<'_>, value: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    pub(super) fn now(py: Python<'_>, value: Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         Ok(Py::new(
             py,
             Ready {

@@ -14,6 +14,8 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::call::Call;
 use super::inbox::{Event, Inbox};
@@ -30,6 +32,10 @@ pub struct Asgi {
     pub(super) inbox: Arc<Inbox>,
     /// `--cancel-grace`.
     pub(super) grace: Option<Duration>,
+    /// Cancelled when the server shuts down: open WebSockets close with 1001.
+    pub(super) closing: CancellationToken,
+    /// The WebSockets' tasks, waited for at shutdown.
+    pub(super) sockets: TaskTracker,
 }
 
 impl Dispatch for Asgi {
@@ -50,6 +56,9 @@ impl Asgi {
         app: &App,
         exchange: &mut Exchange,
     ) -> http::Response<crate::response::OutBody> {
+        if super::websocket::is_upgrade(&request.parts) {
+            return super::websocket::serve(self, request, app, exchange).await;
+        }
         let (admitted, incoming) = request.take_body();
         let limits = &app.plan.limits;
         let declared = content_length(&admitted.parts.headers);

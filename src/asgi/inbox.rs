@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::call::Call;
+use super::websocket::WsCall;
 
 /// Something the loop has to do for a request.
 pub enum Event {
@@ -20,6 +21,10 @@ pub enum Event {
     Ready(Arc<Call>),
     /// The request was cancelled `--cancel-grace` ago and its task still runs: cancel it.
     Cancel(Arc<Call>),
+    /// A new WebSocket: call the application.
+    StartWs(Arc<WsCall>),
+    /// A message came, the client left, a send went through.
+    ReadyWs(Arc<WsCall>),
 }
 
 /// The queue and the fd that wakes the loop for it.

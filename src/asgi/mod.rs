@@ -7,7 +7,8 @@
 //!   the loop reads (`loop.add_reader`), drained in batches;
 //! - `call.rs`: one request between the two sides: `receive`, `send`, the response;
 //! - `executor.rs`: asgiref's executor for a request's sync code, a leased pool thread;
-//! - `scope.rs`: the `http` scope;
+//! - `websocket.rs`: WebSockets: the handshake the application answers, then a socket task;
+//! - `scope.rs`: the `http` and `websocket` scopes;
 //! - `ferrule/_asgi.py`: what runs on the loop in Python: starting the task, lifespan.
 //!
 //! Which interface an application speaks is decided when it is loaded (`run/`).
@@ -17,6 +18,7 @@ mod dispatch;
 mod executor;
 mod inbox;
 mod scope;
+mod websocket;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +28,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyModule};
 
 use crate::error::Error;
-use crate::log_error;
+use crate::{log_error, log_info};
 pub use call::Ready;
 use call::{Call, CallDone, Receive, Send};
 pub use dispatch::Asgi;
@@ -129,8 +131,26 @@ impl Server {
             .map_err(|e| fail("cannot watch the inbox from the event loop", e))?;
         Ok(Server {
             lifespan: lifespan.unbind(),
-            dispatch: Arc::new(Asgi { inbox, grace }),
+            dispatch: Arc::new(Asgi {
+                inbox,
+                grace,
+                closing: tokio_util::sync::CancellationToken::new(),
+                sockets: tokio_util::task::TaskTracker::new(),
+            }),
         })
+    }
+
+    /// Shutdown begins: open WebSockets close with 1001 (going away). Returns once their
+    /// closing handshakes are over, or after `within`.
+    pub async fn close_websockets(&self, within: Duration) {
+        let sockets = &self.dispatch.sockets;
+        if sockets.is_empty() {
+            return;
+        }
+        log_info!("Closing {} WebSocket(s)", sockets.len());
+        self.dispatch.closing.cancel();
+        sockets.close();
+        let _ = tokio::time::timeout(within, sockets.wait()).await;
     }
 
     /// Run the application's lifespan shutdown, waiting at most `within`.
@@ -166,12 +186,61 @@ impl Drain {
                 Event::Start(call) => self.start(py, &call),
                 Event::Ready(call) => call.ready(py),
                 Event::Cancel(call) => call.cancel(py),
+                Event::StartWs(call) => self.start_ws(py, &call),
+                Event::ReadyWs(call) => call.ready(py),
             }
         }
     }
 }
 
 impl Drain {
+    /// Call the application for a new WebSocket. Its sync code runs on whichever pool
+    /// thread is free, one call at a time: a lease released from the start.
+    fn start_ws(&self, py: Python<'_>, call: &Arc<websocket::WsCall>) {
+        let Some(admitted) = call
+            .admitted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        else {
+            return;
+        };
+        let started = (|| -> PyResult<()> {
+            let request = Py::new(py, crate::wsgi::Request::new(Arc::clone(&call.trace)))?;
+            let scope = scope::websocket(
+                py,
+                &self.consts,
+                &admitted.parts,
+                &admitted.conn,
+                &admitted.origin,
+                self.state.as_ref().map(|s| s.bind(py)),
+                request.into_bound(py).into_any(),
+            )?;
+            let receive = Py::new(py, websocket::WsReceive(Arc::clone(call)))?;
+            let send = Py::new(py, websocket::WsSend(Arc::clone(call)))?;
+            let done = Py::new(py, websocket::WsDone(Arc::clone(call)))?;
+            let lease = executor::Lease::new(Arc::clone(&call.flight));
+            lease.release();
+            call.set_lease(Arc::clone(&lease));
+            let executor = Py::new(py, executor::Executor::new(py, self.pool.clone(), lease)?)?;
+            call.trace.start();
+            let task = self.run.call1(
+                py,
+                (self.app.bind(py), scope, receive, send, done, executor),
+            )?;
+            call.set_task(task);
+            Ok(())
+        })();
+        if let Err(e) = started {
+            log_error!(
+                "cannot start the ASGI application for WebSocket {}:\n{}",
+                call.trace.path,
+                crate::wsgi::traceback(py, &e)
+            );
+            call.failed_to_start();
+        }
+    }
+
     /// Call the application for a new request.
     fn start(&self, py: Python<'_>, call: &Arc<Call>) {
         let Some(admitted) = call

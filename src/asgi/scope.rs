@@ -57,6 +57,48 @@ pub fn path(parts: &Parts, origin: &Origin) -> String {
     }
 }
 
+/// The scope of a WebSocket: the `http` scope's fields less `method`, with `ws`/`wss`,
+/// the subprotocols the client offered, and the denial-response extension.
+pub fn websocket<'py>(
+    py: Python<'py>,
+    consts: &Constants,
+    parts: &Parts,
+    conn: &ConnInfo,
+    origin: &Origin,
+    state: Option<&Bound<'py, PyDict>>,
+    request: Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let scope = http(py, consts, parts, conn, origin, state, request)?;
+    scope.set_item(intern!(py, "type"), intern!(py, "websocket"))?;
+    scope.del_item(intern!(py, "method"))?;
+    let scheme = match origin.scheme.unwrap_or(conn.scheme) {
+        "https" => "wss",
+        _ => "ws",
+    };
+    scope.set_item(intern!(py, "scheme"), scheme)?;
+    let subprotocols = PyList::empty(py);
+    for value in parts.headers.get_all(http::header::SEC_WEBSOCKET_PROTOCOL) {
+        for protocol in value.to_str().unwrap_or("").split(',') {
+            let protocol = protocol.trim();
+            if !protocol.is_empty() {
+                subprotocols.append(protocol)?;
+            }
+        }
+    }
+    scope.set_item(intern!(py, "subprotocols"), subprotocols)?;
+    let extensions = PyDict::new(py);
+    extensions.set_item(intern!(py, "websocket.http.response"), PyDict::new(py))?;
+    if let Some(tls) = scope.get_item(intern!(py, "extensions"))?.and_then(|e| {
+        e.cast_into::<PyDict>()
+            .ok()
+            .and_then(|e| e.get_item("tls").ok().flatten())
+    }) {
+        extensions.set_item(intern!(py, "tls"), tls)?;
+    }
+    scope.set_item(intern!(py, "extensions"), extensions)?;
+    Ok(scope)
+}
+
 /// The scope of one HTTP request; `state` is a copy of the lifespan state, if there is one,
 /// and `request` the server's `ferrule.request` object.
 pub fn http<'py>(

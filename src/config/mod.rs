@@ -391,6 +391,46 @@ pub struct Options {
     )]
     pub event_loop: LoopKind,
 
+    /// The largest WebSocket message an ASGI application receives (bytes; K, M and G
+    /// suffixes); a bigger one closes the connection with 1009 (message too big). Default is
+    /// 16M.
+    #[arg(
+        long,
+        value_name = "SIZE",
+        default_value = "16M",
+        env = "FERRULE_WS_MAX_MESSAGE",
+        help_heading = "WebSockets"
+    )]
+    pub ws_max_message: String,
+
+    /// Seconds between the pings sent on an otherwise quiet WebSocket, so a client that
+    /// vanished is noticed (and proxies keep the connection); 0 sends none. Default is 20.
+    #[arg(
+        value_parser = crate::config::parse::seconds_value,
+        long,
+        value_name = "SECONDS",
+        default_value_t = 20.0,
+        env = "FERRULE_WS_PING_INTERVAL",
+        help_heading = "WebSockets"
+    )]
+    pub ws_ping_interval: f64,
+
+    /// Seconds a ping may go unanswered before the WebSocket is closed (1011). Default is 20.
+    #[arg(
+        value_parser = crate::config::parse::seconds_value,
+        long,
+        value_name = "SECONDS",
+        default_value_t = 20.0,
+        env = "FERRULE_WS_PING_TIMEOUT",
+        help_heading = "WebSockets"
+    )]
+    pub ws_ping_timeout: f64,
+
+    /// Do not offer permessage-deflate compression (RFC 7692) to WebSocket clients; by
+    /// default it is offered, and used when the client asks for it (browsers do).
+    #[arg(long, env = "FERRULE_WS_NO_COMPRESSION", help_heading = "WebSockets")]
+    pub ws_no_compression: bool,
+
     /// Log one line per request (Apache combined format plus the duration in microseconds)
     /// to the `ferrule.access` logger. Reloading on changes (`--reload`, `manage.py
     /// server`), a short line per request is logged anyway, as `runserver` does.
@@ -477,6 +517,19 @@ pub struct PoolPlan {
     pub max_queue: usize,
 }
 
+/// WebSockets of ASGI applications.
+#[derive(Debug, Clone)]
+pub struct WsPlan {
+    /// `--ws-max-message`, bytes.
+    pub max_message: usize,
+    /// `--ws-ping-interval`; `None` sends no pings.
+    pub ping_interval: Option<Duration>,
+    /// `--ws-ping-timeout`.
+    pub ping_timeout: Duration,
+    /// permessage-deflate offered (`--ws-no-compression` unset).
+    pub compression: bool,
+}
+
 /// The validated configuration the server runs with.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -500,6 +553,7 @@ pub struct Plan {
     pub interface: Interface,
     /// `--loop`.
     pub event_loop: LoopKind,
+    pub websocket: WsPlan,
     pub access_log: bool,
     /// `--access-log-format`.
     pub access_log_format: Format,
@@ -521,6 +575,18 @@ impl Options {
 
     /// [`Options::resolve`], saying whether this is `manage.py server` (`django`), whose
     /// defaults differ (it reloads unless `--noreload`).
+    fn ws_plan(&self) -> Result<WsPlan, Error> {
+        Ok(WsPlan {
+            max_message: usize::try_from(parse_size("--ws-max-message", &self.ws_max_message)?)
+                .unwrap_or(usize::MAX)
+                .max(1),
+            ping_interval: Some(seconds("--ws-ping-interval", self.ws_ping_interval)?)
+                .filter(|d| !d.is_zero()),
+            ping_timeout: positive_seconds("--ws-ping-timeout", self.ws_ping_timeout)?,
+            compression: !self.ws_no_compression,
+        })
+    }
+
     pub fn resolve_for(&self, extra_bind: Option<&str>, django: bool) -> Result<Plan, Error> {
         let supervise = self.supervise.resolve(django)?;
         let mut binds = Vec::new();
@@ -597,6 +663,7 @@ impl Options {
             timeout: Some(seconds("--timeout", self.timeout)?).filter(|d| !d.is_zero()),
             interface: self.interface,
             event_loop: self.event_loop,
+            websocket: self.ws_plan()?,
             cancel_grace: Some(seconds("--cancel-grace", self.cancel_grace)?)
                 .filter(|d| !d.is_zero()),
             access_log: !self.no_access_log

@@ -133,6 +133,10 @@ pub(super) fn serve(
             )
             .await;
             let since = stopping.get().copied().unwrap_or_else(Instant::now);
+            // The HTTP connections have drained; WebSockets would never end by themselves.
+            if let Some(server) = &asgi {
+                server.close_websockets(WEBSOCKET_CLOSE).await;
+            }
             let drained = drain(&pool, outcome, since + plan.graceful_timeout, &second).await;
             // Statistics stay up while the server drains, and go last.
             admin_stop.cancel();
@@ -292,6 +296,10 @@ async fn drain(
 /// exception at the next bytecode and run Django's `request_finished` handlers, short next
 /// to any `--graceful-timeout` worth setting.
 const UNWIND: Duration = Duration::from_millis(500);
+
+/// How long open WebSockets get at shutdown to finish their closing handshake (1001).
+/// Arbitrary: a live client answers a close within a round trip.
+const WEBSOCKET_CLOSE: Duration = Duration::from_secs(5);
 
 /// Cancel what the pool still holds for a forced shutdown; returns whether there was any.
 fn cancel_all(pool: &Pool) -> bool {

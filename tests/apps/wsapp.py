@@ -1,0 +1,135 @@
+"""A raw ASGI 3 application for the WebSocket tests (no framework).
+
+  /echo           accepts (subprotocol "chat" when offered, header x-fixture: yes), echoes
+                  text and bytes until the client leaves; prints
+                  'fixture: ws disconnect code=C tag=T' with the disconnect's code
+  /scope          accepts, sends the scope as JSON, then echoes
+  /deny           closes before accepting (403)
+  /deny-custom    answers with a 401 response of its own (websocket.http.response)
+  /close?code=C&reason=R   accepts, then closes with C and R
+  /return         accepts, then returns (the server closes with 1000)
+  /raise-before   raises before accepting (500)
+  /raise-after    accepts, then raises (1011)
+  /flood?n=N      accepts, sends N binary messages of 64 KiB; prints 'fixture: flood sent=K'
+                  every 16 and 'fixture: flood done' at the end, or 'fixture: flood stopped
+                  sent=K E' when a send raises E
+  /slow           accepts, then reads one message every 100 ms, sending each back
+  /hold           accepts and waits for the disconnect (the shutdown test)
+Other HTTP paths answer "hello".
+"""
+
+import asyncio
+import json
+import sys
+from urllib.parse import parse_qs
+
+
+def say(line):
+    print(f"fixture: {line}", flush=True)
+    sys.stdout.flush()
+
+
+def plain(v):
+    if isinstance(v, bytes):
+        return v.decode("latin-1")
+    if isinstance(v, (list, tuple)):
+        return [plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: plain(x) for k, x in v.items() if k not in ("ferrule.request", "state")}
+    return v
+
+
+async def echo(receive, send, tag):
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            say(f"ws disconnect code={message['code']} tag={tag}")
+            return
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": message["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": message["bytes"]})
+
+
+async def websocket(scope, receive, send):
+    query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
+    tag = query.get("tag", "-")
+    path = scope["path"]
+    connect = await receive()
+    assert connect["type"] == "websocket.connect", connect
+    if path == "/deny":
+        await send({"type": "websocket.close"})
+        return
+    if path == "/deny-custom":
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": 401,
+                "headers": [(b"content-type", b"text/plain"), (b"x-denied", b"yes")],
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": b"no ", "more_body": True})
+        await send({"type": "websocket.http.response.body", "body": b"entry"})
+        return
+    if path == "/raise-before":
+        raise RuntimeError("refusing by raising")
+    accept = {"type": "websocket.accept", "headers": [(b"x-fixture", b"yes")]}
+    if "chat" in scope["subprotocols"]:
+        accept["subprotocol"] = "chat"
+    await send(accept)
+    if path == "/scope":
+        await send({"type": "websocket.send", "text": json.dumps(plain(scope))})
+        await echo(receive, send, tag)
+    elif path == "/close":
+        code = int(query.get("code", "1000"))
+        await send({"type": "websocket.close", "code": code, "reason": query.get("reason", "")})
+    elif path == "/return":
+        return
+    elif path == "/raise-after":
+        raise RuntimeError("failing after accepting")
+    elif path == "/flood":
+        n = int(query.get("n", "1000"))
+        chunk = b"x" * 65536
+        for i in range(n):
+            try:
+                await send({"type": "websocket.send", "bytes": chunk})
+            except OSError as e:
+                say(f"flood stopped sent={i} {type(e).__name__}")
+                return
+            if i % 16 == 0:
+                say(f"flood sent={i}")
+        say("flood done")
+    elif path == "/slow":
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            await asyncio.sleep(0.1)
+            await send({"type": "websocket.send", "text": message.get("text") or "?"})
+    elif path == "/hold":
+        message = await receive()
+        say(f"ws disconnect code={message.get('code')} tag={tag}")
+    else:
+        await echo(receive, send, tag)
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "websocket":
+        await websocket(scope, receive, send)
+    elif scope["type"] == "http":
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/plain")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"hello"})
+    elif scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return

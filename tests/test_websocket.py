@@ -1,0 +1,389 @@
+"""WebSockets of ASGI applications (issue 14) against a live server, over TCP and a Unix
+socket, with the `websockets` client and with raw frames where a client library would not
+misbehave: the handshake the application answers (accept with a subprotocol and headers,
+403, its own denial response), messages both ways, fragments, compression negotiated and
+not, close codes each way, pings, the limits (1009, 1007, 1002), backpressure both ways,
+shutdown (1001), and many idle sockets held at once.
+
+The fixture is a raw ASGI application (tests/apps/wsapp.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import re
+import socket
+import struct
+import time
+
+import pytest
+from helpers import Unmet, host_header, wait_until
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect, unix_connect
+
+LIVENESS = 30
+
+
+@pytest.fixture
+def ws(serve):
+    def _serve(*args: str, env: dict | None = None):
+        return serve("wsapp:app", *args, env=env)
+
+    return _serve
+
+
+def client(server, path: str, **kw):
+    """A `websockets` sync client connected to `path` on `server` (TCP or Unix)."""
+    kw.setdefault("open_timeout", LIVENESS)
+    kw.setdefault("close_timeout", 10)
+    if server.is_unix:
+        return unix_connect(server.address, f"ws://localhost{path}", **kw)
+    host, port = server.address
+    return connect(f"ws://{host}:{port}{path}", **kw)
+
+
+# --- raw frames -------------------------------------------------------------------------------
+
+
+def raw_handshake(server, path: str = "/echo", extra: str = "") -> socket.socket:
+    """A raw socket past the handshake (no extensions offered)."""
+    s = server.connect(LIVENESS)
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: {host_header(server)}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\n{extra}\r\n"
+        ).encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(1)
+        assert chunk, head
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return s
+
+
+def frame(opcode: int, payload: bytes, fin: bool = True, rsv: int = 0, mask: bool = True) -> bytes:
+    first = (0x80 if fin else 0) | (rsv << 4) | opcode
+    n = len(payload)
+    if n < 126:
+        head = struct.pack("!BB", first, (0x80 if mask else 0) | n)
+    elif n < 65536:
+        head = struct.pack("!BBH", first, (0x80 if mask else 0) | 126, n)
+    else:
+        head = struct.pack("!BBQ", first, (0x80 if mask else 0) | 127, n)
+    if not mask:
+        return head + payload
+    key = os.urandom(4)
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def read_frame(s: socket.socket) -> tuple[int, bytes]:
+    """(opcode, payload) of the next frame from the server (never masked)."""
+
+    def exactly(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = s.recv(n - len(data))
+            assert chunk, f"connection closed after {data!r}"
+            data += chunk
+        return data
+
+    first, second = exactly(2)
+    n = second & 0x7F
+    if n == 126:
+        (n,) = struct.unpack("!H", exactly(2))
+    elif n == 127:
+        (n,) = struct.unpack("!Q", exactly(8))
+    return first & 0x0F, exactly(n)
+
+
+def close_code_of(s: socket.socket) -> int:
+    """Read frames until the server's close; its code."""
+    while True:
+        opcode, payload = read_frame(s)
+        if opcode == 0x8:
+            return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+
+
+# --- the handshake ----------------------------------------------------------------------------
+
+
+def test_echo_text_and_binary_with_a_subprotocol_and_headers(ws):
+    server = ws()
+    with client(server, "/echo?tag=e", subprotocols=["other", "chat"]) as c:
+        assert c.subprotocol == "chat"
+        assert c.response.headers["x-fixture"] == "yes"
+        c.send("héllo")
+        assert c.recv(LIVENESS) == "héllo"
+        c.send(b"\x00\xff")
+        assert c.recv(LIVENESS) == b"\x00\xff"
+        big = os.urandom(300_000)
+        c.send(big)
+        assert c.recv(LIVENESS) == big
+    server.wait_for_output(r"fixture: ws disconnect code=1000 tag=e", LIVENESS)
+    # The same server still answers plain HTTP.
+    resp, body = server.request("GET", "/")
+    assert (resp.status, body) == (200, b"hello")
+
+
+def test_the_websocket_scope(ws, transport):
+    server = ws()
+    with client(server, "/scope?x=1", subprotocols=["chat", "v2"]) as c:
+        scope = json.loads(c.recv(LIVENESS))
+    assert scope["type"] == "websocket"
+    assert "method" not in scope
+    assert scope["scheme"] == "ws"
+    assert scope["path"] == "/scope"
+    assert scope["raw_path"] == "/scope"
+    assert scope["query_string"] == "x=1"
+    assert scope["root_path"] == ""
+    assert scope["subprotocols"] == ["chat", "v2"]
+    assert scope["http_version"] == "1.1"
+    assert scope["extensions"] == {"websocket.http.response": {}}
+    headers = dict(scope["headers"])
+    assert headers["upgrade"].lower() == "websocket"
+    assert "sec-websocket-key" in headers
+    if transport == "tcp":
+        assert scope["client"][0] == "127.0.0.1"
+        assert scope["server"] == list(server.address)
+    else:
+        assert scope["client"] is None
+        assert scope["server"] == [server.address, None]
+
+
+def test_close_before_accept_is_403_and_a_denial_response_is_the_applications(ws):
+    server = ws()
+    with pytest.raises(InvalidStatus) as denied:
+        client(server, "/deny")
+    assert denied.value.response.status_code == 403
+    with pytest.raises(InvalidStatus) as custom:
+        client(server, "/deny-custom")
+    assert custom.value.response.status_code == 401
+    assert custom.value.response.headers["x-denied"] == "yes"
+    assert custom.value.response.body == b"no entry"
+
+
+def test_an_application_that_raises_before_accepting_gives_500_and_is_logged(ws):
+    server = ws()
+    with pytest.raises(InvalidStatus) as failed:
+        client(server, "/raise-before")
+    assert failed.value.response.status_code == 500
+    server.wait_for_output(r"RuntimeError: refusing by raising", LIVENESS)
+
+
+def test_a_malformed_handshake_gets_400_without_reaching_the_application(ws):
+    server = ws()
+    reply = server.raw(
+        (
+            f"GET /echo?tag=bad HTTP/1.1\r\nHost: {host_header(server)}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 8\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        ).encode()
+    )
+    assert reply.startswith(b"HTTP/1.1 400"), reply
+
+
+# --- closing ----------------------------------------------------------------------------------
+
+
+def test_close_codes_each_way(ws):
+    server = ws()
+    with client(server, "/close?code=4001&reason=bye") as c:
+        with pytest.raises(ConnectionClosed) as closed:
+            c.recv(LIVENESS)
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4001, "bye")
+    with client(server, "/return") as c:
+        with pytest.raises(ConnectionClosed) as closed:
+            c.recv(LIVENESS)
+    assert closed.value.rcvd.code == 1000
+    with client(server, "/raise-after") as c:
+        with pytest.raises(ConnectionClosed) as closed:
+            c.recv(LIVENESS)
+    assert closed.value.rcvd.code == 1011
+    server.wait_for_output(r"RuntimeError: failing after accepting", LIVENESS)
+    # The client closes with its own code; the application hears it.
+    with client(server, "/echo?tag=c4000") as c:
+        c.close(code=4000, reason="leaving")
+    server.wait_for_output(r"fixture: ws disconnect code=4000 tag=c4000", LIVENESS)
+    # A client that drops the connection without a close frame: 1006.
+    s = raw_handshake(server, "/echo?tag=drop")
+    s.close()
+    server.wait_for_output(r"fixture: ws disconnect code=1006 tag=drop", LIVENESS)
+
+
+def test_shutdown_closes_open_sockets_with_1001(ws):
+    server = ws()
+    with client(server, "/hold?tag=sd") as c:
+        server.proc.send_signal(15)
+        with pytest.raises(ConnectionClosed) as closed:
+            c.recv(LIVENESS)
+    assert closed.value.rcvd.code == 1001
+    server.wait_for_output(r"fixture: ws disconnect code=1001 tag=sd", LIVENESS)
+    assert server.proc.wait(LIVENESS) == 0
+
+
+# --- frames and limits ------------------------------------------------------------------------
+
+
+def test_a_fragmented_message_is_delivered_whole(ws):
+    server = ws()
+    s = raw_handshake(server)
+    try:
+        s.sendall(frame(0x1, b"frag", fin=False) + frame(0x0, b"men", fin=False))
+        s.sendall(frame(0x9, b"ping!"))  # a ping between fragments is allowed
+        s.sendall(frame(0x0, b"ted"))
+        seen = [read_frame(s), read_frame(s)]
+        assert (0xA, b"ping!") in seen, seen  # the pong
+        assert (0x1, b"fragmented") in seen, seen
+    finally:
+        s.close()
+
+
+def test_limits_and_protocol_errors_close_with_their_codes(ws):
+    server = ws("--ws-max-message", "1K")
+    cases = [
+        (frame(0x2, b"x" * 2048), 1009),  # larger than --ws-max-message
+        (frame(0x1, b"caf\xc3"), 1007),  # text that is not UTF-8
+        (frame(0x1, b"hi", mask=False), 1002),  # a client frame must be masked
+        (frame(0x1, b"hi", rsv=0b010), 1002),  # reserved bits without an extension
+    ]
+    for data, code in cases:
+        s = raw_handshake(server)
+        try:
+            s.sendall(data)
+            assert close_code_of(s) == code, data[:8]
+        finally:
+            s.close()
+    # A message at the limit goes through.
+    with client(server, "/echo") as c:
+        c.send(b"y" * 1000)
+        assert c.recv(LIVENESS) == b"y" * 1000
+
+
+def test_compression_negotiated_when_offered_and_not_when_off(ws):
+    server = ws()
+    with client(server, "/echo") as c:
+        extensions = c.response.headers.get("Sec-WebSocket-Extensions", "")
+        assert "permessage-deflate" in extensions
+        text = "ferrule " * 5000
+        c.send(text)
+        assert c.recv(LIVENESS) == text
+    with client(server, "/echo", compression=None) as c:
+        assert "Sec-WebSocket-Extensions" not in c.response.headers
+        c.send("plain")
+        assert c.recv(LIVENESS) == "plain"
+
+
+def test_no_compression_when_turned_off(ws):
+    off = ws("--ws-no-compression")
+    with client(off, "/echo") as c:
+        assert "Sec-WebSocket-Extensions" not in c.response.headers
+        c.send("x" * 10000)
+        assert c.recv(LIVENESS) == "x" * 10000
+
+
+def test_pings_keep_a_live_client_and_drop_a_silent_one(ws):
+    server = ws("--ws-ping-interval", "0.2", "--ws-ping-timeout", "0.5")
+    with client(server, "/echo", ping_interval=None) as c:
+        time.sleep(1.5)  # several pings, each answered by the client library
+        c.send("still here")
+        assert c.recv(LIVENESS) == "still here"
+    # A raw client that reads the pings but never answers them is closed with 1011.
+    s = raw_handshake(server, "/echo?tag=silent")
+    try:
+        opcode, _ = read_frame(s)
+        assert opcode == 0x9, "the server pings"
+        assert close_code_of(s) == 1011
+    finally:
+        s.close()
+    server.wait_for_output(r"fixture: ws disconnect code=1006 tag=silent", LIVENESS)
+
+
+# --- backpressure -----------------------------------------------------------------------------
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_a_client_that_never_reads_holds_the_sender_not_memory(ws, transport):
+    if transport == "unix":
+        pytest.skip("the TCP buffers make the point; Unix sockets buffer differently")
+    server = ws("--send-timeout", "3")
+    before = rss_kib(server.proc.pid)
+    # 2,000 messages of 64 KiB (125 MiB) to a client that reads nothing.
+    s = raw_handshake(server, "/flood?n=2000")
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    try:
+        last = server.wait_for_output(r"fixture: flood sent=\d+", LIVENESS)
+        time.sleep(1)
+        sent = [int(x) for x in re.findall(r"flood sent=(\d+)", server.output())]
+        assert max(sent) < 400, f"the sender should wait for the client; it sent {max(sent)}"
+        grown = rss_kib(server.proc.pid) - before
+        assert grown < 64 * 1024, f"RSS grew by {grown} KiB for a client that reads nothing"
+        assert last
+        # After --send-timeout without progress the server drops the connection, and the
+        # application's waiting send raises.
+        server.wait_for_output(r"fixture: flood stopped sent=\d+ ClientDisconnected", LIVENESS)
+    finally:
+        s.close()
+    assert "flood done" not in server.output()
+
+
+def test_a_slow_application_backs_up_a_fast_client_in_order(ws):
+    server = ws()
+    with client(server, "/slow") as c:
+        for i in range(40):
+            c.send(f"m{i}")
+        got = [c.recv(LIVENESS) for _ in range(40)]
+    assert got == [f"m{i}" for i in range(40)]
+
+
+# --- many sockets -----------------------------------------------------------------------------
+
+
+def test_2000_idle_sockets_are_held_and_all_answer(ws, transport):
+    if transport == "unix":
+        pytest.skip("once is enough")
+    server = ws()
+    host, port = server.address
+
+    async def run() -> list[str]:
+        from websockets.asyncio.client import connect as aconnect
+
+        sockets = []
+        for _ in range(20):
+            sockets += await asyncio.gather(
+                *(
+                    aconnect(f"ws://{host}:{port}/echo", open_timeout=LIVENESS, compression=None)
+                    for _ in range(100)
+                )
+            )
+        await asyncio.sleep(0.5)
+
+        async def ask(i, c):
+            await c.send(f"n{i}")
+            return await asyncio.wait_for(c.recv(), LIVENESS)
+
+        answers = await asyncio.gather(*(ask(i, c) for i, c in enumerate(sockets)))
+        await asyncio.gather(*(c.close() for c in sockets))
+        return answers
+
+    answers = asyncio.run(run())
+    assert answers == [f"n{i}" for i in range(2000)]
+
+    def all_heard() -> bool | Unmet:
+        heard = server.output().count("ws disconnect code=1000")
+        return heard == 2000 or Unmet(f"{heard} of 2000 disconnects heard")
+
+    wait_until(all_heard, LIVENESS, what="the application to hear every close")
