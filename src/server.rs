@@ -236,7 +236,8 @@ impl Accepting {
                     Ok::<_, Infallible>(resp.map(|body| Tracked::new(body, open)))
                 }
             });
-            let connection = http2_builder(plan, self.tracker.clone())
+            let websockets = self.app.dispatch.websockets();
+            let connection = http2_builder(plan, self.tracker.clone(), websockets)
                 .serve_connection(TokioIo::new(io), service);
             drive_h2(connection, &self.stop, watch, peer, plan.send_timeout).await;
         } else {
@@ -428,7 +429,7 @@ const PING_INTERVAL: Duration = Duration::from_secs(20);
 /// not hold a request open for minutes.
 const PING_TIMEOUT: Duration = Duration::from_secs(20);
 
-fn http2_builder(plan: &Plan, tracker: TaskTracker) -> http2::Builder<Spawner> {
+fn http2_builder(plan: &Plan, tracker: TaskTracker, websockets: bool) -> http2::Builder<Spawner> {
     let limits = &plan.tls.h2;
     let mut builder = http2::Builder::new(Spawner(tracker));
     builder
@@ -443,6 +444,10 @@ fn http2_builder(plan: &Plan, tracker: TaskTracker) -> http2::Builder<Spawner> {
         .max_local_error_reset_streams(1024)
         .keep_alive_interval(PING_INTERVAL)
         .keep_alive_timeout(PING_TIMEOUT);
+    if websockets {
+        // SETTINGS_ENABLE_CONNECT_PROTOCOL: WebSockets over HTTP/2 (RFC 8441).
+        builder.enable_connect_protocol();
+    }
     builder
 }
 

@@ -387,3 +387,49 @@ def test_2000_idle_sockets_are_held_and_all_answer(ws, transport):
         return heard == 2000 or Unmet(f"{heard} of 2000 disconnects heard")
 
     wait_until(all_heard, LIVENESS, what="the application to hear every close")
+
+
+# --- HTTP/2 (RFC 8441) ------------------------------------------------------------------------
+
+
+def test_a_websocket_over_http2_extended_connect(ws):
+    from h2_helpers import H2, Stream
+
+    server = ws()
+    with H2(server) as c:
+        c.wait(lambda: c.settings.get(0x8) == 1, what="SETTINGS_ENABLE_CONNECT_PROTOCOL")
+        stream = c.conn.get_next_available_stream_id()
+        c.streams[stream] = Stream(stream)
+        fields = [
+            (":method", "CONNECT"),
+            (":protocol", "websocket"),
+            (":scheme", "http"),
+            (":path", "/echo?tag=h2"),
+            (":authority", "localhost"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-protocol", "chat"),
+        ]
+        c.conn.send_headers(stream, fields, end_stream=False)
+        c.flush()
+        s = c.wait(lambda: c.streams[stream].status and c.streams[stream], what="the answer")
+        assert s.status == "200", s
+        assert s.header("sec-websocket-protocol") == "chat"
+        assert s.header("sec-websocket-accept") is None  # RFC 8441 has no key to echo
+        c.send_data(stream, frame(0x1, "über h2".encode()), end_stream=False)
+        c.flush()
+        c.wait(lambda: len(c.streams[stream].body) >= 2 + len("über h2".encode()))
+        body = bytes(c.streams[stream].body)
+        assert body == bytes([0x81, len("über h2".encode())]) + "über h2".encode()
+        # The client closes; the application hears the code.
+        c.send_data(stream, frame(0x8, struct.pack("!H", 4002)), end_stream=False)
+        c.flush()
+        server.wait_for_output(r"fixture: ws disconnect code=4002 tag=h2", LIVENESS)
+
+
+def test_a_wsgi_server_offers_no_extended_connect(serve):
+    from h2_helpers import H2
+
+    server = serve("echo:app")
+    with H2(server) as c:
+        c.wait(lambda: 0x3 in c.settings or c.settings, what="the server's SETTINGS")
+        assert c.settings.get(0x8, 0) == 0

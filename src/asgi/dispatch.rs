@@ -47,6 +47,10 @@ impl Dispatch for Asgi {
     ) -> Answer<'a> {
         Box::pin(self.run(request, app, exchange))
     }
+
+    fn websockets(&self) -> bool {
+        true
+    }
 }
 
 impl Asgi {

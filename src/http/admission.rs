@@ -94,7 +94,7 @@ pub fn admit(parts: &Parts, limits: &Limits) -> Result<(), Refusal> {
             ));
         }
     }
-    check_method(&parts.method)?;
+    check_method(parts)?;
     check_target(parts)?;
     let hosts = parts.headers.get_all(HOST).iter().count();
     if hosts > 1 {
@@ -120,8 +120,11 @@ pub fn admit(parts: &Parts, limits: &Limits) -> Result<(), Refusal> {
 /// are case-sensitive and every registered one is uppercase, so `get` is not `GET`: a front
 /// end that folds case and an application that does not would disagree) and no `#`. CONNECT
 /// asks for a tunnel, which no WSGI application can give; hyper would also take a 2xx answer
-/// as the tunnel's start and drop its body.
-fn check_method(method: &Method) -> Result<(), Refusal> {
+/// as the tunnel's start and drop its body. The one CONNECT taken is HTTP/2's extended
+/// CONNECT for a WebSocket (RFC 8441), which hyper only passes on when the server offered it:
+/// for an ASGI application.
+fn check_method(parts: &Parts) -> Result<(), Refusal> {
+    let method = &parts.method;
     let m = method.as_str();
     if !(3..=20).contains(&m.len()) {
         return Err(Refusal::BadRequest(
@@ -133,7 +136,11 @@ fn check_method(method: &Method) -> Result<(), Refusal> {
             "the request method has a lowercase letter or '#'; methods are uppercase (GET, POST, ...)",
         ));
     }
-    if *method == Method::CONNECT {
+    let websocket = parts
+        .extensions
+        .get::<hyper::ext::Protocol>()
+        .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
+    if *method == Method::CONNECT && !(websocket && parts.version == Version::HTTP_2) {
         return Err(Refusal::NotImplemented(
             "CONNECT is not supported: this server runs an application, it is not a forward proxy",
         ));

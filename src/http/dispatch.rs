@@ -63,4 +63,10 @@ pub trait Dispatch: Send + Sync + 'static {
         app: &'a App,
         exchange: &'a mut Exchange,
     ) -> Answer<'a>;
+
+    /// Whether it serves WebSockets: HTTP/2 connections then offer extended CONNECT
+    /// (RFC 8441).
+    fn websockets(&self) -> bool {
+        false
+    }
 }
