@@ -384,8 +384,8 @@ def test_a_page_of_another_site_is_refused(site):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="ferrule bug: at shutdown the application's task is abandoned once its socket is "
-    "closed; disconnect() is called but never finishes",
+    reason="ferrule: at shutdown the application's task is cancelled as soon as its socket is "
+    "closed (1001); disconnect() is called but never finishes",
 )
 @pytest.mark.parametrize("consumer", CONSUMERS)
 def test_at_shutdown_each_consumer_finishes_its_disconnect(data_dir, consumer):
