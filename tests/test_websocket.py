@@ -225,7 +225,9 @@ def test_shutdown_closes_open_sockets_with_1001(ws):
             c.recv(LIVENESS)
     assert closed.value.rcvd.code == 1001
     server.wait_for_output(r"fixture: ws disconnect code=1001 tag=sd", LIVENESS)
+    # The application's disconnect handler gets to finish before the process exits.
     assert server.proc.wait(LIVENESS) == 0
+    assert "fixture: ws cleanup done tag=sd" in server.output()
 
 
 # --- frames and limits ------------------------------------------------------------------------
@@ -260,10 +262,19 @@ def test_limits_and_protocol_errors_close_with_their_codes(ws):
             assert close_code_of(s) == code, data[:8]
         finally:
             s.close()
-    # A message at the limit goes through.
+    # A message of exactly the limit goes through, whole or in fragments.
     with client(server, "/echo") as c:
-        c.send(b"y" * 1000)
-        assert c.recv(LIVENESS) == b"y" * 1000
+        c.send(b"y" * 1024)
+        assert c.recv(LIVENESS) == b"y" * 1024
+        c.send([b"z" * 512, b"z" * 512])
+        assert c.recv(LIVENESS) == b"z" * 1024
+    # Fragments that add up to more than the limit: 1009 too.
+    s = raw_handshake(server)
+    try:
+        s.sendall(frame(0x2, b"a" * 600, fin=False) + frame(0x0, b"b" * 600))
+        assert close_code_of(s) == 1009
+    finally:
+        s.close()
 
 
 def test_compression_negotiated_when_offered_and_not_when_off(ws):
@@ -338,6 +349,14 @@ def test_a_client_that_never_reads_holds_the_sender_not_memory(ws, transport):
     finally:
         s.close()
     assert "flood done" not in server.output()
+
+
+def test_receive_and_send_wrapped_in_tasks_as_channels_does(ws):
+    server = ws()
+    with client(server, "/tasks") as c:
+        for text in ("one", "two"):
+            c.send(text)
+            assert c.recv(LIVENESS) == text
 
 
 def test_a_slow_application_backs_up_a_fast_client_in_order(ws):

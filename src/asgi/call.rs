@@ -464,6 +464,7 @@ impl Call {
         }
         drop(lock(&self.hold).take());
         drop(lock(&self.task).take());
+        super::task_ended();
     }
 
     /// The application could not even be called: answer 500 and let the statistics go.
@@ -596,6 +597,34 @@ impl Ready {
 
     fn send(&mut self, py: Python<'_>, _value: &Bound<'_, PyAny>) -> PyResult<()> {
         self.__next__(py)
+    }
+
+    /// `yield from` (asyncio's wrapper for an awaitable that is not a coroutine, as in
+    /// `asyncio.ensure_future(receive())` before Python 3.12) iterates it.
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    /// The generator protocol's `throw`: nothing is pending, so the exception goes straight
+    /// back to the caller.
+    #[pyo3(signature = (error, value=None, traceback=None))]
+    fn throw(
+        &mut self,
+        error: &Bound<'_, PyAny>,
+        value: Option<&Bound<'_, PyAny>>,
+        traceback: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let _ = traceback;
+        self.value = None;
+        let error = match value {
+            Some(v) if !v.is_none() => v.clone(),
+            _ => error.clone(),
+        };
+        Err(PyErr::from_value(error))
+    }
+
+    fn close(&mut self) {
+        self.value = None;
     }
 }
 

@@ -20,6 +20,7 @@ mod inbox;
 mod scope;
 mod websocket;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,12 +29,28 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyModule};
 
 use crate::error::Error;
-use crate::{log_error, log_info};
+use crate::{log_error, log_info, log_warn};
 pub use call::Ready;
 use call::{Call, CallDone, Receive, Send};
 pub use dispatch::Asgi;
 pub use executor::Executor;
 use inbox::{Event, Inbox};
+
+/// Application tasks (requests and WebSockets) running on the loop, for the shutdown to wait
+/// for: a WebSocket's application still has its disconnect to handle (a Channels consumer
+/// leaving its groups) when the socket closes.
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+static SETTLED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+fn task_started() {
+    RUNNING.fetch_add(1, Ordering::AcqRel);
+}
+
+fn task_ended() {
+    if RUNNING.fetch_sub(1, Ordering::AcqRel) == 1 {
+        SETTLED.notify_waiters();
+    }
+}
 
 /// `ferrule._asgi`, the Python half.
 fn helpers(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
@@ -140,17 +157,40 @@ impl Server {
         })
     }
 
-    /// Shutdown begins: open WebSockets close with 1001 (going away). Returns once their
-    /// closing handshakes are over, or after `within`.
-    pub async fn close_websockets(&self, within: Duration) {
+    /// Cancelled when shutdown begins: open WebSockets then close with 1001 (going away).
+    pub fn going_away(&self) -> tokio_util::sync::CancellationToken {
+        self.dispatch.closing.clone()
+    }
+
+    /// At shutdown, once no new connection comes: close the WebSockets still open (1001),
+    /// wait for their closing handshakes (at most `within`), then for the application tasks
+    /// still running — their disconnect handlers — until `deadline`.
+    pub async fn settle(&self, within: Duration, deadline: tokio::time::Instant) {
         let sockets = &self.dispatch.sockets;
-        if sockets.is_empty() {
-            return;
+        if !sockets.is_empty() {
+            log_info!("Closing {} WebSocket(s)", sockets.len());
         }
-        log_info!("Closing {} WebSocket(s)", sockets.len());
         self.dispatch.closing.cancel();
         sockets.close();
         let _ = tokio::time::timeout(within, sockets.wait()).await;
+        let settled = tokio::time::timeout_at(deadline, async {
+            loop {
+                let notified = SETTLED.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if RUNNING.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
+        if settled.is_err() {
+            log_warn!(
+                "{} application task(s) still running at the graceful timeout",
+                RUNNING.load(Ordering::Acquire)
+            );
+        }
     }
 
     /// Run the application's lifespan shutdown, waiting at most `within`.
@@ -224,10 +264,14 @@ impl Drain {
             call.set_lease(Arc::clone(&lease));
             let executor = Py::new(py, executor::Executor::new(py, self.pool.clone(), lease)?)?;
             call.trace.start();
-            let task = self.run.call1(
-                py,
-                (self.app.bind(py), scope, receive, send, done, executor),
-            )?;
+            task_started();
+            let task = self
+                .run
+                .call1(
+                    py,
+                    (self.app.bind(py), scope, receive, send, done, executor),
+                )
+                .inspect_err(|_| task_ended())?;
             call.set_task(task);
             Ok(())
         })();
@@ -272,10 +316,14 @@ impl Drain {
             call.set_lease(Arc::clone(&lease));
             let executor = Py::new(py, executor::Executor::new(py, self.pool.clone(), lease)?)?;
             call.trace.start();
-            let task = self.run.call1(
-                py,
-                (self.app.bind(py), scope, receive, send, done, executor),
-            )?;
+            task_started();
+            let task = self
+                .run
+                .call1(
+                    py,
+                    (self.app.bind(py), scope, receive, send, done, executor),
+                )
+                .inspect_err(|_| task_ended())?;
             call.set_task(task);
             Ok(())
         })();

@@ -43,6 +43,7 @@ use crate::http::dispatch::Admitted;
 use crate::http::{App, Exchange};
 use crate::job::Reply;
 use crate::response::{respond, OutBody};
+use crate::stats::websocket::WsRecorder;
 use crate::stats::{Trace, WorkerHold};
 use crate::{log_debug, log_error};
 
@@ -86,6 +87,15 @@ enum Handshake {
 enum In {
     Text(String),
     Bytes(Bytes),
+}
+
+impl In {
+    fn len(&self) -> usize {
+        match self {
+            In::Text(t) => t.len(),
+            In::Bytes(b) => b.len(),
+        }
+    }
 }
 
 /// A message to the client.
@@ -542,6 +552,7 @@ impl WsCall {
         }
         drop(lock(&self.hold).take());
         drop(lock(&self.task).take());
+        super::task_ended();
     }
 
     pub fn failed_to_start(&self) {
@@ -601,7 +612,11 @@ fn forbidden() -> Reply {
 fn options(plan: &WsPlan) -> yawc::Options {
     let options = yawc::Options::default()
         .with_utf8()
-        .with_limits(plan.max_message, plan.max_message.saturating_mul(2))
+        // yawc refuses a frame, or the fragments of a message, of this size or more.
+        .with_limits(
+            plan.max_message.saturating_add(1),
+            plan.max_message.saturating_add(1),
+        )
         .with_no_delay();
     if plan.compression {
         // No context takeover on our side: the compressor's state is not kept between
@@ -682,32 +697,7 @@ pub(super) async fn serve(
         Ok(Handshake::Accept {
             subprotocol,
             headers,
-        }) => {
-            let (mut head, _) = response.into_parts();
-            if let Some(protocol) = subprotocol.and_then(|p| HeaderValue::from_str(&p).ok()) {
-                head.headers
-                    .insert(http::header::SEC_WEBSOCKET_PROTOCOL, protocol);
-            }
-            for (name, value) in headers {
-                head.headers.append(name, value);
-            }
-            let Some(out) = lock(&call.out_rx).take() else {
-                return respond::internal_error();
-            };
-            let plan = app.plan.websocket.clone();
-            let send_timeout = app.plan.send_timeout;
-            let closing = asgi.closing.clone();
-            asgi.sockets.spawn(async move {
-                match upgrade.await {
-                    Ok(ws) => run(ws, &call, out, &plan, send_timeout, &closing).await,
-                    Err(e) => {
-                        log_debug!("a WebSocket upgrade failed: {e}");
-                        call.end(1006, String::new());
-                    }
-                }
-            });
-            http::Response::from_parts(head, OutBody::full(Bytes::new()))
-        }
+        }) => accepted(asgi, app, call, response, upgrade, subprotocol, headers),
         Ok(Handshake::Deny(reply)) => {
             call.end(1006, String::new());
             crate::http::queued::into_response(reply).await
@@ -717,6 +707,49 @@ pub(super) async fn serve(
             respond::internal_error()
         }
     }
+}
+
+/// The application accepted: the 101 (or 200) with its subprotocol and headers, and the
+/// socket task that takes the connection over once hyper hands it on.
+fn accepted(
+    asgi: &super::Asgi,
+    app: &App,
+    call: Arc<WsCall>,
+    response: http::Response<http_body_util::Empty<Bytes>>,
+    upgrade: yawc::UpgradeFut,
+    subprotocol: Option<String>,
+    headers: Vec<(http::HeaderName, HeaderValue)>,
+) -> http::Response<OutBody> {
+    let (mut head, _) = response.into_parts();
+    if let Some(protocol) = subprotocol.and_then(|p| HeaderValue::from_str(&p).ok()) {
+        head.headers
+            .insert(http::header::SEC_WEBSOCKET_PROTOCOL, protocol);
+    }
+    for (name, value) in headers {
+        head.headers.append(name, value);
+    }
+    let Some(out) = lock(&call.out_rx).take() else {
+        return respond::internal_error();
+    };
+    let plan = app.plan.websocket.clone();
+    let send_timeout = app.plan.send_timeout;
+    let closing = asgi.closing.clone();
+    let stats = Arc::clone(&app.stats);
+    asgi.sockets.spawn(async move {
+        match upgrade.await {
+            Ok(ws) => {
+                let counts = &stats.websockets;
+                counts.opened();
+                let code = run(ws, &call, out, &plan, send_timeout, &closing, counts).await;
+                counts.closed(code);
+            }
+            Err(e) => {
+                log_debug!("a WebSocket upgrade failed: {e}");
+                call.end(1006, String::new());
+            }
+        }
+    });
+    http::Response::from_parts(head, OutBody::full(Bytes::new()))
 }
 
 /// What a frame from the client means for the connection.
@@ -766,9 +799,20 @@ async fn read(ws: &mut HttpWebSocket) -> Read {
 }
 
 /// Send one frame, giving up after `--send-timeout` (a client that does not read).
-async fn write(ws: &mut HttpWebSocket, frame: Frame, send_timeout: Duration) -> bool {
+async fn write(
+    ws: &mut HttpWebSocket,
+    frame: Frame,
+    send_timeout: Duration,
+    counts: &WsRecorder,
+) -> bool {
+    let (data, len) = (frame.opcode() != OpCode::Ping, frame.payload().len());
     match tokio::time::timeout(send_timeout, ws.send(frame)).await {
-        Ok(Ok(())) => true,
+        Ok(Ok(())) => {
+            if data {
+                counts.sent(len);
+            }
+            true
+        }
         Ok(Err(e)) => {
             log_debug!("a WebSocket send failed: {e}");
             false
@@ -791,24 +835,32 @@ async fn run(
     plan: &WsPlan,
     send_timeout: Duration,
     closing: &CancellationToken,
-) {
+    counts: &WsRecorder,
+) -> u16 {
     let mut held: Option<In> = None;
     let mut ping = plan.ping_interval.map(|every| {
         let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         interval
     });
-    let mut unanswered: Option<tokio::time::Instant> = None;
+    // When the client was last heard from, and by when it must answer the ping sent since.
+    let mut heard = tokio::time::Instant::now();
+    let mut pong_due: Option<tokio::time::Instant> = None;
     let (code, reason) = loop {
         if let Some(message) = held.take() {
             held = call.push(message).err();
         }
         tokio::select! {
-            read = read(&mut ws), if held.is_none() => match read {
-                Read::Message(message) => held = call.push(message).err(),
-                Read::Pong => unanswered = None,
-                Read::Nothing => {}
-                Read::End(code, reason) => break (code, reason),
+            read = read(&mut ws), if held.is_none() => {
+                (heard, pong_due) = (tokio::time::Instant::now(), None);
+                match read {
+                    Read::Message(message) => {
+                        counts.received(message.len());
+                        held = call.push(message).err();
+                    }
+                    Read::Pong | Read::Nothing => {}
+                    Read::End(code, reason) => break (code, reason),
+                }
             },
             () = call.space.notified(), if held.is_some() => {}
             message = out.recv() => {
@@ -821,7 +873,7 @@ async fn run(
                     }
                     None => continue,
                 };
-                if !write(&mut ws, frame, send_timeout).await {
+                if !write(&mut ws, frame, send_timeout, counts).await {
                     break (1006, String::new());
                 }
             }
@@ -837,7 +889,7 @@ async fn run(
                             break;
                         }
                     };
-                    if !write(&mut ws, frame, send_timeout).await {
+                    if !write(&mut ws, frame, send_timeout, counts).await {
                         break;
                     }
                 }
@@ -845,16 +897,21 @@ async fn run(
                 break (code, reason);
             }
             () = tick(ping.as_mut()) => {
+                // Only a client quiet for a whole interval is pinged.
                 let now = tokio::time::Instant::now();
-                if unanswered.is_some_and(|since| now - since > plan.ping_timeout) {
-                    log_debug!("closing a WebSocket whose client did not answer a ping");
-                    close(&mut ws, 1011, "keepalive ping timeout").await;
-                    break (1006, String::new());
+                let quiet = plan.ping_interval.is_some_and(|every| now - heard >= every);
+                if quiet && pong_due.is_none() {
+                    if !write(&mut ws, Frame::ping(Bytes::new()), send_timeout, counts).await {
+                        break (1006, String::new());
+                    }
+                    pong_due = Some(now + plan.ping_timeout);
                 }
-                unanswered.get_or_insert(now);
-                if !write(&mut ws, Frame::ping(Bytes::new()), send_timeout).await {
-                    break (1006, String::new());
-                }
+            }
+            () = sleep_until(pong_due) => {
+                log_debug!("closing a WebSocket whose client did not answer a ping");
+                close(&mut ws, 1011, "keepalive ping timeout").await;
+                // The client did not close: for the application, the connection was lost.
+                break (1006, String::new());
             }
             () = closing.cancelled() => {
                 close(&mut ws, 1001, "server shutting down").await;
@@ -863,6 +920,14 @@ async fn run(
         }
     };
     call.end(code, reason);
+    code
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn tick(interval: Option<&mut tokio::time::Interval>) {

@@ -403,7 +403,7 @@ pub struct Options {
     )]
     pub ws_max_message: String,
 
-    /// Seconds between the pings sent on an otherwise quiet WebSocket, so a client that
+    /// Seconds a WebSocket may stay quiet before the server pings it, so a client that
     /// vanished is noticed (and proxies keep the connection); 0 sends none. Default is 20.
     #[arg(
         value_parser = crate::config::parse::seconds_value,

@@ -122,22 +122,20 @@ pub(super) fn serve(
                 broken: worker.as_ref().and_then(|w| w.broken.clone()),
             };
             announce(plan, &described, &urls, control, serving, &notifier);
-            let (f, s) = (Arc::clone(&first), Arc::clone(&second));
-            let outcome = server::serve(
-                listeners,
-                app_state,
-                tls,
-                share,
-                async move { f.notified().await },
-                async move { s.notified().await },
-            )
+            let (stop, s) = (
+                first_signal(
+                    Arc::clone(&first),
+                    asgi.as_ref().map(asgi::Server::going_away),
+                ),
+                Arc::clone(&second),
+            );
+            let outcome = server::serve(listeners, app_state, tls, share, stop, async move {
+                s.notified().await;
+            })
             .await;
             let since = stopping.get().copied().unwrap_or_else(Instant::now);
-            // The HTTP connections have drained; WebSockets would never end by themselves.
-            if let Some(server) = &asgi {
-                server.close_websockets(WEBSOCKET_CLOSE).await;
-            }
-            let drained = drain(&pool, outcome, since + plan.graceful_timeout, &second).await;
+            let deadline = since + plan.graceful_timeout;
+            let drained = wind_down(asgi.as_ref(), &pool, outcome, deadline, &second).await;
             // Statistics stay up while the server drains, and go last.
             admin_stop.cancel();
             if let Some(task) = admin_task {
@@ -296,6 +294,30 @@ async fn drain(
 /// exception at the next bytecode and run Django's `request_finished` handlers, short next
 /// to any `--graceful-timeout` worth setting.
 const UNWIND: Duration = Duration::from_millis(500);
+
+/// After the listeners closed: an ASGI application's WebSockets' closing handshakes and
+/// disconnect handlers, then the pool (`drain`).
+async fn wind_down(
+    asgi: Option<&asgi::Server>,
+    pool: &Pool,
+    outcome: Outcome,
+    deadline: Instant,
+    second: &Notify,
+) -> (Outcome, bool) {
+    if let Some(server) = asgi {
+        server.settle(WEBSOCKET_CLOSE, deadline.into()).await;
+    }
+    drain(pool, outcome, deadline, second).await
+}
+
+/// The first signal: shutdown begins, and an ASGI application's WebSockets close with 1001
+/// (they would never end by themselves).
+async fn first_signal(first: Arc<Notify>, going_away: Option<CancellationToken>) {
+    first.notified().await;
+    if let Some(token) = going_away {
+        token.cancel();
+    }
+}
 
 /// How long open WebSockets get at shutdown to finish their closing handshake (1001).
 /// Arbitrary: a live client answers a close within a round trip.

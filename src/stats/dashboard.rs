@@ -109,11 +109,23 @@ fn gauges(page: &mut String, s: &Snapshot) {
             noun(g.in_flight, "request", "requests").into(),
         ),
         ("connections", g.connections.to_string(), "open".into()),
+        (
+            "websockets",
+            g.websockets.to_string(),
+            format!(
+                "open; {} messages in, {} out",
+                s.totals.websocket.messages_in, s.totals.websocket.messages_out
+            ),
+        ),
         ("work : sleep", ratio, ratio_note.into()),
         ("requests", s.totals.requests.to_string(), overflowed),
         ("uptime", uptime(s.uptime), String::new()),
         memory,
     ] {
+        // A WSGI application has no WebSockets to show.
+        if name == "websockets" && s.totals.websocket.opened == 0 {
+            continue;
+        }
         // Words where a number goes are greyed, so they do not read as one.
         let class = if value == NO_WAITS {
             r#" class="none""#

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::history::{self, Interval, Since, Slot, MINUTES_KEPT, SECONDS_KEPT, SLOT, SLOTS_KEPT};
 use super::snapshot::{self, InFlight, MethodStats, Snapshot, View, WorkerRow};
+use super::websocket::WsTotals;
 
 /// The statistics of one process (or the sum of several), ready to merge.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -35,6 +36,8 @@ pub struct Export {
     /// Worker-thread seconds spent asleep in async waits, since start.
     pub asleep_seconds: f64,
     pub labels_overflowed: u64,
+    #[serde(default, skip_serializing_if = "WsTotals::is_empty")]
+    pub websocket: WsTotals,
     /// Sorted by label.
     pub views: Vec<ExportView>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -55,6 +58,14 @@ pub struct Live {
     pub max_threads: usize,
     pub queue_depth: usize,
     pub connections: usize,
+    /// Open WebSockets.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub websockets: usize,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Live {
@@ -64,6 +75,7 @@ impl Live {
         self.max_threads += other.max_threads;
         self.queue_depth += other.queue_depth;
         self.connections += other.connections;
+        self.websockets += other.websockets;
     }
 }
 
@@ -104,6 +116,7 @@ impl Export {
         self.busy_seconds += other.busy_seconds;
         self.asleep_seconds += other.asleep_seconds;
         self.labels_overflowed += other.labels_overflowed;
+        self.websocket.add(&other.websocket);
         for theirs in &other.views {
             let mine = self.view_mut(&theirs.label);
             for m in &theirs.methods {
@@ -144,6 +157,7 @@ impl Export {
             self.busy_seconds = next.busy_seconds;
             self.asleep_seconds = next.asleep_seconds;
             self.labels_overflowed = next.labels_overflowed;
+            self.websocket = next.websocket;
             self.in_flight = next.in_flight;
         }
         append_newer(&mut self.seconds, next.seconds, |i| i.time);
@@ -244,6 +258,7 @@ impl Export {
                 max_threads: g.max_threads,
                 queue_depth: g.queue_depth,
                 connections: g.connections,
+                websockets: g.websockets,
                 in_flight: in_flight.len(),
                 work_sleep_ratio: (asleep > 0.0).then(|| (busy - asleep).max(0.0) / asleep),
             },
@@ -252,6 +267,7 @@ impl Export {
                 busy_seconds: self.busy_seconds,
                 asleep_seconds: self.asleep_seconds,
                 labels_overflowed: self.labels_overflowed,
+                websocket: self.websocket.clone(),
             },
             views,
             in_flight,

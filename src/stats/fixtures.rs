@@ -99,6 +99,7 @@ pub fn filled() -> Snapshot {
             max_threads: 8,
             queue_depth: 2,
             connections: 17,
+            websockets: 3,
             in_flight: 5,
             work_sleep_ratio: Some(2.5),
         },
@@ -107,6 +108,14 @@ pub fn filled() -> Snapshot {
             busy_seconds: 321.5,
             asleep_seconds: 12.25,
             labels_overflowed: 7,
+            websocket: crate::stats::websocket::WsTotals {
+                opened: 9,
+                messages_in: 120,
+                messages_out: 240,
+                bytes_in: 4096,
+                bytes_out: 8192,
+                closes: [(1000, 5), (1006, 1)].into_iter().collect(),
+            },
         },
         views: vec![
             view("api:users", 40),

@@ -29,6 +29,7 @@ mod record;
 mod series;
 pub mod snapshot;
 mod svg;
+pub mod websocket;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -85,6 +86,8 @@ pub struct Stats {
     history: Mutex<History>,
     in_flight: Arc<InFlightSet>,
     connections: AtomicUsize,
+    /// WebSockets of an ASGI application.
+    pub websockets: websocket::WsRecorder,
     pool: OnceLock<PoolSource>,
     started: Instant,
     started_unix: f64,
@@ -110,6 +113,7 @@ impl Stats {
             history: Mutex::new(History::default()),
             in_flight: Arc::new(InFlightSet::default()),
             connections: AtomicUsize::new(0),
+            websockets: websocket::WsRecorder::default(),
             pool: OnceLock::new(),
             started: Instant::now(),
             started_unix: unix_now(),
@@ -285,10 +289,12 @@ impl Stats {
                 max_threads: pool.max_threads,
                 queue_depth: pool.queue_depth,
                 connections: self.connections.load(Ordering::Relaxed),
+                websockets: self.websockets.open(),
             },
             busy_seconds: pool.busy_time.as_secs_f64(),
             asleep_seconds: crate::cancel::asleep_total().as_secs_f64(),
             labels_overflowed: self.labels.overflowed(),
+            websocket: self.websockets.totals(),
             views,
             in_flight,
             seconds,

@@ -174,6 +174,53 @@ fn per_view(out: &mut Out, s: &Snapshot) {
 }
 
 /// The gauges and the process-wide counters.
+/// The WebSocket counters (an ASGI application's).
+fn websockets(out: &mut Out, s: &Snapshot) {
+    out.family(
+        "ferrule_websockets_open",
+        "Open WebSockets (ASGI applications).",
+        "gauge",
+    );
+    out.sample("ferrule_websockets_open", &[], s.gauges.websockets);
+    let w = &s.totals.websocket;
+    out.family(
+        "ferrule_websockets_opened_total",
+        "WebSockets accepted since start.",
+        "counter",
+    );
+    out.sample("ferrule_websockets_opened_total", &[], w.opened);
+    for (name, help, inbound, outbound) in [
+        (
+            "ferrule_websocket_messages_total",
+            "WebSocket messages, by direction (in: from clients).",
+            w.messages_in,
+            w.messages_out,
+        ),
+        (
+            "ferrule_websocket_bytes_total",
+            "WebSocket message payload bytes (uncompressed), by direction (in: from clients).",
+            w.bytes_in,
+            w.bytes_out,
+        ),
+    ] {
+        out.family(name, help, "counter");
+        out.sample(name, &[("direction", "in")], inbound);
+        out.sample(name, &[("direction", "out")], outbound);
+    }
+    out.family(
+        "ferrule_websocket_closes_total",
+        "WebSockets closed since start, by close code (1006: the connection dropped without one).",
+        "counter",
+    );
+    for (code, n) in &w.closes {
+        out.sample(
+            "ferrule_websocket_closes_total",
+            &[("code", &code.to_string())],
+            n,
+        );
+    }
+}
+
 fn process(out: &mut Out, s: &Snapshot) {
     let g = &s.gauges;
     for (name, help, value) in [
@@ -254,6 +301,7 @@ fn process(out: &mut Out, s: &Snapshot) {
         &[],
         t.labels_overflowed,
     );
+    websockets(out, s);
     out.family("ferrule_info", "The ferrule version; always 1.", "gauge");
     out.sample("ferrule_info", &[("version", s.version)], 1);
 
@@ -447,6 +495,11 @@ mod tests {
             "ferrule_thread_busy_seconds_total 321.5",
             "ferrule_thread_asleep_seconds_total 12.25",
             "ferrule_stats_labels_overflowed_total 7",
+            "ferrule_websockets_open 3",
+            "ferrule_websockets_opened_total 9",
+            r#"ferrule_websocket_messages_total{direction="in"} 120"#,
+            r#"ferrule_websocket_bytes_total{direction="out"} 8192"#,
+            r#"ferrule_websocket_closes_total{code="1006"} 1"#,
             r#"ferrule_info{version="0.1.0"} 1"#,
             "process_resident_memory_bytes 52428800",
             "process_start_time_seconds 1699994499.5",

@@ -167,6 +167,8 @@ pub struct Gauges {
     pub queue_depth: usize,
     /// Open client connections.
     pub connections: usize,
+    /// Open WebSockets (ASGI applications).
+    pub websockets: usize,
     /// Application requests admitted and not finished (queued, running, or being sent).
     pub in_flight: usize,
     /// Over the last minute: time the worker threads spent working on requests divided by the
@@ -175,7 +177,7 @@ pub struct Gauges {
 }
 
 /// Counters since start, over every view.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Totals {
     pub requests: u64,
     /// Seconds worker threads spent holding a request (running it, or asleep in it).
@@ -185,6 +187,8 @@ pub struct Totals {
     /// Requests counted under `other` because their label would have exceeded
     /// `--stats-max-labels`.
     pub labels_overflowed: u64,
+    /// WebSocket counters since start.
+    pub websocket: super::websocket::WsTotals,
 }
 
 /// Everything recorded under one label.

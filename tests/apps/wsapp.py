@@ -14,7 +14,9 @@
                   every 16 and 'fixture: flood done' at the end, or 'fixture: flood stopped
                   sent=K E' when a send raises E
   /slow           accepts, then reads one message every 100 ms, sending each back
-  /hold           accepts and waits for the disconnect (the shutdown test)
+  /hold           accepts and waits for the disconnect, then half a second of cleanup
+                  ('fixture: ws cleanup done tag=T'; the shutdown test)
+  /tasks          echoes with receive() and send() wrapped in tasks, as Channels does
 Other HTTP paths answer "hello".
 """
 
@@ -109,6 +111,15 @@ async def websocket(scope, receive, send):
     elif path == "/hold":
         message = await receive()
         say(f"ws disconnect code={message.get('code')} tag={tag}")
+        await asyncio.sleep(0.5)  # cleanup, as a Channels consumer leaves its groups
+        say(f"ws cleanup done tag={tag}")
+    elif path == "/tasks":
+        # As Channels does: receive() wrapped in a task.
+        while True:
+            message = await asyncio.ensure_future(receive())
+            if message["type"] == "websocket.disconnect":
+                return
+            await asyncio.ensure_future(send({"type": "websocket.send", "text": message["text"]}))
     else:
         await echo(receive, send, tag)
 
