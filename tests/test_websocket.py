@@ -452,3 +452,40 @@ def test_a_wsgi_server_offers_no_extended_connect(serve):
     with H2(server) as c:
         c.wait(lambda: 0x3 in c.settings or c.settings, what="the server's SETTINGS")
         assert c.settings.get(0x8, 0) == 0
+
+
+# --- statistics -------------------------------------------------------------------------------
+
+
+def test_websocket_statistics(ws, transport, tmp_path):
+    from stats_helpers import Admin, admin_bind
+
+    bind = admin_bind(transport, tmp_path)
+    server = ws("--stats-bind", bind)
+    admin = Admin(bind)
+    with client(server, "/echo") as c:
+        for text in ("a", "bb", "ccc"):
+            c.send(text)
+            assert c.recv(LIVENESS) == text
+        stats = json.loads(admin.get("/stats.json")[2])
+        assert stats["gauges"]["websockets"] == 1
+        # The open socket is no request in flight.
+        assert stats["gauges"]["in_flight"] == 0, stats["in_flight"]
+    with client(server, "/close?code=4001"):
+        pass
+
+    def counted():
+        metrics = admin.get("/metrics")[2].decode()
+        wanted = [
+            "ferrule_websockets_open 0",
+            "ferrule_websockets_opened_total 2",
+            'ferrule_websocket_messages_total{direction="in"} 3',
+            'ferrule_websocket_messages_total{direction="out"} 3',
+            'ferrule_websocket_bytes_total{direction="in"} 6',
+            'ferrule_websocket_closes_total{code="1000"} 1',
+            'ferrule_websocket_closes_total{code="4001"} 1',
+        ]
+        missing = [w for w in wanted if w not in metrics.splitlines()]
+        return not missing or Unmet(missing)
+
+    wait_until(counted, LIVENESS, what="the WebSocket counters")

@@ -728,6 +728,9 @@ fn accepted(
     for (name, value) in headers {
         head.headers.append(name, value);
     }
+    // The handshake is over: a socket that lives for hours is no request in flight (it is
+    // counted apart, `stats/websocket.rs`).
+    drop(lock(&call.hold).take());
     let Some(out) = lock(&call.out_rx).take() else {
         return respond::internal_error();
     };
