@@ -130,10 +130,15 @@ pub fn load(py: Python<'_>, spec: &str) -> Result<Py<PyAny>, Failure> {
 }
 
 /// The Django project's application and whether it is ASGI: `ASGI_APPLICATION` when the
-/// setting exists and `asgi` allows it (as daphne's `runserver` serves it), else
-/// `WSGI_APPLICATION` as `runserver` finds it.
-pub fn load_django(py: Python<'_>, asgi: bool) -> Result<(Py<PyAny>, bool), Failure> {
-    if asgi {
+/// setting exists and `interface` allows it (as daphne's `runserver` serves it), else
+/// `WSGI_APPLICATION` as `runserver` finds it. `--interface asgi` without the setting is an
+/// error: serving WSGI instead would not be what was asked.
+pub fn load_django(
+    py: Python<'_>,
+    interface: crate::config::Interface,
+) -> Result<(Py<PyAny>, bool), Failure> {
+    use crate::config::Interface;
+    if interface != Interface::Wsgi {
         let path: Option<String> = py
             .import("ferrule._django")
             .and_then(|m| m.call_method0("asgi_application_setting"))
@@ -153,6 +158,11 @@ pub fn load_django(py: Python<'_>, asgi: bool) -> Result<(Py<PyAny>, bool), Fail
                         e,
                     )
                 });
+        }
+        if interface == Interface::Asgi {
+            return Err(Failure::from(Error::app(
+                "--interface asgi, but the Django settings have no ASGI_APPLICATION: set it to your ASGI application (for example \"mysite.asgi.application\"), or drop --interface asgi to serve WSGI_APPLICATION",
+            )));
         }
     }
     py.import("django.core.servers.basehttp")

@@ -11,6 +11,7 @@
 //! | `supervise/` | the master (`master/`, its decisions pure in `decide.rs`), worker processes, the control channel, the reload watcher, systemd notifications | argv only |
 //! | `process.rs` | what every process sets up about itself: signals, logging, environment, glibc's mmap threshold | small |
 //! | `app.rs` | importing the application (`module:callable`, a factory, Django's) | yes |
+//! | `asgi/` | ASGI 3 on the loop: the `Dispatch` for ASGI apps, `receive`/`send`, the eventfd inbox, scopes, WebSockets (`websocket.rs`, yawc), the leased pool thread for sync code (`executor.rs`), lifespan | yes |
 //! | `wsgi/` | PEP 3333: environ, input, `start_response` (its rules pure in `head.rs`), `file_wrapper`, responses | yes |
 //! | `bridge/` | the asyncio loop thread, `wait`/`gather`, asgiref on the shared loop | yes |
 //! | `pool/` | Python worker threads, the job queue, the hand-off monitor (its policy pure in `policy.rs`) | yes |
@@ -32,7 +33,9 @@
 //! A request: `listen/accept.rs` accepts → `server.rs` serves the connection →
 //! `http/service.rs` admits it (or `static_files/` answers) → `http/queued.rs` reads the body
 //! and queues a job on `pool/` → a worker thread runs `wsgi/` → the reply goes back through a
-//! channel, becomes a `response::OutBody`, and hyper sends it.
+//! channel, becomes a `response::OutBody`, and hyper sends it. For an ASGI application the
+//! `Dispatch` is `asgi/`'s: the request becomes a task on the loop, its sync code runs on a
+//! pool thread leased for it, and a WebSocket is handed to a socket task after the handshake.
 
 pub mod app;
 pub mod asgi;

@@ -31,7 +31,9 @@ def site(request, data_dir, tmp_path_factory):
         args = ["127.0.0.1:0"]
     else:
         args = ["--bind", f"unix:{tmp_path_factory.mktemp('sock') / 'django.sock'}"]
-    env = site_env(data_dir, DJANGO_SITE_ASGI="1", DJANGO_SITE_CONN_MAX_AGE="60")
+    # Django's handler itself: sync views without a body take the path that skips the loop
+    # (test_django.py's "asgi" site has it wrapped, and takes the loop's path).
+    env = site_env(data_dir, DJANGO_SITE_ASGI="bare", DJANGO_SITE_CONN_MAX_AGE="60")
     server = start_server([*args, "--noreload", "--threads", "4"], env)
     yield server
     server.finish()
@@ -100,3 +102,12 @@ def test_interface_wsgi_serves_the_wsgi_application(data_dir):
         assert get_json(server, "/thread/")["asgi"] is False
     finally:
         assert server.finish() == 0
+
+
+def test_interface_asgi_without_asgi_application_is_an_error(data_dir):
+    done = manage(
+        ["server", "--noreload", "--interface", "asgi", "127.0.0.1:0"], site_env(data_dir)
+    )
+    assert done.returncode == 2, done.stdout
+    assert "Ready to accept requests" not in done.stdout
+    assert "no ASGI_APPLICATION" in done.stdout.strip().splitlines()[-1], done.stdout

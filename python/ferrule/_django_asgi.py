@@ -1,38 +1,43 @@
-"""Django's sync views under ASGI at the speed of WSGI: one trip to a pool thread per request.
+"""Django under ASGI at the speed of WSGI: one trip to a pool thread per request.
 
 Django's ``ASGIHandler`` runs its middleware chain in async mode: every middleware that is not
 async-native (``SessionMiddleware``, ``CsrfViewMiddleware``, most third-party ones) is called
-through ``sync_to_async`` twice, the view once more, the response's ``close()`` once more — a
-dozen trips between the event loop and a thread for one request, each a few dozen
+through ``sync_to_async`` twice, a sync view once more, the response's ``close()`` once more —
+a dozen trips between the event loop and a thread for one request, each a few dozen
 microseconds of asgiref's bookkeeping and two thread wake-ups. That, not the thread per
-request, is why a sync view under any ASGI server runs at a fraction of its WSGI speed.
+request, is why Django under any ASGI server runs at a fraction of its WSGI speed.
 
-When ferrule serves a Django project as ASGI, a request whose view is sync runs the way WSGI
-runs it: the body is read on the loop (``receive``), then the request-started signal, the
-request object, the *sync* middleware chain (Django's own ``BaseHandler.load_middleware(
-is_async=False)``, which adapts async-only middleware with ``async_to_sync`` as under WSGI),
-the view, the response and its ``close()`` all run in one call on the request's pool thread.
-The response goes to the core from that thread (ferrule's ``send`` needs no loop for it), a
-sync streaming one as it is produced, the thread sleeping while the client is slower (Django's
-own ASGI path reads a sync iterator whole into a list before sending any of it); a response
-over an async iterator goes back to the loop for Django's ``send_response``. A request
-whose view is async (resolved from the URL before the body is read) takes Django's own
-path unchanged, so async views still run on the loop. Each path is Django's own code in one of
-the two modes Django supports for every middleware; only which one a request takes differs.
+When ferrule serves a Django project as ASGI, an HTTP request runs the way WSGI runs it: the
+body is read on the loop (``receive``), then the request-started signal, the request object,
+the *sync* middleware chain (Django's own ``BaseHandler.load_middleware(is_async=False)``,
+which adapts async-only middleware with ``async_to_sync``), the view, the response and its
+``close()`` all run in one call on the request's pool thread. An async view runs on the loop
+through ``async_to_sync``, as under ferrule's WSGI mode, the thread waiting for it — which
+costs no concurrency: under Django's own path the request holds its leased thread from the
+request-started signal to the end anyway. The response goes to the core from the thread
+(ferrule's ``send`` needs no loop for it), a sync streaming one as it is produced, the thread
+sleeping while the client is slower (Django's own ASGI path reads a sync iterator whole into a
+list before sending any of it); a response over an async iterator goes back to the loop for
+Django's ``send_response``. This is Django's own code in the mode Django supports for every
+middleware under WSGI.
+
+For an application that is Django's handler itself (or a Channels router whose ``http`` is),
+a request without a body does not touch the loop at all: a pool thread builds its scope and
+calls :func:`direct` (``src/asgi/dispatch.rs``).
 """
 
 from __future__ import annotations
 
-import functools
+import io
 from typing import Any
 
-__all__ = ["install"]
+__all__ = ["direct", "direct_handler", "install"]
 
 _INSTALLED = "_ferrule_sync_path"
 
 
 def install() -> bool:
-    """Route sync views of ``ASGIHandler`` through one pool-thread call; idempotent."""
+    """Route ``ASGIHandler``'s HTTP requests through one pool-thread call; idempotent."""
     try:
         from django.core.handlers.asgi import ASGIHandler
     except ImportError:  # pragma: no cover - Django without its ASGI handler
@@ -48,7 +53,7 @@ def install() -> bool:
 
     async def handle_sync_on_pool(self: Any, scope: dict, receive: Any, send: Any) -> None:
         current = getattr(AsyncToSync.executors, "current", None)
-        if type(current) is not executor_type or _view_is_async(_path_info(scope)):
+        if type(current) is not executor_type:  # not a request served by ferrule
             return await handle(self, scope, receive, send)
         try:
             body_file = await self.read_body(receive)
@@ -75,36 +80,44 @@ def install() -> bool:
     return True
 
 
+def direct_handler(app: Any) -> Any:
+    """The Django ``ASGIHandler`` that serves every HTTP request of ``app``, or None: ``app``
+    itself, or the ``"http"`` entry of a Channels ``ProtocolTypeRouter``. For such an
+    application a request without a body skips the loop altogether (:func:`direct`); anything
+    wrapped around the handler (an ASGI middleware) rules that out, since it would be skipped
+    too."""
+    try:
+        from django.core.handlers.asgi import ASGIHandler
+    except ImportError:  # pragma: no cover
+        return None
+    if not getattr(ASGIHandler.handle, _INSTALLED, False):
+        return None
+    if isinstance(app, ASGIHandler):
+        return app
+    mapping = getattr(app, "application_mapping", None)  # channels.routing.ProtocolTypeRouter
+    if isinstance(mapping, dict) and isinstance(mapping.get("http"), ASGIHandler):
+        return mapping["http"]
+    return None
+
+
+def direct(handler: Any, scope: dict, send: Any) -> None:
+    """On a pool thread, for a request without a body: serve it as the sync path does, with
+    no trip through the loop."""
+    response = _serve(handler, _sync_chain(handler), scope, io.BytesIO(), send, None)
+    if response is not None:
+        # A response over an async iterator: Django sends it from the loop.
+        from asgiref.sync import async_to_sync
+
+        try:
+            async_to_sync(handler.send_response)(response, send)
+        finally:
+            response.close()
+
+
 def _executor_type() -> type:
     from ferrule import _ferrule
 
     return _ferrule.Executor
-
-
-def _path_info(scope: dict) -> str:
-    """``request.path_info`` as ``ASGIRequest`` will compute it."""
-    from django.core.handlers.asgi import get_script_prefix
-
-    path = scope["path"]
-    script_name = get_script_prefix(scope)
-    if script_name:
-        path = path.removeprefix(script_name)
-    return path or "/"
-
-
-@functools.lru_cache(maxsize=4096)
-def _view_is_async(path_info: str) -> bool:
-    """Whether the project's URLconf sends ``path_info`` to an async view. A middleware that
-    sets ``request.urlconf`` may route elsewhere; the request is then served correctly by
-    whichever path it took, only not by the faster one."""
-    from asgiref.sync import iscoroutinefunction
-    from django.urls import Resolver404, get_resolver
-
-    try:
-        match = get_resolver().resolve(path_info)
-    except Resolver404:
-        return False
-    return iscoroutinefunction(match.func)
 
 
 def _sync_chain(handler: Any) -> Any:
@@ -156,7 +169,8 @@ def _serve(handler: Any, chain: Any, scope: dict, body_file: Any, send: Any, exe
         pass  # as Django ignores a client that left while it responded
     finally:
         response.close()
-    executor.release()
+    if executor is not None:
+        executor.release()
     return None
 
 

@@ -426,6 +426,20 @@ impl Call {
                 .ok()
                 .filter(|e| !e.is_none())
         };
+        self.ended(py, error.as_ref(), cancelled);
+        super::task_ended();
+    }
+
+    /// Served on a pool thread without the loop (`dispatch.rs`'s direct path): as [`done`]
+    /// for a task that returned or raised `error`.
+    ///
+    /// [`done`]: Call::done
+    pub fn done_direct(&self, py: Python<'_>, error: Option<&PyErr>) {
+        let error = error.map(|e| e.value(py).clone().into_any());
+        self.ended(py, error.as_ref(), false);
+    }
+
+    fn ended(&self, py: Python<'_>, error: Option<&Bound<'_, PyAny>>, cancelled: bool) {
         let mut out = lock(&self.out);
         let responded = out.head.is_none();
         let open_stream = out.stream.take();
@@ -438,7 +452,7 @@ impl Call {
         let head = out.head.take();
         out.complete = true;
         drop(out);
-        if let Some(error) = &error {
+        if let Some(error) = error {
             let quiet = self.flight.is_cancelled();
             if !quiet {
                 let err = PyErr::from_value(error.clone());
@@ -464,7 +478,6 @@ impl Call {
         }
         drop(lock(&self.hold).take());
         drop(lock(&self.task).take());
-        super::task_ended();
     }
 
     /// The application could not even be called: answer 500 and let the statistics go.

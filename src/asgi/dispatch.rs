@@ -17,6 +17,8 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use pyo3::prelude::*;
+
 use super::call::Call;
 use super::inbox::{Event, Inbox};
 use crate::cancel::{Deadline, DisconnectGuard, Flight};
@@ -36,6 +38,82 @@ pub struct Asgi {
     pub(super) closing: CancellationToken,
     /// The WebSockets' tasks, waited for at shutdown.
     pub(super) sockets: TaskTracker,
+    /// For a Django project: requests served on a pool thread without the loop.
+    pub(super) direct: Option<Arc<Direct>>,
+}
+
+/// Django without the loop: for an application that is Django's `ASGIHandler` (or a
+/// Channels router whose `http` is one), a request without a body goes straight to a pool
+/// thread, which builds its scope and runs it as `ferrule/_django_asgi.py`'s sync path does —
+/// no task, no trip to the loop and back.
+pub(super) struct Direct {
+    pool: crate::pool::Pool,
+    handler: Py<PyAny>,
+    /// `ferrule._django_asgi.direct`.
+    serve: Py<PyAny>,
+    scopes: Arc<super::Scopes>,
+}
+
+impl Direct {
+    pub(super) fn new(
+        py: Python<'_>,
+        app: &Py<PyAny>,
+        pool: crate::pool::Pool,
+        scopes: Arc<super::Scopes>,
+    ) -> PyResult<Option<Arc<Self>>> {
+        let Ok(module) = py.import("ferrule._django_asgi") else {
+            return Ok(None);
+        };
+        let handler = module.call_method1("direct_handler", (app.bind(py),))?;
+        if handler.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(Self {
+            pool,
+            handler: handler.unbind(),
+            serve: module.getattr("direct")?.unbind(),
+            scopes,
+        })))
+    }
+
+    /// Queue `call` on the pool; false if the pool refused it (the loop then takes it, and
+    /// its own refusal applies).
+    fn queue(self: &Arc<Self>, call: &Arc<Call>) -> bool {
+        let (me, call) = (Arc::clone(self), Arc::clone(call));
+        let flight = Arc::clone(&call.flight);
+        self.pool
+            .call(flight, Box::new(move |py| me.run(py, &call)))
+            .is_ok()
+    }
+
+    /// On a pool thread.
+    fn run(&self, py: Python<'_>, call: &Arc<Call>) {
+        let Some(admitted) = call
+            .admitted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        else {
+            return;
+        };
+        if call.flight.is_cancelled() {
+            return; // gone before it started: the answer is the cancellation's
+        }
+        let _entered = crate::cancel::enter(&call.flight);
+        crate::bridge::enter_request(py, &call.flight);
+        call.trace.start();
+        let served = self
+            .scopes
+            .http(py, &admitted, &call.trace)
+            .and_then(|scope| {
+                let send = Py::new(py, super::call::Send(Arc::clone(call)))?;
+                self.serve.call1(py, (self.handler.bind(py), scope, send))
+            });
+        match served {
+            Ok(_) => call.done_direct(py, None),
+            Err(e) => call.done_direct(py, Some(&e)),
+        }
+    }
 }
 
 impl Dispatch for Asgi {
@@ -101,6 +179,7 @@ impl Asgi {
             tokio::runtime::Handle::current(),
         );
         self.watch(&call);
+        let direct = self.direct.as_ref().filter(|_| !has_body);
         if has_body {
             tokio::spawn(pump(
                 incoming,
@@ -109,7 +188,9 @@ impl Asgi {
                 app.plan.body_timeout,
             ));
         }
-        self.inbox.post(Event::Start(Arc::clone(&call)));
+        if !direct.is_some_and(|d| d.queue(&call)) {
+            self.inbox.post(Event::Start(Arc::clone(&call)));
+        }
         drop(call);
         let reply = tokio::select! {
             biased;

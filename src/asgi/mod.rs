@@ -124,13 +124,18 @@ impl Server {
             .ok()
             .and_then(|s| s.cast_into::<PyDict>().ok())
             .map(Bound::unbind);
+        let scopes = Arc::new(Scopes {
+            consts: scope::Constants::new(py)
+                .map_err(|e| fail("cannot build the scope constants", e))?,
+            state,
+        });
+        let direct = dispatch::Direct::new(py, &app, pool.clone(), Arc::clone(&scopes))
+            .map_err(|e| fail("cannot look into the application", e))?;
         let drain = Drain {
             pool,
             inbox: Arc::clone(&inbox),
             app,
-            consts: scope::Constants::new(py)
-                .map_err(|e| fail("cannot build the scope constants", e))?,
-            state,
+            scopes,
             run: helpers
                 .getattr("run")
                 .map_err(|e| fail("cannot find ferrule._asgi.run", e))?
@@ -153,6 +158,7 @@ impl Server {
                 grace,
                 closing: tokio_util::sync::CancellationToken::new(),
                 sockets: tokio_util::task::TaskTracker::new(),
+                direct,
             }),
         })
     }
@@ -204,6 +210,33 @@ impl Server {
     }
 }
 
+/// What every scope is built from: the constants, and the lifespan state copied into each.
+pub(crate) struct Scopes {
+    consts: scope::Constants,
+    state: Option<Py<PyDict>>,
+}
+
+impl Scopes {
+    /// The `http` scope of `admitted`, with its `ferrule.request` object.
+    fn http<'py>(
+        &self,
+        py: Python<'py>,
+        admitted: &crate::http::dispatch::Admitted<()>,
+        trace: &Arc<crate::stats::Trace>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let request = Py::new(py, crate::wsgi::Request::new(Arc::clone(trace)))?;
+        scope::http(
+            py,
+            &self.consts,
+            &admitted.parts,
+            &admitted.conn,
+            &admitted.origin,
+            self.state.as_ref().map(|s| s.bind(py)),
+            request.into_bound(py).into_any(),
+        )
+    }
+}
+
 /// Called by the loop when the inbox's fd is readable.
 #[pyclass(module = "ferrule", name = "Drain", frozen)]
 struct Drain {
@@ -211,9 +244,7 @@ struct Drain {
     pool: crate::pool::Pool,
     inbox: Arc<Inbox>,
     app: Py<PyAny>,
-    consts: scope::Constants,
-    /// The lifespan state, copied into each request's scope.
-    state: Option<Py<PyDict>>,
+    scopes: Arc<Scopes>,
     /// `ferrule._asgi.run`.
     run: Py<PyAny>,
 }
@@ -249,11 +280,11 @@ impl Drain {
             let request = Py::new(py, crate::wsgi::Request::new(Arc::clone(&call.trace)))?;
             let scope = scope::websocket(
                 py,
-                &self.consts,
+                &self.scopes.consts,
                 &admitted.parts,
                 &admitted.conn,
                 &admitted.origin,
-                self.state.as_ref().map(|s| s.bind(py)),
+                self.scopes.state.as_ref().map(|s| s.bind(py)),
                 request.into_bound(py).into_any(),
             )?;
             let receive = Py::new(py, websocket::WsReceive(Arc::clone(call)))?;
@@ -299,16 +330,7 @@ impl Drain {
             return; // gone before it started: the answer is the cancellation's
         }
         let started = (|| -> PyResult<()> {
-            let request = Py::new(py, crate::wsgi::Request::new(Arc::clone(&call.trace)))?;
-            let scope = scope::http(
-                py,
-                &self.consts,
-                &admitted.parts,
-                &admitted.conn,
-                &admitted.origin,
-                self.state.as_ref().map(|s| s.bind(py)),
-                request.into_bound(py).into_any(),
-            )?;
+            let scope = self.scopes.http(py, &admitted, &call.trace)?;
             let receive = Py::new(py, Receive(Arc::clone(call)))?;
             let send = Py::new(py, Send(Arc::clone(call)))?;
             let done = Py::new(py, CallDone(Arc::clone(call)))?;

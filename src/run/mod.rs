@@ -133,7 +133,7 @@ fn run(
             let asgi = speaks_asgi(py, plan.interface, &a)?;
             Ok((a, asgi))
         }),
-        Target::Django => app::load_django(py, plan.interface != Interface::Wsgi),
+        Target::Django => app::load_django(py, plan.interface),
         Target::Failed(e) => Err(app::Failure::raised(
             py,
             "cannot start the Django project".to_owned(),

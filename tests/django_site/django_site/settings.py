@@ -28,9 +28,13 @@ ROOT_URLCONF = "django_site.urls"
 # The URL prefix tests set it; unset, Django's default (None) applies.
 FORCE_SCRIPT_NAME = os.environ.get("DJANGO_SITE_FORCE_SCRIPT_NAME")
 WSGI_APPLICATION = "django_site.wsgi.application"
-# The ASGI tests serve the project through Django's ASGI handler.
+# The ASGI tests serve the project through Django's ASGI handler: wrapped in the probe's ASGI
+# function ("1"), or bare ("bare"), which ferrule recognises and serves sync views of without the
+# event loop.
 if os.environ.get("DJANGO_SITE_ASGI") == "1":
     ASGI_APPLICATION = "django_site.asgi.application"
+elif os.environ.get("DJANGO_SITE_ASGI") == "bare":
+    ASGI_APPLICATION = "django_site.asgi.django_application"
 
 TEMPLATES = [
     {
