@@ -40,7 +40,7 @@ from run import PY, ROOT, WORK, Result  # noqa: E402
 
 DJANGO_DIR = ROOT / "tests" / "django_site"
 APPS_DIR = ROOT / "tests" / "apps"
-DJANGO_ASGI = "django_site.asgi:application"
+DJANGO_ASGI = "django_site.asgi:django_application"  # Django's ASGIHandler itself
 WS_APP = "wsapp:app"
 CONNECTIONS = 64
 WS_MESSAGE = "x" * 32
@@ -67,7 +67,7 @@ class Server:
     dist: str  # the pip distribution providing it ("" for ferrule)
     django: list[str]  # argv serving the Django project ("{port}" replaced)
     ws: list[str] | None  # argv serving wsapp:app, None when it serves no WebSocket
-    asgi: bool = True  # DJANGO_SITE_ASGI=1
+    asgi: bool = True  # DJANGO_SITE_ASGI=bare: ASGI_APPLICATION is Django's handler itself
 
     def argv(self, row: Row, port: int) -> list[str]:
         argv = self.ws if row.websocket else self.django
@@ -136,7 +136,7 @@ def django_env(tmp: str, asgi: bool) -> dict[str, str]:
     )
     env.pop("DJANGO_SITE_ASGI", None)
     if asgi:
-        env["DJANGO_SITE_ASGI"] = "1"
+        env["DJANGO_SITE_ASGI"] = "bare"
     return env
 
 
