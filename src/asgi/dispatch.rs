@@ -88,12 +88,7 @@ impl Direct {
 
     /// On a pool thread.
     fn run(&self, py: Python<'_>, call: &Arc<Call>) {
-        let Some(admitted) = call
-            .admitted
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-        else {
+        let Some(admitted) = super::take(&call.admitted) else {
             return;
         };
         if call.flight.is_cancelled() {

@@ -268,12 +268,7 @@ impl Drain {
     /// Call the application for a new WebSocket. Its sync code runs on whichever pool
     /// thread is free, one call at a time: a lease released from the start.
     fn start_ws(&self, py: Python<'_>, call: &Arc<websocket::WsCall>) {
-        let Some(admitted) = call
-            .admitted
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-        else {
+        let Some(admitted) = take(&call.admitted) else {
             return;
         };
         let started = (|| -> PyResult<()> {
@@ -287,23 +282,15 @@ impl Drain {
                 self.scopes.state.as_ref().map(|s| s.bind(py)),
                 request.into_bound(py).into_any(),
             )?;
-            let receive = Py::new(py, websocket::WsReceive(Arc::clone(call)))?;
-            let send = Py::new(py, websocket::WsSend(Arc::clone(call)))?;
-            let done = Py::new(py, websocket::WsDone(Arc::clone(call)))?;
+            let callables = [
+                Py::new(py, websocket::WsReceive(Arc::clone(call)))?.into_any(),
+                Py::new(py, websocket::WsSend(Arc::clone(call)))?.into_any(),
+                Py::new(py, websocket::WsDone(Arc::clone(call)))?.into_any(),
+            ];
             let lease = executor::Lease::new(Arc::clone(&call.flight));
             lease.release();
             call.set_lease(Arc::clone(&lease));
-            let executor = Py::new(py, executor::Executor::new(py, self.pool.clone(), lease)?)?;
-            call.trace.start();
-            task_started();
-            let task = self
-                .run
-                .call1(
-                    py,
-                    (self.app.bind(py), scope, receive, send, done, executor),
-                )
-                .inspect_err(|_| task_ended())?;
-            call.set_task(task);
+            call.set_task(self.launch(py, scope, callables, lease, &call.trace)?);
             Ok(())
         })();
         if let Err(e) = started {
@@ -318,12 +305,7 @@ impl Drain {
 
     /// Call the application for a new request.
     fn start(&self, py: Python<'_>, call: &Arc<Call>) {
-        let Some(admitted) = call
-            .admitted
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-        else {
+        let Some(admitted) = take(&call.admitted) else {
             return;
         };
         if call.flight.is_cancelled() {
@@ -331,22 +313,14 @@ impl Drain {
         }
         let started = (|| -> PyResult<()> {
             let scope = self.scopes.http(py, &admitted, &call.trace)?;
-            let receive = Py::new(py, Receive(Arc::clone(call)))?;
-            let send = Py::new(py, Send(Arc::clone(call)))?;
-            let done = Py::new(py, CallDone(Arc::clone(call)))?;
+            let callables = [
+                Py::new(py, Receive(Arc::clone(call)))?.into_any(),
+                Py::new(py, Send(Arc::clone(call)))?.into_any(),
+                Py::new(py, CallDone(Arc::clone(call)))?.into_any(),
+            ];
             let lease = executor::Lease::new(Arc::clone(&call.flight));
             call.set_lease(Arc::clone(&lease));
-            let executor = Py::new(py, executor::Executor::new(py, self.pool.clone(), lease)?)?;
-            call.trace.start();
-            task_started();
-            let task = self
-                .run
-                .call1(
-                    py,
-                    (self.app.bind(py), scope, receive, send, done, executor),
-                )
-                .inspect_err(|_| task_ended())?;
-            call.set_task(task);
+            call.set_task(self.launch(py, scope, callables, lease, &call.trace)?);
             Ok(())
         })();
         if let Err(e) = started {
@@ -359,4 +333,33 @@ impl Drain {
             call.failed_to_start();
         }
     }
+
+    /// The application's task for `scope`, with `receive`, `send` and the done-callback, its
+    /// sync code on `lease`'s thread.
+    fn launch(
+        &self,
+        py: Python<'_>,
+        scope: Bound<'_, PyDict>,
+        callables: [Py<PyAny>; 3],
+        lease: Arc<executor::Lease>,
+        trace: &crate::stats::Trace,
+    ) -> PyResult<Py<PyAny>> {
+        let executor = Py::new(py, executor::Executor::new(py, self.pool.clone(), lease)?)?;
+        let [receive, send, done] = callables;
+        trace.start();
+        task_started();
+        self.run
+            .call1(
+                py,
+                (self.app.bind(py), scope, receive, send, done, executor),
+            )
+            .inspect_err(|_| task_ended())
+    }
+}
+
+/// What a slot holds, taken out of it.
+pub(crate) fn take<T>(slot: &std::sync::Mutex<Option<T>>) -> Option<T> {
+    slot.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
 }
