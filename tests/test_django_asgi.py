@@ -11,7 +11,7 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from helpers import Conn, build_request, host_header
+from helpers import Conn, Unmet, build_request, host_header, wait_until
 from test_django import manage, site_env, start_server
 
 LIVENESS = 30
@@ -111,3 +111,38 @@ def test_interface_asgi_without_asgi_application_is_an_error(data_dir):
     assert done.returncode == 2, done.stdout
     assert "Ready to accept requests" not in done.stdout
     assert "no ASGI_APPLICATION" in done.stdout.strip().splitlines()[-1], done.stdout
+
+
+def test_a_full_queue_answers_503_as_under_wsgi(data_dir, tmp_path):
+    env = site_env(data_dir, DJANGO_SITE_ASGI="bare")
+    server = start_server(["127.0.0.1:0", "--noreload", "--threads", "1", "--max-queue", "1"], env)
+    gate = tmp_path / "gate"
+    try:
+        # The one thread streams a response that waits for the gate file once its first line
+        # is out: while it does, one request may queue and the others are refused.
+        with Conn(server) as held:
+            held.send(
+                build_request("GET", f"/stream/?lines=3&gate={gate}", host=host_header(server))
+            )
+            seen = b""
+            while b"line 1" not in seen:
+                chunk = held.sock.recv(4096)
+                assert chunk, seen
+                seen += chunk
+            with ThreadPoolExecutor(3) as pool:
+                probes = [pool.submit(server.request, "GET", "/thread/") for _ in range(3)]
+
+                def refused():
+                    done = [p.result()[0] for p in probes if p.done()]
+                    busy = [r for r in done if r.status == 503]
+                    return len(busy) >= 2 or Unmet([r.status for r in done])
+
+                wait_until(refused, LIVENESS, what="two of three requests refused")
+                busy = [p.result()[0] for p in probes if p.done()]
+                assert all(r.getheader("Retry-After") == "1" for r in busy if r.status == 503)
+                gate.touch()
+                statuses = sorted(p.result(LIVENESS)[0].status for p in probes)
+            assert statuses == [200, 503, 503], statuses
+    finally:
+        gate.touch()
+        assert server.finish() == 0

@@ -76,14 +76,12 @@ impl Direct {
         })))
     }
 
-    /// Queue `call` on the pool; false if the pool refused it (the loop then takes it, and
-    /// its own refusal applies).
-    fn queue(self: &Arc<Self>, call: &Arc<Call>) -> bool {
+    /// Queue `call` on the pool.
+    fn queue(self: &Arc<Self>, call: &Arc<Call>) -> Result<(), crate::pool::Rejected> {
         let (me, call) = (Arc::clone(self), Arc::clone(call));
         let flight = Arc::clone(&call.flight);
         self.pool
             .call(flight, Box::new(move |py| me.run(py, &call)))
-            .is_ok()
     }
 
     /// On a pool thread.
@@ -183,8 +181,16 @@ impl Asgi {
                 app.plan.body_timeout,
             ));
         }
-        if !direct.is_some_and(|d| d.queue(&call)) {
-            self.inbox.post(Event::Start(Arc::clone(&call)));
+        match direct.map(|d| d.queue(&call)) {
+            None => self.inbox.post(Event::Start(Arc::clone(&call))),
+            Some(Ok(())) => {}
+            // As for a WSGI request: 503 when the pool's queue is full.
+            Some(Err(why)) => {
+                guard.disarm();
+                exchange.not_queued();
+                call.failed_to_start();
+                return refused(&why, &call);
+            }
         }
         drop(call);
         let reply = tokio::select! {
@@ -224,6 +230,24 @@ impl Asgi {
                 });
             }
         }));
+    }
+}
+
+fn refused(why: &crate::pool::Rejected, call: &Call) -> http::Response<crate::response::OutBody> {
+    match why {
+        crate::pool::Rejected::Full { depth } => {
+            log_warn!(
+                "Task queue depth is {depth}; answered 503 to {} {}",
+                call.trace.method,
+                call.trace.path
+            );
+            respond::queue_full()
+        }
+        crate::pool::Rejected::Closing => respond::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The server is shutting down.",
+            true,
+        ),
     }
 }
 
