@@ -1,4 +1,5 @@
-"""The exceptions a cancelled request raises in application code."""
+"""The exceptions a cancelled request raises in application code, and the one a request's sync
+code raises under ASGI when the thread pool is full."""
 
 
 class RequestCancelled(Exception):
@@ -15,3 +16,9 @@ class ClientDisconnected(RequestCancelled, ConnectionError):
 
 class RequestTimeout(RequestCancelled):
     """The request ran longer than `--timeout`."""
+
+
+class QueueFull(RuntimeError):
+    """Under ASGI, a request's sync code could not run: every pool thread is taken and the
+    queue is full (`--max-queue`). Raised by `sync_to_async` calls; when it ends the request's
+    task before a response, ferrule answers 503 with `Retry-After`, as under WSGI."""

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use super::inbox::{Event, Inbox};
 use crate::cancel::Flight;
 use crate::job::{Chunk, Reply, ReplyBody};
-use crate::log_error;
+use crate::{log_error, log_warn};
 use crate::stats::{Trace, WorkerHold};
 
 /// Body chunks queued between the client and `receive()`. Small: what matters is that the
@@ -452,7 +452,14 @@ impl Call {
         let head = out.head.take();
         out.complete = true;
         drop(out);
-        if let Some(error) = error {
+        let busy = !responded && error.is_some_and(|e| is_queue_full(py, e));
+        if busy {
+            log_warn!(
+                "The thread pool's queue is full; answered 503 to {} {}",
+                self.trace.method,
+                self.trace.path
+            );
+        } else if let Some(error) = error {
             let quiet = self.flight.is_cancelled();
             if !quiet {
                 let err = PyErr::from_value(error.clone());
@@ -471,7 +478,7 @@ impl Call {
             );
         }
         if let Some(head) = head {
-            let _ = head.send(internal_error());
+            let _ = head.send(if busy { queue_full() } else { internal_error() });
         }
         if let Some(lease) = lock(&self.lease).take() {
             lease.release();
@@ -503,6 +510,30 @@ impl Call {
     fn handle_strong(&self) -> Option<Arc<Call>> {
         self.me.upgrade()
     }
+}
+
+/// Whether `error` is `ferrule._errors.QueueFull` (the pool refused the request's sync code).
+fn is_queue_full(py: Python<'_>, error: &Bound<'_, PyAny>) -> bool {
+    py.import("ferrule._errors")
+        .and_then(|m| m.getattr("QueueFull"))
+        .is_ok_and(|t| error.is_instance(&t).unwrap_or(false))
+}
+
+/// The 503 of a request whose sync code the full pool refused, as WSGI's.
+fn queue_full() -> Reply {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    Reply::full(
+        StatusCode::SERVICE_UNAVAILABLE,
+        headers,
+        Bytes::from_static(
+            b"503 Service Unavailable\n\nThe server is busy; every worker thread is taken and the queue is full. Retry shortly.\n",
+        ),
+    )
 }
 
 /// The 500 of an application that raised, or returned, before responding.

@@ -143,10 +143,11 @@ impl Executor {
                 st.served = false;
                 st.calls.clear();
                 drop(st);
-                let error = pyo3::exceptions::PyRuntimeError::new_err(format!(
-                    "cannot run sync code for this request: {reason}"
-                ));
-                future.call_method1(py, "set_exception", (error.value(py),))?;
+                let error = py
+                    .import("ferrule._errors")?
+                    .getattr("QueueFull")?
+                    .call1((format!("cannot run sync code for this request: {reason}"),))?;
+                future.call_method1(py, "set_exception", (error,))?;
             }
         }
         Ok(future)
