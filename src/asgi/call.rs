@@ -24,8 +24,8 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use super::inbox::{Event, Inbox};
 use crate::cancel::Flight;
 use crate::job::{Chunk, Reply, ReplyBody};
-use crate::{log_error, log_warn};
 use crate::stats::{Trace, WorkerHold};
+use crate::{log_error, log_warn};
 
 /// Body chunks queued between the client and `receive()`. Small: what matters is that the
 /// reader waits for the application, not how much it buffers. 4 was chosen arbitrarily.
