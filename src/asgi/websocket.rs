@@ -617,17 +617,37 @@ fn options(plan: &WsPlan) -> yawc::Options {
             plan.max_message.saturating_add(1),
             plan.max_message.saturating_add(1),
         )
+        // What the buffers shrink back to after a larger message: an idle socket is small.
+        .with_read_buffer_capacity(IDLE_BUFFER)
+        .with_write_buffer_capacity(IDLE_BUFFER)
         .with_no_delay();
     if plan.compression {
-        // No context takeover on our side: the compressor's state is not kept between
-        // messages, which keeps an idle connection small.
+        // No context takeover either way (RFC 7692 lets the server impose it): deflate
+        // state is borrowed from one pool for a message at a time, so an idle connection
+        // keeps none — about 370 KiB each otherwise. Small messages are not compressed.
+        static POOL: std::sync::OnceLock<yawc::DeflatePool> = std::sync::OnceLock::new();
+        let pool = POOL
+            .get_or_init(|| yawc::DeflatePool::new(DEFLATE_POOL))
+            .clone();
         options
             .with_low_latency_compression()
             .server_no_context_takeover()
+            .client_no_context_takeover()
+            .with_deflate_pool(pool)
+            .with_compression_threshold(COMPRESSION_THRESHOLD)
     } else {
         options.without_compression()
     }
 }
+
+/// Read and write buffer size of an idle WebSocket. 4 KiB: a page, enough for the short
+/// messages of chat-like traffic; a larger message grows the buffer for its time.
+const IDLE_BUFFER: usize = 4096;
+/// Idle compressors (and, apart, decompressors) the deflate pool keeps: about the messages
+/// compressed at one moment, which the network threads bound. Arbitrary above that.
+const DEFLATE_POOL: usize = 64;
+/// Messages shorter than this go uncompressed: they rarely shrink. yawc's example value.
+const COMPRESSION_THRESHOLD: usize = 64;
 
 /// Serve a WebSocket request: check the handshake, let the application answer it, and on
 /// `websocket.accept` hand the connection to a socket task.
