@@ -21,13 +21,12 @@ use pyo3::prelude::*;
 
 use super::call::Call;
 use super::inbox::{Event, Inbox};
-use crate::cancel::{Deadline, DisconnectGuard, Flight};
+use crate::cancel::{DisconnectGuard, Flight};
 use crate::http::dispatch::{Admitted, Answer, Dispatch};
-use crate::http::queued::{cancelled, content_length, into_response, too_large};
+use crate::http::queued::{answer, content_length, deadline, refused, too_large};
 use crate::http::{admission, App, Exchange};
-use crate::job::{Reply, ReplyBody};
-use crate::response::respond;
-use crate::{log_debug, log_warn};
+use crate::job::Reply;
+use crate::log_debug;
 
 /// Application requests run as tasks on the event loop.
 pub struct Asgi {
@@ -143,15 +142,7 @@ impl Asgi {
         let flight = Flight::new();
         // Dropped with this future when hyper gives up on the request: the client left.
         let mut guard = DisconnectGuard::new(&flight);
-        let deadline = app.plan.timeout.map(|after| {
-            let (method, uri) = (admitted.parts.method.clone(), admitted.parts.uri.clone());
-            Deadline::start(&flight, after, move || {
-                log_warn!(
-                    "{method} {uri} ran longer than --timeout ({}s) and was cancelled",
-                    after.as_secs_f64()
-                );
-            })
-        });
+        let deadline = deadline(&flight, &admitted.parts, app);
         let (trace, hold) = app.stats.admit(
             Arc::clone(exchange.id()),
             admitted.parts.method.clone(),
@@ -181,35 +172,21 @@ impl Asgi {
                 app.plan.body_timeout,
             ));
         }
-        match direct.map(|d| d.queue(&call)) {
+        match direct {
             None => self.inbox.post(Event::Start(Arc::clone(&call))),
-            Some(Ok(())) => {}
-            // As for a WSGI request: 503 when the pool's queue is full.
-            Some(Err(why)) => {
-                guard.disarm();
-                exchange.not_queued();
-                call.failed_to_start();
-                return refused(&why, &call);
+            Some(direct) => {
+                // As for a WSGI request: 503 when the pool's queue is full.
+                if let Err(why) = direct.queue(&call) {
+                    guard.disarm();
+                    exchange.not_queued();
+                    call.failed_to_start();
+                    let (method, path) = (&call.trace.method, &call.trace.path);
+                    return refused(&why, method, path, direct.pool.threads());
+                }
             }
         }
         drop(call);
-        let reply = tokio::select! {
-            biased;
-            reply = head_rx => reply,
-            reason = flight.fired() => {
-                guard.disarm();
-                return cancelled(reason, app);
-            }
-        };
-        let Ok(reply) = reply else {
-            guard.disarm();
-            return respond::internal_error();
-        };
-        let streamed = matches!(reply.body, ReplyBody::Stream(..));
-        let deadline = deadline.filter(|_| streamed);
-        into_response(reply)
-            .await
-            .map(|body| body.watched(flight, guard, deadline, streamed))
+        answer(head_rx, flight, guard, deadline, app).await
     }
 
     /// When the request is cancelled: wake a `receive()` that waits (it returns
@@ -230,24 +207,6 @@ impl Asgi {
                 });
             }
         }));
-    }
-}
-
-fn refused(why: &crate::pool::Rejected, call: &Call) -> http::Response<crate::response::OutBody> {
-    match why {
-        crate::pool::Rejected::Full { depth } => {
-            log_warn!(
-                "Task queue depth is {depth}; answered 503 to {} {}",
-                call.trace.method,
-                call.trace.path
-            );
-            respond::queue_full()
-        }
-        crate::pool::Rejected::Closing => respond::text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The server is shutting down.",
-            true,
-        ),
     }
 }
 
@@ -320,7 +279,8 @@ async fn pump(mut incoming: Incoming, call: Arc<Call>, max: u64, idle: Duration)
 async fn queue(call: &Arc<Call>, data: Bytes) -> bool {
     loop {
         if call.push_body(&data) {
-            call.inbox.post(Event::Ready(Arc::clone(call)));
+            call.inbox
+                .post(Event::Ready(Arc::clone(call)));
             return true;
         }
         tokio::select! {

@@ -68,15 +68,7 @@ async fn run<J: Jobs>(
     // Dropped with this future when hyper gives up on the request (the client left): the
     // flight fires, so a queued job is skipped and a running one sees it.
     let mut guard = DisconnectGuard::new(&flight);
-    let deadline = app.plan.timeout.map(|after| {
-        let (method, uri) = (parts.method.clone(), parts.uri.clone());
-        Deadline::start(&flight, after, move || {
-            log_warn!(
-                "{method} {uri} ran longer than --timeout ({}s) and was cancelled",
-                after.as_secs_f64()
-            );
-        })
-    });
+    let deadline = deadline(&flight, &parts, app);
     let (trace, hold) = app.stats.admit(
         Arc::clone(exchange.id()),
         parts.method.clone(),
@@ -95,23 +87,59 @@ async fn run<J: Jobs>(
     if let Err((why, job)) = jobs.submit(job) {
         guard.disarm();
         exchange.not_queued();
-        return match why {
-            Rejected::Full { depth } => {
-                let (threads, busy) = jobs.threads();
-                log_warn!(
-                    "Task queue depth is {depth} ({busy} of {threads} threads busy); answered 503 to {} {}",
-                    job.head.method,
-                    job.head.uri
-                );
-                respond::queue_full()
-            }
-            Rejected::Closing => respond::text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The server is shutting down.",
-                true,
-            ),
-        };
+        return refused(&why, &job.head.method, &job.head.uri, jobs.threads());
     }
+    answer(reply_rx, flight, guard, deadline, app).await
+}
+
+/// `--timeout` for a request, if it is set.
+pub(crate) fn deadline(
+    flight: &Arc<Flight>,
+    parts: &http::request::Parts,
+    app: &App,
+) -> Option<Deadline> {
+    app.plan.timeout.map(|after| {
+        let (method, uri) = (parts.method.clone(), parts.uri.clone());
+        Deadline::start(flight, after, move || {
+            log_warn!(
+                "{method} {uri} ran longer than --timeout ({}s) and was cancelled",
+                after.as_secs_f64()
+            );
+        })
+    })
+}
+
+/// The answer to a request the pool would not take.
+pub(crate) fn refused(
+    why: &Rejected,
+    method: &http::Method,
+    target: &dyn std::fmt::Display,
+    (threads, busy): (usize, usize),
+) -> Response<OutBody> {
+    match why {
+        Rejected::Full { depth } => {
+            log_warn!(
+                "Task queue depth is {depth} ({busy} of {threads} threads busy); answered 503 to {method} {target}"
+            );
+            respond::queue_full()
+        }
+        Rejected::Closing => respond::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The server is shutting down.",
+            true,
+        ),
+    }
+}
+
+/// Wait for the application's reply to a request, or for its cancellation, and make the
+/// response. `guard` and `deadline` move into the response body while it streams.
+pub(crate) async fn answer(
+    reply_rx: oneshot::Receiver<Reply>,
+    flight: Arc<Flight>,
+    mut guard: DisconnectGuard,
+    deadline: Option<Deadline>,
+    app: &App,
+) -> Response<OutBody> {
     let reply = tokio::select! {
         biased;
         reply = reply_rx => reply,
