@@ -1,7 +1,7 @@
 """The Python half of ASGI (`src/asgi/`): what runs on the event loop around the application.
 
 Requests are Rust's until the application's coroutine: `run` starts it as a task whose
-done-callback is Rust's (`CallDone`), and `install` makes the loop read the Rust inbox's fd.
+done-callback is Rust's (`Done`), and `install` makes the loop read the Rust inbox's fd.
 The lifespan protocol is here too (`Lifespan`): it runs once per process, so its speed does not
 matter and asyncio's own queues keep it short.
 """

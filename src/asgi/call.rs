@@ -21,6 +21,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use tokio::sync::{mpsc, oneshot, Notify};
 
+use super::endpoint::{Endpoint, Waiting};
 use super::inbox::{Event, Inbox};
 use crate::cancel::Flight;
 use crate::job::{Chunk, Reply, ReplyBody};
@@ -46,7 +47,7 @@ pub struct Call {
     /// The body reader waits on this while the queue is full.
     pub body_space: Notify,
     out: Mutex<Out>,
-    waiting: Mutex<Waiting>,
+    waiting: Waiting,
     /// The statistics' hold, let go when the application's task ends.
     hold: Mutex<Option<WorkerHold>>,
     /// The application's task, to cancel it after `--cancel-grace`.
@@ -71,14 +72,6 @@ struct Out {
     aborted: Arc<AtomicBool>,
     /// The last byte was handed to the core.
     complete: bool,
-}
-
-#[derive(Default)]
-struct Waiting {
-    receive: Option<Py<PyAny>>,
-    send: Option<Py<PyAny>>,
-    /// The pending send went through (set by the tokio task that waited for room).
-    sent: Arc<AtomicBool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -116,7 +109,7 @@ impl Call {
                 aborted: Arc::new(AtomicBool::new(false)),
                 complete: false,
             }),
-            waiting: Mutex::new(Waiting::default()),
+            waiting: Waiting::default(),
             hold: Mutex::new(Some(hold)),
             task: Mutex::new(None),
             lease: Mutex::new(None),
@@ -165,96 +158,6 @@ impl Call {
             if let Err(e) = task.bind(py).call_method0(intern!(py, "cancel")) {
                 e.print(py);
             }
-        }
-    }
-
-    /// Wake what waits on this request: a `receive()` with a message now, a `send()` that
-    /// went through.
-    pub fn ready(&self, py: Python<'_>) {
-        let receive = lock(&self.waiting).receive.take();
-        if let Some(future) = receive {
-            match self.next_message(py) {
-                Ok(Some(message)) => resolve(py, &future, message.into_any()),
-                Ok(None) => lock(&self.waiting).receive = Some(future),
-                Err(e) => reject(py, &future, &e),
-            }
-        }
-        let mut waiting = lock(&self.waiting);
-        if waiting.send.is_some() && waiting.sent.swap(false, Ordering::AcqRel) {
-            let future = waiting.send.take();
-            drop(waiting);
-            if let Some(future) = future {
-                if self.flight.is_cancelled() {
-                    reject(py, &future, &client_gone(py));
-                } else {
-                    resolve(py, &future, py.None().into_bound(py));
-                }
-            }
-        }
-    }
-
-    /// The next message for `receive()`, if there is one now.
-    fn next_message<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let mut body = lock(&self.body);
-        if let Some(chunk) = body.chunks.pop_front() {
-            let was_full = body.chunks.len() + 1 >= BODY_DEPTH;
-            let last = body.done && body.chunks.is_empty();
-            body.finished = last;
-            drop(body);
-            if was_full {
-                self.body_space.notify_one();
-            }
-            return request_message(py, &chunk, !last).map(Some);
-        }
-        if body.done && !body.finished {
-            body.finished = true;
-            return request_message(py, b"", false).map(Some);
-        }
-        drop(body);
-        // After the body: nothing until the client leaves or the response is over.
-        if self.flight.is_cancelled() || lock(&self.out).complete {
-            let message = PyDict::new(py);
-            message.set_item(intern!(py, "type"), intern!(py, "http.disconnect"))?;
-            return Ok(Some(message));
-        }
-        Ok(None)
-    }
-
-    /// `receive()`: a message at once, or a future the loop resolves when one comes.
-    fn receive(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        if let Some(message) = self.next_message(py)? {
-            return Ready::now(py, message.into_any());
-        }
-        let future = super::new_future(py)?;
-        lock(&self.waiting).receive = Some(future.clone_ref(py));
-        Ok(future)
-    }
-
-    /// `send(message)`.
-    fn send(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let message = message
-            .cast::<PyDict>()
-            .map_err(|_| PyTypeError::new_err("an ASGI message must be a dict"))?;
-        let kind: String = message
-            .get_item(intern!(py, "type"))?
-            .ok_or_else(|| PyValueError::new_err("an ASGI message needs a 'type'"))?
-            .extract()?;
-        if self.flight.is_cancelled() {
-            return Err(client_gone(py));
-        }
-        match kind.as_str() {
-            "http.response.start" => {
-                self.start(py, message)?;
-                Ready::now(py, py.None().into_bound(py))
-            }
-            "http.response.body" => self.body(py, message),
-            "http.response.pathsend" => {
-                self.pathsend(py, message)?;
-                Ready::now(py, py.None().into_bound(py))
-            }
-            other => Err(PyValueError::new_err(format!(
-                "unknown ASGI message type {other:?} for an HTTP request (see asgiref's www spec)"
-            ))),
         }
     }
 
@@ -347,23 +250,14 @@ impl Call {
             Err(mpsc::error::TrySendError::Closed(_)) => Err(client_gone(py)),
             Err(mpsc::error::TrySendError::Full(chunk)) => {
                 // The client is slower than the application: wait for room.
-                let future = super::new_future(py)?;
-                let sent = {
-                    let mut waiting = lock(&self.waiting);
-                    waiting.send = Some(future.clone_ref(py));
-                    Arc::clone(&waiting.sent)
-                };
                 let (inbox, call) = (Arc::clone(&self.inbox), self.handle());
-                self.runtime.spawn(async move {
-                    if let Ok(permit) = stream.reserve().await {
-                        permit.send(chunk);
-                    }
-                    sent.store(true, Ordering::Release);
+                let wake = move || {
                     if let Some(call) = call.upgrade() {
                         inbox.post(Event::Ready(call));
                     }
-                });
-                Ok(future)
+                };
+                self.waiting
+                    .send_when_room(py, &self.runtime, stream, chunk, wake)
             }
         }
     }
@@ -410,24 +304,6 @@ impl Call {
         if let Some(call) = self.handle_strong() {
             self.inbox.post(Event::Ready(call));
         }
-    }
-
-    /// The application's task ended: log its error, answer 500 if it never responded, cut a
-    /// stream it left open, and let the statistics go.
-    pub fn done(&self, py: Python<'_>, task: &Bound<'_, PyAny>) {
-        let cancelled = task
-            .call_method0(intern!(py, "cancelled"))
-            .and_then(|c| c.is_truthy())
-            .unwrap_or(true);
-        let error = if cancelled {
-            None
-        } else {
-            task.call_method0(intern!(py, "exception"))
-                .ok()
-                .filter(|e| !e.is_none())
-        };
-        self.ended(py, error.as_ref(), cancelled);
-        super::task_ended();
     }
 
     /// Served on a pool thread without the loop (`dispatch.rs`'s direct path): as [`done`]
@@ -509,6 +385,89 @@ impl Call {
 
     fn handle_strong(&self) -> Option<Arc<Call>> {
         self.me.upgrade()
+    }
+}
+
+impl Endpoint for Call {
+    /// The next message for `receive()`, if there is one now.
+    fn next_message<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let mut body = lock(&self.body);
+        if let Some(chunk) = body.chunks.pop_front() {
+            let was_full = body.chunks.len() + 1 >= BODY_DEPTH;
+            let last = body.done && body.chunks.is_empty();
+            body.finished = last;
+            drop(body);
+            if was_full {
+                self.body_space.notify_one();
+            }
+            return request_message(py, &chunk, !last).map(Some);
+        }
+        if body.done && !body.finished {
+            body.finished = true;
+            return request_message(py, b"", false).map(Some);
+        }
+        drop(body);
+        // After the body: nothing until the client leaves or the response is over.
+        if self.flight.is_cancelled() || lock(&self.out).complete {
+            let message = PyDict::new(py);
+            message.set_item(intern!(py, "type"), intern!(py, "http.disconnect"))?;
+            return Ok(Some(message));
+        }
+        Ok(None)
+    }
+
+    /// `send(message)`.
+    fn send(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let message = message
+            .cast::<PyDict>()
+            .map_err(|_| PyTypeError::new_err("an ASGI message must be a dict"))?;
+        let kind: String = message
+            .get_item(intern!(py, "type"))?
+            .ok_or_else(|| PyValueError::new_err("an ASGI message needs a 'type'"))?
+            .extract()?;
+        if self.flight.is_cancelled() {
+            return Err(client_gone(py));
+        }
+        match kind.as_str() {
+            "http.response.start" => {
+                self.start(py, message)?;
+                Ready::now(py, py.None().into_bound(py))
+            }
+            "http.response.body" => self.body(py, message),
+            "http.response.pathsend" => {
+                self.pathsend(py, message)?;
+                Ready::now(py, py.None().into_bound(py))
+            }
+            other => Err(PyValueError::new_err(format!(
+                "unknown ASGI message type {other:?} for an HTTP request (see asgiref's www spec)"
+            ))),
+        }
+    }
+
+    /// The application's task ended: log its error, answer 500 if it never responded, cut a
+    /// stream it left open, and let the statistics go.
+    fn done(&self, py: Python<'_>, task: &Bound<'_, PyAny>) {
+        let cancelled = task
+            .call_method0(intern!(py, "cancelled"))
+            .and_then(|c| c.is_truthy())
+            .unwrap_or(true);
+        let error = if cancelled {
+            None
+        } else {
+            task.call_method0(intern!(py, "exception"))
+                .ok()
+                .filter(|e| !e.is_none())
+        };
+        self.ended(py, error.as_ref(), cancelled);
+        super::task_ended();
+    }
+
+    fn gone(&self) -> bool {
+        self.flight.is_cancelled()
+    }
+
+    fn waiting(&self) -> &Waiting {
+        &self.waiting
     }
 }
 
@@ -669,38 +628,5 @@ impl Ready {
 
     fn close(&mut self) {
         self.value = None;
-    }
-}
-
-/// `receive`, as the application calls it.
-#[pyclass(module = "ferrule", name = "Receive", frozen)]
-pub struct Receive(pub Arc<Call>);
-
-#[pymethods]
-impl Receive {
-    fn __call__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        self.0.receive(py)
-    }
-}
-
-/// `send`, as the application calls it.
-#[pyclass(module = "ferrule", name = "Send", frozen)]
-pub struct Send(pub Arc<Call>);
-
-#[pymethods]
-impl Send {
-    fn __call__(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        self.0.send(py, message)
-    }
-}
-
-/// Handed to the task's done-callback.
-#[pyclass(module = "ferrule", name = "CallDone", frozen)]
-pub struct CallDone(pub Arc<Call>);
-
-#[pymethods]
-impl CallDone {
-    fn __call__(&self, py: Python<'_>, task: &Bound<'_, PyAny>) {
-        self.0.done(py, task);
     }
 }

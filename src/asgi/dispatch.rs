@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use pyo3::prelude::*;
 
 use super::call::Call;
+use super::endpoint::Endpoint;
 use super::inbox::{Event, Inbox};
 use crate::cancel::{DisconnectGuard, Flight};
 use crate::http::dispatch::{Admitted, Answer, Dispatch};
@@ -98,7 +99,8 @@ impl Direct {
             .scopes
             .http(py, &admitted, &call.trace)
             .and_then(|scope| {
-                let send = Py::new(py, super::call::Send(Arc::clone(call)))?;
+                let send = Arc::clone(call) as Arc<dyn super::endpoint::Endpoint>;
+                let send = Py::new(py, super::endpoint::Send(send))?;
                 self.serve.call1(py, (self.handler.bind(py), scope, send))
             });
         match served {
@@ -196,7 +198,7 @@ impl Asgi {
         let runtime = tokio::runtime::Handle::current();
         call.flight.on_fire(Box::new(move |_| {
             let Some(call) = weak.upgrade() else { return };
-            inbox.post(Event::Ready(Arc::clone(&call)));
+            inbox.post(Event::Ready(Arc::clone(&call) as Arc<dyn Endpoint>));
             if let Some(grace) = grace {
                 let weak = Arc::downgrade(&call);
                 runtime.spawn(async move {
@@ -280,7 +282,7 @@ async fn queue(call: &Arc<Call>, data: Bytes) -> bool {
     loop {
         if call.push_body(&data) {
             call.inbox
-                .post(Event::Ready(Arc::clone(call)));
+                .post(Event::Ready(Arc::clone(call) as Arc<dyn Endpoint>));
             return true;
         }
         tokio::select! {

@@ -10,21 +10,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::call::Call;
+use super::endpoint::Endpoint;
 use super::websocket::WsCall;
 
 /// Something the loop has to do for a request.
 pub enum Event {
     /// A new request: call the application.
     Start(Arc<Call>),
-    /// Something changed for a request (a body chunk came, the client left, a send went
-    /// through): wake what waits on it.
-    Ready(Arc<Call>),
+    /// Something changed for a request or a WebSocket (a body chunk or a message came, the
+    /// client left, a send went through): wake what waits on it.
+    Ready(Arc<dyn Endpoint>),
     /// The request was cancelled `--cancel-grace` ago and its task still runs: cancel it.
     Cancel(Arc<Call>),
     /// A new WebSocket: call the application.
     StartWs(Arc<WsCall>),
-    /// A message came, the client left, a send went through.
-    ReadyWs(Arc<WsCall>),
 }
 
 /// The queue and the fd that wakes the loop for it.

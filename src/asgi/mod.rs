@@ -5,7 +5,9 @@
 //!   becomes a [`call::Call`], its body read by a tokio task as the application asks for it;
 //! - `inbox.rs`: how tokio threads reach the loop without the GIL: a queue and an `eventfd`
 //!   the loop reads (`loop.add_reader`), drained in batches;
-//! - `call.rs`: one request between the two sides: `receive`, `send`, the response;
+//! - `call.rs`: one request between the two sides: its messages, the response;
+//! - `endpoint.rs`: what a request and a WebSocket share: the `receive`, `send` and
+//!   done-callback objects, the futures the application awaits;
 //! - `executor.rs`: asgiref's executor for a request's sync code, a leased pool thread;
 //! - `websocket.rs`: WebSockets: the handshake the application answers, then a socket task;
 //! - `scope.rs`: the `http` and `websocket` scopes;
@@ -15,6 +17,7 @@
 
 mod call;
 mod dispatch;
+mod endpoint;
 mod executor;
 mod inbox;
 mod scope;
@@ -30,9 +33,10 @@ use pyo3::types::{PyDict, PyModule};
 
 use crate::error::Error;
 use crate::{log_error, log_info, log_warn};
+use call::Call;
 pub use call::Ready;
-use call::{Call, CallDone, Receive, Send};
 pub use dispatch::Asgi;
+use endpoint::{Done, Endpoint, Receive, Send};
 pub use executor::Executor;
 use inbox::{Event, Inbox};
 
@@ -258,7 +262,6 @@ impl Drain {
                 Event::Ready(call) => call.ready(py),
                 Event::Cancel(call) => call.cancel(py),
                 Event::StartWs(call) => self.start_ws(py, &call),
-                Event::ReadyWs(call) => call.ready(py),
             }
         }
     }
@@ -283,9 +286,9 @@ impl Drain {
                 request.into_bound(py).into_any(),
             )?;
             let callables = [
-                Py::new(py, websocket::WsReceive(Arc::clone(call)))?.into_any(),
-                Py::new(py, websocket::WsSend(Arc::clone(call)))?.into_any(),
-                Py::new(py, websocket::WsDone(Arc::clone(call)))?.into_any(),
+                Py::new(py, Receive(Arc::clone(call) as Arc<dyn Endpoint>))?.into_any(),
+                Py::new(py, Send(Arc::clone(call) as Arc<dyn Endpoint>))?.into_any(),
+                Py::new(py, Done(Arc::clone(call) as Arc<dyn Endpoint>))?.into_any(),
             ];
             let lease = executor::Lease::new(Arc::clone(&call.flight));
             lease.release();
@@ -314,9 +317,9 @@ impl Drain {
         let started = (|| -> PyResult<()> {
             let scope = self.scopes.http(py, &admitted, &call.trace)?;
             let callables = [
-                Py::new(py, Receive(Arc::clone(call)))?.into_any(),
-                Py::new(py, Send(Arc::clone(call)))?.into_any(),
-                Py::new(py, CallDone(Arc::clone(call)))?.into_any(),
+                Py::new(py, Receive(Arc::clone(call) as Arc<dyn Endpoint>))?.into_any(),
+                Py::new(py, Send(Arc::clone(call) as Arc<dyn Endpoint>))?.into_any(),
+                Py::new(py, Done(Arc::clone(call) as Arc<dyn Endpoint>))?.into_any(),
             ];
             let lease = executor::Lease::new(Arc::clone(&call.flight));
             call.set_lease(Arc::clone(&lease));

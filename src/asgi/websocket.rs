@@ -36,6 +36,7 @@ use yawc::frame::OpCode;
 use yawc::{close::CloseCode, Frame, HttpWebSocket, WebSocket, WebSocketError};
 
 use super::call::Ready;
+use super::endpoint::{Endpoint, Waiting};
 use super::inbox::{Event, Inbox};
 use crate::cancel::{DisconnectGuard, Flight};
 use crate::config::WsPlan;
@@ -152,17 +153,10 @@ pub struct WsCall {
     end_code: AtomicU16,
     /// The client is gone (or the connection closed): `send()` raises.
     gone: AtomicBool,
-    waiting: Mutex<Waiting>,
+    waiting: Waiting,
     hold: Mutex<Option<WorkerHold>>,
     task: Mutex<Option<Py<PyAny>>>,
     lease: Mutex<Option<Arc<super::executor::Lease>>>,
-}
-
-#[derive(Default)]
-struct Waiting {
-    receive: Option<Py<PyAny>>,
-    send: Option<Py<PyAny>>,
-    sent: Arc<AtomicBool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -199,7 +193,7 @@ impl WsCall {
             app_ended: Notify::new(),
             end_code: AtomicU16::new(1000),
             gone: AtomicBool::new(false),
-            waiting: Mutex::new(Waiting::default()),
+            waiting: Waiting::default(),
             hold: Mutex::new(Some(hold)),
             task: Mutex::new(None),
             lease: Mutex::new(None),
@@ -208,7 +202,7 @@ impl WsCall {
 
     fn wake(&self) {
         if let Some(me) = self.me.upgrade() {
-            self.inbox.post(Event::ReadyWs(me));
+            self.inbox.post(Event::Ready(me));
         }
     }
 
@@ -247,121 +241,6 @@ impl WsCall {
 
     pub fn set_task(&self, task: Py<PyAny>) {
         *lock(&self.task) = Some(task);
-    }
-
-    /// Wake what waits: a `receive()` with a message now, a `send()` that went through.
-    pub fn ready(&self, py: Python<'_>) {
-        let receive = lock(&self.waiting).receive.take();
-        if let Some(future) = receive {
-            match self.next_message(py) {
-                Ok(Some(message)) => super::call::resolve(py, &future, message.into_any()),
-                Ok(None) => lock(&self.waiting).receive = Some(future),
-                Err(e) => super::call::reject(py, &future, &e),
-            }
-        }
-        let mut waiting = lock(&self.waiting);
-        if waiting.send.is_some() && waiting.sent.swap(false, Ordering::AcqRel) {
-            let future = waiting.send.take();
-            drop(waiting);
-            if let Some(future) = future {
-                if self.gone.load(Ordering::Acquire) {
-                    super::call::reject(py, &future, &super::call::client_gone(py));
-                } else {
-                    super::call::resolve(py, &future, py.None().into_bound(py));
-                }
-            }
-        }
-    }
-
-    fn next_message<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let message = PyDict::new(py);
-        let mut incoming = lock(&self.incoming);
-        if !incoming.connected {
-            incoming.connected = true;
-            message.set_item(intern!(py, "type"), intern!(py, "websocket.connect"))?;
-            return Ok(Some(message));
-        }
-        if let Some(next) = incoming.queue.pop_front() {
-            let was_full = incoming.queue.len() + 1 >= IN_DEPTH;
-            drop(incoming);
-            if was_full {
-                self.space.notify_one();
-            }
-            match next {
-                In::Text(text) => {
-                    message.set_item(intern!(py, "type"), intern!(py, "websocket.receive"))?;
-                    message.set_item(intern!(py, "text"), PyString::new(py, &text))?;
-                    message.set_item(intern!(py, "bytes"), py.None())?;
-                }
-                In::Bytes(data) => {
-                    message.set_item(intern!(py, "type"), intern!(py, "websocket.receive"))?;
-                    message.set_item(intern!(py, "bytes"), PyBytes::new(py, &data))?;
-                    message.set_item(intern!(py, "text"), py.None())?;
-                }
-            }
-            return Ok(Some(message));
-        }
-        if let Some((code, reason)) = &incoming.ended {
-            disconnect(py, &message, *code, reason)?;
-            return Ok(Some(message));
-        }
-        Ok(None)
-    }
-
-    fn receive(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        if let Some(message) = self.next_message(py)? {
-            return Ready::now(py, message.into_any());
-        }
-        let future = super::new_future(py)?;
-        lock(&self.waiting).receive = Some(future.clone_ref(py));
-        Ok(future)
-    }
-
-    fn send(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let message = message
-            .cast::<PyDict>()
-            .map_err(|_| PyTypeError::new_err("an ASGI message must be a dict"))?;
-        let kind: String = message
-            .get_item(intern!(py, "type"))?
-            .ok_or_else(|| PyValueError::new_err("an ASGI message needs a 'type'"))?
-            .extract()?;
-        let phase = *lock(&self.phase);
-        match kind.as_str() {
-            "websocket.accept" => self.accept(py, message, phase)?,
-            "websocket.send" => return self.send_message(py, message, phase),
-            "websocket.close" => {
-                let code: Option<u16> = item(message, "code")?
-                    .map(|v| v.extract::<u16>())
-                    .transpose()?;
-                let reason: Option<String> = item(message, "reason")?
-                    .map(|v| v.extract::<String>())
-                    .transpose()?;
-                match phase {
-                    Phase::Connecting => {
-                        *lock(&self.phase) = Phase::Closed;
-                        self.answer(Handshake::Deny(forbidden()));
-                    }
-                    Phase::Accepted => {
-                        *lock(&self.phase) = Phase::Closed;
-                        if !self.gone.load(Ordering::Acquire) {
-                            let close =
-                                Out::Close(code.unwrap_or(1000), reason.unwrap_or_default());
-                            return self.queue_out(py, close);
-                        }
-                    }
-                    // Closing twice, or after the client left: nothing more to say.
-                    Phase::Denying | Phase::Closed => {}
-                }
-            }
-            "websocket.http.response.start" => self.deny_start(py, message, phase)?,
-            "websocket.http.response.body" => self.deny_body(py, message, phase)?,
-            other => {
-                return Err(PyValueError::new_err(format!(
-                    "unknown ASGI message type {other:?} for a WebSocket (see asgiref's www spec)"
-                )))
-            }
-        }
-        Ready::now(py, py.None().into_bound(py))
     }
 
     fn accept(&self, py: Python<'_>, message: &Bound<'_, PyDict>, phase: Phase) -> PyResult<()> {
@@ -487,27 +366,110 @@ impl WsCall {
             Ok(()) => Ready::now(py, py.None().into_bound(py)),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(super::call::client_gone(py)),
             Err(mpsc::error::TrySendError::Full(out)) => {
-                let future = super::new_future(py)?;
-                let sent = {
-                    let mut waiting = lock(&self.waiting);
-                    waiting.send = Some(future.clone_ref(py));
-                    Arc::clone(&waiting.sent)
-                };
-                let (tx, me) = (self.out.clone(), self.me.clone());
-                self.runtime.spawn(async move {
-                    let _ = tx.send(out).await;
-                    sent.store(true, Ordering::Release);
+                let me = self.me.clone();
+                let wake = move || {
                     if let Some(call) = me.upgrade() {
                         call.wake();
                     }
-                });
-                Ok(future)
+                };
+                self.waiting
+                    .send_when_room(py, &self.runtime, self.out.clone(), out, wake)
             }
         }
     }
 
+    pub fn failed_to_start(&self) {
+        *lock(&self.phase) = Phase::Closed;
+        self.answer(Handshake::Deny(super::call::internal_error()));
+        drop(lock(&self.hold).take());
+    }
+}
+
+impl Endpoint for WsCall {
+    fn next_message<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let message = PyDict::new(py);
+        let mut incoming = lock(&self.incoming);
+        if !incoming.connected {
+            incoming.connected = true;
+            message.set_item(intern!(py, "type"), intern!(py, "websocket.connect"))?;
+            return Ok(Some(message));
+        }
+        if let Some(next) = incoming.queue.pop_front() {
+            let was_full = incoming.queue.len() + 1 >= IN_DEPTH;
+            drop(incoming);
+            if was_full {
+                self.space.notify_one();
+            }
+            match next {
+                In::Text(text) => {
+                    message.set_item(intern!(py, "type"), intern!(py, "websocket.receive"))?;
+                    message.set_item(intern!(py, "text"), PyString::new(py, &text))?;
+                    message.set_item(intern!(py, "bytes"), py.None())?;
+                }
+                In::Bytes(data) => {
+                    message.set_item(intern!(py, "type"), intern!(py, "websocket.receive"))?;
+                    message.set_item(intern!(py, "bytes"), PyBytes::new(py, &data))?;
+                    message.set_item(intern!(py, "text"), py.None())?;
+                }
+            }
+            return Ok(Some(message));
+        }
+        if let Some((code, reason)) = &incoming.ended {
+            disconnect(py, &message, *code, reason)?;
+            return Ok(Some(message));
+        }
+        Ok(None)
+    }
+
+    fn send(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let message = message
+            .cast::<PyDict>()
+            .map_err(|_| PyTypeError::new_err("an ASGI message must be a dict"))?;
+        let kind: String = message
+            .get_item(intern!(py, "type"))?
+            .ok_or_else(|| PyValueError::new_err("an ASGI message needs a 'type'"))?
+            .extract()?;
+        let phase = *lock(&self.phase);
+        match kind.as_str() {
+            "websocket.accept" => self.accept(py, message, phase)?,
+            "websocket.send" => return self.send_message(py, message, phase),
+            "websocket.close" => {
+                let code: Option<u16> = item(message, "code")?
+                    .map(|v| v.extract::<u16>())
+                    .transpose()?;
+                let reason: Option<String> = item(message, "reason")?
+                    .map(|v| v.extract::<String>())
+                    .transpose()?;
+                match phase {
+                    Phase::Connecting => {
+                        *lock(&self.phase) = Phase::Closed;
+                        self.answer(Handshake::Deny(forbidden()));
+                    }
+                    Phase::Accepted => {
+                        *lock(&self.phase) = Phase::Closed;
+                        if !self.gone.load(Ordering::Acquire) {
+                            let close =
+                                Out::Close(code.unwrap_or(1000), reason.unwrap_or_default());
+                            return self.queue_out(py, close);
+                        }
+                    }
+                    // Closing twice, or after the client left: nothing more to say.
+                    Phase::Denying | Phase::Closed => {}
+                }
+            }
+            "websocket.http.response.start" => self.deny_start(py, message, phase)?,
+            "websocket.http.response.body" => self.deny_body(py, message, phase)?,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown ASGI message type {other:?} for a WebSocket (see asgiref's www spec)"
+                )))
+            }
+        }
+        Ready::now(py, py.None().into_bound(py))
+    }
+
     /// The application's task ended.
-    pub fn done(&self, py: Python<'_>, task: &Bound<'_, PyAny>) {
+    fn done(&self, py: Python<'_>, task: &Bound<'_, PyAny>) {
         let cancelled = task
             .call_method0(intern!(py, "cancelled"))
             .and_then(|c| c.is_truthy())
@@ -555,10 +517,12 @@ impl WsCall {
         super::task_ended();
     }
 
-    pub fn failed_to_start(&self) {
-        *lock(&self.phase) = Phase::Closed;
-        self.answer(Handshake::Deny(super::call::internal_error()));
-        drop(lock(&self.hold).take());
+    fn gone(&self) -> bool {
+        self.gone.load(Ordering::Acquire)
+    }
+
+    fn waiting(&self) -> &Waiting {
+        &self.waiting
     }
 }
 
@@ -997,38 +961,5 @@ fn error_code(e: &WebSocketError) -> u16 {
         | WebSocketError::InvalidContinuationFrame
         | WebSocketError::CompressionNotSupported => 1002,
         _ => 1006,
-    }
-}
-
-/// `receive` of a WebSocket.
-#[pyclass(module = "ferrule", name = "WsReceive", frozen)]
-pub struct WsReceive(pub Arc<WsCall>);
-
-#[pymethods]
-impl WsReceive {
-    fn __call__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        self.0.receive(py)
-    }
-}
-
-/// `send` of a WebSocket.
-#[pyclass(module = "ferrule", name = "WsSend", frozen)]
-pub struct WsSend(pub Arc<WsCall>);
-
-#[pymethods]
-impl WsSend {
-    fn __call__(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        self.0.send(py, message)
-    }
-}
-
-/// The WebSocket task's done-callback.
-#[pyclass(module = "ferrule", name = "WsDone", frozen)]
-pub struct WsDone(pub Arc<WsCall>);
-
-#[pymethods]
-impl WsDone {
-    fn __call__(&self, py: Python<'_>, task: &Bound<'_, PyAny>) {
-        self.0.done(py, task);
     }
 }

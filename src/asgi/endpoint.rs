@@ -1,0 +1,139 @@
+//! What an HTTP request (`call.rs`) and a WebSocket (`websocket.rs`) share on the loop's side:
+//! the `receive`, `send` and done-callback objects the application gets, and the futures it
+//! awaits until the network core has a message for it or room for what it sends.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use tokio::sync::mpsc;
+
+use super::call::{client_gone, reject, resolve, Ready};
+
+/// One conversation between the application and a client.
+pub(super) trait Endpoint: std::marker::Send + Sync + 'static {
+    /// The next message for `receive()`, if there is one now.
+    fn next_message<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>>;
+
+    /// `send(message)`: an awaitable.
+    fn send(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>>;
+
+    /// The application's task ended.
+    fn done(&self, py: Python<'_>, task: &Bound<'_, PyAny>);
+
+    /// The client is gone: a `send()` waiting for room raises.
+    fn gone(&self) -> bool;
+
+    fn waiting(&self) -> &Waiting;
+
+    /// `receive()`: a message at once, or a future [`Endpoint::ready`] resolves.
+    fn receive(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        if let Some(message) = self.next_message(py)? {
+            return Ready::now(py, message.into_any());
+        }
+        let future = super::new_future(py)?;
+        self.waiting().lock().receive = Some(future.clone_ref(py));
+        Ok(future)
+    }
+
+    /// Something changed (a message came, the client left, a send went through): wake what
+    /// waits.
+    fn ready(&self, py: Python<'_>) {
+        let receive = self.waiting().lock().receive.take();
+        if let Some(future) = receive {
+            match self.next_message(py) {
+                Ok(Some(message)) => resolve(py, &future, message.into_any()),
+                Ok(None) => self.waiting().lock().receive = Some(future),
+                Err(e) => reject(py, &future, &e),
+            }
+        }
+        let mut waiting = self.waiting().lock();
+        if waiting.send.is_some() && waiting.sent.swap(false, Ordering::AcqRel) {
+            let future = waiting.send.take();
+            drop(waiting);
+            if let Some(future) = future {
+                if self.gone() {
+                    reject(py, &future, &client_gone(py));
+                } else {
+                    resolve(py, &future, py.None().into_bound(py));
+                }
+            }
+        }
+    }
+}
+
+/// The `receive()` and the `send()` an application awaits, if any.
+#[derive(Default)]
+pub(super) struct Waiting(Mutex<Parked>);
+
+#[derive(Default)]
+pub(super) struct Parked {
+    receive: Option<Py<PyAny>>,
+    send: Option<Py<PyAny>>,
+    /// The pending send went through (set by the tokio task that waited for room).
+    sent: Arc<AtomicBool>,
+}
+
+impl Waiting {
+    fn lock(&self) -> MutexGuard<'_, Parked> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `item` for `tx`, which is full: the future `send()` returns, resolved once a task on
+    /// `runtime` got it into the channel and `wake` posted the endpoint's `Ready`.
+    pub fn send_when_room<T: std::marker::Send + 'static>(
+        &self,
+        py: Python<'_>,
+        runtime: &tokio::runtime::Handle,
+        tx: mpsc::Sender<T>,
+        item: T,
+        wake: impl FnOnce() + std::marker::Send + 'static,
+    ) -> PyResult<Py<PyAny>> {
+        let future = super::new_future(py)?;
+        let sent = {
+            let mut parked = self.lock();
+            parked.send = Some(future.clone_ref(py));
+            Arc::clone(&parked.sent)
+        };
+        runtime.spawn(async move {
+            let _ = tx.send(item).await;
+            sent.store(true, Ordering::Release);
+            wake();
+        });
+        Ok(future)
+    }
+}
+
+/// `receive`, as the application calls it.
+#[pyclass(module = "ferrule", name = "Receive", frozen)]
+pub struct Receive(pub(super) Arc<dyn Endpoint>);
+
+#[pymethods]
+impl Receive {
+    fn __call__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.0.receive(py)
+    }
+}
+
+/// `send`, as the application calls it.
+#[pyclass(module = "ferrule", name = "Send", frozen)]
+pub struct Send(pub(super) Arc<dyn Endpoint>);
+
+#[pymethods]
+impl Send {
+    fn __call__(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        self.0.send(py, message)
+    }
+}
+
+/// Handed to the task's done-callback.
+#[pyclass(module = "ferrule", name = "Done", frozen)]
+pub struct Done(pub(super) Arc<dyn Endpoint>);
+
+#[pymethods]
+impl Done {
+    fn __call__(&self, py: Python<'_>, task: &Bound<'_, PyAny>) {
+        self.0.done(py, task);
+    }
+}
