@@ -229,13 +229,30 @@ impl Scopes {
         trace: &Arc<crate::stats::Trace>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let request = Py::new(py, crate::wsgi::Request::new(Arc::clone(trace)))?;
+        let state = self.state.as_ref().map(|s| s.bind(py));
         scope::http(
             py,
             &self.consts,
-            &admitted.parts,
-            &admitted.conn,
-            &admitted.origin,
-            self.state.as_ref().map(|s| s.bind(py)),
+            admitted,
+            state,
+            request.into_bound(py).into_any(),
+        )
+    }
+
+    /// The `websocket` scope of `admitted`, with its `ferrule.request` object.
+    fn websocket<'py>(
+        &self,
+        py: Python<'py>,
+        admitted: &crate::http::dispatch::Admitted<()>,
+        trace: &Arc<crate::stats::Trace>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let request = Py::new(py, crate::wsgi::Request::new(Arc::clone(trace)))?;
+        let state = self.state.as_ref().map(|s| s.bind(py));
+        scope::websocket(
+            py,
+            &self.consts,
+            admitted,
+            state,
             request.into_bound(py).into_any(),
         )
     }
@@ -275,16 +292,7 @@ impl Drain {
             return;
         };
         let started = (|| -> PyResult<()> {
-            let request = Py::new(py, crate::wsgi::Request::new(Arc::clone(&call.trace)))?;
-            let scope = scope::websocket(
-                py,
-                &self.scopes.consts,
-                &admitted.parts,
-                &admitted.conn,
-                &admitted.origin,
-                self.scopes.state.as_ref().map(|s| s.bind(py)),
-                request.into_bound(py).into_any(),
-            )?;
+            let scope = self.scopes.websocket(py, &admitted, &call.trace)?;
             let callables = [
                 Py::new(py, Receive(Arc::clone(call) as Arc<dyn Endpoint>))?.into_any(),
                 Py::new(py, Send(Arc::clone(call) as Arc<dyn Endpoint>))?.into_any(),

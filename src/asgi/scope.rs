@@ -9,8 +9,9 @@ use http::Version;
 use percent_encoding::percent_decode_str;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
+use crate::http::dispatch::Admitted;
 use crate::job::{ConnInfo, Origin};
 use crate::listen::Peer;
 use crate::wsgi::environ::host_override;
@@ -57,27 +58,56 @@ pub fn path(parts: &Parts, origin: &Origin) -> String {
     }
 }
 
-/// The scope of a WebSocket: the `http` scope's fields less `method`, with `ws`/`wss`,
-/// the subprotocols the client offered, and the denial-response extension.
-pub fn websocket<'py>(
+/// The scope of one HTTP request; `state` is a copy of the lifespan state, if there is one,
+/// and `request` the server's `ferrule.request` object.
+pub fn http<'py>(
     py: Python<'py>,
     consts: &Constants,
-    parts: &Parts,
-    conn: &ConnInfo,
-    origin: &Origin,
+    admitted: &Admitted<()>,
     state: Option<&Bound<'py, PyDict>>,
     request: Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let scope = http(py, consts, parts, conn, origin, state, request)?;
-    scope.set_item(intern!(py, "type"), intern!(py, "websocket"))?;
-    scope.del_item(intern!(py, "method"))?;
-    let scheme = match origin.scheme.unwrap_or(conn.scheme) {
+    let scheme = admitted.origin.scheme.unwrap_or(admitted.conn.scheme);
+    let scope = common(
+        py,
+        consts,
+        admitted,
+        intern!(py, "http"),
+        scheme,
+        state,
+        request,
+    )?;
+    scope.set_item(intern!(py, "method"), admitted.parts.method.as_str())?;
+    let extensions = PyDict::new(py);
+    extensions.set_item(intern!(py, "http.response.pathsend"), PyDict::new(py))?;
+    if let Some(tls) = tls(py, &admitted.conn)? {
+        extensions.set_item(intern!(py, "tls"), tls)?;
+    }
+    scope.set_item(intern!(py, "extensions"), extensions)?;
+    Ok(scope)
+}
+
+/// The scope of a WebSocket: the `http` scope's fields less `method`, with `ws`/`wss`, the
+/// subprotocols the client offered, and the denial-response extension.
+pub fn websocket<'py>(
+    py: Python<'py>,
+    consts: &Constants,
+    admitted: &Admitted<()>,
+    state: Option<&Bound<'py, PyDict>>,
+    request: Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let scheme = match admitted.origin.scheme.unwrap_or(admitted.conn.scheme) {
         "https" => "wss",
         _ => "ws",
     };
-    scope.set_item(intern!(py, "scheme"), scheme)?;
+    let kind = intern!(py, "websocket");
+    let scope = common(py, consts, admitted, kind, scheme, state, request)?;
     let subprotocols = PyList::empty(py);
-    for value in parts.headers.get_all(http::header::SEC_WEBSOCKET_PROTOCOL) {
+    let offered = admitted
+        .parts
+        .headers
+        .get_all(http::header::SEC_WEBSOCKET_PROTOCOL);
+    for value in offered {
         for protocol in value.to_str().unwrap_or("").split(',') {
             let protocol = protocol.trim();
             if !protocol.is_empty() {
@@ -88,34 +118,32 @@ pub fn websocket<'py>(
     scope.set_item(intern!(py, "subprotocols"), subprotocols)?;
     let extensions = PyDict::new(py);
     extensions.set_item(intern!(py, "websocket.http.response"), PyDict::new(py))?;
-    if let Some(tls) = scope.get_item(intern!(py, "extensions"))?.and_then(|e| {
-        e.cast_into::<PyDict>()
-            .ok()
-            .and_then(|e| e.get_item("tls").ok().flatten())
-    }) {
+    if let Some(tls) = tls(py, &admitted.conn)? {
         extensions.set_item(intern!(py, "tls"), tls)?;
     }
     scope.set_item(intern!(py, "extensions"), extensions)?;
     Ok(scope)
 }
 
-/// The scope of one HTTP request; `state` is a copy of the lifespan state, if there is one,
-/// and `request` the server's `ferrule.request` object.
-pub fn http<'py>(
+/// What the scope of any connection carries.
+fn common<'py>(
     py: Python<'py>,
     consts: &Constants,
-    parts: &Parts,
-    conn: &ConnInfo,
-    origin: &Origin,
+    Admitted {
+        parts,
+        conn,
+        origin,
+        ..
+    }: &Admitted<()>,
+    kind: &Bound<'py, PyString>,
+    scheme: &str,
     state: Option<&Bound<'py, PyDict>>,
     request: Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let scope = PyDict::new(py);
-    scope.set_item(intern!(py, "type"), intern!(py, "http"))?;
+    scope.set_item(intern!(py, "type"), kind)?;
     scope.set_item(intern!(py, "asgi"), consts.asgi.bind(py))?;
     scope.set_item(intern!(py, "http_version"), http_version(parts.version))?;
-    scope.set_item(intern!(py, "method"), parts.method.as_str())?;
-    let scheme = origin.scheme.unwrap_or(conn.scheme);
     scope.set_item(intern!(py, "scheme"), scheme)?;
     scope.set_item(intern!(py, "path"), path(parts, origin))?;
     scope.set_item(
@@ -133,28 +161,30 @@ pub fn http<'py>(
     if let Some(state) = state {
         scope.set_item(intern!(py, "state"), state.copy()?)?;
     }
-    let extensions = PyDict::new(py);
-    extensions.set_item(intern!(py, "http.response.pathsend"), PyDict::new(py))?;
-    if let Some(tls) = &conn.tls {
-        let ext = PyDict::new(py);
-        let chain: Vec<&str> = tls.client_cert_pem.iter().map(String::as_str).collect();
-        ext.set_item("client_cert_chain", chain)?;
-        ext.set_item("client_cert_name", tls.client_subject.as_deref())?;
-        ext.set_item("client_cert_error", py.None())?;
-        ext.set_item(
-            "tls_version",
-            match tls.protocol {
-                "TLSv1.3" => 0x0304,
-                _ => 0x0303,
-            },
-        )?;
-        ext.set_item("cipher_suite", py.None())?;
-        ext.set_item("server_cert", py.None())?;
-        extensions.set_item(intern!(py, "tls"), ext)?;
-    }
-    scope.set_item(intern!(py, "extensions"), extensions)?;
     scope.set_item(intern!(py, "ferrule.request"), request)?;
     Ok(scope)
+}
+
+/// The `tls` extension, on a TLS connection.
+fn tls<'py>(py: Python<'py>, conn: &ConnInfo) -> PyResult<Option<Bound<'py, PyDict>>> {
+    let Some(tls) = &conn.tls else {
+        return Ok(None);
+    };
+    let ext = PyDict::new(py);
+    let chain: Vec<&str> = tls.client_cert_pem.iter().map(String::as_str).collect();
+    ext.set_item("client_cert_chain", chain)?;
+    ext.set_item("client_cert_name", tls.client_subject.as_deref())?;
+    ext.set_item("client_cert_error", py.None())?;
+    ext.set_item(
+        "tls_version",
+        match tls.protocol {
+            "TLSv1.3" => 0x0304,
+            _ => 0x0303,
+        },
+    )?;
+    ext.set_item("cipher_suite", py.None())?;
+    ext.set_item("server_cert", py.None())?;
+    Ok(Some(ext))
 }
 
 /// The headers as sent, names lowercased (hyper's), with `host` what the application should
