@@ -31,6 +31,17 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from asgiref.sync import AsyncToSync, async_to_sync, sync_to_async
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.core.handlers.base import BaseHandler
+from django.http import FileResponse
+from django.urls import set_script_prefix
+
+from ferrule import _ferrule
+from ferrule._errors import ClientDisconnected
+
 __all__ = ["direct", "direct_handler", "install"]
 
 _INSTALLED = "_ferrule_sync_path"
@@ -38,22 +49,13 @@ _INSTALLED = "_ferrule_sync_path"
 
 def install() -> bool:
     """Route ``ASGIHandler``'s HTTP requests through one pool-thread call; idempotent."""
-    try:
-        from django.core.handlers.asgi import ASGIHandler
-    except ImportError:  # pragma: no cover - Django without its ASGI handler
-        return False
     handle = ASGIHandler.handle
     if getattr(handle, _INSTALLED, False):
         return True
 
-    from asgiref.sync import AsyncToSync, sync_to_async
-    from django.core.exceptions import RequestAborted
-
-    executor_type = _executor_type()
-
     async def handle_sync_on_pool(self: Any, scope: dict, receive: Any, send: Any) -> None:
         current = getattr(AsyncToSync.executors, "current", None)
-        if type(current) is not executor_type:  # not a request served by ferrule
+        if type(current) is not _ferrule.Executor:  # not a request served by ferrule
             return await handle(self, scope, receive, send)
         try:
             body_file = await self.read_body(receive)
@@ -64,7 +66,7 @@ def install() -> bool:
                 self, _sync_chain(self), scope, body_file, send, current
             )
             if response is not None:
-                # A streaming response: Django sends it from the loop, as it would.
+                # A response over an async iterator: Django sends it from the loop.
                 try:
                     await self.send_response(response, send)
                 finally:
@@ -86,10 +88,6 @@ def direct_handler(app: Any) -> Any:
     application a request without a body skips the loop altogether (:func:`direct`); anything
     wrapped around the handler (an ASGI middleware) rules that out, since it would be skipped
     too."""
-    try:
-        from django.core.handlers.asgi import ASGIHandler
-    except ImportError:  # pragma: no cover
-        return None
     if not getattr(ASGIHandler.handle, _INSTALLED, False):
         return None
     if isinstance(app, ASGIHandler):
@@ -106,26 +104,16 @@ def direct(handler: Any, scope: dict, send: Any) -> None:
     response = _serve(handler, _sync_chain(handler), scope, io.BytesIO(), send, None)
     if response is not None:
         # A response over an async iterator: Django sends it from the loop.
-        from asgiref.sync import async_to_sync
-
         try:
             async_to_sync(handler.send_response)(response, send)
         finally:
             response.close()
 
 
-def _executor_type() -> type:
-    from ferrule import _ferrule
-
-    return _ferrule.Executor
-
-
 def _sync_chain(handler: Any) -> Any:
     """A handler with the project's middleware loaded in sync mode, one per ASGI handler."""
     chain = handler.__dict__.get("_ferrule_sync_chain")
     if chain is None:
-        from django.core.handlers.base import BaseHandler
-
         chain = BaseHandler()
         chain.load_middleware(is_async=False)
         handler._ferrule_sync_chain = chain
@@ -137,11 +125,6 @@ def _serve(handler: Any, chain: Any, scope: dict, body_file: Any, send: Any, exe
     the response when its content is an async iterator (for the loop to send), None once it
     was sent and closed — and then the thread goes back to the pool at once, while the
     request's task finishes on the loop."""
-    from django.core import signals
-    from django.core.handlers.asgi import get_script_prefix
-    from django.http import FileResponse
-    from django.urls import set_script_prefix
-
     set_script_prefix(get_script_prefix(scope))
     signals.request_started.send(sender=handler.__class__, scope=scope)
     request, response = handler.create_request(scope, body_file)
@@ -152,8 +135,6 @@ def _serve(handler: Any, chain: Any, scope: dict, body_file: Any, send: Any, exe
             response.block_size = handler.chunk_size
     if response.streaming and getattr(response, "is_async", False):
         return response
-    from ferrule import ClientDisconnected
-
     try:
         _push(send, _start(response))
         if response.streaming:
@@ -192,8 +173,6 @@ def _start(response: Any) -> dict:
 def _push(send: Any, message: dict) -> None:
     """``send`` from a pool thread: ferrule's ``send`` completes at once unless the client
     is slower than the response, and then this thread sleeps until there is room."""
-    from ferrule import _ferrule
-
     sent = send(message)
     if type(sent) is not _ferrule.Ready:
         _ferrule.wait(sent)

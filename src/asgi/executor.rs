@@ -15,6 +15,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple};
 
 use crate::cancel::Flight;
@@ -89,21 +90,23 @@ impl Lease {
 pub struct Executor {
     pool: Pool,
     lease: Arc<Lease>,
-    /// `ferrule._asgi.Call`.
-    call: Py<PyAny>,
-    /// `concurrent.futures.Future`.
-    future: Py<PyAny>,
 }
 
 impl Executor {
-    pub fn new(py: Python<'_>, pool: Pool, lease: Arc<Lease>) -> PyResult<Self> {
-        Ok(Self {
-            pool,
-            lease,
-            call: super::helpers(py)?.getattr("Call")?.unbind(),
-            future: py.import("concurrent.futures")?.getattr("Future")?.unbind(),
-        })
+    pub fn new(pool: Pool, lease: Arc<Lease>) -> Self {
+        Self { pool, lease }
     }
+}
+
+/// `ferrule._asgi.Call` and `concurrent.futures.Future`, looked up once.
+fn classes(py: Python<'_>) -> PyResult<&(Py<PyAny>, Py<PyAny>)> {
+    static CLASSES: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
+    CLASSES.get_or_try_init(py, || {
+        Ok((
+            super::helpers(py)?.getattr("Call")?.unbind(),
+            py.import("concurrent.futures")?.getattr("Future")?.unbind(),
+        ))
+    })
 }
 
 #[pymethods]
@@ -118,8 +121,9 @@ impl Executor {
         args: Bound<'_, PyTuple>,
         kwargs: Option<Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
-        let future = self.future.call0(py)?;
-        let call = self.call.call1(py, (&future, r#fn, args, kwargs))?;
+        let (call, future) = classes(py)?;
+        let future = future.call0(py)?;
+        let call = call.call1(py, (&future, r#fn, args, kwargs))?;
         let serve = {
             let mut st = self.lease.lock();
             st.calls.push_back(call);

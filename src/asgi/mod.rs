@@ -355,7 +355,7 @@ impl Drain {
         lease: Arc<executor::Lease>,
         trace: &crate::stats::Trace,
     ) -> PyResult<Py<PyAny>> {
-        let executor = Py::new(py, executor::Executor::new(py, self.pool.clone(), lease)?)?;
+        let executor = Py::new(py, executor::Executor::new(self.pool.clone(), lease))?;
         let [receive, send, done] = callables;
         trace.start();
         task_started();
