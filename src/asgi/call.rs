@@ -312,55 +312,7 @@ impl Call {
     /// [`done`]: Call::done
     pub fn done_direct(&self, py: Python<'_>, error: Option<&PyErr>) {
         let error = error.map(|e| e.value(py).clone().into_any());
-        self.ended(py, error.as_ref(), false);
-    }
-
-    fn ended(&self, py: Python<'_>, error: Option<&Bound<'_, PyAny>>, cancelled: bool) {
-        let mut out = lock(&self.out);
-        let responded = out.head.is_none();
-        let open_stream = out.stream.take();
-        if open_stream.is_some() {
-            // Not `complete`: the stream ended without its last chunk. Marked before the
-            // channel closes, or the body could end as if complete.
-            out.aborted.store(true, Ordering::Release);
-        }
-        drop(open_stream);
-        let head = out.head.take();
-        out.complete = true;
-        drop(out);
-        let busy = !responded && error.is_some_and(|e| is_queue_full(py, e));
-        if busy {
-            log_warn!(
-                "The thread pool's queue is full; answered 503 to {} {}",
-                self.trace.method,
-                self.trace.path
-            );
-        } else if let Some(error) = error {
-            let quiet = self.flight.is_cancelled();
-            if !quiet {
-                let err = PyErr::from_value(error.clone());
-                log_error!(
-                    "Error in the ASGI application for {} {}:\n{}",
-                    self.trace.method,
-                    self.trace.path,
-                    crate::wsgi::traceback(py, &err)
-                );
-            }
-        } else if !responded && !cancelled && !self.flight.is_cancelled() {
-            log_error!(
-                "The ASGI application returned without a response to {} {}",
-                self.trace.method,
-                self.trace.path
-            );
-        }
-        if let Some(head) = head {
-            let _ = head.send(if busy { queue_full() } else { internal_error() });
-        }
-        if let Some(lease) = lock(&self.lease).take() {
-            lease.release();
-        }
-        drop(lock(&self.hold).take());
-        drop(lock(&self.task).take());
+        Endpoint::ended(self, py, error.as_ref(), false);
     }
 
     /// The application could not even be called: answer 500 and let the statistics go.
@@ -417,18 +369,11 @@ impl Endpoint for Call {
     }
 
     /// `send(message)`.
-    fn send(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let message = message
-            .cast::<PyDict>()
-            .map_err(|_| PyTypeError::new_err("an ASGI message must be a dict"))?;
-        let kind: String = message
-            .get_item(intern!(py, "type"))?
-            .ok_or_else(|| PyValueError::new_err("an ASGI message needs a 'type'"))?
-            .extract()?;
+    fn send(&self, py: Python<'_>, kind: &str, message: &Bound<'_, PyDict>) -> PyResult<Py<PyAny>> {
         if self.flight.is_cancelled() {
             return Err(client_gone(py));
         }
-        match kind.as_str() {
+        match kind {
             "http.response.start" => {
                 self.start(py, message)?;
                 Ready::now(py, py.None().into_bound(py))
@@ -446,20 +391,52 @@ impl Endpoint for Call {
 
     /// The application's task ended: log its error, answer 500 if it never responded, cut a
     /// stream it left open, and let the statistics go.
-    fn done(&self, py: Python<'_>, task: &Bound<'_, PyAny>) {
-        let cancelled = task
-            .call_method0(intern!(py, "cancelled"))
-            .and_then(|c| c.is_truthy())
-            .unwrap_or(true);
-        let error = if cancelled {
-            None
-        } else {
-            task.call_method0(intern!(py, "exception"))
-                .ok()
-                .filter(|e| !e.is_none())
-        };
-        self.ended(py, error.as_ref(), cancelled);
-        super::task_ended();
+    fn ended(&self, py: Python<'_>, error: Option<&Bound<'_, PyAny>>, cancelled: bool) {
+        let mut out = lock(&self.out);
+        let responded = out.head.is_none();
+        let open_stream = out.stream.take();
+        if open_stream.is_some() {
+            // Not `complete`: the stream ended without its last chunk. Marked before the
+            // channel closes, or the body could end as if complete.
+            out.aborted.store(true, Ordering::Release);
+        }
+        drop(open_stream);
+        let head = out.head.take();
+        out.complete = true;
+        drop(out);
+        let busy = !responded && error.is_some_and(|e| is_queue_full(py, e));
+        if busy {
+            log_warn!(
+                "The thread pool's queue is full; answered 503 to {} {}",
+                self.trace.method,
+                self.trace.path
+            );
+        } else if let Some(error) = error {
+            let quiet = self.flight.is_cancelled();
+            if !quiet {
+                let err = PyErr::from_value(error.clone());
+                log_error!(
+                    "Error in the ASGI application for {} {}:\n{}",
+                    self.trace.method,
+                    self.trace.path,
+                    crate::wsgi::traceback(py, &err)
+                );
+            }
+        } else if !responded && !cancelled && !self.flight.is_cancelled() {
+            log_error!(
+                "The ASGI application returned without a response to {} {}",
+                self.trace.method,
+                self.trace.path
+            );
+        }
+        if let Some(head) = head {
+            let _ = head.send(if busy { queue_full() } else { internal_error() });
+        }
+        if let Some(lease) = lock(&self.lease).take() {
+            lease.release();
+        }
+        drop(lock(&self.hold).take());
+        drop(lock(&self.task).take());
     }
 
     fn gone(&self) -> bool {

@@ -5,6 +5,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use tokio::sync::mpsc;
@@ -16,11 +18,11 @@ pub(super) trait Endpoint: std::marker::Send + Sync + 'static {
     /// The next message for `receive()`, if there is one now.
     fn next_message<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>>;
 
-    /// `send(message)`: an awaitable.
-    fn send(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>>;
+    /// `send(message)` of a message of type `kind`: an awaitable.
+    fn send(&self, py: Python<'_>, kind: &str, message: &Bound<'_, PyDict>) -> PyResult<Py<PyAny>>;
 
-    /// The application's task ended.
-    fn done(&self, py: Python<'_>, task: &Bound<'_, PyAny>);
+    /// The application's task ended, `cancelled` or with `error` (None if it returned).
+    fn ended(&self, py: Python<'_>, error: Option<&Bound<'_, PyAny>>, cancelled: bool);
 
     /// The client is gone: a `send()` waiting for room raises.
     fn gone(&self) -> bool;
@@ -123,7 +125,14 @@ pub struct Send(pub(super) Arc<dyn Endpoint>);
 #[pymethods]
 impl Send {
     fn __call__(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        self.0.send(py, message)
+        let message = message
+            .cast::<PyDict>()
+            .map_err(|_| PyTypeError::new_err("an ASGI message must be a dict"))?;
+        let kind: String = message
+            .get_item(intern!(py, "type"))?
+            .ok_or_else(|| PyValueError::new_err("an ASGI message needs a 'type'"))?
+            .extract()?;
+        self.0.send(py, &kind, message)
     }
 }
 
@@ -134,6 +143,18 @@ pub struct Done(pub(super) Arc<dyn Endpoint>);
 #[pymethods]
 impl Done {
     fn __call__(&self, py: Python<'_>, task: &Bound<'_, PyAny>) {
-        self.0.done(py, task);
+        let cancelled = task
+            .call_method0(intern!(py, "cancelled"))
+            .and_then(|c| c.is_truthy())
+            .unwrap_or(true);
+        let error = if cancelled {
+            None
+        } else {
+            task.call_method0(intern!(py, "exception"))
+                .ok()
+                .filter(|e| !e.is_none())
+        };
+        self.0.ended(py, error.as_ref(), cancelled);
+        super::task_ended();
     }
 }

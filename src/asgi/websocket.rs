@@ -26,7 +26,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::SinkExt;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
@@ -421,16 +421,9 @@ impl Endpoint for WsCall {
         Ok(None)
     }
 
-    fn send(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let message = message
-            .cast::<PyDict>()
-            .map_err(|_| PyTypeError::new_err("an ASGI message must be a dict"))?;
-        let kind: String = message
-            .get_item(intern!(py, "type"))?
-            .ok_or_else(|| PyValueError::new_err("an ASGI message needs a 'type'"))?
-            .extract()?;
+    fn send(&self, py: Python<'_>, kind: &str, message: &Bound<'_, PyDict>) -> PyResult<Py<PyAny>> {
         let phase = *lock(&self.phase);
-        match kind.as_str() {
+        match kind {
             "websocket.accept" => self.accept(py, message, phase)?,
             "websocket.send" => return self.send_message(py, message, phase),
             "websocket.close" => {
@@ -469,19 +462,8 @@ impl Endpoint for WsCall {
     }
 
     /// The application's task ended.
-    fn done(&self, py: Python<'_>, task: &Bound<'_, PyAny>) {
-        let cancelled = task
-            .call_method0(intern!(py, "cancelled"))
-            .and_then(|c| c.is_truthy())
-            .unwrap_or(true);
-        let error = if cancelled {
-            None
-        } else {
-            task.call_method0(intern!(py, "exception"))
-                .ok()
-                .filter(|e| !e.is_none())
-        };
-        if let Some(error) = &error {
+    fn ended(&self, py: Python<'_>, error: Option<&Bound<'_, PyAny>>, _cancelled: bool) {
+        if let Some(error) = error {
             if !self.gone.load(Ordering::Acquire) {
                 let err = PyErr::from_value(error.clone());
                 log_error!(
@@ -514,7 +496,6 @@ impl Endpoint for WsCall {
         }
         drop(lock(&self.hold).take());
         drop(lock(&self.task).take());
-        super::task_ended();
     }
 
     fn gone(&self) -> bool {
