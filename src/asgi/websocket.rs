@@ -134,6 +134,7 @@ struct Deny {
 /// One WebSocket between the network core and the event loop.
 pub struct WsCall {
     me: Weak<WsCall>,
+    /// The handshake's: it fires if the client leaves before the application answers.
     pub flight: Arc<Flight>,
     pub trace: Arc<Trace>,
     pub inbox: Arc<Inbox>,
@@ -166,6 +167,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl WsCall {
     fn new(
         admitted: Admitted<()>,
+        flight: Arc<Flight>,
         trace: Arc<Trace>,
         hold: WorkerHold,
         handshake: oneshot::Sender<Handshake>,
@@ -174,7 +176,7 @@ impl WsCall {
         let (out, out_rx) = mpsc::channel(OUT_DEPTH);
         Arc::new_cyclic(|me| Self {
             me: me.clone(),
-            flight: Flight::new(),
+            flight,
             trace,
             inbox,
             runtime: tokio::runtime::Handle::current(),
@@ -641,6 +643,7 @@ pub(super) async fn serve(
             conn,
             origin,
         },
+        Arc::clone(&flight),
         trace,
         hold,
         tx,
