@@ -27,11 +27,11 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
+import test_django
 from browser import Browser, chromium_path
 from conftest import TESTS
 from helpers import Unmet, free_port, wait_until
@@ -48,11 +48,7 @@ for _module in ("channels", "channels_redis"):
             allow_module_level=True,
         )
 
-# Remove once ferrule's `receive()` and `send()` awaitables work with asyncio.ensure_future;
-# strict, so the tests fail loudly (XPASS) the day they pass.
-
 SITE = TESTS / "channels_site"
-MANAGE = [sys.executable, str(SITE / "manage.py")]
 # Generous bounds for what must happen (a message arriving, a server starting): the machine
 # is shared and loaded; a broken server fails by exceeding them, not a slow one.
 LIVENESS = 30
@@ -76,39 +72,14 @@ def site_env(data_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def manage(args: list[str], env: dict[str, str], timeout: float = 120):
-    """Run `manage.py ARGS` to completion; stdout and stderr together in `.stdout`."""
-    return subprocess.run(
-        [*MANAGE, *args],
-        cwd=SITE,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-        timeout=timeout,
-    )
+def manage(args: list[str], env: dict[str, str]):
+    return test_django.manage(args, env, timeout=120, site=SITE)
 
 
 def start_site(args: list[str], env: dict[str, str]) -> ManagedServer:
     """`manage.py server ARGS --noreload` from the project's directory, as a developer
     starts it, once it says it is ready."""
-    proc = subprocess.Popen(
-        [*MANAGE, "server", *args, "--noreload"],
-        cwd=SITE,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-    )
-    server = ManagedServer(proc)
-    if server.wait_ready(LIVENESS * 2):
-        return server
-    server.finish()
-    raise AssertionError("manage.py server did not become ready:\n" + "".join(server.lines))
+    return test_django.start_server([*args, "--noreload"], env, timeout=LIVENESS * 2, site=SITE)
 
 
 def errors_in(server: ManagedServer, since: int) -> list[str]:

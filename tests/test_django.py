@@ -22,7 +22,6 @@ from conftest import TESTS, Server
 from helpers import free_port
 
 SITE = TESTS / "django_site"
-MANAGE = [sys.executable, str(SITE / "manage.py")]
 
 
 # --- launching `manage.py` ------------------------------------------------------------------
@@ -39,11 +38,12 @@ def site_env(data_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def manage(args: list[str], env: dict[str, str], timeout: float = 60):
-    """Run `manage.py ARGS` to completion; stdout and stderr together in `.stdout`."""
+def manage(args: list[str], env: dict[str, str], timeout: float = 60, site: Path = SITE):
+    """Run `manage.py ARGS` of the project in `site` to completion; stdout and stderr together
+    in `.stdout`."""
     return subprocess.run(
-        [*MANAGE, *args],
-        cwd=SITE,
+        [sys.executable, str(site / "manage.py"), *args],
+        cwd=site,
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -71,12 +71,14 @@ class ManagedServer(Server):
         return code
 
 
-def start_server(args: list[str], env: dict[str, str], timeout: float = 60) -> ManagedServer:
-    """Start `manage.py server ARGS` and wait for its readiness line, as conftest's `start()`
-    does for `python -m ferrule`."""
+def start_server(
+    args: list[str], env: dict[str, str], timeout: float = 60, site: Path = SITE
+) -> ManagedServer:
+    """Start `manage.py server ARGS` of the project in `site` and wait for its readiness line,
+    as conftest's `start()` does for `python -m ferrule`."""
     proc = subprocess.Popen(
-        [*MANAGE, "server", *args],
-        cwd=SITE,
+        [sys.executable, str(site / "manage.py"), "server", *args],
+        cwd=site,
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
