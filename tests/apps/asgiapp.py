@@ -28,6 +28,9 @@ from _record import record
 
 
 def text(scope):
+    """The scope as JSON-ready data: bytes as latin-1 text, the request object and state left
+    out (wsapp.py sends it too)."""
+
     def plain(v):
         if isinstance(v, bytes):
             return v.decode("latin-1")

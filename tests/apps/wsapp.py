@@ -25,20 +25,12 @@ import json
 import sys
 from urllib.parse import parse_qs
 
+from asgiapp import text
+
 
 def say(line):
     print(f"fixture: {line}", flush=True)
     sys.stdout.flush()
-
-
-def plain(v):
-    if isinstance(v, bytes):
-        return v.decode("latin-1")
-    if isinstance(v, (list, tuple)):
-        return [plain(x) for x in v]
-    if isinstance(v, dict):
-        return {k: plain(x) for k, x in v.items() if k not in ("ferrule.request", "state")}
-    return v
 
 
 async def echo(receive, send, tag):
@@ -80,7 +72,7 @@ async def websocket(scope, receive, send):
         accept["subprotocol"] = "chat"
     await send(accept)
     if path == "/scope":
-        await send({"type": "websocket.send", "text": json.dumps(plain(scope))})
+        await send({"type": "websocket.send", "text": json.dumps(text(scope))})
         await echo(receive, send, tag)
     elif path == "/close":
         code = int(query.get("code", "1000"))
