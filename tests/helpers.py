@@ -103,6 +103,12 @@ class Conn:
         self.send(build_request(method, target, **kw))
         return self.read_response(method)
 
+    def until(self, marker: bytes) -> bytes:
+        """Read until `marker` has come; everything received so far (left unparsed)."""
+        while marker not in self.buf:
+            self._fill()
+        return self.buf
+
     def _fill(self) -> None:
         data = self.sock.recv(65536)
         if not data:

@@ -105,17 +105,10 @@ def test_server_sent_events_arrive_as_they_are_sent(asgi):
     server = asgi()
     with Conn(server) as c:
         c.send(build_request("GET", "/sse?n=3", host=host_header(server)))
-        seen = b""
-        while b"data: 0" not in seen:
-            chunk = c.sock.recv(4096)
-            assert chunk, seen
-            seen += chunk
+        seen = c.until(b"data: 0")
         # The first event came before the stream ended: nothing was held back.
         assert b"0\r\n\r\n" not in seen
-        while b"0\r\n\r\n" not in seen:
-            chunk = c.sock.recv(4096)
-            assert chunk, seen
-            seen += chunk
+        seen = c.until(b"0\r\n\r\n")
     assert seen.count(b"data: ") == 3
 
 

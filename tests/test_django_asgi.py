@@ -73,16 +73,9 @@ def test_async_views_run_on_the_loop(site):
 def test_an_async_iterator_streams_as_it_yields(site):
     with Conn(site) as c:
         c.send(build_request("GET", "/async-events/?n=3", host=host_header(site)))
-        seen = b""
-        while b"data: 0" not in seen:
-            chunk = c.sock.recv(4096)
-            assert chunk, seen
-            seen += chunk
+        seen = c.until(b"data: 0")
         assert b"data: 2" not in seen, "the first event came with the last"
-        while b"0\r\n\r\n" not in seen:
-            chunk = c.sock.recv(4096)
-            assert chunk, seen
-            seen += chunk
+        seen = c.until(b"0\r\n\r\n")
     assert seen.count(b"data: ") == 3
 
 
@@ -125,11 +118,7 @@ def test_a_full_queue_answers_503_as_under_wsgi(data_dir, tmp_path, method):
             held.send(
                 build_request("GET", f"/stream/?lines=3&gate={gate}", host=host_header(server))
             )
-            seen = b""
-            while b"line 1" not in seen:
-                chunk = held.sock.recv(4096)
-                assert chunk, seen
-                seen += chunk
+            held.until(b"line 1")
             with ThreadPoolExecutor(3) as pool:
                 body = b"x=1" if method == "POST" else None
                 probes = [pool.submit(server.request, method, "/thread/", body) for _ in range(3)]
