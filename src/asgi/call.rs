@@ -517,34 +517,6 @@ pub(super) fn client_gone(py: Python<'_>) -> PyErr {
     crate::bridge::cancelled_error(py, crate::cancel::Reason::Disconnected)
 }
 
-pub(super) fn resolve(py: Python<'_>, future: &Py<PyAny>, value: Bound<'_, PyAny>) {
-    let future = future.bind(py);
-    if future
-        .call_method0(intern!(py, "done"))
-        .and_then(|d| d.is_truthy())
-        .unwrap_or(true)
-    {
-        return;
-    }
-    if let Err(e) = future.call_method1(intern!(py, "set_result"), (value,)) {
-        e.print(py);
-    }
-}
-
-pub(super) fn reject(py: Python<'_>, future: &Py<PyAny>, error: &PyErr) {
-    let future = future.bind(py);
-    if future
-        .call_method0(intern!(py, "done"))
-        .and_then(|d| d.is_truthy())
-        .unwrap_or(true)
-    {
-        return;
-    }
-    if let Err(e) = future.call_method1(intern!(py, "set_exception"), (error.value(py),)) {
-        e.print(py);
-    }
-}
-
 /// An awaitable that is done already: `await` returns `value` without a trip through the
 /// loop (most `send()` and `receive()` calls).
 #[pyclass(module = "ferrule", name = "Ready")]

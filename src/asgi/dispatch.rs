@@ -97,7 +97,7 @@ impl Direct {
         call.trace.start();
         let served = self
             .scopes
-            .http(py, &admitted, &call.trace)
+            .build(py, super::scope::http, &admitted, &call.trace)
             .and_then(|scope| {
                 let send = Arc::clone(call) as Arc<dyn super::endpoint::Endpoint>;
                 let send = Py::new(py, super::endpoint::Send(send))?;

@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use tokio::sync::mpsc;
 
-use super::call::{client_gone, reject, resolve, Ready};
+use super::call::{client_gone, Ready};
 
 /// One conversation between the application and a client.
 pub(super) trait Endpoint: std::marker::Send + Sync + 'static {
@@ -45,9 +45,9 @@ pub(super) trait Endpoint: std::marker::Send + Sync + 'static {
         let receive = self.waiting().lock().receive.take();
         if let Some(future) = receive {
             match self.next_message(py) {
-                Ok(Some(message)) => resolve(py, &future, message.into_any()),
+                Ok(Some(message)) => settle(py, &future, Ok(message.into_any())),
                 Ok(None) => self.waiting().lock().receive = Some(future),
-                Err(e) => reject(py, &future, &e),
+                Err(e) => settle(py, &future, Err(e)),
             }
         }
         let mut waiting = self.waiting().lock();
@@ -55,13 +55,34 @@ pub(super) trait Endpoint: std::marker::Send + Sync + 'static {
             let future = waiting.send.take();
             drop(waiting);
             if let Some(future) = future {
-                if self.gone() {
-                    reject(py, &future, &client_gone(py));
+                let outcome = if self.gone() {
+                    Err(client_gone(py))
                 } else {
-                    resolve(py, &future, py.None().into_bound(py));
-                }
+                    Ok(py.None().into_bound(py))
+                };
+                settle(py, &future, outcome);
             }
         }
+    }
+}
+
+/// Set the result (or the exception) of an awaited future, unless it is done already (the
+/// application cancelled its await).
+fn settle(py: Python<'_>, future: &Py<PyAny>, outcome: PyResult<Bound<'_, PyAny>>) {
+    let future = future.bind(py);
+    let done = future
+        .call_method0(intern!(py, "done"))
+        .and_then(|d| d.is_truthy())
+        .unwrap_or(true);
+    if done {
+        return;
+    }
+    let set = match outcome {
+        Ok(value) => future.call_method1(intern!(py, "set_result"), (value,)),
+        Err(e) => future.call_method1(intern!(py, "set_exception"), (e.value(py),)),
+    };
+    if let Err(e) = set {
+        e.print(py);
     }
 }
 

@@ -221,40 +221,19 @@ pub(crate) struct Scopes {
 }
 
 impl Scopes {
-    /// The `http` scope of `admitted`, with its `ferrule.request` object.
-    fn http<'py>(
+    /// The scope `kind` (`scope::http` or `scope::websocket`) builds for `admitted`, with
+    /// its `ferrule.request` object.
+    fn build<'py>(
         &self,
         py: Python<'py>,
+        kind: scope::Kind,
         admitted: &crate::http::dispatch::Admitted<()>,
         trace: &Arc<crate::stats::Trace>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let request = Py::new(py, crate::wsgi::Request::new(Arc::clone(trace)))?;
         let state = self.state.as_ref().map(|s| s.bind(py));
-        scope::http(
-            py,
-            &self.consts,
-            admitted,
-            state,
-            request.into_bound(py).into_any(),
-        )
-    }
-
-    /// The `websocket` scope of `admitted`, with its `ferrule.request` object.
-    fn websocket<'py>(
-        &self,
-        py: Python<'py>,
-        admitted: &crate::http::dispatch::Admitted<()>,
-        trace: &Arc<crate::stats::Trace>,
-    ) -> PyResult<Bound<'py, PyDict>> {
-        let request = Py::new(py, crate::wsgi::Request::new(Arc::clone(trace)))?;
-        let state = self.state.as_ref().map(|s| s.bind(py));
-        scope::websocket(
-            py,
-            &self.consts,
-            admitted,
-            state,
-            request.into_bound(py).into_any(),
-        )
+        let request = request.into_bound(py).into_any();
+        kind(py, &self.consts, admitted, state, request)
     }
 }
 
@@ -292,7 +271,9 @@ impl Drain {
             return;
         };
         let started = (|| -> PyResult<()> {
-            let scope = self.scopes.websocket(py, &admitted, &call.trace)?;
+            let scope = self
+                .scopes
+                .build(py, scope::websocket, &admitted, &call.trace)?;
             let callables = [
                 Py::new(py, Receive(Arc::clone(call) as Arc<dyn Endpoint>))?.into_any(),
                 Py::new(py, Send(Arc::clone(call) as Arc<dyn Endpoint>))?.into_any(),
@@ -323,7 +304,7 @@ impl Drain {
             return; // gone before it started: the answer is the cancellation's
         }
         let started = (|| -> PyResult<()> {
-            let scope = self.scopes.http(py, &admitted, &call.trace)?;
+            let scope = self.scopes.build(py, scope::http, &admitted, &call.trace)?;
             let callables = [
                 Py::new(py, Receive(Arc::clone(call) as Arc<dyn Endpoint>))?.into_any(),
                 Py::new(py, Send(Arc::clone(call) as Arc<dyn Endpoint>))?.into_any(),

@@ -58,6 +58,15 @@ pub fn path(parts: &Parts, origin: &Origin) -> String {
     }
 }
 
+/// A scope builder: [`http`] or [`websocket`].
+pub type Kind = for<'py> fn(
+    Python<'py>,
+    &Constants,
+    &Admitted<()>,
+    Option<&Bound<'py, PyDict>>,
+    Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyDict>>;
+
 /// The scope of one HTTP request; `state` is a copy of the lifespan state, if there is one,
 /// and `request` the server's `ferrule.request` object.
 pub fn http<'py>(
