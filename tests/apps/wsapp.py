@@ -17,6 +17,15 @@
   /hold           accepts and waits for the disconnect, then half a second of cleanup
                   ('fixture: ws cleanup done tag=T'; the shutdown test)
   /tasks          echoes with receive() and send() wrapped in tasks, as Channels does
+WebSocket paths are routed without the scope's root_path and, under /ws/, without that too
+(/app/ws/close is /close behind docs/deploy-nginx.md's `--prefix /app` and `location /app/ws/`).
+
+HTTP:
+  /http-scope     the scope of the request as JSON
+  /page           an HTML page whose script, once loaded, opens a WebSocket to /scope?tag=page
+                  on the page's own origin, sends "über h2" after the scope, closes with
+                  4000 once it is echoed, and shows in <html data-*> what happened: state
+                  (open, echoed, error, closed C), scope (the scope's JSON) and echo
 Other HTTP paths answer "hello".
 """
 
@@ -26,6 +35,37 @@ import sys
 from urllib.parse import parse_qs
 
 from asgiapp import text
+
+PAGE = b"""<!doctype html>
+<meta charset="utf-8">
+<title>wsapp</title>
+<script>
+addEventListener("load", () => {
+  const seen = document.documentElement.dataset;
+  const ws = new WebSocket(location.origin.replace(/^http/, "ws") + "/scope?tag=page");
+  ws.onopen = () => { seen.state = "open"; };
+  ws.onmessage = (e) => {
+    if (seen.scope === undefined) {
+      seen.scope = e.data;
+      ws.send("\u00fcber h2");
+    } else {
+      seen.echo = e.data;
+      seen.state = "echoed";
+      ws.close(4000, "page done");
+    }
+  };
+  ws.onerror = () => { seen.state = "error"; };
+  ws.onclose = (e) => { if (seen.state !== "echoed") seen.state = "closed " + e.code; };
+});
+</script>
+"""
+
+
+def route(scope):
+    """The path a WebSocket is routed on: without the root path the application is mounted
+    at (as frameworks do) and without a leading /ws (as a Channels project's ws/ patterns)."""
+    path = scope["path"].removeprefix(scope["root_path"])
+    return path.removeprefix("/ws") if path.startswith("/ws/") else path
 
 
 def say(line):
@@ -48,7 +88,7 @@ async def echo(receive, send, tag):
 async def websocket(scope, receive, send):
     query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
     tag = query.get("tag", "-")
-    path = scope["path"]
+    path = route(scope)
     connect = await receive()
     assert connect["type"] == "websocket.connect", connect
     if path == "/deny":
@@ -120,14 +160,20 @@ async def app(scope, receive, send):
     if scope["type"] == "websocket":
         await websocket(scope, receive, send)
     elif scope["type"] == "http":
+        if scope["path"] == "/http-scope":
+            body, kind = json.dumps(text(scope)).encode(), b"application/json"
+        elif scope["path"] == "/page":
+            body, kind = PAGE, b"text/html; charset=utf-8"
+        else:
+            body, kind = b"hello", b"text/plain"
         await send(
             {
                 "type": "http.response.start",
                 "status": 200,
-                "headers": [(b"content-type", b"text/plain")],
+                "headers": [(b"content-type", kind)],
             }
         )
-        await send({"type": "http.response.body", "body": b"hello"})
+        await send({"type": "http.response.body", "body": body})
     elif scope["type"] == "lifespan":
         while True:
             message = await receive()
