@@ -1,0 +1,181 @@
+"""WebSockets as they are deployed, against live servers and real clients (issue 14):
+
+- behind nginx configured with the WebSockets section of docs/deploy-nginx.md as written (its
+  `map` and `location /app/ws/` added to the page's TLS site block, ferrule started with the
+  page's ASGI command), over the page's Unix socket and over TCP as its note describes: text
+  and binary echoed, close codes both ways, and the scope the application sees (the client
+  nginx forwarded, `wss`, the prefix).
+
+The application is tests/apps/wsapp.py; certificates are made at test time (tls_helpers.Pki).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import socket
+import ssl
+
+import pytest
+from conftest import ROOT, start
+from helpers import free_port
+from nginx_helpers import running_nginx
+from test_deploy_nginx import doc_block
+from tls_helpers import Pki
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+DOC = ROOT / "docs" / "deploy-nginx.md"
+# The longest wait for what must happen (a message arriving, a socket opening): the machine is
+# shared and loaded; a broken server fails by exceeding it, not a slow one.
+LIVENESS = 30
+# The documented paths the test replaces with its own.
+DOC_SOCKET = "/run/mysite/ferrule.sock"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> Pki:
+    return Pki(tmp_path_factory.mktemp("pki"))
+
+
+# --- behind nginx, as docs/deploy-nginx.md says -----------------------------------------------
+
+
+def doc_fence(containing: str) -> str:
+    """The fenced block of docs/deploy-nginx.md that contains `containing` (the WebSockets
+    section's blocks carry no `# test:` line)."""
+    blocks = re.findall(r"```\w*\n(.*?)```", DOC.read_text(), re.S)
+    found = [b for b in blocks if containing in b]
+    assert len(found) == 1, f"{len(found)} blocks of docs/deploy-nginx.md contain {containing!r}"
+    return found[0]
+
+
+def websocket_site() -> str:
+    """The page's nginx site with its WebSockets section added as the page says: the `map`
+    outside the server blocks, `location /app/ws/` in the `listen 443` server."""
+    section = doc_fence("proxy_set_header Upgrade $http_upgrade")
+    upgrade_map = section[: section.index("\nserver {")]
+    location = re.search(r"^( *)location /app/ws/ \{\n.*?^\1\}\n", section, re.S | re.M)
+    assert location, section
+    site = doc_block("nginx-site")
+    anchor = "    location = /app {"
+    assert site.count(anchor) == 1, site
+    return upgrade_map + "\n" + site.replace(anchor, location.group(0) + "\n" + anchor)
+
+
+class Deployment:
+    """nginx with TLS on `port`, ferrule behind it on `transport`."""
+
+    def __init__(self, port: int, ctx: ssl.SSLContext, server, transport: str):
+        self.port = port
+        self.ctx = ctx
+        self.server = server
+        self.transport = transport
+
+    def client(self, path: str, source: str = "127.0.0.2", **kw):
+        """A `websockets` client of `wss://localhost:PORT{path}` through nginx, connecting
+        from `source` (127.0.0.2: not a trusted proxy, so only X-Forwarded-For names it)."""
+        sock = socket.create_connection(
+            ("127.0.0.1", self.port), timeout=LIVENESS, source_address=(source, 0)
+        )
+        kw.setdefault("open_timeout", LIVENESS)
+        kw.setdefault("close_timeout", 10)
+        try:
+            return connect(f"wss://localhost:{self.port}{path}", sock=sock, ssl=self.ctx, **kw)
+        except BaseException:
+            sock.close()
+            raise
+
+
+@pytest.fixture(scope="module", params=["unix", "tcp"])
+def deployed(request, tmp_path_factory, pki):
+    """The page's ASGI command and nginx site; over the page's Unix socket, or over TCP with
+    nginx's address in --forwarded-allow-ips as the page's TCP note says."""
+    transport = request.param
+    tmp = tmp_path_factory.mktemp(f"ws-deploy-{transport}")
+    cert = pki.server()
+    command = doc_fence("mysite.asgi:application").strip()
+    argv = [a.replace("mysite.asgi:application", "wsapp:app") for a in shlex.split(command)]
+    assert argv[:5] == ["ferrule", "--bind", f"unix:{DOC_SOCKET}", "--unix-socket-mode", "660"]
+    sock = tmp / "ferrule.sock"
+    if transport == "unix":
+        argv[2] = f"unix:{sock}"
+    else:
+        argv[2:5] = ["127.0.0.1:0", "--forwarded-allow-ips", "127.0.0.1"]
+    server = start(argv[1:])
+    upstream = f"unix:{sock}" if transport == "unix" else f"127.0.0.1:{server.address[1]}"
+    site = (
+        websocket_site()
+        .replace(f"unix:{DOC_SOCKET}", upstream)
+        .replace("listen 443 ssl", "listen 127.0.0.1:{port} ssl")
+        .replace("listen 80;", f"listen 127.0.0.1:{free_port()};")
+        .replace("/etc/ssl/mysite/fullchain.pem", str(cert.cert))
+        .replace("/etc/ssl/mysite/privkey.pem", str(cert.key))
+    )
+    try:
+        with running_nginx(tmp, site) as port:
+            yield Deployment(port, pki.context(), server, transport)
+    finally:
+        server.stop()
+
+
+def test_text_and_binary_are_echoed_through_nginx(deployed):
+    with deployed.client("/app/ws/echo?tag=nginx-echo") as c:
+        c.send("héllo")
+        assert c.recv(LIVENESS) == "héllo"
+        c.send(b"\x00\xff")
+        assert c.recv(LIVENESS) == b"\x00\xff"
+        big = os.urandom(300_000)
+        c.send(big)
+        assert c.recv(LIVENESS) == big
+    deployed.server.wait_for_output(r"fixture: ws disconnect code=1000 tag=nginx-echo", LIVENESS)
+
+
+def test_close_codes_pass_through_nginx_both_ways(deployed):
+    # The application's code and reason reach the client.
+    with deployed.client("/app/ws/close?code=4001&reason=bye") as c:
+        with pytest.raises(ConnectionClosed) as closed:
+            c.recv(LIVENESS)
+    assert closed.value.rcvd is not None, closed.value
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4001, "bye")
+    # So does the one the server chooses for an application that raises.
+    with deployed.client("/app/ws/raise-after") as c:
+        with pytest.raises(ConnectionClosed) as closed:
+            c.recv(LIVENESS)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011, closed.value
+    # The client's code reaches the application.
+    with deployed.client("/app/ws/echo?tag=nginx-4000") as c:
+        c.close(code=4000, reason="leaving")
+    deployed.server.wait_for_output(r"fixture: ws disconnect code=4000 tag=nginx-4000", LIVENESS)
+
+
+def test_the_scope_behind_nginx(deployed):
+    # A client that forges its address and scheme: nginx appends its peer to the first and
+    # replaces the second.
+    forged = {"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "http"}
+    with deployed.client(
+        "/app/ws/scope?x=1", origin=f"https://localhost:{deployed.port}", additional_headers=forged
+    ) as c:
+        scope = json.loads(c.recv(LIVENESS))
+    assert scope["type"] == "websocket"
+    assert scope["http_version"] == "1.1"
+    assert scope["scheme"] == "wss"
+    assert scope["client"] == ["127.0.0.2", 0]  # X-Forwarded-For names no port
+    assert scope["root_path"] == "/app"
+    assert scope["path"] == "/app/ws/scope"
+    assert scope["raw_path"] == "/app/ws/scope"
+    assert scope["query_string"] == "x=1"
+    headers = dict(scope["headers"])
+    assert headers["host"] == "localhost"
+    assert headers["origin"] == f"https://localhost:{deployed.port}"
+    assert headers["x-forwarded-for"] == "6.6.6.6, 127.0.0.2"
+    assert headers["x-forwarded-proto"] == "https"
+    assert "x-forwarded-host" not in headers
+    # TLS ended at nginx: ferrule has no session to describe.
+    assert scope["extensions"] == {"websocket.http.response": {}}
+    if deployed.transport == "unix":
+        assert scope["server"] == [deployed.server.address, None]
+    else:
+        assert scope["server"] == list(deployed.server.address)
