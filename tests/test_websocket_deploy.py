@@ -4,13 +4,16 @@
   `map` and `location /app/ws/` added to the page's TLS site block, ferrule started with the
   page's ASGI command), over the page's Unix socket and over TCP as its note describes: text
   and binary echoed, close codes both ways, and the scope the application sees (the client
-  nginx forwarded, `wss`, the prefix).
+  nginx forwarded, `wss`, the prefix);
+- a page of ferrule's in headless Chromium over TLS, whose `new WebSocket("wss://…")` runs
+  over the page's own HTTP/2 connection (RFC 8441), as the server side sees it.
 
 The application is tests/apps/wsapp.py; certificates are made at test time (tls_helpers.Pki).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -19,11 +22,12 @@ import socket
 import ssl
 
 import pytest
+from browser import Browser, chromium_path
 from conftest import ROOT, start
-from helpers import free_port
+from helpers import Unmet, free_port, wait_until
 from nginx_helpers import running_nginx
 from test_deploy_nginx import doc_block
-from tls_helpers import Pki
+from tls_helpers import Pki, tls_args
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -179,3 +183,82 @@ def test_the_scope_behind_nginx(deployed):
         assert scope["server"] == [deployed.server.address, None]
     else:
         assert scope["server"] == list(deployed.server.address)
+
+
+# --- Chromium over TLS and HTTP/2 (RFC 8441) ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if chromium_path() is None:
+        if os.environ.get("CI"):
+            raise RuntimeError("chromium is not installed: .ci/run should have installed it")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    with Browser(width=800, height=600) as b:
+        yield b
+
+
+def test_chromium_runs_a_websocket_over_the_pages_http2_connection(browser, pki, launched):
+    # TCP only: Chromium does not connect to Unix sockets.
+    server = launched(["--bind", "127.0.0.1:0", *tls_args(pki.server()), "wsapp:app"])
+    host, port = server.address
+    page = browser.page()
+    try:
+        # The test's CA is not one Chromium trusts; the certificate is otherwise valid for
+        # 127.0.0.1.
+        page.call("Security.setIgnoreCertificateErrors", ignore=True)
+        # The page's script opens wss://…/scope?tag=page once loaded, sends "über h2" after
+        # the scope, notes what came back and closes with 4000 (tests/apps/wsapp.py).
+        page.open(f"https://{host}:{port}/page")
+
+        def echoed():
+            seen = page.evaluate("Object.assign({}, document.documentElement.dataset)")
+            return seen if seen.get("state") == "echoed" else Unmet([seen, page.errors])
+
+        seen = wait_until(echoed, LIVENESS, interval=0.05, what="the page's socket to echo")
+        fetched = page.call(
+            "Runtime.evaluate",
+            expression="fetch('/http-scope').then(r => r.text())",
+            awaitPromise=True,
+            returnByValue=True,
+        )
+        assert "exceptionDetails" not in fetched, fetched
+        http_scope = json.loads(fetched["result"]["value"])
+        loaded = [
+            e["params"]["response"]
+            for e in page.events
+            if e["method"] == "Network.responseReceived"
+        ]
+        handshakes = [
+            e["params"]["response"]
+            for e in page.events
+            if e["method"] == "Network.webSocketHandshakeResponseReceived"
+        ]
+        errors = page.errors
+    finally:
+        with contextlib.suppress(Exception):
+            page.call("Page.close")
+        page.close()
+    # The page came over HTTP/2, so Chromium had a connection to put the socket on.
+    got = [(r["url"], r["protocol"]) for r in loaded]
+    assert got[:1] == [(f"https://{host}:{port}/page", "h2")], got
+    ws_scope = json.loads(seen["scope"])
+    assert seen["echo"] == "über h2"
+    # The application saw an HTTP/2 WebSocket: an extended CONNECT, not an Upgrade.
+    assert ws_scope["type"] == "websocket"
+    assert ws_scope["http_version"] == "2"
+    assert ws_scope["scheme"] == "wss"
+    assert ws_scope["path"] == "/scope"
+    headers = dict(ws_scope["headers"])
+    assert "upgrade" not in headers and "sec-websocket-key" not in headers, headers
+    assert headers["origin"] == f"https://{host}:{port}"
+    assert ws_scope["extensions"]["tls"]["tls_version"] == 0x0304
+    # …on the page's own connection: the same client port as a request the page makes.
+    assert http_scope["http_version"] == "2"
+    assert http_scope["extensions"]["tls"]["tls_version"] == 0x0304
+    assert ws_scope["client"] == http_scope["client"], (ws_scope["client"], http_scope["client"])
+    # Chromium's side: a 200 to its CONNECT (RFC 8441), not a 101.
+    assert [h["status"] for h in handshakes] == [200], handshakes
+    assert errors == [], errors
+    # The page's close code reached the application over the stream.
+    server.wait_for_output(r"fixture: ws disconnect code=4000 tag=page", LIVENESS)
