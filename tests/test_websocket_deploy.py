@@ -6,7 +6,9 @@
   and binary echoed, close codes both ways, and the scope the application sees (the client
   nginx forwarded, `wss`, the prefix);
 - a page of ferrule's in headless Chromium over TLS, whose `new WebSocket("wss://…")` runs
-  over the page's own HTTP/2 connection (RFC 8441), as the server side sees it.
+  over the page's own HTTP/2 connection (RFC 8441), as the server side sees it;
+- the `tls` scope extension (asgiref's www spec) of HTTP requests and WebSockets, with and
+  without a client certificate.
 
 The application is tests/apps/wsapp.py; certificates are made at test time (tls_helpers.Pki).
 """
@@ -27,9 +29,9 @@ from conftest import ROOT, start
 from helpers import Unmet, free_port, wait_until
 from nginx_helpers import running_nginx
 from test_deploy_nginx import doc_block
-from tls_helpers import Pki, tls_args
+from tls_helpers import Pki, TlsView, tls_args
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
+from websockets.sync.client import connect, unix_connect
 
 DOC = ROOT / "docs" / "deploy-nginx.md"
 # The longest wait for what must happen (a message arriving, a socket opening): the machine is
@@ -262,3 +264,92 @@ def test_chromium_runs_a_websocket_over_the_pages_http2_connection(browser, pki,
     assert errors == [], errors
     # The page's close code reached the application over the stream.
     server.wait_for_output(r"fixture: ws disconnect code=4000 tag=page", LIVENESS)
+
+
+# --- the tls extension ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def alice(pki):
+    return pki.client("alice")
+
+
+@pytest.fixture
+def mutual(pki, serve):
+    """wsapp over TLS, asking for a client certificate (optional) signed by the test CA."""
+    cert = pki.server()
+    return serve(
+        "wsapp:app", *tls_args(cert, "--ca-certs", str(pki.ca_file), "--client-cert", "optional")
+    )
+
+
+def expected_tls(client, version: int = 0x0304) -> dict:
+    """The `tls` extension but its `client_cert_chain` (compared as DER by check_tls).
+    `server_cert` and `cipher_suite` are None, as docs/asgi.md says; the spec allows None
+    for servers that cannot tell."""
+    return {
+        "server_cert": None,
+        "client_cert_name": client.x509.subject.rfc4514_string() if client else None,
+        "client_cert_error": None,
+        "tls_version": version,
+        "cipher_suite": None,
+    }
+
+
+def check_tls(ext: dict, client, version: int = 0x0304) -> None:
+    chain = ext.pop("client_cert_chain")
+    assert ext == expected_tls(client, version)
+    assert all(pem.startswith("-----BEGIN CERTIFICATE-----") for pem in chain), chain
+    assert [ssl.PEM_cert_to_DER_cert(pem) for pem in chain] == ([client.der] if client else [])
+
+
+def ws_client(server, path: str, ctx: ssl.SSLContext):
+    kw = dict(ssl=ctx, server_hostname="localhost", open_timeout=LIVENESS, close_timeout=10)
+    if server.is_unix:
+        return unix_connect(server.address, f"wss://localhost{path}", **kw)
+    return connect(f"wss://localhost:{server.address[1]}{path}", **kw)
+
+
+@pytest.mark.parametrize("who", ["anonymous", "alice"])
+def test_the_tls_extension_of_an_http_request(mutual, pki, alice, who):
+    client = alice if who == "alice" else None
+    for version, maximum in ((0x0304, None), (0x0303, ssl.TLSVersion.TLSv1_2)):
+        view = TlsView(mutual, pki.context(client=client, maximum=maximum))
+        resp, body = view.request("GET", "/http-scope")
+        assert resp.status == 200, body
+        scope = json.loads(body)
+        assert scope["scheme"] == "https"
+        check_tls(scope["extensions"]["tls"], client, version)
+
+
+@pytest.mark.parametrize("who", ["anonymous", "alice"])
+def test_the_tls_extension_of_a_websocket(mutual, pki, alice, who):
+    client = alice if who == "alice" else None
+    with ws_client(mutual, "/scope", pki.context(client=client)) as c:
+        scope = json.loads(c.recv(LIVENESS))
+        c.send("still here")
+        assert c.recv(LIVENESS) == "still here"
+    assert scope["scheme"] == "wss"
+    assert set(scope["extensions"]) == {"websocket.http.response", "tls"}
+    check_tls(scope["extensions"]["tls"], client)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="client_cert_chain holds only the client's own certificate, not the intermediates "
+    "it sent after it (asgiref www spec: 'Any subsequent certificates are part of the "
+    "certificate chain sent by the client')",
+)
+def test_the_client_cert_chain_holds_the_intermediates_the_client_sent(mutual, pki, tmp_path):
+    intermediate = pki.ca.create_child_ca()
+    carol = intermediate.issue_cert("carol.clients.example", common_name="carol")
+    chain, key = tmp_path / "carol.crt", tmp_path / "carol.key"
+    chain.write_bytes(b"".join(pem.bytes() for pem in carol.cert_chain_pems))
+    key.write_bytes(carol.private_key_pem.bytes())
+    ctx = pki.context()
+    ctx.load_cert_chain(str(chain), str(key))
+    resp, body = TlsView(mutual, ctx).request("GET", "/http-scope")
+    assert resp.status == 200, body
+    sent = [ssl.PEM_cert_to_DER_cert(pem.bytes().decode()) for pem in carol.cert_chain_pems]
+    got = json.loads(body)["extensions"]["tls"]["client_cert_chain"]
+    assert [ssl.PEM_cert_to_DER_cert(pem) for pem in got] == sent
