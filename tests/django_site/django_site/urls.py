@@ -20,4 +20,6 @@ urlpatterns = [
     path("thread/", views.thread),
     path("async-sleep/", views.async_sleep),
     path("async-events/", views.async_events),
+    path("async-notes/", views.async_notes),
+    path("async-ticks/", views.async_ticks),
 ]

@@ -220,3 +220,24 @@ async def async_events(request):
             await asyncio.sleep(0.05)
 
     return StreamingHttpResponse(events(), content_type="text/event-stream")
+
+
+async def async_notes(request):
+    """An async view using the ORM's async API: the number of notes and the latest ?n= of them
+    (the ASGI benchmark's async ORM row)."""
+    count = await Note.objects.acount()
+    latest = [note.text async for note in Note.objects.all()[: int(request.GET.get("n", "5"))]]
+    return JsonResponse({"count": count, "latest": latest})
+
+
+async def async_ticks(request):
+    """Server-sent events held open: one every ?every= seconds (default 1), ?n= of them (default
+    3600), for the ASGI benchmark's held-streams row."""
+    every = float(request.GET.get("every", "1"))
+
+    async def events():
+        for i in range(int(request.GET.get("n", "3600"))):
+            yield f"data: {i}\n\n"
+            await asyncio.sleep(every)
+
+    return StreamingHttpResponse(events(), content_type="text/event-stream")
