@@ -5,11 +5,16 @@ serves tests/apps/wsapp.py (`/echo`, raw ASGI) as one process; a client in anoth
 opens N WebSockets (in batches), has each echo one message, then holds them all idle. The
 server's RSS (from /proc) before the first connection and with all N open gives the cost per
 connection. Run with the client offering permessage-deflate (what browsers do) and without.
+
+The file-descriptor limit is raised to the hard limit (`ulimit -Hn`) here and in the client;
+the servers inherit it. 10,000 sockets need 10,000 descriptors on each side, and as many
+ephemeral ports of 127.0.0.1 (net.ipv4.ip_local_port_range is 28,000 wide by default).
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import subprocess
 import sys
 import textwrap
@@ -19,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run as common  # noqa: E402  (bench/run.py: shared helpers)
-from run import PY, ROOT  # noqa: E402
+from run import PY, ROOT, WORK  # noqa: E402
 
 APPS = ROOT / "tests" / "apps"
 SERVERS = {
@@ -33,7 +38,7 @@ SERVERS = {
 # The client: open `count` sockets 200 at a time, one echo each, then report and hold.
 CLIENT = textwrap.dedent(
     """
-    import asyncio, sys
+    import asyncio, resource, sys
     from websockets.asyncio.client import connect
 
     async def main(port, count, compress):
@@ -45,12 +50,15 @@ CLIENT = textwrap.dedent(
                 connect(f"ws://127.0.0.1:{port}/echo", open_timeout=60, ping_interval=None, **kw)
                 for _ in range(batch)
             ))
+            print(f"opened {len(sockets)}", flush=True)
         for s in sockets:
             await s.send("hello")
             assert await s.recv() == "hello"
         print("open", flush=True)
         await asyncio.sleep(3600)
 
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     asyncio.run(main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"))
     """
 )
@@ -69,16 +77,18 @@ def rss_kib(pid: int) -> int:
     return total
 
 
-def measure(name: str, count: int, compress: bool) -> tuple[int, int] | None:
+def measure(name: str, count: int, compress: bool) -> tuple[int, int] | str:
+    """RSS in KiB before and with `count` sockets open, or why they could not be opened."""
     port = common.free_port()
     argv = [a.replace("{port}", str(port)) for a in SERVERS[name]]
-    server = subprocess.Popen(argv, cwd=APPS, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    (WORK / "logs").mkdir(parents=True, exist_ok=True)
+    with open(WORK / "logs" / f"ws-idle-{name}.log", "wb") as out:
+        server = subprocess.Popen(argv, cwd=APPS, stdout=out, stderr=subprocess.STDOUT)
     client = None
     try:
         why = common.wait_for_port(port, server)
         if why is not None:
-            print(f"{name}: {why}", file=sys.stderr)
-            return None
+            return why
         time.sleep(1)
         before = rss_kib(server.pid)
         client = subprocess.Popen(
@@ -86,10 +96,15 @@ def measure(name: str, count: int, compress: bool) -> tuple[int, int] | None:
             stdout=subprocess.PIPE,
             text=True,
         )
-        line = client.stdout.readline() if client.stdout else ""
-        if line.strip() != "open":
-            print(f"{name}: the client could not open {count} sockets", file=sys.stderr)
-            return None
+        opened = "0"
+        for line in client.stdout or ():
+            if line.startswith("opened "):
+                opened = line.split()[1]
+            elif line.strip() == "open":
+                break
+        else:
+            # The client's error is on stderr, the server's log in bench/_work/logs.
+            return f"the client opened {opened} of {count:,} sockets, then failed"
         time.sleep(2)
         return before, rss_kib(server.pid)
     finally:
@@ -104,9 +119,13 @@ def measure(name: str, count: int, compress: bool) -> tuple[int, int] | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=5000)
+    parser.add_argument("--count", type=int, default=10_000)
     parser.add_argument("--servers", default=",".join(SERVERS))
     args = parser.parse_args()
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < args.count + 100:
+        parser.error(f"--count {args.count} needs more file descriptors than `ulimit -Hn` {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     names = [n for n in args.servers.split(",") if n]
     columns = ["server", "client compression", "RSS before", f"RSS with {args.count:,} open"]
     print("| " + " | ".join([*columns, "per socket"]) + " |")
@@ -114,11 +133,12 @@ def main() -> None:
     for compress in (True, False):
         for name in names:
             got = measure(name, args.count, compress)
-            if got is None:
+            on = "offered" if compress else "none"
+            if isinstance(got, str):
+                print(f"| {name} | {on} | — | {got} | — |", flush=True)
                 continue
             before, after = got
             per = (after - before) / args.count
-            on = "offered" if compress else "none"
             print(
                 f"| {name} | {on} | {before / 1024:.0f} MiB | {after / 1024:.0f} MiB "
                 f"| {per:.1f} KiB |",
