@@ -3,7 +3,7 @@ socket, with the `websockets` client and with raw frames where a client library 
 misbehave: the handshake the application answers (accept with a subprotocol and headers,
 403, its own denial response), messages both ways, fragments, compression negotiated and
 not, close codes each way, pings, the limits (1009, 1007, 1002), backpressure both ways,
-shutdown (1001), and many idle sockets held at once.
+shutdown (1001; 1012 on a reload), and many idle sockets held at once.
 
 The fixture is a raw ASGI application (tests/apps/wsapp.py).
 """
@@ -228,6 +228,25 @@ def test_shutdown_closes_open_sockets_with_1001(ws):
     # The application's disconnect handler gets to finish before the process exits.
     assert server.proc.wait(LIVENESS) == 0
     assert "fixture: ws cleanup done tag=sd" in server.output()
+
+
+def test_a_reload_closes_with_1012_and_a_stop_with_1001(ws):
+    # A worker replaced by a reload (SIGHUP at the master) tells its clients the service is
+    # restarting (1012) and a new worker takes their reconnection; the master stopping the
+    # service sends its workers' clients 1001.
+    server = ws("--workers", "2")
+    with client(server, "/hold?tag=old") as c:
+        server.proc.send_signal(1)
+        with pytest.raises(ConnectionClosed) as closed:
+            c.recv(LIVENESS)
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1012, "server restarting")
+    server.wait_for_output(r"fixture: ws disconnect code=1012 tag=old", LIVENESS)
+    with client(server, "/hold?tag=new") as c:
+        server.proc.send_signal(15)
+        with pytest.raises(ConnectionClosed) as closed:
+            c.recv(LIVENESS)
+    assert closed.value.rcvd.code == 1001
+    assert server.proc.wait(LIVENESS) == 0
 
 
 # --- frames and limits ------------------------------------------------------------------------

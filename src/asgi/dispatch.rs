@@ -14,7 +14,6 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use pyo3::prelude::*;
@@ -34,8 +33,8 @@ pub struct Asgi {
     pub(super) inbox: Arc<Inbox>,
     /// `--cancel-grace`.
     pub(super) grace: Option<Duration>,
-    /// Cancelled when the server shuts down: open WebSockets close with 1001.
-    pub(super) closing: CancellationToken,
+    /// Begun when the server starts to stop: open WebSockets then close.
+    pub(super) closing: super::GoingAway,
     /// The WebSockets' tasks, waited for at shutdown.
     pub(super) sockets: TaskTracker,
     /// For a Django project: requests served on a pool thread without the loop.

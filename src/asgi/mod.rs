@@ -23,7 +23,7 @@ mod inbox;
 mod scope;
 mod websocket;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,6 +78,35 @@ fn new_future(py: Python<'_>) -> PyResult<Py<PyAny>> {
 /// `__call__` is one.
 pub fn is_asgi(py: Python<'_>, app: &Bound<'_, PyAny>) -> PyResult<bool> {
     helpers(py)?.call_method1("is_asgi", (app,))?.is_truthy()
+}
+
+/// Why the open WebSockets close when this process begins to stop: 1001 (going away) when the
+/// service stops, 1012 (service restart) when the process is being replaced by another — a
+/// reload, `--max-requests`, `--max-rss` — so a client knows a server is there to reconnect to.
+#[derive(Clone, Default)]
+pub struct GoingAway {
+    begun: tokio_util::sync::CancellationToken,
+    restart: Arc<AtomicBool>,
+}
+
+impl GoingAway {
+    /// Close every open WebSocket (once; a later call changes nothing).
+    pub fn begin(&self, restart: bool) {
+        if !self.begun.is_cancelled() && restart {
+            self.restart.store(true, Ordering::Release);
+        }
+        self.begun.cancel();
+    }
+
+    /// When the sockets are to close: the close code and reason to send.
+    pub(crate) async fn begun(&self) -> (u16, &'static str) {
+        self.begun.cancelled().await;
+        if self.restart.load(Ordering::Acquire) {
+            (1012, "server restarting")
+        } else {
+            (1001, "server shutting down")
+        }
+    }
 }
 
 /// An ASGI application set up on the loop: the lifespan it ran (if it speaks the protocol)
@@ -160,15 +189,15 @@ impl Server {
             dispatch: Arc::new(Asgi {
                 inbox,
                 grace,
-                closing: tokio_util::sync::CancellationToken::new(),
+                closing: GoingAway::default(),
                 sockets: tokio_util::task::TaskTracker::new(),
                 direct,
             }),
         })
     }
 
-    /// Cancelled when shutdown begins: open WebSockets then close with 1001 (going away).
-    pub fn going_away(&self) -> tokio_util::sync::CancellationToken {
+    /// Begun when shutdown begins: open WebSockets then close (1001 or 1012).
+    pub fn going_away(&self) -> GoingAway {
         self.dispatch.closing.clone()
     }
 
@@ -180,7 +209,7 @@ impl Server {
         if !sockets.is_empty() {
             log_info!("Closing {} WebSocket(s)", sockets.len());
         }
-        self.dispatch.closing.cancel();
+        self.dispatch.closing.begin(false);
         sockets.close();
         let _ = tokio::time::timeout(within, sockets.wait()).await;
         let settled = tokio::time::timeout_at(deadline, async {

@@ -13,7 +13,8 @@
 //! Messages to the client go through a bounded channel whose fullness makes `send()` wait,
 //! and a client that does not read for `--send-timeout` is dropped. The task pings a quiet
 //! client every `--ws-ping-interval` and closes with 1011 if no pong comes within
-//! `--ws-ping-timeout`; at shutdown it closes with 1001.
+//! `--ws-ping-timeout`; at shutdown it closes with 1001, or with 1012 when the process is
+//! being replaced (a reload).
 //!
 //! A WebSocket holds no pool thread: its sync code (a Channels `WebsocketConsumer`) runs on
 //! whichever pool thread is free, one call at a time (`executor.rs`).
@@ -31,7 +32,6 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 use tokio::sync::{mpsc, oneshot, Notify};
-use tokio_util::sync::CancellationToken;
 use yawc::frame::OpCode;
 use yawc::{close::CloseCode, Frame, HttpWebSocket, WebSocket, WebSocketError};
 
@@ -805,7 +805,7 @@ async fn run(
     mut out: mpsc::Receiver<Out>,
     plan: &WsPlan,
     send_timeout: Duration,
-    closing: &CancellationToken,
+    closing: &super::GoingAway,
     counts: &WsRecorder,
 ) -> u16 {
     let mut held: Option<In> = None;
@@ -884,9 +884,9 @@ async fn run(
                 // The client did not close: for the application, the connection was lost.
                 break (1006, String::new());
             }
-            () = closing.cancelled() => {
-                close(&mut ws, 1001, "server shutting down").await;
-                break (1001, String::new());
+            (code, reason) = closing.begun() => {
+                close(&mut ws, code, reason).await;
+                break (code, String::new());
             }
         }
     };

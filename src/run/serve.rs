@@ -4,6 +4,7 @@
 //! the way out the drain: requests still running at `--graceful-timeout` are cancelled and
 //! given a moment to unwind.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -98,6 +99,7 @@ pub(super) fn serve(
     let served = py.detach(|| {
         runtime.block_on(async {
             let (first, second) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+            let replaced = Arc::new(AtomicBool::new(false));
             watch_signals(
                 Arc::clone(&first),
                 Arc::clone(&second),
@@ -116,6 +118,7 @@ pub(super) fn serve(
                 stats: Arc::clone(&stats),
                 first: Arc::clone(&first),
                 second: Arc::clone(&second),
+                replaced: Arc::clone(&replaced),
                 stopping: Arc::clone(&stopping),
                 max_requests: worker.as_ref().and_then(|w| w.max_requests),
                 files: worker.as_ref().map(|w| w.files.clone()).unwrap_or_default(),
@@ -126,6 +129,7 @@ pub(super) fn serve(
                 first_signal(
                     Arc::clone(&first),
                     asgi.as_ref().map(asgi::Server::going_away),
+                    replaced,
                 ),
                 Arc::clone(&second),
             );
@@ -310,12 +314,16 @@ async fn wind_down(
     drain(pool, outcome, deadline, second).await
 }
 
-/// The first signal: shutdown begins, and an ASGI application's WebSockets close with 1001
-/// (they would never end by themselves).
-async fn first_signal(first: Arc<Notify>, going_away: Option<CancellationToken>) {
+/// The first signal: shutdown begins, and an ASGI application's WebSockets close (they would
+/// never end by themselves): with 1012 if the master is `replaced` this worker, else 1001.
+async fn first_signal(
+    first: Arc<Notify>,
+    going_away: Option<asgi::GoingAway>,
+    replaced: Arc<AtomicBool>,
+) {
     first.notified().await;
-    if let Some(token) = going_away {
-        token.cancel();
+    if let Some(going_away) = going_away {
+        going_away.begin(replaced.load(Ordering::Acquire));
     }
 }
 

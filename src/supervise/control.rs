@@ -28,8 +28,12 @@ const MAX_LINE: usize = 64 << 20;
 pub enum ToWorker {
     /// Answer with [`ToMaster::Pong`].
     Ping,
-    /// Stop accepting, finish what is in flight (`--graceful-timeout`), exit.
-    Stop,
+    /// Stop accepting, finish what is in flight (`--graceful-timeout`), exit; `replace`: another
+    /// worker takes over (a reload, a recycle), the service goes on.
+    Stop {
+        #[serde(default)]
+        replace: bool,
+    },
     /// Exit now, cancelling what still runs (a second SIGTERM at the master).
     StopNow,
     /// Reopen the log file (SIGUSR1 at the master).
@@ -149,7 +153,7 @@ mod tests {
         let (_, mut tx) = split(a);
         let (mut rx, _) = split(b);
         tx.send(&ToWorker::Ping).await.unwrap();
-        tx.send(&ToWorker::Stop).await.unwrap();
+        tx.send(&ToWorker::Stop { replace: true }).await.unwrap();
         drop(tx);
         assert!(matches!(
             rx.recv::<ToWorker>().await.unwrap(),
@@ -157,7 +161,7 @@ mod tests {
         ));
         assert!(matches!(
             rx.recv::<ToWorker>().await.unwrap(),
-            Some(ToWorker::Stop)
+            Some(ToWorker::Stop { replace: true })
         ));
         assert!(rx.recv::<ToWorker>().await.unwrap().is_none());
     }

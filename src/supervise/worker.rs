@@ -3,6 +3,7 @@
 //! orders, statistics — while the ordinary server (`run/`) serves.
 
 use std::os::fd::{FromRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -138,6 +139,9 @@ pub struct Serving {
     /// The server's first and second stop signals (as SIGTERM once and twice).
     pub first: Arc<Notify>,
     pub second: Arc<Notify>,
+    /// Set before `first` when the master stops this worker to replace it (not to stop the
+    /// service): WebSockets then close with 1012, not 1001.
+    pub replaced: Arc<AtomicBool>,
     pub stopping: Arc<OnceLock<Instant>>,
     pub max_requests: Option<u64>,
     pub files: Vec<String>,
@@ -176,7 +180,10 @@ pub async fn control_loop(socket: std::os::unix::net::UnixStream, mut serving: S
             message = rx.recv::<ToWorker>() => {
                 let reply = match message {
                     Ok(Some(ToWorker::Ping)) => Some(ToMaster::Pong(pulse(&serving))),
-                    Ok(Some(ToWorker::Stop)) => {
+                    Ok(Some(ToWorker::Stop { replace })) => {
+                        if replace {
+                            serving.replaced.store(true, Ordering::Release);
+                        }
                         stop(&serving);
                         None
                     }

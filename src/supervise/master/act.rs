@@ -194,7 +194,8 @@ impl Master {
         let Some(w) = self.workers.get_mut(&pid) else {
             return;
         };
-        w.handle.try_order(Order::Send(ToWorker::Stop));
+        let replace = self.stopping.is_none();
+        w.handle.try_order(Order::Send(ToWorker::Stop { replace }));
         w.state = State::Draining;
         w.draining_since = Some(Instant::now());
     }

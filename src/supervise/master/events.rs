@@ -174,7 +174,8 @@ impl Master {
                 w.handle.kill();
                 w.killed = true;
             } else if w.state == State::Ready {
-                w.handle.try_order(Order::Send(ToWorker::Stop));
+                w.handle
+                    .try_order(Order::Send(ToWorker::Stop { replace: false }));
             }
             w.state = State::Draining;
             w.draining_since.get_or_insert_with(Instant::now);
