@@ -17,7 +17,7 @@ use crate::body::Body;
 use crate::cancel::Flight;
 pub use crate::listen::tls::TlsInfo;
 use crate::listen::Peer;
-pub use crate::response::Chunk;
+pub use crate::response::{Chunk, Trailers};
 use crate::stats::WorkerHold;
 
 /// What the application needs to know about the connection a request came on.
@@ -104,8 +104,9 @@ pub enum ReplyBody {
     Full(Bytes),
     /// An iterator, pulled by the worker thread and pushed through a bounded channel. The
     /// flag is set when the stream ends in error; the channel closing then aborts the
-    /// connection instead of ending the body cleanly.
-    Stream(mpsc::Receiver<Chunk>, Arc<AtomicBool>),
+    /// connection instead of ending the body cleanly. An ASGI response's trailers, if it
+    /// announced any, follow the last chunk.
+    Stream(mpsc::Receiver<Chunk>, Arc<AtomicBool>, Option<Trailers>),
     /// `wsgi.file_wrapper`: `len` bytes from `offset`, sent by tokio.
     File {
         file: std::fs::File,

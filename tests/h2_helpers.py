@@ -65,6 +65,7 @@ class Stream:
     status: str | None = None
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytearray = field(default_factory=bytearray)
+    trailers: list[tuple[str, str]] = field(default_factory=list)
     ended: bool = False  # END_STREAM came
     reset: int | None = None  # the error code of the server's RST_STREAM
 
@@ -292,6 +293,8 @@ class H2:
             self._stream(event.stream_id).body += event.data
             if self.grant:
                 self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        elif isinstance(event, h2.events.TrailersReceived):
+            self._stream(event.stream_id).trailers = list(event.headers)
         elif isinstance(event, h2.events.StreamEnded):
             self._stream(event.stream_id).ended = True
         elif isinstance(event, h2.events.StreamReset):

@@ -59,6 +59,8 @@ class Response:
     body: bytes = b""
     chunked: bool = False
     interim: list[Response] = field(default_factory=list)
+    # The fields of a chunked body's trailer section.
+    trailers: list[tuple[str, str]] = field(default_factory=list)
 
     def header(self, name: str, default: str | None = None) -> str | None:
         for k, v in self.headers:
@@ -164,8 +166,9 @@ class Conn:
                 size_line = self._line().split(b";")[0].strip()
                 size = int(size_line, 16)
                 if size == 0:
-                    while self._line():  # trailers
-                        pass
+                    while line := self._line():
+                        k, _, v = line.decode("latin-1").partition(":")
+                        resp.trailers.append((k.lower(), v.strip()))
                     break
                 parts.append(self._exact(size))
                 if self._exact(2) != b"\r\n":

@@ -52,7 +52,7 @@ def test_hello_and_the_scope_field_by_field(asgi, transport, tmp_path):
     headers = dict(scope["headers"])
     assert headers["x-custom"] == "v1"
     assert headers["host"] == host_header(server)
-    assert scope["extensions"] == {"http.response.pathsend": {}}
+    assert scope["extensions"] == {"http.response.pathsend": {}, "http.response.trailers": {}}
     if transport == "tcp":
         host, port = server.address
         assert scope["server"] == [host, port]
@@ -90,6 +90,44 @@ def test_a_streamed_response_arrives_whole(asgi):
     resp, body = server.request("GET", "/stream?n=300")
     assert resp.status == 200
     assert body == b"x" * 1024 * 300
+
+
+def test_trailers_follow_the_body_over_http1_and_http2(asgi):
+    from h2_helpers import H2
+
+    server = asgi()
+    assert scope_of(server)["extensions"]["http.response.trailers"] == {}
+    trailers = [("x-checksum", "abc123"), ("x-status", "0")]
+    with Conn(server) as c:
+        # HTTP/1.1 sends trailers to a client that says it takes them (TE: trailers) ...
+        c.send(
+            build_request(
+                "GET", "/trailers", host=host_header(server), headers=[("TE", "trailers")]
+            )
+        )
+        resp = c.read_response()
+        assert (resp.status, resp.chunked, resp.body) == (200, True, b"part one, part two")
+        assert resp.trailers == trailers
+        # ... and to one that does not, the body alone, whole.
+        c.send(build_request("GET", "/trailers", host=host_header(server)))
+        resp = c.read_response()
+        assert (resp.status, resp.body, resp.trailers) == (200, b"part one, part two", [])
+    with H2(server) as c:
+        s = c.response(c.request("/trailers"))
+        assert (s.status, bytes(s.body), s.trailers) == ("200", b"part one, part two", trailers)
+
+
+def test_announced_trailers_that_never_come_leave_the_body_whole(asgi):
+    server = asgi()
+    with Conn(server) as c:
+        c.send(
+            build_request(
+                "GET", "/trailers?missing=1", host=host_header(server), headers=[("TE", "trailers")]
+            )
+        )
+        resp = c.read_response()
+    assert (resp.status, resp.body, resp.trailers) == (200, b"part one, part two", [])
+    server.wait_for_output(r"returned without the trailers its response announced", LIVENESS)
 
 
 def test_pathsend_sends_the_file_from_the_core(asgi):

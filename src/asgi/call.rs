@@ -6,7 +6,8 @@
 //! buffer a fast client's upload, and a slow client never holds anything but its task. The
 //! response goes out through the same [`Reply`] a WSGI worker sends: the head (with the whole
 //! body when the first `http.response.body` is the last) through a oneshot, a longer body
-//! through a bounded channel whose fullness makes `send` wait. Every method here that touches
+//! through a bounded channel whose fullness makes `send` wait; trailers, when the head
+//! announced them, end that stream. Every method here that touches
 //! Python runs on the loop thread, holding the GIL; the tokio side only posts [`Event`]s.
 
 use std::collections::VecDeque;
@@ -24,7 +25,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use super::endpoint::{Endpoint, Waiting};
 use super::inbox::{Event, Inbox};
 use crate::cancel::Flight;
-use crate::job::{Chunk, Reply, ReplyBody};
+use crate::job::{Chunk, Reply, ReplyBody, Trailers};
 use crate::stats::{Trace, WorkerHold};
 use crate::{log_error, log_warn};
 
@@ -70,7 +71,12 @@ struct Out {
     start: Option<(StatusCode, HeaderMap)>,
     stream: Option<mpsc::Sender<Chunk>>,
     aborted: Arc<AtomicBool>,
-    /// The last byte was handed to the core.
+    /// `http.response.start` announced trailers: they fill this slot after the body, and the
+    /// stream stays open until the last of them.
+    trailers: Option<Trailers>,
+    /// The last `http.response.body` was sent.
+    body_ended: bool,
+    /// The last byte (or trailer) was handed to the core.
     complete: bool,
 }
 
@@ -107,6 +113,8 @@ impl Call {
                 start: None,
                 stream: None,
                 aborted: Arc::new(AtomicBool::new(false)),
+                trailers: None,
+                body_ended: false,
                 complete: false,
             }),
             waiting: Waiting::default(),
@@ -176,20 +184,13 @@ impl Call {
             PyValueError::new_err(format!("invalid status {status} in http.response.start"))
         })?;
         let mut headers = HeaderMap::new();
-        if let Some(list) = message.get_item(intern!(py, "headers"))? {
-            for item in list.try_iter()? {
-                let item = item?;
-                let (name, value): (Vec<u8>, Vec<u8>) = item.extract().map_err(|_| {
-                    PyTypeError::new_err(format!(
-                        "a response header must be a pair of bytes, not {}",
-                        item.repr().map_or_else(|_| "?".into(), |r| r.to_string())
-                    ))
-                })?;
-                let (name, value) = header(&name, &value).map_err(PyValueError::new_err)?;
-                headers.append(name, value);
-            }
-        }
+        fields(py, message, &mut headers)?;
+        let trailers = match message.get_item(intern!(py, "trailers"))? {
+            Some(t) => t.is_truthy()?,
+            None => false,
+        };
         out.start = Some((status, headers));
+        out.trailers = trailers.then(Trailers::default);
         Ok(())
     }
 
@@ -203,7 +204,7 @@ impl Call {
             None => false,
         };
         let mut out = lock(&self.out);
-        if out.complete {
+        if out.complete || out.body_ended {
             return Err(PyRuntimeError::new_err(
                 "http.response.body after the last one (more_body was false)",
             ));
@@ -212,7 +213,7 @@ impl Call {
             let (status, headers) = out.start.take().ok_or_else(|| {
                 PyRuntimeError::new_err("http.response.body before http.response.start")
             })?;
-            if !more {
+            if !more && out.trailers.is_none() {
                 out.complete = true;
                 drop(out);
                 self.finished_response();
@@ -224,7 +225,7 @@ impl Call {
             let reply = Reply {
                 status,
                 headers,
-                body: ReplyBody::Stream(rx, Arc::clone(&out.aborted)),
+                body: ReplyBody::Stream(rx, Arc::clone(&out.aborted), out.trailers.clone()),
             };
             head.send(reply).map_err(|_| client_gone(py))?;
             out.stream = Some(tx);
@@ -234,12 +235,15 @@ impl Call {
                 "http.response.body after http.response.pathsend",
             ));
         };
-        if !more {
+        // With trailers to come, the stream stays open for them (`trailers()`).
+        let last = !more && out.trailers.is_none();
+        out.body_ended = !more;
+        if last {
             out.complete = true;
             out.stream = None;
         }
         drop(out);
-        if !more {
+        if last {
             self.finished_response();
         }
         if data.is_empty() {
@@ -296,6 +300,52 @@ impl Call {
             },
         };
         head.send(reply).map_err(|_| client_gone(py))
+    }
+
+    /// `http.response.trailers`: fields gathered into the body's trailer slot; the last message
+    /// (`more_trailers` false) ends the stream, and the body sends them after its last byte.
+    fn trailers(&self, py: Python<'_>, message: &Bound<'_, PyDict>) -> PyResult<()> {
+        let more = match message.get_item(intern!(py, "more_trailers"))? {
+            Some(m) => m.is_truthy()?,
+            None => false,
+        };
+        let mut gathered = HeaderMap::new();
+        fields(py, message, &mut gathered)?;
+        if crate::http::admission::check_trailers(&gathered).is_err() {
+            return Err(PyValueError::new_err(
+                "a trailer may not carry a field that belongs in the head (Content-Length, \
+                 Transfer-Encoding, Trailer, Host, Connection, TE, Upgrade, Expect, \
+                 Authorization, Proxy-Authorization, Cookie)",
+            ));
+        }
+        let mut out = lock(&self.out);
+        let slot = match &out.trailers {
+            Some(slot) if out.body_ended => Arc::clone(slot),
+            _ => {
+                return Err(PyRuntimeError::new_err(
+                    "http.response.trailers must follow the last http.response.body of a \
+                     response whose http.response.start said trailers=True",
+                ))
+            }
+        };
+        let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+        let fields = slot.get_or_insert_with(HeaderMap::new);
+        for (name, value) in gathered {
+            if let Some(name) = name {
+                fields.append(name, value);
+            }
+        }
+        drop(slot);
+        if !more {
+            // The slot is full before the sender goes: the body finds the trailers once the
+            // channel has ended.
+            out.trailers = None;
+            out.stream = None;
+            out.complete = true;
+            drop(out);
+            self.finished_response();
+        }
+        Ok(())
     }
 
     /// The last of the response is out: a `receive()` waiting past the body now gets
@@ -383,6 +433,10 @@ impl Endpoint for Call {
                 self.pathsend(py, message)?;
                 Ready::now(py, py.None().into_bound(py))
             }
+            "http.response.trailers" => {
+                self.trailers(py, message)?;
+                Ready::now(py, py.None().into_bound(py))
+            }
             other => Err(PyValueError::new_err(format!(
                 "unknown ASGI message type {other:?} for an HTTP request (see asgiref's www spec)"
             ))),
@@ -395,12 +449,13 @@ impl Endpoint for Call {
         let mut out = lock(&self.out);
         let responded = out.head.is_none();
         let open_stream = out.stream.take();
-        if open_stream.is_some() {
+        if open_stream.is_some() && !out.body_ended {
             // Not `complete`: the stream ended without its last chunk. Marked before the
             // channel closes, or the body could end as if complete.
             out.aborted.store(true, Ordering::Release);
         }
         drop(open_stream);
+        let trailers_missing = out.trailers.take().is_some() && out.body_ended;
         let head = out.head.take();
         out.complete = true;
         drop(out);
@@ -425,6 +480,14 @@ impl Endpoint for Call {
         } else if !responded && !cancelled && !self.flight.is_cancelled() {
             log_error!(
                 "The ASGI application returned without a response to {} {}",
+                self.trace.method,
+                self.trace.path
+            );
+        } else if trailers_missing {
+            // The body is whole: it ends without them rather than being cut.
+            log_error!(
+                "The ASGI application returned without the trailers its response announced \
+                 (http.response.trailers) for {} {}",
                 self.trace.method,
                 self.trace.path
             );
@@ -495,6 +558,25 @@ fn request_message<'py>(py: Python<'py>, body: &[u8], more: bool) -> PyResult<Bo
     message.set_item(intern!(py, "body"), PyBytes::new(py, body))?;
     message.set_item(intern!(py, "more_body"), more)?;
     Ok(message)
+}
+
+/// The `headers` of an ASGI message, checked (`header`), appended to `into`.
+fn fields(py: Python<'_>, message: &Bound<'_, PyDict>, into: &mut HeaderMap) -> PyResult<()> {
+    let Some(list) = message.get_item(intern!(py, "headers"))? else {
+        return Ok(());
+    };
+    for item in list.try_iter()? {
+        let item = item?;
+        let (name, value): (Vec<u8>, Vec<u8>) = item.extract().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "a response header must be a pair of bytes, not {}",
+                item.repr().map_or_else(|_| "?".into(), |r| r.to_string())
+            ))
+        })?;
+        let (name, value) = header(&name, &value).map_err(PyValueError::new_err)?;
+        into.append(name, value);
+    }
+    Ok(())
 }
 
 /// A response header as the application gave it, checked: an HTTP token for a name, no

@@ -89,6 +89,7 @@ pub fn http<'py>(
     scope.set_item(intern!(py, "method"), admitted.parts.method.as_str())?;
     let extensions = PyDict::new(py);
     extensions.set_item(intern!(py, "http.response.pathsend"), PyDict::new(py))?;
+    extensions.set_item(intern!(py, "http.response.trailers"), PyDict::new(py))?;
     if let Some(tls) = tls(py, &admitted.conn)? {
         extensions.set_item(intern!(py, "tls"), tls)?;
     }

@@ -267,11 +267,13 @@ pub(crate) fn content_length(headers: &http::HeaderMap) -> Option<u64> {
 pub(crate) async fn into_response(reply: Reply) -> Response<OutBody> {
     let body = match reply.body {
         ReplyBody::Full(bytes) => OutBody::full(bytes),
-        ReplyBody::Stream(rx, aborted) => {
-            let body = OutBody::stream(rx, aborted);
+        ReplyBody::Stream(rx, aborted, trailers) => {
             // The application's Content-Length (already checked by the WSGI layer): hyper
-            // stops polling once that many bytes are out, and the body must know it is done.
-            match content_length(&reply.headers) {
+            // stops polling once that many bytes are out, and the body must know it is done —
+            // unless trailers are to follow the bytes.
+            let declared = content_length(&reply.headers).filter(|_| trailers.is_none());
+            let body = OutBody::stream(rx, aborted, trailers);
+            match declared {
                 Some(len) => body.with_length(len),
                 None => body,
             }

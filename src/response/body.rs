@@ -18,7 +18,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -36,6 +36,13 @@ use file::{FileRange, Parts, FILE_CHUNK};
 /// A chunk of a streamed body, or the error that ends it early (the connection is then
 /// aborted so the client cannot mistake a truncated body for a complete one).
 pub type Chunk = Result<Bytes, io::Error>;
+
+/// Trailer fields that follow a streamed body (ASGI's `http.response.trailers`). The producer
+/// fills the slot before it drops the stream's sender, so the body finds them once the
+/// channel has ended, and sends them as its last frame: over HTTP/2 always, over HTTP/1.1
+/// when hyper may (a chunked body, a client that sent `TE: trailers`, fields the response's
+/// `Trailer` header names).
+pub type Trailers = Arc<Mutex<Option<http::HeaderMap>>>;
 
 /// Runs once when the response body is dropped, with the number of body bytes sent and, for
 /// an application response, why it was cancelled if it was.
@@ -75,7 +82,7 @@ impl Watch {
 
 enum Kind {
     Full(Option<Bytes>),
-    Stream(mpsc::Receiver<Chunk>, Arc<AtomicBool>),
+    Stream(mpsc::Receiver<Chunk>, Arc<AtomicBool>, Option<Trailers>),
     File(ReaderStream<tokio::io::Take<tokio::fs::File>>),
     Range(FileRange),
     Parts(Parts),
@@ -107,8 +114,12 @@ impl OutBody {
         Self::new(Kind::Full(Some(bytes).filter(|b| !b.is_empty())), None)
     }
 
-    pub fn stream(rx: mpsc::Receiver<Chunk>, aborted: Arc<AtomicBool>) -> Self {
-        Self::new(Kind::Stream(rx, aborted), None)
+    pub fn stream(
+        rx: mpsc::Receiver<Chunk>,
+        aborted: Arc<AtomicBool>,
+        trailers: Option<Trailers>,
+    ) -> Self {
+        Self::new(Kind::Stream(rx, aborted, trailers), None)
     }
 
     /// `len` bytes of `file`, which is already positioned at the first one.
@@ -226,13 +237,23 @@ impl Body for OutBody {
         }
         let next = match &mut this.kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(Ok)),
-            Kind::Stream(rx, aborted) => match rx.poll_recv(cx) {
+            Kind::Stream(rx, aborted, trailers) => match rx.poll_recv(cx) {
                 // The worker gave up on this response (an error, or a client too slow to
                 // read): end the connection so the client cannot mistake a truncated body for
                 // a complete one.
                 Poll::Ready(None) if aborted.swap(false, Ordering::AcqRel) => Poll::Ready(Some(
                     Err(io::Error::other("the response was cut short by the server")),
                 )),
+                Poll::Ready(None) => {
+                    let fields = trailers.as_ref().and_then(|slot| {
+                        slot.lock().unwrap_or_else(PoisonError::into_inner).take()
+                    });
+                    if let Some(fields) = fields {
+                        this.disarm();
+                        return Poll::Ready(Some(Ok(Frame::trailers(fields))));
+                    }
+                    Poll::Ready(None)
+                }
                 other => other,
             },
             Kind::File(stream) => Pin::new(stream).poll_next(cx),

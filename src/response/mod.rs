@@ -7,4 +7,4 @@
 mod body;
 pub mod respond;
 
-pub use body::{Chunk, Finish, OutBody, Part};
+pub use body::{Chunk, Finish, OutBody, Part, Trailers};

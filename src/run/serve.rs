@@ -65,11 +65,7 @@ pub(super) fn serve(
     // exit code 2 and the port still free.
     let tls = Tls::load(&plan.tls)?;
     let (listeners, admin, control) = sockets(plan, worker.as_ref())?;
-    let share = worker.as_ref().and_then(|w| w.board).and_then(|(fd, seat)| {
-        listen::share::Share::join(fd, seat)
-            .inspect_err(|e| log_warn!("cannot use the master's connection board ({e}); accepting without looking at the other workers"))
-            .ok()
-    });
+    let share = worker.as_ref().and_then(join_board);
     // systemd's notification socket (a worker's master has taken it).
     let notifier = Arc::new(Notifier::from_env());
     forget_handed_over(py);
@@ -312,6 +308,19 @@ async fn wind_down(
         server.settle(WEBSOCKET_CLOSE, deadline.into()).await;
     }
     drain(pool, outcome, deadline, second).await
+}
+
+/// A worker's seat on the master's connection board, if it has one and can use it.
+fn join_board(worker: &Spec) -> Option<Arc<listen::share::Share>> {
+    let (fd, seat) = worker.board?;
+    listen::share::Share::join(fd, seat)
+        .inspect_err(|e| {
+            log_warn!(
+                "cannot use the master's connection board ({e}); accepting without looking at \
+                 the other workers"
+            );
+        })
+        .ok()
 }
 
 /// The first signal: shutdown begins, and an ASGI application's WebSockets close (they would

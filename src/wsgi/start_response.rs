@@ -195,7 +195,7 @@ impl Responder {
         let reply_msg = Reply {
             status: head.status,
             headers: head.headers,
-            body: ReplyBody::Stream(rx, Arc::clone(&self.aborted)),
+            body: ReplyBody::Stream(rx, Arc::clone(&self.aborted), None),
         };
         reply.send(reply_msg).map_err(|_| SendError::ClientGone)?;
         self.stream = Some(tx.clone());

@@ -14,6 +14,8 @@
   /pathsend    http.response.pathsend of this file
   /state       the lifespan state's 'started' value
   /sse?n=N     N server-sent events, 50 ms apart
+  /trailers    a streamed body announced with trailers=True, then two http.response.trailers
+               messages (x-checksum, then x-status); ?missing=1 returns without them
 
 Lifespan: startup puts {'started': True} in the state, unless ASGIAPP_LIFESPAN=fail (startup
 fails with a message) or =none (raises at the first event, like Django's handler).
@@ -144,6 +146,31 @@ async def app(scope, receive, send):
             await send({"type": "http.response.body", "body": event, "more_body": True})
             await asyncio.sleep(0.05)
         await send({"type": "http.response.body", "body": b""})
+        return
+    if path == "/trailers":
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/plain"),
+                    (b"trailer", b"x-checksum, x-status"),
+                ],
+                "trailers": True,
+            }
+        )
+        await send({"type": "http.response.body", "body": b"part one, ", "more_body": True})
+        await send({"type": "http.response.body", "body": b"part two"})
+        if "missing" in query:
+            return
+        await send(
+            {
+                "type": "http.response.trailers",
+                "headers": [(b"x-checksum", b"abc123")],
+                "more_trailers": True,
+            }
+        )
+        await send({"type": "http.response.trailers", "headers": [(b"x-status", b"0")]})
         return
     return await respond(send, 404, b"not found")
 
