@@ -492,19 +492,30 @@ def test_websocket_statistics(ws, transport, tmp_path):
         assert stats["gauges"]["in_flight"] == 0, stats["in_flight"]
     with client(server, "/close?code=4001"):
         pass
+    # A route the application names: it is counted under its name, not its path.
+    with client(server, "/echo?label=chat") as c:
+        c.send("dddd")
+        assert c.recv(LIVENESS) == "dddd"
 
     def counted():
         metrics = admin.get("/metrics")[2].decode()
         wanted = [
-            "ferrule_websockets_open 0",
-            "ferrule_websockets_opened_total 2",
-            'ferrule_websocket_messages_total{direction="in"} 3',
-            'ferrule_websocket_messages_total{direction="out"} 3',
-            'ferrule_websocket_bytes_total{direction="in"} 6',
-            'ferrule_websocket_closes_total{code="1000"} 1',
-            'ferrule_websocket_closes_total{code="4001"} 1',
+            'ferrule_websockets_open{route="/echo"} 0',
+            'ferrule_websockets_opened_total{route="/echo"} 1',
+            'ferrule_websockets_opened_total{route="/close"} 1',
+            'ferrule_websocket_messages_total{route="/echo",direction="in"} 3',
+            'ferrule_websocket_messages_total{route="/echo",direction="out"} 3',
+            'ferrule_websocket_bytes_total{route="/echo",direction="in"} 6',
+            'ferrule_websocket_bytes_total{route="chat",direction="in"} 4',
+            'ferrule_websocket_closes_total{route="/echo",code="1000"} 1',
+            'ferrule_websocket_closes_total{route="/close",code="4001"} 1',
+            'ferrule_websocket_closes_total{route="chat",code="1000"} 1',
         ]
         missing = [w for w in wanted if w not in metrics.splitlines()]
         return not missing or Unmet(missing)
 
     wait_until(counted, LIVENESS, what="the WebSocket counters")
+    totals = json.loads(admin.get("/stats.json")[2])["totals"]["websocket"]
+    assert (totals["opened"], totals["messages_in"]) == (3, 4)
+    assert sorted(totals["routes"]) == ["/close", "/echo", "chat"]
+    assert totals["routes"]["chat"]["closes"] == {"1000": 1}

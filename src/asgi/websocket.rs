@@ -44,7 +44,7 @@ use crate::http::dispatch::Admitted;
 use crate::http::{App, Exchange};
 use crate::job::Reply;
 use crate::response::{respond, OutBody};
-use crate::stats::websocket::WsRecorder;
+use crate::stats::websocket::WsRoute;
 use crate::stats::{Trace, WorkerHold};
 use crate::{log_debug, log_error};
 
@@ -709,9 +709,8 @@ fn accepted(
     asgi.sockets.spawn(async move {
         match upgrade.await {
             Ok(ws) => {
-                let counts = &stats.websockets;
-                counts.opened();
-                let code = run(ws, &call, out, &plan, send_timeout, &closing, counts).await;
+                let counts = stats.websockets.opened(&stats.websocket_route(&call.trace));
+                let code = run(ws, &call, out, &plan, send_timeout, &closing, &counts).await;
                 counts.closed(code);
             }
             Err(e) => {
@@ -774,7 +773,7 @@ async fn write(
     ws: &mut HttpWebSocket,
     frame: Frame,
     send_timeout: Duration,
-    counts: &WsRecorder,
+    counts: &WsRoute,
 ) -> bool {
     let (data, len) = (frame.opcode() != OpCode::Ping, frame.payload().len());
     match tokio::time::timeout(send_timeout, ws.send(frame)).await {
@@ -806,7 +805,7 @@ async fn run(
     plan: &WsPlan,
     send_timeout: Duration,
     closing: &super::GoingAway,
-    counts: &WsRecorder,
+    counts: &WsRoute,
 ) -> u16 {
     let mut held: Option<In> = None;
     let mut ping = plan.ping_interval.map(|every| {

@@ -114,7 +114,7 @@ fn gauges(page: &mut String, s: &Snapshot) {
             g.websockets.to_string(),
             format!(
                 "open; {} messages in, {} out",
-                s.totals.websocket.messages_in, s.totals.websocket.messages_out
+                s.totals.websocket.all.messages_in, s.totals.websocket.all.messages_out
             ),
         ),
         ("work : sleep", ratio, ratio_note.into()),
@@ -123,7 +123,7 @@ fn gauges(page: &mut String, s: &Snapshot) {
         memory,
     ] {
         // A WSGI application has no WebSockets to show.
-        if name == "websockets" && s.totals.websocket.opened == 0 {
+        if name == "websockets" && s.totals.websocket.all.opened == 0 {
             continue;
         }
         // Words where a number goes are greyed, so they do not read as one.

@@ -108,13 +108,20 @@ pub fn filled() -> Snapshot {
             busy_seconds: 321.5,
             asleep_seconds: 12.25,
             labels_overflowed: 7,
-            websocket: crate::stats::websocket::WsTotals {
-                opened: 9,
-                messages_in: 120,
-                messages_out: 240,
-                bytes_in: 4096,
-                bytes_out: 8192,
-                closes: [(1000, 5), (1006, 1)].into_iter().collect(),
+            websocket: {
+                let chat = crate::stats::websocket::WsRouteTotals {
+                    open: 3,
+                    opened: 9,
+                    messages_in: 120,
+                    messages_out: 240,
+                    bytes_in: 4096,
+                    bytes_out: 8192,
+                    closes: [(1000, 5), (1006, 1)].into_iter().collect(),
+                };
+                crate::stats::websocket::WsTotals {
+                    all: chat.clone(),
+                    routes: [("/chat".to_owned(), chat)].into_iter().collect(),
+                }
             },
         },
         views: vec![

@@ -113,7 +113,7 @@ impl Stats {
             history: Mutex::new(History::default()),
             in_flight: Arc::new(InFlightSet::default()),
             connections: AtomicUsize::new(0),
-            websockets: websocket::WsRecorder::default(),
+            websockets: websocket::WsRecorder::new(plan.max_labels),
             pool: OnceLock::new(),
             started: Instant::now(),
             started_unix: unix_now(),
@@ -145,6 +145,21 @@ impl Stats {
         match label {
             Some(l) => l,
             None => self.fallback.label(&trace.path),
+        }
+    }
+
+    /// The route a WebSocket is counted under: the label the application gave it, else
+    /// `--stats-label`'s match or the path's first segment — in a Django project too, whose
+    /// hook labels HTTP requests only.
+    pub fn websocket_route(&self, trace: &Trace) -> Arc<str> {
+        if let Some(label) = trace.label() {
+            return label;
+        }
+        match &self.fallback {
+            Fallback::Pattern(_) => self.fallback.label(&trace.path).into(),
+            Fallback::FirstSegment | Fallback::Unresolved => {
+                Fallback::FirstSegment.label(&trace.path).into()
+            }
         }
     }
 

@@ -174,50 +174,65 @@ fn per_view(out: &mut Out, s: &Snapshot) {
 }
 
 /// The gauges and the process-wide counters.
-/// The WebSocket counters (an ASGI application's).
+/// Which pair of a route's counters (in, out) a family shows.
+type Pick = fn(&super::websocket::WsRouteTotals) -> (u64, u64);
+
+/// The WebSocket counters (an ASGI application's), by route.
 fn websockets(out: &mut Out, s: &Snapshot) {
+    let routes = &s.totals.websocket.routes;
     out.family(
         "ferrule_websockets_open",
-        "Open WebSockets (ASGI applications).",
+        "Open WebSockets (ASGI applications), by route.",
         "gauge",
     );
-    out.sample("ferrule_websockets_open", &[], s.gauges.websockets);
-    let w = &s.totals.websocket;
+    for (name, w) in routes {
+        out.sample("ferrule_websockets_open", &[("route", name)], w.open);
+    }
     out.family(
         "ferrule_websockets_opened_total",
-        "WebSockets accepted since start.",
+        "WebSockets accepted since start, by route.",
         "counter",
     );
-    out.sample("ferrule_websockets_opened_total", &[], w.opened);
-    for (name, help, inbound, outbound) in [
+    for (name, w) in routes {
+        out.sample(
+            "ferrule_websockets_opened_total",
+            &[("route", name)],
+            w.opened,
+        );
+    }
+    let families: [(&str, &str, Pick); 2] = [
         (
             "ferrule_websocket_messages_total",
-            "WebSocket messages, by direction (in: from clients).",
-            w.messages_in,
-            w.messages_out,
+            "WebSocket messages, by route and direction (in: from clients).",
+            |w| (w.messages_in, w.messages_out),
         ),
         (
             "ferrule_websocket_bytes_total",
-            "WebSocket message payload bytes (uncompressed), by direction (in: from clients).",
-            w.bytes_in,
-            w.bytes_out,
+            "WebSocket message payload bytes (uncompressed), by route and direction (in: from clients).",
+            |w| (w.bytes_in, w.bytes_out),
         ),
-    ] {
-        out.family(name, help, "counter");
-        out.sample(name, &[("direction", "in")], inbound);
-        out.sample(name, &[("direction", "out")], outbound);
+    ];
+    for (family, help, pick) in families {
+        out.family(family, help, "counter");
+        for (name, w) in routes {
+            let (inbound, outbound) = pick(w);
+            out.sample(family, &[("route", name), ("direction", "in")], inbound);
+            out.sample(family, &[("route", name), ("direction", "out")], outbound);
+        }
     }
     out.family(
         "ferrule_websocket_closes_total",
-        "WebSockets closed since start, by close code (1006: the connection dropped without one).",
+        "WebSockets closed since start, by route and close code (1006: the connection dropped without one).",
         "counter",
     );
-    for (code, n) in &w.closes {
-        out.sample(
-            "ferrule_websocket_closes_total",
-            &[("code", &code.to_string())],
-            n,
-        );
+    for (name, w) in routes {
+        for (code, n) in &w.closes {
+            out.sample(
+                "ferrule_websocket_closes_total",
+                &[("route", name), ("code", &code.to_string())],
+                n,
+            );
+        }
     }
 }
 
@@ -495,11 +510,11 @@ mod tests {
             "ferrule_thread_busy_seconds_total 321.5",
             "ferrule_thread_asleep_seconds_total 12.25",
             "ferrule_stats_labels_overflowed_total 7",
-            "ferrule_websockets_open 3",
-            "ferrule_websockets_opened_total 9",
-            r#"ferrule_websocket_messages_total{direction="in"} 120"#,
-            r#"ferrule_websocket_bytes_total{direction="out"} 8192"#,
-            r#"ferrule_websocket_closes_total{code="1006"} 1"#,
+            r#"ferrule_websockets_open{route="/chat"} 3"#,
+            r#"ferrule_websockets_opened_total{route="/chat"} 9"#,
+            r#"ferrule_websocket_messages_total{route="/chat",direction="in"} 120"#,
+            r#"ferrule_websocket_bytes_total{route="/chat",direction="out"} 8192"#,
+            r#"ferrule_websocket_closes_total{route="/chat",code="1006"} 1"#,
             r#"ferrule_info{version="0.1.0"} 1"#,
             "process_resident_memory_bytes 52428800",
             "process_start_time_seconds 1699994499.5",

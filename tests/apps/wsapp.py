@@ -17,6 +17,7 @@
   /hold           accepts and waits for the disconnect, then half a second of cleanup
                   ('fixture: ws cleanup done tag=T'; the shutdown test)
   /tasks          echoes with receive() and send() wrapped in tasks, as Channels does
+Any WebSocket path takes ?label=L: the socket's statistics route (scope["ferrule.request"].label).
 WebSocket paths are routed without the scope's root_path and, under /ws/, without that too
 (/app/ws/close is /close behind docs/deploy-nginx.md's `--prefix /app` and `location /app/ws/`).
 
@@ -91,6 +92,9 @@ async def websocket(scope, receive, send):
     path = route(scope)
     connect = await receive()
     assert connect["type"] == "websocket.connect", connect
+    if "label" in query:
+        # The route ferrule's statistics count the socket under.
+        scope["ferrule.request"].label = query["label"]
     if path == "/deny":
         await send({"type": "websocket.close"})
         return
