@@ -126,7 +126,7 @@ def mutual(pki, when: str) -> list[str]:
     return ["--ca-certs", str(pki.ca_file), "--client-cert", when]
 
 
-def test_optional_client_certificate(pki, cert, serve):
+def test_optional_client_certificate(pki, cert, serve, tmp_path):
     server = serve(
         "echo:app", *tls_args(cert, "--ca-certs", str(pki.ca_file)), "--client-cert", "optional"
     )
@@ -138,6 +138,23 @@ def test_optional_client_certificate(pki, cert, serve):
     assert env["SSL_CLIENT_I_DN"] == pki.ca_dn
     got = ssl.PEM_cert_to_DER_cert(env["SSL_CLIENT_CERT"])
     assert got == alice.der
+    # The rest of what the client sent (trustme's CA), as mod_ssl names it.
+    assert ssl.PEM_cert_to_DER_cert(env["SSL_CLIENT_CERT_CHAIN_0"]) == alice.sent[1]
+    assert "SSL_CLIENT_CERT_CHAIN_1" not in env
+    # A client certificate from an intermediate CA, sent with that CA's: the intermediate is
+    # SSL_CLIENT_CERT_CHAIN_0, as under mod_ssl.
+    intermediate = pki.ca.create_child_ca()
+    carol = intermediate.issue_cert("carol.clients.example", common_name="carol")
+    chain, key = tmp_path / "carol.crt", tmp_path / "carol.key"
+    chain.write_bytes(b"".join(pem.bytes() for pem in carol.cert_chain_pems))
+    key.write_bytes(carol.private_key_pem.bytes())
+    ctx = pki.context()
+    ctx.load_cert_chain(str(chain), str(key))
+    env = TlsView(server, ctx).echo("/")
+    assert env["SSL_CLIENT_VERIFY"] == "SUCCESS"
+    sent = [ssl.PEM_cert_to_DER_cert(pem.bytes().decode()) for pem in carol.cert_chain_pems]
+    got = [env["SSL_CLIENT_CERT"], env["SSL_CLIENT_CERT_CHAIN_0"]]
+    assert [ssl.PEM_cert_to_DER_cert(pem) for pem in got] == sent
     # Without a certificate the request is served, and says so.
     env = TlsView(server, pki.context()).echo("/")
     assert env["SSL_CLIENT_VERIFY"] == "NONE"

@@ -28,11 +28,19 @@ class Issued:
     cert: Path
     key: Path
     leaf: trustme.LeafCert
+    # The issuing CA's certificate, DER-encoded.
+    issuer: bytes = b""
 
     @property
     def der(self) -> bytes:
         """The leaf certificate, DER-encoded (what `getpeercert(True)` returns)."""
         return ssl.PEM_cert_to_DER_cert(self.leaf.cert_chain_pems[0].bytes().decode())
+
+    @property
+    def sent(self) -> list[bytes]:
+        """What an `ssl` client using it sends, DER-encoded: the leaf, then its CA, which
+        OpenSSL adds from the client's trust store to complete the chain."""
+        return [self.der, self.issuer]
 
     @property
     def x509(self) -> x509.Certificate:
@@ -95,7 +103,7 @@ class Pki:
         key = stem.with_suffix(".key")
         cert.write_bytes(b"".join(p.bytes() for p in leaf.cert_chain_pems))
         key.write_bytes(key_bytes(leaf, key_format, password))
-        return Issued(cert, key, leaf)
+        return Issued(cert, key, leaf, ssl.PEM_cert_to_DER_cert(self.ca.cert_pem.bytes().decode()))
 
     def server(self, **kw) -> Issued:
         """A server certificate for localhost and 127.0.0.1."""

@@ -181,8 +181,7 @@ fn tls<'py>(py: Python<'py>, conn: &ConnInfo) -> PyResult<Option<Bound<'py, PyDi
         return Ok(None);
     };
     let ext = PyDict::new(py);
-    let chain: Vec<&str> = tls.client_cert_pem.iter().map(String::as_str).collect();
-    ext.set_item("client_cert_chain", chain)?;
+    ext.set_item("client_cert_chain", &tls.client_chain_pem)?;
     ext.set_item("client_cert_name", tls.client_subject.as_deref())?;
     ext.set_item("client_cert_error", py.None())?;
     ext.set_item(
@@ -192,7 +191,7 @@ fn tls<'py>(py: Python<'py>, conn: &ConnInfo) -> PyResult<Option<Bound<'py, PyDi
             _ => 0x0303,
         },
     )?;
-    ext.set_item("cipher_suite", py.None())?;
+    ext.set_item("cipher_suite", tls.cipher_id)?;
     ext.set_item("server_cert", py.None())?;
     Ok(Some(ext))
 }

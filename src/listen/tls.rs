@@ -36,16 +36,18 @@ use crate::error::Error;
 pub struct TlsInfo {
     /// `TLSv1.2` or `TLSv1.3`.
     pub protocol: &'static str,
-    /// The negotiated cipher suite, e.g. `TLS13_AES_256_GCM_SHA384`.
+    /// The negotiated cipher suite, e.g. `TLS13_AES_256_GCM_SHA384`, and its IANA number.
     pub cipher: String,
+    pub cipher_id: u16,
     /// The server name the client asked for (SNI).
     pub server_name: Option<String>,
     /// The verified client certificate's subject DN (RFC 4514), with mutual TLS.
     pub client_subject: Option<String>,
     /// The client certificate's issuer DN (RFC 4514), with mutual TLS.
     pub client_issuer: Option<String>,
-    /// The client certificate in PEM, with mutual TLS.
-    pub client_cert_pem: Option<String>,
+    /// With mutual TLS, the certificates the client sent in PEM: its own first, then the
+    /// intermediates of its chain.
+    pub client_chain_pem: Vec<String>,
 }
 
 /// The protocol ALPN settled on, if the client offered any.
@@ -107,25 +109,30 @@ impl Tls {
             Some(b"http/1.1") => Some(Alpn::Http11),
             _ => None,
         };
-        let client = session.peer_certificates().and_then(<[_]>::first);
-        let (client_subject, client_issuer) = client.map(names).unwrap_or_default();
+        let chain = session.peer_certificates().unwrap_or_default();
+        let (client_subject, client_issuer) = chain.first().map(names).unwrap_or_default();
+        let suite = session.negotiated_cipher_suite().map(|s| s.suite());
         let info = TlsInfo {
             protocol: match session.protocol_version() {
                 Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
                 _ => "TLSv1.2",
             },
-            cipher: session
-                .negotiated_cipher_suite()
-                .and_then(|s| s.suite().as_str())
+            cipher: suite
+                .and_then(|s| s.as_str())
                 .unwrap_or("unknown")
                 .to_owned(),
+            cipher_id: suite.map_or(0, u16::from),
             server_name: session.server_name().map(str::to_owned),
             client_subject,
             client_issuer,
-            client_cert_pem: client.map(|c| {
-                // Encoding a byte slice as PEM cannot fail; the fallback is never used.
-                pkcs8::der::pem::encode_string("CERTIFICATE", LineEnding::LF, c).unwrap_or_default()
-            }),
+            client_chain_pem: chain
+                .iter()
+                .map(|c| {
+                    // Encoding a byte slice as PEM cannot fail; the fallback is never used.
+                    pkcs8::der::pem::encode_string("CERTIFICATE", LineEnding::LF, c)
+                        .unwrap_or_default()
+                })
+                .collect(),
         };
         Ok((stream, info, alpn))
     }

@@ -318,10 +318,13 @@ fn tls_keys(py: Python<'_>, env: &Bound<'_, PyDict>, tls: &TlsInfo) -> PyResult<
     if let Some(sni) = &tls.server_name {
         env.set_item(intern!(py, "SSL_TLS_SNI"), sni)?;
     }
-    match &tls.client_cert_pem {
-        Some(pem) => {
+    match tls.client_chain_pem.split_first() {
+        Some((pem, chain)) => {
             env.set_item(intern!(py, "SSL_CLIENT_VERIFY"), intern!(py, "SUCCESS"))?;
             env.set_item(intern!(py, "SSL_CLIENT_CERT"), pem)?;
+            for (n, pem) in chain.iter().enumerate() {
+                env.set_item(format!("SSL_CLIENT_CERT_CHAIN_{n}"), pem)?;
+            }
             if let Some(dn) = &tls.client_subject {
                 env.set_item(intern!(py, "SSL_CLIENT_S_DN"), dn)?;
             }
