@@ -79,6 +79,26 @@ def test_an_async_iterator_streams_as_it_yields(site):
     assert seen.count(b"data: ") == 3
 
 
+def test_held_event_streams_hold_no_thread(site):
+    # Three times as many event streams as pool threads, all open at once and each past its
+    # first events: a stream holds no thread between its events ...
+    streams = [Conn(site) for _ in range(12)]
+    try:
+        for i, c in enumerate(streams):
+            target = f"/async-ticks/?every=0.1&tag=s{i:02}"
+            c.send(build_request("GET", target, host=host_header(site)))
+        for c in streams:
+            c.until(b"data: 1\n")
+        # ... so a sync view still finds one.
+        assert get_json(site, "/thread/")["asgi"]
+    finally:
+        for c in streams:
+            c.close()
+    # The clients left: each stream stops (Django's aclosing of the iterator).
+    for i in range(len(streams)):
+        site.wait_for_output(rf"fixture: ticks stopped tag=s{i:02}", LIVENESS)
+
+
 def test_a_client_that_leaves_cancels_the_async_view(site):
     c = Conn(site)
     c.send(build_request("GET", "/async-sleep/?s=30&tag=gone", host=host_header(site)))

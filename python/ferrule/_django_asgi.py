@@ -17,9 +17,10 @@ costs no concurrency: under Django's own path the request holds its leased threa
 request-started signal to the end anyway. The response goes to the core from the thread
 (ferrule's ``send`` needs no loop for it), a sync streaming one as it is produced, the thread
 sleeping while the client is slower (Django's own ASGI path reads a sync iterator whole into a
-list before sending any of it); a response over an async iterator goes back to the loop for
-Django's ``send_response``. This is Django's own code in the mode Django supports for every
-middleware under WSGI.
+list before sending any of it). A response over an async iterator (server-sent events, a long
+poll) goes back to the loop for Django's ``send_response``, and the thread goes back to the
+pool: a thousand open event streams hold no thread between their events. This is Django's own
+code in the mode Django supports for every middleware under WSGI.
 
 For an application that is Django's handler itself (or a Channels router whose ``http`` is),
 a request without a body does not touch the loop at all: a pool thread builds its scope and
@@ -28,10 +29,12 @@ calls :func:`direct` (``src/asgi/dispatch.rs``).
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import io
 from typing import Any
 
-from asgiref.sync import AsyncToSync, async_to_sync, sync_to_async
+from asgiref.sync import AsyncToSync, sync_to_async
 from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
@@ -66,11 +69,9 @@ def install() -> bool:
                 self, _sync_chain(self), scope, body_file, send, current
             )
             if response is not None:
-                # A response over an async iterator: Django sends it from the loop.
-                try:
-                    await self.send_response(response, send)
-                finally:
-                    await sync_to_async(response.close)()
+                # A response over an async iterator: sent from the loop, with no thread.
+                current.release()
+                await _send_from_loop(self, response, scope, receive, send)
         finally:
             body_file.close()
         return None
@@ -98,16 +99,41 @@ def direct_handler(app: Any) -> Any:
     return None
 
 
-def direct(handler: Any, scope: dict, send: Any) -> None:
+def direct(handler: Any, scope: dict, send: Any) -> Any:
     """On a pool thread, for a request without a body: serve it as the sync path does, with
-    no trip through the loop."""
+    no trip through the loop. Returns None once the response is sent; for a response over an
+    async iterator, the ASGI application that sends it, which ferrule runs on the loop as the
+    request's task (the thread is free meanwhile)."""
     response = _serve(handler, _sync_chain(handler), scope, io.BytesIO(), send, None)
-    if response is not None:
-        # A response over an async iterator: Django sends it from the loop.
-        try:
-            async_to_sync(handler.send_response)(response, send)
-        finally:
-            response.close()
+    if response is None:
+        return None
+    return functools.partial(_send_from_loop, handler, response)
+
+
+async def _send_from_loop(
+    handler: Any, response: Any, scope: dict, receive: Any, send: Any
+) -> None:
+    """Send a response over an async iterator as Django's ``ASGIHandler.handle`` does: stop
+    iterating as soon as the client leaves (``receive`` says so at once, even between events),
+    then close the response on a pool thread."""
+    sending = asyncio.ensure_future(handler.send_response(response, send))
+    leaving = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait((sending, leaving), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (sending, leaving):
+            task.cancel()
+        outcome, _ = await asyncio.gather(sending, leaving, return_exceptions=True)
+        await sync_to_async(response.close, thread_sensitive=True)()
+    # A client that left is no error, as for Django.
+    if isinstance(outcome, Exception) and not isinstance(outcome, ClientDisconnected):
+        raise outcome
+
+
+async def _disconnected(receive: Any) -> None:
+    """Returns when the client has gone (or the response is complete)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _sync_chain(handler: Any) -> Any:

@@ -55,6 +55,9 @@ pub struct Call {
     task: Mutex<Option<Py<PyAny>>>,
     /// The pool thread its sync code runs on, given back when the task ends.
     lease: Mutex<Option<Arc<super::executor::Lease>>>,
+    /// Served by the direct path, a response left for the loop to send: the coroutine
+    /// function that sends it, and the request's scope.
+    pub resume: Mutex<Option<(Py<PyAny>, Py<PyDict>)>>,
 }
 
 #[derive(Default)]
@@ -121,6 +124,7 @@ impl Call {
             hold: Mutex::new(Some(hold)),
             task: Mutex::new(None),
             lease: Mutex::new(None),
+            resume: Mutex::new(None),
         })
     }
 
@@ -363,6 +367,16 @@ impl Call {
     pub fn done_direct(&self, py: Python<'_>, error: Option<&PyErr>) {
         let error = error.map(|e| e.value(py).clone().into_any());
         Endpoint::ended(self, py, error.as_ref(), false);
+    }
+
+    /// On the pool thread of the direct path: the response goes out from the loop, where
+    /// `app(scope, receive, send)` sends it as the request's task (a Django response over an
+    /// async iterator, which must not hold the thread while it streams).
+    pub fn resume_on_loop(&self, app: Py<PyAny>, scope: Py<PyDict>) {
+        *lock(&self.resume) = Some((app, scope));
+        if let Some(call) = self.handle_strong() {
+            self.inbox.post(Event::Start(call));
+        }
     }
 
     /// The application could not even be called: answer 500 and let the statistics go.

@@ -100,9 +100,17 @@ impl Direct {
             .and_then(|scope| {
                 let send = Arc::clone(call) as Arc<dyn super::endpoint::Endpoint>;
                 let send = Py::new(py, super::endpoint::Send(send))?;
-                self.serve.call1(py, (self.handler.bind(py), scope, send))
+                let rest = self
+                    .serve
+                    .bind(py)
+                    .call1((self.handler.bind(py), &scope, send))?;
+                Ok((rest, scope))
             });
         match served {
+            // A response to stream from the loop: `rest` sends it there.
+            Ok((rest, scope)) if !rest.is_none() => {
+                call.resume_on_loop(rest.unbind(), scope.unbind());
+            }
             Ok(_) => call.done_direct(py, None),
             Err(e) => call.done_direct(py, Some(&e)),
         }

@@ -311,7 +311,8 @@ impl Drain {
             let lease = executor::Lease::new(Arc::clone(&call.flight));
             lease.release();
             call.set_lease(Arc::clone(&lease));
-            call.set_task(self.launch(py, scope, callables, lease, &call.trace)?);
+            call.trace.start();
+            call.set_task(self.launch(py, self.app.bind(py), scope, callables, lease)?);
             Ok(())
         })();
         if let Err(e) = started {
@@ -324,24 +325,44 @@ impl Drain {
         }
     }
 
-    /// Call the application for a new request.
+    /// Call the application for a new request — or, for a request the direct path served
+    /// (`dispatch.rs`), the coroutine that sends its response from the loop.
     fn start(&self, py: Python<'_>, call: &Arc<Call>) {
-        let Some(admitted) = take(&call.admitted) else {
-            return;
+        let resumed = take(&call.resume);
+        let admitted = if resumed.is_some() {
+            None
+        } else {
+            let Some(admitted) = take(&call.admitted) else {
+                return;
+            };
+            if call.flight.is_cancelled() {
+                return; // gone before it started: the answer is the cancellation's
+            }
+            Some(admitted)
         };
-        if call.flight.is_cancelled() {
-            return; // gone before it started: the answer is the cancellation's
-        }
         let started = (|| -> PyResult<()> {
-            let scope = self.scopes.build(py, scope::http, &admitted, &call.trace)?;
+            let lease = executor::Lease::new(Arc::clone(&call.flight));
+            let (app, scope) = match (resumed, admitted) {
+                (Some((app, scope)), _) => {
+                    // Its sync code is over: what remains (the response's close()) takes
+                    // whichever pool thread is free.
+                    lease.release();
+                    (app.into_bound(py), scope.into_bound(py))
+                }
+                (None, Some(admitted)) => {
+                    call.trace.start();
+                    let scope = self.scopes.build(py, scope::http, &admitted, &call.trace)?;
+                    (self.app.bind(py).clone(), scope)
+                }
+                (None, None) => return Ok(()),
+            };
             let callables = [
                 Py::new(py, Receive(Arc::clone(call) as Arc<dyn Endpoint>))?.into_any(),
                 Py::new(py, Send(Arc::clone(call) as Arc<dyn Endpoint>))?.into_any(),
                 Py::new(py, Done(Arc::clone(call) as Arc<dyn Endpoint>))?.into_any(),
             ];
-            let lease = executor::Lease::new(Arc::clone(&call.flight));
             call.set_lease(Arc::clone(&lease));
-            call.set_task(self.launch(py, scope, callables, lease, &call.trace)?);
+            call.set_task(self.launch(py, &app, scope, callables, lease)?);
             Ok(())
         })();
         if let Err(e) = started {
@@ -360,20 +381,16 @@ impl Drain {
     fn launch(
         &self,
         py: Python<'_>,
+        app: &Bound<'_, PyAny>,
         scope: Bound<'_, PyDict>,
         callables: [Py<PyAny>; 3],
         lease: Arc<executor::Lease>,
-        trace: &crate::stats::Trace,
     ) -> PyResult<Py<PyAny>> {
         let executor = Py::new(py, executor::Executor::new(self.pool.clone(), lease))?;
         let [receive, send, done] = callables;
-        trace.start();
         task_started();
         self.run
-            .call1(
-                py,
-                (self.app.bind(py), scope, receive, send, done, executor),
-            )
+            .call1(py, (app, scope, receive, send, done, executor))
             .inspect_err(|_| task_ended())
     }
 }

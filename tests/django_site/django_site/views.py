@@ -232,12 +232,18 @@ async def async_notes(request):
 
 async def async_ticks(request):
     """Server-sent events held open: one every ?every= seconds (default 1), ?n= of them (default
-    3600), for the ASGI benchmark's held-streams row."""
+    3600), for the ASGI benchmark's held-streams row. With ?tag=, prints 'fixture: ticks
+    stopped tag=T' when the stream ends."""
     every = float(request.GET.get("every", "1"))
+    tag = request.GET.get("tag")
 
     async def events():
-        for i in range(int(request.GET.get("n", "3600"))):
-            yield f"data: {i}\n\n"
-            await asyncio.sleep(every)
+        try:
+            for i in range(int(request.GET.get("n", "3600"))):
+                yield f"data: {i}\n\n"
+                await asyncio.sleep(every)
+        finally:
+            if tag:
+                print(f"fixture: ticks stopped tag={tag}", flush=True)
 
     return StreamingHttpResponse(events(), content_type="text/event-stream")
