@@ -25,6 +25,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 import websocket
 
 # How long Chromium may take to start, and a page to load. Generous: the machine is shared;
@@ -40,6 +41,16 @@ def chromium_path() -> str | None:
         if found:
             return found
     return None
+
+
+def browser_or_skip(width: int, height: int):
+    """A `Browser` for a module fixture to yield; the module's tests are skipped where
+    Chromium is not installed — an error under CI, where .ci/run installs it."""
+    if chromium_path() is None:
+        if os.environ.get("CI"):
+            raise RuntimeError("chromium is not installed: .ci/run should have installed it")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return Browser(width=width, height=height)
 
 
 class BrowserError(Exception):

@@ -43,6 +43,18 @@ def proxy_to_unix(sock: Path, directives: str = "", http: str = "") -> str:
     """
 
 
+def on_this_machine(site: str, cert) -> str:
+    """A site block from docs/deploy-nginx.md made to run here: its listeners on loopback (the
+    TLS one on the port `running_nginx` fills in) and the test's certificate (a
+    `tls_helpers.Issued`) for the documented paths."""
+    return (
+        site.replace("listen 443 ssl", "listen 127.0.0.1:{port} ssl")
+        .replace("listen 80;", f"listen 127.0.0.1:{free_port()};")
+        .replace("/etc/ssl/mysite/fullchain.pem", str(cert.cert))
+        .replace("/etc/ssl/mysite/privkey.pem", str(cert.key))
+    )
+
+
 @contextlib.contextmanager
 def running_nginx(tmp_path: Path, http_block: str):
     """nginx with `http_block` inside `http { }`, where `{port}` stands for a free loopback

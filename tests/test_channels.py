@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 import test_django
-from browser import Browser, chromium_path
+from browser import browser_or_skip
 from conftest import TESTS
 from helpers import Unmet, free_port, wait_until
 from test_django import ManagedServer
@@ -411,11 +411,7 @@ def test_two_workers_with_redis_every_client_sees_every_message(redis_site, cons
 
 @pytest.fixture(scope="module")
 def browser():
-    if chromium_path() is None:
-        if os.environ.get("CI"):
-            raise RuntimeError("chromium is not installed: .ci/run should have installed it")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    with Browser(width=900, height=700) as b:
+    with browser_or_skip(900, 700) as b:
         yield b
 
 

@@ -21,8 +21,7 @@ import urllib.parse
 
 import pytest
 from conftest import ROOT, TESTS, start
-from helpers import free_port
-from nginx_helpers import NGINX, running_nginx
+from nginx_helpers import NGINX, on_this_machine, running_nginx
 from test_django import multipart
 from tls_helpers import Pki
 
@@ -97,13 +96,8 @@ def deployed(tmp_path_factory):
     ]
     server = start(argv, env=env, cwd=SITE)
 
-    site = (
-        doc_block("nginx-site")
-        .replace("/run/mysite/ferrule.sock", str(sock))
-        .replace("listen 443 ssl", "listen 127.0.0.1:{port} ssl")
-        .replace("listen 80;", f"listen 127.0.0.1:{free_port()};")
-        .replace("/etc/ssl/mysite/fullchain.pem", str(cert.cert))
-        .replace("/etc/ssl/mysite/privkey.pem", str(cert.key))
+    site = on_this_machine(
+        doc_block("nginx-site").replace("/run/mysite/ferrule.sock", str(sock)), cert
     )
     try:
         with running_nginx(tmp, site) as port:

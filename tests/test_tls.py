@@ -143,16 +143,9 @@ def test_optional_client_certificate(pki, cert, serve, tmp_path):
     assert "SSL_CLIENT_CERT_CHAIN_1" not in env
     # A client certificate from an intermediate CA, sent with that CA's: the intermediate is
     # SSL_CLIENT_CERT_CHAIN_0, as under mod_ssl.
-    intermediate = pki.ca.create_child_ca()
-    carol = intermediate.issue_cert("carol.clients.example", common_name="carol")
-    chain, key = tmp_path / "carol.crt", tmp_path / "carol.key"
-    chain.write_bytes(b"".join(pem.bytes() for pem in carol.cert_chain_pems))
-    key.write_bytes(carol.private_key_pem.bytes())
-    ctx = pki.context()
-    ctx.load_cert_chain(str(chain), str(key))
+    ctx, sent = pki.intermediate_client(tmp_path)
     env = TlsView(server, ctx).echo("/")
     assert env["SSL_CLIENT_VERIFY"] == "SUCCESS"
-    sent = [ssl.PEM_cert_to_DER_cert(pem.bytes().decode()) for pem in carol.cert_chain_pems]
     got = [env["SSL_CLIENT_CERT"], env["SSL_CLIENT_CERT_CHAIN_0"]]
     assert [ssl.PEM_cert_to_DER_cert(pem) for pem in got] == sent
     # Without a certificate the request is served, and says so.

@@ -30,10 +30,10 @@ import socket
 import ssl
 
 import pytest
-from browser import Browser, chromium_path
+from browser import browser_or_skip
 from conftest import ROOT, start
-from helpers import Unmet, free_port, wait_until
-from nginx_helpers import running_nginx
+from helpers import Unmet, wait_until
+from nginx_helpers import on_this_machine, running_nginx
 from test_deploy_nginx import doc_block
 from tls_helpers import Pki, TlsView, tls_args
 from websockets.asyncio.client import connect, unix_connect
@@ -124,14 +124,7 @@ def deployed(request, tmp_path_factory, pki):
         argv[2:5] = ["127.0.0.1:0", "--forwarded-allow-ips", "127.0.0.1"]
     server = start(argv[1:])
     upstream = f"unix:{sock}" if transport == "unix" else f"127.0.0.1:{server.address[1]}"
-    site = (
-        websocket_site()
-        .replace(f"unix:{DOC_SOCKET}", upstream)
-        .replace("listen 443 ssl", "listen 127.0.0.1:{port} ssl")
-        .replace("listen 80;", f"listen 127.0.0.1:{free_port()};")
-        .replace("/etc/ssl/mysite/fullchain.pem", str(cert.cert))
-        .replace("/etc/ssl/mysite/privkey.pem", str(cert.key))
-    )
+    site = on_this_machine(websocket_site().replace(f"unix:{DOC_SOCKET}", upstream), cert)
     try:
         with running_nginx(tmp, site) as port:
             yield Deployment(port, pki.context(), server, transport)
@@ -210,11 +203,7 @@ def test_the_scope_behind_nginx(deployed):
 
 @pytest.fixture(scope="module")
 def browser():
-    if chromium_path() is None:
-        if os.environ.get("CI"):
-            raise RuntimeError("chromium is not installed: .ci/run should have installed it")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    with Browser(width=800, height=600) as b:
+    with browser_or_skip(800, 600) as b:
         yield b
 
 
@@ -366,15 +355,8 @@ def test_the_tls_extension_of_a_websocket(mutual, pki, alice, who):
 
 
 def test_the_client_cert_chain_holds_the_intermediates_the_client_sent(mutual, pki, tmp_path):
-    intermediate = pki.ca.create_child_ca()
-    carol = intermediate.issue_cert("carol.clients.example", common_name="carol")
-    chain, key = tmp_path / "carol.crt", tmp_path / "carol.key"
-    chain.write_bytes(b"".join(pem.bytes() for pem in carol.cert_chain_pems))
-    key.write_bytes(carol.private_key_pem.bytes())
-    ctx = pki.context()
-    ctx.load_cert_chain(str(chain), str(key))
+    ctx, sent = pki.intermediate_client(tmp_path)
     resp, body = TlsView(mutual, ctx).request("GET", "/http-scope")
     assert resp.status == 200, body
-    sent = [ssl.PEM_cert_to_DER_cert(pem.bytes().decode()) for pem in carol.cert_chain_pems]
     got = json.loads(body)["extensions"]["tls"]["client_cert_chain"]
     assert [ssl.PEM_cert_to_DER_cert(pem) for pem in got] == sent

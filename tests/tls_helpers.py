@@ -117,6 +117,18 @@ class Pki:
     def ca_dn(self) -> str:
         return x509.load_pem_x509_certificate(self.ca.cert_pem.bytes()).subject.rfc4514_string()
 
+    def intermediate_client(self, tmp_path: Path) -> tuple[ssl.SSLContext, list[bytes]]:
+        """A client context whose certificate an intermediate CA under this one issued, sent
+        with the intermediate's; and those two certificates, DER-encoded, as sent."""
+        carol = self.ca.create_child_ca().issue_cert("carol.clients.example", common_name="carol")
+        chain, key = tmp_path / "carol.crt", tmp_path / "carol.key"
+        chain.write_bytes(b"".join(pem.bytes() for pem in carol.cert_chain_pems))
+        key.write_bytes(carol.private_key_pem.bytes())
+        ctx = self.context()
+        ctx.load_cert_chain(str(chain), str(key))
+        sent = [ssl.PEM_cert_to_DER_cert(pem.bytes().decode()) for pem in carol.cert_chain_pems]
+        return ctx, sent
+
     def context(
         self,
         client: Issued | None = None,
