@@ -250,9 +250,9 @@ def join(stack: contextlib.ExitStack, server, consumer: str, name: str, **kw) ->
 
 
 def is_pool_thread(name: str) -> bool:
-    """A thread of ferrule's pool, which Python sees as one it did not start ("Dummy-N"); not
-    asgiref's ("ThreadPoolExecutor-…", "sync_to_async…")."""
-    return name.startswith(("Dummy-", "ferrule-worker"))
+    """A thread of ferrule's pool ("ferrule-worker-N"); not asgiref's
+    ("ThreadPoolExecutor-…", "sync_to_async…")."""
+    return name.startswith("ferrule-worker-")
 
 
 def where_code_ran(consumer: str, chatters: list[Chatter], got: list[dict]) -> None:

@@ -50,8 +50,8 @@ def test_sync_views_run_on_pool_threads_that_keep_their_connection(site):
     assert all(s["asgi"] for s in seen), "served through Django's ASGI handler"
     for s in seen:
         # Not asgiref's thread (ThreadPoolExecutor-…, "sync_to_async"): a thread of ferrule's
-        # pool, which Python sees as a thread it did not start.
-        assert s["thread"].startswith("Dummy-"), s
+        # pool, named as the OS names it.
+        assert s["thread"].startswith("ferrule-worker-"), s
     connections: dict[int, set[int]] = {}
     for s in seen:
         connections.setdefault(s["ident"], set()).add(s["connection"])

@@ -175,6 +175,14 @@ def test_header_folding_into_the_environ(serve):
     assert env["HTTP_X_LATIN"] == "caf\xe9"
 
 
+def test_worker_threads_have_their_names_in_python(serve):
+    # Tracebacks, logging's %(threadName)s and threading.enumerate() say ferrule-worker-N, as
+    # py-spy and top -H do, not the Dummy-N Python gives threads it did not start.
+    server = serve("procapp:application")
+    names = {server.request("GET", "/thread")[1].decode() for _ in range(5)}
+    assert all(re.fullmatch(r"ferrule-worker-\d+", name) for name in names), names
+
+
 def test_wsgi_errors_reaches_the_server_log(serve):
     server = serve("echo:app")
     echo(server, path="/?errors=written-to-wsgi-errors-42")

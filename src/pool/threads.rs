@@ -98,6 +98,7 @@ pub(super) fn spawn_worker(shared: &Arc<Shared>, st: &mut State, woken: bool) {
 fn worker_main(shared: &Arc<Shared>, slot: &Arc<Slot>) {
     slot.probe.attach();
     Python::attach(|py| {
+        name_python_thread(py);
         let mut next = py.detach(|| next_job(shared, slot));
         while let Some(job) = next {
             *slot.running() = Some(Arc::clone(job.flight()));
@@ -123,6 +124,22 @@ fn worker_main(shared: &Arc<Shared>, slot: &Arc<Slot>) {
     slot.probe.detach();
     shared.lock().alive -= 1;
     shared.exited.notify_all();
+}
+
+/// Python calls a thread it did not start `Dummy-N` in tracebacks, logging's
+/// `%(threadName)s` and `threading.enumerate()`: give it the OS thread's name
+/// (`ferrule-worker-N`), as py-spy and `top -H` show it.
+fn name_python_thread(py: Python<'_>) {
+    let Some(name) = std::thread::current().name().map(str::to_owned) else {
+        return;
+    };
+    let named = py
+        .import("threading")
+        .and_then(|threading| threading.call_method0("current_thread"))
+        .and_then(|thread| thread.setattr("name", name));
+    if let Err(e) = named {
+        crate::log_debug!("cannot name the worker thread in Python: {e}");
+    }
 }
 
 /// For a thread that has just finished a job (and so is still counted busy): the next queued

@@ -4,6 +4,7 @@
   /slow?secs=S sleeps S seconds in small steps (cancellable), then answers
   /leak?mb=N   keeps N more megabytes alive for the life of the process
   /stuck       sleeps an hour in one C call that cancellation cannot interrupt
+  /thread      the name Python gives the thread that runs the request
 
 With PROCAPP_FAIL_IMPORT=1 the module raises at import; with PROCAPP_SLOW_IMPORT=S it sleeps
 S seconds at import; with PROCAPP_FIRST_HANGS=PATH the first process to import hangs there and
@@ -11,6 +12,7 @@ the others raise.
 """
 
 import os
+import threading
 import time
 from urllib.parse import parse_qs
 
@@ -46,5 +48,7 @@ def application(environ, start_response):
     elif path == "/stuck":
         time.sleep(3600)
     body = f"pid {os.getpid()} {VERSION}".encode()
+    if path == "/thread":
+        body = threading.current_thread().name.encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
