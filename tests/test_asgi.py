@@ -97,7 +97,7 @@ def test_trailers_follow_the_body_over_http1_and_http2(asgi):
 
     server = asgi()
     assert scope_of(server)["extensions"]["http.response.trailers"] == {}
-    trailers = [("x-checksum", "abc123"), ("x-status", "0")]
+    trailers = [("x-checksum", "abc123"), ("x-checksum", "def456"), ("x-status", "0")]
     with Conn(server) as c:
         # HTTP/1.1 sends trailers to a client that says it takes them (TE: trailers) ...
         c.send(

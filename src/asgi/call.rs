@@ -334,10 +334,8 @@ impl Call {
         };
         let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
         let fields = slot.get_or_insert_with(HeaderMap::new);
-        for (name, value) in gathered {
-            if let Some(name) = name {
-                fields.append(name, value);
-            }
+        for (name, value) in &gathered {
+            fields.append(name, value.clone());
         }
         drop(slot);
         if !more {

@@ -15,7 +15,7 @@
   /state       the lifespan state's 'started' value
   /sse?n=N     N server-sent events, 50 ms apart
   /trailers    a streamed body announced with trailers=True, then two http.response.trailers
-               messages (x-checksum, then x-status); ?missing=1 returns without them
+               messages (x-checksum twice, then x-status); ?missing=1 returns without them
 
 Lifespan: startup puts {'started': True} in the state, unless ASGIAPP_LIFESPAN=fail (startup
 fails with a message) or =none (raises at the first event, like Django's handler).
@@ -166,7 +166,7 @@ async def app(scope, receive, send):
         await send(
             {
                 "type": "http.response.trailers",
-                "headers": [(b"x-checksum", b"abc123")],
+                "headers": [(b"x-checksum", b"abc123"), (b"x-checksum", b"def456")],
                 "more_trailers": True,
             }
         )
