@@ -63,9 +63,12 @@ class Events:
 def cancelapp(serve, tmp_path):
     """cancelapp(*args) -> (Server, Events): the fixture app with events in tmp_path."""
 
-    def _serve(*args: str):
+    def _serve(*args: str, bare: bool = False):
         events = Events(tmp_path / "events.log")
-        server = serve("cancelapp", *args, env={"FERRULE_TEST_CLOSE_LOG": str(events.path)})
+        env = {"FERRULE_TEST_CLOSE_LOG": str(events.path)}
+        if bare:
+            env["CANCELAPP_BARE"] = "1"
+        server = serve("cancelapp", *args, env=env)
         return server, events
 
     return _serve
@@ -169,6 +172,38 @@ def test_a_busy_thread_gets_client_disconnected_after_the_grace(cancelapp):
     server.wait_for_output(access_line("GET", "/cpu?tag=spin", 499))
     # The thread is free again.
     assert server.request("GET", "/quick?tag=after")[0].status == 200
+
+
+@pytest.mark.parametrize("why", ["disconnect", "timeout"])
+def test_without_a_middleware_a_cancelled_view_is_one_quiet_line(cancelapp, why):
+    # No middleware catches the cancellation: Django's error path would log a 500 with its
+    # traceback (and mail ADMINS, and signal Sentry); ferrule answers it quietly instead.
+    server, events = cancelapp(
+        "--timeout",
+        "1" if why == "timeout" else "0",
+        "--cancel-grace",
+        "0.5",
+        "--access-log",
+        bare=True,
+    )
+    c = send(server, "/cpu?tag=bare")
+    events.wait("started tag=bare")
+    if why == "disconnect":
+        c.close()
+        exc, status, said = "ClientDisconnected", 499, "the client disconnected"
+    else:
+        exc, status, said = "RequestTimeout", 504, "it ran longer than --timeout"
+    events.wait(f"interrupted tag=bare exc={exc}")
+    events.wait("request_finished tag=bare")
+    server.wait_for_output(
+        rf"INFO\] GET /cpu\?tag=bare was stopped in its view \({re.escape(said)}\)"
+    )
+    server.wait_for_output(access_line("GET", "/cpu?tag=bare", status))
+    c.close()
+    # No error signal (Sentry's), no traceback.
+    assert events.matching("got_request_exception") == [], events.lines()
+    output = server.output()
+    assert "Traceback" not in output, output[-2000:]
 
 
 def test_cancel_grace_zero_never_raises(cancelapp):

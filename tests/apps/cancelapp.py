@@ -16,9 +16,11 @@ what the client got. Views take ?tag=T.
              at the first chunk and `stream closed` when Django closes the generator
   /quick     records `called`, answers at once with `ferrule.request`'s attributes as JSON
 
-Django's `request_finished` records `request_finished tag=T` for every request, and
+Django's `request_finished` records `request_finished tag=T` for every request, its
+`got_request_exception` (what Sentry listens to) `got_request_exception tag=T`, and
 `CancelledRequestMiddleware` (the one docs/cancellation.md shows) records
-`middleware caught NAME tag=T` when a view stops with a cancellation exception.
+`middleware caught NAME tag=T` when a view stops with a cancellation exception; with
+CANCELAPP_BARE=1 it is left out, and the exception goes down Django's error path.
 """
 
 import json
@@ -34,7 +36,10 @@ settings.configure(
     ALLOWED_HOSTS=["*"],
     ROOT_URLCONF=__name__,
     SECRET_KEY="cancelapp-" + "x" * 40,
-    MIDDLEWARE=[f"{__name__}.CancelledRequestMiddleware"],
+    # CANCELAPP_BARE=1: no middleware, so a cancellation reaches Django's error path.
+    MIDDLEWARE=[]
+    if os.environ.get("CANCELAPP_BARE")
+    else [f"{__name__}.CancelledRequestMiddleware"],
     INSTALLED_APPS=[],
     USE_TZ=True,
 )
@@ -42,7 +47,7 @@ django.setup()
 
 import ferrule  # noqa: E402
 from _record import record  # noqa: E402
-from django.core.signals import request_finished  # noqa: E402
+from django.core.signals import got_request_exception, request_finished  # noqa: E402
 from django.http import HttpResponse, StreamingHttpResponse  # noqa: E402
 from django.urls import path  # noqa: E402
 
@@ -66,6 +71,13 @@ def on_finished(sender, **kwargs):
 
 
 request_finished.connect(on_finished)
+
+
+def on_exception(sender, **kwargs):
+    record(f"got_request_exception tag={getattr(current, 'tag', '-')}")
+
+
+got_request_exception.connect(on_exception)
 
 
 class CancelledRequestMiddleware:
