@@ -10,6 +10,7 @@
 //! | `run/` | `main()`: argv to exit code; loading the app, its routes (`routes.rs`), serving and draining (`serve.rs`), a serving process's signals (`signals.rs`) | yes |
 //! | `supervise/` | the master (`master/`, its decisions pure in `decide.rs`), worker processes, the control channel, the reload watcher, systemd notifications | argv only |
 //! | `process.rs` | what every process sets up about itself: signals, logging, environment, glibc's mmap threshold | small |
+//! | `pidfile.rs` | `--pid`: the file naming the process that owns the listeners | small |
 //! | `app.rs` | importing the application (`module:callable`, a factory, Django's) | yes |
 //! | `asgi/` | ASGI 3 on the loop: the `Dispatch` for ASGI apps, `receive`/`send`, the eventfd inbox, scopes, WebSockets (`websocket.rs`, yawc), the leased pool thread for sync code (`executor.rs`), lifespan | yes |
 //! | `wsgi/` | PEP 3333: environ, input, `start_response` (its rules pure in `head.rs`), `file_wrapper`, responses | yes |
@@ -59,6 +60,7 @@ pub mod stats;
 pub mod supervise;
 pub mod wsgi;
 
+mod pidfile;
 mod process;
 mod run;
 

@@ -415,6 +415,40 @@ def pids_in(log_text: str) -> set[int]:
     return {int(p) for p in re.findall(r"Worker process (\d+) is ready", log_text)}
 
 
+# -- the pid file --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", ["1", "2"], ids=["single", "master"])
+def test_the_pid_file_names_the_process_that_owns_the_listeners(serve, tmp_path, workers):
+    # A stale file (its process gone) is replaced; the file names the single process or the
+    # master, not a worker; it goes when the process exits.
+    pid_file = tmp_path / "run" / "ferrule.pid"
+    pid_file.parent.mkdir()
+    pid_file.write_text("99999999\n")
+    server = serve("procapp:application", "--workers", workers, "--pid", str(pid_file))
+    if workers != "1":
+        wait_ready_count(server, int(workers))
+    assert pid_file.read_text() == f"{server.proc.pid}\n"
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(LIVENESS) == 0
+    assert not pid_file.exists()
+    assert os.listdir(pid_file.parent) == [], "nothing staged is left behind"
+
+
+def test_a_pid_file_naming_a_running_process_stops_the_start(tmp_path):
+    pid_file = tmp_path / "ferrule.pid"
+    pid_file.write_text(f"{os.getpid()}\n")  # this test's process: alive
+    sock = tmp_path / "s.sock"
+    server = start(
+        ["--bind", f"unix:{sock}", "--pid", str(pid_file), "procapp:application"],
+        expect_ready=False,
+    )
+    assert server.proc.wait(LIVENESS) == 2
+    assert f"process {os.getpid()} is running" in server.output()
+    assert pid_file.read_text() == f"{os.getpid()}\n", "another process's file is left alone"
+    assert not sock.exists()
+
+
 # -- start-up failures ---------------------------------------------------------------------
 
 

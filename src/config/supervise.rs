@@ -112,6 +112,18 @@ pub struct SuperviseOptions {
         help_heading = "Processes"
     )]
     pub reload_exclude: Vec<String>,
+
+    /// Write the pid of the process that owns the listeners (the master, or the one serving
+    /// process) to this file once they are bound, and remove it on exit. A file naming a
+    /// process that is still running stops the start (exit code 2); a stale one is replaced.
+    /// Default: none.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "FERRULE_PID",
+        help_heading = "Processes"
+    )]
+    pub pid: Option<std::path::PathBuf>,
 }
 
 /// The supervisor part of the plan.
@@ -128,6 +140,8 @@ pub struct SupervisePlan {
     pub reload: bool,
     /// `--reload-include` and `--reload-exclude` with the defaults.
     pub reload_filter: Filter,
+    /// `--pid`.
+    pub pid_file: Option<std::path::PathBuf>,
 }
 
 impl SupervisePlan {
@@ -164,6 +178,7 @@ impl SuperviseOptions {
                 .filter(|d| !d.is_zero()),
             reload: self.reload || (django && !self.noreload),
             reload_filter,
+            pid_file: self.pid.clone(),
         })
     }
 }

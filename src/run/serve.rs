@@ -64,7 +64,8 @@ pub(super) fn serve(
     // Certificate and key are read before anything binds: a bad file ends start-up with
     // exit code 2 and the port still free.
     let tls = Tls::load(&plan.tls)?;
-    let (listeners, admin, control) = sockets(plan, worker.as_ref())?;
+    // The pid file lives as long as this function: the process is exiting when it returns.
+    let (listeners, admin, control, _pid_file) = sockets(plan, worker.as_ref())?;
     let share = worker.as_ref().and_then(join_board);
     // systemd's notification socket (a worker's master has taken it).
     let notifier = Arc::new(Notifier::from_env());
@@ -226,15 +227,17 @@ fn announce(
     }
 }
 
-/// The listeners, the admin listener and (a worker) the control socket.
+/// The listeners, the admin listener, (a worker) the control socket and (`--pid`, not a
+/// worker) the pid file, removed when dropped.
 type Sockets = (
     Vec<listen::Bound>,
     Option<listen::Bound>,
     Option<std::os::unix::net::UnixStream>,
+    Option<crate::pidfile::PidFile>,
 );
 
-/// The listeners, the admin listener and (a worker) the control socket. A worker serves the
-/// listeners its master bound, and leaves the admin listener to it.
+/// The listeners, the admin listener, the control socket and the pid file. A worker serves
+/// the listeners its master bound, and leaves the admin listener and the pid file to it.
 fn sockets(plan: &Plan, worker: Option<&Spec>) -> Result<Sockets, Error> {
     if let Some(spec) = worker {
         let listeners = spec
@@ -242,12 +245,18 @@ fn sockets(plan: &Plan, worker: Option<&Spec>) -> Result<Sockets, Error> {
             .iter()
             .map(|fd| listen::adopt::adopt(*fd))
             .collect::<Result<Vec<_>, _>>()?;
-        return Ok((listeners, None, Some(spec.control_socket()?)));
+        return Ok((listeners, None, Some(spec.control_socket()?), None));
     }
     // systemd's sockets instead of --bind when socket-activated.
     let (listeners, admin) =
         listen::systemd::listeners(&plan.binds, plan.stats.bind.as_ref(), plan.unix_socket_mode)?;
-    Ok((listeners, admin, None))
+    let pid_file = plan
+        .supervise
+        .pid_file
+        .as_deref()
+        .map(crate::pidfile::PidFile::create)
+        .transpose()?;
+    Ok((listeners, admin, None, pid_file))
 }
 
 /// After the server stopped with `outcome`: let the pool finish by `deadline` (the graceful
