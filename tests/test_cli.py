@@ -146,6 +146,7 @@ def test_app_that_cannot_be_imported_exits_2_before_binding(app, needle):
         ("--body-buffer-size", "lots"),
         ("--keep-alive", "-1"),
         ("--unix-socket-mode", "999"),
+        ("--umask", "8"),
         ("--bind", "nonsense"),
         ("--limit-request-line", "-5"),
         ("--min-threads", "64"),

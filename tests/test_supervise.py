@@ -435,6 +435,18 @@ def test_the_pid_file_names_the_process_that_owns_the_listeners(serve, tmp_path,
     assert os.listdir(pid_file.parent) == [], "nothing staged is left behind"
 
 
+@pytest.mark.parametrize(
+    ("workers", "mask", "mode"), [("1", "027", "0o640"), ("2", "077", "0o600")]
+)
+def test_umask_applies_to_the_files_the_application_creates(serve, tmp_path, workers, mask, mode):
+    server = serve("procapp:application", "--workers", workers, "--umask", mask)
+    if workers != "1":
+        wait_ready_count(server, int(workers))
+    created = tmp_path / f"created-{mask}"
+    resp, body = server.request("GET", f"/touch?path={created}")
+    assert (resp.status, body.decode()) == (200, mode)
+
+
 def test_a_pid_file_naming_a_running_process_stops_the_start(tmp_path):
     pid_file = tmp_path / "ferrule.pid"
     pid_file.write_text(f"{os.getpid()}\n")  # this test's process: alive

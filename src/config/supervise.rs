@@ -124,6 +124,17 @@ pub struct SuperviseOptions {
         help_heading = "Processes"
     )]
     pub pid: Option<std::path::PathBuf>,
+
+    /// The file mode creation mask of every ferrule process (the master and its workers), in
+    /// octal: files the application creates get it (`027`: no access for others). Unix
+    /// sockets keep `--unix-socket-mode`. Default: the mask ferrule was started with.
+    #[arg(
+        long,
+        value_name = "MASK",
+        env = "FERRULE_UMASK",
+        help_heading = "Processes"
+    )]
+    pub umask: Option<String>,
 }
 
 /// The supervisor part of the plan.
@@ -142,6 +153,8 @@ pub struct SupervisePlan {
     pub reload_filter: Filter,
     /// `--pid`.
     pub pid_file: Option<std::path::PathBuf>,
+    /// `--umask`.
+    pub umask: Option<u32>,
 }
 
 impl SupervisePlan {
@@ -160,6 +173,19 @@ impl SuperviseOptions {
                 "invalid value '0' for '--workers': at least 1 worker process is needed",
             ));
         }
+        let umask = match &self.umask {
+            None => None,
+            Some(text) => Some(
+                u32::from_str_radix(text, 8)
+                    .ok()
+                    .filter(|m| *m <= 0o777)
+                    .ok_or_else(|| {
+                        Error::config(format!(
+                            "invalid value '{text}' for '--umask': expected an octal mask such as 027"
+                        ))
+                    })?,
+            ),
+        };
         // Compiled here so a bad glob stops ferrule before anything binds.
         let reload_filter = Filter::new(&self.reload_include, &self.reload_exclude)?;
         if self.reload && self.noreload {
@@ -179,6 +205,7 @@ impl SuperviseOptions {
             reload: self.reload || (django && !self.noreload),
             reload_filter,
             pid_file: self.pid.clone(),
+            umask,
         })
     }
 }

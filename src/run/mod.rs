@@ -86,6 +86,10 @@ pub fn main(
             return Ok(e.exit_code());
         }
     };
+    if let Some(mask) = plan.supervise.umask {
+        // SAFETY: umask only sets this process's mask; it cannot fail. Workers inherit it.
+        unsafe { libc::umask(mask as libc::mode_t) };
+    }
     if let (Some(callback), None) = (before_serve, &worker) {
         callback.call1((plan.supervise.reload,))?;
     }

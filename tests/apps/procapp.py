@@ -5,6 +5,7 @@
   /leak?mb=N   keeps N more megabytes alive for the life of the process
   /stuck       sleeps an hour in one C call that cancellation cannot interrupt
   /thread      the name Python gives the thread that runs the request
+  /touch?path=P  creates the file P (the --umask test) and answers its mode in octal
 
 With PROCAPP_FAIL_IMPORT=1 the module raises at import; with PROCAPP_SLOW_IMPORT=S it sleeps
 S seconds at import; with PROCAPP_FIRST_HANGS=PATH the first process to import hangs there and
@@ -50,5 +51,10 @@ def application(environ, start_response):
     body = f"pid {os.getpid()} {VERSION}".encode()
     if path == "/thread":
         body = threading.current_thread().name.encode()
+    if path == "/touch":
+        created = query["path"][0]
+        with open(created, "w"):
+            pass
+        body = oct(os.stat(created).st_mode & 0o777).encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
