@@ -97,6 +97,9 @@ pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: ReplyBody,
+    /// The reason phrase of a WSGI status line, when it is not the code's usual one
+    /// (`419 Page Expired`); HTTP/1 sends it, HTTP/2 has none.
+    pub reason: Option<hyper::ext::ReasonPhrase>,
 }
 
 pub enum ReplyBody {
@@ -121,6 +124,13 @@ impl Reply {
             status,
             headers,
             body: ReplyBody::Full(body),
+            reason: None,
         }
+    }
+
+    #[must_use]
+    pub fn with_reason(mut self, reason: Option<hyper::ext::ReasonPhrase>) -> Self {
+        self.reason = reason;
+        self
     }
 }

@@ -117,6 +117,16 @@ def test_trailers_follow_the_body_over_http1_and_http2(asgi):
         assert (s.status, bytes(s.body), s.trailers) == ("200", b"part one, part two", trailers)
 
 
+def test_a_code_without_a_usual_reason_phrase_gets_an_empty_one(asgi):
+    # ASGI carries no reason phrase; for 419 hyper's own would be the placeholder "<none>".
+    server = asgi()
+    with Conn(server) as c:
+        resp = c.request("GET", "/status?code=419")
+        assert (resp.status, resp.reason) == (419, "")
+        resp = c.request("GET", "/status?code=404")
+        assert (resp.status, resp.reason) == (404, "Not Found")
+
+
 def test_announced_trailers_that_never_come_leave_the_body_whole(asgi):
     server = asgi()
     with Conn(server) as c:

@@ -287,11 +287,6 @@ def test_an_exception_is_a_500_with_the_traceback_in_the_log(ferrule, gunicorn, 
         assert view(resp) == view(theirs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ferrule sends hyper's canonical reason phrase, not the application's, and "
-    '"<none>" for a code without one; gunicorn sends the status line the app gave',
-)
 def test_the_reason_phrase_is_the_applications(ferrule, gunicorn):
     resp = same(ferrule, gunicorn, "GET", "/status?line=419+Page+Expired")
     assert (resp.status, resp.reason) == (419, "Page Expired")

@@ -230,6 +230,7 @@ impl Call {
                 status,
                 headers,
                 body: ReplyBody::Stream(rx, Arc::clone(&out.aborted), out.trailers.clone()),
+                reason: None,
             };
             head.send(reply).map_err(|_| client_gone(py))?;
             out.stream = Some(tx);
@@ -302,6 +303,7 @@ impl Call {
                 offset: 0,
                 len,
             },
+            reason: None,
         };
         head.send(reply).map_err(|_| client_gone(py))
     }

@@ -290,5 +290,17 @@ pub(crate) async fn into_response(reply: Reply) -> Response<OutBody> {
     let mut resp = Response::new(body);
     *resp.status_mut() = reply.status;
     *resp.headers_mut() = reply.headers;
+    match reply.reason {
+        Some(reason) => {
+            resp.extensions_mut().insert(reason);
+        }
+        // A code with no usual phrase (an ASGI application's 419): an empty one, which
+        // RFC 9112 allows, rather than hyper's "<none>".
+        None if reply.status.canonical_reason().is_none() => {
+            resp.extensions_mut()
+                .insert(hyper::ext::ReasonPhrase::from_static(b""));
+        }
+        None => {}
+    }
     resp
 }

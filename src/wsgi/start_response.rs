@@ -34,6 +34,8 @@ const STREAM_DEPTH: usize = 8;
 /// The head given by the application's last `start_response` call.
 pub struct Head {
     pub status: StatusCode,
+    /// The status line's reason phrase when it is not the code's usual one.
+    pub reason: Option<hyper::ext::ReasonPhrase>,
     pub headers: HeaderMap,
     pub content_length: Option<u64>,
 }
@@ -140,7 +142,7 @@ impl Responder {
             }
         }
         self.sent = body.len() as u64;
-        let reply_msg = Reply::full(head.status, head.headers, body);
+        let reply_msg = Reply::full(head.status, head.headers, body).with_reason(head.reason);
         reply.send(reply_msg).map_err(|_| SendError::ClientGone)
     }
 
@@ -157,6 +159,7 @@ impl Responder {
             status: head.status,
             headers: head.headers,
             body: ReplyBody::File { file, offset, len },
+            reason: head.reason,
         };
         reply.send(reply_msg).map_err(|_| SendError::ClientGone)
     }
@@ -185,7 +188,8 @@ impl Responder {
         }
         let (head, reply) = self.take_head()?;
         if self.head_only || !permits_body(head.status) {
-            let reply_msg = Reply::full(head.status, head.headers, Bytes::new());
+            let reply_msg =
+                Reply::full(head.status, head.headers, Bytes::new()).with_reason(head.reason);
             return reply
                 .send(reply_msg)
                 .map(|()| None)
@@ -196,6 +200,7 @@ impl Responder {
             status: head.status,
             headers: head.headers,
             body: ReplyBody::Stream(rx, Arc::clone(&self.aborted), None),
+            reason: head.reason,
         };
         reply.send(reply_msg).map_err(|_| SendError::ClientGone)?;
         self.stream = Some(tx.clone());
@@ -427,6 +432,18 @@ impl Write {
     }
 }
 
+/// The reason phrase to send for a status line, when it is not the code's usual one: gunicorn
+/// and uWSGI send the application's (`419 Page Expired`), and a code without a usual phrase
+/// would otherwise get hyper's placeholder. Latin-1, as PEP 3333 has it; a phrase that is
+/// not sends the usual one.
+fn reason_phrase(status: StatusCode, given: &str) -> Option<hyper::ext::ReasonPhrase> {
+    if status.canonical_reason() == Some(given) {
+        return None; // the common case: nothing to carry
+    }
+    let latin1: Option<Vec<u8>> = given.chars().map(|c| u8::try_from(c).ok()).collect();
+    latin1.and_then(|bytes| hyper::ext::ReasonPhrase::try_from(bytes).ok())
+}
+
 /// Validate `status` and `response_headers` as PEP 3333 requires.
 fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult<Head> {
     let status_str = status.cast::<PyString>().map_err(|_| {
@@ -435,7 +452,9 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
             status.repr().map_or_else(|_| "?".into(), |r| r.to_string())
         ))
     })?;
-    let status = parse_status(&status_str.to_cow()?).map_err(PyValueError::new_err)?;
+    let status_line = status_str.to_cow()?;
+    let status = parse_status(&status_line).map_err(PyValueError::new_err)?;
+    let reason = reason_phrase(status, &status_line[4..]);
     let list = headers.cast::<PyList>().map_err(|_| {
         PyTypeError::new_err(format!(
             "response_headers must be a list of (name, value) tuples, not {} (see PEP 3333)",
@@ -481,6 +500,7 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
     }
     Ok(Head {
         status,
+        reason,
         headers: map,
         content_length,
     })

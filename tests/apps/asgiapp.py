@@ -14,6 +14,7 @@
   /pathsend    http.response.pathsend of this file
   /state       the lifespan state's 'started' value
   /sse?n=N     N server-sent events, 50 ms apart
+  /status?code=C  an empty response with status C
   /trailers    a streamed body announced with trailers=True, then two http.response.trailers
                messages (x-checksum twice, then x-status); ?missing=1 returns without them
 
@@ -147,6 +148,8 @@ async def app(scope, receive, send):
             await asyncio.sleep(0.05)
         await send({"type": "http.response.body", "body": b""})
         return
+    if path == "/status":
+        return await respond(send, int(query["code"][0]), b"")
     if path == "/trailers":
         await send(
             {
