@@ -18,6 +18,7 @@ import re
 import socket
 import struct
 import time
+from pathlib import Path
 
 import pytest
 from helpers import Unmet, host_header, wait_until
@@ -230,17 +231,38 @@ def test_shutdown_closes_open_sockets_with_1001(ws):
     assert "fixture: ws cleanup done tag=sd" in server.output()
 
 
+def started_workers(server, count: int):
+    """The pids of the first `count` workers the master started, once it has."""
+    pids = [int(p) for p in re.findall(r"Started worker process (\d+)", server.output())]
+    return pids[:count] if len(pids) >= count else Unmet({"started": pids})
+
+
 def test_a_reload_closes_with_1012_and_a_stop_with_1001(ws):
     # A worker replaced by a reload (SIGHUP at the master) tells its clients the service is
     # restarting (1012) and a new worker takes their reconnection; the master stopping the
     # service sends its workers' clients 1001.
     server = ws("--workers", "2")
+    old = wait_until(lambda: started_workers(server, 2), LIVENESS, what="two workers")
     with client(server, "/hold?tag=old") as c:
         server.proc.send_signal(1)
         with pytest.raises(ConnectionClosed) as closed:
             c.recv(LIVENESS)
     assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1012, "server restarting")
     server.wait_for_output(r"fixture: ws disconnect code=1012 tag=old", LIVENESS)
+
+    def running(pid: int) -> bool:
+        try:
+            # A zombie has exited; the master reaps it shortly.
+            return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+        except OSError:
+            return False
+
+    def replaced():
+        alive = [pid for pid in old if running(pid)]
+        return not alive or Unmet({"old workers alive": alive})
+
+    # Only the new workers accept now.
+    wait_until(replaced, LIVENESS, what="the old workers to exit")
     with client(server, "/hold?tag=new") as c:
         server.proc.send_signal(15)
         with pytest.raises(ConnectionClosed) as closed:
