@@ -12,6 +12,15 @@ pub struct PidFile {
 }
 
 impl PidFile {
+    /// The file `--pid` asks for, if it does, written (see [`PidFile::create`]).
+    pub fn for_plan(plan: &crate::config::Plan) -> Result<Option<Self>, Error> {
+        plan.supervise
+            .pid_file
+            .as_deref()
+            .map(Self::create)
+            .transpose()
+    }
+
     /// Write this process's pid to `path`, once the listeners are bound. A file naming a
     /// process that is still running refuses the start: two servers would take each other's
     /// signals. One whose process is gone (a crash, a kill -9) is replaced.

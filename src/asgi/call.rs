@@ -189,10 +189,7 @@ impl Call {
         })?;
         let mut headers = HeaderMap::new();
         fields(py, message, &mut headers)?;
-        let trailers = match message.get_item(intern!(py, "trailers"))? {
-            Some(t) => t.is_truthy()?,
-            None => false,
-        };
+        let trailers = flag(message, intern!(py, "trailers"))?;
         out.start = Some((status, headers));
         out.trailers = trailers.then(Trailers::default);
         Ok(())
@@ -203,10 +200,7 @@ impl Call {
             Some(b) => Bytes::from(b.extract::<Vec<u8>>()?),
             None => Bytes::new(),
         };
-        let more = match message.get_item(intern!(py, "more_body"))? {
-            Some(m) => m.is_truthy()?,
-            None => false,
-        };
+        let more = flag(message, intern!(py, "more_body"))?;
         let mut out = lock(&self.out);
         if out.complete || out.body_ended {
             return Err(PyRuntimeError::new_err(
@@ -311,10 +305,7 @@ impl Call {
     /// `http.response.trailers`: fields gathered into the body's trailer slot; the last message
     /// (`more_trailers` false) ends the stream, and the body sends them after its last byte.
     fn trailers(&self, py: Python<'_>, message: &Bound<'_, PyDict>) -> PyResult<()> {
-        let more = match message.get_item(intern!(py, "more_trailers"))? {
-            Some(m) => m.is_truthy()?,
-            None => false,
-        };
+        let more = flag(message, intern!(py, "more_trailers"))?;
         let mut gathered = HeaderMap::new();
         fields(py, message, &mut gathered)?;
         if crate::http::admission::check_trailers(&gathered).is_err() {
@@ -572,6 +563,11 @@ fn request_message<'py>(py: Python<'py>, body: &[u8], more: bool) -> PyResult<Bo
     message.set_item(intern!(py, "body"), PyBytes::new(py, body))?;
     message.set_item(intern!(py, "more_body"), more)?;
     Ok(message)
+}
+
+/// An ASGI message's optional boolean `key` (`more_body`, `trailers`): false when absent.
+fn flag(message: &Bound<'_, PyDict>, key: &Bound<'_, pyo3::types::PyString>) -> PyResult<bool> {
+    message.get_item(key)?.map_or(Ok(false), |v| v.is_truthy())
 }
 
 /// The `headers` of an ASGI message, checked (`header`), appended to `into`.

@@ -303,11 +303,7 @@ impl Drain {
             let scope = self
                 .scopes
                 .build(py, scope::websocket, &admitted, &call.trace)?;
-            let callables = [
-                Py::new(py, Receive(Arc::clone(call) as Arc<dyn Endpoint>))?.into_any(),
-                Py::new(py, Send(Arc::clone(call) as Arc<dyn Endpoint>))?.into_any(),
-                Py::new(py, Done(Arc::clone(call) as Arc<dyn Endpoint>))?.into_any(),
-            ];
+            let callables = callables(py, &(Arc::clone(call) as Arc<dyn Endpoint>))?;
             let lease = executor::Lease::new(Arc::clone(&call.flight));
             lease.release();
             call.set_lease(Arc::clone(&lease));
@@ -328,9 +324,12 @@ impl Drain {
     /// Call the application for a new request — or, for a request the direct path served
     /// (`dispatch.rs`), the coroutine that sends its response from the loop.
     fn start(&self, py: Python<'_>, call: &Arc<Call>) {
-        let resumed = take(&call.resume);
-        let admitted = if resumed.is_some() {
-            None
+        let started = if let Some((app, scope)) = take(&call.resume) {
+            // Its sync code is over: what remains (the response's close()) takes whichever
+            // pool thread is free.
+            let lease = executor::Lease::new(Arc::clone(&call.flight));
+            lease.release();
+            self.launch_call(py, call, app.bind(py), scope.into_bound(py), lease)
         } else {
             let Some(admitted) = take(&call.admitted) else {
                 return;
@@ -338,33 +337,14 @@ impl Drain {
             if call.flight.is_cancelled() {
                 return; // gone before it started: the answer is the cancellation's
             }
-            Some(admitted)
+            call.trace.start();
+            self.scopes
+                .build(py, scope::http, &admitted, &call.trace)
+                .and_then(|scope| {
+                    let lease = executor::Lease::new(Arc::clone(&call.flight));
+                    self.launch_call(py, call, self.app.bind(py), scope, lease)
+                })
         };
-        let started = (|| -> PyResult<()> {
-            let lease = executor::Lease::new(Arc::clone(&call.flight));
-            let (app, scope) = match (resumed, admitted) {
-                (Some((app, scope)), _) => {
-                    // Its sync code is over: what remains (the response's close()) takes
-                    // whichever pool thread is free.
-                    lease.release();
-                    (app.into_bound(py), scope.into_bound(py))
-                }
-                (None, Some(admitted)) => {
-                    call.trace.start();
-                    let scope = self.scopes.build(py, scope::http, &admitted, &call.trace)?;
-                    (self.app.bind(py).clone(), scope)
-                }
-                (None, None) => return Ok(()),
-            };
-            let callables = [
-                Py::new(py, Receive(Arc::clone(call) as Arc<dyn Endpoint>))?.into_any(),
-                Py::new(py, Send(Arc::clone(call) as Arc<dyn Endpoint>))?.into_any(),
-                Py::new(py, Done(Arc::clone(call) as Arc<dyn Endpoint>))?.into_any(),
-            ];
-            call.set_lease(Arc::clone(&lease));
-            call.set_task(self.launch(py, &app, scope, callables, lease)?);
-            Ok(())
-        })();
         if let Err(e) = started {
             log_error!(
                 "cannot start the ASGI application for {} {}:\n{}",
@@ -374,6 +354,21 @@ impl Drain {
             );
             call.failed_to_start();
         }
+    }
+
+    /// `app`'s task for request `call`, its sync code on `lease`'s thread.
+    fn launch_call(
+        &self,
+        py: Python<'_>,
+        call: &Arc<Call>,
+        app: &Bound<'_, PyAny>,
+        scope: Bound<'_, PyDict>,
+        lease: Arc<executor::Lease>,
+    ) -> PyResult<()> {
+        let callables = callables(py, &(Arc::clone(call) as Arc<dyn Endpoint>))?;
+        call.set_lease(Arc::clone(&lease));
+        call.set_task(self.launch(py, app, scope, callables, lease)?);
+        Ok(())
     }
 
     /// The application's task for `scope`, with `receive`, `send` and the done-callback, its
@@ -393,6 +388,15 @@ impl Drain {
             .call1(py, (app, scope, receive, send, done, executor))
             .inspect_err(|_| task_ended())
     }
+}
+
+/// The `receive`, `send` and done-callback objects of a request or a WebSocket.
+fn callables(py: Python<'_>, endpoint: &Arc<dyn Endpoint>) -> PyResult<[Py<PyAny>; 3]> {
+    Ok([
+        Py::new(py, Receive(Arc::clone(endpoint)))?.into_any(),
+        Py::new(py, Send(Arc::clone(endpoint)))?.into_any(),
+        Py::new(py, Done(Arc::clone(endpoint)))?.into_any(),
+    ])
 }
 
 /// What a slot holds, taken out of it.

@@ -250,12 +250,7 @@ fn sockets(plan: &Plan, worker: Option<&Spec>) -> Result<Sockets, Error> {
     // systemd's sockets instead of --bind when socket-activated.
     let (listeners, admin) =
         listen::systemd::listeners(&plan.binds, plan.stats.bind.as_ref(), plan.unix_socket_mode)?;
-    let pid_file = plan
-        .supervise
-        .pid_file
-        .as_deref()
-        .map(crate::pidfile::PidFile::create)
-        .transpose()?;
+    let pid_file = crate::pidfile::PidFile::for_plan(plan)?;
     Ok((listeners, admin, None, pid_file))
 }
 

@@ -64,12 +64,7 @@ fn supervise(
     let (listeners, admin_listener) =
         listen::systemd::listeners(&plan.binds, plan.stats.bind.as_ref(), plan.unix_socket_mode)?;
     // Removed when this function returns: the master is exiting.
-    let _pid_file = plan
-        .supervise
-        .pid_file
-        .as_deref()
-        .map(crate::pidfile::PidFile::create)
-        .transpose()?;
+    let _pid_file = crate::pidfile::PidFile::for_plan(plan)?;
     let notifier = Arc::new(notify::Notifier::from_env());
     crate::process::forget_variables(py, &[&listen::systemd::VARIABLES, &notify::VARIABLES]);
     let scheme = if tls.is_some() { "https" } else { "http" };
