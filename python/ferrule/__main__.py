@@ -1,6 +1,6 @@
 """The `ferrule` command: every option is defined in Rust; this hands argv over. The one
 exception is `ferrule from-gunicorn`, which runs a gunicorn configuration file (Python) to
-translate it, and so lives in Python (`_from_gunicorn.py`)."""
+translate it, and so lives in Python (the `_from_gunicorn` package)."""
 
 import sys
 
