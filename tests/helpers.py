@@ -1,7 +1,8 @@
 """Raw HTTP/1.1 over a socket, for tests that need more control than http.client gives
-(pipelining, interim responses, malformed requests, half-read streams).
+(pipelining, interim responses, malformed requests, half-read streams), and `run_ferrule`, the
+command run to completion for its exit code and messages.
 
-conftest.py owns the server process; this module only speaks the protocol.
+conftest.py owns the server process that serves requests; this module only speaks the protocol.
 """
 
 from __future__ import annotations
@@ -9,8 +10,12 @@ from __future__ import annotations
 import json
 import re
 import socket
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
+
+from conftest import ferrule_env
 
 
 def host_header(server) -> str:
@@ -300,3 +305,22 @@ def small_window_socket(server, rcvbuf: int = 4096, timeout: float = 30) -> sock
         s.close()
         raise
     return s
+
+
+def run_ferrule(
+    *args: str, env: dict | None = None, cwd=None, merge_stderr: bool = False
+) -> tuple[int, str, str]:
+    """Run `python -m ferrule ARGS` to completion; (exit code, stdout, stderr). `merge_stderr`
+    sends stderr into stdout, interleaved as written, and leaves the third item ""."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "ferrule", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+        text=True,
+        errors="replace",
+        env=ferrule_env(env),
+        cwd=cwd,
+        timeout=60,
+    )
+    return proc.returncode, proc.stdout, proc.stderr or ""

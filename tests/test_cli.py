@@ -10,37 +10,21 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 import threading
 
 import ferrule
 import pytest
-from conftest import TESTS, UnixHTTPConnection, ferrule_env
+from conftest import TESTS, UnixHTTPConnection
 from helpers import (
     Conn,
     Unmet,
     build_request,
     host_header,
+    run_ferrule,
     wait_until,
 )
 
 APPS = TESTS / "apps"
-
-
-def run_ferrule(*args: str, env: dict | None = None, timeout: float = 30):
-    """Run `python -m ferrule ARGS` to completion; returns (exit code, stdout + stderr)."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "ferrule", *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-        env=ferrule_env(env),
-        timeout=timeout,
-    )
-    return proc.returncode, proc.stdout
 
 
 def unix_get(path, target="/"):
@@ -92,7 +76,7 @@ def option_blocks(text: str) -> dict[str, str]:
 
 
 def test_help_lists_every_option_grouped_with_defaults():
-    code, out = run_ferrule("--help")
+    code, out, _ = run_ferrule("--help", merge_stderr=True)
     assert code == 0, out
     blocks = option_blocks(out)
     for option in [*DEFAULTS, *OTHER_OPTIONS]:
@@ -111,7 +95,7 @@ def test_help_lists_every_option_grouped_with_defaults():
 
 
 def test_version():
-    code, out = run_ferrule("--version")
+    code, out, _ = run_ferrule("--version", merge_stderr=True)
     assert code == 0
     assert ferrule.__version__ in out
     assert "ferrule" in out
@@ -131,7 +115,7 @@ def test_version():
     ids=["missing-module", "import-error-inside", "missing-attribute", "missing-factory"],
 )
 def test_app_that_cannot_be_imported_exits_2_before_binding(app, needle):
-    code, out = run_ferrule("--bind", "127.0.0.1:0", app)
+    code, out, _ = run_ferrule("--bind", "127.0.0.1:0", app, merge_stderr=True)
     assert code == 2, out
     assert re.search(needle, out), out
     assert "Listening at" not in out and "Ready to accept" not in out, out
@@ -153,7 +137,9 @@ def test_app_that_cannot_be_imported_exits_2_before_binding(app, needle):
     ],
 )
 def test_bad_option_value_exits_2_naming_the_option(option, value):
-    code, out = run_ferrule("--bind", "127.0.0.1:0", f"{option}={value}", "echo:app")
+    code, out, _ = run_ferrule(
+        "--bind", "127.0.0.1:0", f"{option}={value}", "echo:app", merge_stderr=True
+    )
     assert code == 2, out
     assert option in out, out
     assert "Listening at" not in out, out
@@ -169,7 +155,7 @@ def test_bad_option_value_exits_2_naming_the_option(option, value):
 )
 def test_a_number_that_is_not_one_is_explained(option, expected):
     # Issue 12: "invalid digit found in string" is Rust's wording, not a user's.
-    code, out = run_ferrule(f"{option}=abc", "echo:app")
+    code, out, _ = run_ferrule(f"{option}=abc", "echo:app", merge_stderr=True)
     assert code == 2, out
     assert f"invalid value 'abc' for '{option} <" in out and expected in out, out
     assert "invalid digit" not in out and "float literal" not in out, out
@@ -179,34 +165,29 @@ def test_no_app_in_a_django_project_says_what_to_type(tmp_path):
     (tmp_path / "manage.py").write_text(
         'import os\nos.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")\n'
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "ferrule"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env=ferrule_env(),
-        timeout=30,
-    )
-    assert proc.returncode == 2, proc.stderr
-    assert "python manage.py server" in proc.stderr, proc.stderr
-    assert '"ferrule" to INSTALLED_APPS' in proc.stderr
-    assert "ferrule shop.wsgi" in proc.stderr
+    code, _, err = run_ferrule(cwd=tmp_path)
+    assert code == 2, err
+    assert "python manage.py server" in err, err
+    assert '"ferrule" to INSTALLED_APPS' in err
+    assert "ferrule shop.wsgi" in err
 
 
 def test_help_says_how_to_enable_manage_py_server():
-    code, out = run_ferrule("--help")
+    code, out, _ = run_ferrule("--help", merge_stderr=True)
     assert code == 0
     assert 'add "ferrule" to INSTALLED_APPS' in " ".join(out.split()), out[-600:]
 
 
 def test_unknown_option_exits_2():
-    code, out = run_ferrule("--no-such-option", "echo:app")
+    code, out, _ = run_ferrule("--no-such-option", "echo:app", merge_stderr=True)
     assert code == 2, out
     assert "--no-such-option" in out
 
 
 def test_bad_environment_value_exits_2_naming_the_option():
-    code, out = run_ferrule("--bind", "127.0.0.1:0", "echo:app", env={"FERRULE_THREADS": "abc"})
+    code, out, _ = run_ferrule(
+        "--bind", "127.0.0.1:0", "echo:app", env={"FERRULE_THREADS": "abc"}, merge_stderr=True
+    )
     assert code == 2, out
     assert "--threads" in out or "FERRULE_THREADS" in out, out
 
@@ -220,7 +201,7 @@ def test_port_in_use_exits_2_with_one_line_naming_the_address():
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        code, out = run_ferrule("--bind", f"127.0.0.1:{port}", "echo:app")
+        code, out, _ = run_ferrule("--bind", f"127.0.0.1:{port}", "echo:app", merge_stderr=True)
     assert code == 2, out
     lines = [line for line in out.splitlines() if f"127.0.0.1:{port}" in line]
     assert len(lines) == 1, out
@@ -309,7 +290,7 @@ def test_unix_socket_in_use_by_a_live_server_is_not_stolen(tmp_path):
     with socket.socket(socket.AF_UNIX) as live:
         live.bind(str(path))
         live.listen()
-        code, out = run_ferrule("--bind", f"unix:{path}", "echo:app")
+        code, out, _ = run_ferrule("--bind", f"unix:{path}", "echo:app", merge_stderr=True)
         assert code == 2, out
         assert str(path) in out, out
         with socket.socket(socket.AF_UNIX) as probe:
@@ -320,7 +301,7 @@ def test_unix_socket_in_use_by_a_live_server_is_not_stolen(tmp_path):
 def test_regular_file_at_the_socket_path_is_refused_and_left_alone(tmp_path):
     path = tmp_path / "not-a-socket"
     path.write_text("precious data\n")
-    code, out = run_ferrule("--bind", f"unix:{path}", "echo:app")
+    code, out, _ = run_ferrule("--bind", f"unix:{path}", "echo:app", merge_stderr=True)
     assert code == 2, out
     assert str(path) in out, out
     assert "Listening at" not in out, out

@@ -16,8 +16,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import TESTS, ferrule_env, start_command
-from helpers import Unmet, echo, wait_until
+from conftest import TESTS, start_command
+from helpers import Unmet, echo, run_ferrule, wait_until
 
 SITE = TESTS / "django_site"
 
@@ -29,20 +29,6 @@ def bind_for(transport: str, tmp_path: Path) -> str:
 def write(path: Path, text: str) -> Path:
     path.write_text(textwrap.dedent(text).lstrip())
     return path
-
-
-def run_ferrule(*args: str, env: dict | None = None, cwd=None):
-    """Run `python -m ferrule ARGS` to completion; (exit code, stdout, stderr)."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "ferrule", *args],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        env=ferrule_env(env),
-        cwd=cwd,
-        timeout=60,
-    )
-    return proc.returncode, proc.stdout, proc.stderr
 
 
 @pytest.fixture

@@ -22,8 +22,7 @@ import gunicorn.config
 import pytest
 from conftest import ROOT, TESTS
 from ferrule import _from_gunicorn
-from helpers import wait_until
-from test_config_file import run_ferrule
+from helpers import run_ferrule, wait_until
 
 tomllib = pytest.importorskip("tomllib", reason="tomllib is Python 3.11's")
 
