@@ -82,6 +82,10 @@ bench-async: $(PY)  ## ferrule.gather vs async_to_sync, and clients that abandon
 bench-stats: $(PY)  ## what statistics cost: /plain with the admin listener scraped vs off
 	$(PY) bench/stats.py
 
+.PHONY: bench-hooks
+bench-hooks: $(PY)  ## what per-request hooks cost: /plain with --hooks vs without
+	$(PY) bench/hooks.py
+
 .PHONY: bench-workers
 bench-workers: $(PY)  ## /plain and /template with 2 worker processes per server
 	$(PY) bench/run.py --workers 2 --only plain,template

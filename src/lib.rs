@@ -47,6 +47,7 @@ pub mod config;
 pub mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod hooks;
 pub mod html;
 pub mod http;
 pub mod job;

@@ -327,6 +327,18 @@ pub struct Options {
     )]
     pub pythonpath: Vec<PathBuf>,
 
+    /// A module of functions to run at gunicorn's hook points, with ferrule's arguments:
+    /// `on_starting()`, `when_ready()`, `on_reload()` in the master, `post_worker_init()`,
+    /// `worker_exit()` in each worker, `pre_request(environ)` and
+    /// `post_request(environ, status, timings)` around each WSGI request. See docs/hooks.md.
+    #[arg(
+        long,
+        value_name = "MODULE",
+        env = "FERRULE_HOOKS",
+        help_heading = "Application"
+    )]
+    pub hooks: Option<String>,
+
     /// Seconds in-flight requests get to finish after SIGTERM or SIGINT before ferrule exits
     /// anyway. A second signal exits at once.
     #[arg(
@@ -544,6 +556,8 @@ pub struct Plan {
     pub pool: PoolPlan,
     pub io_threads: usize,
     pub pythonpath: Vec<PathBuf>,
+    /// `--hooks`.
+    pub hooks: Option<String>,
     pub graceful_timeout: Duration,
     /// `--timeout`; `None` when off.
     pub timeout: Option<Duration>,
@@ -659,6 +673,7 @@ impl Options {
             },
             io_threads: self.io_threads,
             pythonpath: self.pythonpath.clone(),
+            hooks: self.hooks.clone().filter(|m| !m.is_empty()),
             graceful_timeout: seconds("--graceful-timeout", self.graceful_timeout)?,
             timeout: Some(seconds("--timeout", self.timeout)?).filter(|d| !d.is_zero()),
             interface: self.interface,

@@ -18,6 +18,7 @@ use pyo3::prelude::*;
 
 use crate::config::{self, Interface, Loaded, Plan};
 use crate::error::Error;
+use crate::hooks::{self, Hooks, Point};
 use crate::supervise::{self, worker::Spec};
 use crate::{app, log_error, process};
 use serve::Exit;
@@ -131,6 +132,11 @@ fn run(
     process::log_to_file(plan)?;
     app::extend_sys_path(py, &plan.pythonpath)
         .map_err(|e| Error::runtime(format!("cannot extend sys.path: {e}")))?;
+    // The master's points run here when there is no master.
+    let hooks = Hooks::load(py, plan)?;
+    if worker.is_none() {
+        hooks::run(py, hooks.as_ref(), Point::OnStarting);
+    }
     let mut worker = worker;
     let loaded = match target {
         Target::Spec(spec) => app::load(py, spec).and_then(|a| {
@@ -176,6 +182,7 @@ fn run(
         app: application,
         asgi,
         described: target.describe(),
+        hooks: hooks.clone(),
     };
     // After the import: the application's logging configuration (Django's LOGGING) is in
     // place, so our default handlers are added only where it configured none, and
@@ -184,8 +191,10 @@ fn run(
     let log_thread = process::log_to_python(py, plan, dev)?;
     // Routes after logging, so what they report about the static mounts goes where the
     // application's logging configuration sends it.
+    hooks::run(py, hooks.as_ref(), Point::PostWorkerInit);
     let result = routes::routes(py, plan, target)
         .and_then(|routes| serve::serve(py, plan, loaded, routes, worker));
+    hooks::run(py, hooks.as_ref(), Point::WorkerExit);
     if let Some(t) = log_thread {
         py.detach(|| t.stop());
     }

@@ -17,6 +17,7 @@ use super::signals::watch_signals;
 use crate::cancel::Reason;
 use crate::config::Plan;
 use crate::error::Error;
+use crate::hooks::{Hooks, Point};
 use crate::http::dispatch::Dispatch;
 use crate::http::App;
 use crate::job::Job;
@@ -43,6 +44,8 @@ pub(super) struct Loaded {
     pub asgi: bool,
     /// What the ready line says is served.
     pub described: String,
+    /// `--hooks`: `when_ready` (when no master runs it) and the per-request ones.
+    pub hooks: Option<Arc<Hooks>>,
 }
 
 pub(super) fn serve(
@@ -56,11 +59,6 @@ pub(super) fn serve(
     }: Routes,
     worker: Option<Spec>,
 ) -> Result<Exit, Error> {
-    let Loaded {
-        app: application,
-        asgi,
-        described,
-    } = loaded;
     // Certificate and key are read before anything binds: a bad file ends start-up with
     // exit code 2 and the port still free.
     let tls = Tls::load(&plan.tls)?;
@@ -77,7 +75,7 @@ pub(super) fn serve(
         pool,
         dispatch,
         asgi,
-    } = start_application(py, plan, application, asgi, runtime.handle())?;
+    } = start_application(py, plan, &loaded, runtime.handle())?;
     statics.log_mounts();
     let scheme = if tls.is_some() { "https" } else { "http" };
     let urls: Vec<String> = listeners.iter().map(|l| l.url(scheme)).collect();
@@ -121,7 +119,7 @@ pub(super) fn serve(
                 files: worker.as_ref().map(|w| w.files.clone()).unwrap_or_default(),
                 broken: worker.as_ref().and_then(|w| w.broken.clone()),
             };
-            announce(plan, &described, &urls, control, serving, &notifier);
+            announce(plan, &loaded, &urls, control, serving, &notifier);
             let (stop, s) = (
                 first_signal(
                     Arc::clone(&first),
@@ -199,12 +197,13 @@ fn start_admin(
 /// supervisor may signal as soon as it reads this.
 fn announce(
     plan: &Plan,
-    described: &str,
+    loaded: &Loaded,
     urls: &[String],
     control: Option<std::os::unix::net::UnixStream>,
     serving: Serving,
     notifier: &Arc<Notifier>,
 ) {
+    let described = &loaded.described;
     if let Some(socket) = control {
         log_info!(
             "Worker ready: serving {described} with up to {} threads (pid {})",
@@ -224,6 +223,8 @@ fn announce(
         notifier.ready();
         let stats = Arc::clone(&serving.stats);
         notifier.spawn_heartbeat(move || stats.pulse().to_string());
+        // No master runs it: this process does, once it can be reached.
+        Python::attach(|py| crate::hooks::run(py, loaded.hooks.as_ref(), Point::WhenReady));
     }
 }
 
@@ -374,11 +375,11 @@ struct Running {
 fn start_application(
     py: Python<'_>,
     plan: &Plan,
-    application: Py<PyAny>,
-    asgi: bool,
+    loaded: &Loaded,
     runtime: &tokio::runtime::Handle,
 ) -> Result<Running, Error> {
-    if asgi {
+    let application = loaded.app.clone_ref(py);
+    if loaded.asgi {
         let (event_loop, pool) = start_workers(py, plan, None)?;
         let loop_object = event_loop
             .asyncio_loop(py)
@@ -407,7 +408,7 @@ fn start_application(
         runtime: runtime.clone(),
         grace: plan.cancel_grace,
     };
-    let wsgi = Application::new(py, application, sending, interrupts)
+    let wsgi = Application::new(py, application, sending, interrupts, loaded.hooks.clone())
         .map_err(|e| Error::runtime(e.to_string()))?;
     let (event_loop, pool) = start_workers(py, plan, Some(wsgi))?;
     let dispatch: Arc<dyn Dispatch> = Arc::new(crate::http::Queued(pool.clone()));

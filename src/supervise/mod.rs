@@ -23,6 +23,7 @@ use pyo3::prelude::*;
 
 use crate::config::Plan;
 use crate::error::Error;
+use crate::hooks::{Hooks, Point};
 use crate::listen::{self, tls::Tls};
 
 /// Run as the master process until stopped; returns the exit code. Binds the listeners
@@ -57,6 +58,9 @@ fn supervise(
         }
         _ => command_line(py)?,
     };
+    // Imported first, so that a broken module stops ferrule before anything binds.
+    let user_hooks = Hooks::load(py, plan)?;
+    crate::hooks::run(py, user_hooks.as_ref(), Point::OnStarting);
     // Read here so that a bad file is reported once, before any worker starts.
     let tls = Tls::load(&plan.tls)?;
     // systemd's sockets instead of --bind when socket-activated; the admin listener is the
@@ -99,7 +103,7 @@ fn supervise(
         spawner,
         described.to_owned(),
         urls,
-        hooks(&notifier),
+        hooks(&notifier, user_hooks.as_ref()),
         watcher,
     );
     let roster = master.roster();
@@ -146,15 +150,29 @@ fn supervise(
 }
 
 /// systemd hears of readiness, reloads and stopping.
-fn hooks(notifier: &Arc<notify::Notifier>) -> master::Hooks {
+/// The `--hooks` module's `when_ready` runs once, when the first workers are ready, and its
+/// `on_reload` on each SIGHUP.
+fn hooks(notifier: &Arc<notify::Notifier>, user: Option<&Arc<Hooks>>) -> master::Hooks {
     let (ready, reloading, stopping) = (
         Arc::clone(notifier),
         Arc::clone(notifier),
         Arc::clone(notifier),
     );
+    let (when_ready, on_reload) = (user.cloned(), user.cloned());
+    let first = std::sync::Once::new();
     master::Hooks {
-        ready: Some(Box::new(move || ready.ready())),
-        reloading: Some(Box::new(move || reloading.reloading())),
+        ready: Some(Box::new(move || {
+            ready.ready();
+            if let Some(user) = &when_ready {
+                first.call_once(|| Python::attach(|py| user.run(py, Point::WhenReady)));
+            }
+        })),
+        reloading: Some(Box::new(move || {
+            reloading.reloading();
+            if let Some(user) = &on_reload {
+                Python::attach(|py| user.run(py, Point::OnReload));
+            }
+        })),
         stopping: Some(Box::new(move || stopping.stopping())),
     }
 }

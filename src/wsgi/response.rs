@@ -10,6 +10,8 @@
 //! A cancelled request: skipped if it is still queued; if it runs, iterating its body stops,
 //! what it sends is discarded, and it ends with one log line saying why, not a traceback.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::request::Parts;
 use pyo3::prelude::*;
@@ -24,6 +26,7 @@ use super::lend::lend;
 use super::request::Request;
 use super::start_response::{SendError, Sending, StartResponse};
 use crate::cancel::{self, Reason};
+use crate::hooks::Hooks;
 use crate::job::Job;
 use crate::{log_error, log_info};
 
@@ -33,6 +36,8 @@ pub struct Application {
     consts: Constants,
     sending: Sending,
     interrupts: Interrupts,
+    /// `--hooks`, when it has `pre_request` or `post_request`.
+    hooks: Option<Arc<Hooks>>,
 }
 
 /// Why delivering a response stopped early.
@@ -69,12 +74,14 @@ impl Application {
         app: Py<PyAny>,
         sending: Sending,
         interrupts: Interrupts,
+        hooks: Option<Arc<Hooks>>,
     ) -> PyResult<Self> {
         Ok(Self {
             app,
             consts: Constants::new(py)?,
             sending,
             interrupts,
+            hooks: hooks.filter(|h| h.per_request()),
         })
     }
 
@@ -88,7 +95,7 @@ impl Application {
             trace,
             reply,
         } = job;
-        let flight = std::sync::Arc::clone(&trace.trace().flight);
+        let flight = Arc::clone(&trace.trace().flight);
         if reply.is_closed() || flight.is_cancelled() {
             // The client went away while the request waited in the queue: nobody would read
             // the response, so the application is never called.
@@ -104,12 +111,7 @@ impl Application {
         let body_len = body.len();
         let start_response = match Bound::new(
             py,
-            StartResponse::new(
-                reply,
-                head_only,
-                self.sending.clone(),
-                std::sync::Arc::clone(&flight),
-            ),
+            StartResponse::new(reply, head_only, self.sending.clone(), Arc::clone(&flight)),
         ) {
             Ok(sr) => sr,
             Err(e) => return log_failure(py, &head, &Failure::Raised(e), None),
@@ -122,14 +124,20 @@ impl Application {
         crate::bridge::enter_request(py, &flight);
         let _current = cancel::enter(&flight);
         self.interrupts.arm(&flight, &head.method, &head.uri);
+        // Kept for post_request, when there is one.
+        let mut environ = None;
         let outcome = (|| -> Result<(), Failure> {
-            let request = Request::new(std::sync::Arc::clone(trace.trace()));
+            let request = Request::new(Arc::clone(trace.trace()));
             let streams = Streams {
                 input: input.clone().into_any(),
                 errors: Bound::new(py, ErrorStream::default())?.into_any(),
                 request: Bound::new(py, request)?.into_any(),
             };
             let env = environ::build(py, &head, &conn, &origin, &self.consts, streams, body_len)?;
+            if let Some(hooks) = &self.hooks {
+                hooks.pre_request(py, &env);
+                environ = Some(env.clone());
+            }
             // From the call to the end of the body the thread runs this request's code, and
             // a cancellation may be raised in it; not in close(), which must run.
             let running = Running::start(py, &flight);
@@ -140,9 +148,18 @@ impl Application {
             delivered?;
             closed.map_err(Failure::Raised)
         })();
-        if let Err(failure) = outcome {
+        if let Err(failure) = &outcome {
             start_response.get().fail();
-            log_failure(py, &head, &failure, flight.reason());
+            log_failure(py, &head, failure, flight.reason());
+        }
+        if let (Some(hooks), Some(env)) = (&self.hooks, environ) {
+            let status = match (flight.reason(), start_response.get().sent_status()) {
+                (_, Some(sent)) => sent,
+                (Some(reason), None) => reason.log_status(),
+                (None, None) => 500,
+            };
+            let timings = trace.trace().timings(std::time::Instant::now());
+            hooks.post_request(py, &env, status, timings);
         }
         // The application may keep the environ alive (a traceback in a cycle, a global); the
         // body, in memory or a spool file, is not kept with it.
@@ -307,11 +324,18 @@ fn exception_name(py: Python<'_>, err: &PyErr) -> String {
         .map_or_else(|_| "?".into(), |n| n.to_string())
 }
 
-/// The formatted traceback of `err`, as `traceback.format_exception` prints it.
+/// The formatted traceback of `err`, as `traceback.format_exception` prints it. The
+/// traceback is passed on its own: before Python 3.12 a fetched exception's value does not
+/// carry it, and the log line would show no frames.
 pub fn traceback(py: Python<'_>, err: &PyErr) -> String {
     let formatted = py
         .import("traceback")
-        .and_then(|tb| tb.call_method1("format_exception", (err.value(py),)))
+        .and_then(|tb| {
+            tb.call_method1(
+                "format_exception",
+                (err.get_type(py), err.value(py), err.traceback(py)),
+            )
+        })
         .and_then(|lines| pyo3::types::PyString::new(py, "").call_method1("join", (lines,)))
         .and_then(|s| s.extract::<String>());
     match formatted {

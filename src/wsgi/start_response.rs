@@ -48,6 +48,8 @@ pub struct Responder {
     head_only: bool,
     /// Content-Length the application declared for the head that was sent.
     declared: Option<u64>,
+    /// The status of the head that was sent.
+    sent_status: Option<u16>,
     sent: u64,
     /// Set before the stream's sender is dropped when the body must not end cleanly.
     aborted: Arc<AtomicBool>,
@@ -113,6 +115,7 @@ impl Responder {
             ));
         };
         self.declared = head.content_length;
+        self.sent_status = Some(head.status.as_u16());
         Ok((head, reply))
     }
 
@@ -229,6 +232,7 @@ impl StartResponse {
                 stream: None,
                 head_only,
                 declared: None,
+                sent_status: None,
                 sent: 0,
                 aborted: Arc::new(AtomicBool::new(false)),
                 flight,
@@ -334,6 +338,11 @@ impl StartResponse {
             return Ok(());
         }
         r.send_full(Bytes::new())
+    }
+
+    /// The status of the response head sent, if it was.
+    pub fn sent_status(&self) -> Option<u16> {
+        self.lock().sent_status
     }
 
     /// The request failed: answer 500 if nothing was sent yet, else cut the stream short so

@@ -1,0 +1,105 @@
+"""Benchmark what per-request hooks cost: /plain with `--hooks` (`pre_request` and
+`post_request`) against without.
+
+`make bench-hooks` (or `.venv/bin/python bench/hooks.py --help`). The plain-text workload of
+bench/run.py (/plain, wrk -t2 -c64, a CPU-bound Django view whose worker thread is the limit)
+against ferrule with its defaults, twice per round: without `--hooks`, and with
+`--hooks benchhooks` (bench/app/benchhooks.py: a `pre_request` that sets one environ key and
+an empty `post_request`). The cost per request is the difference of the two medians' time per
+request (1/req/s), which on this one-thread-bound view is the worker thread's extra time.
+
+Servers, rounds (interleaved, the order rotated each round), medians and logs work as in
+bench/run.py, whose helpers this reuses; the table also goes to bench/_work/hooks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import run as common  # noqa: E402  (bench/run.py: shared helpers)
+from run import APP, PY, WORK, Result, ServerConfig  # noqa: E402
+
+PLAIN = common.WORKLOADS["plain"]
+OFF, ON = "off", "on"
+LABELS = {
+    OFF: "ferrule (defaults), no --hooks",
+    ON: "ferrule (defaults), --hooks with pre_request and post_request",
+}
+
+
+def ferrule(kind: str) -> ServerConfig:
+    argv = [PY, "-m", "ferrule", "--bind", "127.0.0.1:{port}"]
+    if kind == ON:
+        argv += ["--hooks", "benchhooks"]
+    return ServerConfig(kind, LABELS[kind], argv + [APP])
+
+
+def table(seconds: float, results: dict[str, Result]) -> str:
+    off, on = results[OFF], results[ON]
+    lines = [
+        f"### /plain with and without per-request hooks (wrk -t2 -c{PLAIN.connections} "
+        f"-d{seconds:g}s)",
+        "",
+        "| server | req/s median (min–max) | p99 median | errors | on ÷ off |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for kind, r in ((OFF, off), (ON, on)):
+        label = LABELS[kind] + (f" ({r.note})" if r.note else "")
+        ratio = "—" if kind == OFF else common.fmt_ratio(on.rps, off.rps)
+        lines.append(
+            f"| {label} | {common.fmt_rps_spread(r)} | {common.fmt_ms(r.p99_ms)} "
+            f"| {r.errors:,} | {ratio} |"
+        )
+    if off.rps and on.rps:
+        micros = 1e6 / on.rps - 1e6 / off.rps
+        lines += ["", f"Cost per request with both hooks: {micros:+.1f} µs (from the medians)."]
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--duration", type=float, help="seconds of load per run (default 10)")
+    p.add_argument("--rounds", type=int, metavar="N", help="runs of each setting (default 5)")
+    p.add_argument("--quick", action="store_true", help="3 s runs, 1 round: a smoke test")
+    p.add_argument("--no-build", action="store_true", help="use the ferrule already in the venv")
+    args = p.parse_args(argv)
+    if args.rounds is not None and args.rounds < 1:
+        p.error("--rounds: must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    seconds = args.duration or (3.0 if args.quick else 10.0)
+    rounds = args.rounds or (1 if args.quick else 5)
+    (WORK / "logs").mkdir(parents=True, exist_ok=True)
+    common.ensure_wrk()
+    if not args.no_build:
+        common.build_ferrule()
+    header = common.header(argparse.Namespace(), seconds, rounds)
+    report = [header.replace("bench/run.py", "bench/hooks.py")]
+    runs: dict[str, list[Result]] = {OFF: [], ON: []}
+    with tempfile.TemporaryDirectory(prefix="ferrule-bench-") as tmp:
+        env = common.app_env(tmp)
+        for i in range(rounds):
+            for kind in common.round_order([OFF, ON], i):
+                r = common.run_one(ferrule(kind), PLAIN, seconds, env, f"-r{i + 1}")
+                r.server = kind
+                common.log(f"round {i + 1}: {kind}: {common.fmt_rps(r.rps)} req/s {r.note}")
+                runs[kind].append(r)
+    results = {kind: common.summarize(rs) for kind, rs in runs.items()}
+    report.append(table(seconds, results))
+    text = "\n".join(report)
+    print(text)
+    (WORK / "hooks.md").write_text(text)
+    common.log(f"written to {WORK / 'hooks.md'}; logs in {WORK / 'logs'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+//! `--hooks MODULE`: the user's functions at gunicorn's points, with ferrule's arguments.
+//!
+//! `on_starting`, `when_ready` and `on_reload` run in the master (in the only process when
+//! there is none); `post_worker_init` and `worker_exit` in each process that serves;
+//! `pre_request(environ)` and `post_request(environ, status, timings)` in the worker thread
+//! around each WSGI request. `ferrule._hooks` finds the functions and checks their
+//! signatures. A hook that raises is logged with its traceback and changes nothing else:
+//! the process goes on, the request is served.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::config::Plan;
+use crate::error::Error;
+use crate::wsgi::traceback;
+use crate::{log_error, log_warn};
+
+/// A point in a process's life where a hook may run.
+#[derive(Debug, Clone, Copy)]
+pub enum Point {
+    OnStarting,
+    WhenReady,
+    OnReload,
+    PostWorkerInit,
+    WorkerExit,
+}
+
+impl Point {
+    const ALL: [Point; 5] = [
+        Point::OnStarting,
+        Point::WhenReady,
+        Point::OnReload,
+        Point::PostWorkerInit,
+        Point::WorkerExit,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Point::OnStarting => "on_starting",
+            Point::WhenReady => "when_ready",
+            Point::OnReload => "on_reload",
+            Point::PostWorkerInit => "post_worker_init",
+            Point::WorkerExit => "worker_exit",
+        }
+    }
+}
+
+/// The hook functions of the `--hooks` module.
+pub struct Hooks {
+    module: String,
+    /// By [`Point`], in the order of `Point::ALL`.
+    points: [Option<Py<PyAny>>; 5],
+    pre_request: Option<Py<PyAny>>,
+    post_request: Option<Py<PyAny>>,
+}
+
+impl Hooks {
+    /// Import the plan's hooks module, if it names one (after putting `--pythonpath` on
+    /// `sys.path`). A module that cannot be imported, or a function that cannot take
+    /// ferrule's arguments, is an error that stops start-up.
+    pub fn load(py: Python<'_>, plan: &Plan) -> Result<Option<Arc<Hooks>>, Error> {
+        let Some(module) = &plan.hooks else {
+            return Ok(None);
+        };
+        crate::app::extend_sys_path(py, &plan.pythonpath)
+            .map_err(|e| Error::runtime(format!("cannot extend sys.path: {e}")))?;
+        let loaded = py
+            .import("ferrule._hooks")
+            .and_then(|m| m.call_method1("load", (module,)))
+            .and_then(|r| r.extract::<(Bound<'_, PyDict>, Vec<String>)>())
+            .map_err(|e| {
+                let message = if e.is_instance_of::<pyo3::exceptions::PyValueError>(py) {
+                    e.value(py).to_string()
+                } else {
+                    format!(
+                        "cannot import the hooks module {module}:\n{}",
+                        traceback(py, &e)
+                    )
+                };
+                Error::app(message)
+            })?;
+        let (found, ignored) = loaded;
+        let get = |name: &str| -> Option<Py<PyAny>> {
+            found.get_item(name).ok().flatten().map(Bound::unbind)
+        };
+        for hook in ignored {
+            log_warn!("The hooks module {module} defines {hook}; ferrule never calls it");
+        }
+        let hooks = Hooks {
+            module: module.clone(),
+            points: Point::ALL.map(|p| get(p.name())),
+            pre_request: get("pre_request"),
+            post_request: get("post_request"),
+        };
+        let names: Vec<&str> = Point::ALL
+            .iter()
+            .filter(|p| hooks.points[**p as usize].is_some())
+            .map(|p| p.name())
+            .chain(hooks.pre_request.as_ref().map(|_| "pre_request"))
+            .chain(hooks.post_request.as_ref().map(|_| "post_request"))
+            .collect();
+        crate::log_debug!("Hooks from {module}: {}", names.join(", "));
+        Ok(Some(Arc::new(hooks)))
+    }
+
+    /// Run the hook for `point`, if the module has one.
+    pub fn run(&self, py: Python<'_>, point: Point) {
+        if let Some(func) = &self.points[point as usize] {
+            self.report(py, point.name(), func.bind(py).call0().map(drop));
+        }
+    }
+
+    /// Whether `pre_request` or `post_request` exists: the request path asks once.
+    pub fn per_request(&self) -> bool {
+        self.pre_request.is_some() || self.post_request.is_some()
+    }
+
+    pub fn pre_request(&self, py: Python<'_>, environ: &Bound<'_, PyAny>) {
+        if let Some(func) = &self.pre_request {
+            self.report(py, "pre_request", func.bind(py).call1((environ,)).map(drop));
+        }
+    }
+
+    /// `timings`: seconds the request waited in the queue and spent in its worker thread.
+    pub fn post_request(
+        &self,
+        py: Python<'_>,
+        environ: &Bound<'_, PyAny>,
+        status: u16,
+        (queue, processing): (Duration, Duration),
+    ) {
+        let Some(func) = &self.post_request else {
+            return;
+        };
+        let called = (|| {
+            let timings = PyDict::new(py);
+            timings.set_item("queue", queue.as_secs_f64())?;
+            timings.set_item("processing", processing.as_secs_f64())?;
+            func.bind(py).call1((environ, status, timings)).map(drop)
+        })();
+        self.report(py, "post_request", called);
+    }
+
+    fn report(&self, py: Python<'_>, name: &str, result: PyResult<()>) {
+        if let Err(e) = result {
+            log_error!(
+                "The hook {}.{name} raised an exception; ferrule carries on\n{}",
+                self.module,
+                traceback(py, &e)
+            );
+        }
+    }
+}
+
+/// Run `point`'s hook of `hooks`, if any: for the call sites holding an `Option`.
+pub fn run(py: Python<'_>, hooks: Option<&Arc<Hooks>>, point: Point) {
+    if let Some(hooks) = hooks {
+        hooks.run(py, point);
+    }
+}
