@@ -36,6 +36,7 @@ use crate::http::App;
 use crate::job::ConnInfo;
 use crate::listen::accept::{Accepted, Acceptor};
 use crate::listen::deadline::Deadline;
+use crate::listen::proxy_protocol::{self, Client};
 use crate::listen::share::Share;
 use crate::listen::sniff::{self, Rewind};
 use crate::listen::tls::{Alpn, Tls};
@@ -155,15 +156,19 @@ impl Accepting {
         }
     }
 
-    /// One connection: the TLS handshake if there is one, then HTTP.
+    /// One connection: the PROXY protocol header if there is one, the TLS handshake if there
+    /// is one, then HTTP.
     async fn connection<S>(
         self,
-        stream: S,
+        mut stream: S,
         peer: Peer,
         (local, unix_path): (Option<SocketAddr>, Option<Arc<str>>),
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let Some(peer) = self.relayed(&mut stream, peer).await else {
+            return;
+        };
         let Some(tls) = self.tls.clone() else {
             let conn = ConnInfo {
                 peer,
@@ -192,6 +197,36 @@ impl Accepting {
             }
             Ok(Err(e)) => log_debug!("TLS handshake with {peer} failed: {e}"),
             Err(_) => log_debug!("TLS handshake with {peer} not done within --header-timeout"),
+        }
+    }
+
+    /// With `--proxy-protocol`, the client the balancer's header names (or the peer itself,
+    /// for a header that names none); `None` when the connection must end: a peer not allowed
+    /// to send one, or no valid header in time.
+    async fn relayed<S: AsyncRead + Unpin>(&self, stream: &mut S, peer: Peer) -> Option<Peer> {
+        let proxy = &self.app.plan.proxy;
+        if !proxy.protocol {
+            return Some(peer);
+        }
+        if let Peer::Tcp(addr) = peer {
+            if !proxy.allow.contains(addr.ip()) {
+                proxy_protocol::log_refused(&peer, "the peer is not in --forwarded-allow-ips");
+                return None;
+            }
+        }
+        let header =
+            tokio::time::timeout(self.app.plan.header_timeout, proxy_protocol::read(stream));
+        match unless_stopped(&self.stop, header).await? {
+            Ok(Ok(Client::Relayed(client))) => Some(Peer::Tcp(client)),
+            Ok(Ok(Client::Unchanged)) => Some(peer),
+            Ok(Err(why)) => {
+                proxy_protocol::log_refused(&peer, &why);
+                None
+            }
+            Err(_) => {
+                proxy_protocol::log_refused(&peer, "no header within --header-timeout");
+                None
+            }
         }
     }
 

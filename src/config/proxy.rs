@@ -62,6 +62,18 @@ pub struct ProxyOptions {
         help_heading = "Proxies and URL prefix"
     )]
     pub forwarded_headers: ForwardedHeaders,
+
+    /// Every connection to the `--bind` listeners starts with a PROXY protocol header (version
+    /// 1 or 2: haproxy `send-proxy`/`send-proxy-v2`, AWS and GCP network load balancers), and
+    /// the client it names is the request's `REMOTE_ADDR` and the access log's. Accepted only
+    /// from `--forwarded-allow-ips` peers (and Unix-socket peers); a connection from anyone
+    /// else, or without a valid header, is closed. Default is off.
+    #[arg(
+        long,
+        env = "FERRULE_PROXY_PROTOCOL",
+        help_heading = "Proxies and URL prefix"
+    )]
+    pub proxy_protocol: bool,
 }
 
 /// `--forwarded-headers`: the header family a trusted proxy writes.
@@ -85,6 +97,8 @@ pub struct ProxyPlan {
     pub prefix_redirect: bool,
     pub allow: AllowList,
     pub headers: ForwardedHeaders,
+    /// `--proxy-protocol`.
+    pub protocol: bool,
 }
 
 impl ProxyOptions {
@@ -109,6 +123,7 @@ impl ProxyOptions {
             prefix_redirect: self.prefix_redirect,
             allow,
             headers: self.forwarded_headers,
+            protocol: self.proxy_protocol,
         })
     }
 }

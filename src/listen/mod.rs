@@ -14,6 +14,7 @@ pub mod accept;
 pub mod adopt;
 pub mod deadline;
 mod pem;
+pub mod proxy_protocol;
 pub mod share;
 pub mod sniff;
 pub mod systemd;

@@ -31,6 +31,7 @@ fn reading(allow: &[&str], headers: ForwardedHeaders, prefix: &str, redirect: bo
         prefix_redirect: redirect,
         allow: AllowList::parse(allow).unwrap(),
         headers,
+        protocol: false,
     };
     Proxy::new(&plan, None).unwrap()
 }
