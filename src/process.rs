@@ -5,6 +5,7 @@
 
 use pyo3::prelude::*;
 
+use crate::config::identity::Identity;
 use crate::config::Plan;
 use crate::error::Error;
 use crate::log_warn;
@@ -93,4 +94,54 @@ pub fn return_large_buffers() {
             log_warn!("cannot set glibc's mmap threshold; large buffers stay in the arenas");
         }
     }
+}
+
+/// `--user`/`--group`: give `owned` (the Unix socket files, the pid file, the log file) to
+/// the identity, then switch this process to it for good: supplementary groups, group, user.
+/// Already being it is fine; any other failure (not started as root) stops the start.
+pub fn become_identity(id: &Identity, owned: &[&std::path::Path]) -> Result<(), Error> {
+    // SAFETY: these calls only read the process's ids.
+    let (user, group) = unsafe { (libc::geteuid(), libc::getegid()) };
+    if user != 0 && id.uid.is_none_or(|u| u == user) && id.gid == group {
+        return Ok(());
+    }
+    let cannot = |what: String| {
+        let e = std::io::Error::last_os_error();
+        let hint = if user == 0 {
+            ""
+        } else {
+            " (only root can switch; ferrule was started as another user)"
+        };
+        Error::config(format!(
+            "--user/--group {}: cannot {what}: {e}{hint}",
+            id.described
+        ))
+    };
+    for path in owned {
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|_| Error::config(format!("a path with a NUL byte: {}", path.display())))?;
+        // SAFETY: `c` is a valid C string; -1 (u32::MAX) keeps the owner.
+        if unsafe { libc::chown(c.as_ptr(), id.uid.unwrap_or(u32::MAX), id.gid) } != 0 {
+            return Err(cannot(format!("give {} to it", path.display())));
+        }
+    }
+    // SAFETY: plain system calls with valid arguments; glibc applies them to every thread.
+    unsafe {
+        let groups = match (&id.user_name, id.uid) {
+            (Some(name), Some(_)) => libc::initgroups(name.as_ptr(), id.gid),
+            _ => libc::setgroups(1, &raw const id.gid),
+        };
+        if groups != 0 {
+            return Err(cannot("set its supplementary groups".to_owned()));
+        }
+        if libc::setgid(id.gid) != 0 {
+            return Err(cannot(format!("switch to group {}", id.gid)));
+        }
+        if let Some(uid) = id.uid {
+            if libc::setuid(uid) != 0 {
+                return Err(cannot(format!("switch to user {uid}")));
+            }
+        }
+    }
+    Ok(())
 }

@@ -11,6 +11,7 @@
 
 pub mod access_format;
 pub mod file;
+pub mod identity;
 mod load;
 pub(crate) mod parse;
 pub mod prefix;

@@ -135,6 +135,29 @@ pub struct SuperviseOptions {
         help_heading = "Processes"
     )]
     pub umask: Option<String>,
+
+    /// Run as this user (a name or a uid) once the listeners are bound, the pid file written
+    /// and the TLS files checked: ferrule starts as root (to bind port 443, say), then the
+    /// master and every worker run as USER with its groups. The application is never imported
+    /// as root (a master always runs). Unix sockets, the pid file and the log file are given
+    /// to USER first. The TLS key must be readable by USER: workers read it. Default: unchanged.
+    #[arg(
+        long,
+        value_name = "USER",
+        env = "FERRULE_USER",
+        help_heading = "Processes"
+    )]
+    pub user: Option<String>,
+
+    /// Run as this group (a name or a gid) once the listeners are bound, as `--user` does; its
+    /// only group then. Default: the primary group of `--user`, else unchanged.
+    #[arg(
+        long,
+        value_name = "GROUP",
+        env = "FERRULE_GROUP",
+        help_heading = "Processes"
+    )]
+    pub group: Option<String>,
 }
 
 /// The supervisor part of the plan.
@@ -155,13 +178,20 @@ pub struct SupervisePlan {
     pub pid_file: Option<std::path::PathBuf>,
     /// `--umask`.
     pub umask: Option<u32>,
+    /// `--user` and `--group`.
+    pub identity: Option<super::identity::Identity>,
 }
 
 impl SupervisePlan {
     /// Whether a master process runs the workers (rather than one process serving alone):
-    /// several workers, reloading, or recycling (which replaces the one worker).
+    /// several workers, reloading, recycling (which replaces the one worker), or another
+    /// identity (so that the application is never imported before the switch).
     pub fn master(&self) -> bool {
-        self.workers > 1 || self.reload || self.max_requests.is_some() || self.max_rss.is_some()
+        self.workers > 1
+            || self.reload
+            || self.max_requests.is_some()
+            || self.max_rss.is_some()
+            || self.identity.is_some()
     }
 }
 
@@ -206,6 +236,7 @@ impl SuperviseOptions {
             reload_filter,
             pid_file: self.pid.clone(),
             umask,
+            identity: super::identity::resolve(self.user.as_deref(), self.group.as_deref())?,
         })
     }
 }

@@ -69,6 +69,9 @@ fn supervise(
         listen::systemd::listeners(&plan.binds, plan.stats.bind.as_ref(), plan.unix_socket_mode)?;
     // Removed when this function returns: the master is exiting.
     let _pid_file = crate::pidfile::PidFile::for_plan(plan)?;
+    if let Some(id) = &plan.supervise.identity {
+        become_identity(plan, id, listeners.iter().chain(&admin_listener))?;
+    }
     let notifier = Arc::new(notify::Notifier::from_env());
     crate::process::forget_variables(py, &[&listen::systemd::VARIABLES, &notify::VARIABLES]);
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -150,6 +153,37 @@ fn supervise(
 }
 
 /// systemd hears of readiness, reloads and stopping.
+/// `--user`/`--group`, once everything that needs root is done: the master and the workers
+/// it starts run as the identity from here on. The TLS files are read again as it, since
+/// workers read them: a key only root can read stops the start here, not in every worker.
+fn become_identity<'a>(
+    plan: &Plan,
+    id: &crate::config::identity::Identity,
+    bound: impl Iterator<Item = &'a listen::Bound>,
+) -> Result<(), Error> {
+    let sockets: Vec<PathBuf> = bound
+        .filter_map(|b| match b {
+            listen::Bound::Unix(_, file) => Some(file.path().to_path_buf()),
+            listen::Bound::Tcp(_) => None,
+        })
+        .collect();
+    let owned: Vec<&std::path::Path> = sockets
+        .iter()
+        .map(PathBuf::as_path)
+        .chain(plan.supervise.pid_file.as_deref())
+        .chain(plan.log_file.as_deref())
+        .collect();
+    crate::process::become_identity(id, &owned)?;
+    Tls::load(&plan.tls).map_err(|e| {
+        Error::config(format!(
+            "{e}\n(read as {}, which the workers run as: make the file readable by it)",
+            id.described
+        ))
+    })?;
+    crate::log_info!("Running as {}", id.described);
+    Ok(())
+}
+
 /// The `--hooks` module's `when_ready` runs once, when the first workers are ready, and its
 /// `on_reload` on each SIGHUP.
 fn hooks(notifier: &Arc<notify::Notifier>, user: Option<&Arc<Hooks>>) -> master::Hooks {

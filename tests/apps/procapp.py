@@ -6,6 +6,7 @@
   /stuck       sleeps an hour in one C call that cancellation cannot interrupt
   /thread      the name Python gives the thread that runs the request
   /touch?path=P  creates the file P (the --umask test) and answers its mode in octal
+  /ids         "UID GID GROUPS" of the process (the --user test), groups comma-separated
 
 With PROCAPP_FAIL_IMPORT=1 the module raises at import; with PROCAPP_SLOW_IMPORT=S it sleeps
 S seconds at import; with PROCAPP_FIRST_HANGS=PATH the first process to import hangs there and
@@ -51,6 +52,9 @@ def application(environ, start_response):
     body = f"pid {os.getpid()} {VERSION}".encode()
     if path == "/thread":
         body = threading.current_thread().name.encode()
+    if path == "/ids":
+        groups = ",".join(str(g) for g in sorted(os.getgroups()))
+        body = f"{os.getuid()} {os.getgid()} {groups}".encode()
     if path == "/touch":
         created = query["path"][0]
         with open(created, "w"):
