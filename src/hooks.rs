@@ -61,7 +61,9 @@ impl Hooks {
     /// Import the plan's hooks module, if it names one (after putting `--pythonpath` on
     /// `sys.path`). A module that cannot be imported, or a function that cannot take
     /// ferrule's arguments, is an error that stops start-up.
-    pub fn load(py: Python<'_>, plan: &Plan) -> Result<Option<Arc<Hooks>>, Error> {
+    /// `warn`: log the gunicorn hooks the module defines that ferrule never calls (once, in
+    /// the first process, not again in each worker).
+    pub fn load(py: Python<'_>, plan: &Plan, warn: bool) -> Result<Option<Arc<Hooks>>, Error> {
         let Some(module) = &plan.hooks else {
             return Ok(None);
         };
@@ -72,7 +74,11 @@ impl Hooks {
             .and_then(|m| m.call_method1("load", (module,)))
             .and_then(|r| r.extract::<(Bound<'_, PyDict>, Vec<String>)>())
             .map_err(|e| {
-                let message = if e.is_instance_of::<pyo3::exceptions::PyValueError>(py) {
+                let refused = py
+                    .import("ferrule._hooks")
+                    .and_then(|m| m.getattr("SignatureError"))
+                    .is_ok_and(|class| e.value(py).is_instance(&class).unwrap_or(false));
+                let message = if refused {
                     e.value(py).to_string()
                 } else {
                     format!(
@@ -86,7 +92,7 @@ impl Hooks {
         let get = |name: &str| -> Option<Py<PyAny>> {
             found.get_item(name).ok().flatten().map(Bound::unbind)
         };
-        for hook in ignored {
+        for hook in ignored.iter().filter(|_| warn) {
             log_warn!("The hooks module {module} defines {hook}; ferrule never calls it");
         }
         let hooks = Hooks {
@@ -104,6 +110,25 @@ impl Hooks {
             .collect();
         crate::log_debug!("Hooks from {module}: {}", names.join(", "));
         Ok(Some(Arc::new(hooks)))
+    }
+
+    /// Run the hook for `point` on a thread of its own, if the module has one: for a point
+    /// reached inside a loop that must not wait for it.
+    pub fn run_apart(self: &Arc<Self>, point: Point) {
+        if self.points[point as usize].is_none() {
+            return;
+        }
+        let hooks = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name(format!("ferrule-{}", point.name()))
+            .spawn(move || Python::attach(|py| hooks.run(py, point)));
+        if let Err(e) = spawned {
+            log_error!(
+                "cannot start a thread for the hook {}.{}: {e}",
+                self.module,
+                point.name()
+            );
+        }
     }
 
     /// Run the hook for `point`, if the module has one.

@@ -32,6 +32,9 @@ pub struct ConnInfo {
     pub scheme: &'static str,
     /// The TLS session, on a TLS connection.
     pub tls: Option<TlsInfo>,
+    /// `peer` is the client a PROXY protocol header named (`--proxy-protocol`): a client,
+    /// never a proxy to believe, whatever `--forwarded-allow-ips` says of its address.
+    pub relayed: bool,
 }
 
 /// How the request looks to the application once trusted proxy headers and the URL prefix are

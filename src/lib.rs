@@ -9,8 +9,9 @@
 //! | `lib.rs` | this map; the `ferrule._ferrule` module | yes |
 //! | `run/` | `main()`: argv to exit code; loading the app, its routes (`routes.rs`), serving and draining (`serve.rs`), a serving process's signals (`signals.rs`) | yes |
 //! | `supervise/` | the master (`master/`, its decisions pure in `decide.rs`), worker processes, the control channel, the reload watcher, systemd notifications | argv only |
-//! | `process.rs` | what every process sets up about itself: signals, logging, environment, glibc's mmap threshold | small |
+//! | `process.rs` | what every process sets up about itself: signals, logging, environment, glibc's mmap threshold, `--user`/`--group` | small |
 //! | `pidfile.rs` | `--pid`: the file naming the process that owns the listeners | small |
+//! | `hooks.rs` | `--hooks`: the user's functions at gunicorn's points, run by `run/`, `supervise/` and `wsgi/` | yes |
 //! | `app.rs` | importing the application (`module:callable`, a factory, Django's) | yes |
 //! | `asgi/` | ASGI 3 on the loop: the `Dispatch` for ASGI apps, `receive`/`send`, the eventfd inbox, scopes, WebSockets (`websocket.rs`, yawc), the leased pool thread for sync code (`executor.rs`), lifespan | yes |
 //! | `wsgi/` | PEP 3333: environ, input, `start_response` (its rules pure in `head.rs`), `file_wrapper`, responses | yes |
@@ -23,9 +24,9 @@
 //! | `stats/` | per-view statistics: recording, history rings, Prometheus/JSON/dashboard, the admin listener | no |
 //! | `response/` | the response body type, and the responses the server makes itself | no |
 //! | `body.rs` | request bodies, buffered or spooled before dispatch | no |
-//! | `listen/` | binding, inheriting and accepting (`accept.rs`), the write deadline, TLS, HTTP/2 preface detection, the workers' connection board | no |
+//! | `listen/` | binding, inheriting and accepting (`accept.rs`), the PROXY protocol header (`proxy_protocol.rs`), the write deadline, TLS, HTTP/2 preface detection, the workers' connection board | no |
 //! | `cancel.rs` | per-request cancellation (`Flight`), the disconnect guard, async-wait time | no |
-//! | `config/` | every option (clap), validated into a `Plan`; the TOML file and `settings.FERRULE` | `load.rs` only |
+//! | `config/` | every option (clap), validated into a `Plan` (`identity.rs`: `--user`/`--group` looked up); the TOML file and `settings.FERRULE` | `load.rs` only |
 //! | `logging.rs` | server and access logs into Python `logging` or a file; the `tracing` facade | small |
 //! | `html.rs` | escaping text for HTML | no |
 //! | `error.rs` | the start-up error type and exit codes | no |

@@ -3,7 +3,9 @@
 //! [`serve`] takes bound listeners, the plan, the pool, the TLS configuration (if any) and a
 //! shutdown future (injected, so tests and the supervisor decide what "stop" means). Each
 //! accepted connection runs in its own task, its socket under a write deadline
-//! (`listen/deadline.rs`): the TLS handshake (bounded by `--header-timeout`), then HTTP/1.1 or
+//! (`listen/deadline.rs`): with `--proxy-protocol`, the balancer's header, from trusted peers
+//! only (`listen/proxy_protocol.rs`); the TLS handshake (both bounded by `--header-timeout`),
+//! then HTTP/1.1 or
 //! HTTP/2 as ALPN, `--http` or the connection preface decide; an HTTP/2 connection's streams
 //! are watched by `server/streams.rs` (idle, and stalled by flow control). On shutdown it
 //! stops accepting (removing Unix socket files), asks every connection to finish its current
@@ -166,7 +168,7 @@ impl Accepting {
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let Some(peer) = self.relayed(&mut stream, peer).await else {
+        let Some((peer, relayed)) = self.relayed(&mut stream, peer).await else {
             return;
         };
         let Some(tls) = self.tls.clone() else {
@@ -176,6 +178,7 @@ impl Accepting {
                 unix_path,
                 scheme: "http",
                 tls: None,
+                relayed,
             };
             return self.http(stream, Arc::new(conn), None).await;
         };
@@ -192,6 +195,7 @@ impl Accepting {
                     unix_path,
                     scheme: "https",
                     tls: Some(info),
+                    relayed,
                 };
                 self.http(stream, Arc::new(conn), alpn).await;
             }
@@ -200,13 +204,17 @@ impl Accepting {
         }
     }
 
-    /// With `--proxy-protocol`, the client the balancer's header names (or the peer itself,
-    /// for a header that names none); `None` when the connection must end: a peer not allowed
-    /// to send one, or no valid header in time.
-    async fn relayed<S: AsyncRead + Unpin>(&self, stream: &mut S, peer: Peer) -> Option<Peer> {
+    /// With `--proxy-protocol`, the client the balancer's header names and `true` (or the
+    /// peer itself and `false`, for a header that names none); `None` when the connection
+    /// must end: a peer not allowed to send one, or no valid header in time.
+    async fn relayed<S: AsyncRead + Unpin>(
+        &self,
+        stream: &mut S,
+        peer: Peer,
+    ) -> Option<(Peer, bool)> {
         let proxy = &self.app.plan.proxy;
         if !proxy.protocol {
-            return Some(peer);
+            return Some((peer, false));
         }
         if let Peer::Tcp(addr) = peer {
             if !proxy.allow.contains(addr.ip()) {
@@ -217,8 +225,12 @@ impl Accepting {
         let header =
             tokio::time::timeout(self.app.plan.header_timeout, proxy_protocol::read(stream));
         match unless_stopped(&self.stop, header).await? {
-            Ok(Ok(Client::Relayed(client))) => Some(Peer::Tcp(client)),
-            Ok(Ok(Client::Unchanged)) => Some(peer),
+            Ok(Ok(Client::Relayed(client))) => Some((Peer::Tcp(client), true)),
+            Ok(Ok(Client::Unchanged)) => Some((peer, false)),
+            Ok(Err(why)) if why == proxy_protocol::NOTHING_SENT => {
+                log_debug!("{peer}: {why} (--proxy-protocol)");
+                None
+            }
             Ok(Err(why)) => {
                 proxy_protocol::log_refused(&peer, &why);
                 None

@@ -36,10 +36,14 @@ UNCALLED = {
 }
 
 
+class SignatureError(ValueError):
+    """A hook function that cannot take ferrule's arguments (the message says which)."""
+
+
 def load(name: str) -> tuple[dict, list[str]]:
     """The hook functions of module `name`, by point, and the names in it of gunicorn
-    hooks ferrule never calls (each with why). Raises ValueError naming the function whose
-    signature does not fit."""
+    hooks ferrule never calls (each with why). Raises SignatureError naming the function
+    whose signature does not fit."""
     module = importlib.import_module(name)
     found = {}
     for point, args in POINTS.items():
@@ -47,12 +51,12 @@ def load(name: str) -> tuple[dict, list[str]]:
         if func is None:
             continue
         if not callable(func):
-            raise ValueError(f"{name}.{point} is {type(func).__name__}, not a function")
+            raise SignatureError(f"{name}.{point} is {type(func).__name__}, not a function")
         try:
             inspect.signature(func).bind(*args)
         except TypeError:
             expected = f"{point}({', '.join(args)})"
-            raise ValueError(
+            raise SignatureError(
                 f"{name}.{point}{_signature(func)} cannot be called as {expected}: ferrule "
                 "passes its own arguments, not gunicorn's (see docs/hooks.md)"
             ) from None

@@ -332,6 +332,7 @@ pub struct Options {
     /// `on_starting()`, `when_ready()`, `on_reload()` in the master, `post_worker_init()`,
     /// `worker_exit()` in each worker, `pre_request(environ)` and
     /// `post_request(environ, status, timings)` around each WSGI request. See docs/hooks.md.
+    /// Default is none.
     #[arg(
         long,
         value_name = "MODULE",

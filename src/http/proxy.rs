@@ -190,10 +190,14 @@ impl Proxy {
         &self.prefix
     }
 
-    /// Whether `peer` may speak for the client (`--forwarded-allow-ips`): its forwarding
-    /// headers and `X-Request-ID` are believed.
-    pub fn trusts(&self, peer: Peer) -> bool {
-        match peer {
+    /// Whether the connection's peer may speak for the client (`--forwarded-allow-ips`): its
+    /// forwarding headers and `X-Request-ID` are believed. A client named by a PROXY protocol
+    /// header never may.
+    pub fn trusts(&self, conn: &ConnInfo) -> bool {
+        if conn.relayed {
+            return false;
+        }
+        match conn.peer {
             // Only a process on this host can connect to a Unix socket: the proxy.
             Peer::Unix => true,
             Peer::Tcp(addr) => self.allow.contains(addr.ip()),
@@ -210,7 +214,7 @@ impl Proxy {
         if present == 0 {
             return Ok(Origin::default());
         }
-        let trusted = self.trusts(conn.peer);
+        let trusted = self.trusts(conn);
         let kept = if trusted { present & self.read } else { 0 };
         let dropped = present & !kept;
         if dropped != 0 {

@@ -49,7 +49,7 @@ pub fn handle(
     conn: Arc<ConnInfo>,
 ) -> impl std::future::Future<Output = Result<Response<OutBody>, Infallible>> {
     let (parts, incoming) = req.into_parts();
-    let id = request_id::choose(&parts, app.proxy.trusts(conn.peer));
+    let id = request_id::choose(&parts, app.proxy.trusts(&conn));
     let exchange = Exchange::open(
         &parts,
         conn.peer,

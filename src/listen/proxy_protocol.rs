@@ -45,10 +45,21 @@ pub enum Client {
     Unchanged,
 }
 
+/// What [`read`] says of a connection that closed before sending a byte (a TCP health check,
+/// a port scan): not worth a warning.
+pub const NOTHING_SENT: &str = "the connection closed before sending anything";
+
 /// Read one PROXY protocol header from the start of `stream`.
 pub async fn read<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Client, String> {
     let mut start = [0u8; V2_FIXED - 1];
-    read_exact(stream, &mut start).await?;
+    let first = stream
+        .read(&mut start)
+        .await
+        .map_err(|e| format!("reading the PROXY protocol header failed: {e}"))?;
+    if first == 0 {
+        return Err(NOTHING_SENT.to_owned());
+    }
+    read_exact(stream, &mut start[first..]).await?;
     if start[..V2_SIGNATURE.len()] == V2_SIGNATURE {
         let mut fixed = [0u8; V2_FIXED];
         fixed[..start.len()].copy_from_slice(&start);
@@ -98,7 +109,7 @@ pub fn log_refused(peer: &Peer, why: &str) {
     *last = Some(Instant::now());
     let more = match SINCE.swap(0, Ordering::Relaxed) {
         0 => String::new(),
-        n => format!(" ({n} more closed for the same kind of reason since the last such line)"),
+        n => format!(" ({n} more closed for these reasons since the last such line)"),
     };
     crate::log_warn!("Closed the connection from {peer} (--proxy-protocol): {why}{more}");
 }
@@ -121,29 +132,26 @@ fn parse_v1(line: &[u8]) -> Result<Client, String> {
     match fields.as_slice() {
         ["PROXY", "UNKNOWN", ..] => Ok(Client::Unchanged),
         ["PROXY", family @ ("TCP4" | "TCP6"), src, dst, sport, dport] => {
-            let ip: IpAddr = match *family {
-                "TCP4" => src.parse::<Ipv4Addr>().map(IpAddr::from),
-                _ => src.parse::<Ipv6Addr>().map(IpAddr::from),
-            }
-            .map_err(|_| format!("a version 1 header with the {family} address {src:?}"))?;
-            let valid_port = |p: &str| {
-                !p.is_empty()
-                    && p.bytes().all(|b| b.is_ascii_digit())
-                    && (p == "0" || !p.starts_with('0'))
-                    && p.parse::<u16>().is_ok()
-            };
-            for port in [sport, dport] {
-                if !valid_port(port) {
-                    return Err(format!("a version 1 header with the port {port:?}"));
+            let address = |text: &str| -> Result<IpAddr, String> {
+                match *family {
+                    "TCP4" => text.parse::<Ipv4Addr>().map(IpAddr::from),
+                    _ => text.parse::<Ipv6Addr>().map(IpAddr::from),
                 }
-            }
-            if dst.is_empty() {
-                return Err("a version 1 header without a destination address".to_owned());
-            }
-            Ok(Client::Relayed(SocketAddr::new(
-                ip,
-                sport.parse().unwrap_or_default(),
-            )))
+                .map_err(|_| format!("a version 1 header with the {family} address {text:?}"))
+            };
+            let port = |text: &str| -> Result<u16, String> {
+                let decimal = !text.is_empty()
+                    && text.bytes().all(|b| b.is_ascii_digit())
+                    && (text == "0" || !text.starts_with('0'));
+                text.parse::<u16>()
+                    .ok()
+                    .filter(|_| decimal)
+                    .ok_or_else(|| format!("a version 1 header with the port {text:?}"))
+            };
+            let client = SocketAddr::new(address(src)?, port(sport)?);
+            address(dst)?;
+            port(dport)?;
+            Ok(Client::Relayed(client))
         }
         _ => Err(format!("a malformed version 1 header {text:?}")),
     }
@@ -160,43 +168,41 @@ fn parse_v2(version_command: u8, family: u8, rest: &[u8]) -> Result<Client, Stri
         1 => {}
         other => return Err(format!("a version 2 header with the command {other}")),
     }
-    let (address, transport) = (family >> 4, family & 0x0F);
-    if transport == 2 {
-        return Err("a version 2 header for a datagram connection".to_owned());
-    }
     let short = |need: usize| {
         format!(
             "a version 2 header with {} address bytes, fewer than its family's {need}",
             rest.len()
         )
     };
-    match address {
-        1 => {
-            let a: [u8; 12] = rest
-                .get(..12)
-                .and_then(|s| s.try_into().ok())
-                .ok_or_else(|| short(12))?;
-            let ip = Ipv4Addr::new(a[0], a[1], a[2], a[3]);
+    // The specification's whole list: any other value must be refused.
+    match family {
+        0x11 => {
+            let (Some(&[a, b, c, d]), Some(&[high, low])) = (rest.get(..4), rest.get(8..10)) else {
+                return Err(short(12));
+            };
             Ok(Client::Relayed(SocketAddr::new(
-                ip.into(),
-                u16::from_be_bytes([a[8], a[9]]),
+                Ipv4Addr::new(a, b, c, d).into(),
+                u16::from_be_bytes([high, low]),
             )))
         }
-        2 => {
-            let a: [u8; 36] = rest
-                .get(..36)
-                .and_then(|s| s.try_into().ok())
-                .ok_or_else(|| short(36))?;
-            let octets: [u8; 16] = a[..16].try_into().unwrap_or_default();
+        0x21 => {
+            let (Some(octets), Some(&[high, low])) = (rest.get(..16), rest.get(32..34)) else {
+                return Err(short(36));
+            };
+            let octets: [u8; 16] = octets.try_into().map_err(|_| short(36))?;
             Ok(Client::Relayed(SocketAddr::new(
                 Ipv6Addr::from(octets).into(),
-                u16::from_be_bytes([a[32], a[33]]),
+                u16::from_be_bytes([high, low]),
             )))
         }
-        // Unspecified or a Unix socket: no address to give the application.
-        0 | 3 => Ok(Client::Unchanged),
+        // A Unix socket: no address to give the application.
+        0x31 if rest.len() >= 216 => Ok(Client::Unchanged),
+        0x31 => Err(short(216)),
+        // Unspecified: the balancer's own connection, as LOCAL.
+        0x00 => Ok(Client::Unchanged),
+        0x12 | 0x22 | 0x32 => Err("a version 2 header for a datagram connection".to_owned()),
         other => Err(format!(
-            "a version 2 header with the address family {other}"
+            "a version 2 header with the family and transport byte {other:#04x}"
         )),
     }
 }
@@ -251,6 +257,9 @@ mod tests {
             b"PROXY TCP4  203.0.113.7 10.0.0.1 1 443\r\n",
             b"PROXY TCP5 203.0.113.7 10.0.0.1 1 443\r\n",
             b"PROXY TCP4 203.0.113.7 10.0.0.1 1 443\n\r\n",
+            b"PROXY TCP4 203.0.113.7 garbage 1 443\r\n",
+            b"PROXY TCP4 203.0.113.7 ::1 1 443\r\n",
+            b"PROXY TCP4 203.0.113.7 10.0.0.1 1 99999\r\n",
         ] {
             let (client, _) = parse(bad).await;
             assert!(client.is_err(), "{:?}", String::from_utf8_lossy(bad));
@@ -308,7 +317,11 @@ mod tests {
             (v2(0x21, 0x12, &four), "datagram"),
             (v2(0x21, 0x11, &four[..8]), "fewer than its family's 12"),
             (v2(0x21, 0x21, &four), "fewer than its family's 36"),
-            (v2(0x21, 0x41, &four), "address family 4"),
+            (v2(0x21, 0x41, &four), "byte 0x41"),
+            (v2(0x21, 0x10, &four), "byte 0x10"),
+            (v2(0x21, 0x13, &four), "byte 0x13"),
+            (v2(0x21, 0x01, &four), "byte 0x01"),
+            (v2(0x21, 0x31, &four), "fewer than its family's 216"),
             (v2(0x21, 0x11, &[0; 2000]), "more than the 1024"),
         ] {
             let err = parse(&wire).await.0.unwrap_err();

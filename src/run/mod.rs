@@ -133,7 +133,7 @@ fn run(
     app::extend_sys_path(py, &plan.pythonpath)
         .map_err(|e| Error::runtime(format!("cannot extend sys.path: {e}")))?;
     // The master's points run here when there is no master.
-    let hooks = Hooks::load(py, plan)?;
+    let hooks = Hooks::load(py, plan, worker.is_none())?;
     if worker.is_none() {
         hooks::run(py, hooks.as_ref(), Point::OnStarting);
     }
@@ -194,7 +194,10 @@ fn run(
     hooks::run(py, hooks.as_ref(), Point::PostWorkerInit);
     let result = routes::routes(py, plan, target)
         .and_then(|routes| serve::serve(py, plan, loaded, routes, worker));
-    hooks::run(py, hooks.as_ref(), Point::WorkerExit);
+    if let Ok(Exit::Clean(_)) = &result {
+        // Not after a forced exit: requests still run, and a second signal means now.
+        hooks::run(py, hooks.as_ref(), Point::WorkerExit);
+    }
     if let Some(t) = log_thread {
         py.detach(|| t.stop());
     }

@@ -223,8 +223,10 @@ fn announce(
         notifier.ready();
         let stats = Arc::clone(&serving.stats);
         notifier.spawn_heartbeat(move || stats.pulse().to_string());
-        // No master runs it: this process does, once it can be reached.
-        Python::attach(|py| crate::hooks::run(py, loaded.hooks.as_ref(), Point::WhenReady));
+        // No master runs it: this process does, beside serving (a hook may call the server).
+        if let Some(hooks) = &loaded.hooks {
+            hooks.run_apart(Point::WhenReady);
+        }
     }
 }
 

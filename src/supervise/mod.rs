@@ -59,7 +59,7 @@ fn supervise(
         _ => command_line(py)?,
     };
     // Imported first, so that a broken module stops ferrule before anything binds.
-    let user_hooks = Hooks::load(py, plan)?;
+    let user_hooks = Hooks::load(py, plan, true)?;
     crate::hooks::run(py, user_hooks.as_ref(), Point::OnStarting);
     // Read here so that a bad file is reported once, before any worker starts.
     let tls = Tls::load(&plan.tls)?;
@@ -185,7 +185,8 @@ fn become_identity<'a>(
 }
 
 /// The `--hooks` module's `when_ready` runs once, when the first workers are ready, and its
-/// `on_reload` on each SIGHUP.
+/// `on_reload` on each SIGHUP; on threads of their own, so that a slow hook never holds up
+/// the master's loop (signals, health checks of the workers).
 fn hooks(notifier: &Arc<notify::Notifier>, user: Option<&Arc<Hooks>>) -> master::Hooks {
     let (ready, reloading, stopping) = (
         Arc::clone(notifier),
@@ -198,13 +199,13 @@ fn hooks(notifier: &Arc<notify::Notifier>, user: Option<&Arc<Hooks>>) -> master:
         ready: Some(Box::new(move || {
             ready.ready();
             if let Some(user) = &when_ready {
-                first.call_once(|| Python::attach(|py| user.run(py, Point::WhenReady)));
+                first.call_once(|| user.run_apart(Point::WhenReady));
             }
         })),
         reloading: Some(Box::new(move || {
             reloading.reloading();
             if let Some(user) = &on_reload {
-                Python::attach(|py| user.run(py, Point::OnReload));
+                user.run_apart(Point::OnReload);
             }
         })),
         stopping: Some(Box::new(move || stopping.stopping())),

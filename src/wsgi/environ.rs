@@ -348,6 +348,7 @@ mod tests {
             local: Some("10.0.0.1:8000".parse().unwrap()),
             scheme: "http",
             tls: None,
+            relayed: false,
         }
     }
 

@@ -153,11 +153,11 @@ impl Application {
             log_failure(py, &head, failure, flight.reason());
         }
         if let (Some(hooks), Some(env)) = (&self.hooks, environ) {
-            let status = match (flight.reason(), start_response.get().sent_status()) {
-                (_, Some(sent)) => sent,
-                (Some(reason), None) => reason.log_status(),
-                (None, None) => 500,
-            };
+            // As the access log says it: a cancelled request's reason, even mid-stream.
+            let status = flight.reason().map_or_else(
+                || start_response.get().sent_status().unwrap_or(500),
+                Reason::log_status,
+            );
             let timings = trace.trace().timings(std::time::Instant::now());
             hooks.post_request(py, &env, status, timings);
         }

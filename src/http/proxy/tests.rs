@@ -18,6 +18,7 @@ fn conn(peer: &str) -> ConnInfo {
         local: None,
         scheme: "http",
         tls: None,
+        relayed: false,
     }
 }
 
