@@ -24,7 +24,7 @@
 //! | `stats/` | per-view statistics: recording, history rings, Prometheus/JSON/dashboard, the admin listener | no |
 //! | `response/` | the response body type, and the responses the server makes itself | no |
 //! | `body.rs` | request bodies, buffered or spooled before dispatch | no |
-//! | `listen/` | binding, inheriting and accepting (`accept.rs`), the PROXY protocol header (`proxy_protocol.rs`), the write deadline, TLS, HTTP/2 preface detection, the workers' connection board | no |
+//! | `listen/` | binding, inheriting and accepting (`accept.rs`), the PROXY protocol header (`proxy_protocol.rs`), raw request targets (`target.rs`), the write deadline, TLS, HTTP/2 preface detection, the workers' connection board | no |
 //! | `cancel.rs` | per-request cancellation (`Flight`), the disconnect guard, async-wait time | no |
 //! | `config/` | every option (clap), validated into a `Plan` (`identity.rs`: `--user`/`--group` looked up); the TOML file and `settings.FERRULE` | `load.rs` only |
 //! | `logging.rs` | server and access logs into Python `logging` or a file; the `tracing` facade | small |

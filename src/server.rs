@@ -41,6 +41,7 @@ use crate::listen::deadline::Deadline;
 use crate::listen::proxy_protocol::{self, Client};
 use crate::listen::share::Share;
 use crate::listen::sniff::{self, Rewind};
+use crate::listen::target::{Lenient, Originals};
 use crate::listen::tls::{Alpn, Tls};
 use crate::listen::{Bound, Peer};
 use crate::{log_debug, log_info, log_warn};
@@ -289,7 +290,13 @@ impl Accepting {
             drive_h2(connection, &self.stop, watch, peer, plan.send_timeout).await;
         } else {
             let stop = self.stop.clone();
-            let service = service_fn(move |req| {
+            let originals = Originals::default();
+            let io = Lenient::new(io, originals.clone());
+            let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                let target = req.uri().path_and_query().map_or("", |pq| pq.as_str());
+                if let Some(raw) = originals.take(target) {
+                    req.extensions_mut().insert(raw);
+                }
                 let handled = crate::http::handle(req, Arc::clone(&app), Arc::clone(&conn));
                 let stop = stop.clone();
                 async move {

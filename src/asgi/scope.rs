@@ -13,6 +13,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::http::dispatch::Admitted;
 use crate::job::{ConnInfo, Origin};
+use crate::listen::target::RawTarget;
 use crate::listen::Peer;
 use crate::wsgi::environ::host_override;
 
@@ -156,14 +157,13 @@ fn common<'py>(
     scope.set_item(intern!(py, "http_version"), http_version(parts.version))?;
     scope.set_item(intern!(py, "scheme"), scheme)?;
     scope.set_item(intern!(py, "path"), path(parts, origin))?;
-    scope.set_item(
-        intern!(py, "raw_path"),
-        PyBytes::new(py, parts.uri.path().as_bytes()),
-    )?;
-    scope.set_item(
-        intern!(py, "query_string"),
-        PyBytes::new(py, parts.uri.query().unwrap_or("").as_bytes()),
-    )?;
+    // As the client sent them, when their raw bytes had to be encoded for hyper.
+    let (raw_path, query) = RawTarget::of(parts).unwrap_or_else(|| {
+        let query = parts.uri.query().unwrap_or("").as_bytes();
+        (parts.uri.path().as_bytes(), query)
+    });
+    scope.set_item(intern!(py, "raw_path"), PyBytes::new(py, raw_path))?;
+    scope.set_item(intern!(py, "query_string"), PyBytes::new(py, query))?;
     scope.set_item(intern!(py, "root_path"), origin.script_name.as_str())?;
     scope.set_item(intern!(py, "headers"), headers(py, parts, origin)?)?;
     scope.set_item(intern!(py, "client"), client(py, conn, origin)?)?;

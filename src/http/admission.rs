@@ -67,7 +67,11 @@ pub fn request_target_of(parts: &Parts) -> Cow<'_, str> {
 
 /// Length of the request line, `METHOD SP TARGET SP HTTP/1.1`.
 fn request_line_len(parts: &Parts) -> usize {
-    let target = request_target_of(parts).len();
+    // As sent: the encoding hyper needed makes no line longer.
+    let target = match parts.extensions.get::<crate::listen::target::RawTarget>() {
+        Some(sent) => sent.0.len(),
+        None => request_target_of(parts).len(),
+    };
     parts.method.as_str().len() + 1 + target + 1 + "HTTP/1.1".len()
 }
 

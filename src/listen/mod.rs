@@ -4,7 +4,8 @@
 //! nothing has been served), the Unix-socket rules (refuse a path that is not a socket, replace
 //! a stale socket, apply `--unix-socket-mode`, unlink on exit), the write deadline of every
 //! accepted socket (`deadline.rs`, `--send-timeout`), a balancer's PROXY protocol header
-//! (`proxy_protocol.rs`, `--proxy-protocol`), TLS (`tls.rs`, with the PEM files in `pem.rs`)
+//! (`proxy_protocol.rs`, `--proxy-protocol`), request targets with the raw bytes clients send
+//! (`target.rs`), TLS (`tls.rs`, with the PEM files in `pem.rs`)
 //! and telling HTTP/2 prior knowledge from HTTP/1 (`sniff.rs`). Sockets inherited
 //! instead of bound (from the master process, or systemd's socket activation) are taken over in
 //! `adopt.rs`, and systemd's `LISTEN_FDS` protocol is read in `systemd.rs`; worker processes
@@ -19,6 +20,7 @@ pub mod proxy_protocol;
 pub mod share;
 pub mod sniff;
 pub mod systemd;
+pub mod target;
 pub mod tls;
 mod unix;
 

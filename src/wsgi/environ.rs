@@ -18,6 +18,7 @@ use pyo3::types::{PyDict, PyString, PyTuple};
 
 use crate::http::admission::request_target_of;
 use crate::job::{ConnInfo, Origin, TlsInfo};
+use crate::listen::target::RawTarget;
 use crate::listen::Peer;
 
 /// Objects that are the same for every request, made once.
@@ -208,11 +209,14 @@ pub fn build<'py>(
         ),
     };
     env.set_item(intern!(py, "PATH_INFO"), path_info)?;
-    env.set_item(
-        intern!(py, "QUERY_STRING"),
-        latin1(py, parts.uri.query().unwrap_or("").as_bytes()),
-    )?;
-    let raw = latin1(py, request_target_of(parts).as_bytes());
+    // The target as the client sent it, when its raw bytes had to be encoded for hyper.
+    let sent = RawTarget::of(parts);
+    let query = sent.map_or_else(|| parts.uri.query().unwrap_or("").as_bytes(), |(_, q)| q);
+    env.set_item(intern!(py, "QUERY_STRING"), latin1(py, query))?;
+    let raw = match parts.extensions.get::<RawTarget>() {
+        Some(RawTarget(bytes)) => latin1(py, bytes),
+        None => latin1(py, request_target_of(parts).as_bytes()),
+    };
     env.set_item(intern!(py, "RAW_URI"), &raw)?;
     env.set_item(intern!(py, "REQUEST_URI"), &raw)?;
     env.set_item(
