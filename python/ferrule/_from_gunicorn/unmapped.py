@@ -38,7 +38,11 @@ UNMAPPED: dict[str, tuple[object, str]] = {
     "reuse_port": (False, "ferrule's master binds each address once and its workers share it"),
     "daemon": (False, "ferrule stays in the foreground: run it under systemd (Type=notify)"),
     "worker_tmp_dir": (None, "ferrule's heartbeat goes over a socket, not a temporary file"),
-    "initgroups": (False, "no option of its own in ferrule"),
+    "initgroups": (
+        False,
+        "ferrule always gives --user its supplementary groups (initgroups); with --group "
+        "alone, that group is the only one",
+    ),
     "tmp_upload_dir": (None, "bodies over body_buffer_size go to a file in TMPDIR: set TMPDIR"),
     "secure_scheme_headers": (
         {"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"},
@@ -81,7 +85,11 @@ UNMAPPED: dict[str, tuple[object, str]] = {
     "permit_unconventional_http_method": (False, _PARSER),
     "permit_unconventional_http_version": (False, _PARSER),
     "casefold_http_method": (False, _PARSER),
-    "proxy_allow_ips": ("127.0.0.1,::1", "no option of its own in ferrule"),
+    "proxy_allow_ips": (
+        "127.0.0.1,::1",
+        "ferrule believes a PROXY protocol header from forwarded_allow_ips peers: put the "
+        "balancers there",
+    ),
     "protocol": ("http", _UWSGI),
     "uwsgi_allow_ips": ("127.0.0.1,::1", _UWSGI),
     "ssl_version": (2, "gunicorn ignores it since 21.0; ferrule's oldest version is tls_min"),
