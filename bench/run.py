@@ -758,6 +758,42 @@ def load_average() -> str:
         return "unknown"
 
 
+# --- two settings of ferrule compared (bench/stats.py, bench/hooks.py) ------------------------
+
+
+def on_off_rows(title: str, labels: dict[str, str], off: Result, on: Result) -> list[str]:
+    """A markdown table of one workload's runs without ("off") and with ("on") a setting."""
+    lines = [
+        title,
+        "",
+        "| server | req/s median (min–max) | p99 median | errors | on ÷ off |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for kind, r in (("off", off), ("on", on)):
+        label = labels[kind] + (f" ({r.note})" if r.note else "")
+        ratio = "—" if kind == "off" else fmt_ratio(on.rps, off.rps)
+        lines.append(
+            f"| {label} | {fmt_rps_spread(r)} | {fmt_ms(r.p99_ms)} | {r.errors:,} | {ratio} |"
+        )
+    return lines
+
+
+def on_off_args(description: str, argv: list[str] | None) -> argparse.Namespace:
+    """The options of a script comparing two settings: --duration, --rounds (default 5: the
+    differences sought are well inside one run's noise), --quick, --no-build."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--duration", type=float, help="seconds of load per run (default 10)")
+    p.add_argument("--rounds", type=int, metavar="N", help="runs of each setting (default 5)")
+    p.add_argument("--quick", action="store_true", help="3 s runs, 1 round: a smoke test")
+    p.add_argument("--no-build", action="store_true", help="use the ferrule already in the venv")
+    args = p.parse_args(argv)
+    if args.rounds is not None and args.rounds < 1:
+        p.error("--rounds: must be at least 1")
+    args.seconds = args.duration or (3.0 if args.quick else 10.0)
+    args.rounds = args.rounds or (1 if args.quick else 5)
+    return args
+
+
 # --- main --------------------------------------------------------------------------------------
 
 

@@ -146,20 +146,11 @@ def scrape_summary(scrapers: list[Scraper]) -> str:
 
 def table(seconds: float, results: dict[str, Result]) -> str:
     off, on = results[OFF], results[ON]
-    lines = [
+    title = (
         f"### /plain with and without the admin listener (wrk -t2 -c{PLAIN.connections} "
-        f"-d{seconds:g}s)",
-        "",
-        "| server | req/s median (min–max) | p99 median | errors | on ÷ off |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for kind, r in ((OFF, off), (ON, on)):
-        label = LABELS[kind] + (f" ({r.note})" if r.note else "")
-        ratio = "—" if kind == OFF else common.fmt_ratio(on.rps, off.rps)
-        lines.append(
-            f"| {label} | {common.fmt_rps_spread(r)} | {common.fmt_ms(r.p99_ms)} "
-            f"| {r.errors:,} | {ratio} |"
-        )
+        f"-d{seconds:g}s)"
+    )
+    lines = common.on_off_rows(title, LABELS, off, on)
     if off.rps and on.rps:
         change = (on.rps - off.rps) / off.rps
         measured = f"{change:+.1%} ({common.fmt_rps(on.rps)} vs {common.fmt_rps(off.rps)})"
@@ -179,24 +170,11 @@ def table(seconds: float, results: dict[str, Result]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--duration", type=float, help="seconds of load per run (default 10)")
-    p.add_argument("--rounds", type=int, metavar="N", help="runs of each setting (default 5)")
-    p.add_argument("--quick", action="store_true", help="3 s runs, 1 round: a smoke test")
-    p.add_argument("--no-build", action="store_true", help="use the ferrule already in the venv")
-    args = p.parse_args(argv)
-    if args.rounds is not None and args.rounds < 1:
-        p.error("--rounds: must be at least 1")
-    return args
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    seconds = args.duration or (3.0 if args.quick else 10.0)
     # More rounds than the other scripts: the difference sought (3%) is well inside one
     # run's noise (±20% on this machine), so only medians over many interleaved runs see it.
-    rounds = args.rounds or (1 if args.quick else 5)
+    args = common.on_off_args(__doc__.split("\n\n")[0], argv)
+    seconds, rounds = args.seconds, args.rounds
     (WORK / "logs").mkdir(parents=True, exist_ok=True)
     common.ensure_wrk()
     if not args.no_build:
