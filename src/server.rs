@@ -291,11 +291,16 @@ impl Accepting {
         } else {
             let stop = self.stop.clone();
             let originals = Originals::default();
-            let io = Lenient::new(io, originals.clone());
+            let io = Lenient::new(io, originals.clone(), plan.limits.request_line);
             let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 let target = req.uri().path_and_query().map_or("", |pq| pq.as_str());
-                if let Some(raw) = originals.take(target) {
-                    req.extensions_mut().insert(raw);
+                if let Some(seen) = originals.take(target) {
+                    if let Some(raw) = seen.target {
+                        req.extensions_mut().insert(raw);
+                    }
+                    if let Some(lengths) = seen.lengths {
+                        req.extensions_mut().insert(lengths);
+                    }
                 }
                 let handled = crate::http::handle(req, Arc::clone(&app), Arc::clone(&conn));
                 let stop = stop.clone();
@@ -520,11 +525,13 @@ where
     }
 }
 
-/// hyper's read buffer must hold a whole request head within the configured limits; 8 KiB
-/// is hyper's minimum.
+/// hyper's read buffer must hold a whole request head within the configured limits, its
+/// request line as `listen/target.rs` may rewrite it (each encoded byte three); 8 KiB is
+/// hyper's minimum.
 fn head_buffer(plan: &crate::config::Plan) -> usize {
     let l = &plan.limits;
     l.request_line
+        .saturating_mul(3)
         .saturating_add(l.fields.saturating_mul(l.field_size.saturating_add(2)))
         .saturating_add(4096)
         .clamp(8192, 16 << 20)

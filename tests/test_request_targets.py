@@ -4,7 +4,9 @@ application byte for byte (RAW_URI, REQUEST_URI, QUERY_STRING; ASGI raw_path, qu
 PATH_INFO decoded; what hyper refused before is refused still; and, since the wrapper follows
 the HTTP/1 framing to find each request line, pipelined bodies that look like request lines
 pass untouched and nothing it is unsure of smuggles a request. The last section holds what
-this campaign found wrong, as `xfail(strict=True)` tests beside a passing control.
+this campaign found wrong before it was fixed (a bare LF ending a trailer section, pipelined
+requests taking each other's target, hyper's head buffer too small for an encoded line, a
+cap on the lines rewritten), each beside a passing control.
 
 WSGI environ strings are the latin-1 decoding of the bytes (PEP 3333), so a target is written
 here as bytes and compared as `target.decode("latin-1")`.
@@ -465,11 +467,6 @@ def test_hyper_reads_the_head_after_a_bare_lf_trailer_end_as_trailer(serve, endi
 
 
 @ENDINGS
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: target.rs ends a trailer section at a bare-LF empty line, hyper does not; "
-    "the wrapper then rewrites a line inside hyper's next body, which grows and smuggles",
-)
 def test_a_bare_lf_in_the_trailer_section_smuggles_no_request(serve, ending):
     server = serve("echo:app")
     # Each `"` becomes %22: the body hyper reads is cut that much short, and what is left
@@ -482,11 +479,6 @@ def test_a_bare_lf_in_the_trailer_section_smuggles_no_request(serve, ending):
     assert responses[1].json()["body"] == latin1(body)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Originals::take matches the oldest rewritten target by its encoded form, so "
-    "a pipelined request sent already encoded takes the original of the next one",
-)
 @pytest.mark.parametrize(
     "first, second", [(b"/%22a%22", b'/"a"'), (b"/a", b"/a#frag")], ids=["encoded", "fragment"]
 )
@@ -498,11 +490,6 @@ def test_a_pipelined_request_gets_only_its_own_target(serve, first, second):
     assert [r.json()["environ"]["RAW_URI"] for r in responses] == [latin1(first), latin1(second)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: server.rs sizes hyper's head buffer from the limits as sent; the target "
-    "encoded for hyper is up to 3 times longer and overflows it (431)",
-)
 def test_a_line_within_the_limit_is_served_with_small_header_limits(serve):
     limits = ["--limit-request-line", "10000", "--limit-request-fields", "1"]
     server = serve("echo:app", *limits, "--limit-request-field-size", "32")
@@ -511,11 +498,6 @@ def test_a_line_within_the_limit_is_served_with_small_header_limits(serve):
         assert expect_environ(c.read_response(), line_of(10000, b"<")) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="limitation: target.rs holds back at most 16 KiB (MAX_LINE); a longer line within "
-    "--limit-request-line is passed unrewritten and hyper refuses its raw bytes (400)",
-)
 def test_a_line_over_16_kib_within_the_limit_is_served(serve):
     server = serve("echo:app", "--limit-request-line", "20000")
     with Conn(server, timeout=30) as c:

@@ -8,11 +8,12 @@
 //! its status here and never reaches Python. Turning a refusal into a response is
 //! `response/respond.rs`'s job.
 //!
-//! What hyper normalises away before we see the head (a `Content-Length` it dropped because
-//! `Transfer-Encoding` came too, identical duplicate lengths it merged, a `#fragment`,
-//! whitespace after a chunk size) cannot be checked here; `tests/conformance/divergences.md`
-//! lists those with the hyper source that does it.
+//! What hyper normalises away before we see the head is counted beneath it, on HTTP/1, by
+//! `listen/target.rs`: a `Content-Length` dropped because `Transfer-Encoding` came too, and
+//! identical duplicate lengths merged, arrive as [`HiddenLengths`]. Whitespace after a chunk
+//! size is not seen (`tests/conformance/divergences.md`).
 
+use crate::listen::target::HiddenLengths;
 use http::header::{
     AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, EXPECT, HOST,
     PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
@@ -116,8 +117,28 @@ pub fn admit(parts: &Parts, limits: &Limits) -> Result<(), Refusal> {
             "the request has more than one Content-Type header",
         ));
     }
+    check_hidden_lengths(parts)?;
     check_content_length(&parts.headers)?;
     check_transfer_encoding(parts)
+}
+
+/// The `Content-Length` headers hyper merged or dropped before this sees the head, as
+/// `listen/target.rs` counted them: the same rules as [`check_content_length`]'s.
+fn check_hidden_lengths(parts: &Parts) -> Result<(), Refusal> {
+    let Some(hidden) = parts.extensions.get::<HiddenLengths>() else {
+        return Ok(());
+    };
+    if hidden.with_transfer_encoding {
+        return Err(Refusal::BadRequest(
+            "the request has both Content-Length and Transfer-Encoding",
+        ));
+    }
+    if hidden.count > 1 {
+        return Err(Refusal::BadRequest(
+            "the request has more than one Content-Length header",
+        ));
+    }
+    Ok(())
 }
 
 /// Methods as gunicorn takes them: 3 to 20 token characters, no lowercase letters (methods

@@ -1,7 +1,8 @@
 //! Request targets as clients send them: raw `"`, `<`, `>`, backtick and non-ASCII bytes in
 //! an HTTP/1 request target are accepted, as gunicorn, uWSGI and nginx accept them. hyper
-//! refuses them (400, through the `http` crate's URI parser) before ferrule sees the request,
-//! so [`Lenient`] percent-encodes exactly those bytes in each request line on its way to
+//! refuses them (400, through the `http` crate's URI parser; which ones depends on the part:
+//! see [`needs_encoding`]) before ferrule sees the request, so [`Lenient`] percent-encodes
+//! exactly those bytes in each request line on its way to
 //! hyper, and records the target as sent ([`Originals`]); the service gives it back to the
 //! application through [`RawTarget`] (`RAW_URI`, `QUERY_STRING`, ASGI `raw_path` and
 //! `query_string`), byte for byte. `PATH_INFO` is the same either way: it is decoded. A
@@ -18,21 +19,19 @@
 use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// The longest request line held back to be rewritten; a longer one passes untouched (and
-/// meets hyper's and `--limit-request-line`'s limits).
-const MAX_LINE: usize = 16 * 1024;
 /// The longest header line or chunk-size line followed; longer ones end the following.
 const MAX_FIELD: usize = 16 * 1024;
 
 /// The target of a request whose line was rewritten, as the client sent it (a request
 /// extension).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawTarget(pub Bytes);
 
 impl RawTarget {
@@ -47,37 +46,100 @@ impl RawTarget {
     }
 }
 
-/// The targets rewritten on one connection, oldest first: (as rewritten, as sent).
+/// What hyper removes from a head before anything above it can look (a request extension,
+/// for admission to refuse): `Content-Length` headers it merged (identical values) or
+/// dropped (beside `Transfer-Encoding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HiddenLengths {
+    /// How many `Content-Length` headers the head had.
+    pub count: u32,
+    /// It had `Transfer-Encoding` too.
+    pub with_transfer_encoding: bool,
+}
+
+/// What one request's head said that the application or admission needs from below hyper.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// The target as sent, when it had to be rewritten.
+    pub target: Option<RawTarget>,
+    pub lengths: Option<HiddenLengths>,
+}
+
+/// The heads seen on one connection, one per request in order, each with its target as
+/// hyper has it (to check that the two still agree).
 #[derive(Default, Clone)]
-pub struct Originals(Arc<Mutex<VecDeque<(Bytes, Bytes)>>>);
+pub struct Originals {
+    queue: Arc<Mutex<VecDeque<(Bytes, Seen)>>>,
+    /// Set when a request came that was not the next one seen: the reading side then stops
+    /// rewriting, for good.
+    lost: Arc<AtomicBool>,
+}
 
 impl Originals {
-    /// The target as sent for a request whose target (path and query) is `rewritten`, if its
-    /// line was rewritten. Requests come in order; one that needed no rewrite takes nothing.
-    pub fn take(&self, rewritten: &str) -> Option<RawTarget> {
+    /// What was seen of the next request, whose target (path and query) hyper has as
+    /// `target`; `None` when nothing was (the reading side stopped following) or when the
+    /// two disagree, which stops the following too.
+    pub fn take(&self, target: &str) -> Option<Seen> {
         let mut queue = self
-            .0
+            .queue
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match queue.front() {
-            Some((r, _)) if r.as_ref() == rewritten.as_bytes() => {
-                queue.pop_front().map(|(_, sent)| RawTarget(sent))
-            }
-            _ => None,
+        let (seen_target, seen) = queue.pop_front()?;
+        if seen_target.as_ref() == target.as_bytes() {
+            return Some(seen);
         }
+        queue.clear();
+        self.lost.store(true, Ordering::Relaxed);
+        crate::log_warn!(
+            "request targets: a request came that was not the next one read ({target}); raw targets are passed to hyper unchanged for the rest of this connection"
+        );
+        None
     }
 
-    fn push(&self, rewritten: Vec<u8>, sent: Vec<u8>) {
-        self.0
+    fn push(&self, target: Vec<u8>, seen: Seen) {
+        self.queue
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push_back((Bytes::from(rewritten), Bytes::from(sent)));
+            .push_back((Bytes::from(target), seen));
+    }
+
+    fn lost(&self) -> bool {
+        self.lost.load(Ordering::Relaxed)
     }
 }
 
-/// Bytes hyper refuses in a target that clients send anyway.
-fn needs_encoding(b: u8) -> bool {
-    matches!(b, b'"' | b'<' | b'>' | b'`') || b >= 0x80
+/// Bytes hyper refuses in a target that clients send anyway: in the path, or (`in_query`)
+/// in the query. The two differ: the `http` crate takes `"` in a path "for parity with
+/// clients" and a backtick in a query. Only these are encoded, so that everything hyper took
+/// before goes to it (and to the access log) unchanged.
+fn needs_encoding(b: u8, in_query: bool) -> bool {
+    match b {
+        b'<' | b'>' => true,
+        b'"' => in_query,
+        b'`' => !in_query,
+        _ => b >= 0x80,
+    }
+}
+
+/// `target` with the bytes hyper refuses percent-encoded, or `None` if it has none.
+fn encoded(target: &[u8]) -> Option<Vec<u8>> {
+    let query_at = target
+        .iter()
+        .position(|&b| b == b'?')
+        .unwrap_or(target.len());
+    let refused = |(i, &b): (usize, &u8)| needs_encoding(b, i > query_at);
+    if !target.iter().enumerate().any(refused) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(target.len() * 2);
+    for (i, &b) in target.iter().enumerate() {
+        if refused((i, &b)) {
+            out.extend_from_slice(format!("%{b:02X}").as_bytes());
+        } else {
+            out.push(b);
+        }
+    }
+    Some(out)
 }
 
 /// Where the byte stream is, in HTTP/1 request framing.
@@ -103,6 +165,8 @@ enum State {
 #[derive(Debug, PartialEq, Eq, Default)]
 struct Framing {
     length: Option<u64>,
+    /// `Content-Length` headers, identical or not.
+    lengths: u32,
     chunked: bool,
     /// Something this does not follow with certainty: stop after this head.
     unsure: bool,
@@ -118,10 +182,15 @@ pub struct Lenient<S> {
     out: Vec<u8>,
     out_pos: usize,
     originals: Originals,
+    /// The current head's target as hyper gets it, and as sent when that differs.
+    pending: Option<(Vec<u8>, Option<Vec<u8>>)>,
+    /// The longest request line held back (`--limit-request-line` and its line ending): a
+    /// longer one is refused anyway (414), so it goes on as it is.
+    max_line: usize,
 }
 
 impl<S> Lenient<S> {
-    pub fn new(inner: S, originals: Originals) -> Self {
+    pub fn new(inner: S, originals: Originals, request_line_limit: usize) -> Self {
         Self {
             inner,
             state: State::Line,
@@ -129,11 +198,16 @@ impl<S> Lenient<S> {
             out: Vec::new(),
             out_pos: 0,
             originals,
+            pending: None,
+            max_line: request_line_limit.saturating_add(2),
         }
     }
 
     /// Follow `data` through the framing, appending what hyper should read to `self.out`.
     fn feed(&mut self, mut data: &[u8]) {
+        if self.originals.lost() && self.line.is_empty() {
+            self.state = State::Through;
+        }
         while !data.is_empty() {
             match &mut self.state {
                 State::Through => {
@@ -164,7 +238,7 @@ impl<S> Lenient<S> {
                     if done {
                         let line = std::mem::take(&mut self.line);
                         self.request_line(&line);
-                    } else if self.line.len() > MAX_LINE {
+                    } else if self.line.len() > self.max_line {
                         self.give_up_with_line();
                     }
                 }
@@ -206,25 +280,39 @@ impl<S> Lenient<S> {
         }
         // hyper drops a `#fragment` (the URI parser cuts it): kept here for RAW_URI.
         let before_fragment = target.split(|&b| b == b'#').next().unwrap_or_default();
-        if before_fragment.len() < target.len() || target.iter().any(|&b| needs_encoding(b)) {
-            let mut rewritten = Vec::with_capacity(target.len() * 2);
-            for &b in before_fragment {
-                if needs_encoding(b) {
-                    rewritten.extend_from_slice(format!("%{b:02X}").as_bytes());
-                } else {
-                    rewritten.push(b);
-                }
-            }
+        let rewritten = encoded(before_fragment)
+            .or_else(|| (before_fragment.len() < target.len()).then(|| before_fragment.to_vec()));
+        if let Some(rewritten) = rewritten {
             self.out.extend_from_slice(&line[..=first]);
             self.out.extend_from_slice(&rewritten);
             self.out.extend_from_slice(&line[last..]);
-            self.originals.push(rewritten, target.to_vec());
+            self.pending = Some((rewritten, Some(target.to_vec())));
         } else {
             self.out.extend_from_slice(line);
+            self.pending = Some((target.to_vec(), None));
         }
         self.state = State::Headers {
             framing: Framing::default(),
         };
+    }
+
+    /// The head is over (its last line not yet handed to hyper): note what it said for the
+    /// service. Returns its framing.
+    fn head_done(&mut self, framing: Framing) -> Framing {
+        let Some((target, sent)) = self.pending.take() else {
+            return framing;
+        };
+        let hidden = framing.lengths > 1 || (framing.lengths > 0 && framing.chunked);
+        let lengths = hidden.then_some(HiddenLengths {
+            count: framing.lengths,
+            with_transfer_encoding: framing.chunked,
+        });
+        let seen = Seen {
+            target: sent.map(|t| RawTarget(Bytes::from(t))),
+            lengths,
+        };
+        self.originals.push(target, seen);
+        framing
     }
 
     fn pass_line_and_stop(&mut self, line: &[u8]) {
@@ -241,12 +329,18 @@ impl<S> Lenient<S> {
     /// A whole header, chunk-size or trailer line (already passed on).
     fn line_done(&mut self, line: &[u8]) {
         let text = trim_eol(line);
+        if matches!(self.state, State::ChunkSize | State::Trailers) && !line.ends_with(b"\r\n") {
+            // hyper's chunked decoder ends these lines at CRLF only (a bare LF is an error in
+            // a size line and content in a trailer): not followed further.
+            self.state = State::Through;
+            return;
+        }
         self.state = match std::mem::replace(&mut self.state, State::Through) {
             State::Headers { mut framing } if !text.is_empty() => {
                 header(&mut framing, text);
                 State::Headers { framing }
             }
-            State::Headers { framing } => match framing {
+            State::Headers { framing } => match self.head_done(framing) {
                 Framing { unsure: true, .. } => State::Through,
                 Framing { chunked: true, .. } => State::ChunkSize,
                 Framing {
@@ -289,6 +383,7 @@ fn header(framing: &mut Framing, line: &[u8]) {
             .ok()
             .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|v| v.parse::<u64>().ok());
+        framing.lengths += 1;
         match (n, framing.length) {
             (Some(n), None) => framing.length = Some(n),
             (Some(n), Some(m)) if n == m => {}
@@ -373,9 +468,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Lenient<S> {
             let mut read = ReadBuf::new(&mut chunk);
             match Pin::new(&mut this.inner).poll_read(cx, &mut read) {
                 Poll::Ready(Ok(())) if read.filled().is_empty() => {
-                    // The end: a request line cut short goes on as it is, for hyper to judge.
+                    // The end: a request line cut short goes on as it is, for hyper to judge
+                    // (any other line's bytes went on as they came).
                     let line = std::mem::take(&mut this.line);
-                    if line.is_empty() {
+                    if line.is_empty() || this.state != State::Line {
+                        this.state = State::Through;
                         return Poll::Ready(Ok(()));
                     }
                     this.pass_line_and_stop(&line);
@@ -425,14 +522,14 @@ mod tests {
     use super::*;
 
     /// What hyper would read from `wire` fed in pieces of `step` bytes, and the originals.
-    fn through(wire: &[u8], step: usize) -> (Vec<u8>, Vec<(Bytes, Bytes)>) {
+    fn through(wire: &[u8], step: usize) -> (Vec<u8>, Vec<(Bytes, Seen)>) {
         let originals = Originals::default();
-        let mut lenient = Lenient::new(tokio::io::empty(), originals.clone());
+        let mut lenient = Lenient::new(tokio::io::empty(), originals.clone(), 8190);
         for piece in wire.chunks(step) {
             lenient.feed(piece);
         }
         let seen = lenient.out.clone();
-        let queue = originals.0.lock().unwrap().iter().cloned().collect();
+        let queue = originals.queue.lock().unwrap().iter().cloned().collect();
         (seen, queue)
     }
 
@@ -441,7 +538,7 @@ mod tests {
         let wire = b"GET /caf\xc3\xa9/\"x\"?q=\"a%20b\"&t=`<1>` HTTP/1.1\r\nHost: x\r\n\r\n";
         for step in [1, 3, 7, wire.len()] {
             let (seen, queue) = through(wire, step);
-            let expected = b"GET /caf%C3%A9/%22x%22?q=%22a%20b%22&t=%60%3C1%3E%60 HTTP/1.1\r\n";
+            let expected = b"GET /caf%C3%A9/\"x\"?q=%22a%20b%22&t=`%3C1%3E` HTTP/1.1\r\n";
             assert_eq!(seen[..expected.len()], expected[..], "step {step}");
             assert_eq!(queue.len(), 1);
         }
@@ -460,10 +557,9 @@ mod tests {
             let (seen, queue) = through(&wire, step);
             let expected = String::from_utf8_lossy(&wire).replace("/c?\"q\"", "/c?%22q%22");
             assert_eq!(String::from_utf8_lossy(&seen), expected, "step {step}");
-            assert_eq!(
-                queue,
-                vec![(Bytes::from("/c?%22q%22"), Bytes::from("/c?\"q\""))]
-            );
+            let rewritten = entry("/c?%22q%22", Some("/c?\"q\""), None);
+            let plain = |t| entry(t, None, None);
+            assert_eq!(queue, vec![plain("/a"), plain("/b"), rewritten]);
         }
     }
 
@@ -482,7 +578,8 @@ mod tests {
             wire.extend_from_slice(b"GET /\"x\" HTTP/1.1\r\n\r\n");
             let (seen, queue) = through(&wire, 4);
             assert_eq!(seen, wire, "{}", String::from_utf8_lossy(head));
-            assert!(queue.is_empty());
+            // Nothing rewritten (the lengths of the first two are told, for admission).
+            assert!(queue.iter().all(|(_, s)| s.target.is_none()), "{queue:?}");
         }
     }
 
@@ -503,18 +600,73 @@ mod tests {
     fn a_fragment_is_cut_for_hyper_and_kept_for_raw_uri() {
         let (seen, queue) = through(b"GET /a?b=1#frag\"x HTTP/1.1\r\n\r\n", 5);
         assert_eq!(seen, b"GET /a?b=1 HTTP/1.1\r\n\r\n");
-        assert_eq!(
-            queue,
-            vec![(Bytes::from("/a?b=1"), Bytes::from("/a?b=1#frag\"x"))]
-        );
+        assert_eq!(queue, vec![entry("/a?b=1", Some("/a?b=1#frag\"x"), None)]);
     }
 
     #[test]
-    fn originals_are_taken_in_order_by_the_requests_that_match() {
+    fn originals_are_taken_in_order_and_a_mismatch_stops_the_following() {
         let originals = Originals::default();
-        originals.push(b"/a%22".to_vec(), b"/a\"".to_vec());
-        assert!(originals.take("/plain").is_none());
-        assert_eq!(originals.take("/a%22").unwrap().0, Bytes::from("/a\""));
-        assert!(originals.take("/a%22").is_none());
+        let (plain, plain_seen) = entry("/plain", None, None);
+        let (target, seen) = entry("/a%22", Some("/a\""), None);
+        originals.push(plain.to_vec(), plain_seen.clone());
+        originals.push(target.to_vec(), seen.clone());
+        assert_eq!(originals.take("/plain"), Some(plain_seen));
+        assert_eq!(originals.take("/a%22"), Some(seen.clone()));
+        assert!(originals.take("/a%22").is_none() && !originals.lost());
+        // A request that is not the next one read: nothing more is trusted.
+        originals.push(target.to_vec(), seen);
+        assert!(originals.take("/other").is_none() && originals.lost());
+    }
+
+    #[test]
+    fn bare_line_feeds_in_chunked_framing_stop_the_following() {
+        for body in [
+            &b"0\r\n\n"[..],
+            b"0\r\nX-T: 1\n\r\n",
+            b"3\nabc\r\n0\r\n\r\n",
+        ] {
+            let mut wire = b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            wire.extend_from_slice(body);
+            wire.extend_from_slice(b"GET /\"x\"?\"y\" HTTP/1.1\r\n\r\n");
+            let (seen, queue) = through(&wire, 3);
+            assert_eq!(seen, wire, "{}", String::from_utf8_lossy(body));
+            assert_eq!(queue.len(), 1, "{queue:?}");
+        }
+    }
+
+    #[test]
+    fn lengths_hyper_would_merge_or_drop_are_told() {
+        for (head, count, te) in [
+            (
+                &b"POST /a HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc"[..],
+                2,
+                false,
+            ),
+            (
+                b"POST /a HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+                1,
+                true,
+            ),
+        ] {
+            let (_, queue) = through(head, 3);
+            let lengths = HiddenLengths {
+                count,
+                with_transfer_encoding: te,
+            };
+            assert_eq!(queue, vec![entry("/a", None, Some(lengths))]);
+        }
+        let (_, queue) = through(b"POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc", 3);
+        assert_eq!(queue, vec![entry("/a", None, None)]);
+    }
+
+    fn entry(target: &str, sent: Option<&str>, lengths: Option<HiddenLengths>) -> (Bytes, Seen) {
+        let target_sent = sent.map(|t| RawTarget(Bytes::from(t.to_owned())));
+        (
+            Bytes::from(target.to_owned()),
+            Seen {
+                target: target_sent,
+                lengths,
+            },
+        )
     }
 }
