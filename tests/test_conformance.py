@@ -36,6 +36,8 @@ OPTIONS = {
     "limit_request_fields": "--limit-request-fields",
     "limit_request_field_size": "--limit-request-field-size",
     "forwarded_allow_ips": "--forwarded-allow-ips",
+    # gunicorn's `auto` (a header or none) is taken as ferrule's flag (a header required).
+    "proxy_protocol": "--proxy-protocol",
 }
 HANDLINGS = {"skip", "refused", "accepted", "no-fragment"}
 CALLED = re.compile(r"fixture: conformance called (\S+) (.*)$")
@@ -63,7 +65,9 @@ def test_divergences_name_real_cases():
 def flags(config: dict) -> tuple[str, ...]:
     out = []
     for key, value in sorted(config.items()):
-        if key in OPTIONS:
+        if key == "proxy_protocol":
+            out.append(OPTIONS[key])
+        elif key in OPTIONS:
             if key == "forwarded_allow_ips":
                 value = ",".join(ast.literal_eval(value))
             out += [OPTIONS[key], str(value)]
@@ -83,6 +87,8 @@ def servers(tmp_path_factory):
             else:
                 bind = f"unix:{tmp_path_factory.mktemp('conformance') / 'ferrule.sock'}"
             server = start(["--bind", bind, "--threads", "1", *options, "conformance_echo:app"])
+            # With --proxy-protocol every connection, the sync requests' too, starts with one.
+            server.preamble = b"PROXY UNKNOWN\r\n" if "--proxy-protocol" in options else b""
             server.sync = itertools.count()
             server.seen = 0
             running[key] = server
@@ -183,7 +189,7 @@ def calls_since_last_sync(server) -> list[tuple[str, str]]:
     target = f"/__sync__/{n}"
     # HTTP/1.0 with no header fields passes every limit a case sets.
     with Conn(server, timeout=10) as conn:
-        conn.send(f"GET {target} HTTP/1.0\r\n\r\n".encode())
+        conn.send(server.preamble + f"GET {target} HTTP/1.0\r\n\r\n".encode())
         assert conn.read_response().status == 200
     server.wait_for_output(re.escape(f"conformance called GET {target!r}"))
     calls = []
