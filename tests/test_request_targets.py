@@ -6,7 +6,8 @@ the HTTP/1 framing to find each request line, pipelined bodies that look like re
 pass untouched and nothing it is unsure of smuggles a request. The last section holds what
 this campaign found wrong before it was fixed (a bare LF ending a trailer section, pipelined
 requests taking each other's target, hyper's head buffer too small for an encoded line, a
-cap on the lines rewritten), each beside a passing control.
+cap on the lines rewritten), each beside a passing control, and one still open (xfail): a
+Content-Length hyper hides goes unrefused once the wrapper has stopped following.
 
 WSGI environ strings are the latin-1 decoding of the bytes (PEP 3333), so a target is written
 here as bytes and compared as `target.decode("latin-1")`.
@@ -432,6 +433,221 @@ def test_django_reads_a_raw_query_as_the_percent_encoded_one(django_site):
     assert uri(b'/uri/?q="word"&r=<b>`').endswith("/uri/?q=%22word%22&r=%3Cb%3E%60")
 
 
+# --- framing hyper accepts, read the same with and without a rewrite ----------------------
+# Each case: the first request's framing in a form hyper parses (or refuses) on its own
+# terms, its body request heads whose queries have a raw `"`. Were the wrapper to take a
+# line in that body for a request line, it would encode each `"` as %22 and the body hyper
+# reads would end elsewhere. The control sends %22 already (nothing to rewrite): hyper alone
+# decides its outcome, and the raw variant must have exactly the same one.
+
+
+def inner(raw: bool) -> bytes:
+    line = b"GET /inner?" + (b'"x"' if raw else b"%22x%22") + b" HTTP/1.1\r\n"
+    return (line + HEAD + b"\r\n") * 3 + line
+
+
+LAST = b"GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+POST_LINE = b"POST /first HTTP/1.1\r\n"
+
+
+def sized(fields: bytes, line: bytes = POST_LINE, host: bytes = HEAD, end: bytes = b"\r\n"):
+    """A request whose `fields` give the body's length (`%d`)."""
+
+    def build(raw: bool) -> bytes:
+        body = inner(raw)
+        return line + host + fields.replace(b"%d", b"%d" % len(body)) + end + body
+
+    return build
+
+
+def chunked(
+    size: bytes = b"%x\r\n",
+    data_end: bytes = b"\r\n",
+    last: bytes = b"0\r\n",
+    trailer: bytes = b"\r\n",
+    te: bytes = b"Transfer-Encoding: chunked\r\n",
+    line: bytes = POST_LINE,
+):
+    """A chunked request, its body in two chunks with `size` lines (`%x`)."""
+
+    def build(raw: bool) -> bytes:
+        body = inner(raw)
+        parts = body[: len(body) // 2], body[len(body) // 2 :]
+        chunks = b"".join(size.replace(b"%x", b"%x" % len(p)) + p + data_end for p in parts)
+        return line + HEAD + te + b"\r\n" + chunks + last + trailer
+
+    return build
+
+
+def after(prefix: bytes, build):
+    return lambda raw: prefix + build(raw)
+
+
+OK = [200, 200]  # the first request with its body, then LAST
+CL = b"Content-Length: %d\r\n"
+TE = b"Transfer-Encoding: chunked\r\n"
+# Group: {case: (build, statuses hyper and admission give)}.
+FRAMINGS = {
+    "content-length": {
+        "leading zeros": (sized(b"Content-Length: 000%d\r\n"), OK),
+        "20000 leading zeros": (sized(b"Content-Length: " + b"0" * 20000 + b"%d\r\n"), OK),
+        "no space": (sized(b"Content-Length:%d\r\n"), OK),
+        "tabs and spaces": (sized(b"Content-Length:\t %d \t\r\n"), OK),
+        "odd case": (sized(b"cOnTeNt-LeNgTh: %d\r\n"), OK),
+        "two, differing in case": (sized(CL + b"content-length: %d\r\n"), [400]),
+        "two, one with a leading zero": (sized(CL + b"content-length: 0%d\r\n"), [400]),
+        "a comma list": (sized(b"Content-Length: %d, %d\r\n"), [400]),
+        "a plus sign": (sized(b"Content-Length: +%d\r\n"), [400]),
+        "over u64": (sized(b"Content-Length: 99999999999999999999%d\r\n"), [400]),
+        "u64 max - 2": (sized(b"Content-Length: 18446744073709551613\r\nX-L: %d\r\n"), [413]),
+        "empty, then one": (sized(b"Content-Length: \r\n" + CL), [400]),
+        "space before the colon": (sized(b"Content-Length : %d\r\n"), [400]),
+        "obs-text after": (sized(b"Content-Length: %d\xa0\r\n"), [400]),
+        "bare CR in the value": (sized(b"Content-Length: %d\rX\r\n"), [400]),
+        "folded value": (sized(b"Content-Length:\r\n %d\r\n"), [400]),
+        "after a folded line": (sized(b"X-A: a\r\n b\r\n" + CL), [400]),
+        "after an empty name": (sized(b": x\r\n" + CL), [400]),
+        "after a line with no colon": (sized(b"Xnocolon\r\n" + CL), [400]),
+        "after Content_Length: 0": (sized(b"Content_Length: 0\r\n" + CL), OK),
+        "after a 20000-byte line": (sized(b"X-Long: " + b"a" * 20000 + b"\r\n" + CL), OK),
+        "with Transfer-Encoding: identity": (sized(CL + b"Transfer-Encoding: identity\r\n"), [400]),
+        "with Expect: 100-continue": (sized(CL + b"Expect: 100-continue\r\n"), OK),
+        "with Expect, body unread": (
+            sized(CL + b"Expect: 100-continue\r\n", b"POST /first?read=skip HTTP/1.1\r\n"),
+            OK,
+        ),
+        "body unread": (sized(CL, b"POST /first?read=skip HTTP/1.1\r\n"), OK),
+        "with Connection: close": (sized(CL + b"Connection: close\r\n"), [200]),
+        "with Upgrade": (sized(CL + b"Upgrade: h2c\r\nConnection: Upgrade\r\n"), OK),
+        "on GET": (sized(CL, b"GET /first HTTP/1.1\r\n"), OK),
+        "on OPTIONS *": (sized(CL, b"OPTIONS * HTTP/1.1\r\n"), OK),
+        "on PRI": (sized(CL, b"PRI /first HTTP/1.1\r\n"), OK),
+        "on a lowercase method": (sized(CL, b"post /first HTTP/1.1\r\n"), [400]),
+        "on CONNECT": (sized(CL, b"CONNECT /first HTTP/1.1\r\n"), [501]),
+        "on HTTP/1.0 keep-alive": (
+            sized(CL + b"Connection: keep-alive\r\n", b"POST /first HTTP/1.0\r\n"),
+            OK,
+        ),
+        "in a head of bare LFs": (
+            sized(b"Content-Length: %d\n", b"POST /first HTTP/1.1\n", b"Host: x\n", b"\n"),
+            OK,
+        ),
+        "a bare LF, then CRLF ending the head": (sized(b"Content-Length: %d\n"), OK),
+    },
+    "transfer-encoding": {
+        "Chunked": (chunked(te=b"Transfer-Encoding: Chunked\r\n"), OK),
+        "CHUNKED among tabs": (chunked(te=b"transfer-encoding:\t CHUNKED \t\r\n"), OK),
+        "twice": (chunked(te=TE + TE), [400]),
+        "gzip, chunked": (chunked(te=b"Transfer-Encoding: gzip, chunked\r\n"), [501]),
+        "gzip, then chunked": (chunked(te=b"Transfer-Encoding: gzip\r\n" + TE), [501]),
+        "identity,chunked": (chunked(te=b"Transfer-Encoding: identity,chunked\r\n"), OK),
+        "chunked, then empty": (chunked(te=TE + b"Transfer-Encoding: \r\n"), [400]),
+        "chunked,": (chunked(te=b"Transfer-Encoding: chunked,\r\n"), [400]),
+        "quoted": (chunked(te=b'Transfer-Encoding: "chunked"\r\n'), [400]),
+        "on HTTP/1.0": (
+            chunked(te=b"Connection: keep-alive\r\n" + TE, line=b"POST /first HTTP/1.0\r\n"),
+            [400],
+        ),
+        "on GET": (chunked(line=b"GET /first HTTP/1.1\r\n"), OK),
+    },
+    "chunk lines": {
+        "whitespace after the size": (chunked(b"%x \t \r\n"), OK),
+        "whitespace, then an extension": (chunked(b"%x \t;a=b\r\n"), OK),
+        "leading zeros": (chunked(b"0000000000000000000000000%x\r\n"), OK),
+        "20000 leading zeros": (chunked(b"0" * 20000 + b"%x\r\n"), OK),
+        "a quoted extension with a request line": (
+            chunked(b'%x;a="b;c\\" GET /x HTTP/1.1"\r\n'),
+            OK,
+        ),
+        "NUL, DEL and obs-text in an extension": (chunked(b"%x;\x00\x01\x7f\xff\r\n"), OK),
+        "a bare LF in an extension": (chunked(b"%x;a\nb\r\n"), [400]),
+        "a bare CR in an extension": (chunked(b"%x;a\rb\r\n"), [400]),
+        "a leading space": (chunked(b" %x\r\n"), [400]),
+        "0x": (chunked(b"0x%x\r\n"), [400]),
+        "+": (chunked(b"+%x\r\n"), [400]),
+        "a bare LF after the size": (chunked(b"%x\n"), [400]),
+        "CR CR LF after the size": (chunked(b"%x\r\r\n"), [400]),
+        "data ending in LF": (chunked(data_end=b"\n"), [400]),
+        "data ending in CR": (chunked(data_end=b"\r"), [400]),
+        "data ending in LF CR": (chunked(data_end=b"\n\r"), [400]),
+        "data with nothing after": (chunked(data_end=b""), [400]),
+        "data with two CRLFs after": (chunked(data_end=b"\r\n\r\n"), [400]),
+        "last chunk 000": (chunked(last=b"000\r\n"), OK),
+        "last chunk with an extension": (chunked(last=b'0;x="y"\r\n'), OK),
+        "last chunk with whitespace": (chunked(last=b"0 \r\n"), OK),
+        "last chunk ending in a bare LF": (chunked(last=b"0\n"), [400]),
+    },
+    "trailers": {
+        "one field": (chunked(trailer=b"X-T: 1\r\n\r\n"), OK),
+        "fifty fields": (chunked(trailer=b"X-T: 1\r\n" * 50 + b"\r\n"), OK),
+        "a request line": (chunked(trailer=b'GET /"t" HTTP/1.1\r\n\r\n'), [400]),
+        "a bare LF inside a field": (chunked(trailer=b"X-T: a\nb\r\n\r\n"), [400]),
+        "a bare CR inside a field": (chunked(trailer=b"X-T: a\rb\r\n\r\n"), [400]),
+        "CR CR LF": (chunked(trailer=b"\r\r\n"), [400]),
+        "a folded field": (chunked(trailer=b"X-T: 1\r\n folded\r\n\r\n"), [400]),
+        "a field with no colon": (chunked(trailer=b"nocolon\r\n\r\n"), [400]),
+        "Content-Length": (chunked(trailer=b"Content-Length: 5\r\n\r\n"), [400]),
+    },
+    "request lines": {
+        "ending in a bare LF": (sized(CL, b"POST /first HTTP/1.1\n"), OK),
+        "a raw quote in the first target": (sized(CL, b'POST /first?"q" HTTP/1.1\r\n'), OK),
+        "a fragment in the first target": (sized(CL, b'POST /first#"f" HTTP/1.1\r\n'), OK),
+        "absolute-form": (sized(CL, b"POST http://x/first HTTP/1.1\r\n"), OK),
+        "//": (sized(CL, b"POST //x/first HTTP/1.1\r\n"), OK),
+        "a leading CRLF": (after(b"\r\n", sized(CL)), OK),
+        "a leading LF": (after(b"\n", sized(CL)), OK),
+        "leading empty lines": (after(b"\r\n\n\r\n", sized(CL)), OK),
+        "CRLF after a body": (
+            after(b"POST /zero HTTP/1.1\r\n" + HEAD + CL % 2 + b"\r\nab\r\n", sized(CL)),
+            [200, *OK],
+        ),
+        "LF after a body": (
+            after(b"POST /zero HTTP/1.1\r\n" + HEAD + CL % 2 + b"\r\nab\n", sized(CL)),
+            [200, *OK],
+        ),
+        "a tab": (sized(CL, b"POST\t/first HTTP/1.1\r\n"), [400]),
+        "two spaces": (sized(CL, b"POST  /first HTTP/1.1\r\n"), [400]),
+        "a trailing space": (sized(CL, b"POST /first HTTP/1.1 \r\n"), [400]),
+        "HTTP/0.9": (sized(CL, b"POST /first\r\n"), [400]),
+        "HTTP/1.2": (sized(CL, b"POST /first HTTP/1.2\r\n"), [400]),
+        "HTTP/2.0": (sized(CL, b"POST /first HTTP/2.0\r\n"), [400]),
+        "lowercase http": (sized(CL, b"POST /first http/1.1\r\n"), [400]),
+        "*": (sized(CL, b"POST * HTTP/1.1\r\n"), [400]),
+        "authority-form": (sized(CL, b"POST x:80 HTTP/1.1\r\n"), [400]),
+    },
+}
+
+
+def framing_outcome(server, wire: bytes) -> list[tuple]:
+    """(status, RAW_URI, body with every `"` as %22) of each response to `wire` + LAST."""
+    with Conn(server, timeout=60) as c:
+        c.send(wire + LAST)
+        responses = read_responses(c, 8)
+    out = []
+    for r in responses:
+        if r.status != 200:
+            out.append((r.status,))
+            continue
+        echoed = r.json()
+        out.append((200, echoed["environ"]["RAW_URI"], echoed["body"].replace('"', "%22")))
+    return out
+
+
+@pytest.mark.parametrize("group", FRAMINGS.values(), ids=FRAMINGS.keys())
+def test_framing_hyper_reads_is_followed_the_same_with_raw_bytes_in_a_body(serve, group):
+    server = serve("echo:app", "--limit-request-field-size", "50000", env={"ECHO_TRACE": "1"})
+    failures = []
+    for name, (build, statuses) in group.items():
+        raw, control = framing_outcome(server, build(True)), framing_outcome(server, build(False))
+        if raw != control:
+            failures.append(f"{name}: {raw!r} != control {control!r}")
+        if [o[0] for o in control] != statuses:
+            failures.append(f"{name}: control statuses {[o[0] for o in control]} != {statuses}")
+    assert failures == []
+    # No head inside a body ever reached the application.
+    assert [c for c in app_calls(server) if "/inner" in c] == []
+
+
 # --- bugs ----------------------------------------------------------------------------------
 
 SMUGGLED = b"GET /smuggled1 HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -503,3 +719,43 @@ def test_a_line_over_16_kib_within_the_limit_is_served(serve):
     with Conn(server, timeout=30) as c:
         c.send(request(line_of(17000, b"<")))
         assert expect_environ(c.read_response(), line_of(17000, b"<")) == []
+
+
+# Admission refuses a Content-Length hyper drops (beside Transfer-Encoding) or merges (two
+# identical ones), as the wrapper counts them; once the wrapper has stopped following the
+# connection it counts nothing, and the request is served as hyper reads it (chunked).
+HIDDEN = {
+    "Content-Length and Transfer-Encoding": b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+    "two Content-Lengths": b"Content-Length: 5\r\nContent-Length: 5\r\n",
+}
+UNFOLLOWED = {
+    "followed": (b"", b"/p"),
+    "after a leading empty line": (b"\r\n", b"/p"),
+    "in absolute-form": (b"", b"http://x/p"),
+    "after a request with Upgrade": (b"GET /u HTTP/1.1\r\nHost: x\r\nUpgrade: foo\r\n\r\n", b"/p"),
+}
+NOT_FOLLOWED = pytest.mark.xfail(
+    strict=True,
+    reason="target.rs counts Content-Length headers only while it follows the framing: after "
+    "State::Through (request_line's pass_line_and_stop for an empty or absolute-form line, "
+    "header()'s unsure for Upgrade) head_done never runs, no HiddenLengths reaches "
+    "admission, and the request is served",
+)
+
+
+@pytest.mark.parametrize("fields", HIDDEN.values(), ids=HIDDEN.keys())
+@pytest.mark.parametrize(
+    "before, target",
+    [
+        pytest.param(*v, id=k, marks=[NOT_FOLLOWED] if k != "followed" else [])
+        for k, v in UNFOLLOWED.items()
+    ],
+)
+def test_a_length_hyper_hides_is_refused_wherever_it_comes(serve, fields, before, target):
+    server = serve("echo:app", env={"ECHO_TRACE": "1"})
+    head = b"POST " + target + b" HTTP/1.1\r\n" + HEAD + fields + b"Connection: close\r\n\r\n"
+    with Conn(server, timeout=60) as c:
+        c.send(before + head + b"0\r\n\r\n")
+        responses = read_responses(c, 3)
+    assert [r.status for r in responses][-1:] == [400]
+    assert [call for call in app_calls(server) if call.startswith("POST")] == []
