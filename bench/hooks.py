@@ -14,15 +14,13 @@ bench/run.py, whose helpers this reuses; the table also goes to bench/_work/hook
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run as common  # noqa: E402  (bench/run.py: shared helpers)
-from run import APP, PY, WORK, Result, ServerConfig  # noqa: E402
+from run import APP, PY, Result, ServerConfig  # noqa: E402
 
 PLAIN = common.WORKLOADS["plain"]
 OFF, ON = "off", "on"
@@ -54,28 +52,12 @@ def table(seconds: float, results: dict[str, Result]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = common.on_off_args(__doc__.split("\n\n")[0], argv)
-    seconds, rounds = args.seconds, args.rounds
-    (WORK / "logs").mkdir(parents=True, exist_ok=True)
-    common.ensure_wrk()
-    if not args.no_build:
-        common.build_ferrule()
-    header = common.header(argparse.Namespace(), seconds, rounds)
-    report = [header.replace("bench/run.py", "bench/hooks.py")]
-    runs: dict[str, list[Result]] = {OFF: [], ON: []}
-    with tempfile.TemporaryDirectory(prefix="ferrule-bench-") as tmp:
-        env = common.app_env(tmp)
-        for i in range(rounds):
-            for kind in common.round_order([OFF, ON], i):
-                r = common.run_one(ferrule(kind), PLAIN, seconds, env, f"-r{i + 1}")
-                r.server = kind
-                common.log(f"round {i + 1}: {kind}: {common.fmt_rps(r.rps)} req/s {r.note}")
-                runs[kind].append(r)
-    results = {kind: common.summarize(rs) for kind, rs in runs.items()}
-    report.append(table(seconds, results))
-    text = "\n".join(report)
-    print(text)
-    (WORK / "hooks.md").write_text(text)
-    common.log(f"written to {WORK / 'hooks.md'}; logs in {WORK / 'logs'}")
+
+    def run(kind: str, seconds: float, env: dict[str, str], tag: str) -> Result:
+        return common.run_one(ferrule(kind), PLAIN, seconds, env, tag)
+
+    header, results = common.on_off_rounds("bench/hooks.py", args, run)
+    common.write_report("hooks.md", "\n".join([header, table(args.seconds, results)]))
     return 0
 
 

@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -776,6 +777,36 @@ def on_off_rows(title: str, labels: dict[str, str], off: Result, on: Result) -> 
             f"| {label} | {fmt_rps_spread(r)} | {fmt_ms(r.p99_ms)} | {r.errors:,} | {ratio} |"
         )
     return lines
+
+
+def on_off_rounds(
+    script: str, args: argparse.Namespace, run: Callable[[str, float, dict[str, str], str], Result]
+) -> tuple[str, dict[str, Result]]:
+    """Run `run(kind, seconds, env, tag)` for "off" and "on", interleaved over `args.rounds`
+    rounds on a freshly seeded app: the report's header and each setting's summary."""
+    (WORK / "logs").mkdir(parents=True, exist_ok=True)
+    ensure_wrk()
+    if not args.no_build:
+        build_ferrule()
+    header_text = header(argparse.Namespace(), args.seconds, args.rounds)
+    runs: dict[str, list[Result]] = {"off": [], "on": []}
+    with tempfile.TemporaryDirectory(prefix="ferrule-bench-") as tmp:
+        env = app_env(tmp)
+        for i in range(args.rounds):
+            for kind in round_order(["off", "on"], i):
+                r = run(kind, args.seconds, env, f"-r{i + 1}")
+                r.server = kind
+                log(f"round {i + 1}: {kind}: {fmt_rps(r.rps)} req/s {r.note}")
+                runs[kind].append(r)
+    summaries = {kind: summarize(rs) for kind, rs in runs.items()}
+    return header_text.replace("bench/run.py", script), summaries
+
+
+def write_report(name: str, text: str) -> None:
+    """Print a script's report and keep it in bench/_work/NAME."""
+    print(text)
+    (WORK / name).write_text(text)
+    log(f"written to {WORK / name}; logs in {WORK / 'logs'}")
 
 
 def on_off_args(description: str, argv: list[str] | None) -> argparse.Namespace:

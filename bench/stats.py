@@ -15,11 +15,9 @@ reuses; the tables also go to bench/_work/stats.md. See bench/README.md.
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -27,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run as common  # noqa: E402  (bench/run.py: shared helpers)
-from run import APP, PY, WORK, Result, ServerConfig  # noqa: E402
+from run import APP, PY, Result, ServerConfig  # noqa: E402
 
 PLAIN = common.WORKLOADS["plain"]
 # The bound on what the admin listener, scraped every second, may cost.
@@ -174,32 +172,17 @@ def main(argv: list[str] | None = None) -> int:
     # More rounds than the other scripts: the difference sought (3%) is well inside one
     # run's noise (±20% on this machine), so only medians over many interleaved runs see it.
     args = common.on_off_args(__doc__.split("\n\n")[0], argv)
-    seconds, rounds = args.seconds, args.rounds
-    (WORK / "logs").mkdir(parents=True, exist_ok=True)
-    common.ensure_wrk()
-    if not args.no_build:
-        common.build_ferrule()
-    header = common.header(argparse.Namespace(), seconds, rounds)
-    report = [header.replace("bench/run.py", "bench/stats.py")]
-    runs: dict[str, list[Result]] = {OFF: [], ON: []}
     scrapers: list[Scraper] = []
-    with tempfile.TemporaryDirectory(prefix="ferrule-bench-") as tmp:
-        env = common.app_env(tmp)
-        for i in range(rounds):
-            for kind in common.round_order([OFF, ON], i):
-                r, scraper = run_once(kind, seconds, env, f"-r{i + 1}")
-                if scraper is not None:
-                    scrapers.append(scraper)
-                r.server = kind
-                common.log(f"round {i + 1}: {kind}: {common.fmt_rps(r.rps)} req/s {r.note}")
-                runs[kind].append(r)
-    results = {kind: common.summarize(rs) for kind, rs in runs.items()}
-    report.append(table(seconds, results))
-    report.append(scrape_summary(scrapers))
-    text = "\n".join(report)
-    print(text)
-    (WORK / "stats.md").write_text(text)
-    common.log(f"written to {WORK / 'stats.md'}; logs in {WORK / 'logs'}")
+
+    def run(kind: str, seconds: float, env: dict[str, str], tag: str) -> Result:
+        r, scraper = run_once(kind, seconds, env, tag)
+        if scraper is not None:
+            scrapers.append(scraper)
+        return r
+
+    header, results = common.on_off_rounds("bench/stats.py", args, run)
+    report = [header, table(args.seconds, results), scrape_summary(scrapers)]
+    common.write_report("stats.md", "\n".join(report))
     return 0
 
 
