@@ -27,12 +27,12 @@ UNCALLED = {
     "pre_fork": "ferrule's workers are started as new processes, never forked from the master",
     "post_fork": "use post_worker_init: it runs in each worker once the application is loaded",
     "child_exit": "the master logs each worker's exit",
-    "worker_int": "use worker_exit: it runs in each worker however it stops",
+    "worker_int": "use worker_exit: it runs in each worker that stops cleanly",
     "worker_abort": "a worker's stuck request is cancelled, not the worker aborted",
     "nworkers_changed": "SIGTTIN and SIGTTOU change the count; the master logs each change",
     "on_exit": "use worker_exit in the workers; the master has no such point",
     "pre_exec": "ferrule re-executes nothing on reload",
-    "ssl_context": "TLS is configured by the --tls-* options",
+    "ssl_context": "TLS is configured by --certfile, --keyfile, --ca-certs, --client-cert and --tls-min",
 }
 
 

@@ -50,11 +50,11 @@ pub fn resolve(user: Option<&str>, group: Option<&str>) -> Result<Option<Identit
         None => (None, None),
         Some((uid, entry)) => (Some(uid), entry.map(|e| e.name)),
     };
-    let described = format!(
-        "{}:{}",
-        user.map_or_else(|| "(unchanged)".to_owned(), str::to_owned),
-        group.map_or_else(|| gid.to_string(), str::to_owned)
-    );
+    let described = match (user, group) {
+        (Some(user), Some(group)) => format!("{user}:{group}"),
+        (Some(user), None) => format!("{user}:{gid}"),
+        (None, group) => format!("group {}", group.unwrap_or_default()),
+    };
     Ok(Some(Identity {
         uid,
         gid,

@@ -14,9 +14,10 @@ use crate::error::Error;
 #[derive(Debug, Args)]
 pub struct SuperviseOptions {
     /// Worker processes, each importing the application and serving the shared listeners.
-    /// With more than one (or with `--reload`), a master process binds the listeners, starts
-    /// the workers, restarts those that die, and reloads them on SIGHUP; it never imports the
-    /// application. Default is 1: a single process, no master.
+    /// With more than one (or with `--reload`, `--max-requests`, `--max-rss`, `--user` or
+    /// `--group`), a master process binds the listeners, starts the workers, restarts those
+    /// that die, and reloads them on SIGHUP; it never imports the application. Default is 1:
+    /// a single process, no master.
     #[arg(
         value_parser = crate::config::parse::whole::<usize>,
         short,

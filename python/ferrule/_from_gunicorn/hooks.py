@@ -14,7 +14,11 @@ _MASTER = "runs in the master, or in the single process without workers"
 HOOKS: dict[str, tuple[str, str, str]] = {
     "on_starting": ("on_starting(server)", "on_starting()", f"{_MASTER}; no server object"),
     "when_ready": ("when_ready(server)", "when_ready()", f"{_MASTER}; no server object"),
-    "on_reload": ("on_reload(server)", "on_reload()", f"{_MASTER}; no server object"),
+    "on_reload": (
+        "on_reload(server)",
+        "on_reload()",
+        "runs in the master only, on SIGHUP (a single process never calls it); no server object",
+    ),
     "post_worker_init": (
         "post_worker_init(worker)",
         "post_worker_init()",
