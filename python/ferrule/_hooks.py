@@ -32,7 +32,9 @@ UNCALLED = {
     "nworkers_changed": "SIGTTIN and SIGTTOU change the count; the master logs each change",
     "on_exit": "use worker_exit in the workers; the master has no such point",
     "pre_exec": "ferrule re-executes nothing on reload",
-    "ssl_context": "TLS is configured by --certfile, --keyfile, --ca-certs, --client-cert and --tls-min",
+    "ssl_context": (
+        "TLS is configured by --certfile, --keyfile, --ca-certs, --client-cert and --tls-min"
+    ),
 }
 
 
