@@ -6,7 +6,7 @@
 //! Python.
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -35,6 +35,9 @@ pub struct ConnInfo {
     /// `peer` is the client a PROXY protocol header named (`--proxy-protocol`): a client,
     /// never a proxy to believe, whatever `--forwarded-allow-ips` says of its address.
     pub relayed: bool,
+    /// Requests of this connection in the application until their response head
+    /// (`--h2-max-pending`; on HTTP/1 there is never more than one).
+    pub pending: AtomicUsize,
 }
 
 /// How the request looks to the application once trusted proxy headers and the URL prefix are

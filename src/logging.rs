@@ -21,6 +21,7 @@
 //! h2 (Python filters again); setting it to DEBUG while `ferrule` is at INFO does not turn it on.
 
 pub mod facade;
+pub mod throttle;
 
 use std::collections::hash_map::{Entry, HashMap};
 use std::fs::{File, OpenOptions};

@@ -7,11 +7,13 @@
 //! only (`listen/proxy_protocol.rs`); the TLS handshake (both bounded by `--header-timeout`),
 //! then HTTP/1.1 or
 //! HTTP/2 as ALPN, `--http` or the connection preface decide; an HTTP/2 connection's streams
-//! are watched by `server/streams.rs` (idle, and stalled by flow control). On shutdown it
+//! are watched by `server/streams.rs` (idle, and stalled by flow control), its PING and
+//! SETTINGS frames counted by `server/floodgate.rs`. On shutdown it
 //! stops accepting (removing Unix socket files), asks every connection to finish its current
 //! requests and close (HTTP/2 gets GOAWAY), and races that against `--graceful-timeout` and a
 //! second signal. What a connection does with a request is `http/`'s business.
 
+mod floodgate;
 mod streams;
 #[cfg(test)]
 mod tests;
@@ -34,17 +36,20 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{HttpMode, Plan};
-use crate::http::App;
+use crate::http::{access, App};
 use crate::job::ConnInfo;
 use crate::listen::accept::{Accepted, Acceptor};
 use crate::listen::deadline::Deadline;
+use crate::listen::per_ip::{IpSlot, PerIp};
 use crate::listen::proxy_protocol::{self, Client};
 use crate::listen::share::Share;
 use crate::listen::sniff::{self, Rewind};
 use crate::listen::target::{Lenient, Originals};
 use crate::listen::tls::{Alpn, Tls};
 use crate::listen::{Bound, Peer};
+use crate::logging::throttle::{self, Throttle};
 use crate::{log_debug, log_info, log_warn};
+use floodgate::Floodgate;
 use streams::{Quiet, Streams, Tracked, Watch};
 
 /// How the server stopped.
@@ -75,6 +80,7 @@ pub async fn serve(
         stop: CancellationToken::new(),
         tracker: TaskTracker::new(),
         permits: Arc::new(Semaphore::new(app.plan.max_connections)),
+        per_ip: PerIp::for_plan(&app.plan),
     };
     let accept_loops: Vec<_> = listeners
         .into_iter()
@@ -123,6 +129,8 @@ struct Accepting {
     stop: CancellationToken,
     tracker: TaskTracker,
     permits: Arc<Semaphore>,
+    /// `--max-connections-per-ip`: connections by client address.
+    per_ip: Option<Arc<PerIp>>,
 }
 
 impl Accepting {
@@ -145,7 +153,8 @@ impl Accepting {
                 return;
             };
             // Under everything else, TLS included: see listen/deadline.rs.
-            let stream = Deadline::new(stream, peer, self.app.plan.send_timeout);
+            let stream = Deadline::new(stream, peer, self.app.plan.send_timeout)
+                .with_min_rate(self.app.plan.clients.min_rate);
             let ctx = self.clone();
             let unix_path = unix_path.clone();
             let counted = (
@@ -172,6 +181,9 @@ impl Accepting {
         let Some((peer, relayed)) = self.relayed(&mut stream, peer).await else {
             return;
         };
+        let Ok(_slot) = self.count_client(peer, relayed) else {
+            return;
+        };
         let Some(tls) = self.tls.clone() else {
             let conn = ConnInfo {
                 peer,
@@ -180,6 +192,7 @@ impl Accepting {
                 scheme: "http",
                 tls: None,
                 relayed,
+                pending: std::sync::atomic::AtomicUsize::new(0),
             };
             return self.http(stream, Arc::new(conn), None).await;
         };
@@ -197,6 +210,7 @@ impl Accepting {
                     scheme: "https",
                     tls: Some(info),
                     relayed,
+                    pending: std::sync::atomic::AtomicUsize::new(0),
                 };
                 self.http(stream, Arc::new(conn), alpn).await;
             }
@@ -243,6 +257,32 @@ impl Accepting {
         }
     }
 
+    /// `--max-connections-per-ip`: the client's slot for this connection, `Ok(None)` for a
+    /// peer not counted (a Unix peer; a trusted proxy, whose clients are counted by request
+    /// in `http/service.rs`), `Err` for a client holding its limit already: the connection
+    /// is closed at once, with a log line (at most one every 10 s).
+    fn count_client(&self, peer: Peer, relayed: bool) -> Result<Option<IpSlot>, ()> {
+        static LINES: Throttle = Throttle::new(Duration::from_secs(10));
+        let (Some(per_ip), Peer::Tcp(addr)) = (&self.per_ip, peer) else {
+            return Ok(None);
+        };
+        if !relayed && self.app.plan.proxy.allow.contains(addr.ip()) {
+            return Ok(None);
+        }
+        if let Some(slot) = per_ip.enter(addr.ip()) {
+            return Ok(Some(slot));
+        }
+        if let Some(n) = LINES.pass() {
+            log_warn!(
+                "Closed a connection from {}: it holds {} already (--max-connections-per-ip){}",
+                addr.ip(),
+                per_ip.limit(),
+                throttle::more(n)
+            );
+        }
+        Err(())
+    }
+
     /// Serve HTTP/1.1 or HTTP/2 on an established (plain or TLS) connection.
     async fn http<S>(&self, stream: S, conn: Arc<ConnInfo>, alpn: Option<Alpn>)
     where
@@ -286,7 +326,7 @@ impl Accepting {
             });
             let websockets = self.app.dispatch.websockets();
             let connection = http2_builder(plan, self.tracker.clone(), websockets)
-                .serve_connection(TokioIo::new(io), service);
+                .serve_connection(TokioIo::new(Floodgate::new(io, peer)), service);
             drive_h2(connection, &self.stop, watch, peer, plan.send_timeout).await;
         } else {
             let stop = self.stop.clone();
@@ -319,12 +359,22 @@ impl Accepting {
             let connection = http1_builder(plan)
                 .serve_connection(TokioIo::new(io), service)
                 .with_upgrades();
-            drive(
+            let result = drive(
                 connection,
                 &self.stop,
                 plan.keep_alive.min(LAST_REQUEST_GRACE),
             )
             .await;
+            if let Some(status) = result.as_ref().err().and_then(refused_by_hyper) {
+                let why = result.as_ref().err().map(ToString::to_string);
+                access::refused_head(
+                    &self.app.access_format,
+                    peer,
+                    status,
+                    why.as_deref().unwrap_or_default(),
+                );
+            }
+            ended(result);
         }
     }
 }
@@ -352,12 +402,16 @@ async fn unless_stopped<F: Future>(stop: &CancellationToken, work: F) -> Option<
 /// Run an HTTP/1 connection until it ends. On shutdown, its responses say `Connection:
 /// close` (the client reconnects, to a server that is not stopping), and after `grace` it is
 /// asked to finish gracefully: closed if idle, else after the response in progress.
-async fn drive<C>(connection: C, stop: &CancellationToken, grace: Duration)
+async fn drive<C>(
+    connection: C,
+    stop: &CancellationToken,
+    grace: Duration,
+) -> Result<(), hyper::Error>
 where
     C: Graceful,
 {
     tokio::pin!(connection);
-    let result = tokio::select! {
+    tokio::select! {
         r = connection.as_mut() => r,
         () = stop.cancelled() => {
             if let Ok(r) = tokio::time::timeout(grace, connection.as_mut()).await {
@@ -367,8 +421,21 @@ where
                 connection.await
             }
         }
-    };
-    ended(result);
+    }
+}
+
+/// The status hyper answered a request head it could not parse with (`role.rs`'s
+/// `on_error`), if it answered one: what the access log records for it.
+fn refused_by_hyper(e: &hyper::Error) -> Option<u16> {
+    if !e.is_parse() || e.is_parse_status() || e.is_parse_version_h2() {
+        return None;
+    }
+    Some(match e.is_parse_too_large() {
+        // Its message is the only way to tell the two apart.
+        true if e.to_string().contains("URI") => 414,
+        true => 431,
+        false => 400,
+    })
 }
 
 /// An HTTP/1 connection that can be asked to finish gracefully: hyper's upgradeable one

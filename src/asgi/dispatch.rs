@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
@@ -21,6 +20,7 @@ use pyo3::prelude::*;
 use super::call::Call;
 use super::endpoint::Endpoint;
 use super::inbox::{Event, Inbox};
+use crate::body::{self, BodyError, Pace};
 use crate::cancel::{DisconnectGuard, Flight};
 use crate::http::dispatch::{Admitted, Answer, Dispatch};
 use crate::http::queued::{answer, content_length, deadline, refused, too_large};
@@ -179,6 +179,7 @@ impl Asgi {
                 Arc::clone(&call),
                 limits.max_body,
                 app.plan.body_timeout,
+                app.pace(),
             ));
         }
         match direct {
@@ -221,10 +222,23 @@ impl Asgi {
 
 /// Read the request body into the call's queue, waiting while it is full; refuse it (413,
 /// 408, 400) if it breaks the limits, and then the application sees the client gone.
-async fn pump(mut incoming: Incoming, call: Arc<Call>, max: u64, idle: Duration) {
+/// `--min-rate` counts only the client's time: a window restarts after waiting for room.
+async fn pump(
+    mut incoming: Incoming,
+    call: Arc<Call>,
+    max: u64,
+    idle: Duration,
+    mut pace: Option<Pace>,
+) {
     let mut total: u64 = 0;
     let refused = loop {
-        let frame = match tokio::time::timeout(idle, incoming.frame()).await {
+        let frame = match body::next_frame::<()>(&mut incoming, idle, &mut pace).await {
+            Err(BodyError::TooSlow) => {
+                break Some((
+                    StatusCode::REQUEST_TIMEOUT,
+                    "The request body arrived too slowly (--min-rate).",
+                ))
+            }
             Err(_) => {
                 break Some((
                     StatusCode::REQUEST_TIMEOUT,
@@ -254,8 +268,14 @@ async fn pump(mut incoming: Incoming, call: Arc<Call>, max: u64, idle: Duration)
                         "The request body is larger than this server accepts.",
                     ));
                 }
-                if !queue(&call, data).await {
-                    return;
+                match queue(&call, data).await {
+                    Queued::Cancelled => return,
+                    Queued::AfterWaiting => {
+                        if let Some(pace) = pace.as_mut() {
+                            pace.restart();
+                        }
+                    }
+                    Queued::AtOnce => {}
                 }
             }
             Err(frame) => {
@@ -283,18 +303,27 @@ async fn pump(mut incoming: Incoming, call: Arc<Call>, max: u64, idle: Duration)
     inbox.post(Event::Ready(call));
 }
 
-/// Put `data` in the call's queue once there is room; false if the request was cancelled
-/// while waiting.
-async fn queue(call: &Arc<Call>, data: Bytes) -> bool {
+/// How a piece of the body went into the call's queue.
+enum Queued {
+    AtOnce,
+    /// There was room only after the application read some.
+    AfterWaiting,
+    /// The request was cancelled while waiting.
+    Cancelled,
+}
+
+/// Put `data` in the call's queue once there is room.
+async fn queue(call: &Arc<Call>, data: Bytes) -> Queued {
+    let mut waited = Queued::AtOnce;
     loop {
         if call.push_body(&data) {
             call.inbox
                 .post(Event::Ready(Arc::clone(call) as Arc<dyn Endpoint>));
-            return true;
+            return waited;
         }
         tokio::select! {
-            () = call.body_space.notified() => {}
-            _ = call.flight.fired() => return false,
+            () = call.body_space.notified() => waited = Queued::AfterWaiting,
+            _ = call.flight.fired() => return Queued::Cancelled,
         }
     }
 }

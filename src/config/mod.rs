@@ -10,6 +10,7 @@
 //! Binding, importing and serving are left to `server.rs`.
 
 pub mod access_format;
+mod clients;
 pub mod file;
 pub mod identity;
 mod load;
@@ -33,6 +34,7 @@ use clap::{Args, Parser};
 use crate::error::Error;
 use access_format::Format;
 
+pub use clients::{ClientOptions, ClientPlan};
 pub use load::{load, Loaded, STARTED_IN};
 pub use parse::{parse_addrport, parse_bind, parse_size};
 use parse::{positive_seconds, seconds};
@@ -484,6 +486,9 @@ pub struct Options {
     pub statics: StaticOptions,
 
     #[command(flatten)]
+    pub clients: ClientOptions,
+
+    #[command(flatten)]
     pub proxy: ProxyOptions,
 
     #[command(flatten)]
@@ -575,6 +580,7 @@ pub struct Plan {
     pub access_log_format: Format,
     pub log_file: Option<PathBuf>,
     pub statics: StaticPlan,
+    pub clients: ClientPlan,
     pub proxy: ProxyPlan,
     pub tls: TlsPlan,
     pub stats: StatsPlan,
@@ -697,6 +703,7 @@ impl Options {
             },
             log_file: self.log_file.clone(),
             statics: self.statics.resolve()?,
+            clients: self.clients.resolve(self.max_connections)?,
             proxy: self.proxy.resolve()?,
             tls: self.tls.resolve()?,
             stats: self.stats.resolve()?,

@@ -45,6 +45,8 @@ pub struct Outcome<'a> {
     pub request_id: &'a str,
     pub label: &'a str,
     pub cancelled: Option<Reason>,
+    /// Why the server refused the request itself (a malformed head, a limit), if it did.
+    pub refused: Option<&'a str>,
 }
 
 impl Pending {
@@ -61,10 +63,7 @@ impl Pending {
         };
         Some(Self {
             started,
-            client: match peer {
-                Peer::Tcp(addr) => addr.ip().to_string(),
-                Peer::Unix => "-".to_owned(),
-            },
+            client: client(peer),
             method: parts.method.to_string(),
             target: super::admission::request_target_of(parts).to_string(),
             path: parts.uri.path().to_owned(),
@@ -72,6 +71,25 @@ impl Pending {
             protocol: format!("{:?}", parts.version),
             referer: header(REFERER),
             user_agent: header(USER_AGENT),
+        })
+    }
+
+    /// For a request head refused before it was parsed: nothing of it is known.
+    fn unparsed(peer: Peer) -> Option<Self> {
+        if !logging::enabled(Target::Access, Level::Info) {
+            return None;
+        }
+        let unknown = || "-".to_owned();
+        Some(Self {
+            started: Instant::now(),
+            client: client(peer),
+            method: unknown(),
+            target: unknown(),
+            path: unknown(),
+            query: String::new(),
+            protocol: unknown(),
+            referer: unknown(),
+            user_agent: unknown(),
         })
     }
 
@@ -118,6 +136,9 @@ impl Pending {
         if let Some(reason) = o.cancelled {
             let _ = write!(line, " (cancelled: {})", reason.as_str());
         }
+        if let Some(why) = o.refused {
+            let _ = write!(line, " (refused: {why})");
+        }
         line
     }
 
@@ -131,10 +152,7 @@ impl Pending {
             "{} - - [{}] \"{}\" {} {size} \"{}\" \"{}\" {}",
             self.client,
             clf_time(SystemTime::now()),
-            escape(&format!(
-                "{} {} {}",
-                self.method, self.target, self.protocol
-            )),
+            escape(&self.request_line()),
             o.status,
             escape(&self.referer),
             escape(&self.user_agent),
@@ -142,9 +160,17 @@ impl Pending {
         )
     }
 
+    /// `GET /notes/ HTTP/1.1`, or `-` when the head could not be parsed (as Apache logs it).
+    fn request_line(&self) -> String {
+        if self.method == "-" {
+            return "-".to_owned();
+        }
+        format!("{} {} {}", self.method, self.target, self.protocol)
+    }
+
     fn json(&self, o: &Outcome<'_>) -> String {
         let optional = |s: &str| (s != "-").then(|| s.to_owned());
-        serde_json::json!({
+        let mut line = serde_json::json!({
             "time": iso_time(SystemTime::now()),
             "client": self.client,
             "method": self.method,
@@ -163,15 +189,18 @@ impl Pending {
             "cancelled": o.cancelled.map(Reason::as_str),
             "referer": optional(&self.referer),
             "user_agent": optional(&self.user_agent),
-        })
-        .to_string()
+        });
+        if let Some(why) = o.refused {
+            line["refused"] = why.into();
+        }
+        line.to_string()
     }
 
     fn field(&self, field: Field, o: &Outcome<'_>) -> String {
         match field {
             Field::Client => self.client.clone(),
             Field::Time => iso_time(SystemTime::now()),
-            Field::Request => format!("{} {} {}", self.method, self.target, self.protocol),
+            Field::Request => self.request_line(),
             Field::Method => self.method.clone(),
             Field::Path => self.path.clone(),
             Field::Query => self.query.clone(),
@@ -190,6 +219,35 @@ impl Pending {
             Field::Referer => self.referer.clone(),
             Field::UserAgent => self.user_agent.clone(),
         }
+    }
+}
+
+fn client(peer: Peer) -> String {
+    match peer {
+        Peer::Tcp(addr) => addr.ip().to_string(),
+        Peer::Unix => "-".to_owned(),
+    }
+}
+
+/// The line for a request head that hyper refused (answering `status` itself) before the
+/// service saw it: a malformed request line or field, a head over the limits.
+pub fn refused_head(format: &Format, peer: Peer, status: u16, why: &str) {
+    if let Some(line) = Pending::unparsed(peer) {
+        line.finish(
+            format,
+            &Outcome {
+                status,
+                bytes_in: 0,
+                bytes_out: 0,
+                queue: Duration::ZERO,
+                processing: Duration::ZERO,
+                asleep: Duration::ZERO,
+                request_id: "-",
+                label: crate::stats::SERVER,
+                cancelled: None,
+                refused: Some(why),
+            },
+        );
     }
 }
 

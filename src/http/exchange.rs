@@ -14,6 +14,7 @@ use http::request::Parts;
 
 use super::access::{Format, Outcome, Pending};
 use crate::cancel::Reason;
+use crate::listen::per_ip::IpSlot;
 use crate::listen::Peer;
 use crate::stats::{self, Finished, Stats, Trace};
 
@@ -36,6 +37,11 @@ pub struct Exchange {
     bytes_in: u64,
     kind: Kind,
     access: Option<Pending>,
+    /// The forwarded client's count of requests in flight (`--max-connections-per-ip`
+    /// behind a trusted proxy), held until the request is finished.
+    slot: Option<IpSlot>,
+    /// Why the server refused the request itself, for the access line.
+    refused: Option<&'static str>,
 }
 
 impl Exchange {
@@ -56,6 +62,8 @@ impl Exchange {
             bytes_in: 0,
             kind: Kind::Server,
             access: Pending::capture(parts, peer, received),
+            slot: None,
+            refused: None,
         }
     }
 
@@ -68,6 +76,16 @@ impl Exchange {
         if let Some(line) = &mut self.access {
             line.forwarded_for(client);
         }
+    }
+
+    /// The server refused the request itself, for this reason.
+    pub fn refused(&mut self, why: &'static str) {
+        self.refused = Some(why);
+    }
+
+    /// Hold `slot` until the request is finished.
+    pub fn holds(&mut self, slot: IpSlot) {
+        self.slot = Some(slot);
     }
 
     pub fn is_static(&mut self) {
@@ -150,6 +168,7 @@ impl Exchange {
                     request_id: &self.id,
                     label,
                     cancelled,
+                    refused: self.refused,
                 },
             );
         }

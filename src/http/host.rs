@@ -15,7 +15,7 @@
 
 use http::header::HOST;
 use http::request::Parts;
-use http::Version;
+use http::{HeaderValue, Version};
 
 use super::admission::Refusal;
 
@@ -44,6 +44,39 @@ pub fn check(parts: &Parts) -> Result<(), Refusal> {
             ));
         }
     }
+    Ok(())
+}
+
+/// One authority per request (call after [`check`]): an absolute-form HTTP/1 target's
+/// replaces the `Host` header (RFC 9112 §3.2.2: the server must ignore the received one), so
+/// the application checks the host the request is really for; an HTTP/2 request whose
+/// `host` disagrees with its `:authority` is refused (RFC 9113 §8.3.1 requires them to be
+/// the same).
+pub fn one_authority(parts: &mut Parts) -> Result<(), Refusal> {
+    let Some(authority) = parts.uri.authority() else {
+        return Ok(());
+    };
+    if parts.version == Version::HTTP_2 {
+        let agrees = parts.headers.get_all(HOST).iter().all(|host| {
+            host.as_bytes()
+                .eq_ignore_ascii_case(authority.as_str().as_bytes())
+        });
+        return if agrees {
+            Ok(())
+        } else {
+            Err(Refusal::BadRequest(
+                "the host header disagrees with the :authority of the request",
+            ))
+        };
+    }
+    let host = authority
+        .as_str()
+        .rsplit_once('@')
+        .map_or(authority.as_str(), |(_, host)| host);
+    // `check` passed it as a host, and a host is a valid field value.
+    let value = HeaderValue::from_str(host)
+        .map_err(|_| Refusal::BadRequest("the authority of the request target is not a host"))?;
+    parts.headers.insert(HOST, value);
     Ok(())
 }
 
@@ -177,5 +210,24 @@ mod tests {
         let mut h2 = parts("http://user@example.com/", None);
         h2.version = Version::HTTP_2;
         assert!(check(&h2).is_err());
+    }
+
+    #[test]
+    fn an_absolute_target_s_authority_replaces_host_and_h2_must_agree() {
+        let mut h1 = parts("http://u:p@evil.example:81/echo", Some("x"));
+        one_authority(&mut h1).unwrap();
+        assert_eq!(h1.headers[HOST], "evil.example:81");
+        let mut origin_form = parts("/echo", Some("x"));
+        one_authority(&mut origin_form).unwrap();
+        assert_eq!(origin_form.headers[HOST], "x");
+        for (host, ok) in [
+            (None, true),
+            (Some("Example.com"), true),
+            (Some("x"), false),
+        ] {
+            let mut h2 = parts("https://example.com/", host);
+            h2.version = Version::HTTP_2;
+            assert_eq!(one_authority(&mut h2).is_ok(), ok, "{host:?}");
+        }
     }
 }

@@ -13,7 +13,7 @@
 //!
 //! Accepting connections and shutting down is `server.rs`'s.
 
-mod access;
+pub mod access;
 pub mod admission;
 pub mod dispatch;
 mod exchange;

@@ -13,7 +13,7 @@
 use std::io::SeekFrom;
 use std::sync::Arc;
 
-use http::header::CONTENT_LENGTH;
+use http::header::{CONTENT_LENGTH, RETRY_AFTER};
 use http::{Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::io::AsyncSeekExt;
@@ -199,16 +199,30 @@ async fn read_body(
     if declared.is_some_and(|len| len > limits.max_body) {
         return Err(too_large(limits.max_body));
     }
-    match body::read(
+    // A body that will be spooled takes its room before a byte of it is read (and before
+    // `100 Continue`).
+    let lease = match declared.filter(|len| *len > limits.body_buffer as u64) {
+        Some(len) => match app.spool.reserve(len) {
+            Some(lease) => Some(lease),
+            None => return Err(spool_full(parts, len, app)),
+        },
+        None => None,
+    };
+    let rules = body::Rules {
+        buffer: limits.body_buffer,
+        max: limits.max_body,
+        idle: app.plan.body_timeout,
+        pace: app.pace(),
+        spool: &app.spool,
+    };
+    let read = body::read(
         incoming,
         declared,
-        limits.body_buffer,
-        limits.max_body,
-        app.plan.body_timeout,
+        rules,
+        lease,
         super::admission::check_trailers,
-    )
-    .await
-    {
+    );
+    match read.await {
         Ok(body) => Ok(body),
         Err(BodyError::TooLarge) => Err(too_large(limits.max_body)),
         Err(BodyError::Client(e)) => {
@@ -232,13 +246,13 @@ async fn read_body(
             );
             Err(respond::text(refusal.status(), refusal.reason(), true))
         }
-        Err(BodyError::Timeout) => Err(respond::text(
-            StatusCode::REQUEST_TIMEOUT,
-            "The request body did not arrive in time (--body-timeout).",
-            true,
-        )),
+        Err(why @ (BodyError::Timeout | BodyError::TooSlow)) => Err(body_late(&why, parts, app)),
+        Err(BodyError::SpoolFull) => Err(spool_full(parts, limits.max_body, app)),
         Err(BodyError::Spool(e)) => {
-            log_error!("cannot spool a request body to a temporary file (check TMPDIR): {e}");
+            log_error!(
+                "cannot spool a request body to a temporary file in {} (check --spool-dir): {e}",
+                app.spool.dir().display()
+            );
             Err(respond::text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "The request body could not be stored.",
@@ -246,6 +260,48 @@ async fn read_body(
             ))
         }
     }
+}
+
+/// 408 for a body that paused too long or came too slowly.
+pub(crate) fn body_late<R>(
+    why: &BodyError<R>,
+    parts: &http::request::Parts,
+    app: &App,
+) -> Response<OutBody> {
+    let message = if matches!(why, BodyError::TooSlow) {
+        log_debug!(
+            "the body of {} {} arrived slower than --min-rate ({} bytes/s); answered 408",
+            parts.method,
+            parts.uri,
+            app.plan.clients.min_rate.unwrap_or_default()
+        );
+        "The request body arrived too slowly (--min-rate)."
+    } else {
+        "The request body did not arrive in time (--body-timeout)."
+    };
+    respond::text(StatusCode::REQUEST_TIMEOUT, message, true)
+}
+
+/// 503 for a body the spool has no room for; `len` is what it needed (at most).
+fn spool_full(parts: &http::request::Parts, len: u64, app: &App) -> Response<OutBody> {
+    let spool = &app.spool;
+    log_warn!(
+        "no room to spool a request body of up to {len} bytes: {} of {} bytes in use in {} (--max-spool-size); answered 503 to {} {}",
+        spool.used(),
+        spool.cap(),
+        spool.dir().display(),
+        parts.method,
+        parts.uri
+    );
+    let mut resp = respond::text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The server has no room for this request body now. Retry shortly.",
+        true,
+    );
+    // Room comes back as uploads finish, which takes longer than a queue draining.
+    resp.headers_mut()
+        .insert(RETRY_AFTER, http::HeaderValue::from_static("5"));
+    resp
 }
 
 pub(crate) fn too_large(max: u64) -> Response<OutBody> {

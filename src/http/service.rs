@@ -8,9 +8,13 @@
 //! `server.rs`'s.
 
 use std::convert::Infallible;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use http::{HeaderValue, Response};
+use http::header::RETRY_AFTER;
+use http::{HeaderValue, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::access::Format;
@@ -20,14 +24,17 @@ use super::exchange::Exchange;
 use super::host;
 use super::proxy::Proxy;
 use super::request_id;
+use crate::body::{Pace, Spool};
 use crate::cancel::Reason;
 use crate::config::Plan;
 use crate::job::ConnInfo;
-use crate::log_debug;
+use crate::listen::per_ip::PerIp;
+use crate::logging::throttle::{self, Throttle};
 use crate::response::respond;
 use crate::response::OutBody;
 use crate::static_files::StaticFiles;
 use crate::stats::Stats;
+use crate::{log_debug, log_warn};
 
 /// What every request on every connection shares.
 pub struct App {
@@ -38,6 +45,19 @@ pub struct App {
     pub proxy: Proxy,
     pub stats: Arc<Stats>,
     pub access_format: Arc<Format>,
+    /// Where large request bodies are spooled, and the room left there.
+    pub spool: Spool,
+    /// `--max-connections-per-ip` behind a trusted proxy: requests in flight by forwarded
+    /// client.
+    pub forwarded_clients: Option<Arc<PerIp>>,
+}
+
+impl App {
+    /// `--min-rate` for a request body starting now, if it is on.
+    pub fn pace(&self) -> Option<Pace> {
+        let rate = self.plan.clients.min_rate?;
+        Some(Pace::new(rate, self.plan.body_timeout))
+    }
 }
 
 /// The exchange is opened before the returned future is first polled: hyper may drop a
@@ -111,13 +131,17 @@ async fn respond(
     exchange: &mut Exchange,
 ) -> Response<OutBody> {
     let limits = &app.plan.limits;
-    if let Err(refusal) = admission::admit(&parts, limits).and_then(|()| host::check(&parts)) {
+    let admitted = admission::admit(&parts, limits)
+        .and_then(|()| host::check(&parts))
+        .and_then(|()| host::one_authority(&mut parts));
+    if let Err(refusal) = admitted {
         log_debug!(
             "refused {} {}: {}",
             parts.method,
             parts.uri,
             refusal.reason()
         );
+        exchange.refused(refusal.reason());
         return respond::text(refusal.status(), refusal.reason(), true);
     }
     request_id::write(&mut parts.headers, exchange.id());
@@ -130,12 +154,17 @@ async fn respond(
                 parts.uri,
                 refusal.reason()
             );
+            exchange.refused(refusal.reason());
             return respond::text(refusal.status(), refusal.reason(), true);
         }
     };
     // The access line names the client, not the proxy in front of it.
     if let Some(client) = origin.client.as_deref() {
         exchange.forwarded_for(client);
+        let close = respond::has_body(&parts);
+        if let Some(refused) = count_forwarded(app, client, close, exchange) {
+            return refused;
+        }
     }
     if let Some(resp) = app.statics.serve(&parts).await {
         exchange.is_static();
@@ -144,11 +173,90 @@ async fn respond(
     if let Some(resp) = app.proxy.route(&parts, &mut origin) {
         return resp;
     }
+    let Some(_pending) = Pending::enter(&conn, app.plan.clients.h2_max_pending) else {
+        return too_many_pending(&parts, app);
+    };
     let request = Admitted {
         parts,
         body: incoming,
-        conn,
+        conn: Arc::clone(&conn),
         origin,
     };
     app.dispatch.dispatch(request, app, exchange).await
+}
+
+/// One of a connection's requests in the application, until its response head.
+struct Pending<'a>(&'a AtomicUsize);
+
+impl<'a> Pending<'a> {
+    /// Count one more on `conn`, unless it has `limit` already.
+    fn enter(conn: &'a ConnInfo, limit: usize) -> Option<Self> {
+        conn.pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Pending(&conn.pending))
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// 503 for a request over `--h2-max-pending`: its connection has enough in the application.
+fn too_many_pending(parts: &http::request::Parts, app: &App) -> Response<OutBody> {
+    static LINES: Throttle = Throttle::new(Duration::from_secs(10));
+    if let Some(n) = LINES.pass() {
+        log_warn!(
+            "an HTTP/2 connection has {} requests in the application already (--h2-max-pending); answered 503 to {} {}{}",
+            app.plan.clients.h2_max_pending,
+            parts.method,
+            parts.uri,
+            throttle::more(n)
+        );
+    }
+    let mut resp = respond::text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "This connection has too many requests waiting. Retry shortly.",
+        false,
+    );
+    resp.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}
+
+/// Behind a trusted proxy, `--max-connections-per-ip` counts each forwarded client's requests
+/// in flight: this one's slot goes to the exchange, or, past the limit, the answer is 429.
+/// `close`: the request's body is left unread.
+fn count_forwarded(
+    app: &App,
+    client: &str,
+    close: bool,
+    exchange: &mut Exchange,
+) -> Option<Response<OutBody>> {
+    static LINES: Throttle = Throttle::new(Duration::from_secs(10));
+    let per_ip = app.forwarded_clients.as_ref()?;
+    let ip: IpAddr = client.parse().ok()?;
+    if let Some(slot) = per_ip.enter(ip) {
+        exchange.holds(slot);
+        return None;
+    }
+    if let Some(n) = LINES.pass() {
+        log_warn!(
+            "{client} (forwarded by a trusted proxy) has {} requests in flight (--max-connections-per-ip); answered 429{}",
+            per_ip.limit(),
+            throttle::more(n)
+        );
+    }
+    let mut resp = respond::text(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many requests from your address at once. Retry shortly.",
+        close,
+    );
+    resp.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    Some(resp)
 }

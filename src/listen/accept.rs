@@ -25,6 +25,7 @@ use super::deadline::Socket;
 use super::share::{self, Share};
 use super::{Bound, Peer, UnixSocketFile};
 use crate::log_warn;
+use crate::logging::throttle::Throttle;
 
 /// After a failed accept (out of file descriptors, usually), wait this long before the next
 /// try instead of spinning; connections closing is what frees descriptors.
@@ -104,10 +105,19 @@ impl Acceptor {
                     })
                 }
                 Err(e) => {
-                    log_warn!(
-                        "cannot accept a connection on the {} listener: {e}; retrying shortly",
-                        self.what
-                    );
+                    // Out of descriptors, this recurs every back-off while it lasts: one line
+                    // every 10 s says so, with the count.
+                    static LINES: Throttle = Throttle::new(Duration::from_secs(10));
+                    if let Some(n) = LINES.pass() {
+                        let more = match n {
+                            0 => String::new(),
+                            n => format!(" ({n} more failed accepts since the last such line)"),
+                        };
+                        log_warn!(
+                            "cannot accept a connection on the {} listener: {e}; retrying shortly{more}",
+                            self.what
+                        );
+                    }
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
             }

@@ -41,6 +41,14 @@ pub struct Deadline<S: Socket> {
     /// connection whose writes never wait (most of them) neither allocates nor touches the
     /// timer wheel.
     timer: Option<Pin<Box<Sleep>>>,
+    /// `--min-rate`, bytes a second, if on.
+    min_rate: Option<u64>,
+    /// Bytes the socket took, all told.
+    written: u64,
+    /// How long writes have waited for the client, all told, not counting the current stall.
+    waited: Duration,
+    /// When the current stall began.
+    stalled_at: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +70,32 @@ impl<S: Socket> Deadline<S> {
             state: State::Flowing,
             queued: None,
             timer: None,
+            min_rate: None,
+            written: 0,
+            waited: Duration::ZERO,
+            stalled_at: None,
         }
+    }
+
+    /// Also fail writes once they have waited `--send-timeout` in all and the client took
+    /// less than `rate` bytes a second of that time (`--min-rate`): a client that reads a
+    /// little just often enough to never stall a whole `--send-timeout` is still bounded.
+    #[must_use]
+    pub fn with_min_rate(mut self, rate: Option<u64>) -> Self {
+        self.min_rate = rate;
+        self
+    }
+
+    /// Whether the client has been slower than `--min-rate` while writes waited for it.
+    fn too_slow(&self, now: Instant) -> bool {
+        let Some(rate) = self.min_rate else {
+            return false;
+        };
+        let waited = self.waited + self.stalled_at.map_or(Duration::ZERO, |t| now - t);
+        // As f64: a rate times seconds, compared with a byte count well within 2^53.
+        #[allow(clippy::cast_precision_loss)]
+        let slow = (self.written as f64) < rate as f64 * waited.as_secs_f64();
+        waited >= self.timeout && slow
     }
 
     /// What the socket answered, with the clock applied: a completed operation (or its
@@ -75,6 +108,9 @@ impl<S: Socket> Deadline<S> {
     ) -> Poll<io::Result<T>> {
         match polled {
             Poll::Ready(r) => {
+                if let Some(at) = self.stalled_at.take() {
+                    self.waited += at.elapsed();
+                }
                 self.state = State::Flowing;
                 Poll::Ready(r)
             }
@@ -85,15 +121,23 @@ impl<S: Socket> Deadline<S> {
     #[cold]
     fn stalled<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
         loop {
-            let timer = match (&mut self.timer, self.state) {
-                (Some(timer), State::Stalled) => timer,
-                (Some(timer), _) => {
+            let starting = self.state != State::Stalled;
+            if starting {
+                let now = Instant::now();
+                self.stalled_at = Some(now);
+                if self.too_slow(now) {
+                    return self.expire(true);
+                }
+            }
+            let timer = match (&mut self.timer, starting) {
+                (Some(timer), false) => timer,
+                (Some(timer), true) => {
                     timer.as_mut().reset(Instant::now() + self.timeout);
                     timer
                 }
                 (slot @ None, _) => slot.insert(Box::pin(tokio::time::sleep(self.timeout))),
             };
-            if self.state != State::Stalled {
+            if starting {
                 self.state = State::Stalled;
                 self.queued = self.inner.unsent();
             }
@@ -105,17 +149,40 @@ impl<S: Socket> Deadline<S> {
             // than that buffer per timeout still drains it, and has made progress.
             let queued = self.inner.unsent();
             match (self.queued, queued) {
-                (Some(then), Some(now)) if now < then => self.state = State::Flowing,
+                (Some(then), Some(now)) if now < then => {
+                    if self.too_slow(Instant::now()) {
+                        return self.expire(true);
+                    }
+                    if let Some(at) = self.stalled_at.take() {
+                        self.waited += at.elapsed();
+                    }
+                    self.state = State::Flowing;
+                }
                 _ => break,
             }
         }
+        self.expire(false)
+    }
+
+    #[cold]
+    fn expire<T>(&mut self, slow: bool) -> Poll<io::Result<T>> {
         self.state = State::Expired;
         self.timer = None;
-        log_debug!(
-            "closing the connection to {}: it accepted nothing of its response for {}s (--send-timeout)",
-            self.peer,
-            self.timeout.as_secs_f64()
-        );
+        if slow {
+            log_debug!(
+                "closing the connection to {}: it took {} bytes in {}s of waiting, slower than --min-rate ({} bytes/s)",
+                self.peer,
+                self.written,
+                self.waited.as_secs(),
+                self.min_rate.unwrap_or_default()
+            );
+        } else {
+            log_debug!(
+                "closing the connection to {}: it accepted nothing of its response for {}s (--send-timeout)",
+                self.peer,
+                self.timeout.as_secs_f64()
+            );
+        }
         self.inner.abort();
         Poll::Ready(Err(self.expired()))
     }
@@ -124,7 +191,7 @@ impl<S: Socket> Deadline<S> {
         io::Error::new(
             io::ErrorKind::TimedOut,
             format!(
-                "the client accepted nothing for {}s (--send-timeout)",
+                "the client accepted nothing for {}s (--send-timeout), or less than --min-rate",
                 self.timeout.as_secs_f64()
             ),
         )
@@ -163,6 +230,9 @@ impl<S: AsyncWrite + Socket + Unpin> AsyncWrite for Deadline<S> {
             return Poll::Ready(Err(this.expired()));
         }
         let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = polled {
+            this.written += n as u64;
+        }
         this.settle(cx, polled)
     }
 
@@ -176,6 +246,9 @@ impl<S: AsyncWrite + Socket + Unpin> AsyncWrite for Deadline<S> {
             return Poll::Ready(Err(this.expired()));
         }
         let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = polled {
+            this.written += n as u64;
+        }
         this.settle(cx, polled)
     }
 

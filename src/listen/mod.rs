@@ -5,8 +5,9 @@
 //! a stale socket, apply `--unix-socket-mode`, unlink on exit), the write deadline of every
 //! accepted socket (`deadline.rs`, `--send-timeout`), a balancer's PROXY protocol header
 //! (`proxy_protocol.rs`, `--proxy-protocol`), request targets with the raw bytes clients send
-//! (`target.rs`), TLS (`tls.rs`, with the PEM files in `pem.rs`)
-//! and telling HTTP/2 prior knowledge from HTTP/1 (`sniff.rs`). Sockets inherited
+//! (`target.rs`), TLS (`tls.rs`, with the PEM files in `pem.rs`), the count of connections
+//! per client address (`per_ip.rs`, `--max-connections-per-ip`) and telling HTTP/2 prior
+//! knowledge from HTTP/1 (`sniff.rs`). Sockets inherited
 //! instead of bound (from the master process, or systemd's socket activation) are taken over in
 //! `adopt.rs`, and systemd's `LISTEN_FDS` protocol is read in `systemd.rs`; worker processes
 //! sharing a listener balance their connections through `share.rs`. What happens on an
@@ -16,6 +17,7 @@ pub mod accept;
 pub mod adopt;
 pub mod deadline;
 mod pem;
+pub mod per_ip;
 pub mod proxy_protocol;
 pub mod share;
 pub mod sniff;

@@ -11,13 +11,12 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::Peer;
+use crate::logging::throttle::Throttle;
 
 /// Version 2's first twelve bytes.
 const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
@@ -97,21 +96,14 @@ pub async fn read<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Client, String
 /// Log a connection closed for want of a valid header: the first at once, then at most one
 /// line per [`LOG_EVERY`] with how many were closed since.
 pub fn log_refused(peer: &Peer, why: &str) {
-    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
-    static SINCE: AtomicU64 = AtomicU64::new(0);
-    let mut last = LAST
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if last.is_some_and(|t| t.elapsed() < LOG_EVERY) {
-        SINCE.fetch_add(1, Ordering::Relaxed);
-        return;
+    static LINES: Throttle = Throttle::new(LOG_EVERY);
+    if let Some(n) = LINES.pass() {
+        let more = match n {
+            0 => String::new(),
+            n => format!(" ({n} more closed for these reasons since the last such line)"),
+        };
+        crate::log_warn!("Closed the connection from {peer} (--proxy-protocol): {why}{more}");
     }
-    *last = Some(Instant::now());
-    let more = match SINCE.swap(0, Ordering::Relaxed) {
-        0 => String::new(),
-        n => format!(" ({n} more closed for these reasons since the last such line)"),
-    };
-    crate::log_warn!("Closed the connection from {peer} (--proxy-protocol): {why}{more}");
 }
 
 async fn read_exact<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut [u8]) -> Result<(), String> {

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::routes::Routes;
 use super::signals::watch_signals;
+use crate::body::Spool;
 use crate::cancel::Reason;
 use crate::config::Plan;
 use crate::error::Error;
@@ -21,6 +22,7 @@ use crate::hooks::{Hooks, Point};
 use crate::http::dispatch::Dispatch;
 use crate::http::App;
 use crate::job::Job;
+use crate::listen::per_ip::PerIp;
 use crate::listen::tls::Tls;
 use crate::pool::Pool;
 use crate::server::{self, Outcome};
@@ -28,7 +30,7 @@ use crate::stats::{self, Stats};
 use crate::supervise::notify::{self, Notifier};
 use crate::supervise::{self, worker::Serving, worker::Spec};
 use crate::wsgi::{Application, Interrupts, Sending};
-use crate::{asgi, bridge, listen, log_info, log_warn, process};
+use crate::{asgi, bridge, listen, log_debug, log_info, log_warn, process};
 
 /// How the process should end.
 pub(super) enum Exit {
@@ -89,6 +91,8 @@ pub(super) fn serve(
         proxy,
         stats: Arc::clone(&stats),
         access_format: Arc::new(plan.access_log_format.clone()),
+        spool: spool(plan),
+        forwarded_clients: PerIp::for_plan(plan),
     });
     let stopping: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
     let served = py.detach(|| {
@@ -168,6 +172,23 @@ pub(super) fn serve(
 /// Serve the statistics on the admin listener, if there is one, until the token is
 /// cancelled: ready (`/readyz`) from now until a signal starts the drain. Call within the
 /// runtime.
+/// `--spool-dir` and this process's share of `--max-spool-size`.
+fn spool(plan: &Plan) -> Spool {
+    let clients = &plan.clients;
+    let spool = Spool::new(
+        &clients.spool_dir,
+        clients.max_spool,
+        plan.supervise.workers,
+    );
+    log_debug!(
+        "request bodies over {} bytes are spooled to {}, at most {} bytes at once in this process (--max-spool-size)",
+        plan.limits.body_buffer,
+        spool.dir().display(),
+        spool.cap()
+    );
+    spool
+}
+
 fn start_admin(
     admin: Option<listen::Bound>,
     stats: &Arc<Stats>,

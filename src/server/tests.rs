@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, Semaphore};
 
 use super::{serve, Outcome};
+use crate::body::Spool;
 use crate::config::Cli;
 use crate::http::proxy::Proxy;
 use crate::http::{App, Queued};
@@ -79,6 +80,8 @@ fn start(options: &[&str], jobs: Answering) -> Running {
         proxy: Proxy::new(&plan.proxy, None).unwrap(),
         stats: Arc::new(Stats::new(&plan.stats, false)),
         access_format: Arc::new(plan.access_log_format.clone()),
+        spool: Spool::new(&plan.clients.spool_dir, plan.clients.max_spool, 1),
+        forwarded_clients: None,
         plan,
     });
     let std = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -353,6 +353,7 @@ mod tests {
             scheme: "http",
             tls: None,
             relayed: false,
+            pending: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 

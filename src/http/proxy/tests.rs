@@ -19,6 +19,7 @@ fn conn(peer: &str) -> ConnInfo {
         scheme: "http",
         tls: None,
         relayed: false,
+        pending: std::sync::atomic::AtomicUsize::new(0),
     }
 }
 
