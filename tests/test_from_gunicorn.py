@@ -349,6 +349,7 @@ def test_access_log_formats(fmt, template, missing):
         ({"access_log_format": "%(h)s"}, {}),  # without accesslog gunicorn logged nothing
         ({"root_path": "/api", "asgi_loop": "uvloop"}, {"prefix": "/api", "loop": "uvloop"}),
         ({"keepalive": "10", "reload": "true"}, {"keep_alive": 10, "reload": True}),
+        ({"tmp_upload_dir": "/srv/uploads"}, {"spool_dir": "/srv/uploads"}),
     ],
 )
 def test_settings_translate_to_keys(settings, keys):

@@ -13,7 +13,7 @@ from .translation import Translation
 # The order of the keys in the file: check-config's sections.
 KEY_ORDER = (
     "app django_settings working_dir pythonpath hooks bind unix_socket_mode max_connections "
-    "keep_alive limit_request_line limit_request_fields limit_request_field_size threads "
+    "keep_alive limit_request_line limit_request_fields limit_request_field_size spool_dir threads "
     "graceful_timeout timeout cancel_grace interface loop ws_max_message access_log "
     "access_log_format log_file prefix forwarded_allow_ips proxy_protocol certfile keyfile "
     "ca_certs client_cert http h2_max_concurrent_streams h2_max_header_list_size workers "

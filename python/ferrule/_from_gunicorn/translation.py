@@ -218,6 +218,12 @@ def _limit(t: Translation, name: str, value) -> None:
         t.set(name, n or 8190, setting=name)
 
 
+@translates("tmp_upload_dir")
+def _spool_dir(t: Translation, name: str, value) -> None:
+    if value is not None:
+        t.set("spool_dir", os.path.abspath(as_str(value)), setting=name)
+
+
 @translates("forwarded_allow_ips")
 def _forwarded(t: Translation, name: str, value) -> None:
     t.set("forwarded_allow_ips", ",".join(comma_list(value)), setting=name)

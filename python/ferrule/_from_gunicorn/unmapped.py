@@ -43,7 +43,6 @@ UNMAPPED: dict[str, tuple[object, str]] = {
         "ferrule always gives --user its supplementary groups (initgroups); with --group "
         "alone, that group is the only one",
     ),
-    "tmp_upload_dir": (None, "bodies over body_buffer_size go to a file in TMPDIR: set TMPDIR"),
     "secure_scheme_headers": (
         {"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"},
         "ferrule reads X-Forwarded-Proto and X-Forwarded-Ssl (or Forwarded, see "
