@@ -36,8 +36,10 @@ pub struct StatsOptions {
     )]
     pub stats_label: Option<String>,
 
-    /// At most this many distinct labels are kept; requests with further labels are counted
-    /// under `other`, so a scanner requesting random paths cannot grow memory. Default is 200.
+    /// At most this many distinct labels are kept, so a scanner requesting random paths cannot
+    /// grow memory: a label made from a path may be evicted for a new one (the least hit
+    /// first, its counts moving into `other`); labels the application sets are never evicted,
+    /// and requests that find no place are counted under `other`. Default is 200.
     #[arg(
         value_parser = crate::config::parse::whole::<usize>,
         long,

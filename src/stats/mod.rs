@@ -172,9 +172,13 @@ impl Stats {
 
     /// Count a finished request.
     pub fn record(&self, finished: &Finished<'_>) {
-        let create = !(finished.from_path && finished.status == 404);
+        let origin = match (finished.from_path, finished.status) {
+            (false, _) => labels::Origin::Set,
+            (true, 404) => labels::Origin::PathMiss,
+            (true, _) => labels::Origin::Path,
+        };
         self.labels
-            .with(finished.label, create, |series| series.record(finished));
+            .with(finished.label, origin, |series| series.record(finished));
     }
 
     /// Count an open connection until the guard is dropped.
@@ -186,7 +190,8 @@ impl Stats {
     /// Fold the last second into the history. Called once a second by the ticker thread.
     pub fn tick(&self, now: i64) {
         let mut labels = Vec::new();
-        for series in self.labels.all() {
+        let all = self.labels.all();
+        for series in &all {
             let mut counts = series::TickCounts::default();
             if series.drain_into(&mut counts) {
                 labels.push((Arc::clone(&series.label), counts));
@@ -196,6 +201,7 @@ impl Stats {
         let tick = Tick {
             now,
             labels,
+            live: all.iter().map(|s| Arc::clone(&s.label)).collect(),
             busy_seconds: pool.busy_time.as_secs_f64(),
             asleep_seconds: crate::cancel::asleep_total().as_secs_f64(),
             threads: pool.threads,
@@ -309,6 +315,7 @@ impl Stats {
             busy_seconds: pool.busy_time.as_secs_f64(),
             asleep_seconds: crate::cancel::asleep_total().as_secs_f64(),
             labels_overflowed: self.labels.overflowed(),
+            labels_evicted: self.labels.evicted(),
             websocket: self.websockets.totals(),
             views,
             in_flight,
