@@ -21,6 +21,8 @@ fn stats_with(threads: usize, max_labels: usize) -> Arc<Stats> {
         bind: None,
         label: None,
         max_labels,
+        hosts: Vec::new(),
+        token: None,
     };
     let stats = Arc::new(Stats::new(&plan, false));
     stats.set_pool(Box::new(move || PoolGauges {

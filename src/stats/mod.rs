@@ -7,7 +7,8 @@
 //! statistics are read out as an [`Export`] (`export.rs`: mergeable data), from which the
 //! exports' [`Snapshot`] is built: Prometheus text (`prometheus.rs`), JSON (`json.rs`) and an
 //! HTML dashboard with server-rendered SVG charts (`dashboard.rs`, `svg.rs`, its style in
-//! `dashboard.css`), served by the admin listener (`admin.rs`) with `/healthz` and `/readyz`.
+//! `dashboard.css`), served by the admin listener (`admin.rs`) with `/healthz` and `/readyz`,
+//! to the requests `guard.rs` allows (their `Host`, `--stats-token`).
 //! With `--workers`, each worker sends its master an [`Export`]; the master sums them, keeping
 //! the totals of retired workers (`cluster.rs`). Nothing here touches Python; the pool's
 //! gauges come in through [`Stats::set_pool`].
@@ -18,6 +19,7 @@ pub mod dashboard;
 pub mod export;
 #[cfg(test)]
 mod fixtures;
+mod guard;
 mod histogram;
 mod history;
 pub mod json;
