@@ -135,3 +135,32 @@ def test_a_view_hit_twice_keeps_its_place_when_the_scan_comes_after(statsapp):
     snap = wait_until(settled, 60, interval=0.2, what="504 requests, /checkout kept")
     assert len(snap.labels) <= 20 + FIXED
     assert snap["totals"]["labels_evicted"] == 500 - 19
+
+
+def test_with_workers_the_master_sums_what_each_worker_keeps(statsapp):
+    # Each worker evicts on its own; the master holds each one's views by label and must drop
+    # a view a worker no longer has (its requests are in that worker's `other` now), or the
+    # sum would count them twice and grow with every path scanned.
+    server, admin = statsapp("--workers", "2", "--stats-max-labels", "50")
+    scan(server, [f"/{uuid.uuid4().hex}" for _ in range(2000)])
+    for _ in range(REAL_HITS):
+        assert server.request("GET", "/real")[0].status == 200
+    total = 2000 + REAL_HITS
+
+    def settled():
+        snap = admin.snapshot()
+        seen = {
+            "requests": snap["totals"]["requests"],
+            "summed": sum(snap.requests(label) for label in snap.labels),
+            "/real": snap.requests("/real"),
+            "labels": len(snap.labels),
+        }
+        want = {"requests": total, "summed": total, "/real": REAL_HITS}
+        return snap if {k: seen[k] for k in want} == want else Unmet(seen)
+
+    snap = wait_until(settled, 60, interval=0.2, what=f"{total} requests summed once")
+    assert len(snap["workers"]) == 2, snap["workers"]
+    assert len(snap.labels) <= 2 * 50 + FIXED, len(snap.labels)
+    totals = snap["totals"]
+    # Every evicted label had one request, moved into its worker's `other`.
+    assert totals["other_requests"] == totals["labels_evicted"] > 0, totals
