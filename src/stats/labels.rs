@@ -253,12 +253,15 @@ impl Labels {
             self.overflowed.fetch_add(1, Ordering::Relaxed);
             return OTHER;
         };
-        if seen_before {
-            map.doorkeeper[slot] = 0;
-        }
         self.evict(map, &victim);
         let key = Arc::from(label);
         let entry = self.entry(&key, origin == Origin::Path);
+        if seen_before {
+            map.doorkeeper[slot] = 0;
+            // Seen twice (the first request went to `other`): as many as the label it
+            // displaced may have had, so the next one-hit path does not displace it in turn.
+            entry.hits.store(2, Ordering::Relaxed);
+        }
         map.series.insert(key, entry);
         label
     }
@@ -412,12 +415,12 @@ mod tests {
         hit(&labels, "/new", Origin::Path);
         assert_eq!(names(&labels), ["/a", "/b", "/new", "other"]);
         assert_eq!((labels.overflowed(), labels.evicted()), (1, 1));
-        // /new has one request: the next newcomer takes its place at once.
+        // /new counts as seen twice: a one-hit newcomer does not displace it in turn.
         hit(&labels, "/next", Origin::Path);
-        assert_eq!(names(&labels), ["/a", "/b", "/next", "other"]);
-        // The evicted labels' requests moved into other: none is lost.
+        assert_eq!(names(&labels), ["/a", "/b", "/new", "other"]);
+        // The evicted label's requests moved into other, with those turned away: none is lost.
         assert_eq!(requests(&labels, OTHER), 1 + 2 + 1);
-        assert_eq!(labels.evicted(), 2);
+        assert_eq!((labels.overflowed(), labels.evicted()), (2, 1));
     }
 
     #[test]
