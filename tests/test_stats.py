@@ -259,31 +259,55 @@ def test_a_404_does_not_take_a_label_place(statsapp):
     assert snap.method("other")["status"][3] == 3
 
 
-def test_the_label_cap_sends_new_labels_to_other(statsapp):
+def counted(admin: Admin, counts: dict[str, int], timeout: float = 20):
+    """The first snapshot in which each label of `counts` has that many requests since start
+    (not in its windows: an evicted label's windows are not moved into `other`'s)."""
+
+    def ready():
+        snap = admin.snapshot()
+        have = {label: snap.requests(label) for label in counts}
+        return snap if have == counts else Unmet({"have": have, "labels": snap.labels})
+
+    return wait_until(ready, timeout, interval=0.1, what=f"the stats to count {counts}")
+
+
+def test_the_label_cap_evicts_the_least_hit_path_label_into_other(statsapp):
+    # The hardening issue's label starvation: a full table used to send every new label to
+    # `other` for good.
     server, admin = statsapp("--stats-max-labels", "3")
     for path in ("/a", "/b", "/c", "/a/again"):
         assert server.request("GET", path)[0].status == 200
-    snap = admin.settled({"/a": 2, "/b": 1, "/c": 1})
-    assert snap["totals"]["labels_overflowed"] == 0
+    # A request is counted a moment after its response is read: wait, so that /c is used last.
+    counted(admin, {"/a": 2, "/b": 1, "/c": 1})
+    assert server.request("GET", "/c/again")[0].status == 200
+    snap = counted(admin, {"/a": 2, "/b": 1, "/c": 2})
     assert set(snap.labels) == {"/a", "/b", "/c"}
+    assert snap["totals"]["labels_evicted"] == 0
 
+    # Full: /d takes the place of /b, the one hit once, whose request moves into other.
     assert server.request("GET", "/d")[0].status == 200
-    first = admin.settled({"other": 1})
-    assert first["totals"]["labels_overflowed"] >= 1
-    for path in ("/e", "/f/1", "/g"):
-        assert server.request("GET", path)[0].status == 200
-    snap = admin.settled({"other": 4, "/a": 2})
-    assert set(snap.labels) == {"/a", "/b", "/c", "other"}, snap.labels
-    assert snap["totals"]["labels_overflowed"] > first["totals"]["labels_overflowed"]
-    # The labels kept still count.
-    assert server.request("GET", "/b")[0].status == 200
-    admin.settled({"/b": 2})
-    assert admin.metrics().labels_of("ferrule_requests_total", "view") == {
-        "/a",
-        "/b",
-        "/c",
-        "other",
-    }
+    snap = counted(admin, {"/a": 2, "/c": 2, "/d": 1, "other": 1})
+    assert set(snap.labels) == {"/a", "/c", "/d", "other"}, snap.labels
+    totals = snap["totals"]
+    assert (totals["labels_evicted"], totals["other_requests"]) == (1, 1), totals
+
+    # Every label hit twice now: a newcomer seen once is turned away to other...
+    assert server.request("GET", "/d/again")[0].status == 200
+    counted(admin, {"/d": 2})
+    assert server.request("GET", "/e")[0].status == 200
+    snap = counted(admin, {"/a": 2, "/c": 2, "/d": 2, "other": 2})
+    assert snap["totals"]["labels_overflowed"] == 1
+    # ...and seen again, takes the place of the least recently used of them, /a.
+    assert server.request("GET", "/e")[0].status == 200
+    snap = counted(admin, {"/c": 2, "/d": 2, "/e": 1, "other": 4})
+    assert set(snap.labels) == {"/c", "/d", "/e", "other"}, snap.labels
+    totals = snap["totals"]
+    assert (totals["labels_evicted"], totals["other_requests"]) == (2, 4), totals
+    assert totals["requests"] == 9
+    metrics = admin.metrics()
+    assert metrics.labels_of("ferrule_requests_total", "view") == {"/c", "/d", "/e", "other"}
+    assert metrics.one("ferrule_stats_labels_evicted_total") == 2
+    assert metrics.one("ferrule_stats_labels_overflowed_total") == 1
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ use clap::{Arg, ArgMatches, Command};
 use super::file::{self, Descriptor, Extras, OptionValue};
 
 /// Options whose value `check-config` does not print.
-const SECRETS: [&str; 1] = ["keyfile_password"];
+const SECRETS: [&str; 2] = ["keyfile_password", "stats_token"];
 
 /// `ferrule check-config`'s report: every key with its value and where it came from, as a
 /// TOML file that would give the same configuration.

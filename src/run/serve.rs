@@ -109,7 +109,8 @@ pub(super) fn serve(
             if let Err(e) = stats.start_ticker() {
                 log_warn!("cannot start the statistics thread; the timeline stays empty: {e}");
             }
-            let (admin_stop, admin_task) = start_admin(admin, &stats, &stopping);
+            let access = stats::admin::Access::new(&plan.stats);
+            let (admin_stop, admin_task) = start_admin(admin, &stats, &stopping, access);
             // Only now, with the signal handlers in place: a test or a supervisor may signal
             // as soon as it reads this.
             let serving = Serving {
@@ -193,6 +194,7 @@ fn start_admin(
     admin: Option<listen::Bound>,
     stats: &Arc<Stats>,
     stopping: &Arc<OnceLock<Instant>>,
+    access: stats::admin::Access,
 ) -> (CancellationToken, Option<tokio::task::JoinHandle<()>>) {
     let stop = CancellationToken::new();
     let task = admin.map(|bound| {
@@ -207,6 +209,7 @@ fn start_admin(
             bound,
             stats::admin::local(Arc::clone(stats)),
             health,
+            access,
             async move { stopped.cancelled().await },
         ))
     });

@@ -4,7 +4,8 @@
 //! Owns its accept loop, its own connection limit and timeouts, the routing and the response
 //! headers. It is apart from the application's listeners on purpose: its connections do not
 //! count against `--max-connections`, a saturated application does not stop a scrape, and it
-//! speaks plain HTTP/1.1 only (no TLS: keep it on localhost or a Unix socket). What the pages
+//! speaks plain HTTP/1.1 only (no TLS: keep it on localhost or a Unix socket). Which `Host`
+//! and which token a request needs is `guard.rs`'s decision; the answers are here. What the pages
 //! say is `prometheus.rs`'s, `json.rs`'s and `dashboard.rs`'s business; where the
 //! [`Snapshot`] comes from, and whether the server is ready, are the caller's: one process's
 //! [`super::Stats`] ([`local`]), or a master gathering its workers' (`cluster.rs`).
@@ -20,7 +21,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use http::header::{
+    HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE, WWW_AUTHENTICATE,
+};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -32,8 +35,10 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use super::guard::Access;
+use super::guard::{Arrival, Verdict};
 use super::{dashboard, json, prometheus, Snapshot, Stats};
-use crate::listen::accept::{Accepted, Acceptor};
+use crate::listen::accept::{Accepted, Acceptor, Stream};
 use crate::listen::deadline::Deadline;
 use crate::listen::Bound;
 use crate::{log_debug, log_warn};
@@ -88,18 +93,23 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// milliseconds, and shutdown should not wait on a scraper.
 const DRAIN: Duration = Duration::from_secs(1);
 
-/// Serve the statistics and probes on `listener` until `shutdown` resolves; then stop
-/// accepting (removing a Unix socket file), close idle connections, and give requests being
-/// answered a second. Returns at once, after logging why, if the listener cannot be
-/// registered with the runtime.
+/// Serve the statistics and probes on `listener` to the requests `access` allows until
+/// `shutdown` resolves; then stop accepting (removing a Unix socket file), close idle
+/// connections, and give requests being answered a second. Returns at once, after logging
+/// why, if the listener cannot be registered with the runtime.
 pub async fn serve(
     listener: Bound,
     snapshot: SnapshotFn,
     health: HealthFn,
+    access: Access,
     shutdown: impl Future<Output = ()>,
 ) {
     let admin = Admin {
-        sources: Sources { snapshot, health },
+        sources: Sources {
+            snapshot,
+            health,
+            access: Arc::new(access),
+        },
         stop: CancellationToken::new(),
         tracker: TaskTracker::new(),
         permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
@@ -117,6 +127,7 @@ pub async fn serve(
 struct Sources {
     snapshot: SnapshotFn,
     health: HealthFn,
+    access: Arc<Access>,
 }
 
 #[derive(Clone)]
@@ -139,27 +150,42 @@ impl Admin {
                 return;
             }
         };
+        if let Some(addr) = acceptor.local_addr() {
+            for warning in self.sources.access.warnings(addr) {
+                log_warn!("{warning}");
+            }
+        }
         while let Some(Accepted {
             stream,
             peer,
             permit,
         }) = acceptor.next(&self.permits).await
         {
+            let arrival = match &stream {
+                Stream::Tcp(s) => match s.local_addr() {
+                    Ok(local) => Arrival::Tcp(local),
+                    Err(e) => {
+                        log_debug!("admin connection from {peer} dropped: no local address: {e}");
+                        continue;
+                    }
+                },
+                Stream::Unix(_) => Arrival::Unix,
+            };
             let stream = Deadline::new(stream, peer, SEND_TIMEOUT);
             let admin = self.clone();
             self.tracker.spawn(async move {
-                admin.connection(stream).await;
+                admin.connection(stream, arrival).await;
                 drop(permit);
             });
         }
     }
 
-    async fn connection<S>(self, stream: S)
+    async fn connection<S>(self, stream: S, arrival: Arrival)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let sources = self.sources;
-        let service = service_fn(move |req| respond(req, sources.clone()));
+        let service = service_fn(move |req| respond(req, sources.clone(), arrival));
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEAD_TIMEOUT)
@@ -232,7 +258,21 @@ const DASHBOARD_CSP: &str =
 async fn respond(
     req: Request<Incoming>,
     sources: Sources,
+    arrival: Arrival,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    let route = Route::for_path(req.uri().path());
+    let probe = matches!(route, Some(Route::Alive | Route::Ready));
+    let verdict = sources
+        .access
+        .check(arrival, req.version(), req.headers(), req.uri(), probe);
+    let authenticated = match verdict {
+        Verdict::Allow { authenticated } => authenticated,
+        Verdict::Misdirected => return Ok(misdirected()),
+        Verdict::Unauthorized => return Ok(unauthorized()),
+        Verdict::StartSession { location } => {
+            return Ok(start_session(&location, sources.access.session_cookie()))
+        }
+    };
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut resp = plain(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -245,20 +285,12 @@ async fn respond(
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return Ok(resp);
     }
-    let page = match Route::for_path(req.uri().path()) {
+    let page = match route {
         Some(Route::Page(page)) => page,
         // The process answers: it is alive (a master answers for itself, whatever its
         // workers do).
         Some(Route::Alive) => return Ok(plain(StatusCode::OK, "ok\n".into())),
-        Some(Route::Ready) => {
-            return Ok(match (sources.health)() {
-                Health::Ready => plain(StatusCode::OK, "ready\n".into()),
-                Health::Stale(why) => plain(StatusCode::OK, format!("ready, but {why}\n")),
-                Health::NotReady(why) => {
-                    plain(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n"))
-                }
-            })
-        }
+        Some(Route::Ready) => return Ok(readiness((sources.health)(), authenticated)),
         None => {
             return Ok(plain(
                 StatusCode::NOT_FOUND,
@@ -295,6 +327,66 @@ async fn respond(
     Ok(resp)
 }
 
+/// `/readyz`. Without the token (when one is set) the reason is left out: a reload's error
+/// may name files and modules.
+fn readiness(health: Health, authenticated: bool) -> Response<Full<Bytes>> {
+    let why = |why: String| {
+        if authenticated {
+            format!(": {why}")
+        } else {
+            String::new()
+        }
+    };
+    match health {
+        Health::Stale(reason) if authenticated => {
+            plain(StatusCode::OK, format!("ready, but {reason}\n"))
+        }
+        Health::Ready | Health::Stale(_) => plain(StatusCode::OK, "ready\n".into()),
+        Health::NotReady(reason) => plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready{}\n", why(reason)),
+        ),
+    }
+}
+
+/// The `Host` names something other than this listener. 421 rather than 400: the request is
+/// well formed but meant for another authority (RFC 9110, 15.5.20), which tells the one who
+/// reads a probe's or a scraper's log what to fix; and the body says how.
+fn misdirected() -> Response<Full<Bytes>> {
+    plain(
+        StatusCode::MISDIRECTED_REQUEST,
+        "misdirected request: the admin listener answers a Host naming the address it was reached on or localhost; add the name you use to --stats-hosts\n".into(),
+    )
+}
+
+fn unauthorized() -> Response<Full<Bytes>> {
+    let mut resp = plain(
+        StatusCode::UNAUTHORIZED,
+        "the statistics need the --stats-token: send `Authorization: Bearer TOKEN`, or open /?token=TOKEN once in a browser\n".into(),
+    );
+    resp.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"ferrule statistics\""),
+    );
+    resp
+}
+
+/// The dashboard opened with `?token=`: a session cookie, and the same page without the
+/// token in the address bar (or in the history, from here on).
+fn start_session(location: &str, cookie: Option<String>) -> Response<Full<Bytes>> {
+    let mut resp = plain(StatusCode::SEE_OTHER, format!("signed in: {location}\n"));
+    let headers = resp.headers_mut();
+    // The location is the request's own path and query, which hyper has checked are
+    // visible ASCII; a cookie we made is hex.
+    if let Ok(location) = HeaderValue::from_str(location) {
+        headers.insert(LOCATION, location);
+    }
+    if let Some(Ok(cookie)) = cookie.map(|c| HeaderValue::from_str(&c)) {
+        headers.insert(SET_COOKIE, cookie);
+    }
+    resp
+}
+
 fn plain(status: StatusCode, text: String) -> Response<Full<Bytes>> {
     response(status, "text/plain; charset=utf-8", text)
 }
@@ -313,191 +405,4 @@ fn response(status: StatusCode, content_type: &'static str, body: String) -> Res
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-
-    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-
-    use super::{serve, Health, HealthFn, SnapshotFn};
-    use crate::config::BindAddr;
-    use crate::listen::{bind_all, Bound};
-    use crate::stats::fixtures::filled;
-
-    /// Send one request with `Connection: close` and read the whole response.
-    async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, request: &str) -> String {
-        s.write_all(request.as_bytes()).await.unwrap();
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).await.unwrap();
-        String::from_utf8(out).unwrap()
-    }
-
-    fn head_and_body(response: &str) -> (&str, &str) {
-        response.split_once("\r\n\r\n").unwrap()
-    }
-
-    fn get(method: &str, path: &str) -> String {
-        format!("{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
-    }
-
-    fn counting_snapshot() -> (SnapshotFn, Arc<AtomicUsize>) {
-        let calls = Arc::new(AtomicUsize::new(0));
-        let counted = Arc::clone(&calls);
-        let f: SnapshotFn = Arc::new(move || {
-            counted.fetch_add(1, Ordering::Relaxed);
-            Box::pin(async { filled() })
-        });
-        (f, calls)
-    }
-
-    /// Ready until the flag is set, then draining.
-    fn health(draining: &Arc<std::sync::atomic::AtomicBool>) -> HealthFn {
-        let draining = Arc::clone(draining);
-        Arc::new(move || {
-            if draining.load(Ordering::Relaxed) {
-                Health::NotReady("draining".into())
-            } else {
-                Health::Ready
-            }
-        })
-    }
-
-    #[tokio::test]
-    async fn routes_over_tcp() {
-        let addr = "127.0.0.1:0".parse().unwrap();
-        let mut bound = bind_all(&[BindAddr::Tcp(addr)], 0o600).unwrap();
-        let Bound::Tcp(l) = &bound[0] else {
-            unreachable!()
-        };
-        let addr = l.local_addr().unwrap();
-        let (snapshot, calls) = counting_snapshot();
-        let draining = Arc::default();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(bound.remove(0), snapshot, health(&draining), async {
-            let _ = stopped.await;
-        }));
-        let ask = |request: String| async move {
-            let s = tokio::net::TcpStream::connect(addr).await.unwrap();
-            exchange(s, &request).await
-        };
-
-        let r = ask(get("GET", "/metrics")).await;
-        let (head, body) = head_and_body(&r);
-        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
-        assert!(head.contains("content-type: text/plain; version=0.0.4; charset=utf-8"));
-        assert!(head.contains("cache-control: no-store"));
-        assert!(body.contains("# TYPE ferrule_requests_total counter"));
-
-        let r = ask(get("GET", "/stats.json?pretty=no")).await;
-        let (head, body) = head_and_body(&r);
-        assert!(
-            head.starts_with("HTTP/1.1 200 OK\r\n")
-                && head.contains("content-type: application/json")
-        );
-        let v: serde_json::Value = serde_json::from_str(body).unwrap();
-        assert_eq!(v["pid"], 4242);
-
-        let r = ask(get("GET", "/")).await;
-        let (head, body) = head_and_body(&r);
-        assert!(head.contains("content-type: text/html; charset=utf-8"));
-        assert!(head.contains("content-security-policy: default-src 'none'"));
-        assert!(body.starts_with("<!DOCTYPE html>"));
-
-        // HEAD: the GET's length, no body.
-        let r = ask(get("HEAD", "/")).await;
-        let (head, body) = head_and_body(&r);
-        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"));
-        let length: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length: "))
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert!(length > 1000 && body.is_empty(), "{length} {body:?}");
-
-        let r = ask(get("GET", "/favicon.ico")).await;
-        assert!(r.starts_with("HTTP/1.1 404 Not Found\r\n"), "{r}");
-        assert!(r.contains("/metrics, /stats.json"));
-
-        let r = ask(
-            "POST /metrics HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"
-                .into(),
-        )
-        .await;
-        assert!(r.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"), "{r}");
-        assert!(r.contains("allow: GET, HEAD\r\n"));
-
-        // Keep-alive: two requests on one connection.
-        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let two = "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\nGET /stats.json HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
-        s.write_all(two.as_bytes()).await.unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.unwrap();
-        assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 2);
-
-        // The probes: alive, ready, then not ready while draining; HEAD too.
-        let r = ask(get("GET", "/healthz")).await;
-        assert!(
-            r.starts_with("HTTP/1.1 200 OK\r\n") && r.ends_with("\r\n\r\nok\n"),
-            "{r}"
-        );
-        let r = ask(get("GET", "/readyz?verbose")).await;
-        assert!(
-            r.starts_with("HTTP/1.1 200 OK\r\n") && r.ends_with("\r\n\r\nready\n"),
-            "{r}"
-        );
-        draining.store(true, Ordering::Relaxed);
-        let r = ask(get("GET", "/readyz")).await;
-        assert!(r.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{r}");
-        assert!(r.ends_with("\r\n\r\nnot ready: draining\n"), "{r}");
-        assert!(r.contains("cache-control: no-store"));
-        let r = ask(get("HEAD", "/healthz")).await;
-        assert!(
-            r.starts_with("HTTP/1.1 200 OK\r\n") && r.ends_with("\r\n\r\n"),
-            "{r}"
-        );
-        let r = ask(get("GET", "/healthz")).await;
-        assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
-
-        // A snapshot per page asked for; none for the probes, 404 and 405.
-        assert_eq!(calls.load(Ordering::Relaxed), 6);
-        stop.send(()).unwrap();
-        server.await.unwrap();
-        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
-    }
-
-    #[tokio::test]
-    async fn serves_on_a_unix_socket_and_removes_it_on_shutdown() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("admin.sock");
-        let mut bound = bind_all(&[BindAddr::Unix(path.clone())], 0o600).unwrap();
-        let (snapshot, _) = counting_snapshot();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(
-            bound.remove(0),
-            snapshot,
-            health(&Arc::default()),
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        let s = tokio::net::UnixStream::connect(&path).await.unwrap();
-        let r = exchange(s, &get("GET", "/metrics")).await;
-        assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
-        let s = tokio::net::UnixStream::connect(&path).await.unwrap();
-        let r = exchange(s, &get("GET", "/readyz")).await;
-        assert!(r.ends_with("\r\n\r\nready\n"), "{r}");
-
-        // An idle keep-alive connection does not hold shutdown up.
-        let mut idle = tokio::net::UnixStream::connect(&path).await.unwrap();
-        idle.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-            .await
-            .unwrap();
-        let mut first = vec![0; 64];
-        let n = idle.read(&mut first).await.unwrap();
-        assert!(first[..n].starts_with(b"HTTP/1.1 200 OK"));
-        stop.send(()).unwrap();
-        server.await.unwrap();
-        assert!(!path.exists());
-    }
-}
+mod tests;

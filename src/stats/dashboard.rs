@@ -72,8 +72,14 @@ fn gauges(page: &mut String, s: &Snapshot) {
         || (NO_WAITS.into(), "in the last minute"),
         |r| (number(r), "last minute"),
     );
-    let overflowed = if s.totals.labels_overflowed > 0 {
-        format!("{} past the label limit", s.totals.labels_overflowed)
+    let t = &s.totals;
+    let overflowed = if t.other_requests > 0 || t.labels_evicted > 0 {
+        format!(
+            "{} under other, {} {} evicted",
+            t.other_requests,
+            t.labels_evicted,
+            noun(t.labels_evicted, "label", "labels")
+        )
     } else {
         "since start".into()
     };

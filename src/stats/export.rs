@@ -36,6 +36,9 @@ pub struct Export {
     /// Worker-thread seconds spent asleep in async waits, since start.
     pub asleep_seconds: f64,
     pub labels_overflowed: u64,
+    /// Path-made labels evicted for a newcomer (`labels.rs`).
+    #[serde(default)]
+    pub labels_evicted: u64,
     #[serde(default, skip_serializing_if = "WsTotals::is_empty")]
     pub websocket: WsTotals,
     /// Sorted by label.
@@ -116,6 +119,7 @@ impl Export {
         self.busy_seconds += other.busy_seconds;
         self.asleep_seconds += other.asleep_seconds;
         self.labels_overflowed += other.labels_overflowed;
+        self.labels_evicted += other.labels_evicted;
         self.websocket.add(&other.websocket);
         for theirs in &other.views {
             let mine = self.view_mut(&theirs.label);
@@ -157,8 +161,13 @@ impl Export {
             self.busy_seconds = next.busy_seconds;
             self.asleep_seconds = next.asleep_seconds;
             self.labels_overflowed = next.labels_overflowed;
+            self.labels_evicted = next.labels_evicted;
             self.websocket = next.websocket;
             self.in_flight = next.in_flight;
+            // A process sends every label it has in each export: one it no longer has was
+            // evicted, its counts moved into `other` (kept here, it would be counted twice).
+            self.views
+                .retain(|v| next.views.iter().any(|n| n.label == v.label));
         }
         append_newer(&mut self.seconds, next.seconds, |i| i.time);
         append_newer(&mut self.minutes, next.minutes, |i| i.time);
@@ -267,6 +276,12 @@ impl Export {
                 busy_seconds: self.busy_seconds,
                 asleep_seconds: self.asleep_seconds,
                 labels_overflowed: self.labels_overflowed,
+                labels_evicted: self.labels_evicted,
+                other_requests: self
+                    .views
+                    .iter()
+                    .find(|v| v.label == super::labels::OTHER)
+                    .map_or(0, |v| v.methods.iter().map(|m| m.processing.count).sum()),
                 websocket: self.websocket.clone(),
             },
             views,

@@ -1,6 +1,6 @@
 //! Snapshots for the exports' tests: one full of data (with every character that needs
 //! escaping), one of a server that has just started, one of a master with three workers, and
-//! one of a master whose last reload failed.
+//! one of a master whose last reload failed; and a finished request to count.
 
 use super::snapshot::{
     Gauges, Histogram, InFlight, MethodStats, Point, Quantiles, Snapshot, Stale, Totals, View,
@@ -108,6 +108,8 @@ pub fn filled() -> Snapshot {
             busy_seconds: 321.5,
             asleep_seconds: 12.25,
             labels_overflowed: 7,
+            labels_evicted: 3,
+            other_requests: 9,
             websocket: {
                 let chat = crate::stats::websocket::WsRouteTotals {
                     open: 3,
@@ -209,5 +211,22 @@ pub fn stale() -> Snapshot {
             reason: "cannot import 'site.wsgi': SyntaxError: <script>alert(4)</script>".into(),
         }),
         ..with_workers()
+    }
+}
+
+/// A request of 1 ms answered 200 with `GET`, as `labels.rs`'s tests count them.
+pub fn finished(label: &str) -> super::Finished<'_> {
+    static GET: http::Method = http::Method::GET;
+    super::Finished {
+        label,
+        method: &GET,
+        status: 200,
+        cancelled: None,
+        queue: std::time::Duration::ZERO,
+        processing: std::time::Duration::from_millis(1),
+        asleep: std::time::Duration::ZERO,
+        bytes_in: 0,
+        bytes_out: 10,
+        from_path: true,
     }
 }

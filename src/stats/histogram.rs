@@ -78,6 +78,18 @@ impl Prom {
         out.sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
         out
     }
+
+    /// Add what `other` counted (a label evicted into `other`; nothing records into it
+    /// meanwhile).
+    pub fn absorb(&self, other: &Prom) {
+        for (mine, theirs) in self.buckets.iter().zip(&other.buckets) {
+            mine.fetch_add(theirs.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        self.count
+            .fetch_add(other.count.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.sum_us
+            .fetch_add(other.sum_us.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
 }
 
 /// A fine histogram being recorded into; drained once a second.
@@ -110,6 +122,18 @@ impl Fine {
             }
         }
         into.max_us = into.max_us.max(self.max_us.swap(0, Ordering::Relaxed));
+    }
+
+    /// Move what `other` recorded since its last drain into this one: each observation is
+    /// drained once, here or by a tick that reads `other` at the same moment.
+    pub fn absorb(&self, other: &Fine) {
+        for (mine, theirs) in self.bins.iter().zip(other.bins.iter()) {
+            if theirs.load(Ordering::Relaxed) != 0 {
+                mine.fetch_add(theirs.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+            }
+        }
+        self.max_us
+            .fetch_max(other.max_us.swap(0, Ordering::Relaxed), Ordering::Relaxed);
     }
 }
 

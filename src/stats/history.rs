@@ -35,6 +35,8 @@ pub struct Tick {
     pub now: i64,
     /// What each label recorded since the previous tick (labels with nothing left out).
     pub labels: Vec<(Arc<str>, TickCounts)>,
+    /// Every label there is, sorted: the rings of the others (evicted labels) are dropped.
+    pub live: Vec<Arc<str>>,
     /// Worker-thread seconds spent holding a request, since start.
     pub busy_seconds: f64,
     /// Worker-thread seconds spent asleep in async waits, since start.
@@ -276,6 +278,7 @@ impl History {
         let Tick {
             now,
             labels,
+            live,
             busy_seconds,
             asleep_seconds,
             threads,
@@ -311,6 +314,10 @@ impl History {
             processing: all.processing.sparse(),
             queue: all.queue.sparse(),
         });
+        // An evicted label's ring goes with it (`labels.rs`): the rings are as many as the
+        // labels, however many a scanner's paths have churned through.
+        self.views
+            .retain(|label, _| live.binary_search(label).is_ok());
         for ring in self.views.values_mut() {
             ring.roll(now);
         }
@@ -486,14 +493,46 @@ mod tests {
     }
 
     fn tick(history: &mut History, now: i64, labels: Vec<(Arc<str>, TickCounts)>) {
+        let mut live: Vec<Arc<str>> = history.views.keys().cloned().collect();
+        live.extend(labels.iter().map(|(l, _)| Arc::clone(l)));
+        live.sort();
+        live.dedup();
         history.tick(Tick {
             now,
             labels,
+            live,
             busy_seconds: now as f64 * 0.5,
             asleep_seconds: now as f64 * 0.25,
             threads: 4,
             queue_depth: 0,
         });
+    }
+
+    #[test]
+    fn an_evicted_labels_ring_goes_with_it() {
+        let mut history = History::default();
+        let (kept, evicted): (Arc<str>, Arc<str>) = (Arc::from("/kept"), Arc::from("/gone"));
+        let mut at = |now: i64, labels: Vec<(Arc<str>, TickCounts)>, live: &[&Arc<str>]| {
+            history.tick(Tick {
+                now,
+                labels,
+                live: live.iter().map(|l| Arc::clone(l)).collect(),
+                busy_seconds: 0.0,
+                asleep_seconds: 0.0,
+                threads: 1,
+                queue_depth: 0,
+            });
+        };
+        let both = vec![
+            (Arc::clone(&evicted), counts(5, 1)),
+            (Arc::clone(&kept), counts(5, 1)),
+        ];
+        at(1_800_000_001, both, &[&evicted, &kept]);
+        at(1_800_000_002, Vec::new(), &[&kept]);
+        assert!(history.windows("/kept", 1_800_000_002).is_some());
+        assert!(history.windows("/gone", 1_800_000_002).is_none());
+        // The second's point still counts both.
+        assert_eq!(history.recent_requests(5).0, 2);
     }
 
     #[test]

@@ -13,10 +13,16 @@ use crate::cancel::Reason;
 use crate::config::StatsPlan;
 
 fn stats(threads: usize) -> Arc<Stats> {
+    stats_with(threads, 50)
+}
+
+fn stats_with(threads: usize, max_labels: usize) -> Arc<Stats> {
     let plan = StatsPlan {
         bind: None,
         label: None,
-        max_labels: 50,
+        max_labels,
+        hosts: Vec::new(),
+        token: None,
     };
     let stats = Arc::new(Stats::new(&plan, false));
     stats.set_pool(Box::new(move || PoolGauges {
@@ -294,6 +300,46 @@ fn the_cluster_keeps_what_retired_workers_counted() {
         one.totals.requests + before.workers[0].requests
     );
     assert_eq!(cluster.live().collect::<Vec<_>>(), [12, 13]);
+}
+
+/// A request on a label made from its path, as a non-Django application's are.
+fn hit(into: &Stats, label: &str) {
+    into.record(&crate::stats::fixtures::finished(label));
+}
+
+#[test]
+fn a_label_evicted_in_a_worker_leaves_the_masters_sum_and_its_requests_stay_in_other() {
+    let worker = stats_with(2, 2);
+    for label in ["/real", "/real", "/scan1"] {
+        hit(&worker, label);
+    }
+    let mut cluster = Cluster::new();
+    cluster.update(export(&worker, &cluster.since(7), 7, (START + 1) as f64));
+    // The table is full: /scan2 takes the one-hit /scan1's place.
+    hit(&worker, "/scan2");
+    worker.tick(START + 2);
+    cluster.update(export(&worker, &cluster.since(7), 7, (START + 2) as f64));
+    let status = WorkerStatus {
+        pid: 7,
+        state: WorkerState::Ready,
+        started_unix: START as f64,
+        restarts: 0,
+        rss_bytes: None,
+    };
+    let merged = cluster.snapshot(&[status]);
+    let labels: Vec<&str> = merged.views.iter().map(|v| v.label.as_str()).collect();
+    assert_eq!(labels, ["/real", "/scan2", "other"]);
+    assert_eq!(merged.totals.requests, 4);
+    assert_eq!(merged.totals.other_requests, 1);
+    assert_eq!(merged.totals.labels_evicted, 1);
+    let one = worker.snapshot();
+    assert_eq!(one.totals.requests, 4);
+    assert_eq!(one.totals.other_requests, 1);
+    // Retired, the worker's last labels stay in the sum as they were.
+    cluster.retire(7);
+    let after = cluster.snapshot(&[]);
+    assert_eq!(after.totals.requests, 4);
+    assert_eq!(after.views.len(), 3);
 }
 
 #[test]

@@ -7,7 +7,8 @@
 //! statistics are read out as an [`Export`] (`export.rs`: mergeable data), from which the
 //! exports' [`Snapshot`] is built: Prometheus text (`prometheus.rs`), JSON (`json.rs`) and an
 //! HTML dashboard with server-rendered SVG charts (`dashboard.rs`, `svg.rs`, its style in
-//! `dashboard.css`), served by the admin listener (`admin.rs`) with `/healthz` and `/readyz`.
+//! `dashboard.css`), served by the admin listener (`admin.rs`) with `/healthz` and `/readyz`,
+//! to the requests `guard.rs` allows (their `Host`, `--stats-token`).
 //! With `--workers`, each worker sends its master an [`Export`]; the master sums them, keeping
 //! the totals of retired workers (`cluster.rs`). Nothing here touches Python; the pool's
 //! gauges come in through [`Stats::set_pool`].
@@ -18,6 +19,7 @@ pub mod dashboard;
 pub mod export;
 #[cfg(test)]
 mod fixtures;
+mod guard;
 mod histogram;
 mod history;
 pub mod json;
@@ -172,9 +174,13 @@ impl Stats {
 
     /// Count a finished request.
     pub fn record(&self, finished: &Finished<'_>) {
-        let create = !(finished.from_path && finished.status == 404);
+        let origin = match (finished.from_path, finished.status) {
+            (false, _) => labels::Origin::Set,
+            (true, 404) => labels::Origin::PathMiss,
+            (true, _) => labels::Origin::Path,
+        };
         self.labels
-            .with(finished.label, create, |series| series.record(finished));
+            .with(finished.label, origin, |series| series.record(finished));
     }
 
     /// Count an open connection until the guard is dropped.
@@ -186,7 +192,8 @@ impl Stats {
     /// Fold the last second into the history. Called once a second by the ticker thread.
     pub fn tick(&self, now: i64) {
         let mut labels = Vec::new();
-        for series in self.labels.all() {
+        let all = self.labels.all();
+        for series in &all {
             let mut counts = series::TickCounts::default();
             if series.drain_into(&mut counts) {
                 labels.push((Arc::clone(&series.label), counts));
@@ -196,6 +203,7 @@ impl Stats {
         let tick = Tick {
             now,
             labels,
+            live: all.iter().map(|s| Arc::clone(&s.label)).collect(),
             busy_seconds: pool.busy_time.as_secs_f64(),
             asleep_seconds: crate::cancel::asleep_total().as_secs_f64(),
             threads: pool.threads,
@@ -309,6 +317,7 @@ impl Stats {
             busy_seconds: pool.busy_time.as_secs_f64(),
             asleep_seconds: crate::cancel::asleep_total().as_secs_f64(),
             labels_overflowed: self.labels.overflowed(),
+            labels_evicted: self.labels.evicted(),
             websocket: self.websockets.totals(),
             views,
             in_flight,

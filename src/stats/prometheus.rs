@@ -236,6 +236,25 @@ fn websockets(out: &mut Out, s: &Snapshot) {
     }
 }
 
+/// What `--stats-max-labels` did: requests turned away to `other`, labels evicted.
+fn label_cap(out: &mut Out, t: &super::snapshot::Totals) {
+    for (name, help, value) in [
+        (
+            "ferrule_stats_labels_overflowed_total",
+            "Requests counted under other because no label place could be had under --stats-max-labels.",
+            t.labels_overflowed,
+        ),
+        (
+            "ferrule_stats_labels_evicted_total",
+            "Labels made from paths evicted for a new one under --stats-max-labels; their requests moved into other.",
+            t.labels_evicted,
+        ),
+    ] {
+        out.family(name, help, "counter");
+        out.sample(name, &[], value);
+    }
+}
+
 fn process(out: &mut Out, s: &Snapshot) {
     let g = &s.gauges;
     for (name, help, value) in [
@@ -306,16 +325,7 @@ fn process(out: &mut Out, s: &Snapshot) {
         out.family(name, help, "counter");
         out.sample(name, &[], Float(value));
     }
-    out.family(
-        "ferrule_stats_labels_overflowed_total",
-        "Requests counted under other because their label would have exceeded --stats-max-labels.",
-        "counter",
-    );
-    out.sample(
-        "ferrule_stats_labels_overflowed_total",
-        &[],
-        t.labels_overflowed,
-    );
+    label_cap(out, t);
     websockets(out, s);
     out.family("ferrule_info", "The ferrule version; always 1.", "gauge");
     out.sample("ferrule_info", &[("version", s.version)], 1);
@@ -510,6 +520,7 @@ mod tests {
             "ferrule_thread_busy_seconds_total 321.5",
             "ferrule_thread_asleep_seconds_total 12.25",
             "ferrule_stats_labels_overflowed_total 7",
+            "ferrule_stats_labels_evicted_total 3",
             r#"ferrule_websockets_open{route="/chat"} 3"#,
             r#"ferrule_websockets_opened_total{route="/chat"} 9"#,
             r#"ferrule_websocket_messages_total{route="/chat",direction="in"} 120"#,

@@ -126,6 +126,42 @@ impl Series {
         self.requests.fetch_add(1, Ordering::Release);
     }
 
+    /// Take in everything `other` counted, since start and since the last tick: `other` is a
+    /// label being evicted (`labels.rs`), and this is `other`'s series. Called under the
+    /// labels' write lock, so no request is recording into `other` meanwhile.
+    pub fn absorb(&self, other: &Series) {
+        for (mine, theirs) in self.methods.iter().zip(&other.methods) {
+            mine.queue.absorb(&theirs.queue);
+            mine.processing.absorb(&theirs.processing);
+            mine.asleep.absorb(&theirs.asleep);
+            for (a, b) in mine.status.iter().zip(&theirs.status) {
+                a.fetch_add(b.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+            for (a, b) in mine.cancelled.iter().zip(&theirs.cancelled) {
+                a.fetch_add(b.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+            for (a, b) in [
+                (&mine.bytes_in, &theirs.bytes_in),
+                (&mine.bytes_out, &theirs.bytes_out),
+            ] {
+                a.fetch_add(b.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+        }
+        self.queue.absorb(&other.queue);
+        self.processing.absorb(&other.processing);
+        self.asleep.absorb(&other.asleep);
+        for (a, b) in [
+            (&self.client_errors, &other.client_errors),
+            (&self.errors, &other.errors),
+            (&self.cancelled, &other.cancelled),
+        ] {
+            a.fetch_add(b.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+        }
+        // Last, as in `record`: the next tick sees the histograms moved.
+        self.requests
+            .fetch_add(other.requests.swap(0, Ordering::Acquire), Ordering::Release);
+    }
+
     /// Move what was recorded since the last call into `into`; false (and nothing moved) when
     /// there was nothing.
     pub fn drain_into(&self, into: &mut TickCounts) -> bool {

@@ -184,9 +184,15 @@ pub struct Totals {
     pub busy_seconds: f64,
     /// Seconds worker threads spent asleep in `ferrule.wait`/`gather`/`async_to_sync`.
     pub asleep_seconds: f64,
-    /// Requests counted under `other` because their label would have exceeded
+    /// Requests counted under `other` because no place could be had for their label under
     /// `--stats-max-labels`.
     pub labels_overflowed: u64,
+    /// Labels made from paths that were evicted for a newcomer; their requests moved into
+    /// `other`.
+    pub labels_evicted: u64,
+    /// Requests counted under `other`, since start: turned away, evicted, a 404 on a path
+    /// with no label, a path `--stats-label` does not match.
+    pub other_requests: u64,
     /// WebSocket counters since start.
     pub websocket: super::websocket::WsTotals,
 }

@@ -128,6 +128,7 @@ fn supervise(
                         Arc::clone(&stale),
                     ),
                     admin::health(Arc::clone(&roster), draining, announced, stale),
+                    crate::stats::admin::Access::new(&plan.stats),
                     async move { stopped.cancelled().await },
                 ));
                 // Between scrapes too: a worker that dies takes little of its counts along.
