@@ -86,16 +86,23 @@ impl<S: Socket> Deadline<S> {
         self
     }
 
-    /// Whether the client has been slower than `--min-rate` while writes waited for it.
+    /// Whether the client has been slower than `--min-rate` while writes waited for it (a
+    /// system call: called only when a write starts or goes on waiting).
     fn too_slow(&self, now: Instant) -> bool {
         let Some(rate) = self.min_rate else {
             return false;
         };
         let waited = self.waited + self.stalled_at.map_or(Duration::ZERO, |t| now - t);
+        if waited < self.timeout {
+            return false;
+        }
+        // What the client took: the kernel's send buffer grows to megabytes for a slow TCP
+        // reader, so what it accepted is not what the client read.
+        let taken = self.written - self.inner.unsent().map_or(0, |n| n as u64).min(self.written);
         // As f64: a rate times seconds, compared with a byte count well within 2^53.
         #[allow(clippy::cast_precision_loss)]
-        let slow = (self.written as f64) < rate as f64 * waited.as_secs_f64();
-        waited >= self.timeout && slow
+        let slow = (taken as f64) < rate as f64 * waited.as_secs_f64();
+        slow
     }
 
     /// What the socket answered, with the clock applied: a completed operation (or its
@@ -170,11 +177,10 @@ impl<S: Socket> Deadline<S> {
         self.timer = None;
         if slow {
             log_debug!(
-                "closing the connection to {}: it took {} bytes in {}s of waiting, slower than --min-rate ({} bytes/s)",
+                "closing the connection to {}: it took its response slower than --min-rate ({} bytes/s) over {}s of waiting",
                 self.peer,
-                self.written,
-                self.waited.as_secs(),
-                self.min_rate.unwrap_or_default()
+                self.min_rate.unwrap_or_default(),
+                self.waited.as_secs()
             );
         } else {
             log_debug!(
