@@ -41,14 +41,18 @@ fn fixture() -> &'static Fixture {
                 prefix_redirect: false,
                 allow: allow.clone(),
                 headers: ForwardedHeaders::Both,
+                protocol: false,
             };
             Proxy::new(&plan, None).expect("a valid proxy plan")
         };
         let conn = |peer: Peer| ConnInfo {
             peer,
             local: Some("127.0.0.1:8000".parse().expect("an address")),
+            unix_path: None,
             scheme: "http",
             tls: None,
+            relayed: false,
+            pending: std::sync::atomic::AtomicUsize::new(0),
         };
         Python::attach(|py| Fixture {
             consts: Constants::new(py).expect("the environ constants"),

@@ -174,6 +174,7 @@ async fn respond(
         return resp;
     }
     let Some(_pending) = Pending::enter(&conn, app.plan.clients.h2_max_pending) else {
+        exchange.refused("the connection has --h2-max-pending requests in the application");
         return too_many_pending(&parts, app);
     };
     let request = Admitted {
@@ -244,6 +245,7 @@ fn count_forwarded(
         exchange.holds(slot);
         return None;
     }
+    exchange.refused("the forwarded client has --max-connections-per-ip requests in flight");
     if let Some(n) = LINES.pass() {
         log_warn!(
             "{client} (forwarded by a trusted proxy) has {} requests in flight (--max-connections-per-ip); answered 429{}",

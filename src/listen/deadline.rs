@@ -98,7 +98,12 @@ impl<S: Socket> Deadline<S> {
         }
         // What the client took: the kernel's send buffer grows to megabytes for a slow TCP
         // reader, so what it accepted is not what the client read.
-        let taken = self.written - self.inner.unsent().map_or(0, |n| n as u64).min(self.written);
+        let taken = self.written
+            - self
+                .inner
+                .unsent()
+                .map_or(0, |n| n as u64)
+                .min(self.written);
         // As f64: a rate times seconds, compared with a byte count well within 2^53.
         #[allow(clippy::cast_precision_loss)]
         let slow = (taken as f64) < rate as f64 * waited.as_secs_f64();
