@@ -59,8 +59,8 @@ pub enum BodyError<R> {
     Timeout,
     /// The client sent less than `--min-rate` over a window: answer 408.
     TooSlow,
-    /// Spooling the body would pass `--max-spool-size`: answer 503.
-    SpoolFull,
+    /// Spooling the body's first this many bytes would pass `--max-spool-size`: answer 503.
+    SpoolFull(u64),
     /// The chunked body's trailer failed the caller's check (a field that belongs in a
     /// head): answer what the refusal says.
     Trailer(R),
@@ -83,17 +83,17 @@ pub struct Rules<'a> {
     pub spool: &'a Spool,
 }
 
-/// Read the whole body, spooling past `rules.buffer` bytes and refusing more than
-/// `rules.max`. `declared` is the Content-Length, if any: it sizes the first buffer; `lease`
-/// is what the caller reserved of the spool for it, if anything. A chunked body's trailer
-/// must pass `check_trailers` (the rule is admission's), and is then dropped.
+/// Read the whole body, spooling past `rules.buffer` bytes (taking room in the spool as the
+/// bytes arrive) and refusing more than `rules.max`. `declared` is the Content-Length, if
+/// any: it sizes the first buffer. A chunked body's trailer must pass `check_trailers` (the
+/// rule is admission's), and is then dropped.
 pub async fn read<R>(
     mut incoming: Incoming,
     declared: Option<u64>,
     mut rules: Rules<'_>,
-    mut lease: Option<SpoolLease>,
     check_trailers: impl Fn(&http::HeaderMap) -> Result<(), R>,
 ) -> Result<Body, BodyError<R>> {
+    let mut lease: Option<SpoolLease> = None;
     let buffer = rules.buffer;
     let expected = declared.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
     let first = if expected <= buffer {
@@ -126,7 +126,7 @@ pub async fn read<R>(
         // On disk from here: the spool must hold `total` bytes for this body.
         let held = lease.get_or_insert_with(|| rules.spool.empty_lease());
         if !held.cover(total) {
-            return Err(BodyError::SpoolFull);
+            return Err(BodyError::SpoolFull(total));
         }
         if spool.is_none() {
             let mut file = tokio::fs::File::from_std(rules.spool.file().map_err(BodyError::Spool)?);
@@ -269,8 +269,17 @@ impl Spool {
         self.used.load(Ordering::Relaxed)
     }
 
+    /// Whether `n` more bytes fit now (without taking them: a body takes its room as it
+    /// arrives).
+    pub fn has_room(&self, n: u64) -> bool {
+        self.used()
+            .checked_add(n)
+            .is_some_and(|after| after <= self.cap)
+    }
+
     /// A lease of `n` bytes, if the spool has room for them.
-    pub fn reserve(&self, n: u64) -> Option<SpoolLease> {
+    #[cfg(test)]
+    fn reserve(&self, n: u64) -> Option<SpoolLease> {
         let mut lease = self.empty_lease();
         lease.cover(n).then_some(lease)
     }

@@ -38,7 +38,14 @@ pub struct ConnInfo {
     /// Requests of this connection in the application until their response head
     /// (`--h2-max-pending`; on HTTP/1 there is never more than one).
     pub pending: AtomicUsize,
+    /// What the connection holds for as long as anything serves it (a WebSocket outlives
+    /// hyper's connection future): its `--max-connections` permit, its place in the
+    /// connection counts, its client's `--max-connections-per-ip` slot.
+    pub held: Option<Held>,
 }
+
+/// Guards dropped with the last reference to a connection's [`ConnInfo`].
+pub type Held = Box<dyn std::any::Any + Send + Sync>;
 
 /// How the request looks to the application once trusted proxy headers and the URL prefix are
 /// applied (`http/proxy.rs` decides). Every field left `None` falls back to what the

@@ -37,7 +37,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::HttpMode;
 use crate::http::{access, App};
-use crate::job::ConnInfo;
+use crate::job::{ConnInfo, Held};
 use crate::listen::accept::{Accepted, Acceptor};
 use crate::listen::deadline::Deadline;
 use crate::listen::per_ip::{IpSlot, PerIp};
@@ -162,29 +162,36 @@ impl Accepting {
                 self.app.stats.connection(),
                 self.share.as_ref().map(Share::opened),
             );
-            self.tracker.spawn(async move {
-                ctx.connection(stream, peer, (local, unix_path)).await;
-                drop((permit, counted));
-            });
+            self.tracker.spawn(ctx.connection(
+                stream,
+                peer,
+                (local, unix_path),
+                Box::new((permit, counted)),
+            ));
         }
     }
 
     /// One connection: the PROXY protocol header if there is one, the TLS handshake if there
-    /// is one, then HTTP.
+    /// is one, then HTTP. `held` (its `--max-connections` permit and its place in the
+    /// connection counts) goes to the [`ConnInfo`], with the client's
+    /// `--max-connections-per-ip` slot: a WebSocket holds them for as long as it lives, past
+    /// the end of hyper's connection future.
     async fn connection<S>(
         self,
         mut stream: S,
         peer: Peer,
         (local, unix_path): (Option<SocketAddr>, Option<Arc<str>>),
+        held: Box<dyn std::any::Any + Send + Sync>,
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let Some((peer, relayed)) = self.relayed(&mut stream, peer).await else {
             return;
         };
-        let Ok(_slot) = self.count_client(peer, relayed) else {
+        let Ok(slot) = self.count_client(peer, relayed) else {
             return;
         };
+        let held: Held = Box::new((held, slot));
         let Some(tls) = self.tls.clone() else {
             let conn = ConnInfo {
                 peer,
@@ -194,6 +201,7 @@ impl Accepting {
                 tls: None,
                 relayed,
                 pending: std::sync::atomic::AtomicUsize::new(0),
+                held: Some(held),
             };
             return self.http(stream, Arc::new(conn), None).await;
         };
@@ -212,6 +220,7 @@ impl Accepting {
                     tls: Some(info),
                     relayed,
                     pending: std::sync::atomic::AtomicUsize::new(0),
+                    held: Some(held),
                 };
                 self.http(stream, Arc::new(conn), alpn).await;
             }
@@ -426,17 +435,21 @@ where
 }
 
 /// The status hyper answered a request head it could not parse with (`role.rs`'s
-/// `on_error`), if it answered one: what the access log records for it.
+/// `on_error`), if it answered one: what the access log records for it. hyper's error says
+/// which parse failed only in its message; an internal or unknown one got no answer.
 fn refused_by_hyper(e: &hyper::Error) -> Option<u16> {
-    if !e.is_parse() || e.is_parse_status() || e.is_parse_version_h2() {
+    if !e.is_parse() {
         return None;
     }
-    Some(match e.is_parse_too_large() {
-        // Its message is the only way to tell the two apart.
-        true if e.to_string().contains("URI") => 414,
-        true => 431,
-        false => 400,
-    })
+    match e.to_string().as_str() {
+        "invalid HTTP method parsed"
+        | "invalid HTTP version parsed"
+        | "invalid URI"
+        | "invalid HTTP header parsed" => Some(400),
+        "message head is too large" => Some(431),
+        "URI too long" => Some(414),
+        _ => None,
+    }
 }
 
 /// An HTTP/1 connection that can be asked to finish gracefully: hyper's upgradeable one

@@ -77,6 +77,19 @@ def spool_files(pid: int, spool_dir) -> list[str]:
     return found
 
 
+def spooled_bytes(pid: int, spool_dir) -> int:
+    """The bytes of the files the process holds open in `spool_dir`."""
+    total = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        path = f"/proc/{pid}/fd/{fd}"
+        try:
+            if os.readlink(path).startswith(f"{spool_dir}/"):
+                total += os.stat(path).st_size
+        except OSError:
+            continue  # closed meanwhile
+    return total
+
+
 def send_in_background(sock: socket.socket, data: bytes) -> threading.Thread:
     """Send `data` from another thread, so the test can read the answer meanwhile (the server
     may answer and close before it has read it all)."""
@@ -119,9 +132,9 @@ def hung_up(sock: socket.socket) -> bool:
 
 
 def test_a_body_the_spool_has_no_room_for_gets_503_before_it_is_sent(serve, tmp_path):
-    # --max-spool-size 1M: A's declared 900 KB is reserved as soon as its head is read, so
-    # B's 300 KB cannot have room, and is told so before it sends a byte of its body; once A
-    # is done its room is back and B's retry goes through.
+    # --max-spool-size 1M: A's body takes its room as it arrives; once 890 KB of it are
+    # spooled, B's 300 KB cannot have room, and is told so before it sends a byte of its
+    # body; once A is done its room is back and B's retry goes through.
     spool = tmp_path / "spool"
     spool.mkdir()
     server = serve(
@@ -136,7 +149,7 @@ def test_a_body_the_spool_has_no_room_for_gets_503_before_it_is_sent(serve, tmp_
     body_a = os.urandom(900_000)
     with Conn(server, timeout=LIVENESS) as a:
         a.send(head(server, len(body_a)))
-        a.send(body_a[:450_000])
+        a.send(body_a[:890_000])
         # Past --body-buffer-size, the body is spooled in --spool-dir: a file only the
         # server's descriptors show, unlinked at once.
         wait_until(
@@ -145,6 +158,11 @@ def test_a_body_the_spool_has_no_room_for_gets_503_before_it_is_sent(serve, tmp_
             what="A's body spooled to a file in --spool-dir",
         )
         assert os.listdir(spool) == [], "spooled bodies are unlinked"
+        wait_until(
+            lambda: (n := spooled_bytes(server.proc.pid, spool)) >= 890_000 or Unmet(n),
+            LIVENESS,
+            what="890 KB of A's body spooled",
+        )
 
         # B's head alone: no body is sent, so an answer at all says it came before the body.
         with Conn(server, timeout=LIVENESS) as b:
@@ -163,7 +181,7 @@ def test_a_body_the_spool_has_no_room_for_gets_503_before_it_is_sent(serve, tmp_
             assert first.status == 503, (first.status, first.headers)
             assert first.header("Retry-After") == "5", first.headers
 
-        a.send(body_a[450_000:])
+        a.send(body_a[890_000:])
         answered = a.read_response("POST")
         assert answered.status == 200, (answered.status, answered.body[:300])
         echoed = answered.json()
@@ -180,6 +198,41 @@ def test_a_body_the_spool_has_no_room_for_gets_503_before_it_is_sent(serve, tmp_
     resp, data = server.request("POST", "/", body=body_b)
     assert resp.status == 200, (resp.status, data[:300])
     assert json.loads(data)["body_len"] == len(body_b)
+
+
+def test_a_body_larger_than_the_whole_spool_gets_413_and_one_trickling_holds_only_what_it_sent(
+    serve, tmp_path
+):
+    # A body that can never fit is no temporary condition: 413, not 503. A client declaring
+    # 900 KB and sending 100 KB holds 100 KB of the spool, not 900 KB (issue 16 review: a
+    # few trickling clients declaring gigabytes held the whole spool for days).
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    server = serve(
+        "echo:app",
+        "--body-buffer-size",
+        "64K",
+        "--max-spool-size",
+        "1M",
+        "--spool-dir",
+        str(spool),
+    )
+    with Conn(server, timeout=LIVENESS) as conn:
+        conn.send(head(server, 2_000_000))
+        refused = conn.read_response("POST")
+        assert refused.status == 413, (refused.status, refused.body)
+        assert b"store" in refused.body
+    with Conn(server, timeout=LIVENESS) as trickler:
+        trickler.send(head(server, 900_000) + os.urandom(100_000))
+        wait_until(
+            lambda: (n := spooled_bytes(server.proc.pid, spool)) >= 100_000 or Unmet(n),
+            LIVENESS,
+            what="the trickler's 100 KB spooled",
+        )
+        body = os.urandom(800_000)
+        resp, data = server.request("POST", "/", body=body)
+        assert resp.status == 200, (resp.status, data[:300])
+        assert json.loads(data)["body_len"] == len(body)
 
 
 def test_a_chunked_body_gets_503_as_it_passes_the_spool_cap(serve):
@@ -207,15 +260,15 @@ def test_a_chunked_body_gets_503_as_it_passes_the_spool_cap(serve):
 
 
 def test_the_spool_cap_is_shared_out_among_the_workers(serve):
-    # Two workers share --max-spool-size 1M: each has 512 KiB, so 600 KB does not fit in one
-    # worker though it would in the whole.
+    # Two workers share --max-spool-size 1M: each has 512 KiB, so 600 KB never fits in one
+    # worker though it would in the whole: 413, as for any body larger than a worker's share.
     server = serve(
         "echo:app", "--workers", "2", "--body-buffer-size", "64K", "--max-spool-size", "1M"
     )
     with Conn(server, timeout=LIVENESS) as conn:
         conn.send(head(server, 600_000))
         refused = conn.read_response("POST")
-    assert refused.status == 503, (refused.status, refused.body)
+    assert refused.status == 413, (refused.status, refused.body)
     body = os.urandom(400_000)
     resp, data = server.request("POST", "/", body=body)
     assert resp.status == 200, (resp.status, data[:300])
@@ -488,8 +541,22 @@ def test_forwarded_clients_beyond_the_limit_get_429(serve):
 # -- --h2-max-pending ----------------------------------------------------------------------
 
 
-def test_h2_requests_beyond_max_pending_get_503_at_once(serve):
-    server = serve("slow:app", "--h2-max-pending", "4", "--threads", "2")
+def test_h2_requests_beyond_max_pending_get_503_at_once(launched):
+    # Over TCP from an untrusted address: a trusted proxy (and a Unix-socket peer, always
+    # trusted) multiplexes many clients over one connection and is not limited (next test).
+    server = launched(
+        [
+            "--bind",
+            "127.0.0.1:0",
+            "--forwarded-allow-ips",
+            NOT_LOOPBACK,
+            "--h2-max-pending",
+            "4",
+            "--threads",
+            "2",
+            "slow:app",
+        ]
+    )
     with H2(server, timeout=30) as first:
         streams = [first.request(f"/?s=3&tag=s{i}") for i in range(10)]
         # Six are refused at once: all their answers come before any of the four in the
@@ -513,6 +580,16 @@ def test_h2_requests_beyond_max_pending_get_503_at_once(serve):
         statuses = sorted(first.streams[s].status for s in streams)
         assert statuses == ["200"] * 4 + ["503"] * 6, first
     server.wait_for_output(r"WARNING.*--h2-max-pending", timeout=LIVENESS)
+
+
+def test_a_trusted_proxy_s_h2_connection_is_not_held_to_max_pending(serve):
+    # Loopback is trusted by default, a Unix-socket peer always: an nginx or Envoy in front
+    # sends many clients' requests over one connection (issue 16 review).
+    server = serve("slow:app", "--h2-max-pending", "2", "--threads", "8")
+    with H2(server, timeout=30) as conn:
+        streams = [conn.request(f"/?s=1&tag=p{i}") for i in range(6)]
+        statuses = sorted(conn.response(s, timeout=LIVENESS).status for s in streams)
+    assert statuses == ["200"] * 6, conn
 
 
 # -- the campaign (issue 16's acceptance test) ---------------------------------------------

@@ -53,6 +53,7 @@ fn fixture() -> &'static Fixture {
             tls: None,
             relayed: false,
             pending: std::sync::atomic::AtomicUsize::new(0),
+            held: None,
         };
         Python::attach(|py| Fixture {
             consts: Constants::new(py).expect("the environ constants"),

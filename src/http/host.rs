@@ -57,10 +57,13 @@ pub fn one_authority(parts: &mut Parts) -> Result<(), Refusal> {
         return Ok(());
     };
     if parts.version == Version::HTTP_2 {
-        let agrees = parts.headers.get_all(HOST).iter().all(|host| {
-            host.as_bytes()
-                .eq_ignore_ascii_case(authority.as_str().as_bytes())
-        });
+        let scheme = parts.uri.scheme_str();
+        let authority = normal(authority.as_str().as_bytes(), scheme);
+        let agrees = parts
+            .headers
+            .get_all(HOST)
+            .iter()
+            .all(|host| normal(host.as_bytes(), scheme).eq_ignore_ascii_case(&authority));
         return if agrees {
             Ok(())
         } else {
@@ -78,6 +81,22 @@ pub fn one_authority(parts: &mut Parts) -> Result<(), Refusal> {
         .map_err(|_| Refusal::BadRequest("the authority of the request target is not a host"))?;
     parts.headers.insert(HOST, value);
     Ok(())
+}
+
+/// A host as RFC 9110 §4.2.3 normalizes it for comparison: without the scheme's default
+/// port or a trailing dot (case is left to the comparison).
+fn normal(host: &[u8], scheme: Option<&str>) -> Vec<u8> {
+    let default = match scheme {
+        Some("https") => &b":443"[..],
+        _ => &b":80"[..],
+    };
+    let host = host.strip_suffix(default).unwrap_or(host);
+    let (name, port) = match host.iter().rposition(|&b| b == b':') {
+        Some(i) if !host.ends_with(b"]") => host.split_at(i),
+        _ => (host, &b""[..]),
+    };
+    let name = name.strip_suffix(b".").unwrap_or(name);
+    [name, port].concat()
 }
 
 /// Why `value` is not `uri-host [ ":" port ]`, or `None` when it is. Empty is a host: RFC
@@ -223,6 +242,9 @@ mod tests {
         for (host, ok) in [
             (None, true),
             (Some("Example.com"), true),
+            (Some("example.com:443"), true),
+            (Some("example.com."), true),
+            (Some("example.com:80"), false),
             (Some("x"), false),
         ] {
             let mut h2 = parts("https://example.com/", host);

@@ -199,15 +199,17 @@ async fn read_body(
     if declared.is_some_and(|len| len > limits.max_body) {
         return Err(too_large(limits.max_body));
     }
-    // A body that will be spooled takes its room before a byte of it is read (and before
-    // `100 Continue`).
-    let lease = match declared.filter(|len| *len > limits.body_buffer as u64) {
-        Some(len) => match app.spool.reserve(len) {
-            Some(lease) => Some(lease),
-            None => return Err(spool_full(parts, len, app)),
-        },
-        None => None,
-    };
+    // A body that will be spooled must fit before a byte of it is read (and before `100
+    // Continue`); it takes its room as its bytes arrive, so a client that declares a
+    // gigabyte and trickles holds only what it sent.
+    if let Some(len) = declared.filter(|len| *len > limits.body_buffer as u64) {
+        if len > app.spool.cap() {
+            return Err(never_fits(parts, len, app));
+        }
+        if !app.spool.has_room(len) {
+            return Err(spool_full(parts, len, app));
+        }
+    }
     let rules = body::Rules {
         buffer: limits.body_buffer,
         max: limits.max_body,
@@ -215,13 +217,7 @@ async fn read_body(
         pace: app.pace(),
         spool: &app.spool,
     };
-    let read = body::read(
-        incoming,
-        declared,
-        rules,
-        lease,
-        super::admission::check_trailers,
-    );
+    let read = body::read(incoming, declared, rules, super::admission::check_trailers);
     match read.await {
         Ok(body) => Ok(body),
         Err(BodyError::TooLarge) => Err(too_large(limits.max_body)),
@@ -247,7 +243,7 @@ async fn read_body(
             Err(respond::text(refusal.status(), refusal.reason(), true))
         }
         Err(why @ (BodyError::Timeout | BodyError::TooSlow)) => Err(body_late(&why, parts, app)),
-        Err(BodyError::SpoolFull) => Err(spool_full(parts, limits.max_body, app)),
+        Err(BodyError::SpoolFull(len)) => Err(spool_full(parts, len, app)),
         Err(BodyError::Spool(e)) => {
             log_error!(
                 "cannot spool a request body to a temporary file in {} (check --spool-dir): {e}",
@@ -282,11 +278,29 @@ pub(crate) fn body_late<R>(
     respond::text(StatusCode::REQUEST_TIMEOUT, message, true)
 }
 
-/// 503 for a body the spool has no room for; `len` is what it needed (at most).
+/// 413 for a body larger than this process's whole share of the spool: it never fits.
+fn never_fits(parts: &http::request::Parts, len: u64, app: &App) -> Response<OutBody> {
+    log_warn!(
+        "a request body of {len} bytes is larger than this process's share of --max-spool-size ({} bytes); answered 413 to {} {}",
+        app.spool.cap(),
+        parts.method,
+        parts.uri
+    );
+    respond::text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!(
+            "The request body is larger than this server can store ({} bytes).",
+            app.spool.cap()
+        ),
+        true,
+    )
+}
+
+/// 503 for a body the spool has no room for; `len` is what it needed.
 fn spool_full(parts: &http::request::Parts, len: u64, app: &App) -> Response<OutBody> {
     let spool = &app.spool;
     log_warn!(
-        "no room to spool a request body of up to {len} bytes: {} of {} bytes in use in {} (--max-spool-size); answered 503 to {} {}",
+        "no room to spool a request body of {len} bytes: {} of {} bytes in use in {} (--max-spool-size); answered 503 to {} {}",
         spool.used(),
         spool.cap(),
         spool.dir().display(),

@@ -173,7 +173,13 @@ async fn respond(
     if let Some(resp) = app.proxy.route(&parts, &mut origin) {
         return resp;
     }
-    let Some(_pending) = Pending::enter(&conn, app.plan.clients.h2_max_pending) else {
+    // A trusted proxy multiplexes many clients over one connection: not limited here.
+    let limit = if app.proxy.trusts(&conn) {
+        usize::MAX
+    } else {
+        app.plan.clients.h2_max_pending
+    };
+    let Some(_pending) = Pending::enter(&conn, limit) else {
         exchange.refused("the connection has --h2-max-pending requests in the application");
         return too_many_pending(&parts, app);
     };

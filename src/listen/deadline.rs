@@ -45,8 +45,11 @@ pub struct Deadline<S: Socket> {
     min_rate: Option<u64>,
     /// Bytes the socket took, all told.
     written: u64,
-    /// How long writes have waited for the client, all told, not counting the current stall.
+    /// How long writes have waited for the client since the last `--min-rate` check that
+    /// passed, not counting the current stall.
     waited: Duration,
+    /// What the client had taken at that check.
+    taken_then: u64,
     /// When the current stall began.
     stalled_at: Option<Instant>,
 }
@@ -73,6 +76,7 @@ impl<S: Socket> Deadline<S> {
             min_rate: None,
             written: 0,
             waited: Duration::ZERO,
+            taken_then: 0,
             stalled_at: None,
         }
     }
@@ -87,8 +91,11 @@ impl<S: Socket> Deadline<S> {
     }
 
     /// Whether the client has been slower than `--min-rate` while writes waited for it (a
-    /// system call: called only when a write starts or goes on waiting).
-    fn too_slow(&self, now: Instant) -> bool {
+    /// system call: called only when a write starts or goes on waiting). Once writes have
+    /// waited `--send-timeout` since the last check that passed, what the client took
+    /// meanwhile is judged, and a pass starts the next period: a fast start does not buy a
+    /// slow rest.
+    fn too_slow(&mut self, now: Instant) -> bool {
         let Some(rate) = self.min_rate else {
             return false;
         };
@@ -98,15 +105,19 @@ impl<S: Socket> Deadline<S> {
         }
         // What the client took: the kernel's send buffer grows to megabytes for a slow TCP
         // reader, so what it accepted is not what the client read.
-        let taken = self.written
-            - self
-                .inner
-                .unsent()
-                .map_or(0, |n| n as u64)
-                .min(self.written);
+        let unsent = self.inner.unsent().map_or(0, |n| n as u64);
+        let taken = self.written - unsent.min(self.written);
         // As f64: a rate times seconds, compared with a byte count well within 2^53.
         #[allow(clippy::cast_precision_loss)]
-        let slow = (taken as f64) < rate as f64 * waited.as_secs_f64();
+        let slow =
+            ((taken - self.taken_then.min(taken)) as f64) < rate as f64 * waited.as_secs_f64();
+        if !slow {
+            self.taken_then = taken;
+            self.waited = Duration::ZERO;
+            if self.stalled_at.is_some() {
+                self.stalled_at = Some(now);
+            }
+        }
         slow
     }
 

@@ -170,11 +170,14 @@ pub(super) fn serve(
     Ok(Exit::Clean(0))
 }
 
-/// Serve the statistics on the admin listener, if there is one, until the token is
-/// cancelled: ready (`/readyz`) from now until a signal starts the drain. Call within the
-/// runtime.
-/// `--spool-dir` and this process's share of `--max-spool-size`.
+/// `--spool-dir` and this process's share of `--max-spool-size`; says so, and warns when
+/// `--forwarded-allow-ips '*'` leaves `--max-connections-per-ip` to forwarded addresses only.
 fn spool(plan: &Plan) -> Spool {
+    if plan.proxy.allow.is_any() && plan.clients.per_ip.is_some() && !plan.proxy.protocol {
+        log_warn!(
+            "--forwarded-allow-ips '*' trusts every peer as a proxy: --max-connections-per-ip then counts only the requests of forwarded clients, whose addresses a client can choose; list your proxies' addresses instead"
+        );
+    }
     let clients = &plan.clients;
     let spool = Spool::new(
         &clients.spool_dir,
@@ -190,6 +193,9 @@ fn spool(plan: &Plan) -> Spool {
     spool
 }
 
+/// Serve the statistics on the admin listener, if there is one, until the token is
+/// cancelled: ready (`/readyz`) from now until a signal starts the drain. Call within the
+/// runtime.
 fn start_admin(
     admin: Option<listen::Bound>,
     stats: &Arc<Stats>,

@@ -354,6 +354,7 @@ mod tests {
             tls: None,
             relayed: false,
             pending: std::sync::atomic::AtomicUsize::new(0),
+            held: None,
         }
     }
 

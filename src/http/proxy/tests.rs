@@ -20,6 +20,7 @@ fn conn(peer: &str) -> ConnInfo {
         tls: None,
         relayed: false,
         pending: std::sync::atomic::AtomicUsize::new(0),
+        held: None,
     }
 }
 
