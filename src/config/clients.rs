@@ -45,7 +45,8 @@ pub struct ClientOptions {
 
     /// Most requests of one HTTP/2 connection waiting for or running in the application at
     /// once; further ones get 503 with `Retry-After` at once, so one connection cannot fill
-    /// the queue. Default is 32.
+    /// the queue. Connections from `--forwarded-allow-ips` proxies and Unix-socket peers,
+    /// which carry many clients, are not limited. Default is 32.
     #[arg(
         value_parser = crate::config::parse::whole::<usize>,
         long,
@@ -56,10 +57,11 @@ pub struct ClientOptions {
     )]
     pub h2_max_pending: usize,
 
-    /// Most bytes of request bodies spooled to disk at once, all worker processes together
-    /// (suffixes K, M, G). A body that would pass it gets 503 with `Retry-After` before it is
-    /// read (a chunked one as it passes it), and the log says why. Default is half the free
-    /// space of `--spool-dir` at start-up.
+    /// Most bytes of request bodies spooled to disk at once (suffixes K, M, G), shared out
+    /// evenly among `--workers`. A body takes room as its bytes arrive; one whose declared
+    /// length does not fit now gets 503 with `Retry-After` before it is read (a chunked one
+    /// as it passes the cap), one larger than a worker's whole share 413, and the log says
+    /// why. Default is half the free space of `--spool-dir` at start-up.
     #[arg(
         long,
         value_name = "BYTES",
