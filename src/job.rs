@@ -6,7 +6,7 @@
 //! Python.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -35,8 +35,8 @@ pub struct ConnInfo {
     /// `peer` is the client a PROXY protocol header named (`--proxy-protocol`): a client,
     /// never a proxy to believe, whatever `--forwarded-allow-ips` says of its address.
     pub relayed: bool,
-    /// Requests of this connection in the application until their response head
-    /// (`--h2-max-pending`; on HTTP/1 there is never more than one).
+    /// Requests of this connection in the application (`--h2-max-pending`, counted by
+    /// [`InApp`]; on HTTP/1 there is never more than one).
     pub pending: AtomicUsize,
     /// What the connection holds for as long as anything serves it (a WebSocket outlives
     /// hyper's connection future): its `--max-connections` permit, its place in the
@@ -46,6 +46,29 @@ pub struct ConnInfo {
 
 /// Guards dropped with the last reference to a connection's [`ConnInfo`].
 pub type Held = Box<dyn std::any::Any + Send + Sync>;
+
+/// One of a connection's requests in the application (`--h2-max-pending`): counted until
+/// dropped, which for a WSGI job is when its worker is done with it, so a client resetting
+/// its stream does not free the place while the view still runs.
+pub struct InApp(Arc<ConnInfo>);
+
+impl InApp {
+    /// Count one more on `conn`, unless it has `limit` already.
+    pub fn enter(conn: &Arc<ConnInfo>, limit: usize) -> Option<Self> {
+        conn.pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| InApp(Arc::clone(conn)))
+    }
+}
+
+impl Drop for InApp {
+    fn drop(&mut self) {
+        self.0.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// How the request looks to the application once trusted proxy headers and the URL prefix are
 /// applied (`http/proxy.rs` decides). Every field left `None` falls back to what the
@@ -79,6 +102,8 @@ pub struct Job {
     /// dropped when the worker is done with it.
     pub trace: WorkerHold,
     pub reply: oneshot::Sender<Reply>,
+    /// Its place in the connection's `--h2-max-pending`, if it was counted.
+    pub pending: Option<InApp>,
 }
 
 /// Why a job was not queued.

@@ -582,6 +582,45 @@ def test_h2_requests_beyond_max_pending_get_503_at_once(launched):
     server.wait_for_output(r"WARNING.*--h2-max-pending", timeout=LIVENESS)
 
 
+def test_a_reset_stream_keeps_its_place_while_its_view_runs(launched):
+    # Issue 16 review: the place was given back when the client reset the stream, while the
+    # view ran on, so open-reset loops kept any number of threads busy from one connection.
+    server = launched(
+        [
+            "--bind",
+            "127.0.0.1:0",
+            "--forwarded-allow-ips",
+            NOT_LOOPBACK,
+            "--h2-max-pending",
+            "2",
+            "--threads",
+            "4",
+            "slow:app",
+        ]
+    )
+    with H2(server, timeout=30) as conn:
+        running = [conn.request(f"/?s=3&tag=r{i}") for i in range(2)]
+        for i in range(2):
+            server.wait_for_output(rf"slow started tag=r{i}\b", timeout=LIVENESS)
+        for stream in running:
+            conn.reset(stream)
+        # Both views still sleep: their places are taken.
+        more = [conn.request(f"/?s=0&tag=m{i}") for i in range(2)]
+        statuses = [conn.response(s, timeout=LIVENESS).status for s in more]
+        assert statuses == ["503", "503"], conn
+        for i in range(2):
+            server.wait_for_output(rf"slow finished tag=r{i}\b", timeout=LIVENESS)
+        # Once a view is done its place is back (its worker lets go just after the line).
+        wait_until(
+            lambda: (
+                (st := conn.response(conn.request("/?s=0&tag=after"), LIVENESS).status) == "200"
+                or Unmet(st)
+            ),
+            LIVENESS,
+            what="a place given back",
+        )
+
+
 def test_a_trusted_proxy_s_h2_connection_is_not_held_to_max_pending(serve):
     # Loopback is trusted by default, a Unix-socket peer always: an nginx or Envoy in front
     # sends many clients' requests over one connection (issue 16 review).

@@ -14,6 +14,7 @@ use http::request::Parts;
 
 use super::access::{Format, Outcome, Pending};
 use crate::cancel::Reason;
+use crate::job::InApp;
 use crate::listen::per_ip::IpSlot;
 use crate::listen::Peer;
 use crate::stats::{self, Finished, Stats, Trace};
@@ -42,6 +43,9 @@ pub struct Exchange {
     slot: Option<IpSlot>,
     /// Why the server refused the request itself, for the access line.
     refused: Option<&'static str>,
+    /// Its place in the connection's `--h2-max-pending`, until a job takes it or the
+    /// response head is made.
+    pending: Option<InApp>,
 }
 
 impl Exchange {
@@ -64,6 +68,7 @@ impl Exchange {
             access: Pending::capture(parts, peer, received),
             slot: None,
             refused: None,
+            pending: None,
         }
     }
 
@@ -81,6 +86,18 @@ impl Exchange {
     /// The server refused the request itself, for this reason.
     pub fn refused(&mut self, why: &'static str) {
         self.refused = Some(why);
+    }
+
+    /// Hold the request's place in its connection's `--h2-max-pending` until
+    /// [`Exchange::take_pending`].
+    pub fn holds_pending(&mut self, pending: InApp) {
+        self.pending = Some(pending);
+    }
+
+    /// The request's place in its connection's `--h2-max-pending`: a job keeps it until its
+    /// worker is done; otherwise it ends with the response head.
+    pub fn take_pending(&mut self) -> Option<InApp> {
+        self.pending.take()
     }
 
     /// Hold `slot` until the request is finished.

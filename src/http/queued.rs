@@ -83,6 +83,7 @@ async fn run<J: Jobs>(
         origin,
         trace: hold,
         reply: reply_tx,
+        pending: exchange.take_pending(),
     };
     if let Err((why, job)) = jobs.submit(job) {
         guard.disarm();

@@ -9,7 +9,6 @@
 
 use std::convert::Infallible;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +26,7 @@ use super::request_id;
 use crate::body::{Pace, Spool};
 use crate::cancel::Reason;
 use crate::config::Plan;
-use crate::job::ConnInfo;
+use crate::job::{ConnInfo, InApp};
 use crate::listen::per_ip::PerIp;
 use crate::logging::throttle::{self, Throttle};
 use crate::response::respond;
@@ -179,38 +178,22 @@ async fn respond(
     } else {
         app.plan.clients.h2_max_pending
     };
-    let Some(_pending) = Pending::enter(&conn, limit) else {
+    let Some(pending) = InApp::enter(&conn, limit) else {
         exchange.refused("the connection has --h2-max-pending requests in the application");
         return too_many_pending(&parts, app);
     };
+    exchange.holds_pending(pending);
     let request = Admitted {
         parts,
         body: incoming,
-        conn: Arc::clone(&conn),
+        conn,
         origin,
     };
-    app.dispatch.dispatch(request, app, exchange).await
-}
-
-/// One of a connection's requests in the application, until its response head.
-struct Pending<'a>(&'a AtomicUsize);
-
-impl<'a> Pending<'a> {
-    /// Count one more on `conn`, unless it has `limit` already.
-    fn enter(conn: &'a ConnInfo, limit: usize) -> Option<Self> {
-        conn.pending
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < limit).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Pending(&conn.pending))
-    }
-}
-
-impl Drop for Pending<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
+    let resp = app.dispatch.dispatch(request, app, exchange).await;
+    // A WSGI job took the place, and keeps it until its worker is done; anything else gives
+    // it back with the response head.
+    drop(exchange.take_pending());
+    resp
 }
 
 /// 503 for a request over `--h2-max-pending`: its connection has enough in the application.

@@ -94,6 +94,7 @@ impl Application {
             origin,
             trace,
             reply,
+            pending: _pending,
         } = job;
         let flight = Arc::clone(&trace.trace().flight);
         if reply.is_closed() || flight.is_cancelled() {
