@@ -184,7 +184,10 @@ def test_an_h2_ping_or_settings_flood_is_cut_off_and_others_are_served(serve, ki
     flood = ping() if kind == "ping" else frame(0x4)
     sock = server.connect()
     try:
-        sock.sendall(PREFACE + frame(0x4) + flood * 2000)
+        try:
+            sock.sendall(PREFACE + frame(0x4) + flood * 2000)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # closed by the server before the client was done sending: what is tested
         closed, got = read_until_closed(sock, 30)
     finally:
         sock.close()
