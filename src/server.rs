@@ -287,7 +287,7 @@ impl Accepting {
                 "Closed a connection from {}: it holds {} already (--max-connections-per-ip){}",
                 addr.ip(),
                 per_ip.limit(),
-                throttle::more(n)
+                throttle::more(n, "")
             );
         }
         Err(())

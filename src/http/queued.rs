@@ -13,7 +13,7 @@
 use std::io::SeekFrom;
 use std::sync::Arc;
 
-use http::header::{CONTENT_LENGTH, RETRY_AFTER};
+use http::header::CONTENT_LENGTH;
 use http::{Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::io::AsyncSeekExt;
@@ -308,15 +308,13 @@ fn spool_full(parts: &http::request::Parts, len: u64, app: &App) -> Response<Out
         parts.method,
         parts.uri
     );
-    let mut resp = respond::text(
+    // Room comes back as uploads finish, which takes longer than a queue draining.
+    respond::retry_later(
         StatusCode::SERVICE_UNAVAILABLE,
         "The server has no room for this request body now. Retry shortly.",
         true,
-    );
-    // Room comes back as uploads finish, which takes longer than a queue draining.
-    resp.headers_mut()
-        .insert(RETRY_AFTER, http::HeaderValue::from_static("5"));
-    resp
+        "5",
+    )
 }
 
 pub(crate) fn too_large(max: u64) -> Response<OutBody> {

@@ -12,7 +12,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::RETRY_AFTER;
 use http::{HeaderValue, Response, StatusCode};
 use hyper::body::Incoming;
 
@@ -205,17 +204,15 @@ fn too_many_pending(parts: &http::request::Parts, app: &App) -> Response<OutBody
             app.plan.clients.h2_max_pending,
             parts.method,
             parts.uri,
-            throttle::more(n)
+            throttle::more(n, "")
         );
     }
-    let mut resp = respond::text(
+    respond::retry_later(
         StatusCode::SERVICE_UNAVAILABLE,
         "This connection has too many requests waiting. Retry shortly.",
         false,
-    );
-    resp.headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-    resp
+        "1",
+    )
 }
 
 /// Behind a trusted proxy, `--max-connections-per-ip` counts each forwarded client's requests
@@ -239,15 +236,13 @@ fn count_forwarded(
         log_warn!(
             "{client} (forwarded by a trusted proxy) has {} requests in flight (--max-connections-per-ip); answered 429{}",
             per_ip.limit(),
-            throttle::more(n)
+            throttle::more(n, "")
         );
     }
-    let mut resp = respond::text(
+    Some(respond::retry_later(
         StatusCode::TOO_MANY_REQUESTS,
         "Too many requests from your address at once. Retry shortly.",
         close,
-    );
-    resp.headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-    Some(resp)
+        "1",
+    ))
 }

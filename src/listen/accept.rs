@@ -25,7 +25,7 @@ use super::deadline::Socket;
 use super::share::{self, Share};
 use super::{Bound, Peer, UnixSocketFile};
 use crate::log_warn;
-use crate::logging::throttle::Throttle;
+use crate::logging::throttle::{self, Throttle};
 
 /// After a failed accept (out of file descriptors, usually), wait this long before the next
 /// try instead of spinning; connections closing is what frees descriptors.
@@ -109,10 +109,7 @@ impl Acceptor {
                     // every 10 s says so, with the count.
                     static LINES: Throttle = Throttle::new(Duration::from_secs(10));
                     if let Some(n) = LINES.pass() {
-                        let more = match n {
-                            0 => String::new(),
-                            n => format!(" ({n} more failed accepts since the last such line)"),
-                        };
+                        let more = throttle::more(n, "failed accepts");
                         log_warn!(
                             "cannot accept a connection on the {} listener: {e}; retrying shortly{more}",
                             self.what

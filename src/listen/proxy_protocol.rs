@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::Peer;
-use crate::logging::throttle::Throttle;
+use crate::logging::throttle::{self, Throttle};
 
 /// Version 2's first twelve bytes.
 const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
@@ -98,10 +98,7 @@ pub async fn read<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Client, String
 pub fn log_refused(peer: &Peer, why: &str) {
     static LINES: Throttle = Throttle::new(LOG_EVERY);
     if let Some(n) = LINES.pass() {
-        let more = match n {
-            0 => String::new(),
-            n => format!(" ({n} more closed for these reasons since the last such line)"),
-        };
+        let more = throttle::more(n, "closed for these reasons");
         crate::log_warn!("Closed the connection from {peer} (--proxy-protocol): {why}{more}");
     }
 }

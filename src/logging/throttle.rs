@@ -38,11 +38,12 @@ impl Throttle {
     }
 }
 
-/// `" (N more since the last such line)"`, or nothing for 0.
-pub fn more(n: u64) -> String {
+/// `" (N more WHAT since the last such line)"` (`what` may be empty), or nothing for 0.
+pub fn more(n: u64, what: &str) -> String {
+    let space = if what.is_empty() { "" } else { " " };
     match n {
         0 => String::new(),
-        n => format!(" ({n} more since the last such line)"),
+        n => format!(" ({n} more{space}{what} since the last such line)"),
     }
 }
 
@@ -58,6 +59,11 @@ mod tests {
         assert_eq!(t.pass(), None);
         std::thread::sleep(Duration::from_millis(250));
         assert_eq!(t.pass(), Some(2));
-        assert_eq!(more(2), " (2 more since the last such line)");
+        assert_eq!(more(2, ""), " (2 more since the last such line)");
+        assert_eq!(
+            more(3, "failed"),
+            " (3 more failed since the last such line)"
+        );
+        assert_eq!(more(0, "failed"), "");
     }
 }

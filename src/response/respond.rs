@@ -40,14 +40,25 @@ pub fn has_body(parts: &Parts) -> bool {
 
 /// 503 for a full queue, with the Retry-After clients and proxies understand.
 pub fn queue_full() -> Response<OutBody> {
-    let mut resp = text(
+    // One second: long enough for a full queue of fast requests to drain.
+    retry_later(
         StatusCode::SERVICE_UNAVAILABLE,
         "The server is busy; every worker thread is taken and the queue is full. Retry shortly.",
         false,
-    );
-    // One second: long enough for a full queue of fast requests to drain.
+        "1",
+    )
+}
+
+/// A response of the server's own ([`text`]) telling the client when to retry (`Retry-After`).
+pub fn retry_later(
+    status: StatusCode,
+    message: &str,
+    close: bool,
+    seconds: &'static str,
+) -> Response<OutBody> {
+    let mut resp = text(status, message, close);
     resp.headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        .insert(RETRY_AFTER, HeaderValue::from_static(seconds));
     resp
 }
 

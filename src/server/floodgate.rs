@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::time::Instant;
 
 use crate::listen::Peer;
@@ -113,42 +113,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for Floodgate<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Floodgate<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
+crate::listen::writes_through!(Floodgate, inner);
 
 fn flooded(peer: Peer) {
     static LINES: Throttle = Throttle::new(Duration::from_secs(10));
     if let Some(n) = LINES.pass() {
         log_warn!(
             "Closed the HTTP/2 connection from {peer}: it sent PING or SETTINGS frames faster than {PER_SECOND} a second (a flood, CVE-2019-9512/9515){}",
-            throttle::more(n)
+            throttle::more(n, "")
         );
     }
 }
