@@ -267,3 +267,17 @@ def serve(transport, tmp_path, launched):
         return launched(argv, env=env, cwd=cwd)
 
     return _serve
+
+
+@pytest.fixture
+def statsapp(serve, transport, tmp_path):
+    """statsapp(*args, bind=None, env=None) -> (Server, Admin): the statistics fixture app with
+    the admin listener on the transport's kind of socket (or at `bind`)."""
+    from stats_helpers import Admin, admin_bind
+
+    def _start(*args: str, bind: str | None = None, env: dict | None = None):
+        bind = bind or admin_bind(transport, tmp_path)
+        server = serve("statsapp", "--stats-bind", bind, *args, env=env)
+        return server, Admin(bind)
+
+    return _start

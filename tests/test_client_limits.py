@@ -52,6 +52,12 @@ HANG_UP = select.POLLRDHUP | select.POLLHUP | select.POLLERR
 # -- shared -------------------------------------------------------------------------------
 
 
+def untrusted(launched, *args: str, app: str = "slow:app"):
+    """A server on 127.0.0.1 that does not trust loopback as a proxy: the test client is then
+    a client like any other, counted per address and per connection."""
+    return launched(["--bind", "127.0.0.1:0", "--forwarded-allow-ips", NOT_LOOPBACK, *args, app])
+
+
 def head(server, length: int, target: str = "/", headers=()) -> bytes:
     """A POST head declaring a `length`-byte body, without the body."""
     return build_request(
@@ -449,17 +455,7 @@ def served_on(conn: Conn) -> int:
 
 
 def test_connections_over_the_per_ip_limit_are_closed_at_once(launched):
-    server = launched(
-        [
-            "--bind",
-            "127.0.0.1:0",
-            "--max-connections-per-ip",
-            "3",
-            "--forwarded-allow-ips",
-            NOT_LOOPBACK,
-            "echo:app",
-        ]
-    )
+    server = untrusted(launched, "--max-connections-per-ip", "3", app="echo:app")
     held = [Conn(server, timeout=LIVENESS) for _ in range(3)]
     try:
         # Each has been accepted (and counted): it was answered.
@@ -544,19 +540,7 @@ def test_forwarded_clients_beyond_the_limit_get_429(serve):
 def test_h2_requests_beyond_max_pending_get_503_at_once(launched):
     # Over TCP from an untrusted address: a trusted proxy (and a Unix-socket peer, always
     # trusted) multiplexes many clients over one connection and is not limited (next test).
-    server = launched(
-        [
-            "--bind",
-            "127.0.0.1:0",
-            "--forwarded-allow-ips",
-            NOT_LOOPBACK,
-            "--h2-max-pending",
-            "4",
-            "--threads",
-            "2",
-            "slow:app",
-        ]
-    )
+    server = untrusted(launched, "--h2-max-pending", "4", "--threads", "2")
     with H2(server, timeout=30) as first:
         streams = [first.request(f"/?s=3&tag=s{i}") for i in range(10)]
         # Six are refused at once: all their answers come before any of the four in the
@@ -585,19 +569,7 @@ def test_h2_requests_beyond_max_pending_get_503_at_once(launched):
 def test_a_reset_stream_keeps_its_place_while_its_view_runs(launched):
     # Issue 16 review: the place was given back when the client reset the stream, while the
     # view ran on, so open-reset loops kept any number of threads busy from one connection.
-    server = launched(
-        [
-            "--bind",
-            "127.0.0.1:0",
-            "--forwarded-allow-ips",
-            NOT_LOOPBACK,
-            "--h2-max-pending",
-            "2",
-            "--threads",
-            "4",
-            "slow:app",
-        ]
-    )
+    server = untrusted(launched, "--h2-max-pending", "2", "--threads", "4")
     with H2(server, timeout=30) as conn:
         running = [conn.request(f"/?s=3&tag=r{i}") for i in range(2)]
         for i in range(2):

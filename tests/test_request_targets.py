@@ -679,24 +679,18 @@ ENDINGS = pytest.mark.parametrize(
 
 
 @ENDINGS
-def test_hyper_reads_the_head_after_a_bare_lf_trailer_end_as_trailer(serve, ending):
-    # The control for the test below: nothing for the wrapper to rewrite, so this is how
-    # hyper frames these bytes (as it did before the feature): two requests.
+@pytest.mark.parametrize(
+    "filler",
+    [b"a", b'"'],
+    # The control: nothing for the wrapper to rewrite, so this is how hyper frames these
+    # bytes (as it did before the feature). With `"`, each becomes %22: the body hyper reads
+    # is cut that much short, and what is left over (SMUGGLED) would be read as a request of
+    # its own.
+    ids=["control", "quotes"],
+)
+def test_a_bare_lf_in_the_trailer_section_smuggles_no_request(serve, ending, filler):
     server = serve("echo:app")
-    wire, body = bare_lf_trailers(ending, b"X /" + b"a" * (len(SMUGGLED) // 2) + b" H\r\n")
-    with Conn(server, timeout=30) as c:
-        c.send(wire + request(b"/last"))
-        responses = read_responses(c, 3)
-    assert [r.json()["environ"]["RAW_URI"] for r in responses] == ["/a", "/c", "/last"]
-    assert responses[1].json()["body"] == latin1(body)
-
-
-@ENDINGS
-def test_a_bare_lf_in_the_trailer_section_smuggles_no_request(serve, ending):
-    server = serve("echo:app")
-    # Each `"` becomes %22: the body hyper reads is cut that much short, and what is left
-    # over (SMUGGLED) is read as a request of its own.
-    wire, body = bare_lf_trailers(ending, b"X /" + b'"' * (len(SMUGGLED) // 2) + b" H\r\n")
+    wire, body = bare_lf_trailers(ending, b"X /" + filler * (len(SMUGGLED) // 2) + b" H\r\n")
     with Conn(server, timeout=30) as c:
         c.send(wire + request(b"/last"))
         responses = read_responses(c, 3)

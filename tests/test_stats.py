@@ -25,23 +25,11 @@ import time
 import pytest
 from conftest import ferrule_env
 from helpers import Conn, Unmet, build_request, host_header, wait_until
-from stats_helpers import METRIC_TYPES, Admin, admin_bind, fire
+from stats_helpers import METRIC_TYPES, Admin, fire
 
 # Known delays of the fixture app's views, in seconds.
 WORK, WAIT = 0.05, 0.03
 LIVENESS = 20
-
-
-@pytest.fixture
-def statsapp(serve, transport, tmp_path):
-    """statsapp(*args) -> (Server, Admin): the fixture app with the admin listener on."""
-
-    def _start(*args: str, env: dict | None = None):
-        bind = admin_bind(transport, tmp_path)
-        server = serve("statsapp", "--stats-bind", bind, *args, env=env)
-        return server, Admin(bind)
-
-    return _start
 
 
 def within(value: float, lo: float, hi: float, what: str) -> None:

@@ -13,22 +13,9 @@ import socket
 
 import pytest
 from helpers import free_port, run_ferrule
-from stats_helpers import Admin, admin_bind
+from stats_helpers import Admin
 
 TOKEN = "s3cret-t0ken-0123456789abcdef"
-
-
-@pytest.fixture
-def statsapp(serve, transport, tmp_path):
-    """statsapp(*args, bind=None) -> (Server, Admin): the statistics fixture app with the admin
-    listener on the transport's kind of socket (or at `bind`)."""
-
-    def _start(*args: str, bind: str | None = None, env: dict | None = None):
-        bind = bind or admin_bind(transport, tmp_path)
-        server = serve("statsapp", "--stats-bind", bind, *args, env=env)
-        return server, Admin(bind)
-
-    return _start
 
 
 def raw(admin: Admin, request: bytes, connect_to: str | None = None) -> tuple[int, dict, bytes]:

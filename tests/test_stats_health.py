@@ -10,23 +10,10 @@ from __future__ import annotations
 
 import signal
 
-import pytest
 from helpers import Conn, Truncated, Unmet, build_request, host_header, wait_until
-from stats_helpers import Admin, admin_bind
+from stats_helpers import Admin
 
 LIVENESS = 20
-
-
-@pytest.fixture
-def statsapp(serve, transport, tmp_path):
-    """statsapp(*args) -> (Server, Admin): the statistics fixture app with the admin listener."""
-
-    def _start(*args: str):
-        bind = admin_bind(transport, tmp_path)
-        server = serve("statsapp", "--stats-bind", bind, *args)
-        return server, Admin(bind)
-
-    return _start
 
 
 def probe(admin: Admin, path: str, method: str = "GET"):

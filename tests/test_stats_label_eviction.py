@@ -14,25 +14,13 @@ import re
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 from helpers import Conn, Unmet, build_request, host_header, wait_until
-from stats_helpers import Admin, admin_bind
 
 SCANNED = 5000
 MAX_LABELS = 200  # the default
 REAL_HITS = 20
 # Fixed labels besides the capped ones: static, server, unresolved, other.
 FIXED = 4
-
-
-@pytest.fixture
-def statsapp(serve, transport, tmp_path):
-    def _start(*args: str):
-        bind = admin_bind(transport, tmp_path)
-        server = serve("statsapp", "--stats-bind", bind, *args)
-        return server, Admin(bind)
-
-    return _start
 
 
 def scan(server, paths: list[str], connections: int = 4, batch: int = 50) -> None:
