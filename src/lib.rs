@@ -13,7 +13,7 @@
 //! | `pidfile.rs` | `--pid`: the file naming the process that owns the listeners | small |
 //! | `hooks.rs` | `--hooks`: the user's functions at gunicorn's points, run by `run/`, `supervise/` and `wsgi/` | yes |
 //! | `app.rs` | importing the application (`module:callable`, a factory, Django's) | yes |
-//! | `asgi/` | ASGI 3 on the loop: the `Dispatch` for ASGI apps, `receive`/`send`, the eventfd inbox, scopes, WebSockets (`websocket.rs`, yawc), the leased pool thread for sync code (`executor.rs`), lifespan | yes |
+//! | `asgi/` | ASGI 3 on the loop: the `Dispatch` for ASGI apps, `receive`/`send`, the inbox (a queue and a doorbell fd), scopes, WebSockets (`websocket.rs`, yawc), the leased pool thread for sync code (`executor.rs`), lifespan | yes |
 //! | `wsgi/` | PEP 3333: environ, input, `start_response` (its rules pure in `head.rs`), `file_wrapper`, responses | yes |
 //! | `bridge/` | the asyncio loop thread, `wait`/`gather`, asgiref on the shared loop | yes |
 //! | `pool/` | Python worker threads, the job queue, the hand-off monitor (its policy pure in `policy.rs`) | yes |
@@ -28,6 +28,7 @@
 //! | `cancel.rs` | per-request cancellation (`Flight`), the disconnect guard, async-wait time | no |
 //! | `config/` | every option (clap), validated into a `Plan` (`identity.rs`: `--user`/`--group` looked up); the TOML file and `settings.FERRULE` | `load.rs` only |
 //! | `logging.rs` | server and access logs into Python `logging` or a file; the `tracing` facade | small |
+//! | `platform/` | what ferrule asks of the OS beyond POSIX, per platform (Linux, macOS, FreeBSD; the `portable` feature) | no |
 //! | `html.rs` | escaping text for HTML | no |
 //! | `error.rs` | the start-up error type and exit codes | no |
 //! | `fuzzing.rs` | with the `fuzzing` feature only: what the `fuzz/` targets call | no |
@@ -63,6 +64,7 @@ pub mod supervise;
 pub mod wsgi;
 
 mod pidfile;
+mod platform;
 mod process;
 mod run;
 
@@ -76,6 +78,7 @@ fn _ferrule(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // First, so that every record from here on has somewhere to go.
     logging::facade::install();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("PLATFORM_PATHS", platform::PATHS)?;
     m.add_function(wrap_pyfunction!(run::main, m)?)?;
     m.add_class::<wsgi::FileWrapper>()?;
     m.add_class::<asgi::Executor>()?;

@@ -125,9 +125,16 @@ pub fn become_identity(id: &Identity, owned: &[&std::path::Path]) -> Result<(), 
             return Err(cannot(format!("give {} to it", path.display())));
         }
     }
-    // SAFETY: plain system calls with valid arguments; glibc applies them to every thread.
+    // SAFETY: plain system calls with valid arguments; the C library applies them to every
+    // thread (glibc signals each one; on macOS and FreeBSD the ids are the process's).
     unsafe {
         let groups = match (&id.user_name, id.uid) {
+            // macOS declares the group as a C int (`libc`: `unix/bsd/apple/mod.rs`,
+            // `initgroups(user: *const c_char, basegroup: c_int)`); its ids above 2^31, such
+            // as nobody's 4294967294, are that int's negative values.
+            #[cfg(target_os = "macos")]
+            (Some(name), Some(_)) => libc::initgroups(name.as_ptr(), id.gid.cast_signed()),
+            #[cfg(not(target_os = "macos"))]
             (Some(name), Some(_)) => libc::initgroups(name.as_ptr(), id.gid),
             _ => libc::setgroups(1, &raw const id.gid),
         };

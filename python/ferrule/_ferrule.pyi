@@ -5,11 +5,12 @@ from typing import Any, TypeVar, final
 
 from typing_extensions import Self
 
-__all__ = ["Executor", "FileWrapper", "Ready", "__version__", "cancelled", "gather", "main", "wait"]
+__all__ = ["PLATFORM_PATHS", "Executor", "FileWrapper", "Ready", "__version__", "cancelled", "gather", "main", "wait"]
 
 _T = TypeVar("_T")
 
 __version__: str
+PLATFORM_PATHS: str
 
 def main(
     argv: list[str],

@@ -1,13 +1,16 @@
 //! How the network core reaches the event loop without taking the GIL: a queue of [`Event`]s
-//! and an `eventfd` the loop watches (`loop.add_reader`). Any thread posts; the first post
+//! and a doorbell fd the loop watches (`loop.add_reader`; an `eventfd` on Linux, a pipe
+//! elsewhere: `platform/`). Any thread posts; the first post
 //! after the loop last drained writes the fd once, so a burst of completions costs one
 //! wake-up, and the loop drains the whole queue in one callback with the GIL it already holds.
 //! What the events mean is `call.rs`'s.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::platform::Doorbell;
 
 use super::call::Call;
 use super::endpoint::Endpoint;
@@ -31,28 +34,21 @@ pub struct Inbox {
     queue: Mutex<Vec<Event>>,
     /// The fd was written and the loop has not drained since.
     signalled: AtomicBool,
-    fd: OwnedFd,
+    bell: Doorbell,
 }
 
 impl Inbox {
     pub fn new() -> io::Result<Arc<Self>> {
-        // SAFETY: eventfd with an initial count of 0 and valid flags; the result is checked.
-        let raw = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a new fd that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         Ok(Arc::new(Self {
             queue: Mutex::new(Vec::with_capacity(64)),
             signalled: AtomicBool::new(false),
-            fd,
+            bell: Doorbell::new()?,
         }))
     }
 
     /// The fd the loop reads when it becomes readable.
     pub fn fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.bell.fd()
     }
 
     /// Queue `event` and wake the loop if it is not woken already. Never blocks for long:
@@ -63,24 +59,14 @@ impl Inbox {
             .unwrap_or_else(PoisonError::into_inner)
             .push(event);
         if !self.signalled.swap(true, Ordering::AcqRel) {
-            let one: u64 = 1;
-            // SAFETY: writing 8 bytes from a live u64 to our eventfd; a full counter (never,
-            // with one write per drain) only fails with EAGAIN.
-            unsafe {
-                libc::write(self.fd.as_raw_fd(), (&raw const one).cast(), 8);
-            }
+            self.bell.ring();
         }
     }
 
     /// Everything posted since the last call, in order. Called by the loop when the fd is
     /// readable; clears it first, so a post that races with the drain wakes the loop again.
     pub fn take(&self) -> Vec<Event> {
-        let mut count: u64 = 0;
-        // SAFETY: reading 8 bytes into a live u64 from our non-blocking eventfd; EAGAIN
-        // (nothing to read) leaves it untouched.
-        unsafe {
-            libc::read(self.fd.as_raw_fd(), (&raw mut count).cast(), 8);
-        }
+        self.bell.clear();
         self.signalled.store(false, Ordering::Release);
         std::mem::take(&mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner))
     }

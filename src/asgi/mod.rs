@@ -3,8 +3,8 @@
 //!
 //! - `dispatch.rs`: the loop's side of the `Dispatch` seam (`http/dispatch.rs`): a request
 //!   becomes a [`call::Call`], its body read by a tokio task as the application asks for it;
-//! - `inbox.rs`: how tokio threads reach the loop without the GIL: a queue and an `eventfd`
-//!   the loop reads (`loop.add_reader`), drained in batches;
+//! - `inbox.rs`: how tokio threads reach the loop without the GIL: a queue and a doorbell fd
+//!   (`eventfd`, or a pipe off Linux) the loop reads (`loop.add_reader`), drained in batches;
 //! - `call.rs`: one request between the two sides: its messages, the response;
 //! - `endpoint.rs`: what a request and a WebSocket share: the `receive`, `send` and
 //!   done-callback objects, the futures the application awaits;
@@ -127,9 +127,8 @@ impl Server {
         grace: Option<Duration>,
     ) -> Result<Server, Error> {
         let fail = |what: &str, e: PyErr| Error::runtime(format!("{what}: {e}"));
-        let inbox = Inbox::new().map_err(|e| {
-            Error::runtime(format!("cannot make the event loop's inbox (eventfd): {e}"))
-        })?;
+        let inbox = Inbox::new()
+            .map_err(|e| Error::runtime(format!("cannot make the event loop's inbox: {e}")))?;
         let _ = CREATE_FUTURE.set(
             py,
             event_loop

@@ -122,15 +122,9 @@ impl EventLoop {
 /// worker threads have theirs ("ferrule-worker-N"); Python's `threading` names stay Python's.
 #[pyfunction]
 fn name_thread(name: &str) {
-    #[cfg(target_os = "linux")]
-    {
-        // The kernel keeps 15 bytes and a NUL.
-        let name: String = name.chars().filter(|c| *c != '\0').take(15).collect();
-        if let Ok(name) = std::ffi::CString::new(name) {
-            // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
-            unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
-        }
+    // Linux keeps 15 bytes and a NUL.
+    let name: String = name.chars().filter(|c| *c != '\0').take(15).collect();
+    if let Ok(name) = std::ffi::CString::new(name) {
+        crate::platform::name_this_thread(&name);
     }
-    #[cfg(not(target_os = "linux"))]
-    let _ = name;
 }

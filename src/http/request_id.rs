@@ -75,16 +75,15 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// 128 random bits (from `getrandom`, mixed with the time and pid if that fails).
+/// 128 random bits (from the kernel, mixed with the time and pid if that fails).
 pub(crate) fn random_seed() -> (u64, u64) {
     let mut buf = [0u8; 16];
-    // SAFETY: `buf` is a valid 16-byte buffer; a short or failed read leaves zeros, mixed below
-    // with the time and pid so two processes still differ.
-    let got = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    // A failed read leaves zeros, mixed below with the time and pid so two processes differ.
+    let got = crate::platform::random_bytes(&mut buf);
     let (a, b) = buf.split_at(8);
     let mut high = u64::from_le_bytes(a.try_into().unwrap_or_default());
     let low = u64::from_le_bytes(b.try_into().unwrap_or_default());
-    if got < 16 {
+    if !got {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);

@@ -7,7 +7,7 @@
 //! (backlog, mode, address reuse) are whoever bound it's business.
 
 use std::io;
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
@@ -42,7 +42,7 @@ pub fn adopt(fd: RawFd) -> Result<Bound, Error> {
             "it is not a stream socket (a systemd socket unit needs ListenStream=)".to_owned(),
         ));
     }
-    if !socket.is_listener().map_err(|e| fail(e.to_string()))? {
+    if !is_listening(&socket).map_err(|e| fail(e.to_string()))? {
         return Err(fail("the socket is not listening".to_owned()));
     }
     let own = |socket: &Socket| -> io::Result<()> {
@@ -69,6 +69,31 @@ pub fn adopt(fd: RawFd) -> Result<Bound, Error> {
             "it is neither a TCP nor a Unix socket ({domain:?})"
         )))
     }
+}
+
+/// Whether `listen(2)` was called on `socket`: `SO_ACCEPTCONN`, which Linux, macOS and FreeBSD
+/// all answer (`libc`: `SO_ACCEPTCONN` in `new/linux_uapi/asm/socket.rs`,
+/// `unix/bsd/apple/mod.rs` and `unix/bsd/freebsdlike/mod.rs`; socket2's `is_listener` leaves
+/// Apple targets out).
+fn is_listening(socket: &Socket) -> io::Result<bool> {
+    let mut value: libc::c_int = 0;
+    let mut len =
+        libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).map_err(io::Error::other)?;
+    // SAFETY: SO_ACCEPTCONN writes one int into `value`, whose size `len` gives; the socket is
+    // open for as long as `socket` is.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&raw mut value).cast(),
+            &raw mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(value != 0)
 }
 
 #[cfg(test)]

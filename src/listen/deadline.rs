@@ -311,7 +311,7 @@ impl Socket for tokio::net::TcpStream {
     /// Not yet acknowledged: the client's kernel acknowledges only what fits its receive
     /// buffer, which fills when the client stops reading.
     fn unsent(&self) -> Option<usize> {
-        outq(self)
+        crate::platform::unacknowledged(self)
     }
 
     /// Close with a reset: the kernel would otherwise keep trying, for minutes, to deliver
@@ -325,27 +325,11 @@ impl Socket for tokio::net::TcpStream {
 impl Socket for tokio::net::UnixStream {
     /// Not yet read by the peer, counted with the kernel's overhead per buffer.
     fn unsent(&self) -> Option<usize> {
-        outq(self)
+        crate::platform::unacknowledged(self)
     }
 
     /// What was written already sits in the peer's receive queue; nothing to discard here.
     fn abort(&self) {}
-}
-
-/// `SIOCOUTQ`: for TCP what the peer has not acknowledged, for a Unix socket what the peer
-/// has not read.
-#[cfg(target_os = "linux")]
-fn outq(socket: &impl std::os::fd::AsRawFd) -> Option<usize> {
-    let mut queued: libc::c_int = 0;
-    // SAFETY: SIOCOUTQ (which Linux defines as TIOCOUTQ) writes one int through the pointer,
-    // which points at a live c_int; the descriptor is open for as long as `socket` is.
-    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &raw mut queued) };
-    (rc == 0).then(|| usize::try_from(queued).unwrap_or(0))
-}
-
-#[cfg(not(target_os = "linux"))]
-fn outq(_socket: &impl std::os::fd::AsRawFd) -> Option<usize> {
-    None
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! new connection: whichever runs first takes it. After a burst (a load balancer or a
 //! benchmark opening its keep-alive pool) one worker could hold nearly all the connections,
 //! and with keep-alive their load for good, while the others idle. So workers keep a
-//! *board* in memory the master shares with them (a `memfd`, one [`Seat`] per worker): each
+//! *board* in memory the master shares with them (a shared memory file, one [`Seat`] per worker): each
 //! counts its open connections there, and a worker woken for a connection lets it wait for
 //! a worker with fewer — for at most [`MAX_DEFER`], as that worker may be too busy to run
 //! its accept loop — before taking it itself. A least-connections balance, decided by the
@@ -55,7 +55,7 @@ unsafe impl Sync for Mapping {}
 impl Mapping {
     fn new(fd: RawFd) -> io::Result<Self> {
         // SAFETY: a fresh shared mapping of an fd we hold, checked for failure; its length
-        // is the memfd's size, set before any mapping.
+        // is the shared file's size, set before any mapping.
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -75,7 +75,7 @@ impl Mapping {
     }
 
     fn seats(&self) -> &[Seat] {
-        // SAFETY: the mapping holds SEATS seats (zero-filled by the memfd, and all-zero is
+        // SAFETY: the mapping holds SEATS seats (zero-filled by the shared file, and all-zero is
         // a valid Seat of atomics) and lives as long as `self`.
         unsafe { std::slice::from_raw_parts(self.0.as_ptr(), SEATS) }
     }
@@ -99,18 +99,7 @@ pub struct Board {
 
 impl Board {
     pub fn create() -> io::Result<Arc<Board>> {
-        // SAFETY: memfd_create with a static C string; the result is checked.
-        let raw = unsafe { libc::memfd_create(c"ferrule-board".as_ptr(), libc::MFD_CLOEXEC) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a new fd that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let len = libc::off_t::try_from(BOARD_BYTES).map_err(io::Error::other)?;
-        // SAFETY: ftruncate on the fd just created.
-        if unsafe { libc::ftruncate(fd.as_raw_fd(), len) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let fd = crate::platform::shared_memory(BOARD_BYTES)?;
         let map = Mapping::new(fd.as_raw_fd())?;
         Ok(Arc::new(Board {
             fd,

@@ -25,12 +25,14 @@
 //! | `threads.rs` | starting, waking and running the worker threads; how one finds its next job |
 //! | `monitor.rs` | the `ferrule-handoff` thread: samples over a tick, acts on the policy |
 //! | `policy.rs` | the hand-off policy as pure functions (grow, keep, shrink), with its table tests |
-//! | `sample.rs` | a thread's CPU clock and scheduler state (`/proc/thread-self/stat`) |
+//!
+//! What a thread's CPU clock and run state are read from is `platform/`'s ([`ThreadProbe`]).
+//!
+//! [`ThreadProbe`]: crate::platform::ThreadProbe
 
 mod monitor;
 mod policy;
 mod queue;
-mod sample;
 mod threads;
 
 pub use queue::{Pool, Rejected, Runner};

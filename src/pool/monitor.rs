@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::policy::{self, Books, Look, Sampled, Step, TICK};
 use super::queue::Shared;
 use super::threads::{wake_one, Slot};
+use crate::platform::RunState;
 
 pub(super) fn monitor_loop(shared: &Arc<Shared>) {
     let max_threads = shared.plan.max_threads;
@@ -63,12 +64,12 @@ pub(super) fn monitor_loop(shared: &Arc<Shared>) {
             .map(|(s, before)| s.probe.cpu_time().saturating_sub(*before))
             .sum();
         let load = used.as_secs_f64() / started.elapsed().as_secs_f64();
-        let runnable = sample.iter().any(|(s, _)| s.probe.is_runnable());
+        let state = run_state(sample.iter().map(|(s, _)| s.probe.is_runnable()));
         st = shared.lock();
         let decision = policy::judge(&Sampled {
             measured: sample.len(),
             load,
-            runnable,
+            state,
             room,
             queued: st.queue.len(),
             busy: st.busy,
@@ -82,7 +83,7 @@ pub(super) fn monitor_loop(shared: &Arc<Shared>) {
         match decision.step {
             Step::Grow => {
                 crate::log_debug!(
-                    "{} busy thread(s) used {:.0}% of a core and none is runnable; waking another for {} queued request(s)",
+                    "{} busy thread(s) used {:.0}% of a core ({state:?}); waking another for {} queued request(s)",
                     sample.len(),
                     100.0 * load,
                     st.queue.len()
@@ -90,12 +91,29 @@ pub(super) fn monitor_loop(shared: &Arc<Shared>) {
                 wake_one(shared, &mut st);
             }
             Step::Shrink => crate::log_debug!(
-                "{} busy thread(s) used {:.0}% of a core, one runnable: allowing {}",
+                "{} busy thread(s) used {:.0}% of a core ({state:?}): allowing {}",
                 sample.len(),
                 100.0 * load,
                 st.allowed
             ),
             Step::Keep => {}
         }
+    }
+}
+
+/// The busy threads' state as one: runnable if any is, waiting if all are, else unknown.
+fn run_state(states: impl Iterator<Item = RunState>) -> RunState {
+    let mut all_waiting = true;
+    for state in states {
+        match state {
+            RunState::Runnable => return RunState::Runnable,
+            RunState::Unknown => all_waiting = false,
+            RunState::Waiting => {}
+        }
+    }
+    if all_waiting {
+        RunState::Waiting
+    } else {
+        RunState::Unknown
     }
 }

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use crate::platform::RunState;
+
 /// How long the monitor watches the busy threads before deciding. Short enough that an
 /// I/O-bound pool reaches 32 threads in well under 100 ms; long enough that a CPU-bound
 /// thread's usage is measured over many scheduler slices. Chosen by measurement (bench/).
@@ -24,6 +26,14 @@ const BLOCKED_BELOW: f64 = 0.75;
 /// about a third of a core), below what two CPU-bound threads use even when other processes
 /// take some of the CPU.
 const CONTENDED_ABOVE: f64 = 0.8;
+
+/// Where the platform cannot say whether a thread is runnable (FreeBSD; Linux built
+/// `portable`), busy threads that used less than this fraction of one core during a tick are
+/// blocked: a CPU clock all but stopped. Lower than [`BLOCKED_BELOW`], so that a CPU-bound
+/// thread that other processes starve of half a core is not taken for blocked; the pool still
+/// grows for I/O-bound views (32 threads each running 0.5 ms of Python per 50 ms request use a
+/// third of a core), if to fewer threads than where the state is known.
+const STALLED_BELOW: f64 = 0.5;
 
 /// Blocked ticks in a row before another thread is woken: a single one may catch the busy
 /// threads waiting out a short GIL hold by another thread (logging, say) rather than blocked
@@ -80,8 +90,9 @@ pub(super) struct Sampled {
     pub measured: usize,
     /// The CPU time they used over the tick, as a fraction of one core.
     pub load: f64,
-    /// Whether any of them was runnable (running or waiting for a CPU) at the end.
-    pub runnable: bool,
+    /// At the end of the tick: `Runnable` if any of them was (running or waiting for a CPU),
+    /// `Waiting` if all were in blocking calls, `Unknown` if the platform cannot tell.
+    pub state: RunState,
     /// Whether there was room to grow when the tick began.
     pub room: bool,
     /// Jobs waiting at the end of the tick.
@@ -121,7 +132,9 @@ pub(super) struct Decision {
 /// What a measured tick means: grow when the busy threads were blocked (below
 /// [`BLOCKED_BELOW`] of a core, none runnable) for [`BLOCKED_TICKS`] ticks in a row and there
 /// is room; shrink when they saturate a core (from [`CONTENDED_ABOVE`], one runnable) and
-/// more than one is busy; keep otherwise. A runnable thread is never blocked, however little
+/// more than one is busy; keep otherwise. Where the state is unknown, blocked means below
+/// [`STALLED_BELOW`] and contended needs no runnable thread. A runnable thread is never
+/// blocked, however little
 /// CPU it got: it is starved by other processes, not waiting on I/O.
 pub(super) fn judge(s: &Sampled) -> Decision {
     let keep = |blocked_ticks| Decision {
@@ -134,7 +147,12 @@ pub(super) fn judge(s: &Sampled) -> Decision {
         // verdict, and the count of blocked ticks stands.
         return keep(s.blocked_ticks);
     }
-    if s.load < BLOCKED_BELOW && !s.runnable {
+    let blocked = match s.state {
+        RunState::Waiting => s.load < BLOCKED_BELOW,
+        RunState::Unknown => s.load < STALLED_BELOW,
+        RunState::Runnable => false,
+    };
+    if blocked {
         let blocked_ticks = s.blocked_ticks + 1;
         if s.room && blocked_ticks >= BLOCKED_TICKS {
             return Decision {
@@ -145,7 +163,7 @@ pub(super) fn judge(s: &Sampled) -> Decision {
         }
         return keep(blocked_ticks);
     }
-    if s.load >= CONTENDED_ABOVE && s.runnable && s.busy > 1 {
+    if s.load >= CONTENDED_ABOVE && s.state != RunState::Waiting && s.busy > 1 {
         return Decision {
             step: Step::Shrink,
             allowed: s.busy - 1,
@@ -214,7 +232,7 @@ mod tests {
     /// `--threads 8`.
     fn tick(
         load: f64,
-        runnable: bool,
+        state: RunState,
         room: bool,
         busy: usize,
         allowed: usize,
@@ -223,7 +241,7 @@ mod tests {
         Sampled {
             measured: 2,
             load,
-            runnable,
+            state,
             room,
             queued: 1,
             busy,
@@ -234,37 +252,42 @@ mod tests {
         }
     }
 
-    /// (load, runnable, room, busy, allowed, blocked ticks before)
-    type Given = (f64, bool, bool, usize, usize, u32);
+    /// (load, run state, room, busy, allowed, blocked ticks before)
+    type Given = (f64, RunState, bool, usize, usize, u32);
     /// (step, allowed, blocked ticks after)
     type Want = (Step, usize, u32);
 
     #[test]
     fn judge_table() {
+        use RunState::{Runnable as R, Unknown as U, Waiting as W};
         use Step::{Grow, Keep, Shrink};
         #[rustfmt::skip]
         let rows: &[(&str, Given, Want)] = &[
-            // rule                                                   (load, runnable, room, busy, allowed, ticks)  (step, allowed, ticks)
-            ("blocked once: wait for a second look",                  (0.1,  false, true,  2, 2, 0), (Keep,   2, 1)),
-            ("blocked twice in a row: grow",                          (0.1,  false, true,  2, 2, 1), (Grow,   3, 0)),
-            ("no growth without room",                                (0.1,  false, false, 2, 2, 1), (Keep,   2, 2)),
-            ("blocked again without room: keep counting",             (0.1,  false, false, 2, 2, 2), (Keep,   2, 3)),
-            ("growth stops at --threads",                             (0.1,  false, true,  8, 8, 1), (Grow,   8, 0)),
-            ("growth never lowers the allowance",                     (0.1,  false, true,  2, 5, 1), (Grow,   5, 0)),
-            ("just under the blocked line",                           (0.74, false, true,  2, 2, 1), (Grow,   3, 0)),
-            ("at the blocked line: not blocked, the streak ends",     (0.75, false, true,  2, 2, 1), (Keep,   2, 0)),
-            ("a CPU-starved runnable thread is not blocked",          (0.1,  true,  true,  2, 2, 1), (Keep,   2, 0)),
-            ("contended, one runnable, two busy: shrink",             (0.95, true,  true,  2, 2, 0), (Shrink, 1, 0)),
-            ("at the contended line: shrink",                         (0.8,  true,  true,  2, 2, 0), (Shrink, 1, 0)),
-            ("contended without room: shrink all the same",           (0.95, true,  false, 3, 3, 0), (Shrink, 2, 0)),
-            ("shrinking sets the allowance one below the busy",       (1.9,  true,  true,  4, 2, 0), (Shrink, 3, 0)),
-            ("contended with one busy: keep the one",                 (1.0,  true,  true,  1, 1, 0), (Keep,   1, 0)),
-            ("saturated but none runnable: keep",                     (0.95, false, true,  2, 2, 0), (Keep,   2, 0)),
-            ("between the lines: keep, and a blocked streak ends",    (0.78, true,  true,  2, 2, 1), (Keep,   2, 0)),
+            // rule                                                     (load, state, room, busy, allowed, ticks) (step, allowed, ticks)
+            ("blocked once: wait for a second look",                     (0.1,  W, true,  2, 2, 0), (Keep,   2, 1)),
+            ("blocked twice in a row: grow",                             (0.1,  W, true,  2, 2, 1), (Grow,   3, 0)),
+            ("no growth without room",                                   (0.1,  W, false, 2, 2, 1), (Keep,   2, 2)),
+            ("blocked again without room: keep counting",                (0.1,  W, false, 2, 2, 2), (Keep,   2, 3)),
+            ("growth stops at --threads",                                (0.1,  W, true,  8, 8, 1), (Grow,   8, 0)),
+            ("growth never lowers the allowance",                        (0.1,  W, true,  2, 5, 1), (Grow,   5, 0)),
+            ("just under the blocked line",                              (0.74, W, true,  2, 2, 1), (Grow,   3, 0)),
+            ("at the blocked line: not blocked, the streak ends",        (0.75, W, true,  2, 2, 1), (Keep,   2, 0)),
+            ("a CPU-starved runnable thread is not blocked",             (0.1,  R, true,  2, 2, 1), (Keep,   2, 0)),
+            ("contended, one runnable, two busy: shrink",                (0.95, R, true,  2, 2, 0), (Shrink, 1, 0)),
+            ("at the contended line: shrink",                            (0.8,  R, true,  2, 2, 0), (Shrink, 1, 0)),
+            ("contended without room: shrink all the same",              (0.95, R, false, 3, 3, 0), (Shrink, 2, 0)),
+            ("shrinking sets the allowance one below the busy",          (1.9,  R, true,  4, 2, 0), (Shrink, 3, 0)),
+            ("contended with one busy: keep the one",                    (1.0,  R, true,  1, 1, 0), (Keep,   1, 0)),
+            ("saturated but none runnable: keep",                        (0.95, W, true,  2, 2, 0), (Keep,   2, 0)),
+            ("between the lines: keep, and a blocked streak ends",       (0.78, R, true,  2, 2, 1), (Keep,   2, 0)),
+            ("unknown state, clock all but stopped, twice: grow",        (0.1,  U, true,  2, 2, 1), (Grow,   3, 0)),
+            ("unknown state, just under the stalled line: grow",         (0.49, U, true,  2, 2, 1), (Grow,   3, 0)),
+            ("unknown state, half a core: a starved thread, keep",       (0.5,  U, true,  2, 2, 1), (Keep,   2, 0)),
+            ("unknown state, contended, two busy: shrink",               (0.95, U, true,  2, 2, 0), (Shrink, 1, 0)),
         ];
         for &(rule, given, (step, allowed, blocked_ticks)) in rows {
-            let (load, runnable, room, busy, allowed_before, ticks_before) = given;
-            let sampled = tick(load, runnable, room, busy, allowed_before, ticks_before);
+            let (load, state, room, busy, allowed_before, ticks_before) = given;
+            let sampled = tick(load, state, room, busy, allowed_before, ticks_before);
             let want = Decision {
                 step,
                 allowed,
@@ -276,7 +299,7 @@ mod tests {
 
     #[test]
     fn judge_keeps_the_streak_when_the_tick_says_nothing() {
-        let blocked_again = tick(0.1, false, true, 2, 2, 1);
+        let blocked_again = tick(0.1, RunState::Waiting, true, 2, 2, 1);
         let rows: &[(&str, Sampled)] = &[
             (
                 "nothing measured (only woken threads were busy)",

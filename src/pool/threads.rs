@@ -10,9 +10,9 @@ use pyo3::prelude::*;
 
 use super::queue::Work;
 use super::queue::{Shared, State};
-use super::sample::Probe;
 use crate::cancel::Flight;
 use crate::log_error;
+use crate::platform::ThreadProbe;
 
 /// Stack size of a worker thread: Python's recursion and Django's template engine expect the
 /// 8 MiB that `threading` threads get on Linux, not Rust's 2 MiB default.
@@ -22,7 +22,7 @@ const STACK_SIZE: usize = 8 << 20;
 pub(super) struct Slot {
     pub(super) wake: Condvar,
     /// The thread's CPU clock and scheduler state, for the monitor.
-    pub(super) probe: Probe,
+    pub(super) probe: ThreadProbe,
     flags: Mutex<Flags>,
     /// The flight of the request the thread is running.
     running: Mutex<Option<Arc<Flight>>>,
@@ -38,7 +38,7 @@ impl Slot {
     fn new() -> Arc<Self> {
         Arc::new(Self {
             wake: Condvar::new(),
-            probe: Probe::new(),
+            probe: ThreadProbe::new(),
             flags: Mutex::new(Flags::default()),
             running: Mutex::new(None),
         })

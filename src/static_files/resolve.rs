@@ -194,37 +194,25 @@ fn open_checked(root: &Path, path: PathBuf) -> io::Result<Entry> {
 
 /// Is the file behind `file` inside `root`? `canonicalize` then `open` is a race: a directory
 /// on the path can be replaced by a symlink in between, and `O_NOFOLLOW` only guards the last
-/// component. The kernel's own name for the open descriptor (`/proc/self/fd/N`) says where
-/// the file really is. (`openat2` with `RESOLVE_BENEATH` would close the race in the kernel,
+/// component. The kernel's own name for the open descriptor (`/proc/self/fd/N` on Linux,
+/// `fcntl(F_GETPATH)` on macOS, `fcntl(F_KINFO)` on FreeBSD: `platform::open_path`) says
+/// where the file really is. (`openat2` with `RESOLVE_BENEATH` would close the race in the kernel,
 /// but refuses absolute symlinks that stay inside the root, which are allowed here.)
 ///
-/// Without `/proc` (or off Linux) the check cannot be made: a warning says so once and files
-/// are accepted on the canonical path alone, as before the check existed.
+/// Where the kernel cannot say (Linux without `/proc`, FreeBSD before 13.1) the check cannot
+/// be made: a warning says so once and files are accepted on the canonical path alone, as
+/// before the check existed.
 fn opened_inside(file: &File, root: &Path) -> bool {
-    match fd_path(file) {
+    match crate::platform::open_path(file) {
         Ok(real) => real.starts_with(root),
         Err(e) => {
             static WARNED: Once = Once::new();
             WARNED.call_once(|| {
-                log_warn!("cannot check where opened static files really are ({e}); mount /proc so that a directory replaced by a symlink mid-request cannot expose a file outside a static directory");
+                log_warn!("cannot check where opened static files really are ({e}); on Linux, mount /proc so that a directory replaced by a symlink mid-request cannot expose a file outside a static directory");
             });
             true
         }
     }
-}
-
-#[cfg(target_os = "linux")]
-fn fd_path(file: &File) -> io::Result<PathBuf> {
-    use std::os::fd::AsRawFd;
-    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
-}
-
-#[cfg(not(target_os = "linux"))]
-fn fd_path(_file: &File) -> io::Result<PathBuf> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        "only Linux's /proc names an open file",
-    ))
 }
 
 fn is_about_this_file(e: &io::Error) -> bool {
@@ -446,7 +434,10 @@ mod tests {
         let file = File::open(other.join("secret")).unwrap();
         assert!(!opened_inside(&file, &root));
         assert!(opened_inside(&file, &other));
-        assert_eq!(fd_path(&file).unwrap(), other.join("secret"));
+        assert_eq!(
+            crate::platform::open_path(&file).unwrap(),
+            other.join("secret")
+        );
     }
 
     #[test]

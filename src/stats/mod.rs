@@ -360,17 +360,7 @@ impl Drop for ConnectionGuard {
     }
 }
 
-/// Resident set size from `/proc/self/statm` (0 where it cannot be read).
+/// This process's resident set size (0 where it cannot be read).
 pub fn rss_bytes() -> u64 {
-    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
-        return 0;
-    };
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    pages * u64::try_from(page).unwrap_or(4096)
+    crate::platform::resident_bytes(std::process::id()).unwrap_or(0)
 }

@@ -79,7 +79,7 @@ pub struct Snapshot {
     pub time: f64,
     /// Seconds since the server started.
     pub uptime: f64,
-    /// Resident set size of the process, in bytes (from `/proc/self/statm`).
+    /// Resident set size of the process, in bytes (`platform::resident_bytes`).
     pub rss_bytes: u64,
     pub gauges: Gauges,
     /// Totals since start, over every view.

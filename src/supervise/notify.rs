@@ -15,6 +15,7 @@
 //! for `WATCHDOG_USEC=0` and for a `WATCHDOG_PID` that is not a number, where
 //! `sd_watchdog_enabled(3)` refuses both.
 
+#[cfg(target_os = "linux")]
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
@@ -170,13 +171,15 @@ fn open(value: &[u8]) -> Result<(UnixDatagram, SocketAddr), String> {
 
 fn address(value: &[u8]) -> Result<SocketAddr, String> {
     match value {
+        #[cfg(target_os = "linux")]
         [b'@', name @ ..] if !name.is_empty() => {
             SocketAddr::from_abstract_name(name).map_err(|e| e.to_string())
         }
         [b'/', ..] => {
             SocketAddr::from_pathname(std::ffi::OsStr::from_bytes(value)).map_err(|e| e.to_string())
         }
-        _ => Err("expected an absolute path or @name".to_owned()),
+        _ if cfg!(target_os = "linux") => Err("expected an absolute path or @name".to_owned()),
+        _ => Err("expected an absolute path (abstract @names are Linux's)".to_owned()),
     }
 }
 

@@ -72,9 +72,14 @@ impl FileWrapper {
             return None;
         }
         let offset: u64 = f.call_method0("tell").ok()?.extract().ok()?;
-        // An independent open file description, so our reads neither move nor depend on the
-        // application's file position, and closing its object cannot pull the file away.
-        let file = File::open(format!("/proc/self/fd/{fd}")).ok().or_else(|| {
+        // On Linux an independent open file description, so closing the application's object
+        // cannot pull the file away; elsewhere a duplicate. Our reads are positioned either way,
+        // so they neither move nor depend on the application's file position.
+        #[cfg(target_os = "linux")]
+        let reopened = File::open(format!("/proc/self/fd/{fd}")).ok();
+        #[cfg(not(target_os = "linux"))]
+        let reopened = None;
+        let file = reopened.or_else(|| {
             // SAFETY: dup returns a new descriptor we own, or -1 which we check.
             let dup = unsafe { libc::dup(fd) };
             (dup >= 0).then(|| unsafe { File::from_raw_fd(dup) })

@@ -1,5 +1,5 @@
 //! The master's periodic checks, every tick: the backoff starts afresh once workers serve
-//! again; ready workers are pinged and their memory sampled (`/proc/PID/statm`); a worker
+//! again; ready workers are pinged and their memory sampled (`platform::resident_bytes`); a worker
 //! over `--max-rss` is marked for replacement; one silent or stuck past `--worker-timeout`,
 //! or draining past `--graceful-timeout`, is killed. Replacing it is `decide.rs`'s.
 
@@ -29,7 +29,7 @@ impl Master {
         let graceful = self.plan.graceful_timeout + EXIT_MARGIN;
         let mut kill = Vec::new();
         for w in self.workers.values_mut() {
-            w.rss = resident_bytes(w.pid).unwrap_or(0);
+            w.rss = crate::platform::resident_bytes(w.pid).unwrap_or(0);
             match w.state {
                 State::Starting => {}
                 State::Ready if w.killed => {}
@@ -101,13 +101,4 @@ impl Master {
         }
         self.publish();
     }
-}
-
-/// Resident memory of a process, from `/proc/PID/statm` (pages).
-fn resident_bytes(pid: u32) -> Option<u64> {
-    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages * u64::try_from(page).unwrap_or(4096))
 }
