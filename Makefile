@@ -29,7 +29,7 @@ run: build  ## build, then serve the demo Django site at http://127.0.0.1:8000
 	cd demo && ../$(PY) manage.py migrate --noinput -v0 && ../$(PY) manage.py server 127.0.0.1:8000
 
 .PHONY: test
-test: build test-rust test-py test-py313  ## build, then run every test
+test: build test-rust test-py test-py313 test-portable  ## build, then run every test
 
 .PHONY: test-rust
 test-rust:  ## cargo tests for the pure-Rust logic
@@ -52,6 +52,29 @@ test-py313: build  ## the Django tests (WSGI and ASGI) on CPython 3.13 with Djan
 	@if [ -z "$(PYTHON313)" ]; then echo "SKIPPED: no CPython 3.13 found for the Django 6 run"; exit 0; fi; \
 	$(MAKE) --no-print-directory $(PY313) && \
 	PYTHONPATH=$(abspath python) $(PY313) -m pytest -q -p no:cacheprovider tests/test_django.py tests/test_django_asgi.py
+
+# The POSIX paths macOS and FreeBSD use (src/platform/), run here: the extension built with the
+# `portable` feature into target/portable/, put first on PYTHONPATH, and the tests that depend
+# on those paths: the pool's growth (CPU clock without a run state), the workers' board
+# (shm_open), the event loop's doorbell (a pipe), --max-rss and reload.
+PORTABLE := target/portable
+PORTABLE_TESTS := tests/test_platform_paths.py \
+	"tests/test_supervise.py::test_a_burst_of_keep_alive_connections_is_shared_between_the_workers" \
+	"tests/test_supervise.py::test_a_worker_killed_under_load_is_replaced_and_the_rest_unaffected" \
+	"tests/test_supervise.py::test_max_rss_replaces_a_worker_that_grows" \
+	"tests/test_supervise.py::test_ttin_and_ttou_add_and_remove_a_worker" \
+	"tests/test_reload.py::test_a_changed_module_restarts_the_worker" \
+	"tests/test_reload.py::test_manage_py_server_reloads_by_default_and_noreload_turns_it_off" \
+	"tests/test_cli.py::test_ferrule_threads_env_runs_two_requests_at_once"
+
+.PHONY: test-portable
+test-portable: build  ## the portable (macOS/FreeBSD) code paths, on a Linux build that uses them
+	cargo test --lib -q --features portable -- platform:: pool::
+	rm -rf $(PORTABLE)/wheel $(PORTABLE)/site
+	$(VENV)/bin/maturin build --release -q --features portable,pyo3/extension-module -o $(PORTABLE)/wheel
+	$(PY) -m pip install -q --no-deps --target $(PORTABLE)/site $(PORTABLE)/wheel/ferrule-*.whl
+	FERRULE_EXPECT_PATHS=portable PYTHONPATH=$(abspath $(PORTABLE)/site) \
+		$(PY) -m pytest -q -p no:cacheprovider $(PORTABLE_TESTS)
 
 .PHONY: lint
 lint: build  ## rustfmt, clippy (-D warnings), ruff, stubtest for the .pyi

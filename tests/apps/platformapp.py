@@ -1,0 +1,40 @@
+"""What the platform paths of the build under test do, seen from a view.
+
+- `/paths`: the paths this build uses (`ferrule._ferrule.PLATFORM_PATHS`);
+- `/burn?ms=N`: N ms of pure-Python CPU work, then the name of the thread that did it;
+- `/sleep?s=S`: S seconds asleep (recorded as `platformapp slept`), then the thread's name.
+"""
+
+import threading
+import time
+
+from _record import param, record
+
+
+def app(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path == "/paths":
+        from ferrule import _ferrule
+
+        body = _ferrule.PLATFORM_PATHS
+    elif path == "/burn":
+        end = time.thread_time() + float(param(environ, "ms", "100")) / 1000
+        n = 0
+        while time.thread_time() < end:
+            n += 1
+        body = threading.current_thread().name
+    elif path == "/sleep":
+        tag = param(environ, "tag", "-")
+        record(f"platformapp sleeping tag={tag}")
+        time.sleep(float(param(environ, "s", "1")))
+        record(f"platformapp slept tag={tag}")
+        body = threading.current_thread().name
+    else:
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"not found\n"]
+    data = body.encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+application = app
