@@ -78,4 +78,3 @@ def test_asgi_requests_cross_the_inbox_under_concurrency(serve):
     with ThreadPoolExecutor(8) as pool:
         statuses = list(pool.map(lambda _: server.request("GET", "/")[0].status, range(200)))
     assert statuses == [200] * 200
-

@@ -30,6 +30,9 @@ pub struct ThreadProbe {
 }
 
 impl ThreadProbe {
+    /// Whether [`Self::is_runnable`] can say anything but `Unknown`.
+    pub const TELLS_RUN_STATE: bool = true;
+
     pub fn new() -> Self {
         Self {
             port: AtomicU32::new(0),

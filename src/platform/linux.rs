@@ -120,6 +120,9 @@ mod native {
     }
 
     impl ThreadProbe {
+        /// Whether [`Self::is_runnable`] can say anything but `Unknown`.
+        pub const TELLS_RUN_STATE: bool = true;
+
         pub fn new() -> Self {
             Self {
                 clock: AtomicI32::new(-1),

@@ -10,7 +10,7 @@
 //! | shared memory | `memfd_create` | `shm_open` + `shm_unlink` | `shm_open` + `shm_unlink` |
 //! | loop wake-up | `eventfd` | a pipe | a pipe |
 //! | thread CPU time | `pthread_getcpuclockid` | `thread_info(THREAD_BASIC_INFO)` | `pthread_getcpuclockid` |
-//! | thread run state | `/proc/thread-self/stat` | `thread_info` `run_state` | not read: judged from CPU time |
+//! | thread run state | `/proc/thread-self/stat` | `thread_info` `run_state` | not read: the process's involuntary switches instead |
 //! | resident memory | `/proc/PID/statm` | `proc_pidinfo(PROC_PIDTASKINFO)` | `sysctl(KERN_PROC_PID)` |
 //! | unacknowledged bytes | `ioctl(SIOCOUTQ)` | `getsockopt(SO_NWRITE)` | `ioctl(FIONWRITE)` |
 //! | an open file's path | `/proc/self/fd/N` | `fcntl(F_GETPATH)` | `fcntl(F_KINFO)` |
@@ -101,6 +101,24 @@ fn cpu_clock(clock: libc::clockid_t) -> std::time::Duration {
     )
 }
 
+/// How many times this process's threads have been switched off a CPU against their will
+/// (`getrusage(RUSAGE_SELF)`'s `ru_nivcsw`): it rises while a thread that could run is
+/// preempted, as when other processes starve it of CPU. Where the run state of a thread is
+/// unknown, the pool reads this instead (`pool/policy.rs`). 0 if it cannot be read.
+///
+/// `libc`: `getrusage(resource: c_int, usage: *mut rusage) -> c_int` and `struct rusage { ..,
+/// ru_nivcsw: c_long }` in `unix/mod.rs`; `RUSAGE_SELF: c_int = 0` in `unix/linux_like/mod.rs`,
+/// `unix/bsd/apple/mod.rs` and `unix/bsd/freebsdlike/mod.rs`.
+pub fn involuntary_switches() -> u64 {
+    // SAFETY: a plain C struct of integers, for which all-zero is valid.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid out-pointer.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &raw mut usage) } != 0 {
+        return 0;
+    }
+    u64::try_from(usage.ru_nivcsw).unwrap_or(0)
+}
+
 /// Which column of the table above this build uses, for `ferrule --version` and the tests
 /// that must know which paths they ran.
 pub const PATHS: &str = if cfg!(all(target_os = "linux", not(feature = "portable"))) {
@@ -183,10 +201,10 @@ mod tests {
         probe.attach();
         // It has used some CPU to get here, and it is running while it reads its own state.
         assert!(probe.cpu_time() > Duration::ZERO);
-        let want = if PATHS == "portable" {
-            RunState::Unknown
-        } else {
+        let want = if ThreadProbe::TELLS_RUN_STATE {
             RunState::Runnable
+        } else {
+            RunState::Unknown
         };
         assert_eq!(probe.is_runnable(), want);
         probe.detach();
@@ -196,8 +214,8 @@ mod tests {
     #[test]
     fn a_sleeping_thread_is_seen_waiting_from_another() {
         use std::sync::Arc;
-        if PATHS == "portable" {
-            return; // no run state to read
+        if !ThreadProbe::TELLS_RUN_STATE {
+            return;
         }
         let probe = Arc::new(ThreadProbe::new());
         let (tx, rx) = std::sync::mpsc::channel::<()>();
@@ -216,6 +234,34 @@ mod tests {
         tx.send(()).unwrap();
         sleeper.join().unwrap();
         assert_eq!(seen, RunState::Waiting);
+    }
+
+    #[cfg(target_os = "linux")] // sched_setaffinity: a Linux call, in a test only
+    #[test]
+    fn threads_that_fight_for_one_cpu_are_switched_against_their_will() {
+        // Two threads spinning on the one CPU they are pinned to preempt each other.
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        let pin = move || {
+            // SAFETY: all-zero is an empty CPU set; the call reads `size` bytes of it and
+            // applies to the calling thread only (pid 0).
+            unsafe {
+                let mut one: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(0, &mut one);
+                libc::sched_setaffinity(0, size, &raw const one);
+            }
+        };
+        let spin = move || {
+            pin();
+            let end = std::time::Instant::now() + Duration::from_millis(300);
+            while std::time::Instant::now() < end {
+                std::hint::spin_loop();
+            }
+        };
+        let before = involuntary_switches();
+        let (a, b) = (std::thread::spawn(spin), std::thread::spawn(spin));
+        a.join().unwrap();
+        b.join().unwrap();
+        assert!(involuntary_switches() > before);
     }
 
     #[test]

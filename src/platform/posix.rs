@@ -142,6 +142,9 @@ mod clock_only {
     }
 
     impl ThreadProbe {
+        /// Whether [`Self::is_runnable`] can say anything but `Unknown`.
+        pub const TELLS_RUN_STATE: bool = false;
+
         pub fn new() -> Self {
             Self {
                 clock: AtomicI32::new(-1),

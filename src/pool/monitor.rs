@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::policy::{self, Books, Look, Sampled, Step, TICK};
 use super::queue::Shared;
 use super::threads::{wake_one, Slot};
-use crate::platform::RunState;
+use crate::platform::{self, RunState, ThreadProbe};
 
 pub(super) fn monitor_loop(shared: &Arc<Shared>) {
     let max_threads = shared.plan.max_threads;
@@ -56,6 +56,16 @@ pub(super) fn monitor_loop(shared: &Arc<Shared>) {
             .filter(|s| s.flags().busy)
             .map(|s| (Arc::clone(s), s.probe.cpu_time()))
             .collect();
+        // Where a thread's run state is unknown, a preemption during the tick tells a thread
+        // starved by other processes from one blocked in I/O.
+        let switches = || {
+            if ThreadProbe::TELLS_RUN_STATE {
+                0
+            } else {
+                platform::involuntary_switches()
+            }
+        };
+        let switched_before = switches();
         let started = Instant::now();
         drop(st);
         std::thread::sleep(tick);
@@ -65,11 +75,13 @@ pub(super) fn monitor_loop(shared: &Arc<Shared>) {
             .sum();
         let load = used.as_secs_f64() / started.elapsed().as_secs_f64();
         let state = run_state(sample.iter().map(|(s, _)| s.probe.is_runnable()));
+        let preempted = switches() != switched_before;
         st = shared.lock();
         let decision = policy::judge(&Sampled {
             measured: sample.len(),
             load,
             state,
+            preempted,
             room,
             queued: st.queue.len(),
             busy: st.busy,

@@ -27,18 +27,20 @@ const BLOCKED_BELOW: f64 = 0.75;
 /// take some of the CPU.
 const CONTENDED_ABOVE: f64 = 0.8;
 
-/// Where the platform cannot say whether a thread is runnable (FreeBSD; Linux built
-/// `portable`), busy threads that used less than this fraction of one core during a tick are
-/// blocked: a CPU clock all but stopped. Lower than [`BLOCKED_BELOW`], so that a CPU-bound
-/// thread that other processes starve of half a core is not taken for blocked; the pool still
-/// grows for I/O-bound views (32 threads each running 0.5 ms of Python per 50 ms request use a
-/// third of a core), if to fewer threads than where the state is known.
-const STALLED_BELOW: f64 = 0.5;
-
 /// Blocked ticks in a row before another thread is woken: a single one may catch the busy
 /// threads waiting out a short GIL hold by another thread (logging, say) rather than blocked
 /// in I/O.
 const BLOCKED_TICKS: u32 = 2;
+
+/// The same where the platform cannot say whether a thread is runnable (FreeBSD; Linux built
+/// `portable`). A tick counts as blocked there when the busy threads used little CPU and no
+/// thread of the process was preempted during it; but a thread that other processes starve is
+/// preempted only when it runs, and on a loaded machine it can wait on a run queue for a few
+/// ticks between slices. 25 ticks (50 ms) outlast such a wait: a scheduler's slice is a few
+/// milliseconds, so a runnable thread runs, and is preempted, within them. 10 ticks did not:
+/// with six CPU-bound processes on two cores, a CPU-bound view was taken for blocked in one
+/// run of five. The cost is a slower start for I/O-bound views: a thread per 50 ms.
+const BLOCKED_TICKS_UNSEEN: u32 = 25;
 
 /// The pool's books as the monitor reads them under the lock, before a tick.
 #[derive(Debug, Clone, Copy)]
@@ -93,6 +95,9 @@ pub(super) struct Sampled {
     /// At the end of the tick: `Runnable` if any of them was (running or waiting for a CPU),
     /// `Waiting` if all were in blocking calls, `Unknown` if the platform cannot tell.
     pub state: RunState,
+    /// Whether a thread of the process was preempted during the tick (read only where the
+    /// state is unknown).
+    pub preempted: bool,
     /// Whether there was room to grow when the tick began.
     pub room: bool,
     /// Jobs waiting at the end of the tick.
@@ -132,9 +137,10 @@ pub(super) struct Decision {
 /// What a measured tick means: grow when the busy threads were blocked (below
 /// [`BLOCKED_BELOW`] of a core, none runnable) for [`BLOCKED_TICKS`] ticks in a row and there
 /// is room; shrink when they saturate a core (from [`CONTENDED_ABOVE`], one runnable) and
-/// more than one is busy; keep otherwise. Where the state is unknown, blocked means below
-/// [`STALLED_BELOW`] and contended needs no runnable thread. A runnable thread is never
-/// blocked, however little
+/// more than one is busy; keep otherwise. Where the state is unknown, a tick in which a thread
+/// of the process was preempted is not blocked, [`BLOCKED_TICKS_UNSEEN`] blocked ticks are
+/// needed, and contended needs no runnable thread. A runnable thread is never blocked, however
+/// little
 /// CPU it got: it is starved by other processes, not waiting on I/O.
 pub(super) fn judge(s: &Sampled) -> Decision {
     let keep = |blocked_ticks| Decision {
@@ -147,14 +153,14 @@ pub(super) fn judge(s: &Sampled) -> Decision {
         // verdict, and the count of blocked ticks stands.
         return keep(s.blocked_ticks);
     }
-    let blocked = match s.state {
-        RunState::Waiting => s.load < BLOCKED_BELOW,
-        RunState::Unknown => s.load < STALLED_BELOW,
-        RunState::Runnable => false,
+    let (blocked, needed) = match s.state {
+        RunState::Waiting => (s.load < BLOCKED_BELOW, BLOCKED_TICKS),
+        RunState::Unknown => (s.load < BLOCKED_BELOW && !s.preempted, BLOCKED_TICKS_UNSEEN),
+        RunState::Runnable => (false, BLOCKED_TICKS),
     };
     if blocked {
         let blocked_ticks = s.blocked_ticks + 1;
-        if s.room && blocked_ticks >= BLOCKED_TICKS {
+        if s.room && blocked_ticks >= needed {
             return Decision {
                 step: Step::Grow,
                 allowed: (s.busy + 1).min(s.max_threads).max(s.allowed),
@@ -242,6 +248,7 @@ mod tests {
             measured: 2,
             load,
             state,
+            preempted: false,
             room,
             queued: 1,
             busy,
@@ -259,7 +266,7 @@ mod tests {
 
     #[test]
     fn judge_table() {
-        use RunState::{Runnable as R, Unknown as U, Waiting as W};
+        use RunState::{Runnable as R, Waiting as W};
         use Step::{Grow, Keep, Shrink};
         #[rustfmt::skip]
         let rows: &[(&str, Given, Want)] = &[
@@ -280,14 +287,55 @@ mod tests {
             ("contended with one busy: keep the one",                    (1.0,  R, true,  1, 1, 0), (Keep,   1, 0)),
             ("saturated but none runnable: keep",                        (0.95, W, true,  2, 2, 0), (Keep,   2, 0)),
             ("between the lines: keep, and a blocked streak ends",       (0.78, R, true,  2, 2, 1), (Keep,   2, 0)),
-            ("unknown state, clock all but stopped, twice: grow",        (0.1,  U, true,  2, 2, 1), (Grow,   3, 0)),
-            ("unknown state, just under the stalled line: grow",         (0.49, U, true,  2, 2, 1), (Grow,   3, 0)),
-            ("unknown state, half a core: a starved thread, keep",       (0.5,  U, true,  2, 2, 1), (Keep,   2, 0)),
-            ("unknown state, contended, two busy: shrink",               (0.95, U, true,  2, 2, 0), (Shrink, 1, 0)),
         ];
         for &(rule, given, (step, allowed, blocked_ticks)) in rows {
             let (load, state, room, busy, allowed_before, ticks_before) = given;
             let sampled = tick(load, state, room, busy, allowed_before, ticks_before);
+            let want = Decision {
+                step,
+                allowed,
+                blocked_ticks,
+            };
+            assert_eq!(judge(&sampled), want, "{rule}");
+        }
+    }
+
+    #[test]
+    fn judge_without_a_run_state() {
+        use Step::{Grow, Keep, Shrink};
+        let unseen = |load, preempted, blocked_ticks| Sampled {
+            preempted,
+            ..tick(load, RunState::Unknown, true, 2, 2, blocked_ticks)
+        };
+        let rows: &[(&str, Sampled, Want)] = &[
+            (
+                "a stopped clock: one more blocked tick",
+                unseen(0.1, false, 1),
+                (Keep, 2, 2),
+            ),
+            (
+                "a stopped clock for 25 ticks: grow",
+                unseen(0.1, false, 24),
+                (Grow, 3, 0),
+            ),
+            (
+                "preempted: starved, not blocked",
+                unseen(0.1, true, 24),
+                (Keep, 2, 0),
+            ),
+            ("at the blocked line", unseen(0.75, false, 24), (Keep, 2, 0)),
+            (
+                "contended, two busy: shrink",
+                unseen(0.95, false, 0),
+                (Shrink, 1, 0),
+            ),
+            (
+                "contended and preempted: shrink",
+                unseen(0.95, true, 0),
+                (Shrink, 1, 0),
+            ),
+        ];
+        for &(rule, sampled, (step, allowed, blocked_ticks)) in rows {
             let want = Decision {
                 step,
                 allowed,
