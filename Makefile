@@ -76,10 +76,32 @@ test-portable: build  ## the portable (macOS/FreeBSD) code paths, on a Linux bui
 	FERRULE_EXPECT_PATHS=portable PYTHONPATH=$(abspath $(PORTABLE)/site) \
 		$(PY) -m pytest -q -p no:cacheprovider $(PORTABLE_TESTS)
 
+# macOS and FreeBSD cannot be run here, but their code paths (src/platform/) can be compiled:
+# clippy for each target with Rust's std for it (rustup) and zig as the C compiler for ring's
+# build script (tools/zig-cc). Nothing is linked or run. A target whose std cannot be
+# installed is skipped, loudly.
+CROSS_TARGETS := x86_64-apple-darwin:x86_64-macos aarch64-apple-darwin:aarch64-macos \
+	x86_64-unknown-freebsd:x86_64-freebsd
+
+.PHONY: check-platforms
+check-platforms: $(PY)  ## clippy -D warnings for macOS (arm64, x86_64) and FreeBSD, from Linux
+	@for pair in $(CROSS_TARGETS); do \
+	  target=$${pair%%:*}; \
+	  if ! rustup target add "$$target" >/dev/null 2>&1; then \
+	    echo "SKIPPED: cannot install Rust's standard library for $$target"; continue; \
+	  fi; \
+	  echo "cargo clippy --target $$target"; \
+	  env "CC_$${target//-/_}=$(abspath tools/zig-cc)" ZIG_TARGET="$${pair##*:}" \
+	    ZIG_PYTHON=$(abspath $(PY)) PYO3_CROSS_PYTHON_VERSION=3.10 CARGO_TARGET_DIR=target/cross \
+	    cargo clippy --all-targets -q --target "$$target" -- -D warnings || exit 1; \
+	done
+
 .PHONY: lint
 lint: build  ## rustfmt, clippy (-D warnings), ruff, stubtest for the .pyi
 	cargo fmt --check
 	cargo clippy --all-targets -q -- -D warnings
+	cargo clippy --all-targets -q --features portable -- -D warnings
+	$(MAKE) --no-print-directory check-platforms
 	$(VENV)/bin/ruff check python tests bench demo
 	$(VENV)/bin/ruff format --check python tests bench demo
 	$(PY) -m mypy.stubtest ferrule._ferrule

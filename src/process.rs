@@ -8,7 +8,6 @@ use pyo3::prelude::*;
 use crate::config::identity::Identity;
 use crate::config::Plan;
 use crate::error::Error;
-use crate::log_warn;
 use crate::logging::{self, LogThread};
 
 /// Logs to `--log-file` (and access lines on or off), before anything else is done; without
@@ -91,9 +90,23 @@ pub fn return_large_buffers() {
         // SAFETY: mallopt only changes the allocator's tuning; any value is accepted or
         // refused with 0.
         if unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) } == 0 {
-            log_warn!("cannot set glibc's mmap threshold; large buffers stay in the arenas");
+            crate::log_warn!("cannot set glibc's mmap threshold; large buffers stay in the arenas");
         }
     }
+}
+
+/// The group `initgroups` takes: a `gid_t`, except on macOS, which declares it a C int
+/// (`libc`: `unix/bsd/apple/mod.rs`, `initgroups(user: *const c_char, basegroup: c_int)`); ids
+/// above 2^31 there, such as nobody's 4294967294, are that int's negative values.
+#[cfg(target_os = "macos")]
+#[allow(clippy::cast_possible_wrap)]
+fn base_group(gid: libc::gid_t) -> libc::c_int {
+    gid as libc::c_int
+}
+
+#[cfg(not(target_os = "macos"))]
+fn base_group(gid: libc::gid_t) -> libc::gid_t {
+    gid
 }
 
 /// `--user`/`--group`: give `owned` (the Unix socket files, the pid file, the log file) to
@@ -129,13 +142,7 @@ pub fn become_identity(id: &Identity, owned: &[&std::path::Path]) -> Result<(), 
     // thread (glibc signals each one; on macOS and FreeBSD the ids are the process's).
     unsafe {
         let groups = match (&id.user_name, id.uid) {
-            // macOS declares the group as a C int (`libc`: `unix/bsd/apple/mod.rs`,
-            // `initgroups(user: *const c_char, basegroup: c_int)`); its ids above 2^31, such
-            // as nobody's 4294967294, are that int's negative values.
-            #[cfg(target_os = "macos")]
-            (Some(name), Some(_)) => libc::initgroups(name.as_ptr(), id.gid.cast_signed()),
-            #[cfg(not(target_os = "macos"))]
-            (Some(name), Some(_)) => libc::initgroups(name.as_ptr(), id.gid),
+            (Some(name), Some(_)) => libc::initgroups(name.as_ptr(), base_group(id.gid)),
             _ => libc::setgroups(1, &raw const id.gid),
         };
         if groups != 0 {

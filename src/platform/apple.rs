@@ -29,6 +29,10 @@ pub struct ThreadProbe {
     port: AtomicU32,
 }
 
+/// `THREAD_BASIC_INFO` (a `c_int` in `libc`) as the `thread_flavor_t` `thread_info` takes.
+#[allow(clippy::cast_sign_loss)] // 3
+const BASIC_INFO: libc::thread_flavor_t = libc::THREAD_BASIC_INFO as libc::thread_flavor_t;
+
 impl ThreadProbe {
     /// Whether [`Self::is_runnable`] can say anything but `Unknown`.
     pub const TELLS_RUN_STATE: bool = true;
@@ -62,14 +66,8 @@ impl ThreadProbe {
         let mut count = libc::THREAD_BASIC_INFO_COUNT;
         // SAFETY: `info` has room for THREAD_BASIC_INFO_COUNT integers, as `count` says; a
         // port of a thread that has exited only makes the call fail.
-        let rc = unsafe {
-            libc::thread_info(
-                port,
-                libc::THREAD_BASIC_INFO.cast_unsigned(),
-                (&raw mut info).cast(),
-                &raw mut count,
-            )
-        };
+        let rc =
+            unsafe { libc::thread_info(port, BASIC_INFO, (&raw mut info).cast(), &raw mut count) };
         (rc == libc::KERN_SUCCESS).then_some(info)
     }
 

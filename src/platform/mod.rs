@@ -133,8 +133,8 @@ pub const PATHS: &str = if cfg!(all(target_os = "linux", not(feature = "portable
 
 /// What [`ThreadProbe::is_runnable`] can say about a thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-// A Linux build with `portable` has no probe that can tell.
-#[cfg_attr(feature = "portable", allow(dead_code))]
+// FreeBSD, and Linux built `portable`, have no probe that can tell.
+#[cfg_attr(any(target_os = "freebsd", feature = "portable"), allow(dead_code))]
 pub enum RunState {
     /// Running, or waiting for a CPU.
     Runnable,
