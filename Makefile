@@ -20,9 +20,23 @@ $(PY):
 .PHONY: venv
 venv: $(PY)  ## create .venv with the development tools
 
+# The wheel `make wheel` leaves in dist/: abi3, so one file serves every CPython 3.10 and later.
+# A shell glob, expanded when a recipe runs (after the wheel is built).
+WHEEL := dist/ferrule-*-manylinux*_$(shell uname -m).whl
+
+.PHONY: wheel
+wheel: $(PY)  ## build the abi3 manylinux2014 wheel (glibc 2.17+, linked by zig) into dist/
+	rm -f $(WHEEL)
+	@# maturin runs zig as `python3 -m ziglang`, with the python3 first on PATH.
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/maturin build --release -q \
+		--zig --compatibility manylinux2014 --out dist
+	@ls $(WHEEL)
+
 .PHONY: build
-build: $(PY)  ## build the extension (release) into .venv
-	$(VENV)/bin/maturin develop --release -q
+build: wheel  ## build the wheel, then install it into .venv (the only release compile)
+	$(PY) -m pip install -q --force-reinstall --no-deps $(WHEEL)
+	@# What `maturin develop` used to put beside the sources; nothing imports from there now.
+	rm -f python/ferrule/_ferrule*.so
 
 .PHONY: run
 run: build  ## build, then serve the demo Django site at http://127.0.0.1:8000
@@ -48,10 +62,11 @@ $(PY313):
 	$(PY313) -m pip install -q pytest pytest-timeout requests "django>=6,<7"
 
 .PHONY: test-py313
-test-py313: build  ## the Django tests (WSGI and ASGI) on CPython 3.13 with Django 6, same abi3 build
+test-py313: build  ## the Django tests (WSGI and ASGI) on CPython 3.13 with Django 6, same wheel
 	@if [ -z "$(PYTHON313)" ]; then echo "SKIPPED: no CPython 3.13 found for the Django 6 run"; exit 0; fi; \
 	$(MAKE) --no-print-directory $(PY313) && \
-	PYTHONPATH=$(abspath python) $(PY313) -m pytest -q -p no:cacheprovider tests/test_django.py tests/test_django_asgi.py
+	$(PY313) -m pip install -q --force-reinstall --no-deps $(WHEEL) && \
+	$(PY313) -m pytest -q -p no:cacheprovider tests/test_django.py tests/test_django_asgi.py
 
 .PHONY: lint
 lint: build  ## rustfmt, clippy (-D warnings), ruff, stubtest for the .pyi
@@ -101,7 +116,7 @@ bench-reload: $(PY)  ## development reload: from saving a view to the first new 
 .PHONY: clean
 clean:  ## remove build outputs and virtualenvs
 	cargo clean
-	rm -rf $(VENV) $(VENV313)
+	rm -rf $(VENV) $(VENV313) dist
 
 # Seconds each fuzz target runs; FUZZ_TARGETS picks some of them (docs/fuzzing.md).
 FUZZ_SECONDS ?= 60
