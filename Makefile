@@ -43,7 +43,7 @@ run: build  ## build, then serve the demo Django site at http://127.0.0.1:8000
 	cd demo && ../$(PY) manage.py migrate --noinput -v0 && ../$(PY) manage.py server 127.0.0.1:8000
 
 .PHONY: test
-test: build test-rust test-py test-py313  ## build, then run every test
+test: build test-rust test-py test-py313 test-wheels  ## build, then run every test
 
 .PHONY: test-rust
 test-rust:  ## cargo tests for the pure-Rust logic
@@ -67,6 +67,10 @@ test-py313: build  ## the Django tests (WSGI and ASGI) on CPython 3.13 with Djan
 	$(MAKE) --no-print-directory $(PY313) && \
 	$(PY313) -m pip install -q --force-reinstall --no-deps $(WHEEL) && \
 	$(PY313) -m pytest -q -p no:cacheprovider tests/test_django.py tests/test_django_asgi.py
+
+.PHONY: test-wheels
+test-wheels: build  ## the wheel in a fresh venv per CPython 3.10-3.13: tests/smoke/smoke.py
+	$(PY) tests/smoke/each_python.py --venvs .venv-smoke $(WHEEL)
 
 .PHONY: lint
 lint: build  ## rustfmt, clippy (-D warnings), ruff, stubtest for the .pyi
@@ -116,7 +120,7 @@ bench-reload: $(PY)  ## development reload: from saving a view to the first new 
 .PHONY: clean
 clean:  ## remove build outputs and virtualenvs
 	cargo clean
-	rm -rf $(VENV) $(VENV313) dist
+	rm -rf $(VENV) $(VENV313) .venv-smoke dist
 
 # Seconds each fuzz target runs; FUZZ_TARGETS picks some of them (docs/fuzzing.md).
 FUZZ_SECONDS ?= 60
