@@ -15,17 +15,23 @@ help:  ## list the targets
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+
+# The development tools, installed again when requirements-dev.txt changes (a venv made before
+# `make wheel` needed ziglang gets it on the next make).
+DEV := $(VENV)/.requirements-dev
+$(DEV): requirements-dev.txt | $(PY)
 	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
 
 .PHONY: venv
-venv: $(PY)  ## create .venv with the development tools
+venv: $(DEV)  ## create .venv with the development tools
 
 # The wheel `make wheel` leaves in dist/: abi3, so one file serves every CPython 3.10 and later.
 # A shell glob, expanded when a recipe runs (after the wheel is built).
 WHEEL := dist/ferrule-*-manylinux*_$(shell uname -m).whl
 
 .PHONY: wheel
-wheel: $(PY)  ## build the abi3 manylinux2014 wheel (glibc 2.17+, linked by zig) into dist/
+wheel: $(DEV)  ## build the abi3 manylinux2014 wheel (glibc 2.17+, linked by zig) into dist/
 	rm -f $(WHEEL)
 	@# maturin runs zig as `python3 -m ziglang`, with the python3 first on PATH.
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/maturin build --release -q \
@@ -81,40 +87,40 @@ lint: build  ## rustfmt, clippy (-D warnings), ruff, stubtest for the .pyi
 	$(PY) -m mypy.stubtest ferrule._ferrule
 
 .PHONY: fmt
-fmt: $(PY)  ## format Rust and Python
+fmt: $(DEV)  ## format Rust and Python
 	cargo fmt
 	$(VENV)/bin/ruff format python tests bench demo
 
 .PHONY: bench
-bench: $(PY)  ## run ferrule and its peers side by side (see bench/README.md)
+bench: $(DEV)  ## run ferrule and its peers side by side (see bench/README.md)
 	$(PY) bench/run.py
 
 .PHONY: bench-static
-bench-static: $(PY)  ## static files and HTTP/2 over TLS: ferrule vs nginx, granian, WhiteNoise
+bench-static: $(DEV)  ## static files and HTTP/2 over TLS: ferrule vs nginx, granian, WhiteNoise
 	$(PY) bench/static.py
 
 .PHONY: bench-async
-bench-async: $(PY)  ## ferrule.gather vs async_to_sync, and clients that abandon requests
+bench-async: $(DEV)  ## ferrule.gather vs async_to_sync, and clients that abandon requests
 	$(PY) bench/async.py
 
 .PHONY: bench-stats
-bench-stats: $(PY)  ## what statistics cost: /plain with the admin listener scraped vs off
+bench-stats: $(DEV)  ## what statistics cost: /plain with the admin listener scraped vs off
 	$(PY) bench/stats.py
 
 .PHONY: bench-hooks
-bench-hooks: $(PY)  ## what per-request hooks cost: /plain with --hooks vs without
+bench-hooks: $(DEV)  ## what per-request hooks cost: /plain with --hooks vs without
 	$(PY) bench/hooks.py
 
 .PHONY: bench-workers
-bench-workers: $(PY)  ## /plain and /template with 2 worker processes per server
+bench-workers: $(DEV)  ## /plain and /template with 2 worker processes per server
 	$(PY) bench/run.py --workers 2 --only plain,template
 
 .PHONY: soak
-soak: $(PY)  ## 30 minutes of mixed traffic on 2 workers: errors, RSS and fds over time
+soak: $(DEV)  ## 30 minutes of mixed traffic on 2 workers: errors, RSS and fds over time
 	$(PY) bench/soak.py
 
 .PHONY: bench-reload
-bench-reload: $(PY)  ## development reload: from saving a view to the first new response
+bench-reload: $(DEV)  ## development reload: from saving a view to the first new response
 	$(PY) bench/reload.py
 
 .PHONY: clean
