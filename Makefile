@@ -79,12 +79,14 @@ test-wheels: build  ## the wheel in a fresh venv per CPython 3.10-3.13: tests/sm
 	$(PY) tests/smoke/each_python.py --venvs .venv-smoke $(WHEEL)
 
 .PHONY: lint
-lint: build  ## rustfmt, clippy (-D warnings), ruff, stubtest for the .pyi
+lint: build  ## rustfmt, clippy (-D warnings), ruff, stubtest for the .pyi, the release workflow
 	cargo fmt --check
 	cargo clippy --all-targets -q -- -D warnings
 	$(VENV)/bin/ruff check python tests bench demo
 	$(VENV)/bin/ruff format --check python tests bench demo
 	$(PY) -m mypy.stubtest ferrule._ferrule
+	$(VENV)/bin/check-jsonschema -q --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(VENV)/bin/zizmor -q --offline .github/workflows
 
 .PHONY: fmt
 fmt: $(DEV)  ## format Rust and Python
