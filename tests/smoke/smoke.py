@@ -205,6 +205,10 @@ def main() -> int:
     import django
     import ferrule
 
+    # SIGTERM (each_python.py's deadline, a CI runner's cancel) unwinds through the `finally`
+    # that stops the servers, as Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
     where = Path(ferrule.__file__).parent
     about = (
         f"ferrule {importlib.metadata.version('ferrule')} from {where}, "
