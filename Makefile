@@ -15,21 +15,41 @@ help:  ## list the targets
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+
+# The development tools, installed again when requirements-dev.txt changes (a venv made before
+# `make wheel` needed ziglang gets it on the next make).
+DEV := $(VENV)/.requirements-dev
+$(DEV): requirements-dev.txt | $(PY)
 	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
 
 .PHONY: venv
-venv: $(PY)  ## create .venv with the development tools
+venv: $(DEV)  ## create .venv with the development tools
+
+# The wheel `make wheel` leaves in dist/: abi3, so one file serves every CPython 3.10 and later.
+# A shell glob, expanded when a recipe runs (after the wheel is built).
+WHEEL := dist/ferrule-*-manylinux*_$(shell uname -m).whl
+
+.PHONY: wheel
+wheel: $(DEV)  ## build the abi3 manylinux2014 wheel (glibc 2.17+, linked by zig) into dist/
+	rm -f $(WHEEL)
+	@# maturin runs zig as `python3 -m ziglang`, with the python3 first on PATH.
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/maturin build --release -q \
+		--zig --compatibility manylinux2014 --out dist
+	@ls $(WHEEL)
 
 .PHONY: build
-build: $(PY)  ## build the extension (release) into .venv
-	$(VENV)/bin/maturin develop --release -q
+build: wheel  ## build the wheel, then install it into .venv (the only release compile)
+	$(PY) -m pip install -q --force-reinstall --no-deps $(WHEEL)
+	@# What `maturin develop` used to put beside the sources; nothing imports from there now.
+	rm -f python/ferrule/_ferrule*.so
 
 .PHONY: run
 run: build  ## build, then serve the demo Django site at http://127.0.0.1:8000
 	cd demo && ../$(PY) manage.py migrate --noinput -v0 && ../$(PY) manage.py server 127.0.0.1:8000
 
 .PHONY: test
-test: build test-rust test-py test-py313 test-portable  ## build, then run every test
+test: build test-rust test-py test-py313 test-portable test-wheels  ## build, then run every test
 
 .PHONY: test-rust
 test-rust:  ## cargo tests for the pure-Rust logic
@@ -48,10 +68,15 @@ $(PY313):
 	$(PY313) -m pip install -q pytest pytest-timeout requests "django>=6,<7"
 
 .PHONY: test-py313
-test-py313: build  ## the Django tests (WSGI and ASGI) on CPython 3.13 with Django 6, same abi3 build
+test-py313: build  ## the Django tests (WSGI and ASGI) on CPython 3.13 with Django 6, same wheel
 	@if [ -z "$(PYTHON313)" ]; then echo "SKIPPED: no CPython 3.13 found for the Django 6 run"; exit 0; fi; \
 	$(MAKE) --no-print-directory $(PY313) && \
-	PYTHONPATH=$(abspath python) $(PY313) -m pytest -q -p no:cacheprovider tests/test_django.py tests/test_django_asgi.py
+	$(PY313) -m pip install -q --force-reinstall --no-deps $(WHEEL) && \
+	$(PY313) -m pytest -q -p no:cacheprovider tests/test_django.py tests/test_django_asgi.py
+
+.PHONY: test-wheels
+test-wheels: build  ## the wheel in a fresh venv per CPython 3.10-3.13: tests/smoke/smoke.py
+	$(PY) tests/smoke/each_python.py --venvs .venv-smoke $(WHEEL)
 
 # The POSIX paths macOS and FreeBSD use (src/platform/), run here: the extension built with the
 # `portable` feature into target/portable/, put first on PYTHONPATH, and the tests that depend
@@ -71,7 +96,10 @@ PORTABLE_TESTS := tests/test_platform_paths.py \
 test-portable: build  ## the portable (macOS/FreeBSD) code paths, on a Linux build that uses them
 	cargo test --lib -q --features portable -- platform:: pool::
 	rm -rf $(PORTABLE)/wheel $(PORTABLE)/site
-	$(VENV)/bin/maturin build --release -q --features portable,pyo3/extension-module -o $(PORTABLE)/wheel
+	@# The flags of `make wheel`, so that only ferrule itself is compiled again.
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/maturin build --release -q \
+		--zig --compatibility manylinux2014 --features portable,pyo3/extension-module \
+		--out $(PORTABLE)/wheel
 	$(PY) -m pip install -q --no-deps --target $(PORTABLE)/site $(PORTABLE)/wheel/ferrule-*.whl
 	FERRULE_EXPECT_PATHS=portable PYTHONPATH=$(abspath $(PORTABLE)/site) \
 		$(PY) -m pytest -q -p no:cacheprovider $(PORTABLE_TESTS)
@@ -84,7 +112,7 @@ CROSS_TARGETS := x86_64-apple-darwin:x86_64-macos aarch64-apple-darwin:aarch64-m
 	x86_64-unknown-freebsd:x86_64-freebsd
 
 .PHONY: check-platforms
-check-platforms: $(PY)  ## clippy -D warnings for macOS (arm64, x86_64) and FreeBSD, from Linux
+check-platforms: $(DEV)  ## clippy -D warnings for macOS (arm64, x86_64) and FreeBSD, from Linux
 	@for pair in $(CROSS_TARGETS); do \
 	  target=$${pair%%:*}; \
 	  if ! rustup target add "$$target" >/dev/null 2>&1; then \
@@ -97,7 +125,7 @@ check-platforms: $(PY)  ## clippy -D warnings for macOS (arm64, x86_64) and Free
 	done
 
 .PHONY: lint
-lint: build  ## rustfmt, clippy (-D warnings), ruff, stubtest for the .pyi
+lint: build  ## rustfmt, clippy (-D warnings), ruff, stubtest for the .pyi, the release workflow
 	cargo fmt --check
 	cargo clippy --all-targets -q -- -D warnings
 	cargo clippy --all-targets -q --features portable -- -D warnings
@@ -105,48 +133,50 @@ lint: build  ## rustfmt, clippy (-D warnings), ruff, stubtest for the .pyi
 	$(VENV)/bin/ruff check python tests bench demo
 	$(VENV)/bin/ruff format --check python tests bench demo
 	$(PY) -m mypy.stubtest ferrule._ferrule
+	$(VENV)/bin/check-jsonschema -q --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(VENV)/bin/zizmor -q --offline .github/workflows
 
 .PHONY: fmt
-fmt: $(PY)  ## format Rust and Python
+fmt: $(DEV)  ## format Rust and Python
 	cargo fmt
 	$(VENV)/bin/ruff format python tests bench demo
 
 .PHONY: bench
-bench: $(PY)  ## run ferrule and its peers side by side (see bench/README.md)
+bench: $(DEV)  ## run ferrule and its peers side by side (see bench/README.md)
 	$(PY) bench/run.py
 
 .PHONY: bench-static
-bench-static: $(PY)  ## static files and HTTP/2 over TLS: ferrule vs nginx, granian, WhiteNoise
+bench-static: $(DEV)  ## static files and HTTP/2 over TLS: ferrule vs nginx, granian, WhiteNoise
 	$(PY) bench/static.py
 
 .PHONY: bench-async
-bench-async: $(PY)  ## ferrule.gather vs async_to_sync, and clients that abandon requests
+bench-async: $(DEV)  ## ferrule.gather vs async_to_sync, and clients that abandon requests
 	$(PY) bench/async.py
 
 .PHONY: bench-stats
-bench-stats: $(PY)  ## what statistics cost: /plain with the admin listener scraped vs off
+bench-stats: $(DEV)  ## what statistics cost: /plain with the admin listener scraped vs off
 	$(PY) bench/stats.py
 
 .PHONY: bench-hooks
-bench-hooks: $(PY)  ## what per-request hooks cost: /plain with --hooks vs without
+bench-hooks: $(DEV)  ## what per-request hooks cost: /plain with --hooks vs without
 	$(PY) bench/hooks.py
 
 .PHONY: bench-workers
-bench-workers: $(PY)  ## /plain and /template with 2 worker processes per server
+bench-workers: $(DEV)  ## /plain and /template with 2 worker processes per server
 	$(PY) bench/run.py --workers 2 --only plain,template
 
 .PHONY: soak
-soak: $(PY)  ## 30 minutes of mixed traffic on 2 workers: errors, RSS and fds over time
+soak: $(DEV)  ## 30 minutes of mixed traffic on 2 workers: errors, RSS and fds over time
 	$(PY) bench/soak.py
 
 .PHONY: bench-reload
-bench-reload: $(PY)  ## development reload: from saving a view to the first new response
+bench-reload: $(DEV)  ## development reload: from saving a view to the first new response
 	$(PY) bench/reload.py
 
 .PHONY: clean
 clean:  ## remove build outputs and virtualenvs
 	cargo clean
-	rm -rf $(VENV) $(VENV313)
+	rm -rf $(VENV) $(VENV313) .venv-smoke dist
 
 # Seconds each fuzz target runs; FUZZ_TARGETS picks some of them (docs/fuzzing.md).
 FUZZ_SECONDS ?= 60
