@@ -79,9 +79,11 @@ test-wheels: build  ## the wheel in a fresh venv per CPython 3.10-3.13: tests/sm
 	$(PY) tests/smoke/each_python.py --venvs .venv-smoke $(WHEEL)
 
 # The POSIX paths macOS and FreeBSD use (src/platform/), run here: the extension built with the
-# `portable` feature into target/portable/, put first on PYTHONPATH, and the tests that depend
-# on those paths: the pool's growth (CPU clock without a run state), the workers' board
-# (shm_open), the event loop's doorbell (a pipe), --max-rss and reload.
+# `portable` feature (a debug build: it compiles in a fraction of the release build's time, on
+# the dependencies test-rust compiled) into target/portable/ beside the Python sources, put
+# first on PYTHONPATH; then the tests that depend on those paths: the pool's growth (a CPU
+# clock without a run state), the workers' board (shm_open), the event loop's doorbell (a
+# pipe), --max-rss and reload.
 PORTABLE := target/portable
 PORTABLE_TESTS := tests/test_platform_paths.py \
 	"tests/test_supervise.py::test_a_burst_of_keep_alive_connections_is_shared_between_the_workers" \
@@ -95,13 +97,11 @@ PORTABLE_TESTS := tests/test_platform_paths.py \
 .PHONY: test-portable
 test-portable: build  ## the portable (macOS/FreeBSD) code paths, on a Linux build that uses them
 	cargo test --lib -q --features portable -- platform:: pool::
-	rm -rf $(PORTABLE)/wheel $(PORTABLE)/site
-	@# The flags of `make wheel`, so that only ferrule itself is compiled again.
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/maturin build --release -q \
-		--zig --compatibility manylinux2014 --features portable,pyo3/extension-module \
-		--out $(PORTABLE)/wheel
-	$(PY) -m pip install -q --no-deps --target $(PORTABLE)/site $(PORTABLE)/wheel/ferrule-*.whl
-	FERRULE_EXPECT_PATHS=portable PYTHONPATH=$(abspath $(PORTABLE)/site) \
+	cargo build --lib -q --features portable,pyo3/extension-module
+	rm -rf $(PORTABLE) && mkdir -p $(PORTABLE)
+	cp -r python/ferrule $(PORTABLE)/ferrule
+	cp target/debug/lib_ferrule.so $(PORTABLE)/ferrule/_ferrule.abi3.so
+	FERRULE_EXPECT_PATHS=portable PYTHONPATH=$(abspath $(PORTABLE)) \
 		$(PY) -m pytest -q -p no:cacheprovider $(PORTABLE_TESTS)
 
 # macOS and FreeBSD cannot be run here, but their code paths (src/platform/) can be compiled:
