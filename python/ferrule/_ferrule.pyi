@@ -5,7 +5,17 @@ from typing import Any, TypeVar, final
 
 from typing_extensions import Self
 
-__all__ = ["PLATFORM_PATHS", "Executor", "FileWrapper", "Ready", "__version__", "cancelled", "gather", "main", "wait"]
+__all__ = [
+    "PLATFORM_PATHS",
+    "Executor",
+    "FileWrapper",
+    "Ready",
+    "__version__",
+    "cancelled",
+    "gather",
+    "main",
+    "wait",
+]
 
 _T = TypeVar("_T")
 

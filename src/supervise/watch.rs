@@ -55,6 +55,14 @@ pub struct Watcher {
     warned_error: bool,
 }
 
+/// How to get more watches: inotify's own limit on Linux; elsewhere (kqueue on FreeBSD keeps an
+/// open file per watched directory) the open-files limit.
+const RAISE_THE_LIMIT: &str = if cfg!(target_os = "linux") {
+    "raise it with `sysctl fs.inotify.max_user_watches=524288`"
+} else {
+    "raise the open-files limit (`ulimit -n`)"
+};
+
 impl Watcher {
     /// Watch `root` recursively for files matching `include` but not `exclude` (globs relative
     /// to `root`, `--reload-include`/`--reload-exclude` syntax; both are added to the defaults).
@@ -72,10 +80,14 @@ impl Watcher {
             let _ = tx.send(event);
         })
         .map_err(|e| {
-            Error::runtime(format!(
-                "cannot start the reload watcher: {e}; if too many inotify instances are open, \
-                 raise `sysctl fs.inotify.max_user_instances`"
-            ))
+            Error::runtime(if cfg!(target_os = "linux") {
+                format!(
+                    "cannot start the reload watcher: {e}; if too many inotify instances are \
+                     open, raise `sysctl fs.inotify.max_user_instances`"
+                )
+            } else {
+                format!("cannot start the reload watcher: {e}")
+            })
         })?;
         let mut watcher = Watcher {
             inner,
@@ -290,10 +302,9 @@ impl Watcher {
                     if !self.warned_limit {
                         self.warned_limit = true;
                         log_warn!(
-                            "cannot watch {} for reloading: the inotify watch limit is reached, \
-                             so changes there and in other directories will not reload the \
-                             worker; raise it with `sysctl fs.inotify.max_user_watches=524288` \
-                             or exclude big directories with --reload-exclude",
+                            "cannot watch {} for reloading: the watch limit is reached, so \
+                             changes there and in other directories will not reload the worker; \
+                             {RAISE_THE_LIMIT}, or exclude big directories with --reload-exclude",
                             dir.display()
                         );
                     }
@@ -311,8 +322,8 @@ impl Watcher {
             if !self.warned_limit {
                 self.warned_limit = true;
                 log_warn!(
-                    "the inotify watch limit is reached: new directories will not be watched \
-                     for reloading; raise it with `sysctl fs.inotify.max_user_watches=524288`"
+                    "the watch limit is reached: new directories will not be watched for \
+                     reloading; {RAISE_THE_LIMIT}"
                 );
             }
         } else if !self.warned_error {
