@@ -38,6 +38,16 @@ wheel: $(DEV)  ## build the abi3 manylinux2014 wheel (glibc 2.17+, linked by zig
 		--zig --compatibility manylinux2014 --out dist
 	@ls $(WHEEL)
 
+# musl (Alpine): the same wheel for x86_64-unknown-linux-musl, checked by maturin against
+# musllinux_1_2. Not part of `make test`: nothing here can run it (no musl CPython), and it
+# is a second release compile. It needs Rust's standard library for that target (rustup).
+.PHONY: wheel-musl
+wheel-musl: $(DEV)  ## build the abi3 musllinux_1_2 wheel (x86_64, linked by zig) into dist/
+	rustup target add x86_64-unknown-linux-musl
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/maturin build --release -q \
+		--zig --target x86_64-unknown-linux-musl --compatibility musllinux_1_2 --out dist
+	@ls dist/ferrule-*-musllinux_1_2_x86_64.whl
+
 .PHONY: build
 build: wheel  ## build the wheel, then install it into .venv (the only release compile)
 	$(PY) -m pip install -q --force-reinstall --no-deps $(WHEEL)
