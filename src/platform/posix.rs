@@ -123,7 +123,7 @@ pub use clock_only::ThreadProbe;
 
 /// A thread's CPU clock without its run state, which FreeBSD does not give cheaply (a
 /// `sysctl` copying out every thread of the process) and Linux without `/proc` cannot: the
-/// pool then judges from CPU time alone (`pool/policy.rs`).
+/// pool then judges from CPU time and the process's preemptions (`pool/policy.rs`).
 ///
 /// `libc`: `pthread_getcpuclockid(thread: pthread_t, clk_id: *mut clockid_t) -> c_int` in
 /// `unix/bsd/freebsdlike/mod.rs` and `new/common/posix/pthread.rs` (Linux); `clockid_t` is
