@@ -75,26 +75,39 @@ def test_in_flight_stream_is_sent_to_the_end(serve):
     server.wait_for_output(r"stream close\(\) called tag=drain")
 
 
-def test_new_connections_are_refused_after_the_signal(serve):
+def start_held(server, gate, tag: str) -> Conn:
+    """A connection with a request in flight that runs until the file `gate` exists."""
+    c = Conn(server, timeout=30)
+    c.send(build_request("GET", f"/?gate={gate}&tag={tag}", host=host_header(server)))
+    server.wait_for_output(f"slow started tag={tag}")
+    return c
+
+
+def test_new_connections_are_refused_after_the_signal(serve, tmp_path):
     server = serve("slow:app")
-    with start_slow(server, 4, "busy") as c:
+    gate = tmp_path / "gate"
+    with start_held(server, gate, "busy") as c:
         server.proc.send_signal(signal.SIGTERM)
         wait_until(lambda: refuses_connections(server), timeout=3, what="connections refused")
         assert "slow finished tag=busy" not in server.output()
+        gate.touch()
         resp = c.read_response()
-        assert resp.status == 200
+        assert (resp.status, resp.body) == (200, b"passed")
     assert server.proc.wait(timeout=10) == 0
 
 
-def test_idle_keep_alive_connections_are_closed_at_the_signal(serve):
+def test_idle_keep_alive_connections_are_closed_at_the_signal(serve, tmp_path):
     server = serve("slow:app")
+    gate = tmp_path / "gate"
     with Conn(server) as idle:
         assert idle.request("GET", "/?s=0&tag=warmup").status == 200
-        with start_slow(server, 4, "busy") as busy:
+        with start_held(server, gate, "busy") as busy:
             server.proc.send_signal(signal.SIGTERM)
             t0 = time.monotonic()
             assert idle.closed_by_server(timeout=3), "idle connection left open"
             assert time.monotonic() - t0 < 3
+            assert "slow finished tag=busy" not in server.output()
+            gate.touch()
             assert busy.read_response().status == 200
     assert server.proc.wait(timeout=10) == 0
 

@@ -6,6 +6,7 @@ Each event is printed to stderr (the server's output, which tests read with
 
 import os
 import sys
+import time
 
 
 def record(event: str) -> None:
@@ -28,3 +29,12 @@ def query(environ) -> dict[str, list[str]]:
 def param(environ, name: str, default: str | None = None) -> str | None:
     values = query(environ).get(name)
     return values[-1] if values else default
+
+
+def wait_for_gate(path: str, limit: float = 60.0) -> None:
+    """Block until the file `path` exists (the test creates it to let the request go on), or
+    `limit` seconds have passed, so that a test that never opens the gate cannot leave a
+    thread behind for ever. Polled every 10 ms: a file has no event to wait on here."""
+    deadline = time.monotonic() + limit
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
