@@ -500,17 +500,17 @@ def test_unix_peers_and_trusted_proxies_are_not_counted_per_address(serve, trans
     assert "--max-connections-per-ip" not in server.output()
 
 
-def test_forwarded_clients_beyond_the_limit_get_429(serve):
+def test_forwarded_clients_beyond_the_limit_get_429(serve, tmp_path):
     # Behind a trusted proxy (loopback or a Unix socket peer) the connections are the
     # proxy's; each forwarded client may have --max-connections-per-ip requests in flight.
     server = serve("slow:app", "--threads", "8", "--max-connections-per-ip", "2")
     xff = [("X-Forwarded-For", "203.0.113.9")]
+    gate = tmp_path / "gate"
     held = [Conn(server, timeout=30) for _ in range(2)]
     try:
         for i, c in enumerate(held):
-            c.send(
-                build_request("GET", f"/?s=3&tag=held{i}", host=host_header(server), headers=xff)
-            )
+            target = f"/?gate={gate}&tag=held{i}"
+            c.send(build_request("GET", target, host=host_header(server), headers=xff))
         for i in range(2):
             server.wait_for_output(rf"fixture: slow started tag=held{i}", timeout=LIVENESS)
         with Conn(server, timeout=LIVENESS) as third:
@@ -523,6 +523,8 @@ def test_forwarded_clients_beyond_the_limit_get_429(serve):
             )
             assert other.status == 200, (other.status, other.body)
         server.wait_for_output(r"203\.0\.113\.9.*--max-connections-per-ip", timeout=LIVENESS)
+        assert "slow finished tag=held" not in server.output(), "held requests still in flight"
+        gate.touch()
         for c in held:
             assert c.read_response().status == 200
         # Its requests done, the client may send more.
@@ -566,20 +568,23 @@ def test_h2_requests_beyond_max_pending_get_503_at_once(launched):
     server.wait_for_output(r"WARNING.*--h2-max-pending", timeout=LIVENESS)
 
 
-def test_a_reset_stream_keeps_its_place_while_its_view_runs(launched):
+def test_a_reset_stream_keeps_its_place_while_its_view_runs(launched, tmp_path):
     # Issue 16 review: the place was given back when the client reset the stream, while the
     # view ran on, so open-reset loops kept any number of threads busy from one connection.
     server = untrusted(launched, "--h2-max-pending", "2", "--threads", "4")
+    gate = tmp_path / "gate"
     with H2(server, timeout=30) as conn:
-        running = [conn.request(f"/?s=3&tag=r{i}") for i in range(2)]
+        running = [conn.request(f"/?gate={gate}&tag=r{i}") for i in range(2)]
         for i in range(2):
             server.wait_for_output(rf"slow started tag=r{i}\b", timeout=LIVENESS)
         for stream in running:
             conn.reset(stream)
-        # Both views still sleep: their places are taken.
+        # Both views still run (until the gate opens): their places are taken.
         more = [conn.request(f"/?s=0&tag=m{i}") for i in range(2)]
         statuses = [conn.response(s, timeout=LIVENESS).status for s in more]
         assert statuses == ["503", "503"], conn
+        assert "slow finished tag=r" not in server.output()
+        gate.touch()
         for i in range(2):
             server.wait_for_output(rf"slow finished tag=r{i}\b", timeout=LIVENESS)
         # Once a view is done its place is back (its worker lets go just after the line).
@@ -593,12 +598,21 @@ def test_a_reset_stream_keeps_its_place_while_its_view_runs(launched):
         )
 
 
-def test_a_trusted_proxy_s_h2_connection_is_not_held_to_max_pending(serve):
+def test_a_trusted_proxy_s_h2_connection_is_not_held_to_max_pending(serve, tmp_path):
     # Loopback is trusted by default, a Unix-socket peer always: an nginx or Envoy in front
     # sends many clients' requests over one connection (issue 16 review).
     server = serve("slow:app", "--h2-max-pending", "2", "--threads", "8")
+    gate = tmp_path / "gate"
     with H2(server, timeout=30) as conn:
-        streams = [conn.request(f"/?s=1&tag=p{i}") for i in range(6)]
+        streams = [conn.request(f"/?gate={gate}&tag=p{i}") for i in range(6)]
+        # Three of them in the application at once, one more than --h2-max-pending (the
+        # others may wait for a thread), before any can finish.
+        wait_until(
+            lambda: (n := server.output().count("slow started tag=p")) >= 3 or Unmet(n),
+            LIVENESS,
+            what="three streams running at once",
+        )
+        gate.touch()
         statuses = sorted(conn.response(s, timeout=LIVENESS).status for s in streams)
     assert statuses == ["200"] * 6, conn
 
