@@ -328,17 +328,20 @@ def test_environment_variables_configure_the_server(serve):
         assert c.request("POST", "/", body=b"x" * 2000).status == 413
 
 
-def test_ferrule_threads_env_runs_two_requests_at_once(serve):
+def test_ferrule_threads_env_runs_two_requests_at_once(serve, tmp_path):
     server = serve("slow:app", env={"FERRULE_THREADS": "2"})
     host = host_header(server)
+    gate = tmp_path / "gate"
     conns = [Conn(server) for _ in range(2)]
     try:
         for i, c in enumerate(conns):
-            c.send(build_request("GET", f"/?s=2&tag=t{i}", host=host))
+            c.send(build_request("GET", f"/?gate={gate}&tag=t{i}", host=host))
         server.wait_for_output("slow started tag=t0")
         server.wait_for_output("slow started tag=t1")
-        # Both began before either finished (output is in order): two threads ran them.
+        # Both began before either finished (the first cannot until the gate opens): two
+        # threads ran them.
         assert "slow finished" not in server.output()
+        gate.touch()
         for c in conns:
             assert c.read_response().status == 200
     finally:

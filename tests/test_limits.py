@@ -13,9 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from helpers import (
     Conn,
+    Unmet,
     build_request,
     host_header,
     vm_rss,
+    wait_until,
 )
 
 MIB = 1 << 20
@@ -169,16 +171,24 @@ def test_transfer_coding_not_ending_in_chunked_is_refused_and_closed(serve):
 # -- 503 ----------------------------------------------------------------------------------
 
 
-def test_full_queue_gets_503_with_retry_after_and_a_log_line(serve):
+def test_full_queue_gets_503_with_retry_after_and_a_log_line(serve, tmp_path):
     server = serve("slow:app", "--threads", "1", "--max-queue", "1")
+    gate = tmp_path / "gate"
     with ThreadPoolExecutor(5) as pool:
-        first = pool.submit(server.request, "GET", "/?s=1.5&tag=first")
+        first = pool.submit(server.request, "GET", f"/?gate={gate}&tag=first")
         server.wait_for_output("slow started tag=first")
-        # One of these fits in the queue behind `first`; the rest must be refused at once.
+        # One of these fits in the queue behind `first`; the rest must be refused at once,
+        # while `first` still holds the only thread.
         others = [pool.submit(server.request, "GET", f"/?s=0&tag=q{i}") for i in range(4)]
+        wait_until(
+            lambda: (n := sum(f.done() for f in others)) >= 3 or Unmet(f"{n} answered"),
+            10,
+            what="three refused while the thread is held",
+        )
+        gate.touch()
         results = [f.result(timeout=30) for f in others]
         first_resp, first_body = first.result(timeout=30)
-    assert (first_resp.status, first_body) == (200, b"slept 1.5")
+    assert (first_resp.status, first_body) == (200, b"passed")
     statuses = sorted(resp.status for resp, _ in results)
     assert statuses.count(503) >= 3 and set(statuses) <= {200, 503}, statuses
     for resp, _ in results:
