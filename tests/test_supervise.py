@@ -551,6 +551,8 @@ def test_statistics_are_merged_across_workers(workers, tmp_path):
 
 def test_healthz_and_readyz_during_start_run_and_drain(tmp_path):
     admin = tmp_path / "admin.sock"
+    # The workers wait in their import until the test has seen the master starting.
+    gate = tmp_path / "import-gate"
     server = start(
         [
             "--workers",
@@ -561,7 +563,7 @@ def test_healthz_and_readyz_during_start_run_and_drain(tmp_path):
             f"unix:{admin}",
             "procapp:application",
         ],
-        env={"PROCAPP_SLOW_IMPORT": "3"},
+        env={"PROCAPP_IMPORT_GATE": str(gate)},
         expect_ready=False,
     )
     try:
@@ -580,6 +582,7 @@ def test_healthz_and_readyz_during_start_run_and_drain(tmp_path):
         status, body = wait_until(answers, LIVENESS, what="/readyz answers")
         assert status == 503 and body.startswith(b"not ready: starting"), body
         assert _try(admin, "/healthz")[0] == 200
+        gate.touch()
         assert server.wait_ready(LIVENESS)
         assert unix_get(admin, "/readyz")[0] == 200
         server.proc.send_signal(signal.SIGTERM)
@@ -589,6 +592,7 @@ def test_healthz_and_readyz_during_start_run_and_drain(tmp_path):
             what="draining",
         )
     finally:
+        gate.touch()
         server.stop(signal.SIGTERM, LIVENESS)
 
 

@@ -8,9 +8,9 @@
   /touch?path=P  creates the file P (the --umask test) and answers its mode in octal
   /ids         "UID GID GROUPS" of the process (the --user test), groups comma-separated
 
-With PROCAPP_FAIL_IMPORT=1 the module raises at import; with PROCAPP_SLOW_IMPORT=S it sleeps
-S seconds at import; with PROCAPP_FIRST_HANGS=PATH the first process to import hangs there and
-the others raise.
+With PROCAPP_FAIL_IMPORT=1 the module raises at import; with PROCAPP_IMPORT_GATE=PATH it waits
+at import until the file PATH exists; with PROCAPP_FIRST_HANGS=PATH the first process to import
+hangs there and the others raise.
 """
 
 import os
@@ -27,8 +27,10 @@ if _first := os.environ.get("PROCAPP_FIRST_HANGS"):
     except FileExistsError:
         raise RuntimeError("procapp was told to fail at import") from None
     time.sleep(3600)
-if os.environ.get("PROCAPP_SLOW_IMPORT"):
-    time.sleep(float(os.environ["PROCAPP_SLOW_IMPORT"]))
+if _gate := os.environ.get("PROCAPP_IMPORT_GATE"):
+    from _record import wait_for_gate
+
+    wait_for_gate(_gate)
 
 _version_file = os.environ.get("PROCAPP_VERSION_FILE")
 VERSION = open(_version_file).read().strip() if _version_file else "v0"  # noqa: SIM115
