@@ -401,6 +401,8 @@ def test_receive_and_send_wrapped_in_tasks_as_channels_does(ws):
 
 
 def test_a_slow_application_backs_up_a_fast_client_in_order(ws):
+    # The client sends 40 messages at once; the application takes one every 25 ms, so the
+    # server's queue of 16 fills and the rest wait in the socket.
     server = ws()
     with client(server, "/slow") as c:
         for i in range(40):

@@ -13,7 +13,7 @@
   /flood?n=N      accepts, sends N binary messages of 64 KiB; prints 'fixture: flood sent=K'
                   every 16 and 'fixture: flood done' at the end, or 'fixture: flood stopped
                   sent=K E' when a send raises E
-  /slow           accepts, then reads one message every 100 ms, sending each back
+  /slow           accepts, then reads one message every 25 ms, sending each back
   /hold           accepts and waits for the disconnect, then half a second of cleanup
                   ('fixture: ws cleanup done tag=T'; the shutdown test)
   /tasks          echoes with receive() and send() wrapped in tasks, as Channels does
@@ -142,7 +142,7 @@ async def websocket(scope, receive, send):
             message = await receive()
             if message["type"] == "websocket.disconnect":
                 return
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.025)
             await send({"type": "websocket.send", "text": message.get("text") or "?"})
     elif path == "/hold":
         message = await receive()
