@@ -23,9 +23,9 @@ import threading
 import time
 
 import pytest
-from conftest import ferrule_env
+from conftest import ferrule_env, start
 from helpers import Conn, Unmet, build_request, host_header, wait_until
-from stats_helpers import METRIC_TYPES, Admin, fire
+from stats_helpers import METRIC_TYPES, Admin, admin_bind, fire
 
 # Known delays of the fixture app's views, in seconds.
 WORK, WAIT = 0.05, 0.03
@@ -45,11 +45,27 @@ def sequential(server, path: str, n: int) -> None:
 # -- known delays ------------------------------------------------------------------------------
 
 
-def test_known_delays_show_in_stats_json(statsapp):
-    server, admin = statsapp()
-    # One after the other: no request waits for a thread, so the numbers are the views' own.
-    for path in ("/work", "/wait", "/both"):
-        sequential(server, path, 20)
+@pytest.fixture(scope="module", params=["tcp", "unix"])
+def known_delays(request, tmp_path_factory):
+    """(server, admin): the statistics fixture app after 20 requests to each of /work, /wait
+    and /both and nothing else, one per transport. The two tests below only read its
+    numbers, one as JSON and one as Prometheus text, so they share it."""
+    tmp = tmp_path_factory.mktemp("known-delays")
+    bind = "127.0.0.1:0" if request.param == "tcp" else f"unix:{tmp / 'ferrule.sock'}"
+    admin = Admin(admin_bind(request.param, tmp))
+    server = start(["--bind", bind, "--stats-bind", admin.bind, "statsapp"])
+    try:
+        # One after the other: no request waits for a thread, so the numbers are the views'
+        # own.
+        for path in ("/work", "/wait", "/both"):
+            sequential(server, path, 20)
+        yield server, admin
+    finally:
+        server.stop()
+
+
+def test_known_delays_show_in_stats_json(known_delays):
+    _, admin = known_delays
     snap = admin.settled({"/work": 20, "/wait": 20, "/both": 20})
 
     work = snap.window("/work")
@@ -86,10 +102,8 @@ def test_known_delays_show_in_stats_json(statsapp):
     assert snap["totals"]["busy_seconds"] >= snap["totals"]["asleep_seconds"]
 
 
-def test_known_delays_show_in_prometheus_histograms(statsapp):
-    server, admin = statsapp()
-    for path in ("/work", "/wait", "/both"):
-        sequential(server, path, 20)
+def test_known_delays_show_in_prometheus_histograms(known_delays):
+    _, admin = known_delays
     admin.settled({"/work": 20, "/wait": 20, "/both": 20})
     m = admin.metrics()
     proc = "ferrule_request_processing_seconds"
