@@ -32,7 +32,7 @@ if chromium_path() is None:
         raise RuntimeError("chromium is not installed: .ci/run should have installed it")
     pytest.skip("chromium is not installed (apt-get install chromium)", allow_module_level=True)
 
-TRAFFIC_SECONDS = 6
+TRAFFIC_SECONDS = 3
 # A label an application could take from its input: the page must show it as text, not run it.
 HOSTILE = "<script>console.error('injected')</script>"
 MIX = [
