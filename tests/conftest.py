@@ -269,6 +269,49 @@ def serve(transport, tmp_path, launched):
     return _serve
 
 
+@pytest.fixture(scope="module")
+def shared_servers(tmp_path_factory):
+    """get(transport, app, *args, env=None) -> Server: one server per transport, app, options
+    and environment for the whole module, started on first use. Each must still be running
+    after the module's last test (a test that crashed it fails there); then it is killed."""
+    running: dict[tuple, Server] = {}
+
+    def get(transport: str, app: str, *args: str, env: dict | None = None) -> Server:
+        key = (transport, app, args, tuple(sorted((env or {}).items())))
+        if key not in running:
+            if transport == "tcp":
+                bind = "127.0.0.1:0"
+            else:
+                bind = f"unix:{tmp_path_factory.mktemp('shared') / 'ferrule.sock'}"
+            running[key] = start(["--bind", bind, *args, app], env=env)
+        return running[key]
+
+    yield get
+    exited = {key: s for key, s in running.items() if s.proc.poll() is not None}
+    for s in running.values():
+        if s.proc.poll() is None:
+            s.proc.kill()
+            s.proc.wait()
+    assert not exited, "shared servers exited before the module's end:\n" + "\n".join(
+        f"{key}: exit {s.proc.returncode}\n{s.output()}" for key, s in exited.items()
+    )
+
+
+@pytest.fixture
+def shared(transport, shared_servers):
+    """shared(app, *args, env=None) -> Server: as `serve`, but one server for every test of
+    the module that asks for the same app, options and environment over the same transport.
+
+    Only for tests that leave the server as they found it: every request they make ends (no
+    connection, thread or file left held), they change nothing it serves or counts, and they
+    look in its output only for lines that their own requests print."""
+
+    def _shared(app: str, *args: str, env: dict | None = None) -> Server:
+        return shared_servers(transport, app, *args, env=env)
+
+    return _shared
+
+
 @pytest.fixture
 def statsapp(serve, transport, tmp_path):
     """statsapp(*args, bind=None, env=None) -> (Server, Admin): the statistics fixture app with

@@ -3,9 +3,10 @@ also sent to gunicorn serving the same app, for teams that arrive from gunicorn.
 
 Where the answers are the same, the test says so by comparing them (`same()`); where ferrule
 answers differently on purpose, the test asserts both answers and the comment says why
-(docs/frameworks.md lists them). ferrule runs per test over TCP and a Unix socket (`serve`);
-one gunicorn per framework serves the whole module over TCP. Flask and Pyramid are served
-through their app factories (`module:create_app()`), as both servers load them.
+(docs/frameworks.md lists them). One ferrule per framework serves the whole module over TCP
+and one over a Unix socket (`shared`: the tests only send requests), and one gunicorn per
+framework over TCP. Flask and Pyramid are served through their app factories
+(`module:create_app()`), as both servers load them.
 """
 
 from __future__ import annotations
@@ -70,8 +71,8 @@ def framework(request) -> str:
 
 
 @pytest.fixture
-def ferrule(serve, framework) -> Server:
-    return serve(FRAMEWORKS[framework])
+def ferrule(shared, framework) -> Server:
+    return shared(FRAMEWORKS[framework])
 
 
 @pytest.fixture
