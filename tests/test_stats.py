@@ -392,23 +392,26 @@ def test_in_flight_lists_a_running_request_and_the_gauges_show_it(statsapp):
     within(snap.window("/block")["processing"]["max"], 1.45, 10, "/block processing")
 
 
-def test_a_request_answered_504_stays_in_flight_while_its_view_runs(statsapp):
+def test_a_request_answered_504_stays_in_flight_while_its_view_runs(statsapp, tmp_path):
     # Issue 5 review: the in-flight list dropped a request at its 504 while the view still held
     # a thread, the moment a team most wants to see it.
     server, admin = statsapp("--timeout", "0.3", "--cancel-grace", "0")
+    gate = tmp_path / "gate"
     result = {}
     t = threading.Thread(
-        target=lambda: result.update(resp=server.request("GET", "/block?ms=2500&tag=late"))
+        target=lambda: result.update(resp=server.request("GET", f"/block?gate={gate}&tag=late"))
     )
     t.start()
     try:
         t.join(LIVENESS)
         assert result["resp"][0].status == 504
+        # The view runs on until the gate opens.
         snap = admin.snapshot()
         late = [f for f in snap["in_flight"] if f["path"] == "/block"]
         assert late and late[0]["state"] == "cancelled", snap["in_flight"]
         assert snap["gauges"]["in_flight"] >= 1 and snap["gauges"]["busy_threads"] >= 1
     finally:
+        gate.touch()
         t.join(LIVENESS)
     server.wait_for_output(r"fixture: block finished tag=late", LIVENESS)
 

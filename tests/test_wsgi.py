@@ -265,15 +265,18 @@ def test_streamed_response_to_http_1_0_is_close_delimited(serve):
     assert resp.body == b"AAAAABBBBBCCCCC"
 
 
-def test_streamed_response_is_sent_as_it_is_produced(serve):
+def test_streamed_response_is_sent_as_it_is_produced(serve, tmp_path):
     server = serve("stream:app")
+    gate = tmp_path / "gate"
     with Conn(server, timeout=10) as c:
-        c.send(build_request("GET", "/?n=2&size=10&delay=2&tag=live", host=host_header(server)))
+        target = f"/?n=2&size=10&gate={gate}&tag=live"
+        c.send(build_request("GET", target, host=host_header(server)))
         head = c.read_head()
         assert head.status == 200
         assert c.read_chunk() == b"A" * 10
-        # The iterator is still sleeping before its second chunk: nothing was buffered up.
+        # The iterator waits for the gate before its second chunk: nothing was buffered up.
         assert "stream close() called tag=live" not in server.output()
+        gate.touch()
         assert c.read_chunk() == b"B" * 10
         assert c.read_chunk() == b""
     server.wait_for_output("stream close\\(\\) called tag=live")

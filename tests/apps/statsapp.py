@@ -9,8 +9,9 @@ Routes:
   /label/NAME      sets environ["ferrule.request"].label = NAME (URL-decoded)
   /status/CODE     answers with that status
   /id              JSON: environ["ferrule.request"].id and HTTP_X_REQUEST_ID
-  /block?ms=N      time.sleep(N / 1000) (default 100); records `block started` and
-                   `block finished` with ?tag=T (see _record.py)
+  /block?ms=N      time.sleep(N / 1000) (default 100), or with ?gate=PATH until the file PATH
+                   exists; records `block started` and `block finished` with ?tag=T (see
+                   _record.py)
   /big             a 100,000-byte body
   /api/..., /other/..., anything else: a short text answer
 """
@@ -21,7 +22,7 @@ import time
 from urllib.parse import unquote
 
 import ferrule
-from _record import param, record
+from _record import param, record, wait_for_gate
 
 BIG = 100_000
 WORK_SECONDS = 0.05
@@ -83,7 +84,10 @@ def app(environ, start_response):
         ms = float(param(environ, "ms", "100"))
         tag = param(environ, "tag", "-")
         record(f"block started tag={tag}")
-        time.sleep(ms / 1000)
+        if gate := param(environ, "gate"):
+            wait_for_gate(gate)
+        else:
+            time.sleep(ms / 1000)
         record(f"block finished tag={tag}")
         return answer(start_response, f"blocked {ms:g} ms".encode())
     if path == "/big":

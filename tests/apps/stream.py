@@ -4,6 +4,8 @@ Query parameters:
   n=N, size=S    N chunks of S bytes (defaults 5 and 10); chunk i is the letter
                  chr(65 + i % 26) repeated S times
   delay=SECONDS  sleep between chunks
+  gate=PATH      before each chunk after the first, wait until the file PATH exists (the
+                 test decides when the rest comes)
   empties=1      yield an empty chunk before every chunk (must not end the response)
   cl=1           declare Content-Length (N * S)
   declare=L      declare Content-Length: L whatever is produced (a lying app)
@@ -16,7 +18,7 @@ close() prints `fixture: stream close() called tag=T`; the first chunk prints
 
 import time
 
-from _record import param, record
+from _record import param, record, wait_for_gate
 
 MIB = 1 << 20
 
@@ -40,10 +42,12 @@ class Body:
         record(f"stream close() called tag={self.tag}")
 
 
-def letters(n: int, size: int, delay: float, empties: bool):
+def letters(n: int, size: int, delay: float, empties: bool, gate: str | None):
     for i in range(n):
         if delay and i:
             time.sleep(delay)
+        if gate and i:
+            wait_for_gate(gate)
         if empties:
             yield b""
         yield bytes([65 + i % 26]) * size
@@ -66,7 +70,8 @@ def app(environ, start_response):
         n = int(param(environ, "n", "5"))
         size = int(param(environ, "size", "10"))
         delay = float(param(environ, "delay", "0"))
-        chunks = letters(n, size, delay, param(environ, "empties") == "1")
+        empties = param(environ, "empties") == "1"
+        chunks = letters(n, size, delay, empties, param(environ, "gate"))
         length = n * size
     if param(environ, "cl") == "1":
         headers.append(("Content-Length", str(length)))
