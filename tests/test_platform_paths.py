@@ -9,6 +9,7 @@ so the second run cannot quietly test the first build). The rest of that run (th
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -31,19 +32,16 @@ def test_the_server_runs_the_paths_the_build_was_made_with(serve):
     assert get(server, "/paths") == EXPECTED
 
 
-def test_the_pool_grows_for_views_that_sleep(serve):
+def test_the_pool_grows_for_views_that_sleep(serve, tmp_path):
     # Eight views asleep at once can only be on eight threads: the monitor woke a thread each
     # time the busy ones were blocked (by their run state, or where it is unknown by their
-    # CPU clock standing still).
+    # CPU clock standing still). They sleep until the test lets go of its lock.
     server = serve("platformapp:app", "--threads", "16")
+    lock = tmp_path / "lock"
     results: list[str] = []
 
     def one(i: int) -> None:
-        results.append(get(server, f"/sleep?s=6&tag=t{i}"))
-
-    clients = [threading.Thread(target=one, args=(i,)) for i in range(8)]
-    for c in clients:
-        c.start()
+        results.append(get(server, f"/sleep?lock={lock}&tag=t{i}"))
 
     def all_asleep_before_any_woke():
         out = server.output()
@@ -51,11 +49,17 @@ def test_the_pool_grows_for_views_that_sleep(serve):
         assert "platformapp slept" not in out, f"one woke with {asleep} asleep:\n{out}"
         return asleep == 8 or Unmet(f"{asleep} asleep")
 
-    try:
-        wait_until(all_asleep_before_any_woke, 30, what="eight views asleep at once")
-    finally:
+    with open(lock, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        clients = [threading.Thread(target=one, args=(i,)) for i in range(8)]
         for c in clients:
-            c.join(timeout=60)
+            c.start()
+        try:
+            wait_until(all_asleep_before_any_woke, 30, what="eight views asleep at once")
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
+            for c in clients:
+                c.join(timeout=60)
     assert len(set(results)) == 8, results
 
 

@@ -2,9 +2,14 @@
 
 - `/paths`: the paths this build uses (`ferrule._ferrule.PLATFORM_PATHS`);
 - `/burn?ms=N`: N ms of pure-Python CPU work, then the name of the thread that did it;
-- `/sleep?s=S`: S seconds asleep (recorded as `platformapp slept`), then the thread's name.
+- `/sleep?s=S`: S seconds asleep (recorded as `platformapp slept`), then the thread's name;
+  with `lock=PATH` instead of `s`, asleep until the test lets go of its lock on the file PATH.
+  That wait is one blocking call (`flock`), as `time.sleep` is: the thread is asleep all
+  along, by its run state and by its CPU clock, where a gate file polled every few
+  milliseconds would run now and then.
 """
 
+import fcntl
 import threading
 import time
 
@@ -26,7 +31,11 @@ def app(environ, start_response):
     elif path == "/sleep":
         tag = param(environ, "tag", "-")
         record(f"platformapp sleeping tag={tag}")
-        time.sleep(float(param(environ, "s", "1")))
+        if lock := param(environ, "lock"):
+            with open(lock) as f:
+                fcntl.flock(f, fcntl.LOCK_SH)
+        else:
+            time.sleep(float(param(environ, "s", "1")))
         record(f"platformapp slept tag={tag}")
         body = threading.current_thread().name
     else:
