@@ -371,15 +371,15 @@ def test_asgi_time_the_application_keeps_the_body_waiting_is_not_the_clients(ser
 
 # -- --min-rate: responses -----------------------------------------------------------------
 
-# The slow reader takes up to 32 KiB every 0.5 s: over TCP its 4 KiB window lets it have a
-# few KiB at a time; over a Unix socket, where the kernel frees a sent piece only once it is
-# read whole, 32 KiB keeps it moving. Steady progress either way, and below the 100,000 B/s
-# of --min-rate.
+# The slow reader takes up to 32 KiB every 0.25 s (a quarter of --send-timeout): over TCP its
+# 4 KiB window lets it have a few KiB at a time; over a Unix socket, where the kernel frees a
+# sent piece only once it is read whole, 32 KiB keeps it moving. Steady progress either way,
+# and below the 200,000 B/s of --min-rate.
 READ_PIECE = 32 * KIB
-READ_EVERY = 0.5
-# How long the slow reader gets: the connection must be gone by then with --min-rate, and
-# still there without it.
-READER_BOUND = 12
+READ_EVERY = 0.25
+# How long the slow reader gets, six times --send-timeout: the connection must be gone by
+# then with --min-rate, and still there without it.
+READER_BOUND = 6
 
 
 def steady_reader(server, result: dict) -> None:
@@ -412,22 +412,23 @@ def steady_reader(server, result: dict) -> None:
 
 @pytest.mark.parametrize("transport", ["tcp", "unix"])
 def test_a_reader_slower_than_min_rate_is_disconnected(transport, tmp_path, launched):
-    # Both servers stream 64 MiB to a reader taking 8 KiB/s: it never leaves a write waiting
-    # a whole --send-timeout (2 s), but it takes less than --min-rate 100000 of the time the
-    # writes wait, so it is disconnected; with --min-rate 0 the same reader stays connected.
+    # Both servers stream 64 MiB to a reader taking 16 KiB/s (TCP) or 128 KiB/s (Unix): it
+    # never leaves a write waiting a whole --send-timeout (1 s), but it takes less than
+    # --min-rate 200000 of the time the writes wait, so it is disconnected; with --min-rate 0
+    # the same reader stays connected.
     servers = {
         rate: launched(
             [
                 "--bind",
                 bind_for(transport, tmp_path, f"rate-{rate}"),
                 "--send-timeout",
-                "2",
+                "1",
                 "--min-rate",
                 rate,
                 "stream:app",
             ]
         )
-        for rate in ("100000", "0")
+        for rate in ("200000", "0")
     }
     results: dict[str, dict] = {rate: {} for rate in servers}
     threads = [
@@ -439,7 +440,7 @@ def test_a_reader_slower_than_min_rate_is_disconnected(transport, tmp_path, laun
     for t in threads:
         t.join(READER_BOUND + 2 * LIVENESS)
     print(f"readers: {results}")
-    limited, unlimited = results["100000"], results["0"]
+    limited, unlimited = results["200000"], results["0"]
     assert limited.get("closed_after") is not None, f"still connected: {limited}"
     assert "got" in unlimited and unlimited["closed_after"] is None, unlimited
     # It kept reading all along.
