@@ -10,7 +10,9 @@ cap on the lines rewritten), each beside a passing control, and one still open (
 Content-Length hyper hides goes unrefused once the wrapper has stopped following.
 
 WSGI environ strings are the latin-1 decoding of the bytes (PEP 3333), so a target is written
-here as bytes and compared as `target.decode("latin-1")`.
+here as bytes and compared as `target.decode("latin-1")`. Tests that only look at their own
+answers share a server per app and transport (`shared`); those that count the application's
+calls start their own.
 """
 
 from __future__ import annotations
@@ -131,16 +133,16 @@ def send_in_pieces(sock: socket.socket, data: bytes, rng: random.Random) -> None
 
 
 @pytest.mark.parametrize("target", TARGETS.values(), ids=TARGETS.keys())
-def test_raw_bytes_in_the_target_reach_a_wsgi_app_as_sent(serve, target):
-    server = serve("echo:app")
+def test_raw_bytes_in_the_target_reach_a_wsgi_app_as_sent(shared, target):
+    server = shared("echo:app")
     with Conn(server, timeout=30) as c:
         c.send(request(target))
         assert expect_environ(c.read_response(), target) == []
 
 
 @pytest.mark.parametrize("target", ASGI_TARGETS.values(), ids=ASGI_TARGETS.keys())
-def test_raw_bytes_in_the_target_reach_an_asgi_app_as_sent(serve, target):
-    server = serve("asgiapp:app")
+def test_raw_bytes_in_the_target_reach_an_asgi_app_as_sent(shared, target):
+    server = shared("asgiapp:app")
     target = b"/scope" + target
     with Conn(server, timeout=30) as c:
         c.send(request(target))
@@ -153,8 +155,8 @@ def test_raw_bytes_in_the_target_reach_an_asgi_app_as_sent(serve, target):
     assert scope["path"] == unquote_to_bytes(path).decode("utf-8", "replace")
 
 
-def test_a_fragment_stays_in_raw_uri_only(serve):
-    server = serve("echo:app")
+def test_a_fragment_stays_in_raw_uri_only(shared):
+    server = shared("echo:app")
     targets = [b"/f#frag", b'/f?a=1#x"y', b'/"p"?q=<v>#f<r>`s`', b"/f?#", b"/f#a#b?c"]
     with Conn(server, timeout=30) as c:
         for target in targets:
@@ -162,8 +164,8 @@ def test_a_fragment_stays_in_raw_uri_only(serve):
             assert expect_environ(c.read_response(), target) == []
 
 
-def test_a_fragment_is_not_in_the_asgi_raw_path_or_query(serve):
-    server = serve("asgiapp:app")
+def test_a_fragment_is_not_in_the_asgi_raw_path_or_query(shared):
+    server = shared("asgiapp:app")
     with Conn(server, timeout=30) as c:
         c.send(request(b'/scope/"p"?q=<v>#frag"x'))
         scope = c.read_response().json()
@@ -171,8 +173,8 @@ def test_a_fragment_is_not_in_the_asgi_raw_path_or_query(serve):
     assert scope["path"] == '/scope/"p"'
 
 
-def test_http_1_0_keep_alive_requests_with_raw_targets(serve):
-    server = serve("echo:app")
+def test_http_1_0_keep_alive_requests_with_raw_targets(shared):
+    server = shared("echo:app")
     keep = b"Connection: keep-alive\r\n"
     targets = [b'/"old"?q=<1>', b"/caf\xc3\xa9?q=`2`", b"/last?q=>3<"]
     # The last without keep-alive: answered, then closed.
@@ -189,8 +191,8 @@ def test_http_1_0_keep_alive_requests_with_raw_targets(serve):
         assert c.closed_by_server(timeout=30)
 
 
-def test_expect_100_continue_with_a_raw_target(serve):
-    server = serve("echo:app")
+def test_expect_100_continue_with_a_raw_target(shared):
+    server = shared("echo:app")
     body = EVIL * 3
     wire = request(b'/up?q="1"', b"POST", HEAD + b"Expect: 100-continue\r\n", body)
     with Conn(server, timeout=30) as c:
@@ -261,8 +263,8 @@ def pipeline(rng: random.Random) -> tuple[bytes, list[tuple[bytes, bytes]]]:
 
 
 @pytest.mark.parametrize("sending", ["whole", "pieces-1", "pieces-2", "pieces-3"])
-def test_pipelined_bodies_that_look_like_request_lines_pass_untouched(serve, transport, sending):
-    server = serve("echo:app")
+def test_pipelined_bodies_that_look_like_request_lines_pass_untouched(shared, transport, sending):
+    server = shared("echo:app")
     rng = random.Random(f"{transport} {sending}")
     wire, exchanges = pipeline(rng)
     with Conn(server, timeout=30) as c:
@@ -282,10 +284,10 @@ def test_pipelined_bodies_that_look_like_request_lines_pass_untouched(serve, tra
     assert mismatches == []
 
 
-def test_two_requests_cut_at_every_byte_are_read_the_same(serve, transport):
+def test_two_requests_cut_at_every_byte_are_read_the_same(shared, transport):
     # Every cut: inside a UTF-8 sequence, between CR and LF, inside a chunk size or its
     # extension, between a body and the next request line.
-    server = serve("echo:app")
+    server = shared("echo:app")
     first, second = b'/one/"\xc3\xa9"?q=<1>', b"/two?q=`2`#f"
     wire = (
         request(first, b"POST", HEAD + b"Transfer-Encoding: chunked\r\n")
@@ -370,10 +372,10 @@ NOT_ORIGIN_FORM = {
 }
 
 
-def test_an_empty_line_before_a_request_is_skipped_and_the_rewriting_goes_on(serve):
+def test_an_empty_line_before_a_request_is_skipped_and_the_rewriting_goes_on(shared):
     # hyper (httparse) skips empty lines before a request line; the wrapper does the same and
     # keeps following, so the next request's raw target is served.
-    server = serve("echo:app")
+    server = shared("echo:app")
     with Conn(server, timeout=30) as c:
         c.send(b"\r\n\nGET /after-empty HTTP/1.1\r\nHost: x\r\n\r\n" + PROBE)
         responses = read_responses(c, 2)
@@ -381,9 +383,9 @@ def test_an_empty_line_before_a_request_is_skipped_and_the_rewriting_goes_on(ser
 
 
 @pytest.mark.parametrize("case", NOT_ORIGIN_FORM.values(), ids=NOT_ORIGIN_FORM.keys())
-def test_after_a_line_not_in_origin_form_hyper_decides(serve, case):
+def test_after_a_line_not_in_origin_form_hyper_decides(shared, case):
     first, statuses = case
-    server = serve("echo:app")
+    server = shared("echo:app")
     with Conn(server, timeout=30) as c:
         c.send(first + PROBE)
         assert [r.status for r in read_responses(c, 2)] == statuses
@@ -688,8 +690,8 @@ ENDINGS = pytest.mark.parametrize(
     # its own.
     ids=["control", "quotes"],
 )
-def test_a_bare_lf_in_the_trailer_section_smuggles_no_request(serve, ending, filler):
-    server = serve("echo:app")
+def test_a_bare_lf_in_the_trailer_section_smuggles_no_request(shared, ending, filler):
+    server = shared("echo:app")
     wire, body = bare_lf_trailers(ending, b"X /" + filler * (len(SMUGGLED) // 2) + b" H\r\n")
     with Conn(server, timeout=30) as c:
         c.send(wire + request(b"/last"))
@@ -701,8 +703,8 @@ def test_a_bare_lf_in_the_trailer_section_smuggles_no_request(serve, ending, fil
 @pytest.mark.parametrize(
     "first, second", [(b"/%22a%22", b'/"a"'), (b"/a", b"/a#frag")], ids=["encoded", "fragment"]
 )
-def test_a_pipelined_request_gets_only_its_own_target(serve, first, second):
-    server = serve("echo:app")
+def test_a_pipelined_request_gets_only_its_own_target(shared, first, second):
+    server = shared("echo:app")
     with Conn(server, timeout=30) as c:
         c.send(request(first) + request(second))
         responses = read_responses(c, 2)
