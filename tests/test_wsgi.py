@@ -1,7 +1,9 @@
 """PEP 3333 against a live server: the environ, wsgi.input, and every way an application
 answers (lists, streams, file_wrapper, write()) or breaks the rules.
 
-Every test runs over TCP and over a Unix socket (the `serve` fixture).
+Every test runs over TCP and over a Unix socket: on a server of its own (`serve`), or, where
+it only looks at its own answers and log lines, on one the module's tests share per app and
+transport (`shared`).
 """
 
 import hashlib
@@ -55,8 +57,8 @@ def wait_for_new_output(server, pattern: str, start: int, timeout: float = 10) -
 # -- environ ------------------------------------------------------------------------------
 
 
-def test_environ_has_every_pep3333_key_with_the_right_type(serve):
-    server = serve("echo:app")
+def test_environ_has_every_pep3333_key_with_the_right_type(shared):
+    server = shared("echo:app")
     data = echo(
         server,
         "POST",
@@ -99,14 +101,14 @@ def test_environ_has_every_pep3333_key_with_the_right_type(serve):
             value.encode("latin-1")
 
 
-def test_server_name_and_port_without_a_port_in_host(serve):
-    server = serve("echo:app")
+def test_server_name_and_port_without_a_port_in_host(shared):
+    server = shared("echo:app")
     env = echo(server, headers={"Host": "example.org"})["environ"]
     assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("example.org", "80")
 
 
-def test_server_name_and_port_come_from_the_listener_without_host(serve):
-    server = serve("echo:app")
+def test_server_name_and_port_come_from_the_listener_without_host(shared):
+    server = shared("echo:app")
     with Conn(server) as c:
         resp = c.request("GET", "/", host=None, version="HTTP/1.0")
     env = resp.json()["environ"]
@@ -130,9 +132,9 @@ def test_server_name_and_port_come_from_the_listener_without_host(serve):
     ids=["latin1", "utf8-bytes", "slash", "space-plus", "percent", "query-raw", "query-slash"],
 )
 def test_path_info_is_percent_decoded_as_latin1_and_query_string_stays_raw(
-    serve, target, path_info, query
+    shared, target, path_info, query
 ):
-    server = serve("echo:app")
+    server = shared("echo:app")
     with Conn(server) as c:
         resp = c.request("GET", target)
     env = resp.json()["environ"]
@@ -140,8 +142,8 @@ def test_path_info_is_percent_decoded_as_latin1_and_query_string_stays_raw(
     assert env["QUERY_STRING"] == query
 
 
-def test_absolute_form_target(serve):
-    server = serve("echo:app")
+def test_absolute_form_target(shared):
+    server = shared("echo:app")
     with Conn(server) as c:
         resp = c.request("GET", "http://example.com:81/abs/path?y=1", host="example.com:81")
     env = resp.json()["environ"]
@@ -149,8 +151,8 @@ def test_absolute_form_target(serve):
     assert (env["SERVER_NAME"], env["SERVER_PORT"]) == ("example.com", "81")
 
 
-def test_header_folding_into_the_environ(serve):
-    server = serve("echo:app")
+def test_header_folding_into_the_environ(shared):
+    server = shared("echo:app")
     headers = [
         ("X-Dup", "a"),
         ("X-Dup", "b"),
@@ -175,16 +177,16 @@ def test_header_folding_into_the_environ(serve):
     assert env["HTTP_X_LATIN"] == "caf\xe9"
 
 
-def test_worker_threads_have_their_names_in_python(serve):
+def test_worker_threads_have_their_names_in_python(shared):
     # Tracebacks, logging's %(threadName)s and threading.enumerate() say ferrule-worker-N, as
     # py-spy and top -H do, not the Dummy-N Python gives threads it did not start.
-    server = serve("procapp:application")
+    server = shared("procapp:application")
     names = {server.request("GET", "/thread")[1].decode() for _ in range(5)}
     assert all(re.fullmatch(r"ferrule-worker-\d+", name) for name in names), names
 
 
-def test_wsgi_errors_reaches_the_server_log(serve):
-    server = serve("echo:app")
+def test_wsgi_errors_reaches_the_server_log(shared):
+    server = shared("echo:app")
     echo(server, path="/?errors=written-to-wsgi-errors-42")
     server.wait_for_output("written-to-wsgi-errors-42")
 
@@ -204,8 +206,8 @@ READ_METHODS = [
 ]
 
 
-def test_wsgi_input_every_read_method(serve):
-    server = serve("echo:app")
+def test_wsgi_input_every_read_method(shared):
+    server = shared("echo:app")
     body = b"line one\nline two\r\n\nlonger line number three\nno newline at the end"
     lines = body.splitlines(keepends=True)
     failures = []
@@ -224,8 +226,8 @@ def test_wsgi_input_every_read_method(serve):
     assert not failures, "\n".join(failures)
 
 
-def test_wsgi_input_read_n_never_returns_more_than_n(serve):
-    server = serve("echo:app")
+def test_wsgi_input_read_n_never_returns_more_than_n(shared):
+    server = shared("echo:app")
     body = os.urandom(100_000)
     for n in (1, 7, 4096, 200_000):
         data = echo(server, "POST", f"/?read=chunks&n={n}", body=body)
@@ -236,8 +238,8 @@ def test_wsgi_input_read_n_never_returns_more_than_n(serve):
 # -- responses ------------------------------------------------------------------------
 
 
-def test_streamed_response_without_content_length_is_chunked(serve):
-    server = serve("stream:app")
+def test_streamed_response_without_content_length_is_chunked(shared):
+    server = shared("stream:app")
     with Conn(server) as c:
         resp = c.request("GET", "/?n=5&size=10")
         again = c.request("GET", "/?n=2&size=3&empties=1")
@@ -248,8 +250,8 @@ def test_streamed_response_without_content_length_is_chunked(serve):
     assert again.body == b"AAABBB"
 
 
-def test_streamed_response_with_content_length_is_not_chunked(serve):
-    server = serve("stream:app")
+def test_streamed_response_with_content_length_is_not_chunked(shared):
+    server = shared("stream:app")
     with Conn(server) as c:
         resp = c.request("GET", "/?n=4&size=1000&cl=1")
     assert resp.status == 200
@@ -257,16 +259,16 @@ def test_streamed_response_with_content_length_is_not_chunked(serve):
     assert resp.body == b"A" * 1000 + b"B" * 1000 + b"C" * 1000 + b"D" * 1000
 
 
-def test_streamed_response_to_http_1_0_is_close_delimited(serve):
-    server = serve("stream:app")
+def test_streamed_response_to_http_1_0_is_close_delimited(shared):
+    server = shared("stream:app")
     with Conn(server) as c:
         resp = c.request("GET", "/?n=3&size=5", version="HTTP/1.0")
     assert resp.status == 200 and not resp.chunked
     assert resp.body == b"AAAAABBBBBCCCCC"
 
 
-def test_streamed_response_is_sent_as_it_is_produced(serve, tmp_path):
-    server = serve("stream:app")
+def test_streamed_response_is_sent_as_it_is_produced(shared, tmp_path):
+    server = shared("stream:app")
     gate = tmp_path / "gate"
     with Conn(server, timeout=10) as c:
         target = f"/?n=2&size=10&gate={gate}&tag=live"
@@ -282,8 +284,8 @@ def test_streamed_response_is_sent_as_it_is_produced(serve, tmp_path):
     server.wait_for_output("stream close\\(\\) called tag=live")
 
 
-def test_close_is_called_when_the_client_disconnects_mid_stream(serve):
-    server = serve("stream:app")
+def test_close_is_called_when_the_client_disconnects_mid_stream(shared):
+    server = shared("stream:app")
     with Conn(server) as c:
         c.send(build_request("GET", "/?n=100000&size=1000&delay=0.01&tag=gone", host="x"))
         assert c.read_head().status == 200
@@ -293,24 +295,24 @@ def test_close_is_called_when_the_client_disconnects_mid_stream(serve):
     assert (resp.status, body) == (200, b"AA")
 
 
-def test_response_headers_keep_their_order_and_repeats(serve):
-    server = serve("echo:app")
+def test_response_headers_keep_their_order_and_repeats(shared):
+    server = shared("echo:app")
     with Conn(server) as c:
         resp = c.request("GET", "/?hdr=Set-Cookie:a=1&hdr=Set-Cookie:b=2&hdr=X-Thing:%20v")
     assert resp.headers_named("Set-Cookie") == ["a=1", "b=2"]
     assert resp.header("X-Thing") == "v"
 
 
-def test_latin1_response_header_value_is_sent_as_one_byte(serve):
-    server = serve("echo:app")
+def test_latin1_response_header_value_is_sent_as_one_byte(shared):
+    server = shared("echo:app")
     with Conn(server) as c:
         resp = c.request("GET", "/?hdr=X-Latin:caf%C3%A9")
     assert resp.header("X-Latin") == "caf\xe9"  # the byte 0xE9, decoded as latin-1 here
 
 
 @pytest.mark.parametrize("status", ["204 No Content", "304 Not Modified"])
-def test_no_body_is_sent_for_204_and_304_even_if_the_app_returns_one(serve, status):
-    server = serve("echo:app")
+def test_no_body_is_sent_for_204_and_304_even_if_the_app_returns_one(shared, status):
+    server = shared("echo:app")
     with Conn(server) as c:
         resp = c.request("GET", "/?status=" + status.replace(" ", "%20"))
         # A stray body would be parsed as the start of this response.
@@ -319,8 +321,8 @@ def test_no_body_is_sent_for_204_and_304_even_if_the_app_returns_one(serve, stat
     assert after.status == 200 and after.json()["environ"]["PATH_INFO"] == "/after"
 
 
-def test_streamed_body_shorter_than_its_content_length_is_cut_off(serve):
-    server = serve("stream:app")
+def test_streamed_body_shorter_than_its_content_length_is_cut_off(shared):
+    server = shared("stream:app")
     with Conn(server) as c:
         with pytest.raises((Truncated, ConnectionResetError)):
             c.request("GET", "/?n=2&size=10&declare=100")
@@ -328,8 +330,8 @@ def test_streamed_body_shorter_than_its_content_length_is_cut_off(serve):
     assert resp.status == 200
 
 
-def test_streamed_body_longer_than_its_content_length_is_not_sent_past_it(serve):
-    server = serve("stream:app")
+def test_streamed_body_longer_than_its_content_length_is_not_sent_past_it(shared):
+    server = shared("stream:app")
     with Conn(server) as c:
         resp = c.request("GET", "/?n=3&size=10&declare=15")
         assert resp.body == b"A" * 10 + b"B" * 5
@@ -354,8 +356,8 @@ def test_head_of_a_file_wrapper_response_sends_no_body(serve, tmp_path):
     server.wait_for_output("filewrap close\\(\\) called")
 
 
-def test_response_status_and_chunked_list_body(serve):
-    server = serve("echo:app")
+def test_response_status_and_chunked_list_body(shared):
+    server = shared("echo:app")
     with Conn(server) as c:
         created = c.request("POST", "/?status=201%20Created", body=b"x")
         listed = c.request("GET", "/?nocl=1")
@@ -384,8 +386,8 @@ def test_file_wrapper_sends_the_file_and_closes_it(serve, tmp_path, query):
     server.wait_for_output("filewrap close\\(\\) called")
 
 
-def test_file_wrapper_sends_no_more_than_content_length(serve, tmp_path):
-    server = serve("filewrap:app")
+def test_file_wrapper_sends_no_more_than_content_length(shared, tmp_path):
+    server = shared("filewrap:app")
     path = tmp_path / "payload.bin"
     path.write_bytes(b"0123456789" * 100)
     with Conn(server) as c:
