@@ -1,7 +1,9 @@
 """HTTP/1.1 against a live server: connection reuse, pipelining, request framing, interim
 responses, HEAD, spooled bodies, and malformed requests answered 400 without running the app.
 
-Every test runs over TCP and over a Unix socket (the `serve` fixture).
+Every test runs over TCP and over a Unix socket: on a server the module's tests share per app,
+options and transport where it only looks at its own answers (`shared`), else on its own
+(`serve`).
 """
 
 import hashlib
@@ -17,8 +19,8 @@ from helpers import (
 )
 
 
-def test_keep_alive_serves_two_requests_on_one_connection(serve):
-    server = serve("echo:app")
+def test_keep_alive_serves_two_requests_on_one_connection(shared):
+    server = shared("echo:app")
     with Conn(server) as c:
         first = c.request("GET", "/first")
         second = c.request("POST", "/second", body=b"payload")
@@ -32,8 +34,8 @@ def test_keep_alive_serves_two_requests_on_one_connection(serve):
         assert second.json()["environ"]["REMOTE_PORT"] == port
 
 
-def test_keep_alive_after_a_body_the_app_did_not_read(serve):
-    server = serve("echo:app")
+def test_keep_alive_after_a_body_the_app_did_not_read(shared):
+    server = shared("echo:app")
     with Conn(server) as c:
         skipped = c.request("POST", "/skip?read=skip", body=b"GET /smuggled HTTP/1.1\r\n\r\n")
         after = c.request("GET", "/after")
@@ -42,8 +44,8 @@ def test_keep_alive_after_a_body_the_app_did_not_read(serve):
     assert after.json()["environ"]["PATH_INFO"] == "/after"
 
 
-def test_pipelined_requests_are_answered_in_order(serve):
-    server = serve("echo:app")
+def test_pipelined_requests_are_answered_in_order(shared):
+    server = shared("echo:app")
     host = host_header(server)
     requests = [
         build_request("GET", "/p?i=0", host=host),
@@ -67,8 +69,8 @@ def test_pipelined_requests_are_answered_in_order(serve):
     assert responses[3].json()["body"] == "chunked three " * 200
 
 
-def test_chunked_request_body_with_extensions_and_trailers(serve):
-    server = serve("echo:app")
+def test_chunked_request_body_with_extensions_and_trailers(shared):
+    server = shared("echo:app")
     raw = (
         f"POST /chunked HTTP/1.1\r\nHost: {host_header(server)}\r\n"
         "Transfer-Encoding: chunked\r\n\r\n"
@@ -90,8 +92,8 @@ def test_chunked_request_body_with_extensions_and_trailers(serve):
 
 
 @pytest.mark.parametrize("how", ["read", "chunks", "readline", "iter"])
-def test_chunked_request_body_read_every_way(serve, how):
-    server = serve("echo:app")
+def test_chunked_request_body_read_every_way(shared, how):
+    server = shared("echo:app")
     body = b"".join(b"line %d of a chunked body\n" % i for i in range(500))
     with Conn(server) as c:
         resp = c.request("POST", f"/?read={how}&n=777", body=body, chunked=True)
@@ -100,8 +102,8 @@ def test_chunked_request_body_read_every_way(serve, how):
     assert resp.json()["body_len"] == len(body)
 
 
-def test_expect_100_continue_gets_100_then_the_response(serve):
-    server = serve("echo:app")
+def test_expect_100_continue_gets_100_then_the_response(shared):
+    server = shared("echo:app")
     body = os.urandom(5000)
     with Conn(server) as c:
         c.send(
@@ -120,8 +122,8 @@ def test_expect_100_continue_gets_100_then_the_response(serve):
     assert final.json()["body_sha256"] == hashlib.sha256(body).hexdigest()
 
 
-def test_head_sends_headers_and_no_body(serve):
-    server = serve("echo:app")
+def test_head_sends_headers_and_no_body(shared):
+    server = shared("echo:app")
     with Conn(server) as c:
         head = c.request("HEAD", "/head")
         # Had the server sent a body after the HEAD response, this response would not parse.
@@ -134,8 +136,8 @@ def test_head_sends_headers_and_no_body(serve):
     assert get.json()["environ"]["PATH_INFO"] == "/after-head"
 
 
-def test_head_of_a_streamed_response_sends_no_body(serve):
-    server = serve("stream:app")
+def test_head_of_a_streamed_response_sends_no_body(shared):
+    server = shared("stream:app")
     with Conn(server) as c:
         head = c.request("HEAD", "/?n=3&size=100")
         get = c.request("GET", "/?n=3&size=100")
@@ -144,16 +146,16 @@ def test_head_of_a_streamed_response_sends_no_body(serve):
 
 
 @pytest.mark.parametrize("how", ["read", "chunks", "readline", "cl"])
-def test_body_larger_than_the_buffer_is_spooled_and_echoed_intact(serve, how):
-    server = serve("echo:app", "--body-buffer-size", "64K")
+def test_body_larger_than_the_buffer_is_spooled_and_echoed_intact(shared, how):
+    server = shared("echo:app", "--body-buffer-size", "64K")
     body = os.urandom(3 * 1024 * 1024 + 17)
     data = echo(server, "POST", f"/?read={how}&n=65536", body=body)
     assert data["body_len"] == len(body)
     assert data["body_sha256"] == hashlib.sha256(body).hexdigest()
 
 
-def test_chunked_body_larger_than_the_buffer_is_spooled(serve):
-    server = serve("echo:app", "--body-buffer-size", "16K")
+def test_chunked_body_larger_than_the_buffer_is_spooled(shared):
+    server = shared("echo:app", "--body-buffer-size", "16K")
     body = os.urandom(512 * 1024)
     with Conn(server) as c:
         resp = c.request("POST", "/?read=chunks&n=10000", body=body, chunked=True)
@@ -161,16 +163,16 @@ def test_chunked_body_larger_than_the_buffer_is_spooled(serve):
     assert resp.json()["body_sha256"] == hashlib.sha256(body).hexdigest()
 
 
-def test_connection_close_from_the_client_closes_after_the_response(serve):
-    server = serve("echo:app")
+def test_connection_close_from_the_client_closes_after_the_response(shared):
+    server = shared("echo:app")
     with Conn(server) as c:
         resp = c.request("GET", "/bye", headers=[("Connection", "close")])
         assert resp.status == 200
         assert c.closed_by_server(timeout=5)
 
 
-def test_http_1_0_request_is_answered_and_closed(serve):
-    server = serve("echo:app")
+def test_http_1_0_request_is_answered_and_closed(shared):
+    server = shared("echo:app")
     with Conn(server) as c:
         resp = c.request("GET", "/old", version="HTTP/1.0")
         assert resp.status == 200
