@@ -2,8 +2,9 @@
 (`--forwarded-headers`), what they change in the environ, and what is refused (issue 3,
 "Proxies").
 
-The echo app reports the environ. Over TCP the client is 127.0.0.1, trusted by default; over
-a Unix socket the peer is always trusted. Django's view of it (`request.is_secure()`,
+The echo app reports the environ (one server per option set and transport serves the tests
+that only read it, `shared`). Over TCP the client is 127.0.0.1, trusted by default; over a
+Unix socket the peer is always trusted. Django's view of it (`request.is_secure()`,
 `REMOTE_ADDR`) is checked against `manage.py server`, and real nginx in front at the end.
 """
 
@@ -50,8 +51,8 @@ PEER = "127.0.0.1"
 X_FAMILY = [h for h in FORWARDING if h != "HTTP_FORWARDED"]
 
 
-def test_trusted_peer_sets_client_scheme_host_port_and_prefix(serve):
-    server = serve("echo:app")
+def test_trusted_peer_sets_client_scheme_host_port_and_prefix(shared):
+    server = shared("echo:app")
     env = echo(server, path="/p/q?x=1", headers=EVERY_HEADER)["environ"]
     # Walking X-Forwarded-For from the right, 203.0.113.7 is the first address that is not a
     # trusted proxy. Forwarded is not read by default (--forwarded-headers x-forwarded).
@@ -70,8 +71,8 @@ def test_trusted_peer_sets_client_scheme_host_port_and_prefix(serve):
     assert "HTTP_FORWARDED" not in env
 
 
-def test_rfc7239_forwarded_alone(serve):
-    server = serve("echo:app", "--forwarded-headers", "forwarded")
+def test_rfc7239_forwarded_alone(shared):
+    server = shared("echo:app", "--forwarded-headers", "forwarded")
     headers = {
         "Forwarded": 'for=203.0.113.9;proto=http, For="[2001:db8::17]:4711";PROTO=HTTPS;'
         'host="example.com:8443"'
@@ -85,15 +86,15 @@ def test_rfc7239_forwarded_alone(serve):
 
 
 @pytest.mark.parametrize("hidden", ["unknown", '"_hidden"'])
-def test_unknown_or_obfuscated_client_keeps_the_peer_address(serve, hidden):
-    server = serve("echo:app", "--forwarded-headers", "forwarded")
+def test_unknown_or_obfuscated_client_keeps_the_peer_address(shared, hidden):
+    server = shared("echo:app", "--forwarded-headers", "forwarded")
     env = echo(server, headers={"Forwarded": f"for={hidden};proto=https"})["environ"]
     assert env["REMOTE_ADDR"] == PEER
     assert env["wsgi.url_scheme"] == "https"
 
 
-def test_no_forwarding_headers_leave_the_connection_as_it_is(serve):
-    server = serve("echo:app")
+def test_no_forwarding_headers_leave_the_connection_as_it_is(shared):
+    server = shared("echo:app")
     env = echo(server, path="/x")["environ"]
     assert env["REMOTE_ADDR"] == PEER
     assert env["wsgi.url_scheme"] == "http"
@@ -102,10 +103,10 @@ def test_no_forwarding_headers_leave_the_connection_as_it_is(serve):
     assert env["PATH_INFO"] == "/x"
 
 
-def test_untrusted_peer_headers_are_removed(serve, transport):
+def test_untrusted_peer_headers_are_removed(shared, transport):
     if transport == "unix":
         pytest.skip("a Unix-socket peer is always trusted")
-    server = serve("echo:app", "--forwarded-allow-ips", "10.9.9.9")
+    server = shared("echo:app", "--forwarded-allow-ips", "10.9.9.9")
     env = echo(server, path="/p", headers=EVERY_HEADER)["environ"]
     for key in FORWARDING:
         assert key not in env, key
@@ -120,10 +121,10 @@ def test_untrusted_peer_headers_are_removed(serve, transport):
     assert env["PATH_INFO"] == "/p"
 
 
-def test_unix_socket_peers_are_trusted_whatever_the_list(serve, transport):
+def test_unix_socket_peers_are_trusted_whatever_the_list(shared, transport):
     if transport == "tcp":
         pytest.skip("only a Unix-socket peer is trusted without being listed")
-    server = serve("echo:app", "--forwarded-allow-ips", "10.9.9.9")
+    server = shared("echo:app", "--forwarded-allow-ips", "10.9.9.9")
     env = echo(server, headers=EVERY_HEADER)["environ"]
     assert env["REMOTE_ADDR"] == "203.0.113.7"
     assert env["wsgi.url_scheme"] == "https"
@@ -140,8 +141,8 @@ def test_unix_socket_peers_are_trusted_whatever_the_list(serve, transport):
         ("*", "1.1.1.1"),
     ],
 )
-def test_chain_walks_from_the_right_past_trusted_proxies(serve, allow, client):
-    server = serve("echo:app", "--forwarded-allow-ips", allow)
+def test_chain_walks_from_the_right_past_trusted_proxies(shared, allow, client):
+    server = shared("echo:app", "--forwarded-allow-ips", allow)
     xff = "1.1.1.1, 6.6.6.6, 203.0.113.7"
     env = echo(server, headers={"X-Forwarded-For": xff})["environ"]
     assert env["REMOTE_ADDR"] == client
@@ -153,10 +154,10 @@ def test_chain_walks_from_the_right_past_trusted_proxies(serve, allow, client):
 # other family through. Reading both let the client pick its REMOTE_ADDR, scheme and host.
 
 
-def test_default_ignores_a_clients_forwarded_behind_an_x_forwarded_proxy(serve):
+def test_default_ignores_a_clients_forwarded_behind_an_x_forwarded_proxy(shared):
     # What nginx with `$proxy_add_x_forwarded_for` and `X-Forwarded-Proto $scheme` sends when
     # the client added its own Forwarded header.
-    server = serve("echo:app")
+    server = shared("echo:app")
     headers = {
         "X-Forwarded-For": "203.0.113.7",
         "X-Forwarded-Proto": "http",
@@ -169,9 +170,9 @@ def test_default_ignores_a_clients_forwarded_behind_an_x_forwarded_proxy(serve):
     assert "HTTP_FORWARDED" not in env
 
 
-def test_forwarded_ignores_a_clients_x_forwarded_behind_an_rfc7239_proxy(serve):
+def test_forwarded_ignores_a_clients_x_forwarded_behind_an_rfc7239_proxy(shared):
     # What HAProxy with `option forwarded` sends when the client added X-Forwarded-* itself.
-    server = serve("echo:app", "--forwarded-headers", "forwarded")
+    server = shared("echo:app", "--forwarded-headers", "forwarded")
     headers = {
         "Forwarded": "for=203.0.113.7;proto=http",
         "X-Forwarded-For": "6.6.6.6",
@@ -193,8 +194,8 @@ def test_forwarded_ignores_a_clients_x_forwarded_behind_an_rfc7239_proxy(serve):
     assert env["HTTP_FORWARDED"] == "for=203.0.113.7;proto=http"
 
 
-def test_both_reads_both_families_when_they_agree(serve):
-    server = serve("echo:app", "--forwarded-headers", "both")
+def test_both_reads_both_families_when_they_agree(shared):
+    server = shared("echo:app", "--forwarded-headers", "both")
     headers = {
         "X-Forwarded-For": "203.0.113.7",
         "X-Forwarded-Proto": "https",
@@ -224,10 +225,10 @@ def test_forwarded_headers_is_validated(launched):
     assert "x-forwarded" in proc.stderr and "both" in proc.stderr
 
 
-def test_scheme_lists_use_the_rightmost_entry(serve):
+def test_scheme_lists_use_the_rightmost_entry(shared):
     # A proxy that appends (HAProxy `add-header`) after a client's own value, or after the
     # proxy before it: the entry the proxy next to ferrule wrote counts, as for the host.
-    server = serve("echo:app")
+    server = shared("echo:app")
     lists = [("https, http", "http"), ("http, https", "https"), ("ftp, https", "https")]
     for value, scheme in lists:
         env = echo(server, headers={"X-Forwarded-Proto": value})["environ"]
