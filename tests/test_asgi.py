@@ -3,7 +3,8 @@ field by field, request bodies read as the application asks, streamed responses,
 server-sent events, a client that leaves, --timeout, errors, and the lifespan protocol.
 
 The fixture is a raw ASGI application (tests/apps/asgiapp.py), so what is tested is the
-server's side of the protocol; Django's ASGI handler is tested in test_django_asgi.py.
+server's side of the protocol; Django's ASGI handler is tested in test_django_asgi.py. Tests
+that only look at their own answers and log lines share one server per transport (`shared`).
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ def scope_of(server, target: str = "/scope", headers=None) -> dict:
     return json.loads(body)
 
 
-def test_hello_and_the_scope_field_by_field(asgi, transport, tmp_path):
-    server = asgi()
+def test_hello_and_the_scope_field_by_field(shared, transport, tmp_path):
+    server = shared("asgiapp:app")
     resp, body = server.request("GET", "/")
     assert (resp.status, body) == (200, b"hello")
     assert resp.getheader("content-type") == "text/plain"
@@ -71,8 +72,8 @@ def test_root_path_under_a_prefix(asgi):
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
-def test_a_body_is_read_as_the_application_asks_for_it(asgi, chunked):
-    server = asgi()
+def test_a_body_is_read_as_the_application_asks_for_it(shared, chunked):
+    server = shared("asgiapp:app")
     payload = bytes(range(256)) * 4096  # 1 MiB
     with Conn(server) as c:
         c.send(
@@ -85,17 +86,17 @@ def test_a_body_is_read_as_the_application_asks_for_it(asgi, chunked):
     assert int(resp.header("x-messages")) > 1
 
 
-def test_a_streamed_response_arrives_whole(asgi):
-    server = asgi()
+def test_a_streamed_response_arrives_whole(shared):
+    server = shared("asgiapp:app")
     resp, body = server.request("GET", "/stream?n=300")
     assert resp.status == 200
     assert body == b"x" * 1024 * 300
 
 
-def test_trailers_follow_the_body_over_http1_and_http2(asgi):
+def test_trailers_follow_the_body_over_http1_and_http2(shared):
     from h2_helpers import H2
 
-    server = asgi()
+    server = shared("asgiapp:app")
     assert scope_of(server)["extensions"]["http.response.trailers"] == {}
     trailers = [("x-checksum", "abc123"), ("x-checksum", "def456"), ("x-status", "0")]
     with Conn(server) as c:
@@ -117,9 +118,9 @@ def test_trailers_follow_the_body_over_http1_and_http2(asgi):
         assert (s.status, bytes(s.body), s.trailers) == ("200", b"part one, part two", trailers)
 
 
-def test_a_code_without_a_usual_reason_phrase_gets_an_empty_one(asgi):
+def test_a_code_without_a_usual_reason_phrase_gets_an_empty_one(shared):
     # ASGI carries no reason phrase; for 419 hyper's own would be the placeholder "<none>".
-    server = asgi()
+    server = shared("asgiapp:app")
     with Conn(server) as c:
         resp = c.request("GET", "/status?code=419")
         assert (resp.status, resp.reason) == (419, "")
@@ -127,8 +128,8 @@ def test_a_code_without_a_usual_reason_phrase_gets_an_empty_one(asgi):
         assert (resp.status, resp.reason) == (404, "Not Found")
 
 
-def test_announced_trailers_that_never_come_leave_the_body_whole(asgi):
-    server = asgi()
+def test_announced_trailers_that_never_come_leave_the_body_whole(shared):
+    server = shared("asgiapp:app")
     with Conn(server) as c:
         c.send(
             build_request(
@@ -140,8 +141,8 @@ def test_announced_trailers_that_never_come_leave_the_body_whole(asgi):
     server.wait_for_output(r"returned without the trailers its response announced", LIVENESS)
 
 
-def test_pathsend_sends_the_file_from_the_core(asgi):
-    server = asgi()
+def test_pathsend_sends_the_file_from_the_core(shared):
+    server = shared("asgiapp:app")
     resp, body = server.request("GET", "/pathsend")
     assert resp.status == 200
     with open("tests/apps/asgiapp.py", "rb") as f:
@@ -149,8 +150,8 @@ def test_pathsend_sends_the_file_from_the_core(asgi):
     assert int(resp.getheader("content-length")) == len(body)
 
 
-def test_server_sent_events_arrive_as_they_are_sent(asgi):
-    server = asgi()
+def test_server_sent_events_arrive_as_they_are_sent(shared):
+    server = shared("asgiapp:app")
     with Conn(server) as c:
         c.send(build_request("GET", "/sse?n=3", host=host_header(server)))
         seen = c.until(b"data: 0")
@@ -181,8 +182,8 @@ def test_timeout_answers_504_and_cancels_the_task(asgi):
     assert server.request("GET", "/")[0].status == 200
 
 
-def test_an_application_error_is_a_500_logged_once(asgi):
-    server = asgi()
+def test_an_application_error_is_a_500_logged_once(shared):
+    server = shared("asgiapp:app")
     resp, body = server.request("GET", "/raise")
     assert resp.status == 500
     assert b"Traceback" not in body
@@ -231,10 +232,10 @@ def test_interface_wsgi_serves_a_wsgi_application(serve):
     assert server.request("GET", "/")[0].status == 200
 
 
-def test_many_requests_at_once_on_one_loop(asgi):
+def test_many_requests_at_once_on_one_loop(shared):
     from concurrent.futures import ThreadPoolExecutor
 
-    server = asgi()
+    server = shared("asgiapp:app")
 
     def one(i):
         return server.request("GET", f"/sleep?s=0.2&i={i}")[0].status
