@@ -3,8 +3,10 @@
 client that leaves does to a request blocked in them.
 
 Server tests run over TCP and a Unix socket; the fixture app is tests/apps/asyncapp.py, which
-reports in its responses and, for what happens after the client is gone, in `fixture:` lines.
-The tests at the top call the functions in this process, outside any ferrule worker thread.
+reports in its responses and, for what happens after the client is gone, in `fixture:` lines;
+tests that look only at their own answers and tagged lines share a server per transport
+(`shared`). The tests at the top call the functions in this process, outside any ferrule
+worker thread.
 """
 
 from __future__ import annotations
@@ -92,23 +94,23 @@ def get(server, path: str):
     return json.loads(body)
 
 
-def test_wait_returns_the_result_from_the_shared_loop(serve):
-    server = serve("asyncapp:app")
+def test_wait_returns_the_result_from_the_shared_loop(shared):
+    server = shared("asyncapp:app")
     got = get(server, "/wait?v=hello")
     assert got["value"] == "hello"
     assert got["thread"] == "ferrule-loop"
 
 
-def test_wait_reraises_with_the_coroutine_in_the_traceback(serve):
-    server = serve("asyncapp:app")
+def test_wait_reraises_with_the_coroutine_in_the_traceback(shared):
+    server = shared("asyncapp:app")
     got = get(server, "/raise")
     assert got["type"] == "ValueError"
     assert "explode_in_coroutine" in got["traceback"], got["traceback"]
     assert "raised inside the coroutine" in got["traceback"]
 
 
-def test_timeout_cancels_the_coroutine_then_raises_timeout_error(serve):
-    server = serve("asyncapp:app")
+def test_timeout_cancels_the_coroutine_then_raises_timeout_error(shared):
+    server = shared("asyncapp:app")
     got = get(server, "/timeout?t=0.05&tag=t1")
     assert got == {"type": "TimeoutError", "builtin": True}
     # wait_for waits for the cancellation to finish before raising.
@@ -118,26 +120,26 @@ def test_timeout_cancels_the_coroutine_then_raises_timeout_error(serve):
     assert lines.index(cancelled.string.rstrip("\n")) < lines.index(raised.string.rstrip("\n"))
 
 
-def test_gather_returns_results_in_order(serve):
-    server = serve("asyncapp:app")
+def test_gather_returns_results_in_order(shared):
+    server = shared("asyncapp:app")
     assert get(server, "/gather") == ["a", "b", "c"]
     assert get(server, "/gather?exc=1") == ["a", "KeyError: 'the second one failed'", "c"]
 
 
-def test_gather_cancels_the_others_when_one_fails(serve):
-    server = serve("asyncapp:app")
+def test_gather_cancels_the_others_when_one_fails(shared):
+    server = shared("asyncapp:app")
     assert get(server, "/gather-fail?tag=g1") == {"type": "KeyError"}
     server.wait_for_output(r"fixture: coroutine cancelled tag=g1")
 
 
-def test_cancelled_is_false_in_a_request_nobody_cancelled(serve):
-    server = serve("asyncapp:app")
+def test_cancelled_is_false_in_a_request_nobody_cancelled(shared):
+    server = shared("asyncapp:app")
     assert get(server, "/cancelled") == {"cancelled": False}
 
 
 @pytest.mark.parametrize("via", ["wait", "gather", "a2s"])
-def test_time_blocked_counts_as_the_request_asleep(serve, via):
-    server = serve("asyncapp:app")
+def test_time_blocked_counts_as_the_request_asleep(shared, via):
+    server = shared("asyncapp:app")
     # A lower bound only: the thread slept at least as long as the coroutine did.
     assert get(server, f"/asleep?via={via}&s=0.1")["asleep"] >= 0.09
     assert get(server, "/asleep?via=none")["asleep"] == 0
@@ -163,8 +165,8 @@ def test_wait_and_async_to_sync_share_one_loop_across_requests(serve):
         assert s["worker"] != s["wait"]["ident"]
 
 
-def test_thread_sensitive_calls_inside_wait_run_on_the_waiting_thread(serve):
-    server = serve("asyncapp:app")
+def test_thread_sensitive_calls_inside_wait_run_on_the_waiting_thread(shared):
+    server = shared("asyncapp:app")
     got = get(server, "/sensitive")
     worker = got["worker"]
     assert got["wait"] == [worker, worker]
