@@ -5,7 +5,8 @@ misbehave: the handshake the application answers (accept with a subprotocol and 
 not, close codes each way, pings, the limits (1009, 1007, 1002), backpressure both ways,
 shutdown (1001; 1012 on a reload), and many idle sockets held at once.
 
-The fixture is a raw ASGI application (tests/apps/wsapp.py).
+The fixture is a raw ASGI application (tests/apps/wsapp.py); tests that look only at their
+own sockets and tagged lines share a server per transport (`shared`).
 """
 
 from __future__ import annotations
@@ -115,8 +116,8 @@ def close_code_of(s: socket.socket) -> int:
 # --- the handshake ----------------------------------------------------------------------------
 
 
-def test_echo_text_and_binary_with_a_subprotocol_and_headers(ws):
-    server = ws()
+def test_echo_text_and_binary_with_a_subprotocol_and_headers(shared):
+    server = shared("wsapp:app")
     with client(server, "/echo?tag=e", subprotocols=["other", "chat"]) as c:
         assert c.subprotocol == "chat"
         assert c.response.headers["x-fixture"] == "yes"
@@ -133,8 +134,8 @@ def test_echo_text_and_binary_with_a_subprotocol_and_headers(ws):
     assert (resp.status, body) == (200, b"hello")
 
 
-def test_the_websocket_scope(ws, transport):
-    server = ws()
+def test_the_websocket_scope(shared, transport):
+    server = shared("wsapp:app")
     with client(server, "/scope?x=1", subprotocols=["chat", "v2"]) as c:
         scope = json.loads(c.recv(LIVENESS))
     assert scope["type"] == "websocket"
@@ -158,8 +159,8 @@ def test_the_websocket_scope(ws, transport):
         assert scope["server"] == [server.address, None]
 
 
-def test_close_before_accept_is_403_and_a_denial_response_is_the_applications(ws):
-    server = ws()
+def test_close_before_accept_is_403_and_a_denial_response_is_the_applications(shared):
+    server = shared("wsapp:app")
     with pytest.raises(InvalidStatus) as denied:
         client(server, "/deny")
     assert denied.value.response.status_code == 403
@@ -170,16 +171,16 @@ def test_close_before_accept_is_403_and_a_denial_response_is_the_applications(ws
     assert custom.value.response.body == b"no entry"
 
 
-def test_an_application_that_raises_before_accepting_gives_500_and_is_logged(ws):
-    server = ws()
+def test_an_application_that_raises_before_accepting_gives_500_and_is_logged(shared):
+    server = shared("wsapp:app")
     with pytest.raises(InvalidStatus) as failed:
         client(server, "/raise-before")
     assert failed.value.response.status_code == 500
     server.wait_for_output(r"RuntimeError: refusing by raising", LIVENESS)
 
 
-def test_a_malformed_handshake_gets_400_without_reaching_the_application(ws):
-    server = ws()
+def test_a_malformed_handshake_gets_400_without_reaching_the_application(shared):
+    server = shared("wsapp:app")
     reply = server.raw(
         (
             f"GET /echo?tag=bad HTTP/1.1\r\nHost: {host_header(server)}\r\n"
@@ -193,8 +194,8 @@ def test_a_malformed_handshake_gets_400_without_reaching_the_application(ws):
 # --- closing ----------------------------------------------------------------------------------
 
 
-def test_close_codes_each_way(ws):
-    server = ws()
+def test_close_codes_each_way(shared):
+    server = shared("wsapp:app")
     with client(server, "/close?code=4001&reason=bye") as c:
         with pytest.raises(ConnectionClosed) as closed:
             c.recv(LIVENESS)
@@ -274,8 +275,8 @@ def test_a_reload_closes_with_1012_and_a_stop_with_1001(ws):
 # --- frames and limits ------------------------------------------------------------------------
 
 
-def test_a_fragmented_message_is_delivered_whole(ws):
-    server = ws()
+def test_a_fragmented_message_is_delivered_whole(shared):
+    server = shared("wsapp:app")
     s = raw_handshake(server)
     try:
         s.sendall(frame(0x1, b"frag", fin=False) + frame(0x0, b"men", fin=False))
@@ -318,8 +319,8 @@ def test_limits_and_protocol_errors_close_with_their_codes(ws):
         s.close()
 
 
-def test_compression_negotiated_when_offered_and_not_when_off(ws):
-    server = ws()
+def test_compression_negotiated_when_offered_and_not_when_off(shared):
+    server = shared("wsapp:app")
     with client(server, "/echo") as c:
         extensions = c.response.headers.get("Sec-WebSocket-Extensions", "")
         assert "permessage-deflate" in extensions
@@ -392,18 +393,18 @@ def test_a_client_that_never_reads_holds_the_sender_not_memory(ws, transport):
     assert "flood done" not in server.output()
 
 
-def test_receive_and_send_wrapped_in_tasks_as_channels_does(ws):
-    server = ws()
+def test_receive_and_send_wrapped_in_tasks_as_channels_does(shared):
+    server = shared("wsapp:app")
     with client(server, "/tasks") as c:
         for text in ("one", "two"):
             c.send(text)
             assert c.recv(LIVENESS) == text
 
 
-def test_a_slow_application_backs_up_a_fast_client_in_order(ws):
+def test_a_slow_application_backs_up_a_fast_client_in_order(shared):
     # The client sends 40 messages at once; the application takes one every 25 ms, so the
     # server's queue of 16 fills and the rest wait in the socket.
-    server = ws()
+    server = shared("wsapp:app")
     with client(server, "/slow") as c:
         for i in range(40):
             c.send(f"m{i}")
@@ -454,10 +455,10 @@ def test_2000_idle_sockets_are_held_and_all_answer(ws, transport):
 # --- HTTP/2 (RFC 8441) ------------------------------------------------------------------------
 
 
-def test_a_websocket_over_http2_extended_connect(ws):
+def test_a_websocket_over_http2_extended_connect(shared):
     from h2_helpers import H2, Stream
 
-    server = ws()
+    server = shared("wsapp:app")
     with H2(server) as c:
         c.wait(lambda: c.settings.get(0x8) == 1, what="SETTINGS_ENABLE_CONNECT_PROTOCOL")
         stream = c.conn.get_next_available_stream_id()
