@@ -51,13 +51,15 @@ def mode(request) -> str:
 
 
 @pytest.fixture
-def h2_serve(serve, mode, pki, cert):
-    """h2_serve(app, *args) -> (Server, httpx client, base URL), over TLS or h2c."""
+def h2_serve(shared, mode, pki, cert):
+    """h2_serve(app, *args) -> (Server, httpx client, base URL), over TLS or h2c. The server
+    is shared by the module's tests with the same app, options, mode and transport: these
+    tests only send requests and read their answers."""
     clients = []
 
     def _serve(app: str, *args: str):
         extra = tls_args(cert) if mode == "tls" else []
-        server = serve(app, *extra, *args)
+        server = shared(app, *extra, *args)
         c, base = client(server, pki.context() if mode == "tls" else None)
         clients.append(c)
         return server, c, base
@@ -213,8 +215,8 @@ def test_settings_advertise_the_limits(serve, pki, cert, tls):
     assert got[h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE] == 32 * 1024
 
 
-def test_default_limits(serve):
-    raw = H2(serve("echo:app"), timeout=15)
+def test_default_limits(shared):
+    raw = H2(shared("echo:app"), timeout=15)
     try:
         got = settings_of(raw)
     finally:
@@ -223,8 +225,8 @@ def test_default_limits(serve):
     assert got[h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE] == 64 * 1024
 
 
-def test_rapid_reset_gets_goaway(serve):
-    server = serve("echo:app")
+def test_rapid_reset_gets_goaway(shared):
+    server = shared("echo:app")
     raw = H2(server, timeout=15)
     try:
         # Open and cancel streams in one burst, faster than the server accepts them
@@ -315,9 +317,9 @@ def test_http2_mode_speaks_only_http2(serve, pki, cert, mode):
         assert not reply.startswith(b"HTTP/1.1"), reply[:200]
 
 
-def test_auto_mode_still_serves_http1(serve, pki, cert, mode):
+def test_auto_mode_still_serves_http1(shared, pki, cert, mode):
     args = tls_args(cert) if mode == "tls" else []
-    server = serve("echo:app", *args)
+    server = shared("echo:app", *args)
     view = TlsView(server, pki.context(alpn=["http/1.1"])) if mode == "tls" else server
     resp, data = view.request("GET", "/one")
     assert resp.status == 200 and resp.version == 11
