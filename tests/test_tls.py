@@ -46,8 +46,8 @@ def test_https_with_requests_verifying_against_the_ca(pki, cert, launched):
     assert r.json()["body_len"] == 100_000
 
 
-def test_environ_describes_the_tls_session(pki, cert, serve):
-    view = TlsView(serve("echo:app", *tls_args(cert)), pki.context())
+def test_environ_describes_the_tls_session(pki, cert, shared):
+    view = TlsView(shared("echo:app", *tls_args(cert)), pki.context())
     env = view.echo("/")
     assert env["HTTPS"] == "on"
     assert env["wsgi.url_scheme"] == "https"
@@ -58,8 +58,8 @@ def test_environ_describes_the_tls_session(pki, cert, serve):
     assert "SSL_CLIENT_S_DN" not in env and "SSL_CLIENT_CERT" not in env
 
 
-def test_keep_alive_over_tls(pki, cert, serve):
-    view = TlsView(serve("echo:app", *tls_args(cert)), pki.context())
+def test_keep_alive_over_tls(pki, cert, shared):
+    view = TlsView(shared("echo:app", *tls_args(cert)), pki.context())
     with Conn(view) as c:
         for i in range(3):
             resp = c.request("GET", f"/{i}")
@@ -67,8 +67,8 @@ def test_keep_alive_over_tls(pki, cert, serve):
             assert resp.json()["environ"]["PATH_INFO"] == f"/{i}"
 
 
-def test_curl_over_https(pki, cert, serve):
-    server = serve("echo:app", *tls_args(cert))
+def test_curl_over_https(pki, cert, shared):
+    server = shared("echo:app", *tls_args(cert))
     if server.is_unix:
         args = ["--unix-socket", server.address, "https://localhost/curl"]
     else:
@@ -171,8 +171,8 @@ def test_required_client_certificate(pki, cert, serve, tmp_path_factory):
 # -- versions -----------------------------------------------------------------------------
 
 
-def test_tls_12_client_is_served_by_default(pki, cert, serve):
-    view = TlsView(serve("echo:app", *tls_args(cert)), pki.context(maximum=ssl.TLSVersion.TLSv1_2))
+def test_tls_12_client_is_served_by_default(pki, cert, shared):
+    view = TlsView(shared("echo:app", *tls_args(cert)), pki.context(maximum=ssl.TLSVersion.TLSv1_2))
     env = view.echo("/")
     assert env["SSL_PROTOCOL"] == "TLSv1.2"
     assert env["SSL_CIPHER"].startswith("TLS_ECDHE_")
@@ -185,8 +185,8 @@ def test_tls_min_13_refuses_a_tls_12_client(pki, cert, serve):
     assert TlsView(server, pki.context()).echo("/")["SSL_PROTOCOL"] == "TLSv1.3"
 
 
-def test_plain_http_on_a_tls_listener_is_not_served(cert, serve):
-    server = serve("echo:app", *tls_args(cert))
+def test_plain_http_on_a_tls_listener_is_not_served(cert, shared):
+    server = shared("echo:app", *tls_args(cert))
     reply = server.raw(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert b"HTTP/1.1 200" not in reply
     assert server.proc.poll() is None
