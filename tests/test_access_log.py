@@ -4,6 +4,8 @@ behind nginx showed the proxy, `127.0.0.1` or `-`).
 The host field is the client a trusted proxy forwarded (`X-Forwarded-For`, or `Forwarded:
 for=` with `--forwarded-headers forwarded`), else the peer's address, `-` on a Unix socket.
 Over TCP the test client is 127.0.0.1, trusted by default; a Unix-socket peer is always trusted.
+Each test asks for a path of its own and reads that path's line, so the tests with the same
+options share a server per transport (`shared`).
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ def host_field(server, path: str) -> str:
     return m.group(1)
 
 
-def test_a_trusted_proxy_client_is_logged(serve):
-    server = serve("echo:app", "--access-log")
+def test_a_trusted_proxy_client_is_logged(shared):
+    server = shared("echo:app", "--access-log")
     echo(server, path="/xff", headers={"X-Forwarded-For": "6.6.6.6, 203.0.113.7"})
     # The chain rule's client, as REMOTE_ADDR: 6.6.6.6 was written by the client itself.
     assert host_field(server, "/xff") == "203.0.113.7"
@@ -45,31 +47,31 @@ def test_an_untrusted_peer_is_logged_as_itself(serve, transport):
     assert host_field(server, "/spoof") == "127.0.0.1"
 
 
-def test_the_family_not_read_does_not_reach_the_log(serve):
+def test_the_family_not_read_does_not_reach_the_log(shared):
     # With the default --forwarded-headers x-forwarded, a Forwarded header is removed even
     # from a trusted proxy: it names neither REMOTE_ADDR nor the logged host.
-    server = serve("echo:app", "--access-log")
+    server = shared("echo:app", "--access-log")
     env = echo(server, path="/rfc-ignored", headers={"Forwarded": "for=6.6.6.6"})["environ"]
     assert "HTTP_FORWARDED" not in env
     peer = "-" if server.is_unix else "127.0.0.1"
     assert host_field(server, "/rfc-ignored") == peer
 
 
-def test_without_forwarding_headers_the_peer_is_logged(serve):
-    server = serve("echo:app", "--access-log")
+def test_without_forwarding_headers_the_peer_is_logged(shared):
+    server = shared("echo:app", "--access-log")
     echo(server, path="/direct")
     assert host_field(server, "/direct") == ("-" if server.is_unix else "127.0.0.1")
 
 
-def test_an_unknown_forwarded_client_logs_the_peer(serve):
-    server = serve("echo:app", "--access-log")
+def test_an_unknown_forwarded_client_logs_the_peer(shared):
+    server = shared("echo:app", "--access-log")
     echo(server, path="/unknown", headers={"X-Forwarded-For": "unknown"})
     assert host_field(server, "/unknown") == ("-" if server.is_unix else "127.0.0.1")
 
 
-def test_a_refused_request_logs_the_peer(serve):
+def test_a_refused_request_logs_the_peer(shared):
     # The headers could not be believed, so nobody was named: the line shows the peer.
-    server = serve("echo:app", "--access-log")
+    server = shared("echo:app", "--access-log")
     headers = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "gopher"}
     resp, _ = server.request("GET", "/refused", headers=headers)
     assert resp.status == 400
