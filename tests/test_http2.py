@@ -2,7 +2,8 @@
 clients (httpx with h2, h2load) and with the `h2` package where a test needs to see frames
 (SETTINGS, GOAWAY). Bodies both ways, streamed and file_wrapper responses, HEAD, the limits
 (--h2-max-concurrent-streams, --h2-max-header-list-size, rapid reset), `--http 1|2`, idle
-connections and graceful shutdown. Over TCP and a Unix socket where the client can.
+connections and graceful shutdown. Over TCP and a Unix socket where the client can; the tests
+that only send requests share a server per app, options, mode and transport (`shared`).
 """
 
 import hashlib

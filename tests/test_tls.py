@@ -1,7 +1,8 @@
 """HTTPS: --certfile/--keyfile in every key format, what the environ says about TLS, mutual
 TLS, --tls-min, the bad-file errors (exit 2 before binding), and SIGHUP reloading the
 certificate without dropping connections. Over TCP and a Unix socket, with certificates made
-at test time (tls_helpers.Pki).
+at test time (tls_helpers.Pki); the tests that only talk to a listener with the module's
+certificate share its server (`shared`).
 """
 
 import json
