@@ -3,7 +3,8 @@
 Real clients where users have them (curl, httpx, requests) and the raw `Conn` where the exact
 bytes matter (traversal attempts, HEAD, keep-alive after a 304). The application behind the
 mounts (`tests/apps/staticprobe.py`) prints every call, so the tests can show that static
-requests never reach Python.
+requests never reach Python. Tests that only read the files share one tree and its servers
+(`shared_tree`, `shared`); those that change files or count calls exactly have their own.
 """
 
 from __future__ import annotations
@@ -44,8 +45,7 @@ class Tree:
         return self.files[name]
 
 
-@pytest.fixture
-def tree(tmp_path) -> Tree:
+def make_tree(tmp_path: Path) -> Tree:
     """A static root with text, binary, precompressed, hashed, hidden and symlinked files, and
     a secret next to it that no URL may reach."""
     root = tmp_path / "root"
@@ -87,6 +87,19 @@ def tree(tmp_path) -> Tree:
     (root / "inside").symlink_to("hello.txt")
     (root / "inside-absolute").symlink_to(root / "sub" / "page.txt")
     return Tree(root, outside, files)
+
+
+@pytest.fixture
+def tree(tmp_path) -> Tree:
+    """The tree for one test, which may change it or count its server's application calls."""
+    return make_tree(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def shared_tree(tmp_path_factory) -> Tree:
+    """The tree made once for the tests that only read it and what their own requests did:
+    they share its servers too (`shared`, one per options and transport)."""
+    return make_tree(tmp_path_factory.mktemp("shared-tree"))
 
 
 def start_static(serve, tree: Tree, *args: str):
@@ -170,15 +183,15 @@ def multipart_parts(body: bytes, content_type: str) -> list[tuple[str, bytes]]:
 # --- a plain GET ----------------------------------------------------------------------------
 
 
-def test_get_has_length_type_validators_and_caching(serve, tree):
-    server = start_static(serve, tree)
+def test_get_has_length_type_validators_and_caching(shared, shared_tree):
+    server = start_static(shared, shared_tree)
     status, h, body = get(server, "/static/hello.txt")
     assert status == 200
-    assert body == tree["hello.txt"]
+    assert body == shared_tree["hello.txt"]
     assert h["Content-Length"] == str(len(body))
     assert h["Content-Type"] == "text/plain; charset=utf-8"
     assert re.fullmatch(r'"[0-9a-f]+-[0-9a-f]+"', h["ETag"]), h["ETag"]  # strong
-    modified = (tree.root / "hello.txt").stat().st_mtime
+    modified = (shared_tree.root / "hello.txt").stat().st_mtime
     assert int(parsedate_to_datetime(h["Last-Modified"]).timestamp()) == int(modified)
     assert h["Cache-Control"] == "public, max-age=3600"
     assert h["Accept-Ranges"] == "bytes"
@@ -199,26 +212,26 @@ CONTENT_TYPES = [
 ]
 
 
-def test_content_types_have_a_charset_for_text(serve, tree):
-    server = start_static(serve, tree)
+def test_content_types_have_a_charset_for_text(shared, shared_tree):
+    server = start_static(shared, shared_tree)
     for name, content_type in CONTENT_TYPES:
         status, h, body = get(server, f"/static/{name}")
         assert (status, h["Content-Type"]) == (200, content_type), name
-        assert body == tree[name]
+        assert body == shared_tree[name]
 
 
-def test_a_large_file_is_streamed_whole_to_real_clients(serve, tree):
-    server = start_static(serve, tree)
+def test_a_large_file_is_streamed_whole_to_real_clients(shared, shared_tree):
+    server = start_static(shared, shared_tree)
     status, h, body = curl(server, "/static/big.bin")
-    assert status == 200 and h["content-length"] == str(len(tree["big.bin"]))
-    assert hashlib.sha256(body).digest() == hashlib.sha256(tree["big.bin"]).digest()
+    assert status == 200 and h["content-length"] == str(len(shared_tree["big.bin"]))
+    assert hashlib.sha256(body).digest() == hashlib.sha256(shared_tree["big.bin"]).digest()
     with httpx_client(server) as client:
         r = client.get("/static/big.bin")
-        assert r.status_code == 200 and r.content == tree["big.bin"]
+        assert r.status_code == 200 and r.content == shared_tree["big.bin"]
 
 
-def test_http2_clients_get_the_same_answers(serve, tree):
-    server = start_static(serve, tree)
+def test_http2_clients_get_the_same_answers(shared, shared_tree):
+    server = start_static(shared, shared_tree)
     if server.is_unix:
         transport = httpx.HTTPTransport(http1=False, http2=True, uds=server.address)
         base = "http://localhost"
@@ -227,9 +240,9 @@ def test_http2_clients_get_the_same_answers(serve, tree):
         base = "http://{}:{}".format(*server.address)
     with httpx.Client(transport=transport, base_url=base) as client:
         r = client.get("/static/big.bin")
-        assert r.http_version == "HTTP/2" and r.content == tree["big.bin"]
+        assert r.http_version == "HTTP/2" and r.content == shared_tree["big.bin"]
         r = client.head("/static/app.css", headers={"Accept-Encoding": "identity"})
-        assert r.headers["content-length"] == str(len(tree["app.css"])) and r.content == b""
+        assert r.headers["content-length"] == str(len(shared_tree["app.css"])) and r.content == b""
         inm = {"If-None-Match": r.headers["etag"], "Accept-Encoding": "identity"}
         assert client.get("/static/app.css", headers=inm).status_code == 304
         r = client.get(
@@ -237,20 +250,20 @@ def test_http2_clients_get_the_same_answers(serve, tree):
         )
         assert r.status_code == 206
         parts = multipart_parts(r.content, r.headers["content-type"])
-        assert [p[1] for p in parts] == [tree["big.bin"][:10], tree["big.bin"][20:30]]
+        assert [p[1] for p in parts] == [shared_tree["big.bin"][:10], shared_tree["big.bin"][20:30]]
         assert client.post("/static/app.css").status_code == 405
 
 
-def test_percent_encoded_names_are_decoded(serve, tree):
-    server = start_static(serve, tree)
+def test_percent_encoded_names_are_decoded(shared, shared_tree):
+    server = start_static(shared, shared_tree)
     status, _, body = get(server, "/static/caf%C3%A9%20%C3%BC.txt")
-    assert (status, body) == (200, tree["café ü.txt"])
+    assert (status, body) == (200, shared_tree["café ü.txt"])
     status, _, body = get(server, "/static/%68ello.txt")
-    assert (status, body) == (200, tree["hello.txt"])
+    assert (status, body) == (200, shared_tree["hello.txt"])
 
 
-def test_head_has_the_get_headers_and_no_body(serve, tree):
-    server = start_static(serve, tree)
+def test_head_has_the_get_headers_and_no_body(shared, shared_tree):
+    server = start_static(shared, shared_tree)
     for name in ["hello.txt", "big.bin"]:
         with Conn(server) as c:
             g = c.request("GET", f"/static/{name}")
@@ -258,19 +271,19 @@ def test_head_has_the_get_headers_and_no_body(serve, tree):
             assert h.status == 200 and h.body == b""
             for field in ["Content-Length", "Content-Type", "ETag", "Last-Modified"]:
                 assert h.header(field) == g.header(field), field
-            assert h.header("Content-Length") == str(len(tree[name]))
+            assert h.header("Content-Length") == str(len(shared_tree[name]))
             # The connection is still in step: no stray body bytes after the HEAD.
             again = c.request("GET", "/static/hello.txt")
-            assert again.status == 200 and again.body == tree["hello.txt"]
+            assert again.status == 200 and again.body == shared_tree["hello.txt"]
     status, h, _ = curl(server, "/static/big.bin", "-I")
-    assert status == 200 and h["content-length"] == str(len(tree["big.bin"]))
+    assert status == 200 and h["content-length"] == str(len(shared_tree["big.bin"]))
 
 
 # --- conditional requests -----------------------------------------------------------------
 
 
-def test_if_none_match_gives_304_with_validators_and_no_body(serve, tree):
-    server = start_static(serve, tree)
+def test_if_none_match_gives_304_with_validators_and_no_body(shared, shared_tree):
+    server = start_static(shared, shared_tree)
     _, h, _ = get(server, "/static/app.css")
     etag = h["ETag"]
     with Conn(server) as c:
@@ -285,13 +298,13 @@ def test_if_none_match_gives_304_with_validators_and_no_body(serve, tree):
         assert r.status == 304
         for inm in ['"nope"', etag[:-2] + '"', etag.strip('"')]:
             r = c.request("GET", "/static/app.css", headers=[("If-None-Match", inm)])
-            assert r.status == 200 and r.body == tree["app.css"], inm
+            assert r.status == 200 and r.body == shared_tree["app.css"], inm
         # A 304 leaves the connection usable.
-        assert c.request("GET", "/static/hello.txt").body == tree["hello.txt"]
+        assert c.request("GET", "/static/hello.txt").body == shared_tree["hello.txt"]
 
 
-def test_if_modified_since_gives_304_unless_if_none_match_differs(serve, tree):
-    server = start_static(serve, tree)
+def test_if_modified_since_gives_304_unless_if_none_match_differs(shared, shared_tree):
+    server = start_static(shared, shared_tree)
     _, h, _ = get(server, "/static/hello.txt")
     last_modified = h["Last-Modified"]
     earlier = format_datetime(parsedate_to_datetime(last_modified).replace(year=2000), usegmt=True)
@@ -308,11 +321,11 @@ def test_if_modified_since_gives_304_unless_if_none_match_differs(serve, tree):
     status, _, body = curl(server, "/static/hello.txt", "-z", last_modified)
     assert (status, body) == (304, b"")
     status, _, body = curl(server, "/static/hello.txt", "-z", earlier)
-    assert (status, body) == (200, tree["hello.txt"])
+    assert (status, body) == (200, shared_tree["hello.txt"])
 
 
-def test_curl_etag_save_and_compare(serve, tree, tmp_path):
-    server = start_static(serve, tree)
+def test_curl_etag_save_and_compare(shared, shared_tree, tmp_path):
+    server = start_static(shared, shared_tree)
     etags = tmp_path / "etags"
     status, _, _ = curl(server, "/static/app.js", "--etag-save", str(etags))
     assert status == 200 and etags.read_text().strip().startswith('"')
@@ -320,8 +333,8 @@ def test_curl_etag_save_and_compare(serve, tree, tmp_path):
     assert (status, body) == (304, b"")
 
 
-def test_if_match_and_if_unmodified_since_give_412(serve, tree):
-    server = start_static(serve, tree)
+def test_if_match_and_if_unmodified_since_give_412(shared, shared_tree):
+    server = start_static(shared, shared_tree)
     _, h, _ = get(server, "/static/hello.txt")
     assert get(server, "/static/hello.txt", {"If-Match": h["ETag"]})[0] == 200
     assert get(server, "/static/hello.txt", {"If-Match": '"other"'})[0] == 412
@@ -330,8 +343,8 @@ def test_if_match_and_if_unmodified_since_give_412(serve, tree):
     assert get(server, "/static/hello.txt", old)[0] == 412
 
 
-def test_412_and_416_name_the_representation_they_judged(serve, tree):
-    server = start_static(serve, tree)
+def test_412_and_416_name_the_representation_they_judged(shared, shared_tree):
+    server = start_static(shared, shared_tree)
     with Conn(server) as c:
         for accept in ["identity", "gzip"]:
             tag = c.request("GET", "/static/app.css", headers=[("Accept-Encoding", accept)])
@@ -359,9 +372,9 @@ def test_412_and_416_name_the_representation_they_judged(serve, tree):
 
 
 @pytest.mark.parametrize("name", ["app.css", "big.bin"])  # from memory, and from disk
-def test_single_ranges(serve, tree, name):
-    server = start_static(serve, tree)
-    data, n = tree[name], len(tree[name])
+def test_single_ranges(shared, shared_tree, name):
+    server = start_static(shared, shared_tree)
+    data, n = shared_tree[name], len(shared_tree[name])
     for spec, first, last in [
         ("0-9", 0, 9),
         ("10-", 10, n - 1),
@@ -385,9 +398,9 @@ def test_single_ranges(serve, tree, name):
 
 
 @pytest.mark.parametrize("name", ["app.css", "big.bin"])
-def test_multiple_ranges_are_multipart_byteranges(serve, tree, name):
-    server = start_static(serve, tree)
-    data, n = tree[name], len(tree[name])
+def test_multiple_ranges_are_multipart_byteranges(shared, shared_tree, name):
+    server = start_static(shared, shared_tree)
+    data, n = shared_tree[name], len(shared_tree[name])
     status, h, body = get(server, f"/static/{name}", {"Range": "bytes=0-9, 100-149, -5"})
     assert status == 206
     assert h["Content-Length"] == str(len(body))
@@ -406,16 +419,16 @@ def test_multiple_ranges_are_multipart_byteranges(serve, tree, name):
     assert parts == [(f"bytes 0-1/{n}", data[0:2]), (f"bytes 4-5/{n}", data[4:6])]
 
 
-def test_multipart_parts_carry_the_file_type(serve, tree):
-    server = start_static(serve, tree)
+def test_multipart_parts_carry_the_file_type(shared, shared_tree):
+    server = start_static(shared, shared_tree)
     status, h, body = get(server, "/static/hello.txt", {"Range": "bytes=0-1,3-4"})
     assert status == 206
     assert body.count(b"Content-Type: text/plain; charset=utf-8\r\n") == 2
 
 
-def test_unsatisfiable_range_is_416_with_the_length(serve, tree):
-    server = start_static(serve, tree)
-    n = len(tree["hello.txt"])
+def test_unsatisfiable_range_is_416_with_the_length(shared, shared_tree):
+    server = start_static(shared, shared_tree)
+    n = len(shared_tree["hello.txt"])
     for spec in [f"{n}-", f"{n + 10}-{n + 20}", "-0"]:
         status, h, _ = get(server, "/static/hello.txt", {"Range": f"bytes={spec}"})
         assert status == 416, spec
@@ -424,25 +437,25 @@ def test_unsatisfiable_range_is_416_with_the_length(serve, tree):
     assert status == 416 and h["content-range"] == f"bytes */{n}"
 
 
-def test_malformed_or_foreign_ranges_are_ignored(serve, tree):
-    server = start_static(serve, tree)
+def test_malformed_or_foreign_ranges_are_ignored(shared, shared_tree):
+    server = start_static(shared, shared_tree)
     for spec in ["bytes=5-2", "bytes=abc", "items=0-1", "bytes=", "0-1", "bytes=0-1;x"]:
         status, _, body = get(server, "/static/hello.txt", {"Range": spec})
-        assert (status, body) == (200, tree["hello.txt"]), spec
+        assert (status, body) == (200, shared_tree["hello.txt"]), spec
 
 
-def test_head_ignores_range(serve, tree):
-    server = start_static(serve, tree)
+def test_head_ignores_range(shared, shared_tree):
+    server = start_static(shared, shared_tree)
     with Conn(server) as c:
         r = c.request("HEAD", "/static/hello.txt", headers=[("Range", "bytes=0-1")])
-        assert r.status == 200 and r.header("Content-Length") == str(len(tree["hello.txt"]))
+        assert r.status == 200 and r.header("Content-Length") == str(len(shared_tree["hello.txt"]))
 
 
-def test_if_range_with_etag_or_date(serve, tree):
-    server = start_static(serve, tree)
+def test_if_range_with_etag_or_date(shared, shared_tree):
+    server = start_static(shared, shared_tree)
     _, h, _ = get(server, "/static/big.bin")
     etag, last_modified = h["ETag"], h["Last-Modified"]
-    data = tree["big.bin"]
+    data = shared_tree["big.bin"]
     for if_range, want in [
         (etag, 206),
         (last_modified, 206),
@@ -477,8 +490,8 @@ ACCEPT_ENCODINGS = [
 ]
 
 
-def test_accept_encoding_chooses_the_sibling(serve, tree):
-    server = start_static(serve, tree)
+def test_accept_encoding_chooses_the_sibling(shared, shared_tree):
+    server = start_static(shared, shared_tree)
     # http.client would add its own Accept-Encoding; the raw Conn sends only what we say.
     with Conn(server) as c:
         for accept, sibling in ACCEPT_ENCODINGS:
@@ -489,16 +502,16 @@ def test_accept_encoding_chooses_the_sibling(serve, tree):
             assert r.header("Content-Type") == "text/css; charset=utf-8"
             if sibling is None:
                 assert r.header("Content-Encoding") is None, accept
-                assert r.body == tree["app.css"]
+                assert r.body == shared_tree["app.css"]
             else:
                 coding = {"gz": "gzip", "br": "br", "zst": "zstd"}[sibling]
                 assert r.header("Content-Encoding") == coding, accept
-                assert r.body == tree[f"app.css.{sibling}"]
-                assert r.header("Content-Length") == str(len(tree[f"app.css.{sibling}"]))
+                assert r.body == shared_tree[f"app.css.{sibling}"]
+                assert r.header("Content-Length") == str(len(shared_tree[f"app.css.{sibling}"]))
 
 
-def test_each_representation_has_its_own_etag_and_304(serve, tree):
-    server = start_static(serve, tree)
+def test_each_representation_has_its_own_etag_and_304(shared, shared_tree):
+    server = start_static(shared, shared_tree)
     tags = {}
     with Conn(server) as c:
         for coding in ["identity", "gzip", "br", "zstd"]:
@@ -520,9 +533,9 @@ def test_each_representation_has_its_own_etag_and_304(serve, tree):
         assert r.status == 200 and r.header("Content-Encoding") == "gzip"
 
 
-def test_ranges_apply_to_the_chosen_representation(serve, tree):
-    server = start_static(serve, tree)
-    gz = tree["app.css.gz"]
+def test_ranges_apply_to_the_chosen_representation(shared, shared_tree):
+    server = start_static(shared, shared_tree)
+    gz = shared_tree["app.css.gz"]
     with Conn(server) as c:
         r = c.request(
             "GET", "/static/app.css", headers=[("Accept-Encoding", "gzip"), ("Range", "bytes=0-9")]
@@ -539,23 +552,23 @@ def test_ranges_apply_to_the_chosen_representation(serve, tree):
         assert r.status == 200 and r.body == gz
 
 
-def test_real_clients_decode_the_gzip_sibling(serve, tree):
-    server = start_static(serve, tree)
+def test_real_clients_decode_the_gzip_sibling(shared, shared_tree):
+    server = start_static(shared, shared_tree)
     with httpx_client(server) as client:
         r = client.get("/static/app.css", headers={"Accept-Encoding": "gzip"})
         assert r.headers["content-encoding"] == "gzip"
-        assert r.content == tree["app.css"]
+        assert r.content == shared_tree["app.css"]
     status, h, body = curl(server, "/static/app.css", "--compressed", "-H", "Accept-Encoding: gzip")
-    assert status == 200 and h["content-encoding"] == "gzip" and body == tree["app.css"]
+    assert status == 200 and h["content-encoding"] == "gzip" and body == shared_tree["app.css"]
     if not server.is_unix:
         host, port = server.address
         r = requests.get(
             f"http://{host}:{port}/static/app.css", headers={"Accept-Encoding": "gzip"}, timeout=30
         )
         assert r.status_code == 200 and r.headers["Content-Encoding"] == "gzip"
-        assert r.content == tree["app.css"]
+        assert r.content == shared_tree["app.css"]
         r = requests.get(f"http://{host}:{port}/static/app.js", timeout=30)
-        assert r.status_code == 200 and r.content == tree["app.js"]
+        assert r.status_code == 200 and r.content == shared_tree["app.js"]
         assert "Content-Encoding" not in r.headers  # no sibling for app.js
         assert "Vary" not in r.headers
 
@@ -720,8 +733,8 @@ TRAVERSALS = [
 ]
 
 
-def test_no_path_leaves_the_root(serve, tree):
-    server = start_static(serve, tree)
+def test_no_path_leaves_the_root(shared, shared_tree):
+    server = start_static(shared, shared_tree)
     with Conn(server) as c:
         for target in TRAVERSALS:
             r = c.request("GET", target)
@@ -740,17 +753,17 @@ def test_no_path_leaves_the_root(serve, tree):
     assert not [p for p in app_calls(server) if p.startswith("/static")]
 
 
-def test_symlinks_inside_the_root_are_followed(serve, tree):
-    server = start_static(serve, tree)
-    assert get(server, "/static/inside")[::2] == (200, tree["hello.txt"])
-    assert get(server, "/static/inside-absolute")[::2] == (200, tree["sub/page.txt"])
+def test_symlinks_inside_the_root_are_followed(shared, shared_tree):
+    server = start_static(shared, shared_tree)
+    assert get(server, "/static/inside")[::2] == (200, shared_tree["hello.txt"])
+    assert get(server, "/static/inside-absolute")[::2] == (200, shared_tree["sub/page.txt"])
 
 
-def test_dotfiles_are_hidden_but_well_known_is_served(serve, tree):
-    server = start_static(serve, tree)
+def test_dotfiles_are_hidden_but_well_known_is_served(shared, shared_tree):
+    server = start_static(shared, shared_tree)
     assert get(server, "/static/.env")[0] == 404
     status, _, body = get(server, "/static/.well-known/security.txt")
-    assert (status, body) == (200, tree[".well-known/security.txt"])
+    assert (status, body) == (200, shared_tree[".well-known/security.txt"])
 
 
 def test_static_index_serves_index_html_and_adds_the_slash(serve, tree):
@@ -783,8 +796,8 @@ def test_missing_files_under_a_mount_are_404_from_the_core(serve, tree):
     assert app_calls(server)[:3] == ["/static", "/staticfoo/x", "/other/static/hello.txt"]
 
 
-def test_only_get_and_head(serve, tree):
-    server = start_static(serve, tree)
+def test_only_get_and_head(shared, shared_tree):
+    server = start_static(shared, shared_tree)
     for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"]:
         for path in ["/static/hello.txt", "/static/nope.txt"]:
             with Conn(server) as c:
