@@ -7,7 +7,7 @@
 //! (backlog, mode, address reuse) are whoever bound it's business.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
@@ -76,24 +76,7 @@ pub fn adopt(fd: RawFd) -> Result<Bound, Error> {
 /// `unix/bsd/apple/mod.rs` and `unix/bsd/freebsdlike/mod.rs`; socket2's `is_listener` leaves
 /// Apple targets out).
 fn is_listening(socket: &Socket) -> io::Result<bool> {
-    let mut value: libc::c_int = 0;
-    let mut len =
-        libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).map_err(io::Error::other)?;
-    // SAFETY: SO_ACCEPTCONN writes one int into `value`, whose size `len` gives; the socket is
-    // open for as long as `socket` is.
-    let rc = unsafe {
-        libc::getsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ACCEPTCONN,
-            (&raw mut value).cast(),
-            &raw mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(value != 0)
+    Ok(crate::platform::socket_option(socket, libc::SO_ACCEPTCONN)? != 0)
 }
 
 #[cfg(test)]

@@ -117,20 +117,8 @@ pub fn resident_bytes(pid: u32) -> Option<u64> {
 /// c_int, level: c_int, name: c_int, value: *mut c_void, option_len: *mut socklen_t) -> c_int`
 /// in `unix/mod.rs`.
 pub fn unacknowledged(socket: &impl AsRawFd) -> Option<usize> {
-    let mut queued: libc::c_int = 0;
-    let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).ok()?;
-    // SAFETY: SO_NWRITE writes one int into `queued`, whose size `len` gives; the descriptor
-    // is open for as long as `socket` is.
-    let rc = unsafe {
-        libc::getsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_NWRITE,
-            (&raw mut queued).cast(),
-            &raw mut len,
-        )
-    };
-    (rc == 0).then(|| usize::try_from(queued).unwrap_or(0))
+    let queued = super::socket_option(socket, libc::SO_NWRITE).ok()?;
+    Some(usize::try_from(queued).unwrap_or(0))
 }
 
 /// Where the file behind `file` really is: `fcntl(F_GETPATH)`, into a buffer of `MAXPATHLEN`.

@@ -61,6 +61,31 @@ pub use freebsd::{name_this_thread, open_path, resident_bytes, unacknowledged};
 #[cfg(target_os = "linux")]
 pub use linux::{name_this_thread, open_path, resident_bytes, unacknowledged};
 
+/// An `int` socket option at `SOL_SOCKET` level (`getsockopt`, POSIX; `libc`: `unix/mod.rs`).
+pub fn socket_option(
+    socket: &impl std::os::fd::AsRawFd,
+    name: libc::c_int,
+) -> std::io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>())
+        .map_err(std::io::Error::other)?;
+    // SAFETY: an int option writes one int into `value`, whose size `len` gives; the socket is
+    // open for as long as `socket` is.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            name,
+            (&raw mut value).cast(),
+            &raw mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(value)
+}
+
 /// Give `fd` (a new shared memory file) its size; the pages are zero-filled.
 fn set_len(fd: &std::os::fd::OwnedFd, bytes: usize) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;

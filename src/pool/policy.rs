@@ -288,16 +288,24 @@ mod tests {
             ("saturated but none runnable: keep",                        (0.95, W, true,  2, 2, 0), (Keep,   2, 0)),
             ("between the lines: keep, and a blocked streak ends",       (0.78, R, true,  2, 2, 1), (Keep,   2, 0)),
         ];
-        for &(rule, given, (step, allowed, blocked_ticks)) in rows {
+        for &(rule, given, want) in rows {
             let (load, state, room, busy, allowed_before, ticks_before) = given;
-            let sampled = tick(load, state, room, busy, allowed_before, ticks_before);
-            let want = Decision {
-                step,
-                allowed,
-                blocked_ticks,
-            };
-            assert_eq!(judge(&sampled), want, "{rule}");
+            check(
+                rule,
+                &tick(load, state, room, busy, allowed_before, ticks_before),
+                want,
+            );
         }
+    }
+
+    /// `judge` of `sampled` is `want`, or the failure names `rule`.
+    fn check(rule: &str, sampled: &Sampled, (step, allowed, blocked_ticks): Want) {
+        let want = Decision {
+            step,
+            allowed,
+            blocked_ticks,
+        };
+        assert_eq!(judge(sampled), want, "{rule}");
     }
 
     #[test]
@@ -335,13 +343,8 @@ mod tests {
                 (Shrink, 1, 0),
             ),
         ];
-        for &(rule, sampled, (step, allowed, blocked_ticks)) in rows {
-            let want = Decision {
-                step,
-                allowed,
-                blocked_ticks,
-            };
-            assert_eq!(judge(&sampled), want, "{rule}");
+        for &(rule, sampled, want) in rows {
+            check(rule, &sampled, want);
         }
     }
 
