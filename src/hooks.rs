@@ -7,7 +7,8 @@
 //! signatures. A hook that raises is logged with its traceback and changes nothing else:
 //! the process goes on, the request is served.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use pyo3::prelude::*;
@@ -55,6 +56,9 @@ pub struct Hooks {
     points: [Option<Py<PyAny>>; 5],
     pre_request: Option<Py<PyAny>>,
     post_request: Option<Py<PyAny>>,
+    /// The threads [`Hooks::run_apart`] started, joined by [`Hooks::wait_apart`] before the
+    /// interpreter finalizes: a thread that attaches to Python during finalization crashes.
+    apart: Mutex<Vec<(Point, JoinHandle<()>)>>,
 }
 
 impl Hooks {
@@ -100,6 +104,7 @@ impl Hooks {
             points: Point::ALL.map(|p| get(p.name())),
             pre_request: get("pre_request"),
             post_request: get("post_request"),
+            apart: Mutex::new(Vec::new()),
         };
         let names: Vec<&str> = Point::ALL
             .iter()
@@ -122,13 +127,36 @@ impl Hooks {
         let spawned = std::thread::Builder::new()
             .name(format!("ferrule-{}", point.name()))
             .spawn(move || Python::attach(|py| hooks.run(py, point)));
-        if let Err(e) = spawned {
-            log_error!(
+        match spawned {
+            Ok(thread) => self.started().push((point, thread)),
+            Err(e) => log_error!(
                 "cannot start a thread for the hook {}.{}: {e}",
                 self.module,
                 point.name()
-            );
+            ),
         }
+    }
+
+    /// Wait for the hooks [`Hooks::run_apart`] started to return: the process calls this
+    /// before it leaves Rust for the interpreter's finalization. A hook still running is
+    /// named in the log, so that a shutdown it holds up is explained.
+    pub fn wait_apart(&self, py: Python<'_>) {
+        let started = std::mem::take(&mut *self.started());
+        for (point, thread) in started {
+            if !thread.is_finished() {
+                crate::log_info!(
+                    "Waiting for the hook {}.{} to return",
+                    self.module,
+                    point.name()
+                );
+            }
+            // The thread takes the GIL to run the hook: give it up while waiting.
+            let _ = py.detach(|| thread.join());
+        }
+    }
+
+    fn started(&self) -> std::sync::MutexGuard<'_, Vec<(Point, JoinHandle<()>)>> {
+        self.apart.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Run the hook for `point`, if the module has one.

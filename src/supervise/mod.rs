@@ -150,6 +150,9 @@ fn supervise(
     });
     crate::process::restore_default_signals();
     drop(listeners);
+    if let Some(user) = &user_hooks {
+        user.wait_apart(py);
+    }
     code
 }
 
