@@ -84,6 +84,7 @@ fn _ferrule(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<asgi::Executor>()?;
     m.add_class::<asgi::Ready>()?;
     m.add_function(wrap_pyfunction!(bridge::wait, m)?)?;
+    m.add_function(wrap_pyfunction!(wsgi::cost::worker_costs, m)?)?;
     m.add_function(wrap_pyfunction!(bridge::gather, m)?)?;
     m.add_function(wrap_pyfunction!(bridge::cancelled, m)?)?;
     Ok(())

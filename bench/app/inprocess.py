@@ -1,8 +1,11 @@
 """The in-process reference: the Django WSGI app called in a loop, no sockets, one thread.
 
-`python inprocess.py WORKLOAD SECONDS` prints one JSON line {"requests": N, "seconds": S}.
-It is the ceiling a server could reach if its own overhead were zero (for /sleep, one thread
-sleeping 50 ms per request, i.e. about 20 req/s).
+`python inprocess.py WORKLOAD SECONDS` prints one JSON line {"requests": N, "seconds": S,
+"cpu_ns": C, "app_ns": A}. It is the ceiling a server could reach if its own overhead were zero
+(for /sleep, one thread sleeping 50 ms per request, i.e. about 20 req/s). `cpu_ns` is the
+thread's CPU time over the loop; `app_ns` the CPU time per request of the application's call and
+close(), measured as ferrule measures it with FERRULE_COST_SAMPLE (src/wsgi/cost.rs): one
+request in 16, less one clock read.
 """
 
 import io
@@ -64,18 +67,39 @@ def main() -> None:
         statuses.append(status)
         return lambda data: None
 
+    clock = time.thread_time_ns
+    reads = 2000
+    first = clock()
+    for _ in range(reads):
+        last = clock()
+    clock_cost = (last - first) / reads
+    sampled = app_ns = 0
+
     count = 0
     start = time.perf_counter()
+    cpu_start = clock()
     deadline = start + seconds
     while True:
-        result = app(environ(method, path, body), start_response)
+        sample = count % 16 == 0
+        env = environ(method, path, body)
+        if sample:
+            entered = clock()
+        result = app(env, start_response)
+        if sample:
+            app_ns += clock() - entered
         try:
             for _ in result:
                 pass
         finally:
             close = getattr(result, "close", None)
             if close is not None:
+                if sample:
+                    entered = clock()
                 close()
+                if sample:
+                    app_ns += clock() - entered
+        if sample:
+            sampled += 1
         if not statuses[-1].startswith("200"):
             sys.exit(f"{workload}: the app answered {statuses[-1]!r}")
         statuses.clear()
@@ -83,7 +107,10 @@ def main() -> None:
         now = time.perf_counter()
         if now >= deadline:
             break
-    print(json.dumps({"requests": count, "seconds": now - start}))
+    cpu_ns = clock() - cpu_start
+    result = {"requests": count, "seconds": now - start, "cpu_ns": cpu_ns}
+    result["app_ns"] = app_ns / sampled - clock_cost
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@
 //! [`ThreadProbe`]: crate::platform::ThreadProbe
 
 mod monitor;
+pub mod outbox;
 mod policy;
 mod queue;
 mod threads;

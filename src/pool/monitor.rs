@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::outbox;
 use super::policy::{self, Books, Look, Sampled, Step, TICK};
 use super::queue::Shared;
 use super::threads::{wake_one, Slot};
@@ -24,7 +25,13 @@ pub(super) fn monitor_loop(shared: &Arc<Shared>) {
             waking: st.waking,
             room,
         };
-        let tick = match policy::look(&books) {
+        let look = policy::look(&books);
+        if st.hold_replies && look != Look::Measure(TICK) {
+            // Not ticking soon: from now on no thread holds a reply, and none is left held.
+            st.hold_replies = false;
+            outbox::deliver(outbox::take_all(&st.workers));
+        }
+        let tick = match look {
             Look::Stop => return,
             Look::Wait => {
                 st = shared
@@ -77,6 +84,10 @@ pub(super) fn monitor_loop(shared: &Arc<Shared>) {
         let state = run_state(sample.iter().map(|(s, _)| s.probe.is_runnable()));
         let preempted = switches() != switched_before;
         st = shared.lock();
+        // No reply waits longer than a tick behind a job that turned out long; replies are
+        // held at all only while the busy threads keep a core busy (`outbox.rs`).
+        outbox::deliver(outbox::take_all(&st.workers));
+        st.hold_replies = tick == TICK && policy::saturated(load);
         let decision = policy::judge(&Sampled {
             measured: sample.len(),
             load,

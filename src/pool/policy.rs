@@ -27,6 +27,13 @@ const BLOCKED_BELOW: f64 = 0.75;
 /// take some of the CPU.
 const CONTENDED_ABOVE: f64 = 0.8;
 
+/// Whether busy threads that used `load` of a core during a tick saturate it, so that
+/// finished replies may wait a moment for others to be handed over with (`outbox.rs`): the
+/// threads' CPU, not what they wait for, bounds the pool, and the core has time to spare.
+pub(super) fn saturated(load: f64) -> bool {
+    load > CONTENDED_ABOVE
+}
+
 /// Blocked ticks in a row before another thread is woken: a single one may catch the busy
 /// threads waiting out a short GIL hold by another thread (logging, say) rather than blocked
 /// in I/O.

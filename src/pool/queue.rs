@@ -80,6 +80,9 @@ pub(super) struct State {
     /// so Python never finalizes under a thread that is still attached.
     pub(super) alive: usize,
     pub(super) closing: bool,
+    /// Threads may hold replies (`outbox.rs`): the monitor ticks every `TICK`, delivering
+    /// what they hold at each tick, and the busy threads used a core during the last one.
+    pub(super) hold_replies: bool,
     pub(super) spawned: u64,
     /// Thread time spent holding a job until `busy_mark`, for the statistics: the integral of
     /// `busy` over time, advanced whenever `busy` changes.

@@ -8,6 +8,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use pyo3::prelude::*;
 
+use super::outbox::{self, Outbox, HOLD_AT_MOST, HOLD_DEPTH};
 use super::queue::Work;
 use super::queue::{Shared, State};
 use crate::cancel::Flight;
@@ -26,6 +27,8 @@ pub(super) struct Slot {
     flags: Mutex<Flags>,
     /// The flight of the request the thread is running.
     running: Mutex<Option<Arc<Flight>>>,
+    /// Replies the thread holds back while jobs queue behind it (`outbox.rs`).
+    pub(super) outbox: Outbox,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -41,6 +44,7 @@ impl Slot {
             probe: ThreadProbe::new(),
             flags: Mutex::new(Flags::default()),
             running: Mutex::new(None),
+            outbox: Outbox::default(),
         })
     }
 
@@ -118,7 +122,15 @@ fn worker_main(shared: &Arc<Shared>, slot: &Arc<Slot>) {
             // A thread that finishes a job while others wait takes the next one without
             // letting go of the GIL: releasing and re-taking it per request is a hand-off in
             // which any other thread may grab the GIL first.
-            next = queued_job(shared).or_else(|| py.detach(|| next_job(shared, slot)));
+            next = queued_job(shared, slot).or_else(|| {
+                // Going idle or stepping back: nothing it holds may wait for its next job.
+                outbox::hold(None);
+                let held = slot.outbox.take();
+                py.detach(|| {
+                    outbox::deliver(held);
+                    next_job(shared, slot)
+                })
+            });
         }
     });
     slot.probe.detach();
@@ -145,12 +157,23 @@ fn name_python_thread(py: Python<'_>) {
 /// For a thread that has just finished a job (and so is still counted busy): the next queued
 /// job, if one waits and the allowance permits. Never blocks for long: the pool lock is only
 /// held for queue operations, never while waiting for the GIL.
-fn queued_job(shared: &Shared) -> Option<Work> {
+///
+/// With the job comes whether its reply may be held (`outbox.rs`): when many more wait and
+/// the monitor allows it. Replies held already are delivered unless both still hold and there
+/// is room for one more.
+fn queued_job(shared: &Shared, slot: &Arc<Slot>) -> Option<Work> {
     let mut st = shared.lock();
     if st.busy > st.allowed {
         return None; // too many threads compete for the GIL: this one steps back
     }
-    st.queue.pop_front()
+    let job = st.queue.pop_front()?;
+    let hold = st.hold_replies && st.queue.len() >= HOLD_DEPTH;
+    drop(st);
+    if !hold || slot.outbox.len() >= HOLD_AT_MOST {
+        outbox::deliver(slot.outbox.take());
+    }
+    outbox::hold(hold.then_some(slot));
+    Some(job)
 }
 
 /// Block until there is a job for this thread, or return None when it should exit.

@@ -8,10 +8,13 @@
 //! - `lend.rs`: Python `bytes` handed to the network core without a copy;
 //! - `request.rs`: `ferrule.request` and `ferrule.disconnected`;
 //! - `interrupt.rs`: the cancellation exception raised in a request's thread after the grace;
-//! - `response.rs`: calling the application and delivering its result.
+//! - `response.rs`: calling the application and delivering its result;
+//! - `cost.rs`: `FERRULE_COST_SAMPLE`, the application's share of a worker thread's CPU time,
+//!   for benchmarks.
 //!
 //! Threads and queueing are `pool/`'s; the network side is `http/`.
 
+pub(crate) mod cost;
 pub(crate) mod environ;
 mod errors;
 mod file_wrapper;

@@ -146,7 +146,7 @@ impl Responder {
         }
         self.sent = body.len() as u64;
         let reply_msg = Reply::full(head.status, head.headers, body).with_reason(head.reason);
-        reply.send(reply_msg).map_err(|_| SendError::ClientGone)
+        crate::pool::outbox::send(reply, reply_msg).map_err(|_| SendError::ClientGone)
     }
 
     /// Send the head with a file body that tokio reads by itself.
@@ -385,6 +385,7 @@ impl StartResponse {
         response_headers: &Bound<'_, PyAny>,
         exc_info: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Write> {
+        let _ours = super::cost::Ours::start();
         let exc_info = exc_info.filter(|e| !e.is_none());
         if let Some(info) = exc_info {
             if slf.get().lock().head_sent() {

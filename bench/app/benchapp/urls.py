@@ -10,4 +10,5 @@ urlpatterns = [
     path("upload", views.upload),
     path("fanout-asgiref", views.fanout_asgiref),
     path("fanout-ferrule", views.fanout_ferrule),
+    path("costs", views.costs),
 ]

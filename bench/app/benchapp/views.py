@@ -1,6 +1,7 @@
 """The workloads: each view is as small as its job, so the server is what differs."""
 
 import asyncio
+import json
 import time
 
 from asgiref.sync import async_to_sync
@@ -29,6 +30,18 @@ def sleep(request):
 
 def one_mb(request):
     return HttpResponse(ONE_MB, content_type="application/octet-stream")
+
+
+def costs(request):
+    """ferrule's FERRULE_COST_SAMPLE totals as JSON (bench/run.py --cost); 404 elsewhere."""
+    try:
+        from ferrule._ferrule import worker_costs
+    except ImportError:
+        worker_costs = None
+    totals = worker_costs() if worker_costs else None
+    if totals is None:
+        return HttpResponse("not sampling", status=404, content_type="text/plain")
+    return HttpResponse(json.dumps(totals), content_type="application/json")
 
 
 @csrf_exempt
