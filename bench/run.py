@@ -1000,9 +1000,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--baseline",
-        metavar="PYTHON",
+        action="append",
+        metavar="[NAME=]PYTHON",
         help="also run ferrule from another checkout's virtualenv (its python), as the server "
-        "'ferrule-baseline', to compare two versions in one run",
+        "'ferrule-NAME' (default NAME: baseline), to compare versions in one run; repeatable",
     )
     p.add_argument(
         "--workers",
@@ -1019,11 +1020,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "worker thread split into the application's part and its own (FERRULE_COST_SAMPLE)",
     )
     args = p.parse_args(argv)
-    if args.baseline:
-        SERVERS["ferrule-baseline"] = ServerConfig(
-            "ferrule-baseline",
-            f"ferrule (baseline: {args.baseline})",
-            [args.baseline, "-m", "ferrule", "--bind", "127.0.0.1:{port}", APP],
+    for given in args.baseline or []:
+        name, _, python = given.rpartition("=")
+        server = f"ferrule-{name or 'baseline'}"
+        SERVERS[server] = ServerConfig(
+            server,
+            f"ferrule ({name or 'baseline'}: {python})",
+            [python, "-m", "ferrule", "--bind", "127.0.0.1:{port}", APP],
             workers_argv=("--workers", "{workers}"),
         )
     if args.rounds is not None and args.rounds < 1:

@@ -49,13 +49,18 @@ pub fn parse_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue)
     if HOP_BY_HOP.contains(&header.as_str()) {
         return Err(format!("{name:?} is a hop-by-hop header; it cannot be used by a WSGI application (see PEP 3333)"));
     }
-    let latin1: Option<Vec<u8>> = value
-        .chars()
-        .map(|c| u8::try_from(u32::from(c)).ok())
-        .collect();
-    let value_bytes = latin1.ok_or_else(|| {
-        format!("invalid value {value:?} for response header {name:?}: it must be encodable as latin-1 (see PEP 3333)")
-    })?;
+    // An ASCII value is its own latin-1 bytes: no copy to make them.
+    let value_bytes: std::borrow::Cow<'_, [u8]> = if value.is_ascii() {
+        value.as_bytes().into()
+    } else {
+        let latin1: Option<Vec<u8>> = value
+            .chars()
+            .map(|c| u8::try_from(u32::from(c)).ok())
+            .collect();
+        latin1.ok_or_else(|| {
+            format!("invalid value {value:?} for response header {name:?}: it must be encodable as latin-1 (see PEP 3333)")
+        })?.into()
+    };
     let value = HeaderValue::from_bytes(&value_bytes).map_err(|_| {
         format!("invalid value {value:?} for response header {name:?}: it contains a control character (see PEP 3333)")
     })?;

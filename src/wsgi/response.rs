@@ -181,8 +181,9 @@ impl Application {
 }
 
 fn close(result: &Bound<'_, PyAny>) -> PyResult<()> {
-    if result.hasattr("close")? {
-        result.call_method0("close")?;
+    // One attribute lookup, not hasattr's and then the call's.
+    if let Some(close) = result.getattr_opt(pyo3::intern!(result.py(), "close"))? {
+        close.call0()?;
     }
     Ok(())
 }
