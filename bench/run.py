@@ -76,6 +76,12 @@ WORKLOADS = {
         ),
         Workload("1mb", "/1mb", "1 MB response", expect_length=ONE_MB),
         Workload(
+            "stream",
+            "/stream",
+            "StreamingHttpResponse, 16 chunks of 4 KB",
+            expect_length=16 * 4096,
+        ),
+        Workload(
             "upload", "/upload", "1 MB POST body", method="POST", expect_body=str(ONE_MB).encode()
         ),
     ]
@@ -775,9 +781,14 @@ RATIO_TARGETS = [
 OWN_TARGET_US = 3.0
 
 
-def target_checks(all_results: dict[str, list[Result]], workers: int = 1) -> str:
+def target_checks(
+    all_results: dict[str, list[Result]],
+    workers: int = 1,
+    references: dict[str, Result] | None = None,
+) -> str:
     def rps(workload: str, server: str) -> float | None:
-        for r in all_results.get(workload, []):
+        reference = (references or {}).get(workload)
+        for r in [*all_results.get(workload, []), *([reference] if reference else [])]:
             if r.server == server:
                 return r.rps
         return None
@@ -1058,6 +1069,7 @@ def main(argv: list[str] | None = None) -> int:
         env = app_env(tmp, **({"FERRULE_COST_SAMPLE": str(COST_SAMPLE)} if args.cost else {}))
         report = [header(args, seconds, rounds)]
         all_results: dict[str, list[Result]] = {}
+        references: dict[str, Result] = {}
         for name in args.only:
             w = WORKLOADS[name]
             runs: dict[str, list[Result]] = {server: [] for server in args.servers}
@@ -1075,10 +1087,11 @@ def main(argv: list[str] | None = None) -> int:
             log(f"/{w.name}: in-process reference")
             reference = run_inprocess(w, seconds, env)
             all_results[name] = results
+            references[name] = reference
             report.append(table(w, seconds, rounds, results, reference, args.workers))
             if args.cost:
                 report.append(cost_table(w, results, reference))
-        report.append(target_checks(all_results, args.workers))
+        report.append(target_checks(all_results, args.workers, references))
 
     text = "\n".join(report)
     print(text)

@@ -1,6 +1,6 @@
 """A saturated pool's held replies (src/pool/outbox.rs), seen through a live server.
 
-While jobs queue behind a worker thread that keeps a core busy, the thread holds up to 8
+While jobs queue behind a worker thread that keeps a core busy, the thread holds up to 16
 finished replies and wakes the network core once for them. What a client must never see of
 that: a reply given to someone else, or a finished reply kept back behind a long job the
 thread took next (the monitor delivers what is held at each 2 ms tick).

@@ -22,6 +22,7 @@ REQUESTS = {
     "template": ("GET", "/template", b""),
     "sleep": ("GET", "/sleep", b""),
     "1mb": ("GET", "/1mb", b""),
+    "stream": ("GET", "/stream", b""),
     "upload": ("POST", "/upload", ONE_MB),
 }
 

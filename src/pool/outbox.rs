@@ -3,9 +3,9 @@
 //!
 //! Handing a reply to the core wakes its I/O thread, which usually sleeps between replies.
 //! Waking a sleeping thread on another core is a system call and an inter-processor
-//! interrupt, paid by the thread that wakes: measured at 3–12 µs of the worker thread's CPU
-//! time on the 2-core VM the benchmarks run on (`bench/RESULTS.md`), a tenth of a plain
-//! Django view's whole cost there. When jobs queue behind a thread that runs one after
+//! interrupt, paid by the thread that wakes: `perf` put a tenth of the worker thread's time on
+//! a plain Django view in that one `eventfd` write, on the 2-core VM the benchmarks run on
+//! (`bench/RESULTS.md`). When jobs queue behind a thread that runs one after
 //! another (a saturated CPU-bound pool), the core does not need each reply at once: every
 //! waiting request already waits for several whole requests. The thread then keeps up to
 //! [`HOLD_AT_MOST`] finished replies and hands them over together; waking tokio for the first
@@ -38,10 +38,12 @@ use crate::job::Reply;
 /// that cannot send its next request.
 pub(super) const HOLD_DEPTH: usize = 8;
 
-/// Replies held at most. Measured with `bench/worker_cost.py` on /plain at 64 connections:
-/// 4 took back about half of what 8 did; more than 8 adds latency for each held reply for
-/// little more (`bench/RESULTS.md`).
-pub(super) const HOLD_AT_MOST: usize = 8;
+/// Replies held at most. The monitor's tick bounds how long any is held (2 ms, about a dozen
+/// /plain requests on the benchmark machine), so this mostly bounds how many wait together.
+/// Measured with `bench/run.py --cost` on /plain at 64 connections: 4 took back about half of
+/// what 8 did, and 16 cut ferrule's own time per request from 12.9 to 8.7 µs over 8, with the
+/// same p99 (`bench/RESULTS.md`).
+pub(super) const HOLD_AT_MOST: usize = 16;
 
 type Held = (oneshot::Sender<Reply>, Reply);
 

@@ -7,6 +7,7 @@ urlpatterns = [
     path("template", views.template),
     path("sleep", views.sleep),
     path("1mb", views.one_mb),
+    path("stream", views.stream),
     path("upload", views.upload),
     path("fanout-asgiref", views.fanout_asgiref),
     path("fanout-ferrule", views.fanout_ferrule),

@@ -5,7 +5,7 @@ import json
 import time
 
 from asgiref.sync import async_to_sync
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 
@@ -26,6 +26,16 @@ def sleep(request):
     # Stands in for a 50 ms database query or HTTP call: the thread blocks without the GIL.
     time.sleep(0.05)
     return HttpResponse("slept 50 ms", content_type="text/plain")
+
+
+STREAM_CHUNK = b"x" * 4096
+
+
+def stream(request):
+    # A body the server iterates and streams chunk by chunk (no Content-Length).
+    return StreamingHttpResponse(
+        (STREAM_CHUNK for _ in range(16)), content_type="application/octet-stream"
+    )
 
 
 def one_mb(request):
