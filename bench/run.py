@@ -380,7 +380,9 @@ def record_costs(
     the clock reads are accounted for)."""
     if requests <= 0:
         return
-    used = {k: (name, ns - before[k][1]) for k, (name, ns) in after.items() if k in before}
+    # A thread started during the run counts from zero; one that exited during it is not seen
+    # (its time is lost), so a pool that shrinks mid-run is under-counted.
+    used = {k: (name, ns - before.get(k, (name, 0))[1]) for k, (name, ns) in after.items()}
     if not used:
         return
     name, busiest = max(used.values(), key=lambda v: v[1])

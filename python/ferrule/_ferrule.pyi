@@ -15,6 +15,7 @@ __all__ = [
     "gather",
     "main",
     "wait",
+    "worker_costs",
 ]
 
 _T = TypeVar("_T")
@@ -87,3 +88,9 @@ def gather(
 
 def cancelled() -> bool:
     """Whether the request the calling thread runs has been cancelled; False outside one."""
+
+def worker_costs() -> dict[str, int] | None:
+    """`FERRULE_COST_SAMPLE`'s totals, for benchmarks (`bench/run.py --cost`), or None when the
+    variable is not set: `every`, `seen` (WSGI requests run), `sampled`, `app_ns` (the
+    application's CPU time over the sampled requests, clock reads included),
+    `clock_cost_ns` and `reads_per_sample`."""
