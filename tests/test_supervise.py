@@ -198,11 +198,12 @@ def test_sigterm_lets_a_request_in_progress_finish(workers):
     result = {}
 
     def slow():
-        result["answer"] = answer(server, "/slow?secs=1.5")
+        result["answer"] = answer(server, "/slow?secs=1.5&tag=inflight")
 
     t = threading.Thread(target=slow)
     t.start()
-    time.sleep(0.5)  # the request is under way (not a synchronization: the test holds either way)
+    # SIGTERM comes while the view runs: it has started, and has 1.5 s to go.
+    server.wait_for_output(r"procapp slow started tag=inflight", LIVENESS)
     assert server.stop(signal.SIGTERM, LIVENESS) == 0
     t.join(LIVENESS)
     assert result["answer"][0] == 200

@@ -1,7 +1,8 @@
 """A fixture for the supervisor tests: says which process answered, and misbehaves on demand.
 
   /            "pid PID VERSION" (VERSION from the file in $PROCAPP_VERSION_FILE, read at import)
-  /slow?secs=S sleeps S seconds in small steps (cancellable), then answers
+  /slow?secs=S sleeps S seconds in small steps (cancellable), then answers; with `tag=T` it
+  first records `procapp slow started tag=T`
   /leak?mb=N   keeps N more megabytes alive for the life of the process
   /stuck       sleeps an hour in one C call that cancellation cannot interrupt
   /thread      the name Python gives the thread that runs the request
@@ -42,6 +43,10 @@ def application(environ, start_response):
     query = parse_qs(environ.get("QUERY_STRING", ""))
     if path == "/slow":
         deadline = time.monotonic() + float(query.get("secs", ["1"])[0])
+        if tag := query.get("tag", [None])[0]:
+            from _record import record
+
+            record(f"procapp slow started tag={tag}")
         while time.monotonic() < deadline:
             time.sleep(0.01)
     elif path == "/leak":
