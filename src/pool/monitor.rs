@@ -3,12 +3,12 @@
 //! allowance. It decides nothing itself; the CPU clock and scheduler state are read through
 //! `sample.rs`, and threads are woken through `threads.rs`.
 
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::outbox;
 use super::policy::{self, Books, Look, Sampled, Step, TICK};
-use super::queue::Shared;
+use super::queue::{Shared, State};
 use super::threads::{wake_one, Slot};
 use crate::platform::{self, RunState, ThreadProbe};
 
@@ -28,8 +28,11 @@ pub(super) fn monitor_loop(shared: &Arc<Shared>) {
         let look = policy::look(&books);
         if st.hold_replies && look != Look::Measure(TICK) {
             // Not ticking soon: from now on no thread holds a reply, and none is left held.
+            // The books may change while the lock is let go to deliver: look again.
             st.hold_replies = false;
-            outbox::deliver(outbox::take_all(&st.workers));
+            let held = outbox::take_all(&st.workers);
+            st = deliver_unlocked(shared, st, held);
+            continue;
         }
         let tick = match look {
             Look::Stop => return,
@@ -86,7 +89,7 @@ pub(super) fn monitor_loop(shared: &Arc<Shared>) {
         st = shared.lock();
         // No reply waits longer than a tick behind a job that turned out long; replies are
         // held at all only while the busy threads keep a core busy (`outbox.rs`).
-        outbox::deliver(outbox::take_all(&st.workers));
+        let held = outbox::take_all(&st.workers);
         st.hold_replies = tick == TICK && policy::saturated(load);
         let decision = policy::judge(&Sampled {
             measured: sample.len(),
@@ -103,25 +106,45 @@ pub(super) fn monitor_loop(shared: &Arc<Shared>) {
         });
         blocked_ticks = decision.blocked_ticks;
         st.allowed = decision.allowed;
-        match decision.step {
-            Step::Grow => {
-                crate::log_debug!(
-                    "{} busy thread(s) used {:.0}% of a core ({state:?}); waking another for {} queued request(s)",
-                    sample.len(),
-                    100.0 * load,
-                    st.queue.len()
-                );
-                wake_one(shared, &mut st);
-            }
-            Step::Shrink => crate::log_debug!(
-                "{} busy thread(s) used {:.0}% of a core ({state:?}): allowing {}",
-                sample.len(),
-                100.0 * load,
-                st.allowed
-            ),
-            Step::Keep => {}
-        }
+        act(shared, &mut st, decision.step, (sample.len(), load, state));
+        st = deliver_unlocked(shared, st, held);
     }
+}
+
+/// Take `step`, judged from `measured` busy threads that used `load` of a core in `state`.
+fn act(shared: &Arc<Shared>, st: &mut State, step: Step, measured: (usize, f64, RunState)) {
+    let (busy, load, state) = measured;
+    match step {
+        Step::Grow => {
+            crate::log_debug!(
+                "{busy} busy thread(s) used {:.0}% of a core ({state:?}); waking another for {} queued request(s)",
+                100.0 * load,
+                st.queue.len()
+            );
+            wake_one(shared, st);
+        }
+        Step::Shrink => crate::log_debug!(
+            "{busy} busy thread(s) used {:.0}% of a core ({state:?}): allowing {}",
+            100.0 * load,
+            st.allowed
+        ),
+        Step::Keep => {}
+    }
+}
+
+/// Hand `held` to the core with the pool lock let go: waking the I/O thread is a system call,
+/// and the core needs the lock to queue a job.
+fn deliver_unlocked<'a>(
+    shared: &'a Shared,
+    st: MutexGuard<'a, State>,
+    held: Vec<outbox::Held>,
+) -> MutexGuard<'a, State> {
+    if held.is_empty() {
+        return st;
+    }
+    drop(st);
+    outbox::deliver(held);
+    shared.lock()
 }
 
 /// The busy threads' state as one: runnable if any is, waiting if all are, else unknown.

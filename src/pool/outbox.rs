@@ -20,8 +20,9 @@
 //! - the thread going idle or stepping back;
 //! - the monitor's next tick (`TICK`, 2 ms): a long job started behind held replies does
 //!   not hold them up for longer. When the monitor stops ticking or sees the threads no
-//!   longer saturate a core, it delivers everything held in the same hold of the pool lock
-//!   in which it forbids holding, so no reply is left without someone due to deliver it.
+//!   longer saturate a core, it takes everything held in the same hold of the pool lock in
+//!   which it forbids holding, so no reply is left without someone due to deliver it. It
+//!   delivers them, as at each tick, with the lock let go.
 //!
 //! A reply whose client has gone is refused at once, as an unheld one is.
 
@@ -45,7 +46,8 @@ pub(super) const HOLD_DEPTH: usize = 8;
 /// same p99 (`bench/RESULTS.md`).
 pub(super) const HOLD_AT_MOST: usize = 16;
 
-type Held = (oneshot::Sender<Reply>, Reply);
+/// A finished reply and the channel it goes back on.
+pub(super) type Held = (oneshot::Sender<Reply>, Reply);
 
 /// One worker thread's held replies, reachable by the monitor through the thread's slot.
 #[derive(Default)]
@@ -69,9 +71,10 @@ impl Outbox {
 }
 
 thread_local! {
-    /// The outbox of this worker thread, while the reply of its current job may be held.
-    static HOLDING: RefCell<Option<Arc<Slot>>> = const { RefCell::new(None) };
-    /// Whether `HOLDING` is set: read on every reply without borrowing the cell.
+    /// This worker thread's slot, whose outbox holds its replies (set once, when it starts).
+    static SLOT: RefCell<Option<Arc<Slot>>> = const { RefCell::new(None) };
+    /// Whether the reply of the job the thread runs may be held: read on every reply without
+    /// borrowing `SLOT`.
     static MAY_HOLD: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -82,7 +85,7 @@ pub struct Gone;
 /// Hand `reply` to the core, or hold it if this thread's current job allows.
 pub fn send(tx: oneshot::Sender<Reply>, reply: Reply) -> Result<(), Gone> {
     if MAY_HOLD.get() && !tx.is_closed() {
-        HOLDING.with_borrow(|slot| match slot {
+        SLOT.with_borrow(|slot| match slot {
             Some(slot) => {
                 slot.outbox.held().push((tx, reply));
                 Ok(())
@@ -94,14 +97,14 @@ pub fn send(tx: oneshot::Sender<Reply>, reply: Reply) -> Result<(), Gone> {
     }
 }
 
-/// Whether the reply of the job this thread is about to run may be held (`slot` is its own).
-pub(super) fn hold(slot: Option<&Arc<Slot>>) {
-    MAY_HOLD.set(slot.is_some());
-    HOLDING.with_borrow_mut(|held| {
-        if held.as_ref().map(Arc::as_ptr) != slot.map(Arc::as_ptr) {
-            *held = slot.cloned();
-        }
-    });
+/// The calling thread is the worker of `slot`: its replies may be held in `slot`'s outbox.
+pub(super) fn install(slot: &Arc<Slot>) {
+    SLOT.set(Some(Arc::clone(slot)));
+}
+
+/// Whether the reply of the job this thread is about to run may be held.
+pub(super) fn hold(may: bool) {
+    MAY_HOLD.set(may);
 }
 
 /// Hand held replies to the core. A client that went away meanwhile finds nobody reading,

@@ -101,6 +101,7 @@ pub(super) fn spawn_worker(shared: &Arc<Shared>, st: &mut State, woken: bool) {
 
 fn worker_main(shared: &Arc<Shared>, slot: &Arc<Slot>) {
     slot.probe.attach();
+    outbox::install(slot);
     Python::attach(|py| {
         name_python_thread(py);
         let mut next = py.detach(|| next_job(shared, slot));
@@ -124,7 +125,7 @@ fn worker_main(shared: &Arc<Shared>, slot: &Arc<Slot>) {
             // which any other thread may grab the GIL first.
             next = queued_job(shared, slot).or_else(|| {
                 // Going idle or stepping back: nothing it holds may wait for its next job.
-                outbox::hold(None);
+                outbox::hold(false);
                 let held = slot.outbox.take();
                 py.detach(|| {
                     outbox::deliver(held);
@@ -172,7 +173,7 @@ fn queued_job(shared: &Shared, slot: &Arc<Slot>) -> Option<Work> {
     if !hold || slot.outbox.len() >= HOLD_AT_MOST {
         outbox::deliver(slot.outbox.take());
     }
-    outbox::hold(hold.then_some(slot));
+    outbox::hold(hold);
     Some(job)
 }
 
