@@ -194,11 +194,11 @@ fn run(
     hooks::run(py, hooks.as_ref(), Point::PostWorkerInit);
     let result = routes::routes(py, plan, target)
         .and_then(|routes| serve::serve(py, plan, loaded, routes, worker));
-    if let (Some(hooks), Ok(Exit::Clean(_))) = (&hooks, &result) {
-        hooks.wait_apart(py);
-    }
     if let Ok(Exit::Clean(_)) = &result {
         // Not after a forced exit: requests still run, and a second signal means now.
+        if let Some(hooks) = &hooks {
+            hooks.wait_apart(py);
+        }
         hooks::run(py, hooks.as_ref(), Point::WorkerExit);
     }
     if let Some(t) = log_thread {

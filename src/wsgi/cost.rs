@@ -69,65 +69,60 @@ fn clock_cost_ns() -> u64 {
 }
 
 thread_local! {
-    /// Whether this thread is running a sampled request.
-    static ACTIVE: Cell<bool> = const { Cell::new(false) };
-    /// CPU time inside `start_response` during the sampled request.
-    static OURS_NS: Cell<u64> = const { Cell::new(0) };
+    /// CPU time inside `start_response` during the sampled request this thread runs; `None`
+    /// while it runs one that is not sampled.
+    static OURS_NS: Cell<Option<u64>> = const { Cell::new(None) };
 }
 
-/// The application's part of one sampled request, added to as it runs.
-pub struct Sample {
+/// The application's part of one request, added to as it runs, if the request is sampled;
+/// otherwise every method does nothing.
+pub struct Sample(Option<Sampled>);
+
+struct Sampled {
+    costs: &'static Costs,
     app_ns: u64,
     since: u64,
 }
 
 impl Sample {
-    /// `Some` when this request is one of the sampled ones.
-    pub fn pick() -> Option<Sample> {
-        let costs = costs()?;
-        if costs.seen.fetch_add(1, Ordering::Relaxed) % costs.every != 0 {
-            return None;
-        }
-        ACTIVE.set(true);
-        OURS_NS.set(0);
-        Some(Sample {
-            app_ns: 0,
-            since: 0,
-        })
+    /// Sampled when sampling is on and it is this request's turn.
+    pub fn pick() -> Sample {
+        let sampled = costs()
+            .filter(|costs| costs.seen.fetch_add(1, Ordering::Relaxed) % costs.every == 0)
+            .map(|costs| {
+                OURS_NS.set(Some(0));
+                Sampled {
+                    costs,
+                    app_ns: 0,
+                    since: 0,
+                }
+            });
+        Sample(sampled)
     }
 
     /// The application's code starts running.
     pub fn enter(&mut self) {
-        self.since = this_thread_cpu_ns();
+        if let Some(s) = &mut self.0 {
+            s.since = this_thread_cpu_ns();
+        }
     }
 
     /// The application's code has returned.
     pub fn leave(&mut self) {
-        self.app_ns += this_thread_cpu_ns().saturating_sub(self.since);
+        if let Some(s) = &mut self.0 {
+            s.app_ns += this_thread_cpu_ns().saturating_sub(s.since);
+        }
     }
 
     /// The request is done: add it to the totals.
     pub fn finish(self) {
-        ACTIVE.set(false);
-        if let Some(costs) = costs() {
-            let app = self.app_ns.saturating_sub(OURS_NS.get());
-            costs.sampled.fetch_add(1, Ordering::Relaxed);
-            costs.app_ns.fetch_add(app, Ordering::Relaxed);
+        if let Some(s) = self.0 {
+            let ours = OURS_NS.take().unwrap_or(0);
+            s.costs.sampled.fetch_add(1, Ordering::Relaxed);
+            s.costs
+                .app_ns
+                .fetch_add(s.app_ns.saturating_sub(ours), Ordering::Relaxed);
         }
-    }
-}
-
-/// [`Sample::enter`] if this request is sampled.
-pub fn enter(sample: &mut Option<Sample>) {
-    if let Some(sample) = sample {
-        sample.enter();
-    }
-}
-
-/// [`Sample::leave`] if this request is sampled.
-pub fn leave(sample: &mut Option<Sample>) {
-    if let Some(sample) = sample {
-        sample.leave();
     }
 }
 
@@ -137,14 +132,14 @@ pub struct Ours(Option<u64>);
 
 impl Ours {
     pub fn start() -> Self {
-        Ours(ACTIVE.get().then(this_thread_cpu_ns))
+        Ours(OURS_NS.get().map(|_| this_thread_cpu_ns()))
     }
 }
 
 impl Drop for Ours {
     fn drop(&mut self) {
-        if let Some(since) = self.0 {
-            OURS_NS.set(OURS_NS.get() + this_thread_cpu_ns().saturating_sub(since));
+        if let (Some(since), Some(ours)) = (self.0, OURS_NS.get()) {
+            OURS_NS.set(Some(ours + this_thread_cpu_ns().saturating_sub(since)));
         }
     }
 }

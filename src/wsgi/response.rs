@@ -17,7 +17,7 @@ use http::request::Parts;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyBytesMethods, PyList, PyTuple};
 
-use super::cost;
+use super::cost::Sample;
 use super::environ::{self, Constants, Streams};
 use super::errors::ErrorStream;
 use super::file_wrapper::FileWrapper;
@@ -129,7 +129,7 @@ impl Application {
         // Kept for post_request, when there is one.
         let mut environ = None;
         // `FERRULE_COST_SAMPLE`: this request's CPU time in the application, if sampled.
-        let mut sample = cost::Sample::pick();
+        let mut sample = Sample::pick();
         let outcome = (|| -> Result<(), Failure> {
             let request = Request::new(Arc::clone(trace.trace()));
             let streams = Streams {
@@ -145,20 +145,18 @@ impl Application {
             // From the call to the end of the body the thread runs this request's code, and
             // a cancellation may be raised in it; not in close(), which must run.
             let running = Running::start(py, &flight);
-            cost::enter(&mut sample);
+            sample.enter();
             let result = self.app.bind(py).call1((env, &start_response))?;
-            cost::leave(&mut sample);
+            sample.leave();
             let delivered = deliver(py, start_response.get(), &result);
             drop(running);
-            cost::enter(&mut sample);
+            sample.enter();
             let closed = close(&result);
-            cost::leave(&mut sample);
+            sample.leave();
             delivered?;
             closed.map_err(Failure::Raised)
         })();
-        if let Some(sample) = sample {
-            sample.finish();
-        }
+        sample.finish();
         if let Err(failure) = &outcome {
             start_response.get().fail();
             log_failure(py, &head, failure, flight.reason());
