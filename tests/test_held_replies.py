@@ -8,7 +8,6 @@ thread took next (the monitor delivers what is held at each 2 ms tick).
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 
@@ -53,11 +52,8 @@ def test_held_replies_reach_their_own_clients_and_never_wait_for_a_long_view(ser
         longer = threading.Thread(target=long_view)
         longer.start()
 
-        def started():
-            m = re.search(r"heldapp long started at ([\d.]+)", server.output())
-            return float(m.group(1)) if m else Unmet("not yet")
-
-        long_started = wait_until(started, 60, what="the long view to start")
+        started = server.wait_for_output(r"heldapp long started at ([\d.]+)", 60)
+        long_started = float(started.group(1))
         # The long view holds its thread (and the GIL) for 3 s; replies finished before it
         # started must reach their clients meanwhile.
         time.sleep(3)

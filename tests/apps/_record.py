@@ -1,4 +1,5 @@
-"""Shared by the fixture apps: make `close()` and other events visible to the tests.
+"""Shared by the fixture apps: make `close()` and other events visible to the tests, and
+answer plain text.
 
 Each event is printed to stderr (the server's output, which tests read with
 `wait_for_output`) and, when FERRULE_TEST_CLOSE_LOG names a file, appended to it.
@@ -38,3 +39,13 @@ def wait_for_gate(path: str, limit: float = 60.0) -> None:
     deadline = time.monotonic() + limit
     while not os.path.exists(path) and time.monotonic() < deadline:
         time.sleep(0.01)
+
+
+def answer_text(start_response, body: str | None) -> list[bytes]:
+    """A `text/plain` answer of `body` with its Content-Length; `None` is a 404."""
+    if body is None:
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"not found\n"]
+    data = body.encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(data)))])
+    return [data]

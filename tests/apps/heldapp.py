@@ -9,7 +9,7 @@
 import os
 import time
 
-from _record import param, record
+from _record import answer_text, param, record
 
 
 def app(environ, start_response):
@@ -28,8 +28,5 @@ def app(environ, start_response):
                 pass
         body = "long done"
     else:
-        start_response("404 Not Found", [("Content-Type", "text/plain")])
-        return [b"not found\n"]
-    data = body.encode()
-    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(data)))])
-    return [data]
+        body = None
+    return answer_text(start_response, body)

@@ -13,7 +13,7 @@ import fcntl
 import threading
 import time
 
-from _record import param, record
+from _record import answer_text, param, record
 
 
 def app(environ, start_response):
@@ -39,11 +39,8 @@ def app(environ, start_response):
         record(f"platformapp slept tag={tag}")
         body = threading.current_thread().name
     else:
-        start_response("404 Not Found", [("Content-Type", "text/plain")])
-        return [b"not found\n"]
-    data = body.encode()
-    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(data)))])
-    return [data]
+        body = None
+    return answer_text(start_response, body)
 
 
 application = app

@@ -46,9 +46,10 @@ def costs(request):
     """ferrule's FERRULE_COST_SAMPLE totals as JSON (bench/run.py --cost); 404 elsewhere."""
     try:
         from ferrule._ferrule import worker_costs
-    except ImportError:
-        worker_costs = None
-    totals = worker_costs() if worker_costs else None
+    except ImportError:  # another server, or a ferrule from before FERRULE_COST_SAMPLE
+        totals = None
+    else:
+        totals = worker_costs()
     if totals is None:
         return HttpResponse("not sampling", status=404, content_type="text/plain")
     return HttpResponse(json.dumps(totals), content_type="application/json")
